@@ -1,0 +1,233 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// BlockStore keeps block bytes in packs: append-only containers named by a
+// number. Which block lies where is recorded by the store, not here, so that
+// another backend (object storage, an image file) needs only these methods.
+type BlockStore interface {
+	// Create starts a new pack for appending.
+	Create(id uint64) (PackWriter, error)
+	// ReadAt fills p from pack id at offset off.
+	ReadAt(id uint64, p []byte, off int64) error
+	// Remove deletes a pack.
+	Remove(id uint64) error
+	// List returns the ids of all packs present, finished or not.
+	List() ([]uint64, error)
+	// Size is the space the packs take.
+	Size() (int64, error)
+	// Close releases open handles.
+	Close() error
+}
+
+// PackWriter appends blocks to one new pack.
+type PackWriter interface {
+	// Append writes p at the end and returns its offset.
+	Append(p []byte) (int64, error)
+	// Size is the number of bytes appended so far.
+	Size() int64
+	// Finish makes the pack durable and closes it for writing.
+	Finish() error
+	// Abort closes the pack and removes it.
+	Abort() error
+}
+
+// packDir is a BlockStore of pack files in one directory.
+type packDir struct {
+	dir string
+
+	mu   sync.RWMutex
+	open map[uint64]*os.File // read handles, kept because packs never change
+}
+
+// maxOpenPacks bounds the read handles packDir keeps.
+const maxOpenPacks = 512
+
+// NewPackDir returns a BlockStore that keeps packs as files in dir.
+func NewPackDir(dir string) (BlockStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pack directory: %w", err)
+	}
+	return &packDir{dir: dir, open: make(map[uint64]*os.File)}, nil
+}
+
+func (d *packDir) path(id uint64) string {
+	return filepath.Join(d.dir, fmt.Sprintf("%016x.pack", id))
+}
+
+func (d *packDir) Create(id uint64) (PackWriter, error) {
+	f, err := os.OpenFile(d.path(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create pack: %w", err)
+	}
+	return &packFile{f: f, dir: d.dir}, nil
+}
+
+func (d *packDir) handle(id uint64) (*os.File, error) {
+	d.mu.RLock()
+	f := d.open[id]
+	d.mu.RUnlock()
+	if f != nil {
+		return f, nil
+	}
+	f, err := os.Open(d.path(id))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("pack %016x: %w", id, ErrCorrupt)
+		}
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old := d.open[id]; old != nil {
+		f.Close()
+		return old, nil
+	}
+	if len(d.open) >= maxOpenPacks {
+		// Closing a handle another reader is using would fail its read, so
+		// handles are only dropped when nobody can hold them: the map is
+		// simply cleared and old handles are left to the finalizer.
+		d.open = make(map[uint64]*os.File)
+	}
+	d.open[id] = f
+	return f, nil
+}
+
+func (d *packDir) ReadAt(id uint64, p []byte, off int64) error {
+	f, err := d.handle(id)
+	if err != nil {
+		return err
+	}
+	n, err := f.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == io.EOF {
+		return fmt.Errorf("pack %016x: short read at %d: %w", id, off, ErrCorrupt)
+	}
+	return fmt.Errorf("pack %016x: %w", id, err)
+}
+
+func (d *packDir) Remove(id uint64) error {
+	d.mu.Lock()
+	if f := d.open[id]; f != nil {
+		delete(d.open, id)
+		f.Close()
+	}
+	d.mu.Unlock()
+	if err := os.Remove(d.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (d *packDir) List() ([]uint64, error) {
+	names, err := readDirNames(d.dir)
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint64
+	for _, n := range names {
+		if hex, ok := strings.CutSuffix(n, ".pack"); ok {
+			if id, err := strconv.ParseUint(hex, 16, 64); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids, nil
+}
+
+func (d *packDir) Size() (int64, error) {
+	return dirSize(d.dir)
+}
+
+func (d *packDir) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, f := range d.open {
+		f.Close()
+		delete(d.open, id)
+	}
+	return nil
+}
+
+// packFile is a pack being written.
+type packFile struct {
+	f    *os.File
+	dir  string
+	size int64
+}
+
+func (p *packFile) Append(b []byte) (int64, error) {
+	off := p.size
+	n, err := p.f.Write(b)
+	p.size += int64(n)
+	if err != nil {
+		return 0, fmt.Errorf("write pack: %w", err)
+	}
+	return off, nil
+}
+
+func (p *packFile) Size() int64 { return p.size }
+
+func (p *packFile) Finish() error {
+	if err := p.f.Sync(); err != nil {
+		p.f.Close()
+		return fmt.Errorf("sync pack: %w", err)
+	}
+	if err := p.f.Close(); err != nil {
+		return fmt.Errorf("close pack: %w", err)
+	}
+	return syncDir(p.dir)
+}
+
+func (p *packFile) Abort() error {
+	p.f.Close()
+	return os.Remove(p.f.Name())
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// dirSize adds up the allocated size of the files below dir.
+func dirSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += allocated(info)
+		}
+		return nil
+	})
+	return total, err
+}

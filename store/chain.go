@@ -1,0 +1,456 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// blockRecord says where a block's bytes lie and how many chain runs
+// (intervals, across all volumes) reference it. A block with no reference
+// is garbage for gc.
+type blockRecord struct {
+	Pack   uint64
+	Offset uint64
+	Length uint32
+	Refs   uint64
+}
+
+const blockRecordLen = 1 + 8 + 8 + 4 + 8
+
+func (b blockRecord) encode() []byte {
+	v := make([]byte, blockRecordLen)
+	v[0] = 0 // flags: no compression
+	binary.BigEndian.PutUint64(v[1:], b.Pack)
+	binary.BigEndian.PutUint64(v[9:], b.Offset)
+	binary.BigEndian.PutUint32(v[17:], b.Length)
+	binary.BigEndian.PutUint64(v[21:], b.Refs)
+	return v
+}
+
+func decodeBlockRecord(v []byte) (blockRecord, error) {
+	if len(v) != blockRecordLen || v[0] != 0 {
+		return blockRecord{}, fmt.Errorf("block record: %w", ErrCorrupt)
+	}
+	return blockRecord{
+		Pack:   binary.BigEndian.Uint64(v[1:]),
+		Offset: binary.BigEndian.Uint64(v[9:]),
+		Length: binary.BigEndian.Uint32(v[17:]),
+		Refs:   binary.BigEndian.Uint64(v[21:]),
+	}, nil
+}
+
+// intervalRecord is one run [start, End) of consecutive snapshots of a
+// volume that reference a block; End 0 means the run reaches the head.
+// Count is how many times the head references the block (meaningful while
+// the run is open). Upd, PrevEnd and PrevCount remember the last update so
+// that an interrupted commit can be undone exactly.
+type intervalRecord struct {
+	End       uint64
+	Count     uint64
+	Upd       uint64
+	PrevEnd   uint64
+	PrevCount uint64
+}
+
+const intervalRecordLen = 40
+
+func (iv intervalRecord) encode() []byte {
+	v := make([]byte, intervalRecordLen)
+	for i, x := range []uint64{iv.End, iv.Count, iv.Upd, iv.PrevEnd, iv.PrevCount} {
+		binary.BigEndian.PutUint64(v[i*8:], x)
+	}
+	return v
+}
+
+func decodeIntervalRecord(v []byte) (intervalRecord, error) {
+	if len(v) != intervalRecordLen {
+		return intervalRecord{}, fmt.Errorf("interval record: %w", ErrCorrupt)
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(v[i*8:]) }
+	return intervalRecord{End: u(0), Count: u(1), Upd: u(2), PrevEnd: u(3), PrevCount: u(4)}, nil
+}
+
+// blockDelta is how a snapshot changes the number of references to one
+// block relative to its parent.
+type blockDelta struct {
+	Count  int64
+	Length uint32
+}
+
+func (d blockDelta) encode() []byte {
+	v := binary.AppendVarint(nil, d.Count)
+	return binary.AppendUvarint(v, uint64(d.Length))
+}
+
+func decodeBlockDelta(v []byte) (blockDelta, error) {
+	c, n := binary.Varint(v)
+	if n <= 0 {
+		return blockDelta{}, fmt.Errorf("delta record: %w", ErrCorrupt)
+	}
+	l, m := binary.Uvarint(v[n:])
+	if m <= 0 || n+m != len(v) || l > MaxBlockSize {
+		return blockDelta{}, fmt.Errorf("delta record: %w", ErrCorrupt)
+	}
+	return blockDelta{Count: c, Length: uint32(l)}, nil
+}
+
+// deltaSet accumulates block deltas while two trees are compared.
+type deltaSet map[Hash]*blockDelta
+
+func (s deltaSet) add(h Hash, n int64, length uint32) {
+	if h.IsHole() {
+		return
+	}
+	d := s[h]
+	if d == nil {
+		d = &blockDelta{Length: length}
+		s[h] = d
+	}
+	d.Count += n
+}
+
+// treeDelta adds to acc the block references of tree newRoot minus those
+// of oldRoot (hasOld false: an empty tree). Subtrees with the same hash are
+// skipped, so the cost follows the size of the change.
+func (r *Repo) treeDelta(ctx context.Context, oldRoot, newRoot Hash, hasOld bool, acc deltaSet) error {
+	if hasOld && oldRoot == newRoot {
+		return nil
+	}
+	var oldEntries []Entry
+	if hasOld {
+		var err error
+		if oldEntries, err = r.Tree(ctx, oldRoot); err != nil {
+			return err
+		}
+	}
+	newEntries, err := r.Tree(ctx, newRoot)
+	if err != nil {
+		return err
+	}
+	i, j := 0, 0
+	for i < len(oldEntries) || j < len(newEntries) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch {
+		case j == len(newEntries) || (i < len(oldEntries) && oldEntries[i].Name < newEntries[j].Name):
+			err = r.entryRefs(ctx, &oldEntries[i], -1, acc)
+			i++
+		case i == len(oldEntries) || newEntries[j].Name < oldEntries[i].Name:
+			err = r.entryRefs(ctx, &newEntries[j], +1, acc)
+			j++
+		default:
+			o, n := &oldEntries[i], &newEntries[j]
+			switch {
+			case o.Type == TypeDir && n.Type == TypeDir:
+				err = r.treeDelta(ctx, o.Subtree, n.Subtree, true, acc)
+			case sameContent(o, n):
+			default:
+				if err = r.entryRefs(ctx, o, -1, acc); err == nil {
+					err = r.entryRefs(ctx, n, +1, acc)
+				}
+			}
+			i++
+			j++
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// entryRefs adds sign × every block reference of an entry (a whole subtree
+// for a directory).
+func (r *Repo) entryRefs(ctx context.Context, e *Entry, sign int64, acc deltaSet) error {
+	switch e.Type {
+	case TypeDir:
+		entries, err := r.Tree(ctx, e.Subtree)
+		if err != nil {
+			return err
+		}
+		for i := range entries {
+			if err := r.entryRefs(ctx, &entries[i], sign, acc); err != nil {
+				return err
+			}
+		}
+	case TypeRegular:
+		blocks, err := r.FileBlocks(ctx, e)
+		if err != nil {
+			return err
+		}
+		for i, h := range blocks {
+			acc.add(h, sign, e.BlockLen(i))
+		}
+	}
+	return nil
+}
+
+func sameContent(a, b *Entry) bool {
+	if a.Type != TypeRegular || b.Type != TypeRegular || a.Size != b.Size || a.BlockSize != b.BlockSize || a.HasContent != b.HasContent {
+		return false
+	}
+	if a.HasContent {
+		return a.Content == b.Content
+	}
+	for i := range a.Blocks {
+		if a.Blocks[i] != b.Blocks[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// chunkSize is how many blocks one chain-update transaction touches; it
+// keeps transactions well inside badger's limits.
+const chunkSize = 2000
+
+// sortedHashes returns the keys of a deltaSet in order, so that updates
+// run in key order and are reproducible.
+func (s deltaSet) sortedHashes() []Hash {
+	hs := make([]Hash, 0, len(s))
+	for h, d := range s {
+		if d.Count != 0 {
+			hs = append(hs, h)
+		}
+	}
+	sort.Slice(hs, func(i, j int) bool { return string(hs[i][:]) < string(hs[j][:]) })
+	return hs
+}
+
+// writeDelta records a snapshot's delta: the journal from which its chain
+// update is undone after a crash, and later merged when it is deleted.
+func (r *Repo) writeDelta(ctx context.Context, vol, seq uint64, delta deltaSet, hs []Hash) error {
+	wb := r.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, h := range hs {
+		if err := wb.Set(deltaKey(vol, seq, h), delta[h].encode()); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// applyDelta updates the volume's intervals and the block reference counts
+// for snapshot seq. It returns the bytes and blocks the snapshot holds
+// itself (first in their run).
+func (r *Repo) applyDelta(ctx context.Context, vol, seq uint64, delta deltaSet, hs []Hash) (addedBytes, addedBlocks uint64, err error) {
+	for start := 0; start < len(hs); start += chunkSize {
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
+		}
+		chunk := hs[start:min(start+chunkSize, len(hs))]
+		var bytes, blocks uint64
+		err := r.db.Update(func(txn *badger.Txn) error {
+			bytes, blocks = 0, 0
+			for _, h := range chunk {
+				opened, err := applyOne(txn, vol, seq, h, delta[h].Count)
+				if err != nil {
+					return fmt.Errorf("block %s: %w", h.Short(), err)
+				}
+				if opened {
+					bytes += uint64(delta[h].Length)
+					blocks++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, 0, err
+		}
+		addedBytes += bytes
+		addedBlocks += blocks
+	}
+	return addedBytes, addedBlocks, nil
+}
+
+// lastInterval finds the newest run of block h in volume vol starting at or
+// before seq.
+func lastInterval(txn *badger.Txn, vol uint64, h Hash, seq uint64) (start uint64, iv intervalRecord, found bool, err error) {
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: intervalPrefix(vol, h), PrefetchValues: false})
+	defer it.Close()
+	it.Seek(intervalKey(vol, h, seq))
+	if !it.Valid() {
+		return 0, iv, false, nil
+	}
+	item := it.Item()
+	_, _, start, err = parseIntervalKey(item.Key())
+	if err != nil {
+		return 0, iv, false, err
+	}
+	err = item.Value(func(v []byte) (e error) {
+		iv, e = decodeIntervalRecord(v)
+		return e
+	})
+	return start, iv, err == nil, err
+}
+
+func applyOne(txn *badger.Txn, vol, seq uint64, h Hash, n int64) (opened bool, err error) {
+	start, iv, found, err := lastInterval(txn, vol, h, seq)
+	if err != nil {
+		return false, err
+	}
+	if found && iv.End == 0 {
+		count := int64(iv.Count) + n
+		if count < 0 {
+			return false, fmt.Errorf("reference count below zero: %w", ErrCorrupt)
+		}
+		next := intervalRecord{Count: uint64(count), Upd: seq, PrevEnd: iv.End, PrevCount: iv.Count}
+		if count == 0 {
+			next.End = seq
+		}
+		return false, txn.Set(intervalKey(vol, h, start), next.encode())
+	}
+	if n < 0 {
+		return false, fmt.Errorf("removes a block its parent does not hold: %w", ErrCorrupt)
+	}
+	if err := addRefs(txn, h, 1); err != nil {
+		return false, err
+	}
+	return true, txn.Set(intervalKey(vol, h, seq), intervalRecord{Count: uint64(n), Upd: seq}.encode())
+}
+
+// addRefs changes a block's reference count.
+func addRefs(txn *badger.Txn, h Hash, n int64) error {
+	item, err := txn.Get(blockKey(h))
+	if err != nil {
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("block record missing: %w", ErrCorrupt)
+		}
+		return err
+	}
+	var rec blockRecord
+	if err := item.Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
+		return err
+	}
+	if n < 0 && rec.Refs < uint64(-n) {
+		return fmt.Errorf("block reference count below zero: %w", ErrCorrupt)
+	}
+	rec.Refs = uint64(int64(rec.Refs) + n)
+	return txn.Set(blockKey(h), rec.encode())
+}
+
+// undoDelta reverses an interrupted applyDelta of snapshot seq, using the
+// delta journal. Each block's undo is one transaction and checks Upd, so a
+// crash during undo is undone again safely.
+func (r *Repo) undoDelta(ctx context.Context, vol, seq uint64) error {
+	hs, err := r.deltaHashes(vol, seq)
+	if err != nil {
+		return err
+	}
+	for start := 0; start < len(hs); start += chunkSize {
+		chunk := hs[start:min(start+chunkSize, len(hs))]
+		err := r.db.Update(func(txn *badger.Txn) error {
+			for _, h := range chunk {
+				if err := undoOne(txn, vol, seq, h); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return r.deletePrefix(ctx, deltaPrefix(vol, seq))
+}
+
+func undoOne(txn *badger.Txn, vol, seq uint64, h Hash) error {
+	start, iv, found, err := lastInterval(txn, vol, h, seq)
+	if err != nil || !found || iv.Upd != seq {
+		return err
+	}
+	if start == seq {
+		if err := txn.Delete(intervalKey(vol, h, seq)); err != nil {
+			return err
+		}
+		return addRefs(txn, h, -1)
+	}
+	prev := intervalRecord{End: iv.PrevEnd, Count: iv.PrevCount}
+	return txn.Set(intervalKey(vol, h, start), prev.encode())
+}
+
+func (r *Repo) deltaHashes(vol, seq uint64) ([]Hash, error) {
+	var hs []Hash
+	err := r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: deltaPrefix(vol, seq)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			h, err := parseDeltaKey(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			hs = append(hs, h)
+		}
+		return nil
+	})
+	return hs, err
+}
+
+// dropIntervals removes every run of a volume and the references they held.
+func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
+	prefix := []byte{prefixInterval, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint64(prefix[1:], vol)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var keys [][]byte
+		err := r.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(keys) < chunkSize; it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			return nil
+		})
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		r.commitMu.Lock()
+		err = r.db.Update(func(txn *badger.Txn) error {
+			for _, k := range keys {
+				_, h, _, err := parseIntervalKey(k)
+				if err != nil {
+					return err
+				}
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+				if err := addRefs(txn, h, -1); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		r.commitMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Holder returns the seq of the snapshot of the volume that holds block h
+// as referenced by snapshot seq: the first snapshot of the run of
+// consecutive snapshots that reference it. It costs one index seek,
+// whatever the chain's length.
+func (r *Repo) Holder(ctx context.Context, vol, seq uint64, h Hash) (uint64, error) {
+	var holder uint64
+	err := r.db.View(func(txn *badger.Txn) error {
+		start, iv, found, err := lastInterval(txn, vol, h, seq)
+		if err != nil {
+			return err
+		}
+		if !found || (iv.End != 0 && iv.End <= seq) {
+			return fmt.Errorf("block %s in snapshot %d: %w", h.Short(), seq, ErrNotFound)
+		}
+		holder = start
+		return nil
+	})
+	return holder, err
+}

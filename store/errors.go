@@ -1,0 +1,26 @@
+package store
+
+import "errors"
+
+// Sentinel errors. Callers test them with errors.Is; the store wraps them
+// with the name of what failed.
+var (
+	// ErrNotFound: no such volume, snapshot, image, path or block.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: the name is taken.
+	ErrExists = errors.New("already exists")
+	// ErrBusy: an operation that must run alone on a volume is running.
+	ErrBusy = errors.New("busy")
+	// ErrInUse: another process holds the repository.
+	ErrInUse = errors.New("repository in use")
+	// ErrNotRepository: the path is not a chainfs repository.
+	ErrNotRepository = errors.New("not a chainfs repository")
+	// ErrFormat: the repository's format is unknown or newer than this build.
+	ErrFormat = errors.New("unsupported repository format")
+	// ErrCorrupt: stored data failed a consistency or hash check.
+	ErrCorrupt = errors.New("repository data corrupt")
+	// ErrInvalid: a malformed name or argument.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrHasSnapshots: the volume still has snapshots.
+	ErrHasSnapshots = errors.New("volume has snapshots")
+)

@@ -1,0 +1,189 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Tree loads and decodes a tree blob.
+func (r *Repo) Tree(ctx context.Context, h Hash) ([]Entry, error) {
+	blob, err := r.blob(h)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := DecodeTree(blob)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", h.Short(), err)
+	}
+	return entries, nil
+}
+
+// blob reads a tree or content blob and checks its hash.
+func (r *Repo) blob(h Hash) ([]byte, error) {
+	var blob []byte
+	err := r.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(treeKey(h))
+		if err != nil {
+			return err
+		}
+		blob, err = item.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("tree %s missing: %w", h.Short(), ErrCorrupt)
+	} else if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", h.Short(), err)
+	}
+	if Sum(blob) != h {
+		return nil, fmt.Errorf("tree %s: hash mismatch: %w", h.Short(), ErrCorrupt)
+	}
+	return blob, nil
+}
+
+// FileBlocks returns a regular file's block list.
+func (r *Repo) FileBlocks(ctx context.Context, e *Entry) ([]Hash, error) {
+	if !e.HasContent {
+		return e.Blocks, nil
+	}
+	blob, err := r.blob(e.Content)
+	if err != nil {
+		return nil, err
+	}
+	blocks, err := DecodeContent(blob)
+	if err != nil {
+		return nil, fmt.Errorf("content %s: %w", e.Content.Short(), err)
+	}
+	if len(blocks) != e.NumBlocks() {
+		return nil, fmt.Errorf("content %s: %d blocks for size %d: %w", e.Content.Short(), len(blocks), e.Size, ErrCorrupt)
+	}
+	return blocks, nil
+}
+
+// ReadBlock reads block h into p, which must hold the block, checks it
+// against its hash and returns its length. A hole reads as zeros of the
+// length the caller gives. A mismatch is ErrCorrupt, never wrong bytes.
+func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
+	if h.IsHole() {
+		clear(p)
+		return len(p), nil
+	}
+	rec, err := r.blockRecord(h)
+	if err != nil {
+		return 0, err
+	}
+	if int(rec.Length) > len(p) {
+		return 0, fmt.Errorf("block %s: %d bytes, buffer %d: %w", h.Short(), rec.Length, len(p), ErrCorrupt)
+	}
+	p = p[:rec.Length]
+	if err := r.blocks.ReadAt(rec.Pack, p, int64(rec.Offset)); err != nil {
+		return 0, fmt.Errorf("block %s: %w", h.Short(), err)
+	}
+	if Sum(p) != h {
+		return 0, fmt.Errorf("block %s: hash mismatch: %w", h.Short(), ErrCorrupt)
+	}
+	return len(p), nil
+}
+
+func (r *Repo) blockRecord(h Hash) (blockRecord, error) {
+	var rec blockRecord
+	err := r.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(blockKey(h))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e })
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return rec, fmt.Errorf("block %s missing: %w", h.Short(), ErrCorrupt)
+	} else if err != nil {
+		return rec, fmt.Errorf("block %s: %w", h.Short(), err)
+	}
+	return rec, nil
+}
+
+// Lookup resolves a slash-separated path below a root tree. The empty path
+// (or "/") is the root itself, returned as a directory entry named "".
+func (r *Repo) Lookup(ctx context.Context, root Hash, path string) (*Entry, error) {
+	cur := &Entry{Type: TypeDir, Subtree: root, Mode: 0o755}
+	for _, name := range strings.Split(strings.Trim(path, "/"), "/") {
+		if name == "" || name == "." {
+			continue
+		}
+		if cur.Type != TypeDir {
+			return nil, fmt.Errorf("%s: not a directory: %w", path, ErrNotFound)
+		}
+		entries, err := r.Tree(ctx, cur.Subtree)
+		if err != nil {
+			return nil, err
+		}
+		i := searchEntries(entries, name)
+		if i < 0 {
+			return nil, fmt.Errorf("%s: %w", path, ErrNotFound)
+		}
+		cur = &entries[i]
+	}
+	return cur, nil
+}
+
+// searchEntries finds name in entries sorted by name, or returns -1.
+func searchEntries(entries []Entry, name string) int {
+	lo, hi := 0, len(entries)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if entries[m].Name < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(entries) && entries[lo].Name == name {
+		return lo
+	}
+	return -1
+}
+
+// recover finishes or undoes what a crashed process left: interrupted
+// chain updates are undone, half-removed volumes are removed, and pack
+// files no committed record names are deleted.
+func (r *Repo) recover(ctx context.Context) error {
+	vols, err := r.allVolumes()
+	if err != nil {
+		return err
+	}
+	for _, v := range vols {
+		if v.Applying != 0 {
+			r.log.Info("undoing interrupted snapshot", "volume", v.Name, "seq", v.Applying)
+			if err := r.rollback(ctx, v.Name); err != nil {
+				return fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+		}
+		if v.Removing {
+			if err := r.finishRemoval(ctx, v.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return r.dropUnrecordedPacks()
+}
+
+// dropUnrecordedPacks deletes pack files that no pack record names: the
+// remains of a snapshot that was killed before it finished a pack.
+func (r *Repo) dropUnrecordedPacks() error {
+	ids, err := r.blocks.List()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if !r.has(packKey(id)) {
+			r.log.Info("removing unfinished pack", "pack", fmt.Sprintf("%016x", id))
+			if err := r.blocks.Remove(id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,373 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// FormatVersion is the repository layout this build writes and reads.
+const FormatVersion = 1
+
+const (
+	markerFile = "chainfs.json"
+	lockFile   = "lock"
+	metaDir    = "meta"
+	packsDir   = "packs"
+)
+
+// Info is what the marker file of a repository records.
+type Info struct {
+	Format  int       `json:"format"`
+	ID      string    `json:"id"`
+	Region  string    `json:"region"`
+	Created time.Time `json:"created"`
+}
+
+// Options configure Open and Init.
+type Options struct {
+	// Dir is the repository directory.
+	Dir string
+	// Logger receives the store's log lines; nil discards them.
+	Logger *slog.Logger
+	// Purpose says what the opening process is doing; another process that
+	// finds the repository locked names it in its error.
+	Purpose string
+	// Region labels a repository at Init (default "local").
+	Region string
+}
+
+// Repo is an open repository. One process holds it at a time; within that
+// process it is safe for concurrent use.
+type Repo struct {
+	dir    string
+	info   Info
+	db     *badger.DB
+	blocks BlockStore
+	lock   *os.File
+	log    *slog.Logger
+
+	// commitMu serialises the steps that change shared block state (block
+	// records, reference counts, intervals) so concurrent snapshots of
+	// different volumes cannot lose each other's updates. It is never held
+	// while reading a source.
+	commitMu sync.Mutex
+
+	mu      sync.Mutex
+	running map[string]string // volume name → snapshot being made
+}
+
+// DefaultRegion is the region of a repository made without --region.
+const DefaultRegion = "local"
+
+// Init creates a repository in opts.Dir, which must not exist or be empty.
+func Init(opts Options) (*Info, error) {
+	dir := opts.Dir
+	if st, err := os.Stat(dir); err == nil {
+		if !st.IsDir() {
+			return nil, fmt.Errorf("init %s: exists and is not a directory: %w", dir, ErrInvalid)
+		}
+		names, err := readDirNames(dir)
+		if err != nil {
+			return nil, fmt.Errorf("init %s: %w", dir, err)
+		}
+		if len(names) > 0 {
+			if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil {
+				return nil, fmt.Errorf("init %s: a repository is already there: %w", dir, ErrExists)
+			}
+			return nil, fmt.Errorf("init %s: directory is not empty: %w", dir, ErrInvalid)
+		}
+	}
+	region := opts.Region
+	if region == "" {
+		region = DefaultRegion
+	}
+	if !validLabel(region) {
+		return nil, fmt.Errorf("region %q: use letters, digits, '.', '_' and '-': %w", region, ErrInvalid)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	var id [16]byte
+	rand.Read(id[:])
+	info := Info{Format: FormatVersion, ID: hex.EncodeToString(id[:]), Region: region, Created: time.Now().UTC()}
+	b, _ := json.MarshalIndent(info, "", "  ")
+	tmp := filepath.Join(dir, markerFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	// The marker is renamed into place last: a directory without it is not
+	// a repository, so an interrupted init can simply be run again.
+	r, err := openDB(dir, opts, info)
+	if err != nil {
+		os.Remove(tmp)
+		return nil, err
+	}
+	err = r.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, schemaVersion))
+	})
+	if cerr := r.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, markerFile))
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	return &info, nil
+}
+
+// Open opens the repository in opts.Dir, takes its lock and finishes or
+// undoes whatever a crashed process left half done.
+func Open(ctx context.Context, opts Options) (*Repo, error) {
+	dir := opts.Dir
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("%s: no repository here (run 'chainfs init'): %w", dir, ErrNotRepository)
+	case err != nil:
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("%s: is a file, not a repository: %w", dir, ErrNotRepository)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, markerFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no repository here (run 'chainfs init'): %w", dir, ErrNotRepository)
+	} else if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
+	var info Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("%s: unreadable %s: %w", dir, markerFile, ErrCorrupt)
+	}
+	if info.Format != FormatVersion {
+		return nil, fmt.Errorf("%s: format version %d, this chainfs reads version %d: %w", dir, info.Format, FormatVersion, ErrFormat)
+	}
+	r, err := openDB(dir, opts, info)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkSchema(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := r.recover(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("%s: recovery: %w", dir, err)
+	}
+	return r, nil
+}
+
+func openDB(dir string, opts Options, info Info) (*Repo, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	lock, err := acquireLock(dir, opts.Purpose)
+	if err != nil {
+		return nil, err
+	}
+	bopts := badger.DefaultOptions(filepath.Join(dir, metaDir)).
+		WithLogger(badgerLogger{log}).
+		WithMemTableSize(32 << 20).
+		WithNumMemtables(3).
+		WithBlockCacheSize(64 << 20).
+		WithValueLogFileSize(256 << 20).
+		WithNumVersionsToKeep(1).
+		WithCompactL0OnClose(true)
+	db, err := badger.Open(bopts)
+	if err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.ENOSPC) {
+			return nil, fmt.Errorf("open repository %s: %w", dir, err)
+		}
+		return nil, fmt.Errorf("open repository %s: metadata: %v: %w", dir, err, ErrCorrupt)
+	}
+	blocks, err := NewPackDir(filepath.Join(dir, packsDir))
+	if err != nil {
+		db.Close()
+		lock.Close()
+		return nil, err
+	}
+	return &Repo{dir: dir, info: info, db: db, blocks: blocks, lock: lock, log: log, running: map[string]string{}}, nil
+}
+
+// acquireLock takes the repository's lock file. The lock is an flock, so it
+// dies with its process and kill -9 leaves no stale lock; the file's text
+// names the holder for the error another process prints.
+func acquireLock(dir, purpose string) (*os.File, error) {
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %s: %w", dir, describeHolder(holder), ErrInUse)
+		}
+		return nil, fmt.Errorf("lock repository %s: %w", dir, err)
+	}
+	writeLockText(f, purpose)
+	return f, nil
+}
+
+func writeLockText(f *os.File, purpose string) {
+	f.Truncate(0)
+	f.WriteAt([]byte(fmt.Sprintf("%d\n%s\n", os.Getpid(), purpose)), 0)
+}
+
+func describeHolder(text []byte) string {
+	pid, purpose, _ := strings.Cut(strings.TrimSpace(string(text)), "\n")
+	if _, err := strconv.Atoi(pid); err != nil {
+		return "held by another process"
+	}
+	if purpose == "" {
+		return "held by process " + pid
+	}
+	return fmt.Sprintf("held by process %s (%s)", pid, purpose)
+}
+
+// setActivity rewrites the lock file's description of what this process does.
+func (r *Repo) setActivity(purpose string) {
+	writeLockText(r.lock, purpose)
+}
+
+func (r *Repo) checkSchema() error {
+	return r.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(metaSchemaKey)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("%s: no schema record: %w", r.dir, ErrCorrupt)
+		} else if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("%s: schema record: %w", r.dir, ErrCorrupt)
+			}
+			if s := binary.BigEndian.Uint64(v); s != schemaVersion {
+				return fmt.Errorf("%s: metadata schema %d, this chainfs reads %d: %w", r.dir, s, schemaVersion, ErrFormat)
+			}
+			return nil
+		})
+	})
+}
+
+// Close releases the repository.
+func (r *Repo) Close() error {
+	err := r.db.Close()
+	r.blocks.Close()
+	r.lock.Close()
+	return err
+}
+
+// Dir is the repository's directory.
+func (r *Repo) Dir() string { return r.dir }
+
+// Info is the repository's marker record.
+func (r *Repo) Info() Info { return r.info }
+
+// Sync makes every committed change durable.
+func (r *Repo) Sync() error { return r.db.Sync() }
+
+// badgerLogger passes badger's warnings and errors to slog and drops its
+// chatter.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(f string, a ...any) {
+	l.log.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (l badgerLogger) Warningf(f string, a ...any) {
+	l.log.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}
+
+// validLabel reports whether s is a safe volume, snapshot or region name:
+// 1–128 bytes of letters, digits, '.', '_', '-', '+', ':', '@', not
+// starting with '.' or '-'.
+func validLabel(s string) bool {
+	if s == "" || len(s) > 128 || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.' || c == '_' || c == '-' || c == '+' || c == ':' || c == '@':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// nextID allocates the next number of a named counter.
+func nextID(txn *badger.Txn, name string) (uint64, error) {
+	var n uint64
+	item, err := txn.Get(counterKey(name))
+	switch {
+	case err == nil:
+		if err := item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("counter %s: %w", name, ErrCorrupt)
+			}
+			n = binary.BigEndian.Uint64(v)
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return 0, err
+	}
+	n++
+	return n, txn.Set(counterKey(name), binary.BigEndian.AppendUint64(nil, n))
+}
+
+// getJSON reads a JSON record; a missing key is ErrNotFound.
+func getJSON(txn *badger.Txn, key []byte, v any) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	} else if err != nil {
+		return err
+	}
+	return getItemJSON(item, v)
+}
+
+func getItemJSON(item *badger.Item, v any) error {
+	key := item.Key()
+	return item.Value(func(b []byte) error {
+		if err := json.Unmarshal(b, v); err != nil {
+			return fmt.Errorf("record %q: %v: %w", key, err, ErrCorrupt)
+		}
+		return nil
+	})
+}
+
+func setJSON(txn *badger.Txn, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return txn.Set(key, b)
+}

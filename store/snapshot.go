@@ -1,0 +1,520 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Snapshot is a committed, immutable state of a volume.
+type Snapshot struct {
+	Volume      string            `json:"volume"`
+	VolumeID    uint64            `json:"volume_id"`
+	Seq         uint64            `json:"seq"`
+	Name        string            `json:"name"`
+	Parent      uint64            `json:"parent,omitempty"`
+	Time        time.Time         `json:"time"`
+	Auto        bool              `json:"auto,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	Root        Hash              `json:"root"`
+	Stats       SnapshotStats     `json:"stats"`
+}
+
+// SnapshotStats describe what making a snapshot did.
+type SnapshotStats struct {
+	Files    uint64 `json:"files"`
+	Dirs     uint64 `json:"dirs"`
+	Symlinks uint64 `json:"symlinks"`
+	Others   uint64 `json:"others"`
+	// LogicalBytes is the size of all regular files: what the snapshot shows.
+	LogicalBytes uint64 `json:"logical_bytes"`
+	// ReadBytes is what was read from the source (unchanged files are not).
+	ReadBytes uint64 `json:"read_bytes"`
+	// StoredBytes is block data written to the repository because it held
+	// no copy yet.
+	StoredBytes uint64 `json:"stored_bytes"`
+	// LinkedBytes is data read but found in the repository already.
+	LinkedBytes uint64 `json:"linked_bytes"`
+	// AddedBytes and AddedBlocks are the blocks this snapshot holds itself:
+	// referenced by it and not by its parent.
+	AddedBytes  uint64        `json:"added_bytes"`
+	AddedBlocks uint64        `json:"added_blocks"`
+	Warnings    uint64        `json:"warnings"`
+	Duration    time.Duration `json:"duration_ns"`
+}
+
+// Kind is "auto" or "manual".
+func (s *Snapshot) Kind() string {
+	if s.Auto {
+		return "auto"
+	}
+	return "manual"
+}
+
+// MarshalText writes a hash as hex, for JSON records.
+func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText reads the hex form.
+func (h *Hash) UnmarshalText(b []byte) error {
+	v, err := ParseHash(string(b))
+	*h = v
+	return err
+}
+
+// ValidSnapshotName reports whether s can name a snapshot: it becomes a
+// directory name in the mount.
+func ValidSnapshotName(s string) bool { return validLabel(s) && s != "latest" }
+
+// SnapshotOptions describe a snapshot to be made.
+type SnapshotOptions struct {
+	Name        string // default: the start time, 20060102-150405
+	Description string
+	Tags        map[string]string
+	Auto        bool
+}
+
+// packLimit is the size at which a pack is finished and a new one begun.
+const packLimit = 256 << 20
+
+// SnapshotWriter builds one snapshot. Block and tree writes are safe for
+// concurrent use; nothing is visible until Commit.
+type SnapshotWriter struct {
+	repo    *Repo
+	vol     Volume
+	parent  *Snapshot
+	snap    Snapshot
+	release func()
+	started time.Time
+
+	trees *badger.WriteBatch
+
+	mu       sync.Mutex
+	pack     PackWriter
+	packID   uint64
+	inPack   []pendingBlock // blocks of the open pack
+	pending  map[Hash]struct{}
+	treeSeen map[Hash]struct{}
+	done     bool
+
+	stored, linked atomic.Uint64
+}
+
+type pendingBlock struct {
+	hash   Hash
+	offset int64
+	length uint32
+}
+
+// BeginSnapshot starts a snapshot of a volume. It fails with ErrBusy while
+// another snapshot or removal of the volume runs.
+func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOptions) (*SnapshotWriter, error) {
+	started := time.Now()
+	name := opts.Name
+	if name == "" {
+		name = started.Format("20060102-150405")
+	} else if !ValidSnapshotName(name) {
+		return nil, fmt.Errorf("snapshot name %q: use 1-128 letters, digits, '.', '_', '-', '+', ':', '@', not starting with '.' or '-' and not 'latest': %w", name, ErrInvalid)
+	}
+	for k := range opts.Tags {
+		if k == "" || strings.ContainsAny(k, "=\n") {
+			return nil, fmt.Errorf("tag %q: %w", k, ErrInvalid)
+		}
+	}
+	release, err := r.claimVolume(volume, "snapshot "+volume+"/"+name)
+	if err != nil {
+		return nil, err
+	}
+	w := &SnapshotWriter{repo: r, release: release, started: started,
+		pending: map[Hash]struct{}{}, treeSeen: map[Hash]struct{}{}}
+	err = r.db.Update(func(txn *badger.Txn) error {
+		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing {
+			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
+		}
+		if opts.Name == "" {
+			name = uniqueName(txn, w.vol.ID, name)
+		} else if _, err := txn.Get(snapNameKey(w.vol.ID, name)); err == nil {
+			return fmt.Errorf("snapshot %s/%s: %w", volume, name, ErrExists)
+		}
+		if w.vol.Head != 0 {
+			w.parent = new(Snapshot)
+			if err := getJSON(txn, snapshotKey(w.vol.ID, w.vol.Head), w.parent); err != nil {
+				return fmt.Errorf("volume %s: head snapshot %d: %w", volume, w.vol.Head, errOr(err, ErrCorrupt))
+			}
+		}
+		seq := w.vol.NextSeq
+		w.vol.NextSeq++
+		w.snap = Snapshot{Volume: volume, VolumeID: w.vol.ID, Seq: seq, Name: name, Time: started.UTC(),
+			Auto: opts.Auto, Description: opts.Description, Tags: opts.Tags}
+		if w.parent != nil {
+			w.snap.Parent = w.parent.Seq
+		}
+		return setJSON(txn, volumeKey(volume), &w.vol)
+	})
+	if err != nil {
+		release()
+		return nil, err
+	}
+	r.setActivity(fmt.Sprintf("snapshot %s/%s", volume, name))
+	w.trees = r.db.NewWriteBatch()
+	return w, nil
+}
+
+func errOr(err, fallback error) error {
+	if errors.Is(err, ErrNotFound) {
+		return fallback
+	}
+	return err
+}
+
+// uniqueName appends -2, -3, ... to a default name already taken.
+func uniqueName(txn *badger.Txn, vol uint64, name string) string {
+	cand := name
+	for i := 2; ; i++ {
+		if _, err := txn.Get(snapNameKey(vol, cand)); errors.Is(err, badger.ErrKeyNotFound) {
+			return cand
+		}
+		cand = fmt.Sprintf("%s-%d", name, i)
+	}
+}
+
+// Volume is the volume being snapshotted, as it was at BeginSnapshot.
+func (w *SnapshotWriter) Volume() *Volume { return &w.vol }
+
+// Parent is the snapshot this one is incremental to, nil for the first.
+func (w *SnapshotWriter) Parent() *Snapshot { return w.parent }
+
+// Name is the new snapshot's name.
+func (w *SnapshotWriter) Name() string { return w.snap.Name }
+
+// StoredBytes and LinkedBytes so far, for progress reports.
+func (w *SnapshotWriter) StoredBytes() uint64 { return w.stored.Load() }
+
+// LinkedBytes is block data found in the repository already.
+func (w *SnapshotWriter) LinkedBytes() uint64 { return w.linked.Load() }
+
+// PutBlock stores a block's bytes unless the repository (or this snapshot)
+// has them already. h must be Sum(data).
+func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) error {
+	if w.repo.hasBlock(h) {
+		w.linked.Add(uint64(len(data)))
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return fmt.Errorf("snapshot writer closed: %w", ErrInvalid)
+	}
+	if _, ok := w.pending[h]; ok {
+		w.linked.Add(uint64(len(data)))
+		return nil
+	}
+	if w.pack == nil {
+		if err := w.openPack(); err != nil {
+			return err
+		}
+	}
+	off, err := w.pack.Append(data)
+	if err != nil {
+		return err
+	}
+	w.pending[h] = struct{}{}
+	w.inPack = append(w.inPack, pendingBlock{hash: h, offset: off, length: uint32(len(data))})
+	w.stored.Add(uint64(len(data)))
+	if w.pack.Size() >= packLimit {
+		return w.finishPack()
+	}
+	return nil
+}
+
+func (w *SnapshotWriter) openPack() error {
+	var id uint64
+	err := w.repo.db.Update(func(txn *badger.Txn) (err error) {
+		id, err = nextID(txn, "pack")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	p, err := w.repo.blocks.Create(id)
+	if err != nil {
+		return err
+	}
+	w.pack, w.packID, w.inPack = p, id, w.inPack[:0]
+	return nil
+}
+
+// finishPack makes the open pack durable and only then records its blocks,
+// so that no block record ever points at bytes a crash could lose.
+// Called with w.mu held.
+func (w *SnapshotWriter) finishPack() error {
+	if w.pack == nil {
+		return nil
+	}
+	size := w.pack.Size()
+	if err := w.pack.Finish(); err != nil {
+		w.pack.Abort()
+		w.pack = nil
+		return err
+	}
+	w.pack = nil
+	r := w.repo
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	blocks := w.inPack
+	for len(blocks) > 0 {
+		chunk := blocks[:min(chunkSize, len(blocks))]
+		blocks = blocks[len(chunk):]
+		err := r.db.Update(func(txn *badger.Txn) error {
+			for _, b := range chunk {
+				// Another snapshot may have stored the same block since
+				// PutBlock looked; its record stays and this copy is garbage.
+				if _, err := txn.Get(blockKey(b.hash)); err == nil {
+					continue
+				} else if !errors.Is(err, badger.ErrKeyNotFound) {
+					return err
+				}
+				rec := blockRecord{Pack: w.packID, Offset: uint64(b.offset), Length: b.length}
+				if err := txn.Set(blockKey(b.hash), rec.encode()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	w.inPack = w.inPack[:0]
+	return r.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(packKey(w.packID), binary.BigEndian.AppendUint64(nil, uint64(size)))
+	})
+}
+
+// PutTree stores a tree or content blob and returns its hash.
+func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error) {
+	h := Sum(blob)
+	w.mu.Lock()
+	_, seen := w.treeSeen[h]
+	w.treeSeen[h] = struct{}{}
+	w.mu.Unlock()
+	if seen || w.repo.hasTree(h) {
+		return h, nil
+	}
+	if err := w.trees.Set(treeKey(h), blob); err != nil {
+		return h, fmt.Errorf("store tree: %w", err)
+	}
+	return h, nil
+}
+
+// Commit makes the snapshot with the given root tree visible. On error
+// nothing is visible and the writer is closed.
+func (w *SnapshotWriter) Commit(ctx context.Context, root Hash, stats SnapshotStats) (*Snapshot, error) {
+	defer w.close()
+	w.mu.Lock()
+	err := w.finishPack()
+	w.done = true
+	w.mu.Unlock()
+	if err != nil {
+		return nil, w.fail(err)
+	}
+	if err := w.trees.Flush(); err != nil {
+		return nil, w.fail(fmt.Errorf("store trees: %w", err))
+	}
+	if !w.repo.hasTree(root) {
+		return nil, w.fail(fmt.Errorf("root tree %s not stored: %w", root.Short(), ErrInvalid))
+	}
+	delta := deltaSet{}
+	var parentRoot Hash
+	if w.parent != nil {
+		parentRoot = w.parent.Root
+	}
+	if err := w.repo.treeDelta(ctx, parentRoot, root, w.parent != nil, delta); err != nil {
+		return nil, w.fail(err)
+	}
+	stats.StoredBytes = w.stored.Load()
+	stats.LinkedBytes = w.linked.Load()
+	w.snap.Root = root
+	w.snap.Stats = stats
+	if err := w.repo.commitSnapshot(ctx, &w.vol, &w.snap, delta); err != nil {
+		return nil, w.fail(err)
+	}
+	return &w.snap, nil
+}
+
+func (w *SnapshotWriter) fail(err error) error {
+	return fmt.Errorf("snapshot %s/%s: %w", w.vol.Name, w.snap.Name, err)
+}
+
+// Abort drops the snapshot. What it wrote is reclaimable by gc.
+func (w *SnapshotWriter) Abort() {
+	w.mu.Lock()
+	if w.pack != nil {
+		w.pack.Abort()
+		w.pack = nil
+	}
+	w.done = true
+	w.mu.Unlock()
+	w.close()
+}
+
+func (w *SnapshotWriter) close() {
+	if w.release != nil {
+		w.trees.Cancel()
+		w.release()
+		w.release = nil
+		w.repo.setActivity("")
+	}
+}
+
+// commitSnapshot applies a snapshot's delta to its volume's chain and then
+// writes its record in one transaction: the commit point.
+func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, delta deltaSet) error {
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	hs := delta.sortedHashes()
+	err := r.db.Update(func(txn *badger.Txn) error {
+		var cur Volume
+		if err := getJSON(txn, volumeKey(vol.Name), &cur); err != nil {
+			return err
+		}
+		cur.Applying = snap.Seq
+		return setJSON(txn, volumeKey(vol.Name), &cur)
+	})
+	if err != nil {
+		return err
+	}
+	undo := func(cause error) error {
+		// Undo now rather than at the next Open, so a failed snapshot
+		// (a full disk, say) leaves the volume usable at once.
+		uctx := context.WithoutCancel(ctx)
+		if uerr := r.rollback(uctx, vol.Name); uerr != nil {
+			r.log.Error("undo failed snapshot", "volume", vol.Name, "snapshot", snap.Name, "err", uerr)
+		}
+		return cause
+	}
+	if err := r.writeDelta(ctx, vol.ID, snap.Seq, delta, hs); err != nil {
+		return undo(err)
+	}
+	added, addedBlocks, err := r.applyDelta(ctx, vol.ID, snap.Seq, delta, hs)
+	if err != nil {
+		return undo(err)
+	}
+	snap.Stats.AddedBytes, snap.Stats.AddedBlocks = added, addedBlocks
+	snap.Stats.Duration = time.Since(snap.Time)
+	err = r.db.Update(func(txn *badger.Txn) error {
+		var cur Volume
+		if err := getJSON(txn, volumeKey(vol.Name), &cur); err != nil {
+			return err
+		}
+		cur.Applying = 0
+		cur.Head = snap.Seq
+		if err := setJSON(txn, snapshotKey(vol.ID, snap.Seq), snap); err != nil {
+			return err
+		}
+		if err := txn.Set(snapNameKey(vol.ID, snap.Name), binary.BigEndian.AppendUint64(nil, snap.Seq)); err != nil {
+			return err
+		}
+		return setJSON(txn, volumeKey(vol.Name), &cur)
+	})
+	if err != nil {
+		return undo(err)
+	}
+	if err := r.db.Sync(); err != nil {
+		r.log.Warn("sync after commit", "err", err)
+	}
+	return nil
+}
+
+// rollback undoes a volume's interrupted chain update, if any.
+func (r *Repo) rollback(ctx context.Context, volume string) error {
+	var v Volume
+	if err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
+		return err
+	}
+	if v.Applying == 0 {
+		return nil
+	}
+	if err := r.undoDelta(ctx, v.ID, v.Applying); err != nil {
+		return err
+	}
+	return r.db.Update(func(txn *badger.Txn) error {
+		var cur Volume
+		if err := getJSON(txn, volumeKey(volume), &cur); err != nil {
+			return err
+		}
+		cur.Applying = 0
+		return setJSON(txn, volumeKey(volume), &cur)
+	})
+}
+
+func (r *Repo) hasBlock(h Hash) bool { return r.has(blockKey(h)) }
+func (r *Repo) hasTree(h Hash) bool  { return r.has(treeKey(h)) }
+
+func (r *Repo) has(key []byte) bool {
+	err := r.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(key)
+		return err
+	})
+	return err == nil
+}
+
+// Snapshots lists a volume's snapshots, oldest first.
+func (r *Repo) Snapshots(ctx context.Context, volume string) ([]Snapshot, error) {
+	v, err := r.Volume(ctx, volume)
+	if err != nil {
+		return nil, err
+	}
+	var snaps []Snapshot
+	err = r.db.View(func(txn *badger.Txn) error {
+		return scanJSON(txn, snapshotPrefix(v.ID), func(_ []byte, s *Snapshot) error {
+			snaps = append(snaps, *s)
+			return nil
+		})
+	})
+	return snaps, err
+}
+
+// Snapshot returns a volume's snapshot by name; "latest" is the newest.
+func (r *Repo) Snapshot(ctx context.Context, volume, name string) (*Snapshot, error) {
+	v, err := r.Volume(ctx, volume)
+	if err != nil {
+		return nil, err
+	}
+	var s Snapshot
+	err = r.db.View(func(txn *badger.Txn) error {
+		seq := v.Head
+		if name != "latest" {
+			item, err := txn.Get(snapNameKey(v.ID, name))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return ErrNotFound
+			} else if err != nil {
+				return err
+			}
+			if err := item.Value(func(b []byte) error {
+				if len(b) != 8 {
+					return ErrCorrupt
+				}
+				seq = binary.BigEndian.Uint64(b)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if seq == 0 {
+			return ErrNotFound
+		}
+		return getJSON(txn, snapshotKey(v.ID, seq), &s)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s/%s: %w", volume, name, err)
+	}
+	return &s, nil
+}

@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// VolumeKind says what a volume's source is.
+type VolumeKind string
+
+// The kinds of source a volume can have.
+const (
+	KindTree VolumeKind = "tree" // a directory tree
+	KindDisk VolumeKind = "disk" // a disk-image file or block device
+)
+
+// Block sizes a volume may use. DefaultBlockSize is chosen by measurement;
+// docs/format.md says why.
+const (
+	DefaultBlockSize = 256 << 10
+	MinBlockSize     = 4 << 10
+	MaxBlockSize     = 16 << 20
+)
+
+// Volume is a named source that is snapshotted.
+type Volume struct {
+	Name          string     `json:"name"`
+	ID            uint64     `json:"id"`
+	Kind          VolumeKind `json:"kind"`
+	Source        string     `json:"source"`
+	BlockSize     uint32     `json:"block_size"`
+	Excludes      []string   `json:"excludes,omitempty"`
+	OneFileSystem bool       `json:"one_file_system,omitempty"`
+	Created       time.Time  `json:"created"`
+	// Head is the seq of the newest committed snapshot, 0 when none.
+	Head uint64 `json:"head"`
+	// NextSeq is the seq the next snapshot gets; seqs are never reused.
+	NextSeq uint64 `json:"next_seq"`
+	// Applying is the seq whose chain update is under way; a crash leaves
+	// it set and Open undoes it.
+	Applying uint64 `json:"applying,omitempty"`
+	// Removing marks a volume whose removal is under way; Open finishes it.
+	Removing bool `json:"removing,omitempty"`
+}
+
+// ValidVolumeName reports whether s can name a volume.
+func ValidVolumeName(s string) bool { return validLabel(s) && s != "latest" }
+
+// AddVolume records a new volume. The caller checks the source.
+func (r *Repo) AddVolume(ctx context.Context, v Volume) (*Volume, error) {
+	if !ValidVolumeName(v.Name) {
+		return nil, fmt.Errorf("volume name %q: use 1-128 letters, digits, '.', '_', '-', '+', ':', '@', not starting with '.' or '-': %w", v.Name, ErrInvalid)
+	}
+	if v.BlockSize == 0 {
+		v.BlockSize = DefaultBlockSize
+	}
+	if v.BlockSize < MinBlockSize || v.BlockSize > MaxBlockSize || v.BlockSize&(v.BlockSize-1) != 0 {
+		return nil, fmt.Errorf("block size %d: must be a power of two from %d to %d: %w", v.BlockSize, MinBlockSize, MaxBlockSize, ErrInvalid)
+	}
+	if v.Kind == "" {
+		v.Kind = KindTree
+	}
+	v.Created = time.Now().UTC()
+	v.Head, v.Applying, v.NextSeq, v.Removing = 0, 0, 1, false
+	err := r.db.Update(func(txn *badger.Txn) error {
+		var old Volume
+		if err := getJSON(txn, volumeKey(v.Name), &old); err == nil {
+			return fmt.Errorf("volume %s: %w", v.Name, ErrExists)
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		id, err := nextID(txn, "volume")
+		if err != nil {
+			return err
+		}
+		v.ID = id
+		return setJSON(txn, volumeKey(v.Name), &v)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// Volume returns the named volume.
+func (r *Repo) Volume(ctx context.Context, name string) (*Volume, error) {
+	var v Volume
+	err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(name), &v) })
+	if errors.Is(err, ErrNotFound) || (err == nil && v.Removing) {
+		return nil, fmt.Errorf("volume %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("volume %s: %w", name, err)
+	}
+	return &v, nil
+}
+
+// Volumes lists the volumes in name order.
+func (r *Repo) Volumes(ctx context.Context) ([]Volume, error) {
+	vols, err := r.allVolumes()
+	if err != nil {
+		return nil, err
+	}
+	out := vols[:0]
+	for _, v := range vols {
+		if !v.Removing {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+func (r *Repo) allVolumes() ([]Volume, error) {
+	var vols []Volume
+	err := r.db.View(func(txn *badger.Txn) error {
+		return scanJSON(txn, []byte{prefixVolume}, func(_ []byte, v *Volume) error {
+			vols = append(vols, *v)
+			return nil
+		})
+	})
+	return vols, err
+}
+
+// RemoveVolume deletes a volume. With snapshots left it fails with
+// ErrHasSnapshots unless withSnapshots is set, in which case they go too.
+func (r *Repo) RemoveVolume(ctx context.Context, name string, withSnapshots bool) error {
+	release, err := r.claimVolume(name, "removal")
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = r.db.Update(func(txn *badger.Txn) error {
+		var v Volume
+		if err := getJSON(txn, volumeKey(name), &v); err != nil {
+			return err
+		}
+		if v.Removing {
+			return ErrNotFound
+		}
+		if v.Head != 0 && !withSnapshots {
+			return ErrHasSnapshots
+		}
+		v.Removing = true
+		return setJSON(txn, volumeKey(name), &v)
+	})
+	if err != nil {
+		return fmt.Errorf("volume %s: %w", name, err)
+	}
+	return r.finishRemoval(ctx, name)
+}
+
+// finishRemoval drops everything of a volume marked Removing. Each step is
+// idempotent, so a crash part-way is finished by the next Open.
+func (r *Repo) finishRemoval(ctx context.Context, name string) error {
+	var v Volume
+	if err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(name), &v) }); err != nil {
+		return fmt.Errorf("volume %s: %w", name, err)
+	}
+	if err := r.dropIntervals(ctx, v.ID); err != nil {
+		return fmt.Errorf("volume %s: %w", name, err)
+	}
+	for _, p := range [][]byte{snapshotPrefix(v.ID), snapNameKey(v.ID, ""), deltaPrefix(v.ID, 0)[:9]} {
+		if err := r.deletePrefix(ctx, p); err != nil {
+			return fmt.Errorf("volume %s: %w", name, err)
+		}
+	}
+	return r.db.Update(func(txn *badger.Txn) error { return txn.Delete(volumeKey(name)) })
+}
+
+// claimVolume marks a volume busy with an operation that must run alone
+// on it; the returned func releases it.
+func (r *Repo) claimVolume(name, what string) (func(), error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.running[name]; ok {
+		return nil, fmt.Errorf("volume %s: %s is running: %w", name, cur, ErrBusy)
+	}
+	r.running[name] = what
+	return func() {
+		r.mu.Lock()
+		delete(r.running, name)
+		r.mu.Unlock()
+	}, nil
+}
+
+// Running reports what runs on each busy volume.
+func (r *Repo) Running() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.running))
+	for k, v := range r.running {
+		out[k] = v
+	}
+	return out
+}
+
+// scanJSON calls fn for every JSON record under prefix.
+func scanJSON[T any](txn *badger.Txn, prefix []byte, fn func(key []byte, v *T) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		var v T
+		item := it.Item()
+		if err := getItemJSON(item, &v); err != nil {
+			return err
+		}
+		if err := fn(item.KeyCopy(nil), &v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deletePrefix removes every key under prefix, in transactions small
+// enough for badger.
+func (r *Repo) deletePrefix(ctx context.Context, prefix []byte) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var keys [][]byte
+		err := r.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(keys) < 5000; it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			return nil
+		})
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		if err := r.db.Update(func(txn *badger.Txn) error {
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+}
