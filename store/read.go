@@ -105,10 +105,10 @@ func (r *Repo) blockRecord(h Hash) (blockRecord, error) {
 	return rec, nil
 }
 
-// Lookup resolves a slash-separated path below a root tree. The empty path
-// (or "/") is the root itself, returned as a directory entry named "".
-func (r *Repo) Lookup(ctx context.Context, root Hash, path string) (*Entry, error) {
-	cur := &Entry{Type: TypeDir, Subtree: root, Mode: 0o755}
+// Lookup resolves a slash-separated path in a snapshot. The empty path (or
+// "/") is the snapshot's root directory.
+func (r *Repo) Lookup(ctx context.Context, snap *Snapshot, path string) (*Entry, error) {
+	cur := &snap.RootDir
 	for _, name := range strings.Split(strings.Trim(path, "/"), "/") {
 		if name == "" || name == "." {
 			continue

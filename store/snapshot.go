@@ -24,7 +24,10 @@ type Snapshot struct {
 	Auto        bool              `json:"auto,omitempty"`
 	Description string            `json:"description,omitempty"`
 	Tags        map[string]string `json:"tags,omitempty"`
-	Root        Hash              `json:"root"`
+	// Root is the tree of the volume's top directory and RootDir that
+	// directory's own metadata (Name empty, Subtree == Root).
+	Root    Hash  `json:"root"`
+	RootDir Entry `json:"root_dir"`
 	Stats       SnapshotStats     `json:"stats"`
 }
 
@@ -314,9 +317,12 @@ func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error)
 	return h, nil
 }
 
-// Commit makes the snapshot with the given root tree visible. On error
-// nothing is visible and the writer is closed.
-func (w *SnapshotWriter) Commit(ctx context.Context, root Hash, stats SnapshotStats) (*Snapshot, error) {
+// Commit makes the snapshot visible with rootDir (a directory entry whose
+// Subtree is the top tree) as its root. On error nothing is visible and the
+// writer is closed.
+func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats SnapshotStats) (*Snapshot, error) {
+	root := rootDir.Subtree
+	rootDir.Name = ""
 	defer w.close()
 	w.mu.Lock()
 	err := w.finishPack()
@@ -342,6 +348,7 @@ func (w *SnapshotWriter) Commit(ctx context.Context, root Hash, stats SnapshotSt
 	stats.StoredBytes = w.stored.Load()
 	stats.LinkedBytes = w.linked.Load()
 	w.snap.Root = root
+	w.snap.RootDir = rootDir
 	w.snap.Stats = stats
 	if err := w.repo.commitSnapshot(ctx, &w.vol, &w.snap, delta); err != nil {
 		return nil, w.fail(err)

@@ -76,6 +76,17 @@ type Entry struct {
 	Content   Hash
 	// HasContent says Content is set (the list is out of line).
 	HasContent bool
+	// Sparse says the file has holes; then Extents lists exactly its data
+	// ranges, as SEEK_DATA and SEEK_HOLE reported them, and the rest reads
+	// as zeros. Blocks wholly in a hole are HoleHash.
+	Sparse  bool
+	Extents []Extent
+}
+
+// Extent is a range of a sparse file that holds data.
+type Extent struct {
+	Off uint64 `json:"off"`
+	Len uint64 `json:"len"`
 }
 
 // NumBlocks is the number of blocks a regular file of this size has.
@@ -166,9 +177,24 @@ func appendEntry(b []byte, e *Entry) []byte {
 				b = append(b, h[:]...)
 			}
 		}
+		if !e.Sparse {
+			b = append(b, 0)
+			break
+		}
+		b = append(b, flagSparse)
+		b = binary.AppendUvarint(b, uint64(len(e.Extents)))
+		var end uint64
+		for _, x := range e.Extents {
+			b = binary.AppendUvarint(b, x.Off-end)
+			b = binary.AppendUvarint(b, x.Len)
+			end = x.Off + x.Len
+		}
 	}
 	return b
 }
+
+// flagSparse marks a regular file entry that carries an extent list.
+const flagSparse = 1
 
 // EncodeContent serialises a block list into a content blob.
 func EncodeContent(blocks []Hash) []byte {
@@ -335,6 +361,27 @@ func (d *decoder) entry(e *Entry) {
 			}
 			if d.err == nil && len(e.Blocks) != e.NumBlocks() {
 				d.err = fmt.Errorf("entry %q: %d blocks for size %d: %w", e.Name, len(e.Blocks), e.Size, ErrCorrupt)
+			}
+		default:
+			d.fail()
+		}
+		switch d.byte() {
+		case 0:
+		case flagSparse:
+			e.Sparse = true
+			if n := d.count(2); n > 0 {
+				e.Extents = make([]Extent, n)
+				var end uint64
+				for i := range e.Extents {
+					off := end + d.uvarint()
+					l := d.uvarint()
+					if l == 0 || off < end || off+l < off || off+l > e.Size {
+						d.fail()
+						break
+					}
+					e.Extents[i] = Extent{Off: off, Len: l}
+					end = off + l
+				}
 			}
 		default:
 			d.fail()

@@ -1,0 +1,52 @@
+# chainfs — see README.md. Every target installs what it needs first.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/chainfs
+DEMO_DIR ?= /tmp/chainfs-demo
+# Debian packages the project and its tests use.
+DEB_PACKAGES := fuse3 rsync attr acl restic
+# Packages whose code runs goroutines concurrently: tested under -race.
+RACE_PKGS := ./store/... ./fs/...
+
+.PHONY: all deps build test unit integration demo bench clean
+
+all: build
+
+# deps installs the Debian packages that are missing (as root, or with sudo).
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
+build:
+	$(GO) build -o $(BIN) ./cmd/chainfs
+
+# test runs unit tests (with the race detector where code is concurrent)
+# and the integration tests that drive the built binary.
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -race -count=1 $(RACE_PKGS)
+	$(GO) test -count=1 ./cmd/...
+	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./integration/...
+
+unit:
+	$(GO) test -race -count=1 $(RACE_PKGS) ./cmd/...
+
+integration: build
+	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/...
+
+# demo makes a repository under $(DEMO_DIR), snapshots a sample tree twice,
+# restores it and shows what to look at.
+demo: deps build
+	CHAINFS=$(CURDIR)/$(BIN) DEMO_DIR=$(DEMO_DIR) bash integration/demo.sh
+
+# bench runs the Go benchmarks and the side-by-side comparison script.
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./store/... ./fs/...
+	CHAINFS=$(CURDIR)/$(BIN) bash bench/snapshot.sh
+
+clean:
+	rm -rf bin

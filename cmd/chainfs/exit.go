@@ -1,0 +1,67 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/chainfs/chainfs/store"
+)
+
+// Exit statuses. Scripts may rely on them; docs/cli.md lists them.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command failed; nothing it would have made exists
+	exitUsage   = 2 // wrong arguments or flags
+	exitPartial = 3 // done, but some entries were left out (each was named)
+	exitBusy    = 4 // the volume or repository is busy with another operation
+)
+
+// usageError is a mistake in the command line.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// partialError reports a command that finished with warnings already shown.
+type partialError struct{ n int }
+
+func (e partialError) Error() string {
+	return fmt.Sprintf("%d entr%s could not be read or written (listed above)", e.n, plural(e.n, "y", "ies"))
+}
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// report prints err, if any, as one line and returns the exit status.
+func report(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	msg := err.Error()
+	// The store's sentinel texts are for errors.Is; the context before them
+	// already says it in words.
+	for _, s := range []error{store.ErrNotRepository, store.ErrInUse} {
+		msg = strings.TrimSuffix(msg, ": "+s.Error())
+	}
+	fmt.Fprintln(os.Stderr, "chainfs:", msg)
+	var ue usageError
+	var pe partialError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "Run 'chainfs --help' or 'chainfs COMMAND --help' for usage.")
+		return exitUsage
+	case errors.As(err, &pe):
+		return exitPartial
+	case errors.Is(err, store.ErrBusy), errors.Is(err, store.ErrInUse):
+		return exitBusy
+	}
+	return exitFailure
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

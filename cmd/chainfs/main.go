@@ -1,0 +1,43 @@
+// Command chainfs keeps incremental snapshot chains of directory trees and
+// restores them. See docs/cli.md.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	app := newApp()
+	err := app.RunContext(ctx, flagsFirst(app, os.Args))
+	stop()
+	os.Exit(report(err))
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:                 "chainfs",
+		Usage:                "incremental snapshots of directory trees, browsable and restorable",
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "repo", Usage: "repository directory (default: /var/lib/chainfs for root, ~/.local/share/chainfs otherwise)", EnvVars: []string{"CHAINFS_REPO"}},
+			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
+		},
+		Commands: []*cli.Command{
+			initCommand(),
+			volumeCommand(),
+			snapshotCommand(),
+			restoreCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // main reports and exits
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+	}
+}

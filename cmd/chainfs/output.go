@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts instead of a table"}
+
+// output prints v as JSON with --json, else calls human.
+func output(c *cli.Context, v any, human func()) error {
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	human()
+	return nil
+}
+
+// table writes aligned columns to stdout.
+type table struct{ w *tabwriter.Writer }
+
+func newTable(header ...string) *table {
+	t := &table{w: tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)}
+	t.row(header...)
+	return t
+}
+
+func (t *table) row(cols ...string) { fmt.Fprintln(t.w, strings.Join(cols, "\t")) }
+func (t *table) flush()             { t.w.Flush() }
+
+// size formats a byte count in binary units.
+func size(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// parseSize reads "262144", "256K", "256KiB", "1M", "1MiB".
+func parseSize(s string) (uint64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
+	mult := uint64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		}
+		if mult > 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("size %q: want a number with an optional K, M or G suffix", s)
+	}
+	return n * mult, nil
+}
+
+func formatTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
+
+// progress shows a bar on stderr while a long job runs, when stderr is a
+// terminal. read returns the current and the expected total (0: unknown).
+type progress struct {
+	bar  *progressbar.ProgressBar
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startProgress(desc string, read func() (cur, total uint64)) *progress {
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
+	}
+	_, total := read()
+	max := int64(total)
+	if max == 0 {
+		max = -1
+	}
+	p := &progress{stop: make(chan struct{}), done: make(chan struct{}),
+		bar: progressbar.NewOptions64(max,
+			progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription(desc),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+			progressbar.OptionSpinnerType(14),
+		)}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+				cur, total := read()
+				if total > 0 && cur > total {
+					p.bar.ChangeMax64(int64(cur))
+				}
+				p.bar.Set64(int64(cur))
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) finish() {
+	if p == nil {
+		return
+	}
+	close(p.stop)
+	<-p.done
+	p.bar.Clear()
+	fmt.Fprint(os.Stderr, "\r\033[K")
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/chainfs/chainfs/fs/source"
+	"github.com/chainfs/chainfs/store"
+	"github.com/urfave/cli/v2"
+)
+
+func snapshotCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "snapshot",
+		Usage: "create and list snapshots",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "snapshot a volume now",
+				ArgsUsage: "VOLUME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "name", Usage: "snapshot name (default: the time, 20060102-150405)"},
+					&cli.StringFlag{Name: "description", Usage: "free text kept with the snapshot"},
+					&cli.StringSliceFlag{Name: "tag", Usage: "KEY=VALUE kept with the snapshot (repeatable)"},
+					&cli.BoolFlag{Name: "full", Usage: "re-read every file, even those that look unchanged"},
+					jsonFlag,
+				},
+				Action: snapshotCreate,
+			},
+			{
+				Name:      "list",
+				Usage:     "list snapshots, of one volume or of all",
+				ArgsUsage: "[VOLUME]",
+				Flags:     []cli.Flag{jsonFlag},
+				Action:    snapshotList,
+			},
+		},
+	}
+}
+
+// createResult is what snapshot create reports.
+type createResult struct {
+	*store.Snapshot
+	Warnings []string `json:"warnings"`
+}
+
+func snapshotCreate(c *cli.Context) error {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return err
+	}
+	volume := c.Args().First()
+	so := store.SnapshotOptions{Name: c.String("name"), Description: c.String("description")}
+	for _, kv := range c.StringSlice("tag") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return usagef("--tag %q: want KEY=VALUE", kv)
+		}
+		if so.Tags == nil {
+			so.Tags = map[string]string{}
+		}
+		so.Tags[k] = v
+	}
+	return withRepo(c, func(r *store.Repo) error {
+		prog := new(source.Progress)
+		bar := startProgress("snapshot "+volume, func() (uint64, uint64) {
+			return prog.ReadBytes.Load() + prog.CarriedBytes.Load(), prog.Expected.Load()
+		})
+		res, err := source.Snapshot(c.Context, r, volume, so, source.Options{
+			Full: c.Bool("full"), Progress: prog, Logger: logger(c)})
+		bar.finish()
+		if err != nil {
+			return err
+		}
+		out := createResult{Snapshot: res.Snapshot, Warnings: []string{}}
+		for _, w := range res.Warnings {
+			out.Warnings = append(out.Warnings, w.String())
+		}
+		err = output(c, out, func() {
+			s := res.Snapshot
+			for _, w := range out.Warnings {
+				fmt.Fprintln(os.Stderr, "warning: left out", w)
+			}
+			st := s.Stats
+			fmt.Printf("snapshot %s/%s created\n", s.Volume, s.Name)
+			fmt.Printf("  %d files, %d directories, %d symlinks, %d other; %s\n", st.Files, st.Dirs, st.Symlinks, st.Others, size(st.LogicalBytes))
+			fmt.Printf("  read %s; stored %s new, %s already in the repository; holds %s itself\n",
+				size(st.ReadBytes), size(st.StoredBytes), size(st.LinkedBytes), size(st.AddedBytes))
+			fmt.Printf("  took %s\n", st.Duration.Round(time.Millisecond))
+		})
+		if err == nil && len(res.Warnings) > 0 {
+			err = partialError{len(res.Warnings)}
+		}
+		return err
+	})
+}
+
+func snapshotList(c *cli.Context) error {
+	if err := wantArgs(c, 0, 1); err != nil {
+		return err
+	}
+	return withRepo(c, func(r *store.Repo) error {
+		var names []string
+		if c.NArg() == 1 {
+			names = []string{c.Args().First()}
+		} else {
+			vols, err := r.Volumes(c.Context)
+			if err != nil {
+				return err
+			}
+			for _, v := range vols {
+				names = append(names, v.Name)
+			}
+		}
+		all := []store.Snapshot{}
+		for _, n := range names {
+			snaps, err := r.Snapshots(c.Context, n)
+			if err != nil {
+				return err
+			}
+			all = append(all, snaps...)
+		}
+		return output(c, all, func() {
+			t := newTable("VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "DESCRIPTION")
+			for _, s := range all {
+				t.row(s.Volume, s.Name, fmt.Sprint(s.Seq), formatTime(s.Time), s.Kind(), fmt.Sprint(s.Stats.Files),
+					size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), dash(s.Description))
+			}
+			t.flush()
+		})
+	})
+}
+
+// parseSnapshotPath splits VOLUME/SNAPSHOT[/PATH].
+func parseSnapshotPath(s string, allowPath bool) (volume, snap, path string, err error) {
+	parts := strings.SplitN(s, "/", 3)
+	if len(parts) < 2 || parts[0] == "" || parts[1] == "" || (!allowPath && len(parts) == 3 && parts[2] != "") {
+		if allowPath {
+			return "", "", "", usagef("%q: want VOLUME/SNAPSHOT[/PATH]", s)
+		}
+		return "", "", "", usagef("%q: want VOLUME/SNAPSHOT", s)
+	}
+	if len(parts) == 3 {
+		path = parts[2]
+	}
+	return parts[0], parts[1], path, nil
+}

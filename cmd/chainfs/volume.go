@@ -1,0 +1,167 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/chainfs/chainfs/fs/source/ignore"
+	"github.com/chainfs/chainfs/store"
+	"github.com/urfave/cli/v2"
+)
+
+func volumeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "volume",
+		Usage: "add, list and remove volumes (the sources that are snapshotted)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "add a volume whose source is a directory tree",
+				ArgsUsage: "NAME SOURCE",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "block-size", Usage: fmt.Sprintf("block size, a power of two from 4K to 16M (default %s)", size(store.DefaultBlockSize))},
+					&cli.StringSliceFlag{Name: "exclude", Usage: "gitignore-style pattern of paths to leave out (repeatable)"},
+					&cli.BoolFlag{Name: "one-file-system", Usage: "do not cross into other file systems"},
+					jsonFlag,
+				},
+				Action: volumeAdd,
+			},
+			{
+				Name:      "list",
+				Usage:     "list volumes",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{jsonFlag},
+				Action:    volumeList,
+			},
+			{
+				Name:      "rm",
+				Usage:     "remove a volume",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "with-snapshots", Usage: "delete the volume's snapshots too"},
+				},
+				Action: volumeRemove,
+			},
+		},
+	}
+}
+
+func volumeAdd(c *cli.Context) error {
+	if err := wantArgs(c, 2, 2); err != nil {
+		return err
+	}
+	name, src := c.Args().Get(0), c.Args().Get(1)
+	v := store.Volume{Name: name, Excludes: c.StringSlice("exclude"), OneFileSystem: c.Bool("one-file-system")}
+	if s := c.String("block-size"); s != "" {
+		n, err := parseSize(s)
+		if err != nil {
+			return usageError{err}
+		}
+		if n > store.MaxBlockSize {
+			return usagef("block size %s: at most %s", s, size(store.MaxBlockSize))
+		}
+		v.BlockSize = uint32(n)
+	}
+	if _, err := ignore.Compile(v.Excludes); err != nil {
+		return usageError{fmt.Errorf("--exclude: %w", err)}
+	}
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", src, unwrapPathError(err))
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("source %s: not a directory (disk-image volumes are not supported yet)", src)
+	}
+	if rd, err := filepath.Abs(repoDir(c)); err == nil && (rd == abs || strings.HasPrefix(rd, abs+"/")) {
+		fmt.Fprintf(os.Stderr, "note: the repository %s lies inside the source; snapshots leave it out\n", rd)
+	}
+	v.Source = abs
+	return withRepo(c, func(r *store.Repo) error {
+		added, err := r.AddVolume(c.Context, v)
+		if err != nil {
+			return err
+		}
+		return output(c, added, func() {
+			fmt.Printf("added volume %s: %s (block size %s)\n", added.Name, added.Source, size(uint64(added.BlockSize)))
+		})
+	})
+}
+
+// unwrapPathError drops the path that os repeats, since the message names it.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// volumeInfo is a volume with its snapshot count, as listed.
+type volumeInfo struct {
+	store.Volume
+	Snapshots int    `json:"snapshots"`
+	Latest    string `json:"latest,omitempty"`
+}
+
+func volumeList(c *cli.Context) error {
+	if err := wantArgs(c, 0, 0); err != nil {
+		return err
+	}
+	return withRepo(c, func(r *store.Repo) error {
+		vols, err := r.Volumes(c.Context)
+		if err != nil {
+			return err
+		}
+		infos := []volumeInfo{}
+		for _, v := range vols {
+			snaps, err := r.Snapshots(c.Context, v.Name)
+			if err != nil {
+				return err
+			}
+			vi := volumeInfo{Volume: v, Snapshots: len(snaps)}
+			if len(snaps) > 0 {
+				vi.Latest = snaps[len(snaps)-1].Name
+			}
+			infos = append(infos, vi)
+		}
+		return output(c, infos, func() {
+			t := newTable("NAME", "KIND", "SOURCE", "BLOCK SIZE", "SNAPSHOTS", "LATEST", "EXCLUDES")
+			for _, v := range infos {
+				t.row(v.Name, string(v.Kind), v.Source, size(uint64(v.BlockSize)), fmt.Sprint(v.Snapshots), dash(v.Latest), dash(strings.Join(v.Excludes, ",")))
+			}
+			t.flush()
+		})
+	})
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func volumeRemove(c *cli.Context) error {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return err
+	}
+	name := c.Args().First()
+	return withRepo(c, func(r *store.Repo) error {
+		err := r.RemoveVolume(c.Context, name, c.Bool("with-snapshots"))
+		if errors.Is(err, store.ErrHasSnapshots) {
+			return fmt.Errorf("volume %s has snapshots; delete them first or pass --with-snapshots", name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Printf("removed volume %s\n", name)
+		return nil
+	})
+}

@@ -1,0 +1,631 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/chainfs/chainfs/fs/source/ignore"
+	"github.com/chainfs/chainfs/store"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure one snapshot run.
+type Options struct {
+	// Full re-reads every file instead of carrying unchanged ones over.
+	Full bool
+	// Workers is how many files are read and hashed at once (default: one
+	// per CPU).
+	Workers int
+	// Skip names directories never entered, such as the repository itself
+	// or a chainfs mount point, so a snapshot never contains itself.
+	Skip []string
+	// Progress, if set, is updated as the walk goes.
+	Progress *Progress
+	// Logger receives one line per warning; nil discards them.
+	Logger *slog.Logger
+}
+
+// Progress counts what a running snapshot has done; safe to read while it
+// runs.
+type Progress struct {
+	Files     atomic.Uint64
+	Dirs      atomic.Uint64
+	ReadBytes atomic.Uint64
+	// CarriedBytes is the size of files carried over unread.
+	CarriedBytes atomic.Uint64
+	// Expected is the logical size of the parent snapshot, an estimate of
+	// the total (0 for a first snapshot).
+	Expected atomic.Uint64
+}
+
+// Warning is an entry left out of a snapshot and why.
+type Warning struct {
+	Path string
+	Err  error
+}
+
+func (w Warning) String() string { return fmt.Sprintf("%s: %v", w.Path, w.Err) }
+
+// Result is a committed snapshot and the entries that were left out.
+type Result struct {
+	Snapshot *store.Snapshot
+	Warnings []Warning
+}
+
+// maxAttempts is how often a file that changes while it is read is read.
+const maxAttempts = 3
+
+// segmentBlocks is how many blocks one reader takes at a time from a file;
+// large files are read by several readers at once.
+const segmentBlocks = 32
+
+// Snapshot makes a snapshot of a volume from its source.
+func Snapshot(ctx context.Context, repo *store.Repo, volume string, so store.SnapshotOptions, opts Options) (*Result, error) {
+	w, err := repo.BeginSnapshot(ctx, volume, so)
+	if err != nil {
+		return nil, err
+	}
+	res, err := run(ctx, repo, w, opts)
+	if err != nil {
+		w.Abort()
+		return nil, fmt.Errorf("snapshot %s/%s: %w", volume, w.Name(), err)
+	}
+	return res, nil
+}
+
+type devIno struct{ dev, ino uint64 }
+
+// walker holds the state of one snapshot run.
+type walker struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	repo   *store.Repo
+	w      *store.SnapshotWriter
+	vol    *store.Volume
+	opts   Options
+	prog   *Progress
+	log    *slog.Logger
+	excl   *ignore.Matcher
+	skip   map[devIno]bool
+	bs     int64
+
+	rootDev uint64
+	jobs    chan *fileRead
+	slots   chan struct{} // one per reader goroutine allowed at once
+	bufs    sync.Pool
+	workers sync.WaitGroup
+
+	mu       sync.Mutex
+	warnings []Warning
+	links    map[devIno]*fileRead // hard-link groups met so far
+
+	files, dirs, symlinks, others, logical atomic.Uint64
+}
+
+func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Options) (*Result, error) {
+	vol := w.Volume()
+	if vol.Kind != store.KindTree {
+		return nil, fmt.Errorf("volume %s: %s volumes are not snapshotted as trees: %w", vol.Name, vol.Kind, store.ErrInvalid)
+	}
+	excl, err := ignore.Compile(vol.Excludes)
+	if err != nil {
+		return nil, fmt.Errorf("volume %s excludes: %w", vol.Name, err)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.NumCPU()
+	}
+	prog := opts.Progress
+	if prog == nil {
+		prog = new(Progress)
+	}
+	if p := w.Parent(); p != nil {
+		prog.Expected.Store(p.Stats.LogicalBytes)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	wk := &walker{ctx: ctx, cancel: cancel, repo: repo, w: w, vol: vol, opts: opts, prog: prog, log: log,
+		excl: excl, skip: map[devIno]bool{}, bs: int64(vol.BlockSize),
+		jobs: make(chan *fileRead, opts.Workers*4), slots: make(chan struct{}, opts.Workers),
+		links: map[devIno]*fileRead{}}
+	wk.bufs.New = func() any { b := make([]byte, vol.BlockSize); return &b }
+	for _, p := range append(opts.Skip, repo.Dir()) {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil {
+			wk.skip[devIno{st.Dev, st.Ino}] = true
+		}
+	}
+
+	var st unix.Stat_t
+	if err := unix.Stat(vol.Source, &st); err != nil {
+		return nil, fmt.Errorf("source %s: %w", vol.Source, err)
+	}
+	if fileType(st.Mode) != store.TypeDir {
+		return nil, fmt.Errorf("source %s: not a directory: %w", vol.Source, store.ErrInvalid)
+	}
+	wk.rootDev = st.Dev
+	rootDir := entryFromStat("", &st)
+	if rootDir.Xattrs, err = readXattrs(vol.Source); err != nil {
+		return nil, fmt.Errorf("source %s: xattrs: %w", vol.Source, err)
+	}
+	var prevRoot *store.Entry
+	if p := w.Parent(); p != nil {
+		prevRoot = &p.RootDir
+	}
+
+	for i := 0; i < opts.Workers; i++ {
+		wk.workers.Add(1)
+		go wk.worker()
+	}
+	rootDir.Subtree, err = wk.dir(vol.Source, "", prevRoot)
+	close(wk.jobs)
+	wk.workers.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		return nil, cause
+	}
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", vol.Source, err)
+	}
+	stats := store.SnapshotStats{
+		Files: wk.files.Load(), Dirs: wk.dirs.Load() + 1, Symlinks: wk.symlinks.Load(), Others: wk.others.Load(),
+		LogicalBytes: wk.logical.Load(), ReadBytes: prog.ReadBytes.Load(), Warnings: uint64(len(wk.warnings)),
+	}
+	snap, err := w.Commit(ctx, rootDir, stats)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Snapshot: snap, Warnings: wk.warnings}, nil
+}
+
+func (wk *walker) warn(path string, err error) {
+	wk.log.Info("left out of snapshot", "volume", wk.vol.Name, "path", path, "err", err)
+	wk.mu.Lock()
+	wk.warnings = append(wk.warnings, Warning{Path: path, Err: err})
+	wk.mu.Unlock()
+}
+
+// fatal stops the whole run: the repository, not the source, failed.
+func (wk *walker) fatal(err error) { wk.cancel(err) }
+
+// openNoatime opens a source file or directory without touching its atime,
+// which the snapshot records and the next snapshot compares.
+func openNoatime(path string, flags int) (int, error) {
+	fd, err := unix.Open(path, flags|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) {
+		// O_NOATIME is refused on files the caller does not own.
+		fd, err = unix.Open(path, flags|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	return fd, err
+}
+
+// dir snapshots one directory and returns its tree. An error means the
+// directory itself could not be read; errors below it are warnings.
+func (wk *walker) dir(path, rel string, prev *store.Entry) (store.Hash, error) {
+	if err := wk.ctx.Err(); err != nil {
+		return store.Hash{}, err
+	}
+	fd, err := openNoatime(path, unix.O_DIRECTORY)
+	if err != nil {
+		return store.Hash{}, err
+	}
+	f := os.NewFile(uintptr(fd), path)
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		f.Close()
+		return store.Hash{}, err
+	}
+	sort.Strings(names)
+	var prevEntries []store.Entry
+	if prev != nil && prev.Type == store.TypeDir {
+		if prevEntries, err = wk.repo.Tree(wk.ctx, prev.Subtree); err != nil {
+			f.Close()
+			wk.fatal(fmt.Errorf("parent snapshot: %w", err))
+			return store.Hash{}, err
+		}
+	}
+	entries := make([]store.Entry, 0, len(names))
+	reads := map[int]*fileRead{} // index in entries → its data being read
+	pi := 0
+	for _, name := range names {
+		childPath := path + "/" + name
+		childRel := name
+		if rel != "" {
+			childRel = rel + "/" + name
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			wk.warn(childPath, err)
+			continue
+		}
+		e := entryFromStat(name, &st)
+		if e.Type == 0 || wk.excl.Excluded(childRel, e.Type == store.TypeDir) {
+			continue
+		}
+		if e.Type == store.TypeDir && wk.skip[devIno{st.Dev, st.Ino}] {
+			continue
+		}
+		for pi < len(prevEntries) && prevEntries[pi].Name < name {
+			pi++
+		}
+		var p *store.Entry
+		if pi < len(prevEntries) && prevEntries[pi].Name == name {
+			p = &prevEntries[pi]
+		}
+		carry := !wk.opts.Full && unchanged(p, &e)
+		if carry {
+			e.Xattrs = p.Xattrs
+		} else if e.Xattrs, err = readXattrs(childPath); err != nil {
+			wk.warn(childPath, fmt.Errorf("xattrs: %w", err))
+			continue
+		}
+		switch e.Type {
+		case store.TypeDir:
+			if wk.vol.OneFileSystem && st.Dev != wk.rootDev {
+				// A mount point: kept, but not entered.
+				e.Subtree, err = wk.w.PutTree(wk.ctx, store.EncodeTree(nil))
+			} else {
+				e.Subtree, err = wk.dir(childPath, childRel, p)
+			}
+			if err != nil {
+				if wk.ctx.Err() != nil {
+					f.Close()
+					return store.Hash{}, err
+				}
+				wk.warn(childPath, err)
+				continue
+			}
+			wk.dirs.Add(1)
+		case store.TypeSymlink:
+			if e.Target, err = readlink(childPath, e.Size); err != nil {
+				wk.warn(childPath, err)
+				continue
+			}
+			wk.symlinks.Add(1)
+		case store.TypeRegular:
+			if e.Nlink > 1 {
+				if fr := wk.linkGroup(childPath, &e, p, carry); fr != nil {
+					reads[len(entries)] = fr
+				}
+			} else if carry {
+				copyContent(&e, p)
+				wk.prog.CarriedBytes.Add(e.Size)
+			} else {
+				reads[len(entries)] = wk.startRead(childPath, &e)
+			}
+		default:
+			wk.others.Add(1)
+		}
+		entries = append(entries, e)
+	}
+	f.Close()
+	if len(reads) > 0 {
+		kept := entries[:0]
+		for i := range entries {
+			if fr := reads[i]; fr != nil {
+				select {
+				case <-fr.done:
+				case <-wk.ctx.Done():
+					return store.Hash{}, wk.ctx.Err()
+				}
+				if err := fr.result(); err != nil {
+					wk.warn(fr.path, err)
+					continue
+				}
+				fr.fill(&entries[i])
+			}
+			kept = append(kept, entries[i])
+		}
+		entries = kept
+	}
+	for i := range entries {
+		if entries[i].Type == store.TypeRegular {
+			wk.files.Add(1)
+			wk.logical.Add(entries[i].Size)
+		}
+	}
+	wk.prog.Dirs.Add(1)
+	return wk.w.PutTree(wk.ctx, store.EncodeTree(entries))
+}
+
+// linkGroup handles one name of a multiply linked file: the first name met
+// is read (or carried over) and every later name of the same inode takes
+// its content, so the group stays one file in the snapshot.
+func (wk *walker) linkGroup(path string, e *store.Entry, prev *store.Entry, carry bool) *fileRead {
+	key := devIno{e.Dev, e.Ino}
+	wk.mu.Lock()
+	fr := wk.links[key]
+	wk.mu.Unlock()
+	if fr != nil {
+		return &fileRead{path: path, done: fr.done, shared: fr}
+	}
+	if carry {
+		copyContent(e, prev)
+		fr = &fileRead{path: path, done: make(chan struct{}), entry: *e}
+		close(fr.done)
+	} else {
+		fr = wk.startRead(path, e)
+	}
+	wk.mu.Lock()
+	wk.links[key] = fr
+	wk.mu.Unlock()
+	if carry {
+		return nil
+	}
+	return fr
+}
+
+func copyContent(dst, src *store.Entry) {
+	dst.BlockSize, dst.Blocks, dst.Content, dst.HasContent = src.BlockSize, src.Blocks, src.Content, src.HasContent
+}
+
+func readlink(path string, size uint64) (string, error) {
+	buf := make([]byte, max(size+1, 256))
+	for {
+		n, err := unix.Readlink(path, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < len(buf) {
+			return string(buf[:n]), nil
+		}
+		buf = make([]byte, len(buf)*2)
+	}
+}
+
+// fileRead is a regular file whose data is being read by the workers.
+type fileRead struct {
+	path  string
+	entry store.Entry // metadata as stat'ed at the read, content once done
+	done  chan struct{}
+	err   error
+
+	shared *fileRead // for a later name of a hard-link group: the read it waits for
+}
+
+// result is the read's error, or that of the read it shares.
+func (fr *fileRead) result() error {
+	if fr.shared != nil {
+		return fr.shared.err
+	}
+	return fr.err
+}
+
+// fill copies what the read found into the directory entry: the content
+// and the metadata of the version that was read.
+func (fr *fileRead) fill(e *store.Entry) {
+	src := fr
+	if fr.shared != nil {
+		src = fr.shared
+	}
+	name, xattrs := e.Name, e.Xattrs
+	*e = src.entry
+	e.Name, e.Xattrs = name, xattrs
+}
+
+func (wk *walker) startRead(path string, e *store.Entry) *fileRead {
+	fr := &fileRead{path: path, entry: *e, done: make(chan struct{})}
+	select {
+	case wk.jobs <- fr:
+	case <-wk.ctx.Done():
+		fr.err = wk.ctx.Err()
+		close(fr.done)
+	}
+	return fr
+}
+
+func (wk *walker) worker() {
+	defer wk.workers.Done()
+	for fr := range wk.jobs {
+		if wk.ctx.Err() == nil {
+			fr.err = wk.readFile(fr)
+		} else {
+			fr.err = wk.ctx.Err()
+		}
+		close(fr.done)
+	}
+}
+
+// readFile reads a file's data into the store, again if it changed while
+// it was read.
+func (wk *walker) readFile(fr *fileRead) error {
+	fd, err := openNoatime(fr.path, unix.O_NOFOLLOW)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for attempt := 1; ; attempt++ {
+		var before, after unix.Stat_t
+		if err := unix.Fstat(fd, &before); err != nil {
+			return err
+		}
+		if fileType(before.Mode) != store.TypeRegular {
+			return fmt.Errorf("no longer a regular file")
+		}
+		extents, sparse, err := dataExtents(fd, before.Size)
+		if err != nil {
+			return err
+		}
+		blocks, err := wk.readBlocks(fd, &before, extents, sparse)
+		if err != nil {
+			return err
+		}
+		if err := unix.Fstat(fd, &after); err != nil {
+			return err
+		}
+		if blocks != nil && sameVersion(&before, &after) {
+			e := entryFromStat(fr.entry.Name, &before)
+			e.BlockSize = uint32(wk.bs)
+			e.Sparse, e.Extents = sparse, extents
+			if len(blocks) > 16 {
+				if e.Content, err = wk.w.PutTree(wk.ctx, store.EncodeContent(blocks)); err != nil {
+					wk.fatal(err)
+					return err
+				}
+				e.HasContent = true
+			} else {
+				e.Blocks = blocks
+			}
+			fr.entry = e
+			return nil
+		}
+		if attempt == maxAttempts {
+			return fmt.Errorf("changed while it was read, %d times; left out rather than stored torn", maxAttempts)
+		}
+		wk.log.Info("file changed while read, reading again", "path", fr.path, "attempt", attempt)
+	}
+}
+
+// readBlocks reads and stores every block of an open file. Several
+// goroutines share a large file, each taking the next segment. It returns
+// nil blocks (and no error) when the file turned out shorter than its stat
+// said, so that the caller reads it again.
+func (wk *walker) readBlocks(fd int, st *unix.Stat_t, extents []store.Extent, sparse bool) ([]store.Hash, error) {
+	size := st.Size
+	n := int((size + wk.bs - 1) / wk.bs)
+	blocks := make([]store.Hash, n)
+	if n == 0 {
+		return blocks, nil
+	}
+	segments := (n + segmentBlocks - 1) / segmentBlocks
+	var next atomic.Int64
+	var short atomic.Bool
+	var firstErr error
+	var errOnce sync.Once
+	read := func() {
+		bufp := wk.bufs.Get().(*[]byte)
+		defer wk.bufs.Put(bufp)
+		for {
+			seg := int(next.Add(1) - 1)
+			if seg >= segments || short.Load() || wk.ctx.Err() != nil {
+				return
+			}
+			for i := seg * segmentBlocks; i < min(n, (seg+1)*segmentBlocks); i++ {
+				off := int64(i) * wk.bs
+				length := min(wk.bs, size-off)
+				if sparse && !hasData(extents, off, length) {
+					blocks[i] = store.HoleHash
+					continue
+				}
+				buf := (*bufp)[:length]
+				got, err := preadFull(fd, buf, off)
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					short.Store(true)
+					return
+				}
+				if got < len(buf) {
+					short.Store(true)
+					return
+				}
+				h := store.Sum(buf)
+				if err := wk.w.PutBlock(wk.ctx, h, buf); err != nil {
+					wk.fatal(err)
+					return
+				}
+				blocks[i] = h
+				wk.prog.ReadBytes.Add(uint64(length))
+			}
+		}
+	}
+	// Take extra readers for a large file while cores are free; never wait
+	// for one, so a worker can always make progress alone.
+	var helpers sync.WaitGroup
+	for extra := 1; extra < segments && extra < cap(wk.slots); extra++ {
+		select {
+		case wk.slots <- struct{}{}:
+			helpers.Add(1)
+			go func() {
+				defer func() { <-wk.slots; helpers.Done() }()
+				read()
+			}()
+		default:
+		}
+	}
+	read()
+	helpers.Wait()
+	if err := wk.ctx.Err(); err != nil {
+		return nil, context.Cause(wk.ctx)
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if short.Load() {
+		return nil, nil
+	}
+	return blocks, nil
+}
+
+// dataExtents returns a file's data ranges when it has holes. A file
+// without holes costs one lseek.
+func dataExtents(fd int, size int64) ([]store.Extent, bool, error) {
+	if size == 0 {
+		return nil, false, nil
+	}
+	hole, err := unix.Seek(fd, 0, unix.SEEK_HOLE)
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
+		return nil, false, nil // the file system cannot tell: read it all
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if hole >= size {
+		return nil, false, nil
+	}
+	var extents []store.Extent
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, syscall.ENXIO) {
+			break
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if data >= size {
+			break
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, false, err
+		}
+		hole = min(hole, size)
+		extents = append(extents, store.Extent{Off: uint64(data), Len: uint64(hole - data)})
+		off = hole
+	}
+	return extents, true, nil
+}
+
+// hasData reports whether [off, off+length) overlaps a data extent.
+func hasData(extents []store.Extent, off, length int64) bool {
+	// The first extent that ends after off.
+	i := sort.Search(len(extents), func(i int) bool { return int64(extents[i].Off+extents[i].Len) > off })
+	return i < len(extents) && int64(extents[i].Off) < off+length
+}
+
+func preadFull(fd int, buf []byte, off int64) (int, error) {
+	got := 0
+	for got < len(buf) {
+		n, err := unix.Pread(fd, buf[got:], off+int64(got))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return got, err
+		}
+		if n == 0 {
+			break
+		}
+		got += n
+	}
+	return got, nil
+}

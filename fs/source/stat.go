@@ -1,0 +1,143 @@
+package source
+
+import (
+	"errors"
+
+	"github.com/chainfs/chainfs/store"
+	"golang.org/x/sys/unix"
+)
+
+// entryFromStat fills the metadata of an entry from a stat result.
+func entryFromStat(name string, st *unix.Stat_t) store.Entry {
+	return store.Entry{
+		Name:  name,
+		Type:  fileType(st.Mode),
+		Mode:  st.Mode & 0o7777,
+		UID:   st.Uid,
+		GID:   st.Gid,
+		Size:  uint64(st.Size),
+		Atime: timespec(st.Atim),
+		Mtime: timespec(st.Mtim),
+		Ctime: timespec(st.Ctim),
+		Dev:   st.Dev,
+		Ino:   st.Ino,
+		Nlink: uint32(st.Nlink),
+		Rdev:  st.Rdev,
+	}
+}
+
+func timespec(t unix.Timespec) store.Timespec {
+	return store.Timespec{Sec: t.Sec, Nsec: uint32(t.Nsec)}
+}
+
+func fileType(mode uint32) store.FileType {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return store.TypeRegular
+	case unix.S_IFDIR:
+		return store.TypeDir
+	case unix.S_IFLNK:
+		return store.TypeSymlink
+	case unix.S_IFIFO:
+		return store.TypeFIFO
+	case unix.S_IFCHR:
+		return store.TypeCharDev
+	case unix.S_IFBLK:
+		return store.TypeBlockDev
+	case unix.S_IFSOCK:
+		return store.TypeSocket
+	}
+	return 0
+}
+
+// unchanged reports whether a file may be carried over from its record in
+// the parent snapshot without being read.
+func unchanged(prev *store.Entry, cur *store.Entry) bool {
+	return prev != nil && prev.Type == cur.Type && prev.Size == cur.Size &&
+		prev.Mtime == cur.Mtime && prev.Ctime == cur.Ctime &&
+		prev.Ino == cur.Ino && prev.Mode == cur.Mode
+}
+
+// sameVersion reports whether two stats of one open file describe the same
+// content: what the torn-read check compares before and after a read.
+func sameVersion(a, b *unix.Stat_t) bool {
+	return a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim && a.Ino == b.Ino
+}
+
+// readXattrs reads all extended attributes of path (not following a
+// symlink), sorted by name as the tree encoding wants them.
+func readXattrs(path string) ([]store.Xattr, error) {
+	size, err := unix.Llistxattr(path, nil)
+	if err != nil || size == 0 {
+		if errors.Is(err, unix.ENOTSUP) {
+			err = nil
+		}
+		return nil, err
+	}
+	buf := make([]byte, size)
+	for {
+		size, err = unix.Llistxattr(path, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*2)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
+	}
+	var out []store.Xattr
+	for _, name := range splitNames(buf[:size]) {
+		val, err := getXattr(path, name)
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed since the list was read
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, store.Xattr{Name: name, Value: val})
+	}
+	sortXattrs(out)
+	return out, nil
+}
+
+func getXattr(path, name string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Lgetxattr(path, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			sz, err := unix.Lgetxattr(path, name, nil)
+			if err != nil {
+				return nil, err
+			}
+			buf = make([]byte, sz+1)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n:n], nil
+	}
+}
+
+func splitNames(b []byte) []string {
+	var names []string
+	start := 0
+	for i, c := range b {
+		if c == 0 {
+			if i > start {
+				names = append(names, string(b[start:i]))
+			}
+			start = i + 1
+		}
+	}
+	return names
+}
+
+func sortXattrs(x []store.Xattr) {
+	for i := 1; i < len(x); i++ {
+		for j := i; j > 0 && x[j].Name < x[j-1].Name; j-- {
+			x[j], x[j-1] = x[j-1], x[j]
+		}
+	}
+}
