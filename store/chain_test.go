@@ -198,4 +198,3 @@ func dumpPrefix(t *testing.T, r *Repo, prefix []byte) map[string]string {
 	})
 	return out
 }
-

@@ -26,9 +26,9 @@ type Snapshot struct {
 	Tags        map[string]string `json:"tags,omitempty"`
 	// Root is the tree of the volume's top directory and RootDir that
 	// directory's own metadata (Name empty, Subtree == Root).
-	Root    Hash  `json:"root"`
-	RootDir Entry `json:"root_dir"`
-	Stats       SnapshotStats     `json:"stats"`
+	Root    Hash          `json:"root"`
+	RootDir Entry         `json:"root_dir"`
+	Stats   SnapshotStats `json:"stats"`
 }
 
 // SnapshotStats describe what making a snapshot did.
