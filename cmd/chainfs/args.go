@@ -95,7 +95,7 @@ func takesValue(flags []cli.Flag, token string) bool {
 func commandName(c *cli.Context) string {
 	var names []string
 	for _, ctx := range c.Lineage() {
-		if ctx.Command != nil && ctx.Command.Name != "" {
+		if ctx.Command != nil && ctx.Command.Name != "" && ctx.Command.Name != ctx.App.Name {
 			names = append([]string{ctx.Command.Name}, names...)
 		}
 	}

@@ -41,14 +41,14 @@ func report(err error) int {
 	msg := err.Error()
 	// The store's sentinel texts are for errors.Is; the context before them
 	// already says it in words.
-	for _, s := range []error{store.ErrNotRepository, store.ErrInUse} {
+	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid} {
 		msg = strings.TrimSuffix(msg, ": "+s.Error())
 	}
 	fmt.Fprintln(os.Stderr, "chainfs:", msg)
 	var ue usageError
 	var pe partialError
 	switch {
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.Is(err, store.ErrInvalid):
 		fmt.Fprintln(os.Stderr, "Run 'chainfs --help' or 'chainfs COMMAND --help' for usage.")
 		return exitUsage
 	case errors.As(err, &pe):

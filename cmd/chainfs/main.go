@@ -20,7 +20,7 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "chainfs",
 		Usage:                "incremental snapshots of directory trees, browsable and restorable",
 		EnableBashCompletion: true,
@@ -36,8 +36,18 @@ func newApp() *cli.App {
 			restoreCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main reports and exits
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return usageError{err}
-		},
+		OnUsageError: onUsageError,
 	}
+	var setUsage func([]*cli.Command)
+	setUsage = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			c.OnUsageError = onUsageError
+			setUsage(c.Subcommands)
+		}
+	}
+	setUsage(app.Commands)
+	return app
 }
+
+// onUsageError marks flag errors as usage errors, for their exit status.
+func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }

@@ -261,6 +261,10 @@ func (wk *walker) dir(path, rel string, prev *store.Entry) (store.Hash, error) {
 		var p *store.Entry
 		if pi < len(prevEntries) && prevEntries[pi].Name == name {
 			p = &prevEntries[pi]
+		} else if e.Type == store.TypeDir {
+			// A directory renamed in place keeps its inode, and its files
+			// keep theirs and their ctimes: compare against its old tree.
+			p = findDirByIno(prevEntries, e.Ino)
 		}
 		carry := !wk.opts.Full && unchanged(p, &e)
 		if carry {
@@ -363,6 +367,15 @@ func (wk *walker) linkGroup(path string, e *store.Entry, prev *store.Entry, carr
 		return nil
 	}
 	return fr
+}
+
+func findDirByIno(entries []store.Entry, ino uint64) *store.Entry {
+	for i := range entries {
+		if entries[i].Type == store.TypeDir && entries[i].Ino == ino {
+			return &entries[i]
+		}
+	}
+	return nil
 }
 
 func copyContent(dst, src *store.Entry) {
