@@ -162,10 +162,15 @@ func (d *packDir) Close() error {
 
 // packFile is a pack being written.
 type packFile struct {
-	f    *os.File
-	dir  string
-	size int64
+	f       *os.File
+	dir     string
+	size    int64
+	flushed int64 // bytes whose writeback has been started
 }
+
+// writebackChunk is how much a pack may have dirty in the page cache before
+// its writeback is started; the fsync at Finish then has little left to do.
+const writebackChunk = 8 << 20
 
 func (p *packFile) Append(b []byte) (int64, error) {
 	off := p.size
@@ -173,6 +178,10 @@ func (p *packFile) Append(b []byte) (int64, error) {
 	p.size += int64(n)
 	if err != nil {
 		return 0, fmt.Errorf("write pack: %w", err)
+	}
+	if p.size-p.flushed >= writebackChunk {
+		startWriteback(p.f, p.flushed, p.size-p.flushed)
+		p.flushed = p.size
 	}
 	return off, nil
 }

@@ -236,37 +236,70 @@ func (r *Repo) writeDelta(ctx context.Context, vol, seq uint64, delta deltaSet, 
 	return wb.Flush()
 }
 
-// applyDelta updates the volume's intervals and the block reference counts
-// for snapshot seq. It returns the bytes and blocks the snapshot holds
-// itself (first in their run).
-func (r *Repo) applyDelta(ctx context.Context, vol, seq uint64, delta deltaSet, hs []Hash) (addedBytes, addedBlocks uint64, err error) {
+// kv is one planned write; a nil val deletes the key.
+type kv struct{ key, val []byte }
+
+// applyPlanned runs plan over hs in chunks: plan reads in a read-only
+// transaction and returns the writes, which then go in one write
+// transaction. Reading and writing in separate transactions keeps badger
+// from re-sorting a transaction's pending writes at every seek; it is safe
+// because commitMu and the volume's claim make the caller the only writer
+// of these keys, and each hash appears once.
+func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badger.Txn, h Hash) ([]kv, error)) error {
 	for start := 0; start < len(hs); start += chunkSize {
 		if err := ctx.Err(); err != nil {
-			return 0, 0, err
+			return err
 		}
 		chunk := hs[start:min(start+chunkSize, len(hs))]
-		var bytes, blocks uint64
-		err := r.db.Update(func(txn *badger.Txn) error {
-			bytes, blocks = 0, 0
+		var writes []kv
+		err := r.db.View(func(txn *badger.Txn) error {
 			for _, h := range chunk {
-				opened, err := applyOne(txn, vol, seq, h, delta[h].Count)
+				w, err := plan(txn, h)
 				if err != nil {
 					return fmt.Errorf("block %s: %w", h.Short(), err)
 				}
-				if opened {
-					bytes += uint64(delta[h].Length)
-					blocks++
+				writes = append(writes, w...)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = r.db.Update(func(txn *badger.Txn) error {
+			for _, w := range writes {
+				var err error
+				if w.val == nil {
+					err = txn.Delete(w.key)
+				} else {
+					err = txn.Set(w.key, w.val)
+				}
+				if err != nil {
+					return err
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
-		addedBytes += bytes
-		addedBlocks += blocks
 	}
-	return addedBytes, addedBlocks, nil
+	return nil
+}
+
+// applyDelta updates the volume's intervals and the block reference counts
+// for snapshot seq. It returns the bytes and blocks the snapshot holds
+// itself (first in their run).
+func (r *Repo) applyDelta(ctx context.Context, vol, seq uint64, delta deltaSet, hs []Hash) (addedBytes, addedBlocks uint64, err error) {
+	err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash) ([]kv, error) {
+		d := delta[h]
+		writes, opened, err := planApply(txn, vol, seq, h, d.Count)
+		if opened {
+			addedBytes += uint64(d.Length)
+			addedBlocks++
+		}
+		return writes, err
+	})
+	return addedBytes, addedBlocks, err
 }
 
 // lastInterval finds the newest run of block h in volume vol starting at or
@@ -290,42 +323,62 @@ func lastInterval(txn *badger.Txn, vol uint64, h Hash, seq uint64) (start uint64
 	return start, iv, err == nil, err
 }
 
-func applyOne(txn *badger.Txn, vol, seq uint64, h Hash, n int64) (opened bool, err error) {
-	start, iv, found, err := lastInterval(txn, vol, h, seq)
+// planApply plans one block's part of a snapshot's chain update: its open
+// run counts n more references (closing when none are left), or a new run
+// starts at seq and the block gains a reference.
+func planApply(txn *badger.Txn, vol, seq uint64, h Hash, n int64) (writes []kv, opened bool, err error) {
+	rec, err := getBlockRecord(txn, h)
 	if err != nil {
-		return false, err
+		return nil, false, err
+	}
+	var start uint64
+	var iv intervalRecord
+	found := false
+	if rec.Refs > 0 { // a block no run references has no run to find
+		if start, iv, found, err = lastInterval(txn, vol, h, seq); err != nil {
+			return nil, false, err
+		}
 	}
 	if found && iv.End == 0 {
 		count := int64(iv.Count) + n
 		if count < 0 {
-			return false, fmt.Errorf("reference count below zero: %w", ErrCorrupt)
+			return nil, false, fmt.Errorf("reference count below zero: %w", ErrCorrupt)
 		}
 		next := intervalRecord{Count: uint64(count), Upd: seq, PrevEnd: iv.End, PrevCount: iv.Count}
 		if count == 0 {
 			next.End = seq
 		}
-		return false, txn.Set(intervalKey(vol, h, start), next.encode())
+		return []kv{{intervalKey(vol, h, start), next.encode()}}, false, nil
 	}
 	if n < 0 {
-		return false, fmt.Errorf("removes a block its parent does not hold: %w", ErrCorrupt)
+		return nil, false, fmt.Errorf("removes a block its parent does not hold: %w", ErrCorrupt)
 	}
-	if err := addRefs(txn, h, 1); err != nil {
-		return false, err
+	rec.Refs++
+	return []kv{
+		{blockKey(h), rec.encode()},
+		{intervalKey(vol, h, seq), intervalRecord{Count: uint64(n), Upd: seq}.encode()},
+	}, true, nil
+}
+
+// getBlockRecord reads a block record; a missing one is corruption, since
+// only referenced or just-stored blocks are asked for.
+func getBlockRecord(txn *badger.Txn, h Hash) (blockRecord, error) {
+	item, err := txn.Get(blockKey(h))
+	if err != nil {
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return blockRecord{}, fmt.Errorf("block record missing: %w", ErrCorrupt)
+		}
+		return blockRecord{}, err
 	}
-	return true, txn.Set(intervalKey(vol, h, seq), intervalRecord{Count: uint64(n), Upd: seq}.encode())
+	var rec blockRecord
+	err = item.Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e })
+	return rec, err
 }
 
 // addRefs changes a block's reference count.
 func addRefs(txn *badger.Txn, h Hash, n int64) error {
-	item, err := txn.Get(blockKey(h))
+	rec, err := getBlockRecord(txn, h)
 	if err != nil {
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return fmt.Errorf("block record missing: %w", ErrCorrupt)
-		}
-		return err
-	}
-	var rec blockRecord
-	if err := item.Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
 		return err
 	}
 	if n < 0 && rec.Refs < uint64(-n) {
@@ -336,43 +389,38 @@ func addRefs(txn *badger.Txn, h Hash, n int64) error {
 }
 
 // undoDelta reverses an interrupted applyDelta of snapshot seq, using the
-// delta journal. Each block's undo is one transaction and checks Upd, so a
-// crash during undo is undone again safely.
+// delta journal. Undo checks Upd, so an undo interrupted by another crash
+// is done again safely: a run whose start is seq is deleted together with
+// the reference it gave its block; a run updated by seq gets its previous
+// end and count back.
 func (r *Repo) undoDelta(ctx context.Context, vol, seq uint64) error {
 	hs, err := r.deltaHashes(vol, seq)
 	if err != nil {
 		return err
 	}
-	for start := 0; start < len(hs); start += chunkSize {
-		chunk := hs[start:min(start+chunkSize, len(hs))]
-		err := r.db.Update(func(txn *badger.Txn) error {
-			for _, h := range chunk {
-				if err := undoOne(txn, vol, seq, h); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+	err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash) ([]kv, error) {
+		start, iv, found, err := lastInterval(txn, vol, h, seq)
+		if err != nil || !found || iv.Upd != seq {
+			return nil, err
 		}
-	}
-	return r.deletePrefix(ctx, deltaPrefix(vol, seq))
-}
-
-func undoOne(txn *badger.Txn, vol, seq uint64, h Hash) error {
-	start, iv, found, err := lastInterval(txn, vol, h, seq)
-	if err != nil || !found || iv.Upd != seq {
+		if start != seq {
+			prev := intervalRecord{End: iv.PrevEnd, Count: iv.PrevCount}
+			return []kv{{intervalKey(vol, h, start), prev.encode()}}, nil
+		}
+		rec, err := getBlockRecord(txn, h)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Refs == 0 {
+			return nil, fmt.Errorf("block reference count below zero: %w", ErrCorrupt)
+		}
+		rec.Refs--
+		return []kv{{intervalKey(vol, h, seq), nil}, {blockKey(h), rec.encode()}}, nil
+	})
+	if err != nil {
 		return err
 	}
-	if start == seq {
-		if err := txn.Delete(intervalKey(vol, h, seq)); err != nil {
-			return err
-		}
-		return addRefs(txn, h, -1)
-	}
-	prev := intervalRecord{End: iv.PrevEnd, Count: iv.PrevCount}
-	return txn.Set(intervalKey(vol, h, start), prev.encode())
+	return r.deletePrefix(ctx, deltaPrefix(vol, seq))
 }
 
 func (r *Repo) deltaHashes(vol, seq uint64) ([]Hash, error) {

@@ -132,9 +132,9 @@ func TestUndoInterruptedCommit(t *testing.T) {
 	// committing it: B goes, C comes.
 	w, _ := r.BeginSnapshot(ctx, "v", SnapshotOptions{})
 	w.PutBlock(ctx, Sum(C), C)
-	w.mu.Lock()
-	w.finishPack()
-	w.mu.Unlock()
+	if err := w.flush(); err != nil {
+		t.Fatal(err)
+	}
 	delta := deltaSet{}
 	delta.add(Sum(B), -1, testBS)
 	delta.add(Sum(C), 1, testBS)

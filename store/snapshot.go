@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -108,6 +109,11 @@ type SnapshotWriter struct {
 	done     bool
 
 	stored, linked atomic.Uint64
+
+	// Full packs are finished (fsync, then block records) in the
+	// background so that readers never wait for a disk flush.
+	finishing sync.WaitGroup
+	finishErr error // first error of a background finish; under mu
 }
 
 type pendingBlock struct {
@@ -232,9 +238,19 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 	w.inPack = append(w.inPack, pendingBlock{hash: h, offset: off, length: uint32(len(data))})
 	w.stored.Add(uint64(len(data)))
 	if w.pack.Size() >= packLimit {
-		return w.finishPack()
+		pack, id, blocks := w.pack, w.packID, w.inPack
+		w.pack, w.inPack = nil, nil
+		w.finishing.Add(1)
+		go func() {
+			defer w.finishing.Done()
+			if err := w.repo.finishPack(pack, id, blocks); err != nil {
+				w.mu.Lock()
+				w.finishErr = cmp.Or(w.finishErr, err)
+				w.mu.Unlock()
+			}
+		}()
 	}
-	return nil
+	return w.finishErr
 }
 
 func (w *SnapshotWriter) openPack() error {
@@ -250,28 +266,20 @@ func (w *SnapshotWriter) openPack() error {
 	if err != nil {
 		return err
 	}
-	w.pack, w.packID, w.inPack = p, id, w.inPack[:0]
+	w.pack, w.packID, w.inPack = p, id, nil
 	return nil
 }
 
-// finishPack makes the open pack durable and only then records its blocks,
-// so that no block record ever points at bytes a crash could lose.
-// Called with w.mu held.
-func (w *SnapshotWriter) finishPack() error {
-	if w.pack == nil {
-		return nil
-	}
-	size := w.pack.Size()
-	if err := w.pack.Finish(); err != nil {
-		w.pack.Abort()
-		w.pack = nil
+// finishPack makes a pack durable and only then records its blocks, so
+// that no block record ever points at bytes a crash could lose.
+func (r *Repo) finishPack(pack PackWriter, id uint64, blocks []pendingBlock) error {
+	size := pack.Size()
+	if err := pack.Finish(); err != nil {
+		pack.Abort()
 		return err
 	}
-	w.pack = nil
-	r := w.repo
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
-	blocks := w.inPack
 	for len(blocks) > 0 {
 		chunk := blocks[:min(chunkSize, len(blocks))]
 		blocks = blocks[len(chunk):]
@@ -284,7 +292,7 @@ func (w *SnapshotWriter) finishPack() error {
 				} else if !errors.Is(err, badger.ErrKeyNotFound) {
 					return err
 				}
-				rec := blockRecord{Pack: w.packID, Offset: uint64(b.offset), Length: b.length}
+				rec := blockRecord{Pack: id, Offset: uint64(b.offset), Length: b.length}
 				if err := txn.Set(blockKey(b.hash), rec.encode()); err != nil {
 					return err
 				}
@@ -295,10 +303,26 @@ func (w *SnapshotWriter) finishPack() error {
 			return err
 		}
 	}
-	w.inPack = w.inPack[:0]
 	return r.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(packKey(w.packID), binary.BigEndian.AppendUint64(nil, uint64(size)))
+		return txn.Set(packKey(id), binary.BigEndian.AppendUint64(nil, uint64(size)))
 	})
+}
+
+// flush finishes the open pack and waits for those finishing in the
+// background.
+func (w *SnapshotWriter) flush() error {
+	w.mu.Lock()
+	pack, id, blocks := w.pack, w.packID, w.inPack
+	w.pack, w.inPack, w.done = nil, nil, true
+	w.mu.Unlock()
+	var err error
+	if pack != nil {
+		err = w.repo.finishPack(pack, id, blocks)
+	}
+	w.finishing.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return cmp.Or(err, w.finishErr)
 }
 
 // PutTree stores a tree or content blob and returns its hash.
@@ -324,11 +348,7 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	root := rootDir.Subtree
 	rootDir.Name = ""
 	defer w.close()
-	w.mu.Lock()
-	err := w.finishPack()
-	w.done = true
-	w.mu.Unlock()
-	if err != nil {
+	if err := w.flush(); err != nil {
 		return nil, w.fail(err)
 	}
 	if err := w.trees.Flush(); err != nil {
@@ -369,6 +389,7 @@ func (w *SnapshotWriter) Abort() {
 	}
 	w.done = true
 	w.mu.Unlock()
+	w.finishing.Wait()
 	w.close()
 }
 

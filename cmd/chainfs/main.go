@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -13,10 +14,19 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if path := os.Getenv("CHAINFS_CPUPROFILE"); path != "" {
+		// For tuning: go tool pprof bin/chainfs $CHAINFS_CPUPROFILE
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	app := newApp()
 	err := app.RunContext(ctx, flagsFirst(app, os.Args))
 	stop()
-	os.Exit(report(err))
+	code := report(err)
+	pprof.StopCPUProfile()
+	os.Exit(code)
 }
 
 func newApp() *cli.App {

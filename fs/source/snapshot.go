@@ -21,8 +21,9 @@ import (
 type Options struct {
 	// Full re-reads every file instead of carrying unchanged ones over.
 	Full bool
-	// Workers is how many files are read and hashed at once (default: one
-	// per CPU).
+	// Workers is how many files are read and hashed at once. The default,
+	// four per CPU, keeps the disk busy on cold small files, whose reads
+	// wait on the disk rather than the CPU.
 	Workers int
 	// Skip names directories never entered, such as the repository itself
 	// or a chainfs mount point, so a snapshot never contains itself.
@@ -120,7 +121,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 		return nil, fmt.Errorf("volume %s excludes: %w", vol.Name, err)
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = runtime.NumCPU()
+		opts.Workers = 4 * runtime.NumCPU()
 	}
 	prog := opts.Progress
 	if prog == nil {
@@ -396,6 +397,10 @@ func readlink(path string, size uint64) (string, error) {
 	}
 }
 
+// testHookAfterRead, set by tests, runs between reading a file and the
+// stat that checks it did not change meanwhile.
+var testHookAfterRead func(path string)
+
 // fileRead is a regular file whose data is being read by the workers.
 type fileRead struct {
 	path  string
@@ -472,6 +477,9 @@ func (wk *walker) readFile(fr *fileRead) error {
 		blocks, err := wk.readBlocks(fd, &before, extents, sparse)
 		if err != nil {
 			return err
+		}
+		if testHookAfterRead != nil {
+			testHookAfterRead(fr.path)
 		}
 		if err := unix.Fstat(fd, &after); err != nil {
 			return err

@@ -1,0 +1,144 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chainfs/chainfs/store"
+)
+
+func testRepo(t *testing.T, src string) *store.Repo {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Open(context.Background(), store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if _, err := r.AddVolume(context.Background(), store.Volume{Name: "v", Source: src, BlockSize: store.MinBlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// readBack returns a file's content in a snapshot.
+func readBack(t *testing.T, r *store.Repo, s *store.Snapshot, path string) []byte {
+	t.Helper()
+	ctx := context.Background()
+	e, err := r.Lookup(ctx, s, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := r.FileBlocks(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	buf := make([]byte, e.BlockSize)
+	for i, h := range blocks {
+		n, err := r.ReadBlock(ctx, h, buf[:e.BlockLen(i)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf[:n]...)
+	}
+	return out
+}
+
+// TestFileChangedWhileRead: a file written to during its read is read
+// again and stored as one version, never a mix.
+func TestFileChangedWhileRead(t *testing.T) {
+	src := t.TempDir()
+	path := filepath.Join(src, "f")
+	old := bytes.Repeat([]byte("old!"), 64<<10)
+	os.WriteFile(path, old, 0o644)
+	r := testRepo(t, src)
+
+	changes := 0
+	testHookAfterRead = func(p string) {
+		if p == path && changes == 0 {
+			changes++
+			f, _ := os.OpenFile(path, os.O_WRONLY, 0)
+			f.WriteAt([]byte("NEW!"), 100000)
+			f.Close()
+		}
+	}
+	defer func() { testHookAfterRead = nil }()
+	res, err := Snapshot(context.Background(), r, "v", store.SnapshotOptions{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(path)
+	if got := readBack(t, r, res.Snapshot, "f"); !bytes.Equal(got, want) {
+		t.Errorf("stored content is not the file's final version (torn read)")
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings: %v", res.Warnings)
+	}
+}
+
+// TestFileAlwaysChanging: a file that changes at every read is left out
+// with a warning rather than stored torn, and the rest is committed.
+func TestFileAlwaysChanging(t *testing.T) {
+	src := t.TempDir()
+	path := filepath.Join(src, "busy.log")
+	os.WriteFile(path, bytes.Repeat([]byte("x"), 100000), 0o644)
+	os.WriteFile(filepath.Join(src, "calm"), []byte("calm"), 0o644)
+	r := testRepo(t, src)
+	testHookAfterRead = func(p string) {
+		if p == path {
+			f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			f.Write([]byte("more\n"))
+			f.Close()
+		}
+	}
+	defer func() { testHookAfterRead = nil }()
+	res, err := Snapshot(context.Background(), r, "v", store.SnapshotOptions{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0].String(), "busy.log: changed while it was read") {
+		t.Fatalf("warnings: %v", res.Warnings)
+	}
+	if _, err := r.Lookup(context.Background(), res.Snapshot, "busy.log"); err == nil {
+		t.Error("a file that never held still was stored")
+	}
+	if got := readBack(t, r, res.Snapshot, "calm"); string(got) != "calm" {
+		t.Errorf("calm file: %q", got)
+	}
+}
+
+// TestHardLinkGroupReadOnce: the names of a hard-link group share one
+// content, read once.
+func TestHardLinkGroupReadOnce(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "a"), 0o755)
+	data := bytes.Repeat([]byte("L"), 50000)
+	os.WriteFile(filepath.Join(src, "a/one"), data, 0o644)
+	os.Link(filepath.Join(src, "a/one"), filepath.Join(src, "two"))
+	os.Link(filepath.Join(src, "a/one"), filepath.Join(src, "three"))
+	r := testRepo(t, src)
+	res, err := Snapshot(context.Background(), r, "v", store.SnapshotOptions{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Snapshot.Stats.ReadBytes != uint64(len(data)) {
+		t.Errorf("read %d bytes for a %d-byte file with three names", res.Snapshot.Stats.ReadBytes, len(data))
+	}
+	for _, p := range []string{"a/one", "two", "three"} {
+		e, err := r.Lookup(context.Background(), res.Snapshot, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Nlink != 3 || !bytes.Equal(readBack(t, r, res.Snapshot, p), data) {
+			t.Errorf("%s: nlink %d or content differs", p, e.Nlink)
+		}
+	}
+}
