@@ -46,7 +46,7 @@ func newApp() *cli.App {
 			restoreCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main reports and exits
-		OnUsageError: onUsageError,
+		OnUsageError:   onUsageError,
 	}
 	var setUsage func([]*cli.Command)
 	setUsage = func(cmds []*cli.Command) {
