@@ -79,7 +79,7 @@ func Init(opts Options) (*Info, error) {
 	dir := opts.Dir
 	if st, err := os.Stat(dir); err == nil {
 		if !st.IsDir() {
-			return nil, fmt.Errorf("init %s: exists and is not a directory: %w", dir, ErrInvalid)
+			return nil, fmt.Errorf("init %s: exists and is not a directory: %w", dir, ErrExists)
 		}
 		names, err := readDirNames(dir)
 		if err != nil {
@@ -89,7 +89,7 @@ func Init(opts Options) (*Info, error) {
 			if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil {
 				return nil, fmt.Errorf("init %s: a repository is already there: %w", dir, ErrExists)
 			}
-			return nil, fmt.Errorf("init %s: directory is not empty: %w", dir, ErrInvalid)
+			return nil, fmt.Errorf("init %s: directory is not empty: %w", dir, ErrExists)
 		}
 	}
 	region := opts.Region
