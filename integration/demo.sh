@@ -10,7 +10,14 @@ rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 export CHAINFS_REPO=$DEMO_DIR/repo
 src=$DEMO_DIR/source
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+bold=; plain=
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; fi
+say() {
+	printf '\n%s$ chainfs' "$bold"
+	printf ' %q' "${@:2}"
+	printf '%s\n' "$plain"
+	"$@"
+}
 
 # A sample tree: Go's own source tree when there is one, and a few files of
 # every kind chainfs records.
@@ -25,6 +32,7 @@ ln -s docs/notes.txt "$src/notes-symlink"
 mkfifo "$src/fifo"
 truncate -s 64M "$src/sparse.img"
 printf 'data in the middle' | dd of="$src/sparse.img" bs=1 seek=$((32 << 20)) conv=notrunc status=none
+echo "scratch, excluded by the volume's pattern" >"$src/scratch.tmp"
 setfattr -n user.comment -v "kept with the file" "$src/docs/notes.txt" 2>/dev/null || true
 
 say "$CHAINFS" init
@@ -35,7 +43,6 @@ say "$CHAINFS" snapshot create demo --name first --description "the sample tree"
 printf 'CHANGED' | dd of="$src/big.bin" bs=1 seek=10000000 conv=notrunc status=none
 echo "second version" >"$src/docs/notes.txt"
 echo "new" >"$src/docs/added.txt"
-echo "left out" >"$src/scratch.tmp"
 
 say "$CHAINFS" snapshot create demo --name second
 say "$CHAINFS" snapshot list
@@ -45,8 +52,7 @@ say "$CHAINFS" restore demo/second/docs/notes.txt "$DEMO_DIR/notes-second.txt"
 echo
 echo "Checking the second snapshot's restore against the source with rsync (no output = identical):"
 "$CHAINFS" restore demo/second "$DEMO_DIR/restored-second" >/dev/null
-rm "$src/scratch.tmp"
-rsync -aHAXn --checksum -i --delete "$src/" "$DEMO_DIR/restored-second/"
+rsync -aHAXn --checksum -i --delete --exclude '*.tmp' "$src/" "$DEMO_DIR/restored-second/"
 cat "$DEMO_DIR/restored-first/docs/notes.txt" | sed 's/^/first snapshot says: /'
 cat "$DEMO_DIR/notes-second.txt" | sed 's/^/second snapshot says: /'
 echo

@@ -65,3 +65,14 @@ func plural(n int, one, many string) string {
 	}
 	return many
 }
+
+// count formats "1 file", "2 files", "1 directory", "3 directories".
+func count(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

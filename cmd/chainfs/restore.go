@@ -78,8 +78,12 @@ func restoreAction(c *cli.Context) error {
 			for _, p := range out.Problems {
 				fmt.Fprintln(os.Stderr, "error:", p)
 			}
-			fmt.Printf("restored %s/%s/%s to %s: %d files, %d directories, %d other, %s in %s\n",
-				volume, snap.Name, path, target, res.Files, res.Dirs, res.Others, size(res.Bytes), out.Duration.Round(time.Millisecond))
+			what := volume + "/" + snap.Name
+			if path != "" {
+				what += "/" + path
+			}
+			fmt.Printf("restored %s to %s: %s, %s, %d other; %s in %s\n", what, target,
+				count(res.Files, "file"), count(res.Dirs, "directory"), res.Others, size(res.Bytes), out.Duration.Round(time.Millisecond))
 		})
 		if err == nil && len(res.Problems) > 0 {
 			err = partialError{len(res.Problems)}

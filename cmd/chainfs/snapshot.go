@@ -84,7 +84,8 @@ func snapshotCreate(c *cli.Context) error {
 			}
 			st := s.Stats
 			fmt.Printf("snapshot %s/%s created\n", s.Volume, s.Name)
-			fmt.Printf("  %d files, %d directories, %d symlinks, %d other; %s\n", st.Files, st.Dirs, st.Symlinks, st.Others, size(st.LogicalBytes))
+			fmt.Printf("  %s, %s, %s, %d other; %s\n", count(st.Files, "file"), count(st.Dirs, "directory"),
+				count(st.Symlinks, "symlink"), st.Others, size(st.LogicalBytes))
 			fmt.Printf("  read %s; stored %s new, %s already in the repository; holds %s itself\n",
 				size(st.ReadBytes), size(st.StoredBytes), size(st.LinkedBytes), size(st.AddedBytes))
 			fmt.Printf("  took %s\n", st.Duration.Round(time.Millisecond))

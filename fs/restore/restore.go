@@ -212,7 +212,11 @@ func (r *restorer) entry(e *store.Entry, path string) {
 		if ok {
 			if err := r.create(path, func() error { return unix.Link(first, path) }); err != nil {
 				r.problem(path, err)
+				return
 			}
+			r.mu.Lock()
+			r.res.Files++
+			r.mu.Unlock()
 			return
 		}
 	}
