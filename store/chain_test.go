@@ -8,7 +8,7 @@ import (
 )
 
 // testRepo makes a repository in a temporary directory.
-func testRepo(t *testing.T) *Repo {
+func testRepo(t testing.TB) *Repo {
 	t.Helper()
 	dir := t.TempDir() + "/repo"
 	if _, err := Init(Options{Dir: dir}); err != nil {
@@ -28,7 +28,7 @@ const testBS = MinBlockSize
 func block(c byte) []byte { return bytes.Repeat([]byte{c}, testBS) }
 
 // snapFile commits a snapshot whose tree is one file "disk" made of blocks.
-func snapFile(t *testing.T, r *Repo, vol string, blocks ...[]byte) *Snapshot {
+func snapFile(t testing.TB, r *Repo, vol string, blocks ...[]byte) *Snapshot {
 	t.Helper()
 	ctx := context.Background()
 	w, err := r.BeginSnapshot(ctx, vol, SnapshotOptions{})
