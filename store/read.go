@@ -161,6 +161,12 @@ func (r *Repo) recover(ctx context.Context) error {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
 		}
+		if v.Deleting != 0 {
+			r.log.Info("finishing interrupted deletion", "volume", v.Name, "seq", v.Deleting)
+			if err := r.finishDelete(ctx, v.Name); err != nil {
+				return fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+		}
 		if v.Removing {
 			if err := r.finishRemoval(ctx, v.Name); err != nil {
 				return err

@@ -45,6 +45,9 @@ type Volume struct {
 	Applying uint64 `json:"applying,omitempty"`
 	// Removing marks a volume whose removal is under way; Open finishes it.
 	Removing bool `json:"removing,omitempty"`
+	// Deleting is the seq of a snapshot whose deletion is under way; Open
+	// finishes it.
+	Deleting uint64 `json:"deleting,omitempty"`
 }
 
 // ValidVolumeName reports whether s can name a volume.

@@ -1,0 +1,279 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// DeleteSnapshot deletes one snapshot of a volume. Blocks only it held lose
+// their last reference (gc reclaims them); blocks later snapshots link to
+// pass to the next surviving snapshot, so "the earliest snapshot that holds
+// this block" stays true. It fails with ErrBusy while a snapshot of the
+// volume runs.
+func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
+	release, err := r.claimVolume(volume, "deletion of "+volume+"/"+name)
+	if err != nil {
+		return err
+	}
+	defer release()
+	snap, err := r.Snapshot(ctx, volume, name)
+	if err != nil {
+		return err
+	}
+	err = r.updateVolume(volume, func(v *Volume) error {
+		v.Deleting = snap.Seq
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.finishDelete(ctx, volume); err != nil {
+		return fmt.Errorf("delete snapshot %s/%s: %w", volume, name, err)
+	}
+	return nil
+}
+
+// updateVolume changes a volume record in one transaction.
+func (r *Repo) updateVolume(volume string, fn func(*Volume) error) error {
+	return r.db.Update(func(txn *badger.Txn) error {
+		var v Volume
+		if err := getJSON(txn, volumeKey(volume), &v); err != nil {
+			return fmt.Errorf("volume %s: %w", volume, err)
+		}
+		if err := fn(&v); err != nil {
+			return err
+		}
+		return setJSON(txn, volumeKey(volume), &v)
+	})
+}
+
+// neighbours returns the surviving snapshots just before and after seq
+// (0 when there is none).
+func (r *Repo) neighbours(vol, seq uint64) (prev, next uint64, err error) {
+	err = r.db.View(func(txn *badger.Txn) error {
+		for _, reverse := range []bool{true, false} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: snapshotPrefix(vol), Reverse: reverse})
+			if reverse {
+				it.Seek(snapshotKey(vol, seq-1))
+			} else {
+				it.Seek(snapshotKey(vol, seq+1))
+			}
+			if it.Valid() {
+				_, s, err := parseSnapshotKey(it.Item().Key())
+				if err != nil {
+					it.Close()
+					return err
+				}
+				if reverse {
+					prev = s
+				} else {
+					next = s
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+	return prev, next, err
+}
+
+// finishDelete carries out the deletion marked in the volume's Deleting.
+// Each block's changes commit together with the removal of its delta
+// record, so a deletion interrupted by a crash resumes where it stopped.
+func (r *Repo) finishDelete(ctx context.Context, volume string) error {
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	var v Volume
+	if err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
+		return err
+	}
+	k := v.Deleting
+	if k == 0 {
+		return nil
+	}
+	prev, next, err := r.neighbours(v.ID, k)
+	if err != nil {
+		return err
+	}
+	hs, err := r.deltaHashes(v.ID, k)
+	if err != nil {
+		return err
+	}
+	for start := 0; start < len(hs); start += chunkSize {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		chunk := hs[start:min(start+chunkSize, len(hs))]
+		var writes []kv
+		err := r.db.View(func(txn *badger.Txn) error {
+			for _, h := range chunk {
+				w, err := planDelete(txn, v.ID, k, next, h)
+				if err != nil {
+					return fmt.Errorf("block %s: %w", h.Short(), err)
+				}
+				writes = append(writes, w...)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := r.writeAll(writes); err != nil {
+			return err
+		}
+	}
+	return r.db.Update(func(txn *badger.Txn) error {
+		var snap Snapshot
+		if err := getJSON(txn, snapshotKey(v.ID, k), &snap); err != nil {
+			return err
+		}
+		if err := txn.Delete(snapshotKey(v.ID, k)); err != nil {
+			return err
+		}
+		if err := txn.Delete(snapNameKey(v.ID, snap.Name)); err != nil {
+			return err
+		}
+		if next != 0 {
+			var n Snapshot
+			if err := getJSON(txn, snapshotKey(v.ID, next), &n); err != nil {
+				return err
+			}
+			n.Parent = prev
+			if err := setJSON(txn, snapshotKey(v.ID, next), &n); err != nil {
+				return err
+			}
+		}
+		var cur Volume
+		if err := getJSON(txn, volumeKey(volume), &cur); err != nil {
+			return err
+		}
+		cur.Deleting = 0
+		if cur.Head == k {
+			cur.Head = prev
+		}
+		return setJSON(txn, volumeKey(volume), &cur)
+	})
+}
+
+func (r *Repo) writeAll(writes []kv) error {
+	return r.db.Update(func(txn *badger.Txn) error {
+		for _, w := range writes {
+			var err error
+			if w.val == nil {
+				err = txn.Delete(w.key)
+			} else {
+				err = txn.Set(w.key, w.val)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// planDelete plans the changes for one block of the delta of snapshot k,
+// whose next surviving snapshot is next (0: k is the head).
+func planDelete(txn *badger.Txn, vol, k, next uint64, h Hash) ([]kv, error) {
+	d, err := getDelta(txn, vol, k, h)
+	if err != nil {
+		return nil, err
+	}
+	writes := []kv{{deltaKey(vol, k, h), nil}}
+	start, iv, found, err := lastInterval(txn, vol, h, k)
+	if err != nil {
+		return nil, err
+	}
+	inK := found && (iv.End == 0 || iv.End > k)
+	endsAtK := found && iv.End == k
+	dropRun := func() error {
+		rec, err := getBlockRecord(txn, h)
+		if err != nil {
+			return err
+		}
+		if rec.Refs == 0 {
+			return fmt.Errorf("block reference count below zero: %w", ErrCorrupt)
+		}
+		rec.Refs--
+		writes = append(writes, kv{blockKey(h), rec.encode()})
+		return nil
+	}
+	switch {
+	case inK && start == k:
+		// k holds the block: the next snapshot inherits it, if it has it.
+		writes = append(writes, kv{intervalKey(vol, h, k), nil})
+		if next != 0 && (iv.End == 0 || iv.End > next) {
+			writes = append(writes, kv{intervalKey(vol, h, next), intervalRecord{End: iv.End, Count: iv.Count}.encode()})
+		} else if err := dropRun(); err != nil {
+			return nil, err
+		}
+	case inK && next == 0:
+		// The head goes: the run's count becomes the previous snapshot's.
+		count := int64(iv.Count) - d.Count
+		if count <= 0 {
+			return nil, fmt.Errorf("reference count below zero: %w", ErrCorrupt)
+		}
+		writes = append(writes, kv{intervalKey(vol, h, start), intervalRecord{End: iv.End, Count: uint64(count)}.encode()})
+	case endsAtK && next == 0:
+		// k dropped the block; without k the previous snapshot is the head
+		// and its run is open again.
+		writes = append(writes, kv{intervalKey(vol, h, start), intervalRecord{Count: uint64(-d.Count)}.encode()})
+	case endsAtK:
+		// The previous snapshot had it, k did not. If the next one has it
+		// again, the two runs become one, held by the earlier snapshot.
+		merged := intervalRecord{End: next, Count: iv.Count}
+		if nextRun, ok, err := getInterval(txn, vol, h, next); err != nil {
+			return nil, err
+		} else if ok {
+			merged = intervalRecord{End: nextRun.End, Count: nextRun.Count}
+			writes = append(writes, kv{intervalKey(vol, h, next), nil})
+			if err := dropRun(); err != nil {
+				return nil, err
+			}
+		}
+		writes = append(writes, kv{intervalKey(vol, h, start), merged.encode()})
+	}
+	if next != 0 {
+		// The next snapshot's delta becomes relative to k's parent.
+		nd, err := getDelta(txn, vol, next, h)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		nd.Count += d.Count
+		nd.Length = max(nd.Length, d.Length)
+		if nd.Count == 0 {
+			writes = append(writes, kv{deltaKey(vol, next, h), nil})
+		} else {
+			writes = append(writes, kv{deltaKey(vol, next, h), nd.encode()})
+		}
+	}
+	return writes, nil
+}
+
+func getDelta(txn *badger.Txn, vol, seq uint64, h Hash) (blockDelta, error) {
+	item, err := txn.Get(deltaKey(vol, seq, h))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return blockDelta{}, ErrNotFound
+	} else if err != nil {
+		return blockDelta{}, err
+	}
+	var d blockDelta
+	err = item.Value(func(v []byte) (e error) { d, e = decodeBlockDelta(v); return e })
+	return d, err
+}
+
+func getInterval(txn *badger.Txn, vol uint64, h Hash, start uint64) (intervalRecord, bool, error) {
+	item, err := txn.Get(intervalKey(vol, h, start))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return intervalRecord{}, false, nil
+	} else if err != nil {
+		return intervalRecord{}, false, err
+	}
+	var iv intervalRecord
+	err = item.Value(func(v []byte) (e error) { iv, e = decodeIntervalRecord(v); return e })
+	return iv, err == nil, err
+}
+

@@ -1,0 +1,136 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestDeleteSpecExample deletes snapshot 1 of SPEC's example: A and D pass
+// to snapshot 2, B and C lose their last reference.
+func TestDeleteSpecExample(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	A, B, C, D := block('A'), block('B'), block('C'), block('D')
+	B1, C1, B2 := block('b'), block('c'), block('2')
+	s1 := snapFile(t, r, "v", A, B, C, D)
+	s2 := snapFile(t, r, "v", A, B1, C1, D)
+	s3 := snapFile(t, r, "v", A, B2, C1, D)
+	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
+		t.Fatal(err)
+	}
+	wantHolders(t, r, s2, 2, 2, 2, 2)
+	wantHolders(t, r, s3, 2, 3, 2, 2)
+	for _, b := range [][]byte{B, C} {
+		if rec, err := r.blockRecord(Sum(b)); err != nil || rec.Refs != 0 {
+			t.Errorf("block %c: refs %d, %v; want 0", b[0], rec.Refs, err)
+		}
+	}
+	if _, err := r.Snapshot(ctx, "v", s1.Name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleted snapshot still found: %v", err)
+	}
+}
+
+// TestDeleteRandomChains builds random chains, deletes random snapshots
+// (first, middle, head), and after every step compares the holders and
+// reference counts with those computed from the surviving snapshots' block
+// sets alone.
+func TestDeleteRandomChains(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(42, 7))
+	for round := 0; round < 12; round++ {
+		r := testRepo(t)
+		r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+		pool := make([][]byte, 8)
+		for i := range pool {
+			pool[i] = block(byte('a' + i))
+		}
+		type state struct {
+			snap   *Snapshot
+			blocks [][]byte
+		}
+		var live []state
+		newSnap := func() {
+			n := 1 + rng.IntN(5)
+			var bs [][]byte
+			for i := 0; i < n; i++ {
+				bs = append(bs, pool[rng.IntN(len(pool))])
+			}
+			live = append(live, state{snapFile(t, r, "v", bs...), bs})
+		}
+		check := func(step string) {
+			t.Helper()
+			runs := map[Hash]uint64{}
+			for i, s := range live {
+				for _, b := range s.blocks {
+					h := Sum(b)
+					// Expected holder: earliest j <= i with h in every live
+					// snapshot j..i.
+					j := i
+					for j > 0 && contains(live[j-1].blocks, h) {
+						j--
+					}
+					got, err := r.Holder(ctx, s.snap.VolumeID, s.snap.Seq, h)
+					if err != nil || got != live[j].snap.Seq {
+						t.Fatalf("round %d %s: snapshot %d block %c: holder %d (%v), want %d",
+							round, step, s.snap.Seq, b[0], got, err, live[j].snap.Seq)
+					}
+				}
+				for _, h := range distinct(s.blocks) {
+					if i == 0 || !contains(live[i-1].blocks, h) {
+						runs[h]++
+					}
+				}
+			}
+			for _, b := range pool {
+				h := Sum(b)
+				rec, err := r.blockRecord(h)
+				if err != nil {
+					continue // never stored
+				}
+				if rec.Refs != runs[h] {
+					t.Fatalf("round %d %s: block %c refs %d, want %d", round, step, b[0], rec.Refs, runs[h])
+				}
+			}
+		}
+		for i := 0; i < 6; i++ {
+			newSnap()
+		}
+		check("built")
+		for len(live) > 0 {
+			i := rng.IntN(len(live))
+			if err := r.DeleteSnapshot(ctx, "v", live[i].snap.Name); err != nil {
+				t.Fatal(err)
+			}
+			live = append(live[:i], live[i+1:]...)
+			check("after delete")
+			if rng.IntN(3) == 0 {
+				newSnap()
+				check("after new snapshot")
+			}
+		}
+	}
+}
+
+func contains(bs [][]byte, h Hash) bool {
+	for _, b := range bs {
+		if Sum(b) == h {
+			return true
+		}
+	}
+	return false
+}
+
+func distinct(bs [][]byte) []Hash {
+	seen := map[Hash]bool{}
+	var out []Hash
+	for _, b := range bs {
+		if h := Sum(b); !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	return out
+}
