@@ -276,4 +276,3 @@ func getInterval(txn *badger.Txn, vol uint64, h Hash, start uint64) (intervalRec
 	err = item.Value(func(v []byte) (e error) { iv, e = decodeIntervalRecord(v); return e })
 	return iv, err == nil, err
 }
-
