@@ -258,3 +258,13 @@ func compareTrees(t *testing.T, want, got map[string]fileState, what string) {
 		}
 	}
 }
+
+// withoutAtimesAndHoles drops what rsync -a does not copy.
+func withoutAtimesAndHoles(states map[string]fileState) map[string]fileState {
+	out := make(map[string]fileState, len(states))
+	for k, s := range states {
+		s.atime, s.dataRanges = unix.Timespec{}, ""
+		out[k] = s
+	}
+	return out
+}

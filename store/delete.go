@@ -33,6 +33,8 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 	if err := r.finishDelete(ctx, volume); err != nil {
 		return fmt.Errorf("delete snapshot %s/%s: %w", volume, name, err)
 	}
+	release()
+	r.changed(volume, name)
 	return nil
 }
 

@@ -69,7 +69,30 @@ type Repo struct {
 
 	mu      sync.Mutex
 	running map[string]string // volume name → snapshot being made
+	onChange func(volume, snapshot string)
 }
+
+// OnChange sets a function called after a snapshot of a volume is
+// committed or deleted, or a volume added or removed (snapshot empty). It
+// runs on the goroutine that made the change, after the change is durable
+// and outside every lock of the store, and must not block.
+func (r *Repo) OnChange(fn func(volume, snapshot string)) {
+	r.mu.Lock()
+	r.onChange = fn
+	r.mu.Unlock()
+}
+
+func (r *Repo) changed(volume, snapshot string) {
+	r.mu.Lock()
+	fn := r.onChange
+	r.mu.Unlock()
+	if fn != nil {
+		fn(volume, snapshot)
+	}
+}
+
+// SpaceUsed is what the repository takes on disk.
+func (r *Repo) SpaceUsed() (int64, error) { return dirSize(r.dir) }
 
 // DefaultRegion is the region of a repository made without --region.
 const DefaultRegion = "local"

@@ -373,6 +373,8 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	if err := w.repo.commitSnapshot(ctx, &w.vol, &w.snap, delta); err != nil {
 		return nil, w.fail(err)
 	}
+	w.close()
+	w.repo.changed(w.vol.Name, w.snap.Name)
 	return &w.snap, nil
 }
 

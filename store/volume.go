@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -86,6 +87,7 @@ func (r *Repo) AddVolume(ctx context.Context, v Volume) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.changed(v.Name, "")
 	return &v, nil
 }
 
@@ -153,7 +155,12 @@ func (r *Repo) RemoveVolume(ctx context.Context, name string, withSnapshots bool
 	if err != nil {
 		return fmt.Errorf("volume %s: %w", name, err)
 	}
-	return r.finishRemoval(ctx, name)
+	if err := r.finishRemoval(ctx, name); err != nil {
+		return err
+	}
+	release()
+	r.changed(name, "")
+	return nil
 }
 
 // finishRemoval drops everything of a volume marked Removing. Each step is
@@ -183,11 +190,13 @@ func (r *Repo) claimVolume(name, what string) (func(), error) {
 		return nil, fmt.Errorf("volume %s: %s is running: %w", name, cur, ErrBusy)
 	}
 	r.running[name] = what
-	return func() {
+	// Idempotent: callers release early, before telling others of the
+	// change, and again on their way out.
+	return sync.OnceFunc(func() {
 		r.mu.Lock()
 		delete(r.running, name)
 		r.mu.Unlock()
-	}, nil
+	}), nil
 }
 
 // Running reports what runs on each busy volume.

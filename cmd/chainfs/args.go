@@ -42,13 +42,20 @@ func flagsFirst(app *cli.App, args []string) []string {
 			break
 		}
 	}
-	var positional []string
+	var positional, globals []string
 	for ; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
 			positional = append(positional, args[i:]...)
 			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-" && !hasFlag(flags, a) && hasFlag(app.Flags, a):
+			// A global flag after the command: it goes before it.
+			globals = append(globals, a)
+			if takesValue(app.Flags, a) && i+1 < len(args) {
+				globals = append(globals, args[i+1])
+				i++
+			}
 		case strings.HasPrefix(a, "-") && a != "-":
 			out = append(out, a)
 			if takesValue(flags, a) && i+1 < len(args) {
@@ -62,7 +69,21 @@ func flagsFirst(app *cli.App, args []string) []string {
 	if len(positional) > 0 && positional[0] != "--" {
 		out = append(out, "--")
 	}
-	return append(out, positional...)
+	out = append(out, positional...)
+	return append(append([]string{out[0]}, globals...), out[1:]...)
+}
+
+// hasFlag reports whether token names one of flags.
+func hasFlag(flags []cli.Flag, token string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(token, "-"), "=")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func findCommand(cmds []*cli.Command, name string) *cli.Command {

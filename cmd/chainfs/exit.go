@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"strings"
 
 	"github.com/chainfs/chainfs/store"
@@ -34,7 +34,7 @@ func (e partialError) Error() string {
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 // report prints err, if any, as one line and returns the exit status.
-func report(err error) int {
+func report(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
@@ -44,12 +44,12 @@ func report(err error) int {
 	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid} {
 		msg = strings.TrimSuffix(msg, ": "+s.Error())
 	}
-	fmt.Fprintln(os.Stderr, "chainfs:", msg)
+	fmt.Fprintln(stderr, "chainfs:", msg)
 	var ue usageError
 	var pe partialError
 	switch {
 	case errors.As(err, &ue), errors.Is(err, store.ErrInvalid):
-		fmt.Fprintln(os.Stderr, "Run 'chainfs --help' or 'chainfs COMMAND --help' for usage.")
+		fmt.Fprintln(stderr, "Run 'chainfs --help' or 'chainfs COMMAND --help' for usage.")
 		return exitUsage
 	case errors.As(err, &pe):
 		return exitPartial

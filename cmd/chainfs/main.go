@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
+	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
 )
 
@@ -18,15 +21,33 @@ func main() {
 		// For tuning: go tool pprof bin/chainfs $CHAINFS_CPUPROFILE
 		if f, err := os.Create(path); err == nil {
 			pprof.StartCPUProfile(f)
-			defer pprof.StopCPUProfile()
 		}
 	}
-	app := newApp()
-	err := app.RunContext(ctx, flagsFirst(app, os.Args))
+	code := run(ctx, os.Args)
 	stop()
-	code := report(err)
 	pprof.StopCPUProfile()
 	os.Exit(code)
+}
+
+// run runs a command line: in the daemon serving the repository when
+// there is one, else here.
+func run(ctx context.Context, args []string) int {
+	if forwardable(args) {
+		code, served, err := daemon.Forward(ctx, repoDirFromArgs(args), args[1:], os.Stdout, os.Stderr)
+		if err != nil {
+			return report(err, os.Stderr)
+		}
+		if served {
+			return code
+		}
+	}
+	return runCLI(ctx, args, "", os.Stdout, os.Stderr, nil)
+}
+
+// runCLI runs one command line with the given output. repo, when set, is
+// the daemon's open repository and cwd the calling CLI's directory.
+func runCLI(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, repo *store.Repo) int {
+	return runIn(ctx, args, cwd, stdout, stderr, repo, "")
 }
 
 func newApp() *cli.App {
@@ -44,6 +65,8 @@ func newApp() *cli.App {
 			volumeCommand(),
 			snapshotCommand(),
 			restoreCommand(),
+			serveCommand(),
+			umountCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main reports and exits
 		OnUsageError:   onUsageError,

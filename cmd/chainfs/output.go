@@ -19,7 +19,7 @@ var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts instea
 // output prints v as JSON with --json, else calls human.
 func output(c *cli.Context, v any, human func()) error {
 	if c.Bool("json") {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
@@ -30,8 +30,8 @@ func output(c *cli.Context, v any, human func()) error {
 // table writes aligned columns to stdout.
 type table struct{ w *tabwriter.Writer }
 
-func newTable(header ...string) *table {
-	t := &table{w: tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)}
+func newTable(c *cli.Context, header ...string) *table {
+	t := &table{w: tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)}
 	t.row(header...)
 	return t
 }
@@ -87,8 +87,8 @@ type progress struct {
 	done chan struct{}
 }
 
-func startProgress(desc string, read func() (cur, total uint64)) *progress {
-	if !term.IsTerminal(int(os.Stderr.Fd())) {
+func startProgress(c *cli.Context, desc string, read func() (cur, total uint64)) *progress {
+	if f, ok := c.App.ErrWriter.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
 		return nil
 	}
 	_, total := read()

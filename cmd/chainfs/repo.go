@@ -17,6 +17,10 @@ func repoDir(c *cli.Context) string {
 	if d := c.String("repo"); d != "" {
 		return d
 	}
+	return defaultRepoDir()
+}
+
+func defaultRepoDir() string {
 	if os.Geteuid() == 0 {
 		return "/var/lib/chainfs"
 	}
@@ -27,13 +31,87 @@ func repoDir(c *cli.Context) string {
 	return filepath.Join(home, ".local", "share", "chainfs")
 }
 
-// logger is the process's slog logger at the --log-level.
+// Keys of app.Metadata.
+const (
+	metaRepo = "repo" // *store.Repo: the daemon's open repository, or nil
+	metaCwd  = "cwd"  // string: the calling CLI's directory, or ""
+)
+
+// logger is the command's slog logger at the --log-level.
 func logger(c *cli.Context) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		level = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+}
+
+// absPath resolves a path argument against the caller's directory (the
+// CLI's, when the daemon runs the command).
+func absPath(c *cli.Context, p string) (string, error) {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p), nil
+	}
+	if cwd, _ := c.App.Metadata[metaCwd].(string); cwd != "" {
+		return filepath.Join(cwd, p), nil
+	}
+	return filepath.Abs(p)
+}
+
+// repoDirFromArgs finds the repository a command line names, before the
+// command line is parsed: --repo among the global flags, else what
+// repoDir would pick.
+func repoDirFromArgs(args []string) string {
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "repo" {
+			if hasVal {
+				return val
+			}
+			if i+1 < len(args) {
+				return args[i+1]
+			}
+		}
+		if name == "log-level" && !hasVal {
+			i++
+		}
+	}
+	if d := os.Getenv("CHAINFS_REPO"); d != "" {
+		return d
+	}
+	return defaultRepoDir()
+}
+
+// forwardable reports whether a command line may run in the daemon: all
+// but serving, unmounting, init and help run where the repository is open.
+func forwardable(args []string) bool {
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			if name, _, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "="); !hasVal && (name == "repo" || name == "log-level") {
+				i++
+			}
+			if a == "-h" || a == "--help" || a == "-v" || a == "--version" {
+				return false
+			}
+			continue
+		}
+		switch a {
+		case "serve", "umount", "init", "help", "h":
+			return false
+		}
+		for _, rest := range args[i:] {
+			if rest == "--help" || rest == "-h" {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // openRepo opens the repository for a command.
@@ -42,8 +120,12 @@ func openRepo(c *cli.Context) (*store.Repo, error) {
 	return store.Open(c.Context, store.Options{Dir: repoDir(c), Logger: logger(c), Purpose: purpose})
 }
 
-// withRepo runs fn on the open repository and closes it.
+// withRepo runs fn on the repository: the daemon's, when the daemon runs
+// the command, else one opened here and closed after.
 func withRepo(c *cli.Context, fn func(*store.Repo) error) error {
+	if r, _ := c.App.Metadata[metaRepo].(*store.Repo); r != nil {
+		return fn(r)
+	}
 	r, err := openRepo(c)
 	if err != nil {
 		return err
@@ -77,7 +159,7 @@ func initCommand() *cli.Command {
 				Dir string `json:"dir"`
 				store.Info
 			}{dir, *info}, func() {
-				fmt.Printf("initialised repository %s (region %s)\n", dir, info.Region)
+				fmt.Fprintf(c.App.Writer, "initialised repository %s (region %s)\n", dir, info.Region)
 			})
 		},
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/chainfs/chainfs/fs/restore"
@@ -49,7 +48,10 @@ func restoreAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	target := c.Args().Get(1)
+	target, err := absPath(c, c.Args().Get(1))
+	if err != nil {
+		return err
+	}
 	return withRepo(c, func(r *store.Repo) error {
 		snap, err := r.Snapshot(c.Context, volume, snapName)
 		if err != nil {
@@ -60,7 +62,7 @@ func restoreAction(c *cli.Context) error {
 			no := false
 			opts.Owners = &no
 		}
-		bar := startProgress("restore", func() (uint64, uint64) {
+		bar := startProgress(c, "restore", func() (uint64, uint64) {
 			return opts.Progress.Bytes.Load(), opts.Progress.ExpectedSize.Load()
 		})
 		start := time.Now()
@@ -76,13 +78,13 @@ func restoreAction(c *cli.Context) error {
 		}
 		err = output(c, out, func() {
 			for _, p := range out.Problems {
-				fmt.Fprintln(os.Stderr, "error:", p)
+				fmt.Fprintln(c.App.ErrWriter, "error:", p)
 			}
 			what := volume + "/" + snap.Name
 			if path != "" {
 				what += "/" + path
 			}
-			fmt.Printf("restored %s to %s: %s, %s, %d other; %s in %s\n", what, target,
+			fmt.Fprintf(c.App.Writer, "restored %s to %s: %s, %s, %d other; %s in %s\n", what, target,
 				count(res.Files, "file"), count(res.Dirs, "directory"), res.Others, size(res.Bytes), out.Duration.Round(time.Millisecond))
 		})
 		if err == nil && len(res.Problems) > 0 {

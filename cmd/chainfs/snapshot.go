@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -28,6 +27,12 @@ func snapshotCommand() *cli.Command {
 					jsonFlag,
 				},
 				Action: snapshotCreate,
+			},
+			{
+				Name:      "delete",
+				Usage:     "delete a snapshot; blocks later snapshots link to pass to the next one",
+				ArgsUsage: "VOLUME/SNAPSHOT",
+				Action:    snapshotDelete,
 			},
 			{
 				Name:      "list",
@@ -64,11 +69,15 @@ func snapshotCreate(c *cli.Context) error {
 	}
 	return withRepo(c, func(r *store.Repo) error {
 		prog := new(source.Progress)
-		bar := startProgress("snapshot "+volume, func() (uint64, uint64) {
+		bar := startProgress(c, "snapshot "+volume, func() (uint64, uint64) {
 			return prog.ReadBytes.Load() + prog.CarriedBytes.Load(), prog.Expected.Load()
 		})
+		var skip []string
+		if m, _ := c.App.Metadata[metaMount].(string); m != "" {
+			skip = append(skip, m)
+		}
 		res, err := source.Snapshot(c.Context, r, volume, so, source.Options{
-			Full: c.Bool("full"), Progress: prog, Logger: logger(c)})
+			Full: c.Bool("full"), Progress: prog, Logger: logger(c), Skip: skip})
 		bar.finish()
 		if err != nil {
 			return err
@@ -80,20 +89,37 @@ func snapshotCreate(c *cli.Context) error {
 		err = output(c, out, func() {
 			s := res.Snapshot
 			for _, w := range out.Warnings {
-				fmt.Fprintln(os.Stderr, "warning: left out", w)
+				fmt.Fprintln(c.App.ErrWriter, "warning: left out", w)
 			}
 			st := s.Stats
-			fmt.Printf("snapshot %s/%s created\n", s.Volume, s.Name)
-			fmt.Printf("  %s, %s, %s, %d other; %s\n", count(st.Files, "file"), count(st.Dirs, "directory"),
+			fmt.Fprintf(c.App.Writer, "snapshot %s/%s created\n", s.Volume, s.Name)
+			fmt.Fprintf(c.App.Writer, "  %s, %s, %s, %d other; %s\n", count(st.Files, "file"), count(st.Dirs, "directory"),
 				count(st.Symlinks, "symlink"), st.Others, size(st.LogicalBytes))
-			fmt.Printf("  read %s; stored %s new, %s already in the repository; holds %s itself\n",
+			fmt.Fprintf(c.App.Writer, "  read %s; stored %s new, %s already in the repository; holds %s itself\n",
 				size(st.ReadBytes), size(st.StoredBytes), size(st.LinkedBytes), size(st.AddedBytes))
-			fmt.Printf("  took %s\n", st.Duration.Round(time.Millisecond))
+			fmt.Fprintf(c.App.Writer, "  took %s\n", st.Duration.Round(time.Millisecond))
 		})
 		if err == nil && len(res.Warnings) > 0 {
 			err = partialError{len(res.Warnings)}
 		}
 		return err
+	})
+}
+
+func snapshotDelete(c *cli.Context) error {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return err
+	}
+	volume, name, _, err := parseSnapshotPath(c.Args().First(), false)
+	if err != nil {
+		return err
+	}
+	return withRepo(c, func(r *store.Repo) error {
+		if err := r.DeleteSnapshot(c.Context, volume, name); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "deleted snapshot %s/%s\n", volume, name)
+		return nil
 	})
 }
 
@@ -123,7 +149,7 @@ func snapshotList(c *cli.Context) error {
 			all = append(all, snaps...)
 		}
 		return output(c, all, func() {
-			t := newTable("VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "DESCRIPTION")
+			t := newTable(c, "VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "DESCRIPTION")
 			for _, s := range all {
 				t.row(s.Volume, s.Name, fmt.Sprint(s.Seq), formatTime(s.Time), s.Kind(), fmt.Sprint(s.Stats.Files),
 					size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), dash(s.Description))

@@ -68,7 +68,7 @@ func volumeAdd(c *cli.Context) error {
 	if _, err := ignore.Compile(v.Excludes); err != nil {
 		return usageError{fmt.Errorf("--exclude: %w", err)}
 	}
-	abs, err := filepath.Abs(src)
+	abs, err := absPath(c, src)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func volumeAdd(c *cli.Context) error {
 		return fmt.Errorf("source %s: not a directory (disk-image volumes are not supported yet)", src)
 	}
 	if rd, err := filepath.Abs(repoDir(c)); err == nil && (rd == abs || strings.HasPrefix(rd, abs+"/")) {
-		fmt.Fprintf(os.Stderr, "note: the repository %s lies inside the source; snapshots leave it out\n", rd)
+		fmt.Fprintf(c.App.ErrWriter, "note: the repository %s lies inside the source; snapshots leave it out\n", rd)
 	}
 	v.Source = abs
 	return withRepo(c, func(r *store.Repo) error {
@@ -89,7 +89,7 @@ func volumeAdd(c *cli.Context) error {
 			return err
 		}
 		return output(c, added, func() {
-			fmt.Printf("added volume %s: %s (block size %s)\n", added.Name, added.Source, size(uint64(added.BlockSize)))
+			fmt.Fprintf(c.App.Writer, "added volume %s: %s (block size %s)\n", added.Name, added.Source, size(uint64(added.BlockSize)))
 		})
 	})
 }
@@ -132,7 +132,7 @@ func volumeList(c *cli.Context) error {
 			infos = append(infos, vi)
 		}
 		return output(c, infos, func() {
-			t := newTable("NAME", "KIND", "SOURCE", "BLOCK SIZE", "SNAPSHOTS", "LATEST", "EXCLUDES")
+			t := newTable(c, "NAME", "KIND", "SOURCE", "BLOCK SIZE", "SNAPSHOTS", "LATEST", "EXCLUDES")
 			for _, v := range infos {
 				t.row(v.Name, string(v.Kind), v.Source, size(uint64(v.BlockSize)), fmt.Sprint(v.Snapshots), dash(v.Latest), dash(strings.Join(v.Excludes, ",")))
 			}
@@ -161,7 +161,7 @@ func volumeRemove(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("removed volume %s\n", name)
+		fmt.Fprintf(c.App.Writer, "removed volume %s\n", name)
 		return nil
 	})
 }

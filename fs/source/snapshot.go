@@ -32,6 +32,9 @@ type Options struct {
 	Progress *Progress
 	// Logger receives one line per warning; nil discards them.
 	Logger *slog.Logger
+	// Started, if set, is called once the snapshot has begun (the volume
+	// is claimed and the name taken) with the snapshot's name.
+	Started func(name string)
 }
 
 // Progress counts what a running snapshot has done; safe to read while it
@@ -73,6 +76,9 @@ func Snapshot(ctx context.Context, repo *store.Repo, volume string, so store.Sna
 	w, err := repo.BeginSnapshot(ctx, volume, so)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Started != nil {
+		opts.Started(w.Name())
 	}
 	res, err := run(ctx, repo, w, opts)
 	if err != nil {

@@ -1,0 +1,205 @@
+//go:build linux
+
+// Package daemon is chainfs serve: it owns the repository, mounts it,
+// runs the jobs written to the control directory and answers the CLI over
+// a Unix socket inside the repository.
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	chainfs "github.com/chainfs/chainfs/fs"
+	"github.com/chainfs/chainfs/store"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Options configure Run.
+type Options struct {
+	Repo       *store.Repo
+	Mount      string
+	AllowOther bool
+	Debug      bool
+	Logger     *slog.Logger
+	// RunCLI runs one chainfs command line in this process against Repo,
+	// for a CLI that reached the daemon; it returns the exit status.
+	RunCLI func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer) int
+	// Ready is called once the mount and the socket serve.
+	Ready func()
+}
+
+// Run serves until ctx is done (SIGINT, SIGTERM), then unmounts.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	mnt, err := filepath.Abs(o.Mount)
+	if err != nil {
+		return err
+	}
+	if err := prepareMountpoint(mnt, log); err != nil {
+		return err
+	}
+	owner := uint32(0)
+	if st, err := os.Stat(o.Repo.Dir()); err == nil {
+		owner = st.Sys().(*syscall.Stat_t).Uid
+	}
+	notes := newNotifier()
+	jobs := newRunner(ctx, o.Repo, mnt, log)
+	fsys := chainfs.New(chainfs.Options{Repo: o.Repo, Controller: jobs, Logger: log, OwnerUID: owner})
+	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug})
+	if err != nil {
+		return err
+	}
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		return fmt.Errorf("mount %s: %w", mnt, err)
+	}
+	// The kernel is told of changes from a goroutine of its own: a
+	// notification waits for the directory's lock, which a mkdir or rmdir
+	// that started the change may hold until its job is done.
+	go notes.run(fsys.Changed)
+	o.Repo.OnChange(notes.post)
+	defer o.Repo.OnChange(nil)
+
+	sock, err := listen(ctx, o.Repo.Dir(), o.RunCLI, jobs, log)
+	if err != nil {
+		unmount(server, mnt, log)
+		return err
+	}
+	log.Info("serving", "repo", o.Repo.Dir(), "mount", mnt)
+	if o.Ready != nil {
+		o.Ready()
+	}
+	unmounted := make(chan struct{})
+	go func() { server.Wait(); close(unmounted) }()
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "mount", mnt)
+	case <-unmounted:
+		log.Warn("unmounted from outside", "mount", mnt)
+	}
+	sock.Close()
+	jobs.wait()
+	notes.close()
+	return unmount(server, mnt, log)
+}
+
+// unmount retries while the mount is busy, then detaches it lazily so the
+// daemon can exit; the kernel finishes once the last user lets go.
+func unmount(server *fuse.Server, mnt string, log *slog.Logger) error {
+	var err error
+	for i := 0; i < 10; i++ {
+		if err = server.Unmount(); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Warn("mount busy, detaching it", "mount", mnt, "err", err)
+	if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount %s: %w", mnt, err)
+	}
+	return nil
+}
+
+// prepareMountpoint checks the mount point and clears a stale mount a
+// crashed daemon left behind.
+func prepareMountpoint(dir string, log *slog.Logger) error {
+	_, err := os.Stat(dir)
+	if errors.Is(err, syscall.ENOTCONN) {
+		log.Warn("clearing stale mount left by a crash", "mount", dir)
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			if out, ferr := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput(); ferr != nil {
+				return fmt.Errorf("mount point %s: stale mount, and unmounting it failed: %v: %s", dir, err, out)
+			}
+		}
+		_, err = os.Stat(dir)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("mount point %s does not exist", dir)
+	}
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	if mounted, fstype := isMountpoint(dir); mounted {
+		return fmt.Errorf("mount point %s: already mounted (%s); unmount it first", dir, fstype)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	defer f.Close()
+	if st, _ := f.Stat(); !st.IsDir() {
+		return fmt.Errorf("mount point %s: not a directory", dir)
+	}
+	if names, _ := f.Readdirnames(1); len(names) > 0 {
+		return fmt.Errorf("mount point %s: not empty", dir)
+	}
+	return nil
+}
+
+// isMountpoint looks dir up in the mount table.
+func isMountpoint(dir string) (bool, string) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 || unescapeMount(fields[4]) != dir {
+			continue
+		}
+		for i, field := range fields {
+			if field == "-" && i+1 < len(fields) {
+				return true, fields[i+1]
+			}
+		}
+		return true, "unknown"
+	}
+	return false, ""
+}
+
+func unescapeMount(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+// notifier delivers change notices in order on its own goroutine.
+type notifier struct {
+	ch   chan [2]string
+	done chan struct{}
+}
+
+func newNotifier() *notifier {
+	return &notifier{ch: make(chan [2]string, 1024), done: make(chan struct{})}
+}
+
+func (n *notifier) post(volume, snapshot string) {
+	select {
+	case n.ch <- [2]string{volume, snapshot}:
+	default:
+		// Full: the kernel's short timeouts on the lists catch up.
+	}
+}
+
+func (n *notifier) run(fn func(volume, snapshot string)) {
+	defer close(n.done)
+	for c := range n.ch {
+		fn(c[0], c[1])
+	}
+}
+
+func (n *notifier) close() {
+	close(n.ch)
+	<-n.done
+}

@@ -1,0 +1,181 @@
+//go:build linux
+
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/chainfs/chainfs/fs/source"
+	"github.com/chainfs/chainfs/store"
+)
+
+// maxRecent is how many finished jobs status keeps.
+const maxRecent = 100
+
+// job is one unit of work, as status shows it.
+type job struct {
+	ID       int       `json:"id"`
+	Op       string    `json:"op"`
+	Command  string    `json:"command"`
+	State    string    `json:"state"` // running, done, failed, rejected
+	Error    string    `json:"error,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Result   any       `json:"result,omitempty"`
+}
+
+// runner runs the jobs of the control directory and the CLI and keeps
+// their record. It implements chainfs.Controller.
+type runner struct {
+	ctx   context.Context // the daemon's: jobs outlive the request that started them
+	repo  *store.Repo
+	mount string
+	log   *slog.Logger
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	nextID int
+	jobs   []*job // running and recent, oldest first
+}
+
+func newRunner(ctx context.Context, repo *store.Repo, mount string, log *slog.Logger) *runner {
+	return &runner{ctx: ctx, repo: repo, mount: mount, log: log}
+}
+
+func (r *runner) add(op, command, state string) *job {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.nextID++
+	j := &job{ID: r.nextID, Op: op, Command: command, State: state, Started: time.Now().UTC()}
+	r.jobs = append(r.jobs, j)
+	// Drop the oldest finished jobs beyond maxRecent.
+	for len(r.jobs) > maxRecent {
+		i := 0
+		for i < len(r.jobs) && r.jobs[i].State == "running" {
+			i++
+		}
+		if i == len(r.jobs) {
+			break
+		}
+		r.jobs = append(r.jobs[:i], r.jobs[i+1:]...)
+	}
+	return j
+}
+
+func (r *runner) finish(j *job, result any, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	j.Finished = time.Now().UTC()
+	j.Result = result
+	if err != nil {
+		j.State, j.Error = "failed", err.Error()
+		return
+	}
+	j.State = "done"
+}
+
+// start runs fn as a job on the daemon's context. It returns once fn
+// calls begun, or fails before it does; wait then gives the outcome. The
+// job goes on if the caller stops waiting.
+func (r *runner) start(ctx context.Context, op, command string, fn func(ctx context.Context, begun func()) (any, error)) (wait func(context.Context) error, err error) {
+	j := r.add(op, command, "running")
+	done := make(chan struct{})
+	started := make(chan struct{})
+	var jobErr error
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		res, err := fn(r.ctx, sync.OnceFunc(func() { close(started) }))
+		r.finish(j, res, err)
+		if err != nil {
+			r.log.Warn("job failed", "op", op, "command", command, "err", err)
+		} else {
+			r.log.Info("job done", "op", op, "command", command)
+		}
+		jobErr = err
+		close(done)
+	}()
+	wait = func(ctx context.Context) error {
+		select {
+		case <-done:
+			return jobErr
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case <-started:
+		return wait, nil
+	case <-done:
+		if jobErr != nil {
+			return nil, jobErr
+		}
+		return wait, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Snapshot starts a snapshot (chainfs.Controller).
+func (r *runner) Snapshot(ctx context.Context, volume, name string) (func(context.Context) error, error) {
+	return r.start(ctx, "snapshot", volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
+		res, err := source.Snapshot(ctx, r.repo, volume, store.SnapshotOptions{Name: name},
+			source.Options{Skip: []string{r.mount}, Logger: r.log, Started: func(string) { begun() }})
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]any{"volume": volume, "snapshot": res.Snapshot.Name, "stats": res.Snapshot.Stats}
+		if len(res.Warnings) > 0 {
+			var ws []string
+			for _, w := range res.Warnings {
+				ws = append(ws, w.String())
+			}
+			out["warnings"] = ws
+		}
+		return out, nil
+	})
+}
+
+// Delete deletes a snapshot (chainfs.Controller).
+func (r *runner) Delete(ctx context.Context, volume, snapshot string) error {
+	wait, err := r.start(ctx, "delete", volume+"/"+snapshot, func(ctx context.Context, begun func()) (any, error) {
+		return nil, r.repo.DeleteSnapshot(ctx, volume, snapshot)
+	})
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// Reject records a command refused before it ran (chainfs.Controller).
+func (r *runner) Reject(file, command string, err error) {
+	j := r.add(file, command, "rejected")
+	r.mu.Lock()
+	j.Error, j.Finished = err.Error(), time.Now().UTC()
+	r.mu.Unlock()
+}
+
+// Status is every running and recent job, one JSON object a line
+// (chainfs.Controller).
+func (r *runner) Status() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []byte
+	for _, j := range r.jobs {
+		b, err := json.Marshal(j)
+		if err != nil {
+			b, _ = json.Marshal(map[string]string{"error": errors.Unwrap(err).Error()})
+		}
+		out = append(append(out, b...), '\n')
+	}
+	return out
+}
+
+// wait waits for running jobs; the daemon's context is done by then, so
+// they stop soon.
+func (r *runner) wait() { r.wg.Wait() }

@@ -1,0 +1,197 @@
+//go:build linux
+
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// SocketName is the daemon's socket, inside the repository directory.
+const SocketName = "daemon.sock"
+
+// maxRequest bounds a request line.
+const maxRequest = 1 << 20
+
+// request is what the CLI sends: its command line and working directory.
+type request struct {
+	Args []string `json:"args"`
+	Cwd  string   `json:"cwd"`
+}
+
+// Frames of the reply: a type byte, a big-endian u32 length, the data.
+const (
+	frameStdout = 'o'
+	frameStderr = 'e'
+	frameExit   = 'x' // data: big-endian u32 exit status
+)
+
+type cliFunc func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer) int
+
+// listen serves the CLI on the repository's socket. Only the daemon's own
+// user and root may connect (checked with SO_PEERCRED).
+func listen(ctx context.Context, repoDir string, run cliFunc, jobs *runner, log *slog.Logger) (io.Closer, error) {
+	path := filepath.Join(repoDir, SocketName)
+	// The repository's lock is ours, so a socket file here is stale.
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go serveConn(ctx, conn.(*net.UnixConn), run, jobs, log)
+		}
+	}()
+	return l, nil
+}
+
+// frameWriter writes one stream of a reply.
+type frameWriter struct {
+	mu   *sync.Mutex
+	conn io.Writer
+	kind byte
+}
+
+func (w frameWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	hdr := [5]byte{w.kind}
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(p)))
+	if _, err := w.conn.Write(hdr[:]); err != nil {
+		return 0, err
+	}
+	return w.conn.Write(p)
+}
+
+func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runner, log *slog.Logger) {
+	defer conn.Close()
+	var mu sync.Mutex
+	stdout := frameWriter{&mu, conn, frameStdout}
+	stderr := frameWriter{&mu, conn, frameStderr}
+	exit := func(code int) {
+		stdout.kind = frameExit
+		stdout.Write(binary.BigEndian.AppendUint32(nil, uint32(code)))
+	}
+	if uid, err := peerUID(conn); err != nil || (uid != 0 && uid != uint32(os.Geteuid())) {
+		fmt.Fprintf(stderr, "chainfs: the daemon serving this repository refuses uid %d: only root and its owner may use it\n", uid)
+		exit(1)
+		return
+	}
+	br := bufio.NewReaderSize(io.LimitReader(conn, maxRequest), 64<<10)
+	line, err := br.ReadBytes('\n')
+	var req request
+	if err == nil {
+		err = json.Unmarshal(line, &req)
+	}
+	if err != nil || len(req.Args) == 0 {
+		fmt.Fprintf(stderr, "chainfs: malformed request to the daemon\n")
+		exit(2)
+		return
+	}
+	// The client hangs up (Ctrl-C) → the command's context is canceled.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		io.Copy(io.Discard, conn)
+		cancel()
+	}()
+	j := jobs.add("cli", strings.Join(req.Args, " "), "running")
+	code := run(ctx, req.Args, req.Cwd, stdout, stderr)
+	var jerr error
+	if code != 0 {
+		jerr = fmt.Errorf("exit status %d", code)
+	}
+	jobs.finish(j, nil, jerr)
+	exit(code)
+}
+
+func peerUID(conn *net.UnixConn) (uint32, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	err = raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	return cred.Uid, nil
+}
+
+// Forward runs a command line in the daemon serving repoDir and copies its
+// output. served is false when no daemon serves the repository, and the
+// caller runs the command itself.
+func Forward(ctx context.Context, repoDir string, args []string, stdout, stderr io.Writer) (code int, served bool, err error) {
+	conn, err := net.Dial("unix", filepath.Join(repoDir, SocketName))
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR) {
+			return 0, false, nil
+		}
+		return 0, false, fmt.Errorf("daemon socket: %w", err)
+	}
+	defer conn.Close()
+	cwd, _ := os.Getwd()
+	b, _ := json.Marshal(request{Args: args, Cwd: cwd})
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return 0, true, fmt.Errorf("daemon: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	br := bufio.NewReader(conn)
+	for {
+		var hdr [5]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if ctx.Err() != nil {
+				return 130, true, nil
+			}
+			return 0, true, fmt.Errorf("daemon hung up: %w", err)
+		}
+		n := binary.BigEndian.Uint32(hdr[1:])
+		data := make([]byte, n)
+		if _, err := io.ReadFull(br, data); err != nil {
+			return 0, true, fmt.Errorf("daemon hung up: %w", err)
+		}
+		switch hdr[0] {
+		case frameStdout:
+			stdout.Write(data)
+		case frameStderr:
+			stderr.Write(data)
+		case frameExit:
+			if n != 4 {
+				return 0, true, fmt.Errorf("daemon: malformed reply")
+			}
+			return int(binary.BigEndian.Uint32(data)), true, nil
+		default:
+			return 0, true, fmt.Errorf("daemon: malformed reply")
+		}
+	}
+}

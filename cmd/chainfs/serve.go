@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"syscall"
+
+	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
+	"github.com/chainfs/chainfs/store"
+	"github.com/urfave/cli/v2"
+)
+
+const metaMount = "mount" // string: the daemon's mount point, which snapshots skip
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "mount every snapshot read-only and serve the CLI (the daemon; runs in the foreground)",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "mount", Required: true, Usage: "an empty directory to mount the repository on"},
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users in; the snapshots' own modes and owners apply"},
+			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 0, 0); err != nil {
+				return err
+			}
+			if r, _ := c.App.Metadata[metaRepo].(*store.Repo); r != nil {
+				return fmt.Errorf("a daemon already serves this repository")
+			}
+			mnt, err := absPath(c, c.String("mount"))
+			if err != nil {
+				return err
+			}
+			log := logger(c)
+			return withRepo(c, func(r *store.Repo) error {
+				return daemon.Run(c.Context, daemon.Options{
+					Repo: r, Mount: mnt, AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug-fuse"), Logger: log,
+					RunCLI: func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer) int {
+						return runIn(ctx, append([]string{"chainfs"}, args...), cwd, stdout, stderr, r, mnt)
+					},
+					Ready: func() {
+						fmt.Fprintf(c.App.Writer, "serving %s at %s (stop with Ctrl-C or 'chainfs umount %s')\n", r.Dir(), mnt, mnt)
+					},
+				})
+			})
+		},
+	}
+}
+
+// runIn runs a command line forwarded to the daemon.
+func runIn(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, repo *store.Repo, mount string) int {
+	app := newApp()
+	app.Writer, app.ErrWriter = stdout, stderr
+	app.Metadata = map[string]any{metaRepo: repo, metaCwd: cwd, metaMount: mount}
+	return report(app.RunContext(ctx, flagsFirst(app, args)), stderr)
+}
+
+func umountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "umount",
+		Usage:     "unmount a chainfs mount (the daemon then exits)",
+		ArgsUsage: "DIR",
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 1, 1); err != nil {
+				return err
+			}
+			dir, err := absPath(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			if err := syscall.Unmount(dir, 0); err != nil {
+				// Not root: fusermount3 unmounts what the user mounted.
+				if out, ferr := exec.Command("fusermount3", "-u", dir).CombinedOutput(); ferr != nil {
+					return fmt.Errorf("umount %s: %v (%s)", dir, err, out)
+				}
+			}
+			return nil
+		},
+	}
+}

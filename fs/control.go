@@ -1,0 +1,166 @@
+//go:build linux
+
+package fs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/chainfs/chainfs/store"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// maxCommand bounds a control-file write: a command is one short line.
+const maxCommand = 4096
+
+// controlFile is one file of .control/.
+type controlFile struct {
+	gofs.Inode
+	fs   *FS
+	name string
+	mode uint32
+}
+
+var (
+	_ = (gofs.NodeGetattrer)((*controlFile)(nil))
+	_ = (gofs.NodeSetattrer)((*controlFile)(nil))
+	_ = (gofs.NodeOpener)((*controlFile)(nil))
+)
+
+// Getattr (NodeGetattrer).
+func (c *controlFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | c.mode
+	out.Uid = c.fs.owner
+	out.SetTimeout(0)
+	return 0
+}
+
+// Setattr accepts the truncation a shell's '>' asks for; nothing else
+// (NodeSetattrer).
+func (c *controlFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if sz, ok := in.GetSize(); !ok || sz != 0 || in.Valid&^(fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_MTIME|fuse.FATTR_MTIME_NOW|fuse.FATTR_CTIME) != 0 {
+		return syscall.EPERM
+	}
+	return c.Getattr(ctx, fh, out)
+}
+
+// Open checks the caller may act; status may be read by all (NodeOpener).
+func (c *controlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	write := flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0
+	if c.name == "status" {
+		if write {
+			return nil, 0, syscall.EACCES
+		}
+		return &statusHandle{data: c.fs.ctl.Status()}, fuse.FOPEN_DIRECT_IO, 0
+	}
+	if !write {
+		return nil, 0, syscall.EACCES
+	}
+	if errno := c.fs.mayControl(ctx); errno != 0 {
+		return nil, 0, errno
+	}
+	return &commandHandle{c: c}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// statusHandle reads the job list as it was at open.
+type statusHandle struct{ data []byte }
+
+var _ = (gofs.FileReader)((*statusHandle)(nil))
+
+// Read (FileReader).
+func (s *statusHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= int64(len(s.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	return fuse.ReadResultData(s.data[off:min(int64(len(s.data)), off+int64(len(dest)))]), 0
+}
+
+// commandHandle runs each write as one command. The kernel holds the
+// file's lock during write(), so write() only starts the job and returns
+// what is known at once (EINVAL, ENOENT, EBUSY, EEXIST); the job's outcome
+// comes back from close(), whose FLUSH the kernel sends without the lock.
+// Concurrent writers thus never queue behind each other.
+type commandHandle struct {
+	c *controlFile
+
+	mu      sync.Mutex
+	pending []func(context.Context) error
+}
+
+var (
+	_ = (gofs.FileWriter)((*commandHandle)(nil))
+	_ = (gofs.FileFlusher)((*commandHandle)(nil))
+)
+
+// Write starts the command (FileWriter).
+func (h *commandHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	line := string(bytes.TrimRight(data, "\n"))
+	wait, err := h.run(ctx, line, len(data))
+	if err != nil {
+		return 0, errno(h.c.fs.log, err, "control "+h.c.name)
+	}
+	if wait != nil {
+		h.mu.Lock()
+		h.pending = append(h.pending, wait)
+		h.mu.Unlock()
+	}
+	return uint32(len(data)), 0
+}
+
+// Flush waits for the jobs this open file started and returns the first
+// failure (FileFlusher).
+func (h *commandHandle) Flush(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	pending := h.pending
+	h.pending = nil
+	h.mu.Unlock()
+	var first error
+	for _, wait := range pending {
+		if err := wait(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return errno(h.c.fs.log, first, "control "+h.c.name)
+}
+
+func (h *commandHandle) run(ctx context.Context, line string, size int) (wait func(context.Context) error, err error) {
+	f := h.c.fs
+	invalid := func(format string, a ...any) (func(context.Context) error, error) {
+		err := fmt.Errorf(format+": %w", append(a, store.ErrInvalid)...)
+		f.ctl.Reject(h.c.name, line, err)
+		return nil, err
+	}
+	if size > maxCommand {
+		return invalid("command of %d bytes: at most %d", size, maxCommand)
+	}
+	if strings.ContainsAny(line, "\n\x00") {
+		return invalid("one command a write, one line, no NUL")
+	}
+	fields := strings.Fields(line)
+	switch h.c.name {
+	case "snapshot":
+		if len(fields) < 1 || len(fields) > 2 {
+			return invalid("snapshot: want \"VOLUME [NAME]\"")
+		}
+		name := ""
+		if len(fields) == 2 {
+			name = fields[1]
+		}
+		return f.ctl.Snapshot(ctx, fields[0], name)
+	case "delete":
+		if len(fields) != 1 {
+			return invalid("delete: want \"VOLUME/SNAPSHOT\"")
+		}
+		vol, snap, ok := strings.Cut(fields[0], "/")
+		if !ok || vol == "" || snap == "" || strings.Contains(snap, "/") {
+			return invalid("delete: want \"VOLUME/SNAPSHOT\"")
+		}
+		return nil, f.ctl.Delete(ctx, vol, snap)
+	}
+	return invalid("unknown control file %s", h.c.name)
+}

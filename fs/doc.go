@@ -1,0 +1,53 @@
+//go:build linux
+
+// Package fs shows a chainfs repository as a read-only FUSE file system,
+// with go-fuse v2 (imported as gofs), and takes commands through its
+// control directory.
+//
+//	<mountpoint>/
+//	  volumes/<volume>/<snapshot>/...   every snapshot, the source's tree
+//	  volumes/<volume>/latest           symlink to the newest snapshot
+//	  images/                           images (none yet)
+//	  .control/snapshot, delete, status the control directory
+//
+// # Structure
+//
+// The fixed top (root, volumes/, images/, .control/) is made of persistent
+// inodes. A volume directory lists its snapshots from the store at every
+// Readdir and resolves one by name at Lookup, so a volume with 10,000
+// snapshots costs nothing until it is listed, and a snapshot's tree is
+// loaded only when it is visited. Below a snapshot every node is an
+// entryNode holding a copy of its store.Entry; directories decode their
+// tree blob through a cache shared by all snapshots (unchanged directories
+// have the same hash in every snapshot).
+//
+// # Inode numbers
+//
+// One function, inodeNumber, makes every number from what names the
+// object: (volume id, snapshot seq, path), or (volume id, snapshot seq,
+// source dev, source ino) for the names of a hard-link group, so that they
+// share one inode with the right link count. The same file of the same
+// snapshot has the same number in every listing and after a remount; the
+// number is also what Getattr and Readdir report. Numbers are the first 8
+// bytes of a BLAKE3 hash, never below firstHashedIno or all ones.
+//
+// # Caching
+//
+// Snapshots never change, so entries and attributes below a snapshot get
+// an hour's timeout, files open with FOPEN_KEEP_CACHE, and reads are up to
+// 1 MiB. The lists of volumes and snapshots get a one-second timeout, and
+// the daemon tells the kernel at once when a snapshot appears or goes
+// (Changed), outside any FUSE operation on those directories and any lock.
+//
+// # Errors
+//
+// errno maps store errors to errnos in one place: not found is ENOENT,
+// canceled EINTR, busy EBUSY, invalid EINVAL, corrupt EIO (with one log
+// line naming the volume, snapshot and path). Every mutating call below
+// volumes/ is EROFS, except mkdir and rmdir of a snapshot directory.
+//
+// # Locking
+//
+// No lock is held across I/O or a kernel notification. The tree cache and
+// each open file's block cache have their own mutexes for in-memory state.
+package fs

@@ -1,0 +1,322 @@
+//go:build linux
+
+package fs
+
+import (
+	"context"
+	"sort"
+	"syscall"
+
+	"github.com/chainfs/chainfs/store"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// snapRef names the snapshot a node belongs to.
+type snapRef struct {
+	volume string
+	volID  uint64
+	seq    uint64
+	name   string
+}
+
+// entryNode is any file, directory, symlink or special file of a snapshot.
+type entryNode struct {
+	gofs.Inode
+	fs    *FS
+	snap  snapRef
+	entry store.Entry
+	path  string // in the snapshot, for inode numbers and log lines
+	ino   uint64
+}
+
+var (
+	_ = (gofs.NodeGetattrer)((*entryNode)(nil))
+	_ = (gofs.NodeLookuper)((*entryNode)(nil))
+	_ = (gofs.NodeReaddirer)((*entryNode)(nil))
+	_ = (gofs.NodeOpener)((*entryNode)(nil))
+	_ = (gofs.NodeReadlinker)((*entryNode)(nil))
+	_ = (gofs.NodeGetxattrer)((*entryNode)(nil))
+	_ = (gofs.NodeListxattrer)((*entryNode)(nil))
+	_ = (gofs.NodeLseeker)((*entryNode)(nil))
+	_ = (gofs.NodeSetattrer)((*entryNode)(nil))
+	_ = (gofs.NodeSetxattrer)((*entryNode)(nil))
+	_ = (gofs.NodeRemovexattrer)((*entryNode)(nil))
+	_ = (gofs.NodeMkdirer)((*entryNode)(nil))
+	_ = (gofs.NodeMknoder)((*entryNode)(nil))
+	_ = (gofs.NodeLinker)((*entryNode)(nil))
+	_ = (gofs.NodeSymlinker)((*entryNode)(nil))
+	_ = (gofs.NodeCreater)((*entryNode)(nil))
+	_ = (gofs.NodeUnlinker)((*entryNode)(nil))
+	_ = (gofs.NodeRmdirer)((*entryNode)(nil))
+	_ = (gofs.NodeRenamer)((*entryNode)(nil))
+)
+
+func newEntryNode(f *FS, snap snapRef, e store.Entry, path string) *entryNode {
+	n := &entryNode{fs: f, snap: snap, entry: e, path: path}
+	n.ino = entryIno(snap, &e, path)
+	return n
+}
+
+// entryIno is the inode number of an entry: the names of a hard-link group
+// share theirs.
+func entryIno(snap snapRef, e *store.Entry, path string) uint64 {
+	if e.IsHardLink() {
+		return inodeNumber("link", []uint64{snap.volID, snap.seq, e.Dev, e.Ino}, "")
+	}
+	return inodeNumber("entry", []uint64{snap.volID, snap.seq}, path)
+}
+
+func typeBits(t store.FileType) uint32 {
+	switch t {
+	case store.TypeDir:
+		return syscall.S_IFDIR
+	case store.TypeSymlink:
+		return syscall.S_IFLNK
+	case store.TypeFIFO:
+		return syscall.S_IFIFO
+	case store.TypeCharDev:
+		return syscall.S_IFCHR
+	case store.TypeBlockDev:
+		return syscall.S_IFBLK
+	case store.TypeSocket:
+		return syscall.S_IFSOCK
+	}
+	return syscall.S_IFREG
+}
+
+// fill writes the entry's attributes exactly as the source had them.
+func (n *entryNode) fill(a *fuse.Attr) {
+	e := &n.entry
+	a.Ino = n.ino
+	a.Mode = typeBits(e.Type) | e.Mode
+	a.Uid, a.Gid = e.UID, e.GID
+	a.Atime, a.Atimensec = uint64(e.Atime.Sec), e.Atime.Nsec
+	a.Mtime, a.Mtimensec = uint64(e.Mtime.Sec), e.Mtime.Nsec
+	a.Ctime, a.Ctimensec = uint64(e.Ctime.Sec), e.Ctime.Nsec
+	a.Rdev = uint32(e.Rdev)
+	a.Nlink = 1
+	if e.Type != store.TypeDir {
+		a.Nlink = max(e.Nlink, 1)
+		a.Size = e.Size
+	}
+	if e.Type == store.TypeSymlink {
+		a.Size = uint64(len(e.Target))
+	}
+	allocated := e.Size
+	if e.Sparse {
+		allocated = 0
+		for _, x := range e.Extents {
+			allocated += x.Len
+		}
+	}
+	if e.Type == store.TypeRegular {
+		a.Blocks = (allocated + 511) / 512
+	}
+	a.Blksize = 4096
+	if e.BlockSize != 0 {
+		a.Blksize = e.BlockSize
+	}
+}
+
+// Getattr (NodeGetattrer).
+func (n *entryNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fill(&out.Attr)
+	out.SetTimeout(immutableTimeout)
+	return 0
+}
+
+func (n *entryNode) childPath(name string) string {
+	if n.path == "" {
+		return name
+	}
+	return n.path + "/" + name
+}
+
+func (n *entryNode) children(ctx context.Context) ([]store.Entry, syscall.Errno) {
+	if n.entry.Type != store.TypeDir {
+		return nil, syscall.ENOTDIR
+	}
+	entries, err := n.fs.tree(ctx, n.entry.Subtree)
+	if err != nil {
+		return nil, n.errno(err, "read directory")
+	}
+	return entries, 0
+}
+
+func (n *entryNode) errno(err error, op string) syscall.Errno {
+	return errno(n.fs.log, err, op, "volume", n.snap.volume, "snapshot", n.snap.name, "path", "/"+n.path)
+}
+
+// Lookup (NodeLookuper).
+func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	entries, errno := n.children(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
+	i := sort.Search(len(entries), func(i int) bool { return entries[i].Name >= name })
+	if i == len(entries) || entries[i].Name != name {
+		out.SetEntryTimeout(immutableTimeout) // negative entries never change either
+		return nil, syscall.ENOENT
+	}
+	child := newEntryNode(n.fs, n.snap, entries[i], n.childPath(name))
+	child.fill(&out.Attr)
+	out.SetEntryTimeout(immutableTimeout)
+	out.SetAttrTimeout(immutableTimeout)
+	return n.NewInode(ctx, child, gofs.StableAttr{Mode: typeBits(child.entry.Type), Ino: child.ino}), 0
+}
+
+// Readdir lists the directory in name order, with the inode numbers
+// Lookup gives (NodeReaddirer).
+func (n *entryNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	entries, errno := n.children(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
+	list := make([]fuse.DirEntry, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		list[i] = fuse.DirEntry{Name: e.Name, Mode: typeBits(e.Type), Ino: entryIno(n.snap, e, n.childPath(e.Name))}
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+// Readlink (NodeReadlinker).
+func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if n.entry.Type != store.TypeSymlink {
+		return nil, syscall.EINVAL
+	}
+	return []byte(n.entry.Target), 0
+}
+
+// Getxattr (NodeGetxattrer).
+func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	for _, x := range n.entry.Xattrs {
+		if x.Name == attr {
+			if len(dest) < len(x.Value) {
+				return uint32(len(x.Value)), syscall.ERANGE
+			}
+			return uint32(copy(dest, x.Value)), 0
+		}
+	}
+	return 0, syscall.ENODATA
+}
+
+// Listxattr (NodeListxattrer).
+func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	size := 0
+	for _, x := range n.entry.Xattrs {
+		size += len(x.Name) + 1
+	}
+	if len(dest) < size {
+		return uint32(size), syscall.ERANGE
+	}
+	off := 0
+	for _, x := range n.entry.Xattrs {
+		off += copy(dest[off:], x.Name)
+		dest[off] = 0
+		off++
+	}
+	return uint32(size), 0
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE from the source's extents
+// (NodeLseeker).
+func (n *entryNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	const seekData, seekHole = 3, 4
+	e := &n.entry
+	if off >= e.Size {
+		return 0, syscall.ENXIO
+	}
+	extents := e.Extents
+	if !e.Sparse {
+		extents = []store.Extent{{Off: 0, Len: e.Size}}
+	}
+	switch whence {
+	case seekData:
+		for _, x := range extents {
+			if off < x.Off+x.Len {
+				return max(off, x.Off), 0
+			}
+		}
+		return 0, syscall.ENXIO
+	case seekHole:
+		for _, x := range extents {
+			if off < x.Off {
+				return off, 0
+			}
+			if off < x.Off+x.Len {
+				return x.Off + x.Len, 0
+			}
+		}
+		return off, 0
+	}
+	return 0, syscall.EINVAL
+}
+
+// Open opens a regular file for reading (NodeOpener). Snapshots never
+// change, so the kernel keeps the file's pages across opens.
+func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	if n.entry.Type != store.TypeRegular {
+		return nil, 0, syscall.EINVAL
+	}
+	blocks, err := n.fs.repo.FileBlocks(ctx, &n.entry)
+	if err != nil {
+		return nil, 0, n.errno(err, "open")
+	}
+	return newFileHandle(n, blocks), fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// The calls below would change a snapshot, which never changes: EROFS.
+
+// Setattr (NodeSetattrer).
+func (n *entryNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+
+// Setxattr (NodeSetxattrer).
+func (n *entryNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return syscall.EROFS
+}
+
+// Removexattr (NodeRemovexattrer).
+func (n *entryNode) Removexattr(ctx context.Context, attr string) syscall.Errno { return syscall.EROFS }
+
+// Mkdir (NodeMkdirer).
+func (n *entryNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+
+// Mknod (NodeMknoder).
+func (n *entryNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+
+// Link (NodeLinker).
+func (n *entryNode) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+
+// Symlink (NodeSymlinker).
+func (n *entryNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+
+// Create (NodeCreater).
+func (n *entryNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EROFS
+}
+
+// Unlink (NodeUnlinker).
+func (n *entryNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
+
+// Rmdir (NodeRmdirer).
+func (n *entryNode) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
+
+// Rename (NodeRenamer).
+func (n *entryNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return syscall.EROFS
+}

@@ -1,0 +1,232 @@
+//go:build linux
+
+package fs
+
+import (
+	"container/list"
+	"context"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/chainfs/chainfs/store"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Repository is what the file system reads. *store.Repo implements it.
+type Repository interface {
+	Volumes(ctx context.Context) ([]store.Volume, error)
+	Volume(ctx context.Context, name string) (*store.Volume, error)
+	Snapshots(ctx context.Context, volume string) ([]store.Snapshot, error)
+	Snapshot(ctx context.Context, volume, name string) (*store.Snapshot, error)
+	Tree(ctx context.Context, h store.Hash) ([]store.Entry, error)
+	FileBlocks(ctx context.Context, e *store.Entry) ([]store.Hash, error)
+	ReadBlock(ctx context.Context, h store.Hash, p []byte) (int, error)
+	// SpaceUsed is what the repository takes on disk.
+	SpaceUsed() (int64, error)
+	Dir() string
+}
+
+// Controller runs the commands written to the control directory; the jobs
+// run in the daemon, never in the FUSE handler.
+type Controller interface {
+	// Snapshot starts a snapshot and returns once it has begun, or failed
+	// to (busy, no such volume, name taken); wait returns its outcome.
+	Snapshot(ctx context.Context, volume, name string) (wait func(context.Context) error, err error)
+	// Delete deletes a snapshot and returns when it is gone.
+	Delete(ctx context.Context, volume, snapshot string) error
+	// Reject records a command refused before it ran, for Status.
+	Reject(file, command string, err error)
+	// Status is the running and recent jobs, one JSON object a line.
+	Status() []byte
+}
+
+// Options configure the file system.
+type Options struct {
+	Repo       Repository
+	Controller Controller
+	Logger     *slog.Logger
+	// OwnerUID may act through the control directory, besides root.
+	OwnerUID uint32
+}
+
+// Timeouts the kernel may cache for.
+const (
+	immutableTimeout = time.Hour   // anything below a snapshot
+	listTimeout      = time.Second // the lists of volumes and snapshots
+)
+
+// FS is a mounted repository.
+type FS struct {
+	repo  Repository
+	ctl   Controller
+	log   *slog.Logger
+	owner uint32
+	trees *treeCache
+
+	root    *rootNode
+	volumes *gofs.Inode
+
+	statMu   sync.Mutex
+	statAt   time.Time
+	statUsed int64
+}
+
+// New makes the file system's root; mount it with Mount.
+func New(opts Options) *FS {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &FS{repo: opts.Repo, ctl: opts.Controller, log: log, owner: opts.OwnerUID, trees: newTreeCache(200_000)}
+	f.root = &rootNode{fs: f}
+	return f
+}
+
+// Changed tells the kernel that a volume's list of snapshots changed:
+// snapshot was made or deleted. Call it after the change is committed,
+// outside any FUSE operation on the volume's directory.
+func (f *FS) Changed(volume, snapshot string) {
+	if f.volumes == nil {
+		return
+	}
+	f.volumes.NotifyEntry(volume)
+	if v := f.volumes.GetChild(volume); v != nil {
+		if snapshot != "" {
+			v.NotifyEntry(snapshot)
+		}
+		v.NotifyEntry("latest")
+		v.NotifyContent(0, 0)
+	}
+	f.volumes.NotifyContent(0, 0)
+}
+
+// treeCache keeps decoded tree blobs, shared by every snapshot, bounded by
+// the number of entries held.
+type treeCache struct {
+	mu    sync.Mutex
+	max   int
+	size  int
+	order *list.List // of *treeItem, most recent first
+	items map[store.Hash]*list.Element
+}
+
+type treeItem struct {
+	hash    store.Hash
+	entries []store.Entry
+}
+
+func newTreeCache(maxEntries int) *treeCache {
+	return &treeCache{max: maxEntries, order: list.New(), items: map[store.Hash]*list.Element{}}
+}
+
+// tree returns a decoded tree; decoding happens outside the lock.
+func (f *FS) tree(ctx context.Context, h store.Hash) ([]store.Entry, error) {
+	c := f.trees
+	c.mu.Lock()
+	if el, ok := c.items[h]; ok {
+		c.order.MoveToFront(el)
+		entries := el.Value.(*treeItem).entries
+		c.mu.Unlock()
+		return entries, nil
+	}
+	c.mu.Unlock()
+	entries, err := f.repo.Tree(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.items[h]; !ok {
+		c.items[h] = c.order.PushFront(&treeItem{h, entries})
+		c.size += len(entries) + 1
+		for c.size > c.max && c.order.Len() > 1 {
+			el := c.order.Back()
+			it := el.Value.(*treeItem)
+			c.order.Remove(el)
+			delete(c.items, it.hash)
+			c.size -= len(it.entries) + 1
+		}
+	}
+	return entries, nil
+}
+
+// rootNode is the mount's top directory.
+type rootNode struct {
+	gofs.Inode
+	fs *FS
+}
+
+var (
+	_ = (gofs.NodeOnAdder)((*rootNode)(nil))
+	_ = (gofs.NodeStatfser)((*rootNode)(nil))
+	_ = (gofs.NodeGetattrer)((*rootNode)(nil))
+)
+
+// OnAdd builds the fixed top of the tree (NodeOnAdder).
+func (r *rootNode) OnAdd(ctx context.Context) {
+	f := r.fs
+	f.volumes = r.NewPersistentInode(ctx, &volumesNode{fs: f}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoVolumes})
+	r.AddChild("volumes", f.volumes, false)
+	images := r.NewPersistentInode(ctx, &staticDir{mode: 0o555}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoImages})
+	r.AddChild("images", images, false)
+	ctl := r.NewPersistentInode(ctx, &staticDir{mode: 0o755}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoControl})
+	r.AddChild(".control", ctl, false)
+	for _, c := range []struct {
+		name string
+		ino  uint64
+		mode uint32
+	}{{"snapshot", inoCtlSnapshot, 0o200}, {"delete", inoCtlDelete, 0o200}, {"status", inoCtlStatus, 0o444}} {
+		node := &controlFile{fs: f, name: c.name, mode: c.mode}
+		ctl.AddChild(c.name, r.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: c.ino}), false)
+	}
+}
+
+// Getattr describes the root (NodeGetattrer).
+func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o555
+	return 0
+}
+
+// Statfs reports the repository's real usage, so df on the mount is true
+// (NodeStatfser).
+func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	f := r.fs
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(f.repo.Dir(), &st); err != nil {
+		return errno(f.log, err, "statfs")
+	}
+	f.statMu.Lock()
+	if time.Since(f.statAt) > 2*time.Second {
+		if used, err := f.repo.SpaceUsed(); err == nil {
+			f.statUsed, f.statAt = used, time.Now()
+		}
+	}
+	used := f.statUsed
+	f.statMu.Unlock()
+	bsize := uint64(st.Bsize)
+	avail := st.Bavail * bsize
+	out.Bsize = uint32(bsize)
+	out.Frsize = uint32(bsize)
+	out.Blocks = (uint64(used) + avail) / bsize
+	out.Bfree = avail / bsize
+	out.Bavail = avail / bsize
+	out.NameLen = 255
+	return 0
+}
+
+// staticDir is a read-only directory whose children are added in code.
+type staticDir struct {
+	gofs.Inode
+	mode uint32
+}
+
+var _ = (gofs.NodeGetattrer)((*staticDir)(nil))
+
+// Getattr (NodeGetattrer).
+func (d *staticDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | d.mode
+	return 0
+}

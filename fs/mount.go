@@ -1,0 +1,51 @@
+//go:build linux
+
+package fs
+
+import (
+	"fmt"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// MountOptions configure Mount.
+type MountOptions struct {
+	// AllowOther lets other users than the mounting one in; the kernel
+	// then checks every access against the snapshot's own modes and owners
+	// (default_permissions).
+	AllowOther bool
+	// Debug logs every FUSE request.
+	Debug bool
+}
+
+// Mount mounts f at dir. The caller waits on the server and unmounts it.
+func Mount(dir string, f *FS, o MountOptions) (*fuse.Server, error) {
+	opts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther: o.AllowOther,
+			FsName:     "chainfs",
+			Name:       "chainfs",
+			// Large reads: the kernel sends up to 1 MiB per request and
+			// reads ahead as far.
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			DirectMount:  true,
+			Debug:        o.Debug,
+			Options:      []string{"default_permissions"},
+		},
+		// Per-node timeouts are set where nodes are made; these are for
+		// nodes that set none.
+		EntryTimeout: ptr(listTimeout),
+		AttrTimeout:  ptr(listTimeout),
+		// A mode of 0000 is a real mode here, not "unset".
+		NullPermissions: true,
+	}
+	server, err := gofs.Mount(dir, f.root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	return server, nil
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,228 @@
+//go:build linux
+
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/chainfs/chainfs/store"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// volumesNode is volumes/: one directory per volume, read from the store
+// at every listing.
+type volumesNode struct {
+	gofs.Inode
+	fs *FS
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*volumesNode)(nil))
+	_ = (gofs.NodeReaddirer)((*volumesNode)(nil))
+	_ = (gofs.NodeGetattrer)((*volumesNode)(nil))
+)
+
+// Getattr (NodeGetattrer).
+func (n *volumesNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o555
+	out.SetTimeout(listTimeout)
+	return 0
+}
+
+// Readdir lists the volumes (NodeReaddirer).
+func (n *volumesNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	vols, err := n.fs.repo.Volumes(ctx)
+	if err != nil {
+		return nil, errno(n.fs.log, err, "readdir volumes")
+	}
+	list := make([]fuse.DirEntry, 0, len(vols))
+	for _, v := range vols {
+		list = append(list, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFDIR, Ino: volumeIno(v.ID)})
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+func volumeIno(id uint64) uint64 { return inodeNumber("volume", []uint64{id}, "") }
+
+// Lookup finds a volume (NodeLookuper).
+func (n *volumesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	v, err := n.fs.repo.Volume(ctx, name)
+	if err != nil {
+		return nil, errno(n.fs.log, err, "lookup volume", "volume", name)
+	}
+	out.Mode = syscall.S_IFDIR | 0o755
+	out.Ino = volumeIno(v.ID)
+	out.SetEntryTimeout(listTimeout)
+	out.SetAttrTimeout(listTimeout)
+	node := &volumeNode{fs: n.fs, name: v.Name, id: v.ID}
+	return n.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: out.Ino}), 0
+}
+
+// volumeNode is volumes/<volume>/: its snapshots and "latest".
+type volumeNode struct {
+	gofs.Inode
+	fs   *FS
+	name string
+	id   uint64
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*volumeNode)(nil))
+	_ = (gofs.NodeReaddirer)((*volumeNode)(nil))
+	_ = (gofs.NodeGetattrer)((*volumeNode)(nil))
+	_ = (gofs.NodeMkdirer)((*volumeNode)(nil))
+	_ = (gofs.NodeRmdirer)((*volumeNode)(nil))
+	_ = (gofs.NodeUnlinker)((*volumeNode)(nil))
+	_ = (gofs.NodeRenamer)((*volumeNode)(nil))
+	_ = (gofs.NodeCreater)((*volumeNode)(nil))
+	_ = (gofs.NodeSymlinker)((*volumeNode)(nil))
+)
+
+// Getattr (NodeGetattrer). The owner may make snapshots with mkdir.
+func (n *volumeNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o755
+	out.Uid = n.fs.owner
+	out.SetTimeout(listTimeout)
+	return 0
+}
+
+// Readdir lists the snapshots, oldest first, and latest (NodeReaddirer).
+func (n *volumeNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	snaps, err := n.fs.repo.Snapshots(ctx, n.name)
+	if err != nil {
+		return nil, errno(n.fs.log, err, "readdir volume", "volume", n.name)
+	}
+	list := make([]fuse.DirEntry, 0, len(snaps)+1)
+	for _, s := range snaps {
+		list = append(list, fuse.DirEntry{Name: s.Name, Mode: syscall.S_IFDIR, Ino: snapshotIno(&s)})
+	}
+	if len(snaps) > 0 {
+		list = append(list, fuse.DirEntry{Name: "latest", Mode: syscall.S_IFLNK, Ino: latestIno(n.id)})
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+func snapshotIno(s *store.Snapshot) uint64 {
+	return inodeNumber("snapshot", []uint64{s.VolumeID, s.Seq}, "")
+}
+
+func latestIno(volID uint64) uint64 { return inodeNumber("latest", []uint64{volID}, "") }
+
+// Lookup finds a snapshot by name, or latest (NodeLookuper).
+func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	snap, err := n.fs.repo.Snapshot(ctx, n.name, name)
+	if err != nil {
+		return nil, errno(n.fs.log, err, "lookup snapshot", "volume", n.name, "snapshot", name)
+	}
+	if name == "latest" {
+		out.Mode = syscall.S_IFLNK | 0o777
+		out.Size = uint64(len(snap.Name))
+		out.Ino = latestIno(n.id)
+		out.SetEntryTimeout(0)
+		out.SetAttrTimeout(0)
+		return n.NewInode(ctx, &latestLink{fs: n.fs, volume: n.name}, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: out.Ino}), 0
+	}
+	root := newEntryNode(n.fs, snapRef{volume: n.name, volID: snap.VolumeID, seq: snap.Seq, name: snap.Name}, snap.RootDir, "")
+	root.ino = snapshotIno(snap)
+	root.fill(&out.Attr)
+	out.SetEntryTimeout(listTimeout)
+	out.SetAttrTimeout(immutableTimeout)
+	return n.NewInode(ctx, root, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: root.ino}), 0
+}
+
+// Mkdir makes a snapshot named name, as ZFS's .zfs/snapshot does
+// (NodeMkdirer).
+func (n *volumeNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := n.fs.mayControl(ctx); errno != 0 {
+		return nil, errno
+	}
+	// mkdir holds this directory's lock in the kernel until it returns, so
+	// it waits for the snapshot here; .control/snapshot does not block.
+	wait, err := n.fs.ctl.Snapshot(ctx, n.name, name)
+	if err == nil {
+		err = wait(ctx)
+	}
+	if err != nil {
+		return nil, errno(n.fs.log, err, "mkdir snapshot", "volume", n.name, "snapshot", name)
+	}
+	return n.Lookup(ctx, name, out)
+}
+
+// Rmdir deletes a snapshot (NodeRmdirer).
+func (n *volumeNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if errno := n.fs.mayControl(ctx); errno != 0 {
+		return errno
+	}
+	if name == "latest" {
+		return syscall.ENOTDIR
+	}
+	if err := n.fs.ctl.Delete(ctx, n.name, name); err != nil {
+		return errno(n.fs.log, err, "rmdir snapshot", "volume", n.name, "snapshot", name)
+	}
+	return 0
+}
+
+// Unlink is refused: snapshots are directories (NodeUnlinker).
+func (n *volumeNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
+
+// Rename is refused (NodeRenamer).
+func (n *volumeNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return syscall.EROFS
+}
+
+// Create is refused (NodeCreater).
+func (n *volumeNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EROFS
+}
+
+// Symlink is refused (NodeSymlinker).
+func (n *volumeNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+
+// latestLink is volumes/<volume>/latest, a symlink to the newest snapshot,
+// read afresh at every readlink.
+type latestLink struct {
+	gofs.Inode
+	fs     *FS
+	volume string
+}
+
+var (
+	_ = (gofs.NodeReadlinker)((*latestLink)(nil))
+	_ = (gofs.NodeGetattrer)((*latestLink)(nil))
+)
+
+// Readlink names the newest snapshot (NodeReadlinker).
+func (l *latestLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	snap, err := l.fs.repo.Snapshot(ctx, l.volume, "latest")
+	if err != nil {
+		return nil, errno(l.fs.log, err, "readlink latest", "volume", l.volume)
+	}
+	return []byte(snap.Name), 0
+}
+
+// Getattr (NodeGetattrer).
+func (l *latestLink) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	snap, err := l.fs.repo.Snapshot(ctx, l.volume, "latest")
+	if err != nil {
+		return errno(l.fs.log, err, "getattr latest", "volume", l.volume)
+	}
+	out.Mode = syscall.S_IFLNK | 0o777
+	out.Size = uint64(len(snap.Name))
+	out.SetTimeout(0)
+	return 0
+}
+
+// mayControl lets root and the repository's owner act.
+func (f *FS) mayControl(ctx context.Context) syscall.Errno {
+	if c, ok := fuse.FromContext(ctx); ok && c.Uid != 0 && c.Uid != f.owner {
+		return syscall.EACCES
+	}
+	if f.ctl == nil {
+		return syscall.EROFS
+	}
+	return 0
+}
