@@ -68,7 +68,9 @@ func TestInodeNumbersStable(t *testing.T) {
 	e.snapshot("v", "--name", "one")
 	mnt := filepath.Join(e.dir, "mnt")
 	d := e.serve(mnt)
-	list := func() string { return sh(t, "cd "+d.snapDir("v", "one")+" && ls -liRa --time-style=+ | sed 's/  */ /g'") }
+	list := func() string {
+		return sh(t, "cd "+d.snapDir("v", "one")+" && ls -liRa --time-style=+ | sed 's/  */ /g'")
+	}
 	first := list()
 	if second := list(); second != first {
 		t.Errorf("two listings differ:\n%s\n---\n%s", first, second)

@@ -67,8 +67,8 @@ type Repo struct {
 	// while reading a source.
 	commitMu sync.Mutex
 
-	mu      sync.Mutex
-	running map[string]string // volume name → snapshot being made
+	mu       sync.Mutex
+	running  map[string]string // volume name → snapshot being made
 	onChange func(volume, snapshot string)
 }
 
