@@ -1,0 +1,220 @@
+//go:build linux
+
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/chainfs/chainfs/fs/source"
+	"github.com/chainfs/chainfs/store"
+	"golang.org/x/sys/unix"
+)
+
+// fakeController records commands and answers as told.
+type fakeController struct {
+	mu       sync.Mutex
+	commands []string
+	fail     error
+}
+
+func (c *fakeController) Snapshot(ctx context.Context, volume, name string) (func(context.Context) error, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.commands = append(c.commands, "snapshot "+volume+" "+name)
+	if c.fail != nil {
+		return nil, c.fail
+	}
+	return func(context.Context) error { return nil }, nil
+}
+
+func (c *fakeController) Delete(ctx context.Context, volume, snapshot string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.commands = append(c.commands, "delete "+volume+"/"+snapshot)
+	return c.fail
+}
+
+func (c *fakeController) setFail(err error) {
+	c.mu.Lock()
+	c.fail = err
+	c.mu.Unlock()
+}
+
+func (c *fakeController) Reject(file, command string, err error) {}
+func (c *fakeController) Status() []byte                         { return []byte("{}\n") }
+
+// testMount snapshots src into a new repository and mounts it; everything
+// is undone when the test ends.
+func testMount(t *testing.T, src string) (mnt string, repo *store.Repo, ctl *fakeController) {
+	t.Helper()
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := store.Open(ctx, store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { repo.Close() })
+	if _, err := repo.AddVolume(ctx, store.Volume{Name: "v", Source: src, BlockSize: store.MinBlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := source.Snapshot(ctx, repo, "v", store.SnapshotOptions{Name: "s"}, source.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	ctl = &fakeController{}
+	mnt = filepath.Join(t.TempDir(), "mnt")
+	os.Mkdir(mnt, 0o755)
+	server, err := Mount(mnt, New(Options{Repo: repo, Controller: ctl}), MountOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Unmount() })
+	server.WaitMount()
+	return mnt, repo, ctl
+}
+
+func TestReadPathAndHoles(t *testing.T) {
+	src := t.TempDir()
+	data := bytes.Repeat([]byte("0123456789abcdef"), 5000) // 80,000 bytes: 20 blocks of 4 KiB
+	os.WriteFile(filepath.Join(src, "f"), data, 0o644)
+	f, _ := os.Create(filepath.Join(src, "sparse"))
+	f.WriteAt([]byte("middle"), 1<<20)
+	f.Truncate(2 << 20)
+	f.Close()
+	mnt, _, _ := testMount(t, src)
+	p := filepath.Join(mnt, "volumes/v/s/f")
+
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	// Reads across block boundaries, at odd offsets, backwards.
+	fh, _ := os.Open(p)
+	defer fh.Close()
+	for _, c := range []struct{ off, n int }{{4090, 20}, {0, 1}, {79990, 100}, {40000, 12345}, {5, 4096 * 3}} {
+		buf := make([]byte, c.n)
+		n, _ := fh.ReadAt(buf, int64(c.off))
+		want := data[c.off:min(c.off+c.n, len(data))]
+		if !bytes.Equal(buf[:n], want) {
+			t.Errorf("ReadAt(%d, %d) differs", c.off, c.n)
+		}
+	}
+	// SEEK_DATA / SEEK_HOLE answer as the source did.
+	sp, _ := os.Open(filepath.Join(mnt, "volumes/v/s/sparse"))
+	defer sp.Close()
+	fd := int(sp.Fd())
+	srcFd, _ := unix.Open(filepath.Join(src, "sparse"), unix.O_RDONLY, 0)
+	defer unix.Close(srcFd)
+	for _, off := range []int64{0, 4096, 1 << 20, 1<<20 + 3, 1<<20 + 8192, 2<<20 - 1} {
+		for _, whence := range []int{unix.SEEK_DATA, unix.SEEK_HOLE} {
+			want, werr := unix.Seek(srcFd, off, whence)
+			got, gerr := unix.Seek(fd, off, whence)
+			if want != got || !errors.Is(gerr, werr) && (werr != nil || gerr != nil) {
+				t.Errorf("lseek(%d, %d): got %d %v, source %d %v", off, whence, got, gerr, want, werr)
+			}
+		}
+	}
+}
+
+func TestReadOnlyAndControl(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644)
+	unix.Setxattr(filepath.Join(src, "f"), "user.k", []byte("value"), 0)
+	mnt, _, ctl := testMount(t, src)
+	snap := filepath.Join(mnt, "volumes/v/s")
+
+	for name, err := range map[string]error{
+		"create":   os.WriteFile(filepath.Join(snap, "new"), nil, 0o644),
+		"write":    os.WriteFile(filepath.Join(snap, "f"), []byte("y"), 0o644),
+		"remove":   os.Remove(filepath.Join(snap, "f")),
+		"mkdir":    os.Mkdir(filepath.Join(snap, "d"), 0o755),
+		"rename":   os.Rename(filepath.Join(snap, "f"), filepath.Join(snap, "g")),
+		"chmod":    os.Chmod(filepath.Join(snap, "f"), 0o600),
+		"setxattr": unix.Setxattr(filepath.Join(snap, "f"), "user.k", []byte("v"), 0),
+		"symlink":  os.Symlink("f", filepath.Join(snap, "l")),
+	} {
+		if !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s in a snapshot: %v, want EROFS", name, err)
+		}
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(filepath.Join(snap, "f"), "user.k", buf); err != nil || string(buf[:n]) != "value" {
+		t.Errorf("getxattr: %q %v", buf[:n], err)
+	}
+	if _, err := unix.Getxattr(filepath.Join(snap, "f"), "user.k", make([]byte, 2)); !errors.Is(err, unix.ERANGE) {
+		t.Errorf("getxattr into a short buffer: %v, want ERANGE", err)
+	}
+	if _, err := unix.Getxattr(filepath.Join(snap, "f"), "user.none", buf); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("getxattr of a missing name: %v, want ENODATA", err)
+	}
+
+	ctlFile := filepath.Join(mnt, ".control/snapshot")
+	for line, want := range map[string]error{
+		"v named\n":    nil,
+		"v\n":          nil,
+		"a b c\n":      syscall.EINVAL,
+		"\n":           syscall.EINVAL,
+		"v\x00x\n":     syscall.EINVAL,
+		"v\nsecond\n":  syscall.EINVAL,
+		"v/too/deep\n": nil, // the store judges names; the fake accepts
+	} {
+		err := os.WriteFile(ctlFile, []byte(line), 0)
+		if !errors.Is(err, want) && !(want == nil && err == nil) {
+			t.Errorf("write %q: %v, want %v", line, err, want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mnt, ".control/delete"), []byte("v/s\n"), 0); err != nil {
+		t.Errorf("delete: %v", err)
+	}
+	ctl.setFail(store.ErrBusy)
+	if err := os.WriteFile(ctlFile, []byte("v\n"), 0); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("busy controller: %v, want EBUSY", err)
+	}
+	ctl.setFail(store.ErrNotFound)
+	if err := os.WriteFile(ctlFile, []byte("nosuch\n"), 0); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("unknown volume: %v, want ENOENT", err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, ".control/status"), []byte("x"), 0); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("write to status: %v, want EACCES", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, ".control/status")); err != nil || string(b) != "{}\n" {
+		t.Errorf("status: %q %v", b, err)
+	}
+	ctl.mu.Lock()
+	defer ctl.mu.Unlock()
+	if len(ctl.commands) < 4 || ctl.commands[0] == "" {
+		t.Errorf("commands seen: %q", ctl.commands)
+	}
+}
+
+func TestInodeNumberRules(t *testing.T) {
+	snap := snapRef{volID: 1, seq: 2}
+	a := store.Entry{Name: "b", Type: store.TypeRegular, Nlink: 1}
+	if entryIno(snap, &a, "a/b/b") == entryIno(snap, &a, "a/b") {
+		t.Error("a/b/b and a/b share an inode number")
+	}
+	if entryIno(snap, &a, "a/b") != entryIno(snap, &a, "a/b") {
+		t.Error("inode numbers are not stable")
+	}
+	link := store.Entry{Type: store.TypeRegular, Nlink: 2, Dev: 5, Ino: 9}
+	if entryIno(snap, &link, "x") != entryIno(snap, &link, "y/z") {
+		t.Error("hard links do not share an inode number")
+	}
+	if entryIno(snapRef{volID: 1, seq: 3}, &a, "a/b") == entryIno(snap, &a, "a/b") {
+		t.Error("the same path in two snapshots shares an inode number")
+	}
+	for i := 0; i < 1000; i++ {
+		if n := inodeNumber("entry", []uint64{uint64(i)}, "p"); n < firstHashedIno || n == ^uint64(0) {
+			t.Fatalf("inode number %d out of range", n)
+		}
+	}
+}
