@@ -6,6 +6,11 @@ set -euo pipefail
 : "${CHAINFS:?set CHAINFS to the chainfs binary}"
 : "${DEMO_DIR:=/tmp/chainfs-demo}"
 
+# A previous demo's daemon: stop it before starting again.
+if mountpoint -q "$DEMO_DIR/mnt" 2>/dev/null; then
+	"$CHAINFS" umount "$DEMO_DIR/mnt" || umount -l "$DEMO_DIR/mnt"
+	sleep 0.5
+fi
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 export CHAINFS_REPO=$DEMO_DIR/repo
@@ -55,7 +60,17 @@ echo "Checking the second snapshot's restore against the source with rsync (no o
 rsync -aHAXn --checksum -i --delete --exclude '*.tmp' "$src/" "$DEMO_DIR/restored-second/"
 cat "$DEMO_DIR/restored-first/docs/notes.txt" | sed 's/^/first snapshot says: /'
 cat "$DEMO_DIR/notes-second.txt" | sed 's/^/second snapshot says: /'
+
+# The daemon: every snapshot, read-only, at a mount point.
+mkdir -p "$DEMO_DIR/mnt"
+nohup "$CHAINFS" serve --mount "$DEMO_DIR/mnt" --log-level info >"$DEMO_DIR/serve.log" 2>&1 &
+for _ in $(seq 100); do [ -e "$DEMO_DIR/mnt/volumes/demo/latest" ] && break; sleep 0.1; done
+say "$CHAINFS" snapshot list demo
 echo
-echo "Done. Look at:"
-echo "  $DEMO_DIR/restored-first    the first snapshot, restored"
-echo "  CHAINFS_REPO=$CHAINFS_REPO $CHAINFS snapshot list"
+echo "The daemon (pid $!) serves every snapshot at $DEMO_DIR/mnt. Look at:"
+echo "  ls -l $DEMO_DIR/mnt/volumes/demo/                 first, second, latest"
+echo "  diff -r $DEMO_DIR/mnt/volumes/demo/first/docs $DEMO_DIR/mnt/volumes/demo/second/docs"
+echo "  echo demo third > $DEMO_DIR/mnt/.control/snapshot   # a snapshot, through the control file"
+echo "  cat $DEMO_DIR/mnt/.control/status"
+echo "  export CHAINFS_REPO=$CHAINFS_REPO; $CHAINFS snapshot list   # the CLI talks to the daemon"
+echo "Stop it with: $CHAINFS umount $DEMO_DIR/mnt"
