@@ -67,29 +67,11 @@ func entryIno(snap snapRef, e *store.Entry, path string) uint64 {
 	return inodeNumber("entry", []uint64{snap.volID, snap.seq}, path)
 }
 
-func typeBits(t store.FileType) uint32 {
-	switch t {
-	case store.TypeDir:
-		return syscall.S_IFDIR
-	case store.TypeSymlink:
-		return syscall.S_IFLNK
-	case store.TypeFIFO:
-		return syscall.S_IFIFO
-	case store.TypeCharDev:
-		return syscall.S_IFCHR
-	case store.TypeBlockDev:
-		return syscall.S_IFBLK
-	case store.TypeSocket:
-		return syscall.S_IFSOCK
-	}
-	return syscall.S_IFREG
-}
-
 // fill writes the entry's attributes exactly as the source had them.
 func (n *entryNode) fill(a *fuse.Attr) {
 	e := &n.entry
 	a.Ino = n.ino
-	a.Mode = typeBits(e.Type) | e.Mode
+	a.Mode = e.Type.Bits() | e.Mode
 	a.Uid, a.Gid = e.UID, e.GID
 	a.Atime, a.Atimensec = uint64(e.Atime.Sec), e.Atime.Nsec
 	a.Mtime, a.Mtimensec = uint64(e.Mtime.Sec), e.Mtime.Nsec
@@ -163,7 +145,7 @@ func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	child.fill(&out.Attr)
 	out.SetEntryTimeout(immutableTimeout)
 	out.SetAttrTimeout(immutableTimeout)
-	return n.NewInode(ctx, child, gofs.StableAttr{Mode: typeBits(child.entry.Type), Ino: child.ino}), 0
+	return n.NewInode(ctx, child, gofs.StableAttr{Mode: child.entry.Type.Bits(), Ino: child.ino}), 0
 }
 
 // Readdir lists the directory in name order, with the inode numbers
@@ -176,7 +158,7 @@ func (n *entryNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 	list := make([]fuse.DirEntry, len(entries))
 	for i := range entries {
 		e := &entries[i]
-		list[i] = fuse.DirEntry{Name: e.Name, Mode: typeBits(e.Type), Ino: entryIno(n.snap, e, n.childPath(e.Name))}
+		list[i] = fuse.DirEntry{Name: e.Name, Mode: e.Type.Bits(), Ino: entryIno(n.snap, e, n.childPath(e.Name))}
 	}
 	return gofs.NewListDirStream(list), 0
 }

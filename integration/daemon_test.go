@@ -32,6 +32,9 @@ func (e *env) serve(mount string, extra ...string) *daemon {
 	args := append([]string{"serve", "--mount", mount, "--log-level", "info"}, extra...)
 	cmd := exec.Command(chainfsBin, args...)
 	cmd.Env = append(os.Environ(), "CHAINFS_REPO="+e.repo)
+	// If the test binary dies (a timeout panics it, skipping Cleanup), the
+	// daemon gets SIGTERM and unmounts.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stdout, _ := cmd.StdoutPipe()
 	d := &daemon{t: e.t, cmd: cmd, mount: mount, log: &logBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = d.log

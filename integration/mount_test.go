@@ -229,6 +229,16 @@ func TestCopyWhileChanging(t *testing.T) {
 	if err := cp.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A reader holds a file of the snapshot about to be deleted.
+	held, err := os.Open(filepath.Join(d.snapDir("v", "doomed"), "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	head := make([]byte, 1<<20)
+	if _, err := held.ReadAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
 	e.snapshot("v", "--name", "new")
 	e.ok("snapshot", "delete", "v/doomed")
 	if err := cp.Wait(); err != nil {
@@ -237,6 +247,15 @@ func TestCopyWhileChanging(t *testing.T) {
 	got, _ := os.ReadFile(filepath.Join(e.dir, "copy"))
 	if string(got) != string(data) {
 		t.Error("file copied from the old snapshot differs from the source")
+	}
+	// The held file still reads its own bytes after its snapshot went;
+	// a new lookup of the deleted snapshot finds nothing.
+	tail := make([]byte, 1<<20)
+	if _, err := held.ReadAt(tail, int64(len(data)-len(tail))); err != nil || string(tail) != string(data[len(data)-len(tail):]) {
+		t.Errorf("reading a file whose snapshot was deleted: %v", err)
+	}
+	if _, err := os.Stat(d.snapDir("v", "doomed")); !os.IsNotExist(err) {
+		t.Errorf("deleted snapshot: %v", err)
 	}
 }
 

@@ -265,25 +265,42 @@ func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badge
 		if err != nil {
 			return err
 		}
-		err = r.db.Update(func(txn *badger.Txn) error {
-			for _, w := range writes {
-				var err error
-				if w.val == nil {
-					err = txn.Delete(w.key)
-				} else {
-					err = txn.Set(w.key, w.val)
-				}
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := r.writeAll(writes); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeAll applies planned writes in one transaction.
+func (r *Repo) writeAll(writes []kv) error {
+	return r.db.Update(func(txn *badger.Txn) error {
+		for _, w := range writes {
+			var err error
+			if w.val == nil {
+				err = txn.Delete(w.key)
+			} else {
+				err = txn.Set(w.key, w.val)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// dropRef plans the loss of one of a block's references.
+func dropRef(txn *badger.Txn, h Hash) (kv, error) {
+	rec, err := getBlockRecord(txn, h)
+	if err != nil {
+		return kv{}, err
+	}
+	if rec.Refs == 0 {
+		return kv{}, fmt.Errorf("block reference count below zero: %w", ErrCorrupt)
+	}
+	rec.Refs--
+	return kv{blockKey(h), rec.encode()}, nil
 }
 
 // applyDelta updates the volume's intervals and the block reference counts
@@ -407,15 +424,11 @@ func (r *Repo) undoDelta(ctx context.Context, vol, seq uint64) error {
 			prev := intervalRecord{End: iv.PrevEnd, Count: iv.PrevCount}
 			return []kv{{intervalKey(vol, h, start), prev.encode()}}, nil
 		}
-		rec, err := getBlockRecord(txn, h)
+		ref, err := dropRef(txn, h)
 		if err != nil {
 			return nil, err
 		}
-		if rec.Refs == 0 {
-			return nil, fmt.Errorf("block reference count below zero: %w", ErrCorrupt)
-		}
-		rec.Refs--
-		return []kv{{intervalKey(vol, h, seq), nil}, {blockKey(h), rec.encode()}}, nil
+		return []kv{{intervalKey(vol, h, seq), nil}, ref}, nil
 	})
 	if err != nil {
 		return err

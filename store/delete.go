@@ -160,23 +160,6 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	})
 }
 
-func (r *Repo) writeAll(writes []kv) error {
-	return r.db.Update(func(txn *badger.Txn) error {
-		for _, w := range writes {
-			var err error
-			if w.val == nil {
-				err = txn.Delete(w.key)
-			} else {
-				err = txn.Set(w.key, w.val)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
 // planDelete plans the changes for one block of the delta of snapshot k,
 // whose next surviving snapshot is next (0: k is the head).
 func planDelete(txn *badger.Txn, vol, k, next uint64, h Hash) ([]kv, error) {
@@ -192,16 +175,9 @@ func planDelete(txn *badger.Txn, vol, k, next uint64, h Hash) ([]kv, error) {
 	inK := found && (iv.End == 0 || iv.End > k)
 	endsAtK := found && iv.End == k
 	dropRun := func() error {
-		rec, err := getBlockRecord(txn, h)
-		if err != nil {
-			return err
-		}
-		if rec.Refs == 0 {
-			return fmt.Errorf("block reference count below zero: %w", ErrCorrupt)
-		}
-		rec.Refs--
-		writes = append(writes, kv{blockKey(h), rec.encode()})
-		return nil
+		ref, err := dropRef(txn, h)
+		writes = append(writes, ref)
+		return err
 	}
 	switch {
 	case inK && start == k:

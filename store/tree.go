@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"syscall"
 )
 
 // FileType is the kind of a tree entry.
@@ -21,6 +22,27 @@ const (
 )
 
 var typeNames = [...]string{"", "file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket"}
+
+// typeBits are the POSIX S_IF* bits of each type, in FileType order.
+var typeBits = [...]uint32{0, syscall.S_IFREG, syscall.S_IFDIR, syscall.S_IFLNK, syscall.S_IFIFO, syscall.S_IFCHR, syscall.S_IFBLK, syscall.S_IFSOCK}
+
+// Bits returns the type's S_IF* bits, as stat and mknod use them.
+func (t FileType) Bits() uint32 {
+	if int(t) < len(typeBits) {
+		return typeBits[t]
+	}
+	return 0
+}
+
+// TypeOfMode returns the type of a stat mode, or 0 for none known.
+func TypeOfMode(mode uint32) FileType {
+	for t, bits := range typeBits {
+		if t > 0 && mode&syscall.S_IFMT == bits {
+			return FileType(t)
+		}
+	}
+	return 0
+}
 
 func (t FileType) String() string {
 	if int(t) < len(typeNames) {

@@ -239,7 +239,7 @@ func (r *restorer) entry(e *store.Entry, path string) {
 	case store.TypeSymlink:
 		err = r.create(path, func() error { return unix.Symlink(e.Target, path) })
 	case store.TypeFIFO, store.TypeCharDev, store.TypeBlockDev, store.TypeSocket:
-		err = r.create(path, func() error { return unix.Mknod(path, modeBits(e)|0o600, int(e.Rdev)) })
+		err = r.create(path, func() error { return unix.Mknod(path, e.Type.Bits()|0o600, int(e.Rdev)) })
 	default:
 		err = fmt.Errorf("unknown entry type %d", e.Type)
 	}
@@ -269,24 +269,13 @@ func (r *restorer) create(path string, mk func() error) error {
 	return err
 }
 
-func modeBits(e *store.Entry) uint32 {
-	switch e.Type {
-	case store.TypeFIFO:
-		return unix.S_IFIFO
-	case store.TypeCharDev:
-		return unix.S_IFCHR
-	case store.TypeBlockDev:
-		return unix.S_IFBLK
-	case store.TypeSocket:
-		return unix.S_IFSOCK
-	}
-	return 0
-}
-
 func (r *restorer) worker() {
 	defer r.wg.Done()
-	buf := make([]byte, store.MaxBlockSize)
+	var buf []byte // grown to the largest block met
 	for job := range r.jobs {
+		if need := int(job.e.BlockSize); len(buf) < need {
+			buf = make([]byte, need)
+		}
 		err := r.writeFile(job, buf)
 		if err == nil {
 			err = r.setMeta(job.path, &job.e, int(job.f.Fd()))

@@ -30,25 +30,7 @@ func timespec(t unix.Timespec) store.Timespec {
 	return store.Timespec{Sec: t.Sec, Nsec: uint32(t.Nsec)}
 }
 
-func fileType(mode uint32) store.FileType {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		return store.TypeRegular
-	case unix.S_IFDIR:
-		return store.TypeDir
-	case unix.S_IFLNK:
-		return store.TypeSymlink
-	case unix.S_IFIFO:
-		return store.TypeFIFO
-	case unix.S_IFCHR:
-		return store.TypeCharDev
-	case unix.S_IFBLK:
-		return store.TypeBlockDev
-	case unix.S_IFSOCK:
-		return store.TypeSocket
-	}
-	return 0
-}
+func fileType(mode uint32) store.FileType { return store.TypeOfMode(mode) }
 
 // unchanged reports whether a file may be carried over from its record in
 // the parent snapshot without being read.
