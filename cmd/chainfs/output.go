@@ -100,7 +100,9 @@ func startProgress(c *cli.Context, desc string, read func() (cur, total uint64))
 		bar: progressbar.NewOptions64(max,
 			progressbar.OptionSetWriter(os.Stderr),
 			progressbar.OptionSetDescription(desc),
-			progressbar.OptionShowBytes(true),
+			// A rate without a total says little; the description then
+			// carries the bytes done.
+			progressbar.OptionShowBytes(total > 0),
 			progressbar.OptionSetWidth(30),
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionClearOnFinish(),
@@ -118,6 +120,9 @@ func startProgress(c *cli.Context, desc string, read func() (cur, total uint64))
 				cur, total := read()
 				if total > 0 && cur > total {
 					p.bar.ChangeMax64(int64(cur))
+				}
+				if total == 0 {
+					p.bar.Describe(desc + ": " + size(cur))
 				}
 				p.bar.Set64(int64(cur))
 			}
