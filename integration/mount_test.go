@@ -273,3 +273,28 @@ func TestMountPointProblems(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", busy).Run() })
 	e.fails(1, "already mounted", "serve", "--mount", busy)
 }
+
+// TestStaleMountAfterCrash: a daemon killed with -9 leaves a dead mount;
+// the next daemon clears it and serves, and the repository is not locked.
+func TestStaleMountAfterCrash(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("still here"), 0o644)
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s")
+	mnt := filepath.Join(e.dir, "mnt")
+	d := e.serve(mnt)
+	d.cmd.Process.Kill()
+	<-d.done
+	if _, err := os.Stat(filepath.Join(mnt, "volumes")); err == nil {
+		t.Fatal("the mount still answers after its daemon was killed")
+	}
+	d = e.serve(mnt)
+	if b, err := os.ReadFile(filepath.Join(d.snapDir("v", "s"), "f")); err != nil || string(b) != "still here" {
+		t.Errorf("after restart: %q %v", b, err)
+	}
+	if !strings.Contains(d.log.String(), "clearing stale mount") {
+		t.Errorf("the daemon did not say it cleared the stale mount:\n%s", d.log.String())
+	}
+}

@@ -114,6 +114,13 @@ func unmount(server *fuse.Server, mnt string, log *slog.Logger) error {
 // crashed daemon left behind.
 func prepareMountpoint(dir string, log *slog.Logger) error {
 	_, err := os.Stat(dir)
+	if mounted, fstype := isMountpoint(dir); err == nil && mounted && strings.HasPrefix(fstype, "fuse") {
+		// The kernel may answer stat of a dead FUSE mount's root from its
+		// cache; listing it asks the (gone) daemon.
+		if _, lerr := os.ReadDir(dir); errors.Is(lerr, syscall.ENOTCONN) {
+			err = lerr
+		}
+	}
 	if errors.Is(err, syscall.ENOTCONN) {
 		log.Warn("clearing stale mount left by a crash", "mount", dir)
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
