@@ -161,6 +161,15 @@ func (h *commandHandle) run(ctx context.Context, line string, size int) (wait fu
 			return invalid("delete: want \"VOLUME/SNAPSHOT\"")
 		}
 		return nil, f.ctl.Delete(ctx, vol, snap)
+	case "export":
+		if len(fields) != 2 {
+			return invalid("export: want \"VOLUME/SNAPSHOT IMAGE\"")
+		}
+		vol, snap, ok := strings.Cut(fields[0], "/")
+		if !ok || vol == "" || snap == "" || strings.Contains(snap, "/") {
+			return invalid("export: want \"VOLUME/SNAPSHOT IMAGE\"")
+		}
+		return nil, f.ctl.Export(ctx, vol, snap, fields[1])
 	}
 	return invalid("unknown control file %s", h.c.name)
 }

@@ -21,6 +21,8 @@ type Repository interface {
 	Volume(ctx context.Context, name string) (*store.Volume, error)
 	Snapshots(ctx context.Context, volume string) ([]store.Snapshot, error)
 	Snapshot(ctx context.Context, volume, name string) (*store.Snapshot, error)
+	Images(ctx context.Context) ([]store.Image, error)
+	Image(ctx context.Context, name string) (*store.Image, error)
 	Tree(ctx context.Context, h store.Hash) ([]store.Entry, error)
 	FileBlocks(ctx context.Context, e *store.Entry) ([]store.Hash, error)
 	ReadBlock(ctx context.Context, h store.Hash, p []byte) (int, error)
@@ -37,6 +39,8 @@ type Controller interface {
 	Snapshot(ctx context.Context, volume, name string) (wait func(context.Context) error, err error)
 	// Delete deletes a snapshot and returns when it is gone.
 	Delete(ctx context.Context, volume, snapshot string) error
+	// Export makes image from a snapshot and returns when it exists.
+	Export(ctx context.Context, volume, snapshot, image string) error
 	// Reject records a command refused before it ran, for Status.
 	Reject(file, command string, err error)
 	// Status is the running and recent jobs, one JSON object a line.
@@ -68,6 +72,7 @@ type FS struct {
 
 	root    *rootNode
 	volumes *gofs.Inode
+	images  *gofs.Inode
 
 	statMu   sync.Mutex
 	statAt   time.Time
@@ -86,10 +91,16 @@ func New(opts Options) *FS {
 }
 
 // Changed tells the kernel that a volume's list of snapshots changed:
-// snapshot was made or deleted. Call it after the change is committed,
-// outside any FUSE operation on the volume's directory.
+// snapshot was made or deleted (with volume empty: image snapshot was made
+// or removed). Call it after the change is committed, outside any FUSE
+// operation on the directories concerned.
 func (f *FS) Changed(volume, snapshot string) {
 	if f.volumes == nil {
+		return
+	}
+	if volume == "" {
+		f.images.NotifyEntry(snapshot)
+		f.images.NotifyContent(0, 0)
 		return
 	}
 	f.volumes.NotifyEntry(volume)
@@ -170,15 +181,15 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 	f := r.fs
 	f.volumes = r.NewPersistentInode(ctx, &volumesNode{fs: f}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoVolumes})
 	r.AddChild("volumes", f.volumes, false)
-	images := r.NewPersistentInode(ctx, &staticDir{mode: 0o555}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoImages})
-	r.AddChild("images", images, false)
+	f.images = r.NewPersistentInode(ctx, &imagesNode{fs: f}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoImages})
+	r.AddChild("images", f.images, false)
 	ctl := r.NewPersistentInode(ctx, &staticDir{mode: 0o755}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoControl})
 	r.AddChild(".control", ctl, false)
 	for _, c := range []struct {
 		name string
 		ino  uint64
 		mode uint32
-	}{{"snapshot", inoCtlSnapshot, 0o200}, {"delete", inoCtlDelete, 0o200}, {"status", inoCtlStatus, 0o444}} {
+	}{{"snapshot", inoCtlSnapshot, 0o200}, {"delete", inoCtlDelete, 0o200}, {"export", inoCtlExport, 0o200}, {"status", inoCtlStatus, 0o444}} {
 		node := &controlFile{fs: f, name: c.name, mode: c.mode}
 		ctl.AddChild(c.name, r.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: c.ino}), false)
 	}

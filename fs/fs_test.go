@@ -41,6 +41,13 @@ func (c *fakeController) Delete(ctx context.Context, volume, snapshot string) er
 	return c.fail
 }
 
+func (c *fakeController) Export(ctx context.Context, volume, snapshot, image string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.commands = append(c.commands, "export "+volume+"/"+snapshot+" "+image)
+	return c.fail
+}
+
 func (c *fakeController) setFail(err error) {
 	c.mu.Lock()
 	c.fail = err

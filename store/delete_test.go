@@ -134,3 +134,46 @@ func distinct(bs [][]byte) []Hash {
 	}
 	return out
 }
+
+// TestImageHoldsItsBlocks: an image keeps every block after its source
+// snapshot is deleted, and removing it drops exactly its references.
+func TestImageHoldsItsBlocks(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	A, B := block('A'), block('B')
+	s1 := snapFile(t, r, "v", A, B)
+	img, err := r.CreateImage(ctx, "golden", "v", s1.Name, ImageOptions{OwnerUID: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.OwnerUID != 7 || img.FromSnapshot != s1.Name || img.Snapshot.Root != s1.Root {
+		t.Errorf("image %+v", img)
+	}
+	if _, err := r.CreateImage(ctx, "golden", "v", s1.Name, ImageOptions{}); !errors.Is(err, ErrExists) {
+		t.Errorf("second image of the same name: %v", err)
+	}
+	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{A, B} {
+		if rec, _ := r.blockRecord(Sum(b)); rec.Refs != 1 {
+			t.Errorf("block %c after its snapshot went: refs %d, want 1 (the image's)", b[0], rec.Refs)
+		}
+	}
+	vols, _ := r.Volumes(ctx)
+	if len(vols) != 1 {
+		t.Errorf("the image shows as a volume: %v", vols)
+	}
+	if err := r.RemoveImage(ctx, "golden"); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{A, B} {
+		if rec, _ := r.blockRecord(Sum(b)); rec.Refs != 0 {
+			t.Errorf("block %c after the image went: refs %d, want 0", b[0], rec.Refs)
+		}
+	}
+	if _, err := r.Image(ctx, "golden"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("removed image: %v", err)
+	}
+}

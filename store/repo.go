@@ -73,7 +73,8 @@ type Repo struct {
 }
 
 // OnChange sets a function called after a snapshot of a volume is
-// committed or deleted, or a volume added or removed (snapshot empty). It
+// committed or deleted, or a volume added or removed (snapshot empty), or
+// an image made or removed (volume empty, snapshot the image's name). It
 // runs on the goroutine that made the change, after the change is durable
 // and outside every lock of the store, and must not block.
 func (r *Repo) OnChange(fn func(volume, snapshot string)) {
@@ -83,6 +84,9 @@ func (r *Repo) OnChange(fn func(volume, snapshot string)) {
 }
 
 func (r *Repo) changed(volume, snapshot string) {
+	if strings.HasPrefix(volume, imagePrefix) {
+		return // CreateImage and RemoveImage report the image itself
+	}
 	r.mu.Lock()
 	fn := r.onChange
 	r.mu.Unlock()

@@ -68,6 +68,14 @@ func (r *Repo) AddVolume(ctx context.Context, v Volume) (*Volume, error) {
 	if v.Kind == "" {
 		v.Kind = KindTree
 	}
+	return r.addVolume(v)
+}
+
+// addVolume records a volume whose name and kind are already checked.
+func (r *Repo) addVolume(v Volume) (*Volume, error) {
+	if v.BlockSize == 0 {
+		v.BlockSize = DefaultBlockSize
+	}
 	v.Created = time.Now().UTC()
 	v.Head, v.Applying, v.NextSeq, v.Removing = 0, 0, 1, false
 	err := r.db.Update(func(txn *badger.Txn) error {
@@ -112,7 +120,7 @@ func (r *Repo) Volumes(ctx context.Context) ([]Volume, error) {
 	}
 	out := vols[:0]
 	for _, v := range vols {
-		if !v.Removing {
+		if !v.Removing && v.Kind != KindImage {
 			out = append(out, v)
 		}
 	}

@@ -65,6 +65,7 @@ func newApp() *cli.App {
 			volumeCommand(),
 			snapshotCommand(),
 			restoreCommand(),
+			imageCommand(),
 			serveCommand(),
 			umountCommand(),
 		},

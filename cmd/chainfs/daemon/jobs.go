@@ -12,6 +12,7 @@ import (
 
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // maxRecent is how many finished jobs status keeps.
@@ -145,6 +146,26 @@ func (r *runner) Snapshot(ctx context.Context, volume, name string) (func(contex
 func (r *runner) Delete(ctx context.Context, volume, snapshot string) error {
 	wait, err := r.start(ctx, "delete", volume+"/"+snapshot, func(ctx context.Context, begun func()) (any, error) {
 		return nil, r.repo.DeleteSnapshot(ctx, volume, snapshot)
+	})
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// Export makes an image from a snapshot (chainfs.Controller). The image
+// belongs to the caller that wrote the command.
+func (r *runner) Export(ctx context.Context, volume, snapshot, image string) error {
+	owner := uint32(0)
+	if c, ok := fuse.FromContext(ctx); ok {
+		owner = c.Uid
+	}
+	wait, err := r.start(ctx, "export", volume+"/"+snapshot+" "+image, func(ctx context.Context, begun func()) (any, error) {
+		img, err := r.repo.CreateImage(ctx, image, volume, snapshot, store.ImageOptions{OwnerUID: owner})
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"image": img.Name, "from": volume + "/" + img.FromSnapshot}, nil
 	})
 	if err != nil {
 		return err
