@@ -48,11 +48,5 @@ func (n *imagesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	if err != nil {
 		return nil, errno(n.fs.log, err, "lookup image", "image", name)
 	}
-	s := &img.Snapshot
-	root := newEntryNode(n.fs, snapRef{volume: "image " + name, volID: s.VolumeID, seq: s.Seq, name: name}, s.RootDir, "")
-	root.ino = snapshotIno(s)
-	root.fill(&out.Attr)
-	out.SetEntryTimeout(listTimeout)
-	out.SetAttrTimeout(immutableTimeout)
-	return n.NewInode(ctx, root, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: root.ino}), 0
+	return n.fs.snapshotRoot(ctx, &n.Inode, "image "+name, name, &img.Snapshot, out), 0
 }

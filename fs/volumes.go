@@ -124,12 +124,19 @@ func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 		out.SetAttrTimeout(0)
 		return n.NewInode(ctx, &latestLink{fs: n.fs, volume: n.name}, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: out.Ino}), 0
 	}
-	root := newEntryNode(n.fs, snapRef{volume: n.name, volID: snap.VolumeID, seq: snap.Seq, name: snap.Name}, snap.RootDir, "")
+	return n.fs.snapshotRoot(ctx, &n.Inode, n.name, snap.Name, snap, out), 0
+}
+
+// snapshotRoot makes the node of a snapshot's (or an image's) top
+// directory. Its entry may go (the snapshot deleted), so only its
+// attributes get the long timeout.
+func (f *FS) snapshotRoot(ctx context.Context, parent *gofs.Inode, volume, name string, snap *store.Snapshot, out *fuse.EntryOut) *gofs.Inode {
+	root := newEntryNode(f, snapRef{volume: volume, volID: snap.VolumeID, seq: snap.Seq, name: name}, snap.RootDir, "")
 	root.ino = snapshotIno(snap)
 	root.fill(&out.Attr)
 	out.SetEntryTimeout(listTimeout)
 	out.SetAttrTimeout(immutableTimeout)
-	return n.NewInode(ctx, root, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: root.ino}), 0
+	return parent.NewInode(ctx, root, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: root.ino})
 }
 
 // Mkdir makes a snapshot named name, as ZFS's .zfs/snapshot does
