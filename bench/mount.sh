@@ -41,12 +41,12 @@ size=$(stat -c %s "$src/big.bin")
 export CHAINFS_REPO=$work/chainfs-repo
 "$CHAINFS" init >/dev/null
 "$CHAINFS" volume add v "$src" >/dev/null
-"$CHAINFS" snapshot create v --name s >/dev/null
+"$CHAINFS" snapshot create v --name s1 >/dev/null
 mkdir -p "$work/mnt-chainfs" "$work/mnt-loop" "$work/mnt-restic"
 "$CHAINFS" serve --mount "$work/mnt-chainfs" >/dev/null 2>&1 & pids+=($!)
-waitfor "$work/mnt-chainfs/volumes/v/s/big.bin"
-c_file=$work/mnt-chainfs/volumes/v/s/big.bin
-c_tree=$work/mnt-chainfs/volumes/v/s/small
+waitfor "$work/mnt-chainfs/volumes/v/s1/big.bin"
+c_file=$work/mnt-chainfs/volumes/v/s1/big.bin
+c_tree=$work/mnt-chainfs/volumes/v/s1/small
 
 # go-fuse loopback over the source itself
 go build -o "$work/loopback" github.com/hanwen/go-fuse/v2/example/loopback
@@ -70,7 +70,8 @@ for who in chainfs loop restic; do
 	esac
 	cold; t[$who-cold]=$(secs dd if="$f" of=/dev/null bs=1M)
 	cat "$f" >/dev/null
-	t[$who-warm]=$(secs dd if="$f" of=/dev/null bs=1M)
+	# Five re-reads: one takes about the timer's resolution.
+	t[$who-warm]=$(secs bash -c "for i in 1 2 3 4 5; do dd if='$f' of=/dev/null bs=1M; done")
 	cold; t[$who-ls]=$(secs ls -lR "$tree")
 done
 
@@ -85,7 +86,7 @@ cat <<MD
 | scenario | chainfs | go-fuse loopback | restic mount | chainfs / loopback | chainfs / restic |
 |---|---|---|---|---|---|
 | sequential read of a 1 GiB file, cold | $(mbps $size ${t[chainfs-cold]}) MB/s | $(mbps $size ${t[loop-cold]}) MB/s | $(mbps $size ${t[restic-cold]}) MB/s | $(ratio ${t[loop-cold]} ${t[chainfs-cold]}) | $(ratio ${t[restic-cold]} ${t[chainfs-cold]}) |
-| the same, warm | $(mbps $size ${t[chainfs-warm]}) MB/s | $(mbps $size ${t[loop-warm]}) MB/s | $(mbps $size ${t[restic-warm]}) MB/s | $(ratio ${t[loop-warm]} ${t[chainfs-warm]}) | $(ratio ${t[restic-warm]} ${t[chainfs-warm]}) |
+| the same, warm (5 re-reads) | $(mbps $((5 * size)) ${t[chainfs-warm]}) MB/s | $(mbps $((5 * size)) ${t[loop-warm]}) MB/s | $(mbps $((5 * size)) ${t[restic-warm]}) MB/s | $(ratio ${t[loop-warm]} ${t[chainfs-warm]}) | $(ratio ${t[restic-warm]} ${t[chainfs-warm]}) |
 | ls -lR of 100k files, cold | ${t[chainfs-ls]} s | ${t[loop-ls]} s | ${t[restic-ls]} s | $(ratio ${t[chainfs-ls]} ${t[loop-ls]}) (time ratio) | $(ratio ${t[restic-ls]} ${t[chainfs-ls]}) |
 
 Ratios are speed ratios (higher is better for chainfs) except the ls -lR time ratio
