@@ -118,11 +118,10 @@ func (d *packDir) ReadAt(id uint64, p []byte, off int64) error {
 }
 
 func (d *packDir) Remove(id uint64) error {
+	// The handle is not closed: a reader may be using it, and an unlinked
+	// file stays readable through it. The finalizer closes it.
 	d.mu.Lock()
-	if f := d.open[id]; f != nil {
-		delete(d.open, id)
-		f.Close()
-	}
+	delete(d.open, id)
 	d.mu.Unlock()
 	if err := os.Remove(d.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

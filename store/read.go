@@ -80,7 +80,15 @@ func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
 	}
 	p = p[:rec.Length]
 	if err := r.blocks.ReadAt(rec.Pack, p, int64(rec.Offset)); err != nil {
-		return 0, fmt.Errorf("block %s: %w", h.Short(), err)
+		// gc may have moved the block and removed its pack since the
+		// record was read: look again once.
+		again, aerr := r.blockRecord(h)
+		if aerr != nil || again.Pack == rec.Pack {
+			return 0, fmt.Errorf("block %s: %w", h.Short(), err)
+		}
+		if err := r.blocks.ReadAt(again.Pack, p, int64(again.Offset)); err != nil {
+			return 0, fmt.Errorf("block %s: %w", h.Short(), err)
+		}
 	}
 	if Sum(p) != h {
 		return 0, fmt.Errorf("block %s: hash mismatch: %w", h.Short(), ErrCorrupt)

@@ -66,6 +66,10 @@ type Repo struct {
 	// different volumes cannot lose each other's updates. It is never held
 	// while reading a source.
 	commitMu sync.Mutex
+	// gcMu keeps gc and snapshots apart: a snapshot holds it shared from
+	// Begin to Commit or Abort, gc exclusively, so gc never frees a block
+	// a running snapshot is about to link.
+	gcMu sync.RWMutex
 
 	mu       sync.Mutex
 	running  map[string]string // volume name → snapshot being made

@@ -137,10 +137,12 @@ func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 			return nil, fmt.Errorf("tag %q: %w", k, ErrInvalid)
 		}
 	}
-	release, err := r.claimVolume(volume, "snapshot "+volume+"/"+name)
+	claim, err := r.claimVolume(volume, "snapshot "+volume+"/"+name)
 	if err != nil {
 		return nil, err
 	}
+	r.gcMu.RLock()
+	release := func() { r.gcMu.RUnlock(); claim() }
 	w := &SnapshotWriter{repo: r, release: release, started: started,
 		pending: map[Hash]struct{}{}, treeSeen: map[Hash]struct{}{}}
 	err = r.db.Update(func(txn *badger.Txn) error {

@@ -66,6 +66,7 @@ func newApp() *cli.App {
 			snapshotCommand(),
 			restoreCommand(),
 			imageCommand(),
+			gcCommand(),
 			serveCommand(),
 			umountCommand(),
 		},

@@ -1,0 +1,53 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestGCGivesSpaceBack: after deleting all but the last snapshot and
+// running gc, the repository is at most 1.2 × a fresh repository holding
+// one snapshot of the same data, and the last snapshot restores exactly.
+func TestGCGivesSpaceBack(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	e.ok("volume", "add", "v", src)
+	for i := 0; i < 5; i++ {
+		// Each round replaces most of the data.
+		for j := 0; j < 4; j++ {
+			os.WriteFile(filepath.Join(src, fmt.Sprintf("f%d", j)), randomData(uint64(100*i+j), 8<<20), 0o644)
+		}
+		e.snapshot("v", "--name", fmt.Sprintf("s%d", i))
+	}
+	for i := 0; i < 4; i++ {
+		e.ok("snapshot", "delete", fmt.Sprintf("v/s%d", i))
+	}
+	var st struct {
+		BlocksFreed uint64 `json:"blocks_freed"`
+		SizeAfter   int64  `json:"size_after"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("gc", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.BlocksFreed == 0 {
+		t.Error("gc freed nothing")
+	}
+	gcSize := du(t, e.repo)
+
+	fresh := &env{t: t, dir: e.dir, repo: filepath.Join(e.dir, "fresh")}
+	fresh.ok("init")
+	fresh.ok("volume", "add", "v", src)
+	fresh.snapshot("v", "--name", "only")
+	freshSize := du(t, fresh.repo)
+	t.Logf("after gc %d bytes, fresh %d bytes (%.2f)", gcSize, freshSize, float64(gcSize)/float64(freshSize))
+	if float64(gcSize) > 1.2*float64(freshSize) {
+		t.Errorf("after gc the repository takes %d bytes, %.2f × a fresh one (%d)", gcSize, float64(gcSize)/float64(freshSize), freshSize)
+	}
+	dst := filepath.Join(e.dir, "restored")
+	e.ok("restore", "v/s4", dst)
+	rsyncSame(t, src, dst)
+}

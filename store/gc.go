@@ -1,0 +1,317 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// GCStats say what a gc did.
+type GCStats struct {
+	BlocksFreed   uint64 `json:"blocks_freed"`
+	BytesFreed    uint64 `json:"bytes_freed"`
+	TreesFreed    uint64 `json:"trees_freed"`
+	PacksRemoved  uint64 `json:"packs_removed"`
+	PacksRepacked uint64 `json:"packs_repacked"`
+	BytesMoved    uint64 `json:"bytes_moved"`
+	SizeBefore    int64  `json:"size_before"`
+	SizeAfter     int64  `json:"size_after"`
+}
+
+// repackBelow is the share of live bytes under which a pack is rewritten:
+// below half, copying the live half costs less than what it frees.
+const repackBelow = 0.5
+
+// GC gives back the space of blocks no snapshot or image references and
+// of trees none reaches. It waits for running snapshots and keeps new ones
+// waiting while it runs, so no block it frees is being linked; reads and
+// deletions go on meanwhile.
+func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
+	r.gcMu.Lock()
+	defer r.gcMu.Unlock()
+	st := &GCStats{}
+	st.SizeBefore, _ = r.SpaceUsed()
+	if err := r.sweepTrees(ctx, st); err != nil {
+		return nil, fmt.Errorf("gc: trees: %w", err)
+	}
+	if err := r.sweepBlocks(ctx, st); err != nil {
+		return nil, fmt.Errorf("gc: blocks: %w", err)
+	}
+	for r.db.RunValueLogGC(0.5) == nil {
+	}
+	r.db.Sync()
+	st.SizeAfter, _ = r.SpaceUsed()
+	return st, nil
+}
+
+// sweepTrees deletes tree and content blobs no snapshot or image reaches.
+func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
+	vols, err := r.allVolumes()
+	if err != nil {
+		return err
+	}
+	live := map[Hash]bool{}
+	var mark func(h Hash) error
+	mark = func(h Hash) error {
+		if live[h] {
+			return nil
+		}
+		live[h] = true
+		entries, err := r.Tree(ctx, h)
+		if err != nil {
+			return err
+		}
+		for i := range entries {
+			e := &entries[i]
+			switch {
+			case e.Type == TypeDir:
+				if err := mark(e.Subtree); err != nil {
+					return err
+				}
+			case e.Type == TypeRegular && e.HasContent:
+				live[e.Content] = true
+			}
+		}
+		return ctx.Err()
+	}
+	for _, v := range vols {
+		if v.Removing {
+			continue
+		}
+		snaps, err := r.snapshotsOf(v.ID)
+		if err != nil {
+			return err
+		}
+		for _, s := range snaps {
+			if err := mark(s.Root); err != nil {
+				return fmt.Errorf("snapshot %s/%s: %w", v.Name, s.Name, err)
+			}
+		}
+	}
+	var dead [][]byte
+	err = r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixTree}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var h Hash
+			copy(h[:], it.Item().Key()[1:])
+			if !live[h] {
+				dead = append(dead, it.Item().KeyCopy(nil))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	st.TreesFreed = uint64(len(dead))
+	for len(dead) > 0 {
+		chunk := dead[:min(chunkSize, len(dead))]
+		dead = dead[len(chunk):]
+		writes := make([]kv, len(chunk))
+		for i, k := range chunk {
+			writes[i] = kv{key: k}
+		}
+		if err := r.writeAll(writes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// snapshotsOf lists the snapshots of a volume by id.
+func (r *Repo) snapshotsOf(vol uint64) ([]Snapshot, error) {
+	var snaps []Snapshot
+	err := r.db.View(func(txn *badger.Txn) error {
+		return scanJSON(txn, snapshotPrefix(vol), func(_ []byte, s *Snapshot) error {
+			snaps = append(snaps, *s)
+			return nil
+		})
+	})
+	return snaps, err
+}
+
+// packUse is what gc learns of one pack.
+type packUse struct {
+	size       uint64
+	live, dead []Hash
+	liveBytes  uint64
+	deadBytes  uint64
+}
+
+// sweepBlocks drops unreferenced blocks: packs with nothing live go, packs
+// mostly dead are rewritten with their live blocks only.
+func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
+	packs := map[uint64]*packUse{}
+	err := r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPack}})
+		for it.Rewind(); it.Valid(); it.Next() {
+			id, err := parsePackKey(it.Item().Key())
+			if err != nil {
+				it.Close()
+				return err
+			}
+			var size uint64
+			it.Item().Value(func(v []byte) error {
+				if len(v) == 8 {
+					size = binary.BigEndian.Uint64(v)
+				}
+				return nil
+			})
+			packs[id] = &packUse{size: size}
+		}
+		it.Close()
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var h Hash
+			copy(h[:], it.Item().Key()[1:])
+			var rec blockRecord
+			if err := it.Item().Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
+				return err
+			}
+			p := packs[rec.Pack]
+			if p == nil {
+				return fmt.Errorf("block %s in unknown pack %016x: %w", h.Short(), rec.Pack, ErrCorrupt)
+			}
+			if rec.Refs == 0 {
+				p.dead = append(p.dead, h)
+				p.deadBytes += uint64(rec.Length)
+			} else {
+				p.live = append(p.live, h)
+				p.liveBytes += uint64(rec.Length)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for id, p := range packs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch {
+		case len(p.live) == 0:
+			if err := r.dropPack(id, p, st); err != nil {
+				return err
+			}
+		case p.deadBytes > 0 && float64(p.liveBytes) < repackBelow*float64(p.size):
+			if err := r.repack(ctx, id, p, st); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// dropDead deletes the records of a pack's dead blocks, each only if it
+// is still unreferenced (a deletion may not have raced it, but a snapshot
+// never can: gc holds gcMu).
+func (r *Repo) dropDead(id uint64, dead []Hash, st *GCStats) error {
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	for len(dead) > 0 {
+		chunk := dead[:min(chunkSize, len(dead))]
+		dead = dead[len(chunk):]
+		err := r.db.Update(func(txn *badger.Txn) error {
+			for _, h := range chunk {
+				rec, err := getBlockRecord(txn, h)
+				if err != nil || rec.Refs != 0 || rec.Pack != id {
+					continue
+				}
+				if err := txn.Delete(blockKey(h)); err != nil {
+					return err
+				}
+				st.BlocksFreed++
+				st.BytesFreed += uint64(rec.Length)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropPack removes a pack none of whose blocks is referenced.
+func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
+	if err := r.dropDead(id, p.dead, st); err != nil {
+		return err
+	}
+	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Delete(packKey(id)) }); err != nil {
+		return err
+	}
+	st.PacksRemoved++
+	return r.blocks.Remove(id)
+}
+
+// repack copies a pack's live blocks, each verified, into a new pack, then
+// points their records at it and removes the old one. The new pack is
+// durable and recorded before any record moves, so a crash at any point
+// loses nothing: the old pack stays until nothing points into it.
+func (r *Repo) repack(ctx context.Context, id uint64, p *packUse, st *GCStats) error {
+	var newID uint64
+	if err := r.db.Update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
+		return err
+	}
+	w, err := r.blocks.Create(newID)
+	if err != nil {
+		return err
+	}
+	moved := make([]pendingBlock, 0, len(p.live))
+	buf := make([]byte, MaxBlockSize)
+	for _, h := range p.live {
+		n, err := r.ReadBlock(ctx, h, buf)
+		if err != nil {
+			w.Abort()
+			return fmt.Errorf("repack %016x: %w", id, err)
+		}
+		off, err := w.Append(buf[:n])
+		if err != nil {
+			w.Abort()
+			return err
+		}
+		moved = append(moved, pendingBlock{hash: h, offset: off, length: uint32(n)})
+	}
+	size := w.Size()
+	if err := w.Finish(); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := r.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(packKey(newID), binary.BigEndian.AppendUint64(nil, uint64(size)))
+	}); err != nil {
+		return err
+	}
+	r.commitMu.Lock()
+	for len(moved) > 0 {
+		chunk := moved[:min(chunkSize, len(moved))]
+		moved = moved[len(chunk):]
+		err := r.db.Update(func(txn *badger.Txn) error {
+			for _, b := range chunk {
+				rec, err := getBlockRecord(txn, b.hash)
+				if err != nil {
+					return err
+				}
+				rec.Pack, rec.Offset = newID, uint64(b.offset)
+				if err := txn.Set(blockKey(b.hash), rec.encode()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			r.commitMu.Unlock()
+			return err
+		}
+	}
+	r.commitMu.Unlock()
+	st.PacksRepacked++
+	st.BytesMoved += uint64(size)
+	return r.dropPack(id, &packUse{dead: p.dead}, st)
+}
+

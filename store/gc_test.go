@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestGCFreesOnlyUnreferenced: after deleting a snapshot, gc frees the
+// blocks and trees only it had, keeps everything else readable, and
+// repacks a pack that became mostly dead.
+func TestGCFreesOnlyUnreferenced(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	A, B, C, D := block('A'), block('B'), block('C'), block('D')
+	s1 := snapFile(t, r, "v", A, B, C, D) // one pack: A B C D
+	s2 := snapFile(t, r, "v", A, block('x'), block('y'), block('z'))
+	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B, C, D were only in s1: freed; A lives on in s2, so s1's pack (1 of
+	// 4 blocks live) is repacked.
+	if st.BlocksFreed != 3 || st.BytesFreed != 3*testBS || st.PacksRepacked != 1 || st.TreesFreed == 0 {
+		t.Errorf("gc stats %+v", st)
+	}
+	for _, b := range [][]byte{B, C, D} {
+		if r.hasBlock(Sum(b)) {
+			t.Errorf("block %c survived gc", b[0])
+		}
+	}
+	e, err := r.Lookup(ctx, s2, "disk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, testBS)
+	for i, h := range e.Blocks {
+		if _, err := r.ReadBlock(ctx, h, buf); err != nil {
+			t.Errorf("block %d of the surviving snapshot: %v", i, err)
+		}
+	}
+	wantHolders(t, r, s2, 2, 2, 2, 2)
+	// A second gc has nothing to do; a new snapshot links A again.
+	if st, _ := r.GC(ctx); st.BlocksFreed != 0 || st.PacksRepacked != 0 || st.PacksRemoved != 0 {
+		t.Errorf("second gc %+v", st)
+	}
+	s3 := snapFile(t, r, "v", A, B)
+	wantHolders(t, r, s3, 2, 3)
+}
+
+// TestGCWaitsForSnapshots: gc does not run while a snapshot is being made.
+func TestGCWaitsForSnapshots(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { r.GC(ctx); close(done) }()
+	// Long enough for a gc of an empty repository to finish many times over.
+	select {
+	case <-done:
+		t.Fatal("gc ran during a snapshot")
+	case <-time.After(300 * time.Millisecond):
+	}
+	w.Abort()
+	<-done
+}
