@@ -314,4 +314,3 @@ func (r *Repo) repack(ctx context.Context, id uint64, p *packUse, st *GCStats) e
 	st.BytesMoved += uint64(size)
 	return r.dropPack(id, &packUse{dead: p.dead}, st)
 }
-
