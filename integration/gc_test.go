@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -50,4 +51,47 @@ func TestGCGivesSpaceBack(t *testing.T) {
 	dst := filepath.Join(e.dir, "restored")
 	e.ok("restore", "v/s4", dst)
 	rsyncSame(t, src, dst)
+}
+
+// TestExclusiveSizeIsTrue: usage's exclusive size of a snapshot is within
+// 5 % of what deleting it and running gc frees.
+func TestExclusiveSizeIsTrue(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	e.ok("volume", "add", "v", src)
+	os.WriteFile(filepath.Join(src, "stable"), randomData(1, 8<<20), 0o644)
+	for i := 0; i < 3; i++ {
+		os.WriteFile(filepath.Join(src, "changing"), randomData(uint64(10+i), 6<<20), 0o644)
+		e.snapshot("v", "--name", fmt.Sprintf("s%d", i))
+	}
+	var u struct {
+		Snapshots []struct {
+			Snapshot  string `json:"snapshot"`
+			Exclusive uint64 `json:"exclusive_bytes"`
+		} `json:"snapshots"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("usage", "--json")), &u); err != nil {
+		t.Fatal(err)
+	}
+	var excl uint64
+	for _, s := range u.Snapshots {
+		if s.Snapshot == "s1" {
+			excl = s.Exclusive
+		}
+	}
+	e.ok("snapshot", "delete", "v/s1")
+	var st struct {
+		BytesFreed uint64 `json:"bytes_freed"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("gc", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	diff := float64(st.BytesFreed) - float64(excl)
+	if excl == 0 || diff > 0.05*float64(excl) || diff < -0.05*float64(excl) {
+		t.Errorf("s1: exclusive %d, deleting it freed %d", excl, st.BytesFreed)
+	}
+	if out := e.ok("usage"); !strings.Contains(out, "deduplication") {
+		t.Errorf("usage:\n%s", out)
+	}
 }

@@ -67,6 +67,7 @@ func newApp() *cli.App {
 			restoreCommand(),
 			imageCommand(),
 			gcCommand(),
+			usageCommand(),
 			serveCommand(),
 			umountCommand(),
 		},

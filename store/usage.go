@@ -1,0 +1,120 @@
+package store
+
+import (
+	"context"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// SnapshotUsage is what one snapshot shows and costs.
+type SnapshotUsage struct {
+	Volume   string `json:"volume"`
+	Snapshot string `json:"snapshot"`
+	// Logical is the size of its files: what it shows.
+	Logical uint64 `json:"logical_bytes"`
+	// Added is the data it holds itself (first in its chain).
+	Added uint64 `json:"added_bytes"`
+	// Exclusive is what deleting it would free: blocks no other snapshot
+	// or image references.
+	Exclusive uint64 `json:"exclusive_bytes"`
+}
+
+// Usage is the repository's accounting.
+type Usage struct {
+	Snapshots []SnapshotUsage `json:"snapshots"`
+	// Blocks and StoredBytes count the referenced blocks, each once.
+	Blocks      uint64 `json:"blocks"`
+	StoredBytes uint64 `json:"stored_bytes"`
+	// Garbage is data no snapshot references any more: what gc frees.
+	GarbageBytes uint64 `json:"garbage_bytes"`
+	// LogicalBytes adds up every snapshot's logical size; its ratio to
+	// StoredBytes is the deduplication ratio.
+	LogicalBytes uint64 `json:"logical_bytes"`
+	// SpaceUsed is what the repository's files take on disk.
+	SpaceUsed int64 `json:"space_used"`
+}
+
+// Usage reports every snapshot's sizes and the repository's totals. A
+// snapshot's exclusive size costs one seek per block its delta names.
+func (r *Repo) Usage(ctx context.Context) (*Usage, error) {
+	u := &Usage{Snapshots: []SnapshotUsage{}}
+	vols, err := r.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vols {
+		snaps, err := r.snapshotsOf(v.ID)
+		if err != nil {
+			return nil, err
+		}
+		for i, s := range snaps {
+			var next uint64
+			if i+1 < len(snaps) {
+				next = snaps[i+1].Seq
+			}
+			excl, err := r.exclusive(v.ID, s.Seq, next)
+			if err != nil {
+				return nil, err
+			}
+			u.Snapshots = append(u.Snapshots, SnapshotUsage{Volume: v.Name, Snapshot: s.Name,
+				Logical: s.Stats.LogicalBytes, Added: s.Stats.AddedBytes, Exclusive: excl})
+			u.LogicalBytes += s.Stats.LogicalBytes
+		}
+	}
+	err = r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var rec blockRecord
+			if err := it.Item().Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
+				return err
+			}
+			if rec.Refs == 0 {
+				u.GarbageBytes += uint64(rec.Length)
+				continue
+			}
+			u.Blocks++
+			u.StoredBytes += uint64(rec.Length)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	u.SpaceUsed, err = r.SpaceUsed()
+	return u, err
+}
+
+// exclusive adds up the blocks snapshot seq holds alone: its runs that no
+// later surviving snapshot (next, 0 for none) continues and no other run
+// or image shares. Every run starting at seq is named by its delta.
+func (r *Repo) exclusive(vol, seq, next uint64) (uint64, error) {
+	hs, err := r.deltaHashes(vol, seq)
+	if err != nil {
+		return 0, err
+	}
+	var total uint64
+	err = r.db.View(func(txn *badger.Txn) error {
+		for _, h := range hs {
+			start, iv, found, err := lastInterval(txn, vol, h, seq)
+			if err != nil {
+				return err
+			}
+			if !found || start != seq {
+				continue
+			}
+			if next != 0 && (iv.End == 0 || iv.End > next) {
+				continue // the next snapshot has it too
+			}
+			rec, err := getBlockRecord(txn, h)
+			if err != nil {
+				return err
+			}
+			if rec.Refs == 1 {
+				total += uint64(rec.Length)
+			}
+		}
+		return nil
+	})
+	return total, err
+}
