@@ -104,28 +104,11 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
-	for start := 0; start < len(hs); start += chunkSize {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		chunk := hs[start:min(start+chunkSize, len(hs))]
-		var writes []kv
-		err := r.db.View(func(txn *badger.Txn) error {
-			for _, h := range chunk {
-				w, err := planDelete(txn, v.ID, k, next, h)
-				if err != nil {
-					return fmt.Errorf("block %s: %w", h.Short(), err)
-				}
-				writes = append(writes, w...)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if err := r.writeAll(writes); err != nil {
-			return err
-		}
+	err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash) ([]kv, error) {
+		return planDelete(txn, v.ID, k, next, h)
+	})
+	if err != nil {
+		return err
 	}
 	return r.db.Update(func(txn *badger.Txn) error {
 		var snap Snapshot
