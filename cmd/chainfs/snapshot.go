@@ -35,6 +35,13 @@ func snapshotCommand() *cli.Command {
 				Action:    snapshotDelete,
 			},
 			{
+				Name:      "diff",
+				Usage:     "what differs between two snapshots: files added, removed, changed (and which byte ranges)",
+				ArgsUsage: "VOLUME/SNAP_A VOLUME/SNAP_B",
+				Flags:     []cli.Flag{jsonFlag},
+				Action:    snapshotDiff,
+			},
+			{
 				Name:      "list",
 				Usage:     "list snapshots, of one volume or of all",
 				ArgsUsage: "[VOLUME]",
@@ -121,6 +128,71 @@ func snapshotDelete(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "deleted snapshot %s/%s\n", volume, name)
 		return nil
 	})
+}
+
+func snapshotDiff(c *cli.Context) error {
+	if err := wantArgs(c, 2, 2); err != nil {
+		return err
+	}
+	var ends [2][2]string
+	for i := range ends {
+		vol, snap, _, err := parseSnapshotPath(c.Args().Get(i), false)
+		if err != nil {
+			return err
+		}
+		ends[i] = [2]string{vol, snap}
+	}
+	return withRepo(c, func(r *store.Repo) error {
+		var snaps [2]*store.Snapshot
+		for i, e := range ends {
+			s, err := r.Snapshot(c.Context, e[0], e[1])
+			if err != nil {
+				return err
+			}
+			snaps[i] = s
+		}
+		changes := []store.Change{}
+		human := !c.Bool("json")
+		err := r.Diff(c.Context, snaps[0], snaps[1], func(ch store.Change) error {
+			if human {
+				// Print as found: a diff of a large change streams.
+				fmt.Fprintln(c.App.Writer, formatChange(&ch))
+				return nil
+			}
+			changes = append(changes, ch)
+			return nil
+		})
+		if err != nil || human {
+			return err
+		}
+		return output(c, changes, func() {})
+	})
+}
+
+// formatChange is one line of snapshot diff: + added, - removed, M content
+// changed, m metadata only.
+func formatChange(ch *store.Change) string {
+	switch ch.Kind {
+	case "added":
+		return "+ " + ch.Path
+	case "removed":
+		return "- " + ch.Path
+	}
+	if !ch.Content {
+		return "m " + ch.Path
+	}
+	line := "M " + ch.Path
+	if len(ch.Ranges) > 0 {
+		var n uint64
+		for _, r := range ch.Ranges {
+			n += r.Len
+		}
+		line += fmt.Sprintf("  (%d range%s, %s)", len(ch.Ranges), plural(len(ch.Ranges), "", "s"), size(n))
+	}
+	if ch.Meta {
+		line += "  +metadata"
+	}
+	return line
 }
 
 func snapshotList(c *cli.Context) error {

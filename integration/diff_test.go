@@ -1,0 +1,81 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSnapshotDiff makes every kind of change and finds each in the diff,
+// with the changed block range of a file rewritten in the middle.
+func TestSnapshotDiff(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(filepath.Join(src, "dir/sub"), 0o755)
+	os.MkdirAll(filepath.Join(src, "gone-dir"), 0o755)
+	os.WriteFile(filepath.Join(src, "gone-dir/inside"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(src, "big"), randomData(1, 4<<20), 0o644)
+	os.WriteFile(filepath.Join(src, "dir/sub/mode"), []byte("m"), 0o644)
+	os.WriteFile(filepath.Join(src, "same"), []byte("same"), 0o644)
+	os.Symlink("a", filepath.Join(src, "link"))
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "a")
+
+	f, _ := os.OpenFile(filepath.Join(src, "big"), os.O_WRONLY, 0)
+	f.WriteAt([]byte("changed"), 1<<20+5) // inside the fifth 256 KiB block
+	f.Close()
+	os.Chmod(filepath.Join(src, "dir/sub/mode"), 0o600)
+	os.RemoveAll(filepath.Join(src, "gone-dir"))
+	os.WriteFile(filepath.Join(src, "dir/new"), []byte("new"), 0o644)
+	os.Remove(filepath.Join(src, "link"))
+	os.Symlink("b", filepath.Join(src, "link"))
+	e.snapshot("v", "--name", "b")
+
+	var changes []struct {
+		Path    string `json:"path"`
+		Kind    string `json:"kind"`
+		Content bool   `json:"content"`
+		Meta    bool   `json:"meta"`
+		Ranges  []struct {
+			Off uint64 `json:"off"`
+			Len uint64 `json:"len"`
+		} `json:"ranges"`
+	}
+	out := e.ok("snapshot", "diff", "v/a", "v/b", "--json")
+	if err := json.Unmarshal([]byte(out), &changes); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range changes {
+		got[c.Path] = c.Kind
+		if c.Path == "/big" && (len(c.Ranges) != 1 || c.Ranges[0].Off != 1<<20 || c.Ranges[0].Len != 256<<10) {
+			t.Errorf("/big ranges %+v, want one 256 KiB block at 1 MiB", c.Ranges)
+		}
+		if c.Path == "/dir/sub/mode" && (c.Content || !c.Meta) {
+			t.Errorf("/dir/sub/mode: %+v, want metadata only", c)
+		}
+		if c.Path == "/link" && !c.Content {
+			t.Errorf("/link target change not seen: %+v", c)
+		}
+	}
+	for path, kind := range map[string]string{"/big": "changed", "/dir/sub/mode": "changed", "/gone-dir": "removed",
+		"/gone-dir/inside": "removed", "/dir/new": "added", "/link": "changed"} {
+		if got[path] != kind {
+			t.Errorf("%s: %q, want %q\n%s", path, got[path], kind, out)
+		}
+	}
+	if _, ok := got["/same"]; ok {
+		t.Error("an unchanged file is in the diff")
+	}
+	human := e.ok("snapshot", "diff", "v/a", "v/b")
+	for _, want := range []string{"M /big  (1 range, 256.0 KiB)", "m /dir/sub/mode", "- /gone-dir/inside", "+ /dir/new"} {
+		if !strings.Contains(human, want) {
+			t.Errorf("diff output lacks %q:\n%s", want, human)
+		}
+	}
+	if out := e.ok("snapshot", "diff", "v/b", "v/b"); strings.TrimSpace(out) != "" {
+		t.Errorf("diff of a snapshot with itself: %q", out)
+	}
+}
