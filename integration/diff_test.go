@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,5 +78,37 @@ func TestSnapshotDiff(t *testing.T) {
 	}
 	if out := e.ok("snapshot", "diff", "v/b", "v/b"); strings.TrimSpace(out) != "" {
 		t.Errorf("diff of a snapshot with itself: %q", out)
+	}
+}
+
+// TestChainMap draws a three-snapshot chain in the terminal and as SVG.
+func TestChainMap(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "a"), randomData(1, 4<<20), 0o644)
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s1")
+	f, _ := os.OpenFile(filepath.Join(src, "a"), os.O_WRONLY, 0)
+	f.WriteAt(randomData(2, 512<<10), 1<<20)
+	f.Close()
+	e.snapshot("v", "--name", "s2")
+	svg := filepath.Join(e.dir, "chain.svg")
+	out := e.ok("chain", "v", "--svg", svg)
+	for _, want := range []string{"4.0 MiB: 4.0 MiB held itself", "512.0 KiB held itself, 3.5 MiB → s1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("chain output lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		XMLName xml.Name
+		Rects   []struct{} `xml:"rect"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil || doc.XMLName.Local != "svg" || len(doc.Rects) != 3 {
+		t.Errorf("SVG: %v, root %q, %d bars (want 3: s1 own, s2 own, s2 → s1)", err, doc.XMLName.Local, len(doc.Rects))
 	}
 }

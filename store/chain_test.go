@@ -198,3 +198,31 @@ func dumpPrefix(t *testing.T, r *Repo, prefix []byte) map[string]string {
 	})
 	return out
 }
+
+// TestChainMapSpecExample draws SPEC's example: snapshot 3 holds B2, links
+// C1 to snapshot 2 and A, D to snapshot 1.
+func TestChainMapSpecExample(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	A, B, C, D := block('A'), block('B'), block('C'), block('D')
+	snapFile(t, r, "v", A, B, C, D)
+	snapFile(t, r, "v", A, block('b'), block('c'), D)
+	snapFile(t, r, "v", A, block('2'), block('c'), D)
+	rows, err := r.ChainMap(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []map[uint64]uint64{{1: 4 * testBS}, {1: 2 * testBS, 2: 2 * testBS}, {1: 2 * testBS, 2: testBS, 3: testBS}}
+	for i, w := range want {
+		if len(rows[i].Held) != len(w) {
+			t.Errorf("snapshot %d holders %v, want %v", i+1, rows[i].Held, w)
+			continue
+		}
+		for k, v := range w {
+			if rows[i].Held[k] != v {
+				t.Errorf("snapshot %d holders %v, want %v", i+1, rows[i].Held, w)
+			}
+		}
+	}
+}

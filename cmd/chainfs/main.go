@@ -68,6 +68,7 @@ func newApp() *cli.App {
 			imageCommand(),
 			gcCommand(),
 			usageCommand(),
+			chainCommand(),
 			serveCommand(),
 			umountCommand(),
 		},

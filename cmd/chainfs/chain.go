@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"html"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/chainfs/chainfs/store"
+	"github.com/urfave/cli/v2"
+)
+
+func chainCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "chain",
+		Usage:     "draw a volume's chain: for each snapshot, the data it holds itself and what links to earlier ones",
+		ArgsUsage: "VOLUME",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "svg", Usage: "also write the picture as SVG to `FILE`"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 1, 1); err != nil {
+				return err
+			}
+			return withRepo(c, func(r *store.Repo) error {
+				rows, err := r.ChainMap(c.Context, c.Args().First())
+				if err != nil {
+					return err
+				}
+				if path := c.String("svg"); path != "" {
+					p, err := absPath(c, path)
+					if err != nil {
+						return err
+					}
+					if err := os.WriteFile(p, []byte(chainSVG(c.Args().First(), rows)), 0o644); err != nil {
+						return err
+					}
+				}
+				return output(c, rows, func() { printChain(c, rows) })
+			})
+		},
+	}
+}
+
+// holders lists a row's holders, the snapshot itself first, then oldest first.
+func holders(row store.ChainRow) []uint64 {
+	var hs []uint64
+	for h := range row.Held {
+		if h != row.Seq {
+			hs = append(hs, h)
+		}
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i] < hs[j] })
+	if _, ok := row.Held[row.Seq]; ok {
+		hs = append([]uint64{row.Seq}, hs...)
+	}
+	return hs
+}
+
+// barChars shade the segments of a terminal bar: the snapshot's own data
+// is solid, links to earlier snapshots lighter, cycling.
+var barChars = []rune{'█', '▓', '▒', '░', '#', '=', '+', ':'}
+
+func printChain(c *cli.Context, rows []store.ChainRow) {
+	names := map[uint64]string{}
+	var max uint64
+	for _, r := range rows {
+		names[r.Seq] = r.Snapshot
+		max = maxU(max, r.Total)
+	}
+	const width = 40
+	for _, r := range rows {
+		var bar strings.Builder
+		var parts []string
+		for i, h := range holders(r) {
+			n := int(float64(r.Held[h]) / float64(maxU(max, 1)) * width)
+			if r.Held[h] > 0 && n == 0 {
+				n = 1
+			}
+			bar.WriteString(strings.Repeat(string(barChars[i%len(barChars)]), n))
+			if h == r.Seq {
+				parts = append(parts, size(r.Held[h])+" held itself")
+			} else {
+				parts = append(parts, size(r.Held[h])+" → "+names[h])
+			}
+		}
+		fmt.Fprintf(c.App.Writer, "%-20s %-*s %s: %s\n", r.Snapshot, width, bar.String(), size(r.Total), strings.Join(parts, ", "))
+	}
+}
+
+// chainSVG draws the map: one bar per snapshot, a colour per holder.
+func chainSVG(volume string, rows []store.ChainRow) string {
+	const left, barW, rowH, top = 180, 560, 28, 50
+	var max uint64
+	order := map[uint64]int{}
+	names := map[uint64]string{}
+	for i, r := range rows {
+		max = maxU(max, r.Total)
+		order[r.Seq] = i
+		names[r.Seq] = r.Snapshot
+	}
+	color := func(seq uint64) string { return fmt.Sprintf("hsl(%d,65%%,55%%)", (order[seq]*47)%360) }
+	h := top + len(rows)*rowH + 40
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", left+barW+260, h)
+	fmt.Fprintf(&b, `<text x="10" y="24" font-size="16">chain of volume %s: each bar is a snapshot's data, coloured by the snapshot that holds it</text>`+"\n", html.EscapeString(volume))
+	for i, r := range rows {
+		y := top + i*rowH
+		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text>`+"\n", y+16, html.EscapeString(r.Snapshot))
+		x := float64(left)
+		for _, holder := range holders(r) {
+			w := float64(r.Held[holder]) / float64(maxU(max, 1)) * barW
+			title := size(r.Held[holder]) + " held by " + names[holder]
+			stroke := ""
+			if holder == r.Seq {
+				stroke = ` stroke="black" stroke-width="1.5"`
+			}
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="20" fill="%s"%s><title>%s</title></rect>`+"\n",
+				x, y, w, color(holder), stroke, html.EscapeString(title))
+			x += w
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d">%s, %s new</text>`+"\n", left+barW+10, y+16, size(r.Total), size(r.Held[r.Seq]))
+	}
+	fmt.Fprintf(&b, `<text x="10" y="%d" fill="#555">outlined: data the snapshot holds itself; other colours link to the snapshot of that colour</text>`+"\n", h-14)
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
