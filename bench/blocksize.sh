@@ -4,6 +4,7 @@
 # after scattered small writes (the common case for databases, VM images
 # and logs). Usage: CHAINFS=bin/chainfs bash bench/blocksize.sh [WORK_DIR]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 : "${CHAINFS:?set CHAINFS to the chainfs binary}"
 work=${1:-$(mktemp -d /tmp/chainfs-bs.XXXXXX)}
 trap 'rm -rf "$work"' EXIT
@@ -12,7 +13,7 @@ mkdir -p "$src"
 cp -a "$(go env GOROOT)/src" "$src/go-src"
 # 1 GiB of incompressible data in four files.
 for i in 0 1 2 3; do
-	head -c 256M < <(openssl enc -aes-128-ctr -pass pass:$i -nosalt -pbkdf2 </dev/zero 2>/dev/null) >"$src/data$i.bin"
+	gen $i 256M >"$src/data$i.bin"
 done
 logical=$(du -sb --apparent-size "$src" | cut -f1)
 
@@ -33,7 +34,7 @@ for bs in 64K 128K 256K 512K 1M; do
 	cp -a "$src" "$work/src-$bs"
 	"$CHAINFS" init >/dev/null
 	"$CHAINFS" volume add v "$work/src-$bs" --block-size $bs >/dev/null
-	sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+	cold
 	t0=$(date +%s.%N)
 	"$CHAINFS" snapshot create v --name one >/dev/null
 	t1=$(date +%s.%N)
@@ -41,7 +42,7 @@ for bs in 64K 128K 256K 512K 1M; do
 		head -c 4096 /dev/urandom | dd of="$work/src-$bs/data$file.bin" bs=4096 seek=$((off / 4096)) conv=notrunc status=none
 	done <"$changes"
 	stored=$("$CHAINFS" snapshot create v --name two --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"]["stored_bytes"])')
-	sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+	cold
 	t2=$(date +%s.%N)
 	"$CHAINFS" restore v/one "$work/restored-$bs" >/dev/null
 	t3=$(date +%s.%N)

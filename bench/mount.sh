@@ -5,6 +5,7 @@
 #   CHAINFS=bin/chainfs bash bench/mount.sh [WORK_DIR]
 # Needs root (drop_caches, mounts), restic, and Go with the module cache.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 : "${CHAINFS:?set CHAINFS to the chainfs binary}"
 SNAPSHOTS=${SNAPSHOTS:-1000}   # snapshots of the 100k-file tree for the RSS figure
 work=${1:-$(mktemp -d /var/tmp/chainfs-mbench.XXXXXX)}
@@ -16,15 +17,13 @@ cleanup() {
 }
 trap cleanup EXIT
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$work/restic-cache
-cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 secs() { /usr/bin/time -f %e -o "$work/t" "$@" >/dev/null 2>&1; cat "$work/t"; }
 mbps() { python3 -c "print(f'{$1/$2/1e6:.0f}')"; }
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 waitfor() { for _ in $(seq 300); do [ -e "$1" ] && return 0; sleep 0.1; done; echo "timeout waiting for $1" >&2; exit 1; }
 
 src=$work/src
 mkdir -p "$src/small"
-head -c 1G < <(openssl enc -aes-128-ctr -pass pass:big -nosalt -pbkdf2 </dev/zero 2>/dev/null) >"$src/big.bin"
+gen big 1G >"$src/big.bin"
 python3 - "$src/small" <<'PY'
 import os, sys
 root = sys.argv[1]

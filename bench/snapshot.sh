@@ -4,11 +4,11 @@
 #   CHAINFS=bin/chainfs bash bench/snapshot.sh [WORK_DIR]
 # Needs root (to drop the page cache between runs) and restic.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 : "${CHAINFS:?set CHAINFS to the chainfs binary}"
 work=${1:-$(mktemp -d /var/tmp/chainfs-bench.XXXXXX)}
 trap 'rm -rf "$work"' EXIT
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$work/restic-cache
-cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # timed LABEL CMD...: runs CMD, records elapsed seconds and peak RSS (KiB).
 declare -A secs rss best_s
 timed() {
@@ -17,7 +17,6 @@ timed() {
 	/usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null
 	read -r secs[$label] rss[$label] <"$work/time"
 }
-gen() { head -c "$2" < <(openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 </dev/zero 2>/dev/null); }
 
 # --- data: ~2 GiB of mixed files -------------------------------------------
 mixed=$work/mixed
@@ -90,7 +89,6 @@ for n in 1 1000; do
 	secs[warm_s$n]=${best_s[$n]}
 done
 
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 mbps() { python3 -c "print(f'{$bytes/$1/1e6:.0f}')"; }
 cat <<MD
 Data: $((bytes >> 20)) MiB in $files files (Go's source tree, 6 × 256 MiB, 200 × 1 MiB);

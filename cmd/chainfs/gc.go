@@ -13,21 +13,16 @@ func gcCommand() *cli.Command {
 		Usage:     "give back the space of deleted snapshots' data (waits for running snapshots)",
 		ArgsUsage: " ",
 		Flags:     []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 0, 0); err != nil {
+		Action: repoAction(0, 0, func(c *cli.Context, r *store.Repo) error {
+			st, err := r.GC(c.Context)
+			if err != nil {
 				return err
 			}
-			return withRepo(c, func(r *store.Repo) error {
-				st, err := r.GC(c.Context)
-				if err != nil {
-					return err
-				}
-				return output(c, st, func() {
-					fmt.Fprintf(c.App.Writer, "freed %s in %s; removed %d packs, rewrote %d (%s moved); %d trees freed\n",
-						size(st.BytesFreed), count(st.BlocksFreed, "block"), st.PacksRemoved, st.PacksRepacked, size(st.BytesMoved), st.TreesFreed)
-					fmt.Fprintf(c.App.Writer, "repository: %s before, %s after\n", size(uint64(st.SizeBefore)), size(uint64(st.SizeAfter)))
-				})
+			return output(c, st, func() {
+				fmt.Fprintf(c.App.Writer, "freed %s in %s; removed %d packs, rewrote %d (%s moved); %d trees freed\n",
+					size(st.BytesFreed), count(st.BlocksFreed, "block"), st.PacksRemoved, st.PacksRepacked, size(st.BytesMoved), st.TreesFreed)
+				fmt.Fprintf(c.App.Writer, "repository: %s before, %s after\n", size(uint64(st.SizeBefore)), size(uint64(st.SizeAfter)))
 			})
-		},
+		}),
 	}
 }

@@ -29,13 +29,13 @@ func imageCommand() *cli.Command {
 				Usage:     "list images",
 				ArgsUsage: " ",
 				Flags:     []cli.Flag{jsonFlag},
-				Action:    imageList,
+				Action:    repoAction(0, 0, imageList),
 			},
 			{
 				Name:      "rm",
 				Usage:     "remove an image",
 				ArgsUsage: "NAME",
-				Action:    imageRemove,
+				Action:    repoAction(1, 1, imageRemove),
 			},
 		},
 	}
@@ -62,38 +62,28 @@ func imageCreate(c *cli.Context) error {
 	})
 }
 
-func imageList(c *cli.Context) error {
-	if err := wantArgs(c, 0, 0); err != nil {
+func imageList(c *cli.Context, r *store.Repo) error {
+	images, err := r.Images(c.Context)
+	if err != nil {
 		return err
 	}
-	return withRepo(c, func(r *store.Repo) error {
-		images, err := r.Images(c.Context)
-		if err != nil {
-			return err
+	if images == nil {
+		images = []store.Image{}
+	}
+	return output(c, images, func() {
+		t := newTable(c, "NAME", "FROM", "CREATED", "FILES", "SIZE", "OWNER", "DESCRIPTION")
+		for _, img := range images {
+			t.row(img.Name, img.FromVolume+"/"+img.FromSnapshot, formatTime(img.Created), fmt.Sprint(img.Snapshot.Stats.Files),
+				size(img.Snapshot.Stats.LogicalBytes), fmt.Sprint(img.OwnerUID), dash(img.Description))
 		}
-		if images == nil {
-			images = []store.Image{}
-		}
-		return output(c, images, func() {
-			t := newTable(c, "NAME", "FROM", "CREATED", "FILES", "SIZE", "OWNER", "DESCRIPTION")
-			for _, img := range images {
-				t.row(img.Name, img.FromVolume+"/"+img.FromSnapshot, formatTime(img.Created), fmt.Sprint(img.Snapshot.Stats.Files),
-					size(img.Snapshot.Stats.LogicalBytes), fmt.Sprint(img.OwnerUID), dash(img.Description))
-			}
-			t.flush()
-		})
+		t.flush()
 	})
 }
 
-func imageRemove(c *cli.Context) error {
-	if err := wantArgs(c, 1, 1); err != nil {
+func imageRemove(c *cli.Context, r *store.Repo) error {
+	if err := r.RemoveImage(c.Context, c.Args().First()); err != nil {
 		return err
 	}
-	return withRepo(c, func(r *store.Repo) error {
-		if err := r.RemoveImage(c.Context, c.Args().First()); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.App.Writer, "removed image %s\n", c.Args().First())
-		return nil
-	})
+	fmt.Fprintf(c.App.Writer, "removed image %s\n", c.Args().First())
+	return nil
 }

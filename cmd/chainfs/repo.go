@@ -165,6 +165,17 @@ func initCommand() *cli.Command {
 	}
 }
 
+// repoAction makes a command's action: check the number of arguments,
+// then run fn on the repository (the daemon's or one opened here).
+func repoAction(min, max int, fn func(c *cli.Context, r *store.Repo) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if err := wantArgs(c, min, max); err != nil {
+			return err
+		}
+		return withRepo(c, func(r *store.Repo) error { return fn(c, r) })
+	}
+}
+
 // wantArgs checks the number of positional arguments.
 func wantArgs(c *cli.Context, min, max int) error {
 	n := c.NArg()

@@ -13,29 +13,24 @@ func usageCommand() *cli.Command {
 		Usage:     "what each snapshot shows, holds and would free, and the repository's totals",
 		ArgsUsage: " ",
 		Flags:     []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 0, 0); err != nil {
+		Action: repoAction(0, 0, func(c *cli.Context, r *store.Repo) error {
+			u, err := r.Usage(c.Context)
+			if err != nil {
 				return err
 			}
-			return withRepo(c, func(r *store.Repo) error {
-				u, err := r.Usage(c.Context)
-				if err != nil {
-					return err
+			return output(c, u, func() {
+				t := newTable(c, "VOLUME", "SNAPSHOT", "LOGICAL", "ADDED", "EXCLUSIVE")
+				for _, s := range u.Snapshots {
+					t.row(s.Volume, s.Snapshot, size(s.Logical), size(s.Added), size(s.Exclusive))
 				}
-				return output(c, u, func() {
-					t := newTable(c, "VOLUME", "SNAPSHOT", "LOGICAL", "ADDED", "EXCLUSIVE")
-					for _, s := range u.Snapshots {
-						t.row(s.Volume, s.Snapshot, size(s.Logical), size(s.Added), size(s.Exclusive))
-					}
-					t.flush()
-					dedup := 0.0
-					if u.StoredBytes > 0 {
-						dedup = float64(u.LogicalBytes) / float64(u.StoredBytes)
-					}
-					fmt.Fprintf(c.App.Writer, "\n%s in %s referenced; %s logical in all snapshots (deduplication %.1f×); %s garbage for gc; %s on disk\n",
-						size(u.StoredBytes), count(u.Blocks, "block"), size(u.LogicalBytes), dedup, size(u.GarbageBytes), size(uint64(u.SpaceUsed)))
-				})
+				t.flush()
+				dedup := 0.0
+				if u.StoredBytes > 0 {
+					dedup = float64(u.LogicalBytes) / float64(u.StoredBytes)
+				}
+				fmt.Fprintf(c.App.Writer, "\n%s in %s referenced; %s logical in all snapshots (deduplication %.1f×); %s garbage for gc; %s on disk\n",
+					size(u.StoredBytes), count(u.Blocks, "block"), size(u.LogicalBytes), dedup, size(u.GarbageBytes), size(uint64(u.SpaceUsed)))
 			})
-		},
+		}),
 	}
 }
