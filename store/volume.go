@@ -49,6 +49,10 @@ type Volume struct {
 	// Deleting is the seq of a snapshot whose deletion is under way; Open
 	// finishes it.
 	Deleting uint64 `json:"deleting,omitempty"`
+	// Policy names the automatic-snapshot policy applied, if any, and
+	// PolicyApplied when: missed runs before it are not caught up.
+	Policy        string    `json:"policy,omitempty"`
+	PolicyApplied time.Time `json:"policy_applied,omitzero"`
 }
 
 // ValidVolumeName reports whether s can name a volume.

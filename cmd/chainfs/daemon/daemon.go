@@ -36,6 +36,8 @@ type Options struct {
 	RunCLI func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer) int
 	// Ready is called once the mount and the socket serve.
 	Ready func()
+	// Clock drives the scheduler; nil is the system clock.
+	Clock Clock
 }
 
 // Run serves until ctx is done (SIGINT, SIGTERM), then unmounts.
@@ -75,6 +77,11 @@ func Run(ctx context.Context, o Options) error {
 		unmount(server, mnt, log)
 		return err
 	}
+	clock := o.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
+	go newScheduler(o.Repo, jobs, clock, time.Local, mnt, log).run(ctx)
 	log.Info("serving", "repo", o.Repo.Dir(), "mount", mnt)
 	if o.Ready != nil {
 		o.Ready()

@@ -173,6 +173,14 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image string) err
 	return wait(ctx)
 }
 
+// skip records a scheduled job that did not run and why.
+func (r *runner) skip(op, command, why string) {
+	j := r.add(op, command, "skipped")
+	r.mu.Lock()
+	j.Error, j.Finished = why, time.Now().UTC()
+	r.mu.Unlock()
+}
+
 // Reject records a command refused before it ran (chainfs.Controller).
 func (r *runner) Reject(file, command string, err error) {
 	j := r.add(file, command, "rejected")

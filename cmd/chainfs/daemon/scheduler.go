@@ -1,0 +1,220 @@
+//go:build linux
+
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chainfs/chainfs/fs/source"
+	"github.com/chainfs/chainfs/store"
+)
+
+// Clock is the time the scheduler runs by; tests bring their own.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// scheduler takes the automatic snapshots of the volumes' policies.
+//
+// The rules (docs/policies.md): a policy's times are local wall-clock
+// times. Each minute the scheduler looks at the occurrences since it last
+// looked and takes the newest one, once, named auto-YYYYMMDD-HHMM after its
+// wall-clock time: a time that a DST change skips runs just after the gap,
+// a time it repeats runs once (the name is taken the second time). At
+// start, what it "last looked" at is the volume's newest automatic
+// snapshot, or when the policy was applied if later: runs missed while the
+// daemon was down are caught up by one snapshot. A volume whose previous
+// snapshot is still running skips the run, and the skip is recorded.
+type scheduler struct {
+	repo  *store.Repo
+	jobs  *runner
+	clock Clock
+	loc   *time.Location
+	mount string
+	log   *slog.Logger
+
+	seen map[string]time.Time // volume → the time up to which it was looked at
+}
+
+func newScheduler(repo *store.Repo, jobs *runner, clock Clock, loc *time.Location, mount string, log *slog.Logger) *scheduler {
+	return &scheduler{repo: repo, jobs: jobs, clock: clock, loc: loc, mount: mount, log: log, seen: map[string]time.Time{}}
+}
+
+// run ticks at every minute until ctx is done.
+func (s *scheduler) run(ctx context.Context) {
+	s.tick(ctx, s.clock.Now())
+	for {
+		now := s.clock.Now()
+		next := now.Truncate(time.Minute).Add(time.Minute)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clock.After(next.Sub(now)):
+		}
+		s.tick(ctx, s.clock.Now())
+	}
+}
+
+// tick starts the runs due between each volume's last look and now.
+func (s *scheduler) tick(ctx context.Context, now time.Time) {
+	vols, err := s.repo.Volumes(ctx)
+	if err != nil {
+		s.log.Error("scheduler: list volumes", "err", err)
+		return
+	}
+	for _, v := range vols {
+		if v.Policy == "" {
+			delete(s.seen, v.Name)
+			continue
+		}
+		p, err := s.repo.Policy(ctx, v.Policy)
+		if err != nil {
+			s.log.Error("scheduler: policy", "volume", v.Name, "policy", v.Policy, "err", err)
+			continue
+		}
+		from, ok := s.seen[v.Name]
+		if !ok {
+			if from, err = s.lastAuto(ctx, &v); err != nil {
+				s.log.Error("scheduler: snapshots", "volume", v.Name, "err", err)
+				continue
+			}
+		}
+		s.seen[v.Name] = now
+		if label, due := newestOccurrence(p, from, now, s.loc); due {
+			s.fire(ctx, v.Name, p, label)
+		}
+	}
+}
+
+// lastAuto is the time of the volume's newest automatic snapshot, or when
+// its policy was applied if that is later.
+func (s *scheduler) lastAuto(ctx context.Context, v *store.Volume) (time.Time, error) {
+	snaps, err := s.repo.Snapshots(ctx, v.Name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	last := v.PolicyApplied
+	for _, sn := range snaps {
+		if sn.Auto && sn.Time.After(last) {
+			last = sn.Time
+		}
+	}
+	return last, nil
+}
+
+// newestOccurrence returns the wall-clock label (20060102-1504) of the
+// newest run of p in (from, to], if any.
+func newestOccurrence(p *store.Policy, from, to time.Time, loc *time.Location) (string, bool) {
+	if !to.After(from) {
+		return "", false
+	}
+	day := to.In(loc)
+	// A week holds every weekday, so eight days back always suffice.
+	for i := 0; i < 8; i++ {
+		y, m, d := day.AddDate(0, 0, -i).Date()
+		date := time.Date(y, m, d, 12, 0, 0, 0, loc)
+		if date.AddDate(0, 0, 1).Before(from) {
+			break
+		}
+		if !p.RunsOn(date.Weekday()) {
+			continue
+		}
+		for j := len(p.At) - 1; j >= 0; j-- {
+			hh, mm, _ := store.ParseClock(p.At[j])
+			at := wallTime(y, m, d, hh, mm, loc)
+			if at.After(from) && !at.After(to) {
+				return fmt.Sprintf("%04d%02d%02d-%02d%02d", y, m, d, hh, mm), true
+			}
+		}
+	}
+	return "", false
+}
+
+// wallTime is the instant a local wall-clock time happens. A time that a
+// DST change skips (02:30 when clocks jump from 02:00 to 03:00) becomes the
+// first minute after the gap; time.Date alone would move it an hour back.
+func wallTime(y int, m time.Month, d, hh, mm int, loc *time.Location) time.Time {
+	for k := 0; k <= 24*60; k++ {
+		t := time.Date(y, m, d, hh, mm+k, 0, 0, loc)
+		want := time.Date(y, m, d, hh, mm+k, 0, 0, time.UTC) // the wall time, normalised
+		if t.Hour() == want.Hour() && t.Minute() == want.Minute() && t.Day() == want.Day() {
+			return t
+		}
+	}
+	return time.Date(y, m, d, hh, mm, 0, 0, loc)
+}
+
+// fire starts an automatic snapshot, or records why it did not.
+func (s *scheduler) fire(ctx context.Context, volume string, p *store.Policy, label string) {
+	name := "auto-" + label
+	if _, err := s.repo.Snapshot(ctx, volume, name); err == nil {
+		return // already taken: a repeated wall-clock time, or a restart
+	}
+	if running, busy := s.repo.Running()[volume]; busy {
+		s.jobs.skip("auto", volume+" "+name, fmt.Sprintf("skipped: %s", running))
+		s.log.Warn("automatic snapshot skipped: the volume is busy", "volume", volume, "snapshot", name, "running", running)
+		return
+	}
+	_, err := s.jobs.start(ctx, "auto", volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
+		res, err := source.Snapshot(ctx, s.repo, volume, store.SnapshotOptions{Name: name, Auto: true},
+			source.Options{Skip: []string{s.mount}, Logger: s.log, Started: func(string) { begun() }})
+		if err != nil {
+			return nil, err
+		}
+		deleted := s.prune(ctx, volume, p)
+		return map[string]any{"snapshot": res.Snapshot.Name, "pruned": deleted}, nil
+	})
+	if err != nil {
+		s.log.Warn("automatic snapshot failed", "volume", volume, "snapshot", name, "err", err)
+	}
+}
+
+// prune deletes the volume's automatic snapshots past the policy's
+// retention; manual snapshots are never touched.
+func (s *scheduler) prune(ctx context.Context, volume string, p *store.Policy) []string {
+	if p.Forever {
+		return nil
+	}
+	snaps, err := s.repo.Snapshots(ctx, volume)
+	if err != nil {
+		s.log.Error("retention: list snapshots", "volume", volume, "err", err)
+		return nil
+	}
+	var autos []store.Snapshot
+	for _, sn := range snaps {
+		if sn.Auto {
+			autos = append(autos, sn)
+		}
+	}
+	var doomed []store.Snapshot
+	switch {
+	case p.Keep > 0 && len(autos) > p.Keep:
+		doomed = autos[:len(autos)-p.Keep]
+	case p.RetainDays > 0:
+		limit := s.clock.Now().Add(-time.Duration(p.RetainDays) * 24 * time.Hour)
+		for _, sn := range autos[:max(len(autos)-1, 0)] { // never the newest
+			if sn.Time.Before(limit) {
+				doomed = append(doomed, sn)
+			}
+		}
+	}
+	var deleted []string
+	for _, sn := range doomed {
+		if err := s.repo.DeleteSnapshot(ctx, volume, sn.Name); err != nil {
+			s.log.Warn("retention: delete", "volume", volume, "snapshot", sn.Name, "err", err)
+			continue
+		}
+		deleted = append(deleted, sn.Name)
+		s.log.Info("retention: deleted", "volume", volume, "snapshot", sn.Name)
+	}
+	return deleted
+}

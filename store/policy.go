@@ -1,0 +1,189 @@
+package store
+
+import (
+	"context"
+
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Policy is an automatic-snapshot schedule: local times of day, optional
+// weekdays, and how long automatic snapshots are kept.
+type Policy struct {
+	Name string `json:"name"`
+	// At are local wall-clock times, "HH:MM", sorted.
+	At []string `json:"at"`
+	// Weekdays limits the days ("mon" ... "sun"); empty is every day.
+	Weekdays []string `json:"weekdays,omitempty"`
+	// Exactly one of RetainDays, Keep and Forever is set.
+	RetainDays int       `json:"retain_days,omitempty"`
+	Keep       int       `json:"keep,omitempty"`
+	Forever    bool      `json:"forever,omitempty"`
+	Created    time.Time `json:"created"`
+}
+
+var weekdayNames = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday,
+	"wed": time.Wednesday, "thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
+
+// ParseClock reads "HH:MM".
+func ParseClock(s string) (hour, min int, err error) {
+	if len(s) != 5 || s[2] != ':' {
+		return 0, 0, fmt.Errorf("time %q: want HH:MM: %w", s, ErrInvalid)
+	}
+	if _, err := fmt.Sscanf(s, "%02d:%02d", &hour, &min); err != nil || hour > 23 || min > 59 || hour < 0 || min < 0 {
+		return 0, 0, fmt.Errorf("time %q: want HH:MM from 00:00 to 23:59: %w", s, ErrInvalid)
+	}
+	return hour, min, nil
+}
+
+// Validate checks a policy and puts it in canonical form.
+func (p *Policy) Validate() error {
+	if !validLabel(p.Name) {
+		return fmt.Errorf("policy name %q: use letters, digits, '.', '_', '-': %w", p.Name, ErrInvalid)
+	}
+	if len(p.At) == 0 {
+		return fmt.Errorf("policy %s: at least one time (--at HH:MM): %w", p.Name, ErrInvalid)
+	}
+	seen := map[string]bool{}
+	var at []string
+	for _, t := range p.At {
+		if _, _, err := ParseClock(t); err != nil {
+			return err
+		}
+		if !seen[t] {
+			seen[t] = true
+			at = append(at, t)
+		}
+	}
+	sortStrings(at)
+	p.At = at
+	for i, d := range p.Weekdays {
+		d = strings.ToLower(d)
+		if _, ok := weekdayNames[d]; !ok {
+			return fmt.Errorf("weekday %q: want mon, tue, wed, thu, fri, sat or sun: %w", d, ErrInvalid)
+		}
+		p.Weekdays[i] = d
+	}
+	n := 0
+	for _, set := range []bool{p.RetainDays > 0, p.Keep > 0, p.Forever} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 || p.RetainDays < 0 || p.Keep < 0 {
+		return fmt.Errorf("policy %s: give exactly one of --retain-days N, --keep N or --forever: %w", p.Name, ErrInvalid)
+	}
+	return nil
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// RunsOn reports whether the policy runs on a weekday.
+func (p *Policy) RunsOn(d time.Weekday) bool {
+	if len(p.Weekdays) == 0 {
+		return true
+	}
+	for _, w := range p.Weekdays {
+		if weekdayNames[w] == d {
+			return true
+		}
+	}
+	return false
+}
+
+// CreatePolicy records a new policy.
+func (r *Repo) CreatePolicy(ctx context.Context, p Policy) (*Policy, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	p.Created = time.Now().UTC()
+	err := r.db.Update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(policyKey(p.Name)); err == nil {
+			return fmt.Errorf("policy %s: %w", p.Name, ErrExists)
+		}
+		return setJSON(txn, policyKey(p.Name), &p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Policy returns a policy by name.
+func (r *Repo) Policy(ctx context.Context, name string) (*Policy, error) {
+	var p Policy
+	err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, policyKey(name), &p) })
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", name, err)
+	}
+	return &p, nil
+}
+
+// Policies lists the policies in name order.
+func (r *Repo) Policies(ctx context.Context) ([]Policy, error) {
+	var ps []Policy
+	err := r.db.View(func(txn *badger.Txn) error {
+		return scanJSON(txn, []byte{prefixPolicy}, func(_ []byte, p *Policy) error {
+			ps = append(ps, *p)
+			return nil
+		})
+	})
+	return ps, err
+}
+
+// ApplyPolicy makes policy (empty: none) the volume's schedule.
+func (r *Repo) ApplyPolicy(ctx context.Context, policy, volume string) error {
+	if policy != "" {
+		if _, err := r.Policy(ctx, policy); err != nil {
+			return err
+		}
+	}
+	v, err := r.Volume(ctx, volume)
+	if err != nil {
+		return err
+	}
+	if v.Kind == KindImage {
+		return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
+	}
+	err = r.updateVolume(volume, func(v *Volume) error {
+		v.Policy = policy
+		v.PolicyApplied = time.Now().UTC()
+		return nil
+	})
+	if err == nil {
+		r.changed(volume, "")
+	}
+	return err
+}
+
+// RemovePolicy deletes a policy and detaches it from the volumes that
+// have it; it returns those volumes.
+func (r *Repo) RemovePolicy(ctx context.Context, name string) ([]string, error) {
+	if _, err := r.Policy(ctx, name); err != nil {
+		return nil, err
+	}
+	vols, err := r.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var detached []string
+	for _, v := range vols {
+		if v.Policy == name {
+			if err := r.ApplyPolicy(ctx, "", v.Name); err != nil {
+				return nil, err
+			}
+			detached = append(detached, v.Name)
+		}
+	}
+	err = r.db.Update(func(txn *badger.Txn) error { return txn.Delete(policyKey(name)) })
+	return detached, err
+}
