@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/chainfs
 DEMO_DIR ?= /tmp/chainfs-demo
 # Debian packages the project and its tests use.
-DEB_PACKAGES := fuse3 rsync attr acl restic
+DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin
 # Packages whose code runs goroutines concurrently: tested under -race.
 RACE_PKGS := ./store/... ./fs/...
 

@@ -3,10 +3,13 @@ package integration
 import (
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestSnapshotDiff makes every kind of change and finds each in the diff,
@@ -110,5 +113,86 @@ func TestChainMap(t *testing.T) {
 	}
 	if err := xml.Unmarshal(b, &doc); err != nil || doc.XMLName.Local != "svg" || len(doc.Rects) != 3 {
 		t.Errorf("SVG: %v, root %q, %d bars (want 3: s1 own, s2 own, s2 → s1)", err, doc.XMLName.Local, len(doc.Rects))
+	}
+}
+
+// TestSnapshotDiffMatchesRestoredTrees: on a real tree, the diff lists
+// exactly the paths whose state differs between the two snapshots as
+// restored and read independently.
+func TestSnapshotDiffMatchesRestoredTrees(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	goroot := strings.TrimSpace(sh(t, "go env GOROOT"))
+	sh(t, "cp -a "+goroot+"/src/net "+src)
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "a")
+	sh(t, "cd "+src+" && rm -r http/httptest && mv mail mail2 && chmod 600 ip.go && echo more >> net.go && mkdir newdir && echo x > newdir/f && touch -d 2001-01-01 iprawsock.go")
+	e.snapshot("v", "--name", "b")
+	ra, rb := filepath.Join(e.dir, "ra"), filepath.Join(e.dir, "rb")
+	e.ok("restore", "v/a", ra)
+	e.ok("restore", "v/b", rb)
+	sa, sb := treeState(t, ra), treeState(t, rb)
+	want := map[string]string{}
+	for p, a := range sa {
+		b, ok := sb[p]
+		a.atime, b.atime = unix.Timespec{}, unix.Timespec{} // diff leaves atime out
+		switch {
+		case !ok:
+			want[p] = "removed"
+		case fmt.Sprint(a) != fmt.Sprint(b):
+			want[p] = "changed"
+		}
+	}
+	for p := range sb {
+		if _, ok := sa[p]; !ok {
+			want[p] = "added"
+		}
+	}
+	var changes []struct {
+		Path string `json:"path"`
+		Kind string `json:"kind"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("snapshot", "diff", "v/a", "v/b", "--json")), &changes); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range changes {
+		p := strings.TrimPrefix(c.Path, "/")
+		if p == "" {
+			p = "."
+		}
+		got[p] = c.Kind
+	}
+	for p, k := range want {
+		if got[p] != k {
+			t.Errorf("%s: diff says %q, the restored trees say %q", p, got[p], k)
+		}
+	}
+	for p, k := range got {
+		if want[p] == "" {
+			t.Errorf("%s: diff says %q, the restored trees agree", p, k)
+		}
+	}
+	if len(want) < 10 {
+		t.Fatalf("the change touched only %d paths; the test tests little", len(want))
+	}
+}
+
+// TestChainSVGRenders renders the chain map's SVG to PNG with rsvg-convert.
+func TestChainSVGRenders(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	e.ok("volume", "add", "v", src)
+	for i := 0; i < 3; i++ {
+		os.WriteFile(filepath.Join(src, fmt.Sprint(i)), randomData(uint64(i), 1<<20), 0o644)
+		e.snapshot("v", "--name", fmt.Sprintf("s%d", i))
+	}
+	svg, png := filepath.Join(e.dir, "chain.svg"), filepath.Join(e.dir, "chain.png")
+	e.ok("chain", "v", "--svg", svg)
+	sh(t, fmt.Sprintf("rsvg-convert %s -o %s", svg, png))
+	st, err := os.Stat(png)
+	if err != nil || st.Size() < 1000 {
+		t.Errorf("rendered PNG: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -176,4 +177,61 @@ func TestImageHoldsItsBlocks(t *testing.T) {
 	if _, err := r.Image(ctx, "golden"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("removed image: %v", err)
 	}
+}
+
+// TestDeleteSpecChainEveryOrder builds SPEC's A/B/C/D chain and deletes its
+// snapshots in every order: after each deletion every survivor reads back
+// exactly and each block is held by the earliest survivor of its run.
+func TestDeleteSpecChainEveryOrder(t *testing.T) {
+	ctx := context.Background()
+	A, B, C, D := block('A'), block('B'), block('C'), block('D')
+	B1, C1, B2 := block('b'), block('c'), block('2')
+	contents := [][][]byte{{A, B, C, D}, {A, B1, C1, D}, {A, B2, C1, D}}
+	for _, order := range [][]int{{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}} {
+		r := testRepo(t)
+		r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+		snaps := make([]*Snapshot, 3)
+		for i, c := range contents {
+			snaps[i] = snapFile(t, r, "v", c...)
+		}
+		alive := []int{0, 1, 2}
+		for _, victim := range order {
+			if err := r.DeleteSnapshot(ctx, "v", snaps[victim].Name); err != nil {
+				t.Fatal(err)
+			}
+			alive = slices.DeleteFunc(alive, func(i int) bool { return i == victim })
+			for k, i := range alive {
+				e, err := r.Lookup(ctx, snaps[i], "disk")
+				if err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, testBS)
+				for b, h := range e.Blocks {
+					if _, err := r.ReadBlock(ctx, h, buf); err != nil || string(buf) != string(contents[i][b]) {
+						t.Fatalf("order %v: snapshot %d block %d reads wrong: %v", order, i+1, b, err)
+					}
+					// The holder: the earliest survivor from which every
+					// survivor up to i has the block.
+					j := k
+					for j > 0 && containsBlock(contents[alive[j-1]], contents[i][b]) {
+						j--
+					}
+					holder, err := r.Holder(ctx, snaps[i].VolumeID, snaps[i].Seq, h)
+					if err != nil || holder != snaps[alive[j]].Seq {
+						t.Fatalf("order %v after deleting %d: snapshot %d block %d held by %d (%v), want %d",
+							order, victim+1, i+1, b, holder, err, snaps[alive[j]].Seq)
+					}
+				}
+			}
+		}
+	}
+}
+
+func containsBlock(bs [][]byte, b []byte) bool {
+	for _, x := range bs {
+		if string(x) == string(b) {
+			return true
+		}
+	}
+	return false
 }

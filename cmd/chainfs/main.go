@@ -69,6 +69,7 @@ func newApp() *cli.App {
 			gcCommand(),
 			usageCommand(),
 			chainCommand(),
+			policyCommand(),
 			serveCommand(),
 			umountCommand(),
 		},

@@ -221,3 +221,41 @@ func TestPolicyValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulerWeekdays: a Monday-and-Thursday policy runs on those days
+// only, over two weeks of ticks every hour.
+func TestSchedulerWeekdays(t *testing.T) {
+	loc := time.UTC
+	e := newSchedEnv(t, loc, store.Policy{At: []string{"08:00"}, Weekdays: []string{"mon", "thu"}, Forever: true})
+	start := day(loc, 1, 0, 0)
+	e.s.seen["v"] = start
+	for h := 1; h <= 14*24; h++ {
+		e.s.tick(e.ctx, start.Add(time.Duration(h)*time.Hour))
+	}
+	e.jobs.wait()
+	got := e.autos()
+	if len(got) != 4 {
+		t.Fatalf("two weeks of mon+thu at 08:00: %v, want 4 runs", got)
+	}
+	for _, name := range got {
+		d, err := time.ParseInLocation("20060102-1504", strings.TrimPrefix(name, "auto-"), loc)
+		if err != nil || (d.Weekday() != time.Monday && d.Weekday() != time.Thursday) || d.Hour() != 8 {
+			t.Errorf("%s: not a Monday or Thursday at 08:00", name)
+		}
+	}
+}
+
+// TestSchedulerClockBackwards: a clock set back an hour after a run does
+// not take that run again.
+func TestSchedulerClockBackwards(t *testing.T) {
+	loc := time.UTC
+	e := newSchedEnv(t, loc, store.Policy{At: []string{"10:00"}, Forever: true})
+	e.s.seen["v"] = day(loc, 1, 9, 0)
+	e.tick(day(loc, 1, 10, 0))
+	e.tick(day(loc, 1, 9, 30)) // the clock jumps back
+	e.tick(day(loc, 1, 10, 0))
+	e.tick(day(loc, 1, 10, 30))
+	if got := e.autos(); len(got) != 1 {
+		t.Errorf("after the clock went back: %v, want one run", got)
+	}
+}
