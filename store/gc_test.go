@@ -83,7 +83,7 @@ func TestExclusiveIsWhatDeletionFrees(t *testing.T) {
 	snapFile(t, r, "v", A, B, C)
 	s2 := snapFile(t, r, "v", A, D, C)
 	snapFile(t, r, "v", A, E, C)
-	u, err := r.Usage(ctx)
+	u, err := r.Usage(ctx, UsageOptions{Shared: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +91,15 @@ func TestExclusiveIsWhatDeletionFrees(t *testing.T) {
 	for _, s := range u.Snapshots {
 		want[s.Snapshot] = s.Exclusive
 	}
-	// B only in s1, D only in s2, E only in s3 (the head).
+	// B only in s1, D only in s2, E only in s3 (the head); A and C shared.
 	for name, w := range want {
 		if w != testBS {
 			t.Errorf("snapshot %s exclusive %d, want %d", name, w, testBS)
+		}
+	}
+	for _, s := range u.Snapshots {
+		if s.Shared != 2*testBS {
+			t.Errorf("snapshot %s shared %d, want %d", s.Snapshot, s.Shared, 2*testBS)
 		}
 	}
 	if u.Blocks != 5 || u.StoredBytes != 5*testBS || u.GarbageBytes != 0 {

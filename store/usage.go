@@ -17,6 +17,16 @@ type SnapshotUsage struct {
 	// Exclusive is what deleting it would free: blocks no other snapshot
 	// or image references.
 	Exclusive uint64 `json:"exclusive_bytes"`
+	// Shared is the rest of the data it references (each block once):
+	// held too by other snapshots or images. Only with UsageOptions.Shared.
+	Shared uint64 `json:"shared_bytes"`
+}
+
+// UsageOptions choose what Usage computes.
+type UsageOptions struct {
+	// Shared walks every snapshot's tree to find what it references; the
+	// rest of Usage costs one seek per block of each snapshot's delta.
+	Shared bool
 }
 
 // Usage is the repository's accounting.
@@ -36,7 +46,7 @@ type Usage struct {
 
 // Usage reports every snapshot's sizes and the repository's totals. A
 // snapshot's exclusive size costs one seek per block its delta names.
-func (r *Repo) Usage(ctx context.Context) (*Usage, error) {
+func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 	u := &Usage{Snapshots: []SnapshotUsage{}}
 	vols, err := r.Volumes(ctx)
 	if err != nil {
@@ -56,8 +66,20 @@ func (r *Repo) Usage(ctx context.Context) (*Usage, error) {
 			if err != nil {
 				return nil, err
 			}
-			u.Snapshots = append(u.Snapshots, SnapshotUsage{Volume: v.Name, Snapshot: s.Name,
-				Logical: s.Stats.LogicalBytes, Added: s.Stats.AddedBytes, Exclusive: excl})
+			su := SnapshotUsage{Volume: v.Name, Snapshot: s.Name,
+				Logical: s.Stats.LogicalBytes, Added: s.Stats.AddedBytes, Exclusive: excl}
+			if opts.Shared {
+				blocks := map[Hash]uint32{}
+				if err := r.collectBlocks(ctx, s.Root, blocks); err != nil {
+					return nil, err
+				}
+				var referenced uint64
+				for _, n := range blocks {
+					referenced += uint64(n)
+				}
+				su.Shared = referenced - min(referenced, excl)
+			}
+			u.Snapshots = append(u.Snapshots, su)
 			u.LogicalBytes += s.Stats.LogicalBytes
 		}
 	}

@@ -212,19 +212,33 @@ func snapshotList(c *cli.Context) error {
 				names = append(names, v.Name)
 			}
 		}
-		all := []store.Snapshot{}
+		u, err := r.Usage(c.Context, store.UsageOptions{})
+		if err != nil {
+			return err
+		}
+		exclusive := map[[2]string]uint64{}
+		for _, s := range u.Snapshots {
+			exclusive[[2]string{s.Volume, s.Snapshot}] = s.Exclusive
+		}
+		type listed struct {
+			store.Snapshot
+			Exclusive uint64 `json:"exclusive_bytes"`
+		}
+		all := []listed{}
 		for _, n := range names {
 			snaps, err := r.Snapshots(c.Context, n)
 			if err != nil {
 				return err
 			}
-			all = append(all, snaps...)
+			for _, s := range snaps {
+				all = append(all, listed{s, exclusive[[2]string{s.Volume, s.Name}]})
+			}
 		}
 		return output(c, all, func() {
-			t := newTable(c, "VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "DESCRIPTION")
+			t := newTable(c, "VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "EXCLUSIVE", "DESCRIPTION")
 			for _, s := range all {
 				t.row(s.Volume, s.Name, fmt.Sprint(s.Seq), formatTime(s.Time), s.Kind(), fmt.Sprint(s.Stats.Files),
-					size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), dash(s.Description))
+					size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), size(s.Exclusive), dash(s.Description))
 			}
 			t.flush()
 		})

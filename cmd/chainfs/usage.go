@@ -14,14 +14,14 @@ func usageCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: repoAction(0, 0, func(c *cli.Context, r *store.Repo) error {
-			u, err := r.Usage(c.Context)
+			u, err := r.Usage(c.Context, store.UsageOptions{Shared: true})
 			if err != nil {
 				return err
 			}
 			return output(c, u, func() {
-				t := newTable(c, "VOLUME", "SNAPSHOT", "LOGICAL", "ADDED", "EXCLUSIVE")
+				t := newTable(c, "VOLUME", "SNAPSHOT", "LOGICAL", "ADDED", "EXCLUSIVE", "SHARED")
 				for _, s := range u.Snapshots {
-					t.row(s.Volume, s.Snapshot, size(s.Logical), size(s.Added), size(s.Exclusive))
+					t.row(s.Volume, s.Snapshot, size(s.Logical), size(s.Added), size(s.Exclusive), size(s.Shared))
 				}
 				t.flush()
 				dedup := 0.0
