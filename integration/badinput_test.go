@@ -173,6 +173,7 @@ func TestRepositoryInUse(t *testing.T) {
 
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+	e.ok("check", "--read-data")
 	out := e.ok("snapshot", "list", "v")
 	if strings.Contains(out, "killed") || !strings.Contains(out, "first") {
 		t.Errorf("after kill -9: snapshot list shows:\n%s", out)
@@ -214,6 +215,7 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("a failed snapshot is listed:\n%s", out)
 	}
 	// Committed snapshots are intact and new work succeeds.
+	e.ok("check", "--read-data")
 	e.ok("restore", "small/before", filepath.Join(e.dir, "r1"))
 	rsyncSame(t, small, filepath.Join(e.dir, "r1"))
 	os.WriteFile(filepath.Join(small, "g"), []byte("more"), 0o644)

@@ -18,6 +18,9 @@ func TestCorruptBlock(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "bystander"), []byte("unharmed"), 0o644)
 	e.ok("volume", "add", "v", src)
 	e.snapshot("v", "--name", "s")
+	if out := e.ok("check", "--read-data"); !strings.Contains(out, "checked metadata and") {
+		t.Errorf("check of a healthy repository: %s", out)
+	}
 
 	packs, _ := filepath.Glob(filepath.Join(e.repo, "packs", "*.pack"))
 	if len(packs) != 1 {
@@ -32,6 +35,12 @@ func TestCorruptBlock(t *testing.T) {
 	b[0] ^= 0xff
 	f.WriteAt(b, 1000)
 	f.Close()
+
+	e.ok("check") // the metadata is intact
+	if r := e.run("check", "--read-data"); r.code != 1 || !strings.Contains(r.stderr, "problem: v/s/victim: block 0") ||
+		!strings.Contains(r.stderr, "1 problem found") {
+		t.Errorf("check --read-data over a flipped byte: exit %d\n%s", r.code, r.stderr)
+	}
 
 	dst := filepath.Join(e.dir, "restored")
 	r := e.run("restore", "v/s", dst)

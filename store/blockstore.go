@@ -23,6 +23,9 @@ type BlockStore interface {
 	Remove(id uint64) error
 	// List returns the ids of all packs present, finished or not.
 	List() ([]uint64, error)
+	// PackSize is the size of pack id as stored now (not through a handle
+	// opened earlier).
+	PackSize(id uint64) (int64, error)
 	// Size is the space the packs take.
 	Size() (int64, error)
 	// Close releases open handles.
@@ -143,6 +146,14 @@ func (d *packDir) List() ([]uint64, error) {
 		}
 	}
 	return ids, nil
+}
+
+func (d *packDir) PackSize(id uint64) (int64, error) {
+	st, err := os.Stat(d.path(id))
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
 }
 
 func (d *packDir) Size() (int64, error) {

@@ -63,6 +63,9 @@ func TestDeleteRandomChains(t *testing.T) {
 		}
 		check := func(step string) {
 			t.Helper()
+			if rep, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(rep.Problems) != 0 {
+				t.Fatalf("round %d %s: check: %v %v", round, step, err, rep.Problems)
+			}
 			runs := map[Hash]uint64{}
 			for i, s := range live {
 				for _, b := range s.blocks {

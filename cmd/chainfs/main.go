@@ -70,6 +70,7 @@ func newApp() *cli.App {
 			usageCommand(),
 			chainCommand(),
 			policyCommand(),
+			checkCommand(),
 			serveCommand(),
 			umountCommand(),
 		},
