@@ -8,7 +8,7 @@ DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin
 # Packages whose code runs goroutines concurrently: tested under -race.
 RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
-.PHONY: all deps build test unit integration demo bench clean
+.PHONY: all deps build test unit integration stress demo bench clean
 
 all: build
 
@@ -37,6 +37,10 @@ unit:
 
 integration: build
 	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/...
+
+# stress kills chainfs at 200 random points of each operation (CI does 20).
+stress: deps build
+	CHAINFS_BIN=$(CURDIR)/$(BIN) CHAINFS_CRASH_ROUNDS=200 $(GO) test -count=1 -v -timeout 60m -run 'KillAnywhere|GCWhileReading' ./integration/...
 
 # demo makes a repository under $(DEMO_DIR), snapshots a sample tree twice,
 # restores it and shows what to look at.

@@ -216,6 +216,10 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := dropUninitialisedLogs(filepath.Join(dir, metaDir), log); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
 	bopts := badger.DefaultOptions(filepath.Join(dir, metaDir)).
 		WithLogger(badgerLogger{log}).
 		WithMemTableSize(32 << 20).
@@ -239,6 +243,52 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		return nil, err
 	}
 	return &Repo{dir: dir, info: info, db: db, blocks: blocks, lock: lock, log: log, running: map[string]string{}}, nil
+}
+
+// badgerLogHeader is the size of the header badger writes at the start of
+// a value-log or memtable file before any entry.
+const badgerLogHeader = 20
+
+// dropUninitialisedLogs removes badger log files (.vlog, .mem) that a
+// process killed at the wrong moment created and sized but never gave
+// their header: badger refuses to open such a file. Without a header a
+// file holds no entry (badger writes the header first), and badger finds
+// these files by listing, so removing one loses nothing.
+func dropUninitialisedLogs(dir string, log *slog.Logger) error {
+	names, err := readDirNames(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".vlog") && !strings.HasSuffix(n, ".mem") {
+			continue
+		}
+		path := filepath.Join(dir, n)
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		head := make([]byte, badgerLogHeader)
+		k, _ := f.ReadAt(head, 0)
+		f.Close()
+		blank := true
+		for _, b := range head[:k] {
+			if b != 0 {
+				blank = false
+				break
+			}
+		}
+		if blank {
+			log.Warn("removing a metadata log file a crash left without its header", "file", path)
+			if err := os.Remove(path); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // acquireLock takes the repository's lock file. The lock is an flock, so it
