@@ -8,7 +8,12 @@ DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin
 # Packages whose code runs goroutines concurrently: tested under -race.
 RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
-.PHONY: all deps build test unit integration stress demo bench clean
+# Fuzz targets, as "Target package".
+FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzParseClock ./store" \
+	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore"
+FUZZTIME ?= 5m
+
+.PHONY: all deps build test unit integration stress fuzz demo bench clean
 
 all: build
 
@@ -30,7 +35,15 @@ test: deps build
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(RACE_PKGS)
 	$(GO) test -count=1 ./cmd/chainfs/
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./integration/...
+
+# fuzz runs every fuzz target for FUZZTIME (make test: 5s each; alone: 5m).
+fuzz:
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do set -- $$t; \
+		echo "fuzz $$1 ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$1$$" -fuzztime $(FUZZTIME) $$2 | tail -1 || exit 1; \
+	done
 
 unit:
 	$(GO) test -race -count=1 $(RACE_PKGS) ./cmd/chainfs/

@@ -99,8 +99,7 @@ var (
 
 // Write starts the command (FileWriter).
 func (h *commandHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	line := string(bytes.TrimRight(data, "\n"))
-	wait, err := h.run(ctx, line, len(data))
+	wait, err := h.run(ctx, data)
 	if err != nil {
 		return 0, errno(h.c.fs.log, err, "control "+h.c.name)
 	}
@@ -128,48 +127,76 @@ func (h *commandHandle) Flush(ctx context.Context) syscall.Errno {
 	return errno(h.c.fs.log, first, "control "+h.c.name)
 }
 
-func (h *commandHandle) run(ctx context.Context, line string, size int) (wait func(context.Context) error, err error) {
-	f := h.c.fs
-	invalid := func(format string, a ...any) (func(context.Context) error, error) {
-		err := fmt.Errorf(format+": %w", append(a, store.ErrInvalid)...)
-		f.ctl.Reject(h.c.name, line, err)
-		return nil, err
+// command is one parsed control-file write.
+type command struct {
+	volume, snapshot, image string
+}
+
+// parseCommand reads one write to control file `file`: one line, at most
+// maxCommand bytes, no NUL.
+func parseCommand(file string, data []byte) (command, error) {
+	invalid := func(format string, a ...any) (command, error) {
+		return command{}, fmt.Errorf(format+": %w", append(a, store.ErrInvalid)...)
 	}
-	if size > maxCommand {
-		return invalid("command of %d bytes: at most %d", size, maxCommand)
+	if len(data) > maxCommand {
+		return invalid("command of %d bytes: at most %d", len(data), maxCommand)
 	}
+	line := string(bytes.TrimRight(data, "\n"))
 	if strings.ContainsAny(line, "\n\x00") {
 		return invalid("one command a write, one line, no NUL")
 	}
 	fields := strings.Fields(line)
-	switch h.c.name {
+	snapPath := func(s string) (string, string, bool) {
+		vol, snap, ok := strings.Cut(s, "/")
+		return vol, snap, ok && vol != "" && snap != "" && !strings.Contains(snap, "/")
+	}
+	switch file {
 	case "snapshot":
 		if len(fields) < 1 || len(fields) > 2 {
 			return invalid("snapshot: want \"VOLUME [NAME]\"")
 		}
-		name := ""
+		c := command{volume: fields[0]}
 		if len(fields) == 2 {
-			name = fields[1]
+			c.snapshot = fields[1]
 		}
-		return f.ctl.Snapshot(ctx, fields[0], name)
+		return c, nil
 	case "delete":
 		if len(fields) != 1 {
 			return invalid("delete: want \"VOLUME/SNAPSHOT\"")
 		}
-		vol, snap, ok := strings.Cut(fields[0], "/")
-		if !ok || vol == "" || snap == "" || strings.Contains(snap, "/") {
+		vol, snap, ok := snapPath(fields[0])
+		if !ok {
 			return invalid("delete: want \"VOLUME/SNAPSHOT\"")
 		}
-		return nil, f.ctl.Delete(ctx, vol, snap)
+		return command{volume: vol, snapshot: snap}, nil
 	case "export":
 		if len(fields) != 2 {
 			return invalid("export: want \"VOLUME/SNAPSHOT IMAGE\"")
 		}
-		vol, snap, ok := strings.Cut(fields[0], "/")
-		if !ok || vol == "" || snap == "" || strings.Contains(snap, "/") {
+		vol, snap, ok := snapPath(fields[0])
+		if !ok {
 			return invalid("export: want \"VOLUME/SNAPSHOT IMAGE\"")
 		}
-		return nil, f.ctl.Export(ctx, vol, snap, fields[1])
+		return command{volume: vol, snapshot: snap, image: fields[1]}, nil
 	}
-	return invalid("unknown control file %s", h.c.name)
+	return invalid("unknown control file %s", file)
+}
+
+// run parses and starts a command; refused commands are recorded for
+// status.
+func (h *commandHandle) run(ctx context.Context, data []byte) (wait func(context.Context) error, err error) {
+	f := h.c.fs
+	c, err := parseCommand(h.c.name, data)
+	if err != nil {
+		f.ctl.Reject(h.c.name, string(bytes.TrimRight(data, "\n")), err)
+		return nil, err
+	}
+	switch h.c.name {
+	case "snapshot":
+		return f.ctl.Snapshot(ctx, c.volume, c.snapshot)
+	case "delete":
+		return nil, f.ctl.Delete(ctx, c.volume, c.snapshot)
+	default:
+		return nil, f.ctl.Export(ctx, c.volume, c.snapshot, c.image)
+	}
 }
