@@ -161,9 +161,9 @@ func Forward(ctx context.Context, repoDir string, args []string, stdout, stderr 
 	defer conn.Close()
 	cwd, _ := os.Getwd()
 	b, _ := json.Marshal(request{Args: args, Cwd: cwd})
-	if _, err := conn.Write(append(b, '\n')); err != nil {
-		return 0, true, fmt.Errorf("daemon: %w", err)
-	}
+	// The daemon may refuse the caller before reading the request, so its
+	// answer is read even when sending failed.
+	_, werr := conn.Write(append(b, '\n'))
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	br := bufio.NewReader(conn)
@@ -172,6 +172,9 @@ func Forward(ctx context.Context, repoDir string, args []string, stdout, stderr 
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			if ctx.Err() != nil {
 				return 130, true, nil
+			}
+			if werr != nil {
+				return 0, true, fmt.Errorf("daemon: %w", werr)
 			}
 			return 0, true, fmt.Errorf("daemon hung up: %w", err)
 		}
