@@ -51,9 +51,13 @@ unit:
 integration: build
 	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/...
 
-# stress kills chainfs at 200 random points of each operation (CI does 20).
-stress: deps build
-	CHAINFS_BIN=$(CURDIR)/$(BIN) CHAINFS_CRASH_ROUNDS=200 $(GO) test -count=1 -v -timeout 60m -run 'KillAnywhere|GCWhileReading' ./integration/...
+# stress runs, with a race-built binary, 16 readers against snapshots,
+# deletions and gc for 3 minutes, and kills chainfs at 200 random points of
+# each operation (make test: 10 s and 20 kills with the normal binary).
+stress: deps
+	$(GO) build -race -o bin/chainfs-race ./cmd/chainfs
+	CHAINFS_BIN=$(CURDIR)/bin/chainfs-race CHAINFS_CRASH_ROUNDS=200 CHAINFS_STRESS_SECONDS=180 \
+		$(GO) test -count=1 -v -timeout 90m -run 'KillAnywhere|GCWhileReading|ConcurrentStress' ./integration/...
 
 # demo makes a repository under $(DEMO_DIR), snapshots a sample tree twice,
 # restores it and shows what to look at.
