@@ -10,7 +10,7 @@ RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
 # Fuzz targets, as "Target package".
 FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzParseClock ./store" \
-	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore"
+	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore" "FuzzParseRequest ./cmd/chainfs/daemon"
 FUZZTIME ?= 5m
 
 .PHONY: all deps build test unit integration stress fuzz demo bench clean

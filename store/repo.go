@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // FormatVersion is the repository layout this build writes and reads.
@@ -227,7 +228,10 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		WithBlockCacheSize(64 << 20).
 		WithValueLogFileSize(256 << 20).
 		WithNumVersionsToKeep(1).
-		WithCompactL0OnClose(true)
+		WithCompactL0OnClose(true).
+		// Table blocks carry checksums; check them on every read from
+		// disk, so damaged metadata is an error, not altered keys.
+		WithChecksumVerificationMode(options.OnBlockRead)
 	db, err := badger.Open(bopts)
 	if err != nil {
 		lock.Close()

@@ -104,10 +104,10 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 	line, err := br.ReadBytes('\n')
 	var req request
 	if err == nil {
-		err = json.Unmarshal(line, &req)
+		req, err = parseRequest(line)
 	}
-	if err != nil || len(req.Args) == 0 {
-		fmt.Fprintf(stderr, "chainfs: malformed request to the daemon\n")
+	if err != nil {
+		fmt.Fprintf(stderr, "chainfs: malformed request to the daemon: %v\n", err)
 		exit(2)
 		return
 	}
@@ -126,6 +126,30 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 	}
 	jobs.finish(j, nil, jerr)
 	exit(code)
+}
+
+// maxArgs bounds a request's command line.
+const maxArgs = 4096
+
+// parseRequest reads a request line: a command line of at least one
+// argument, none with a NUL, and an absolute working directory.
+func parseRequest(line []byte) (request, error) {
+	var req request
+	if err := json.Unmarshal(line, &req); err != nil {
+		return req, err
+	}
+	if len(req.Args) == 0 || len(req.Args) > maxArgs {
+		return req, fmt.Errorf("%d arguments", len(req.Args))
+	}
+	for _, a := range append(req.Args, req.Cwd) {
+		if strings.ContainsRune(a, 0) {
+			return req, fmt.Errorf("NUL in an argument")
+		}
+	}
+	if !filepath.IsAbs(req.Cwd) {
+		return req, fmt.Errorf("working directory %q is not absolute", req.Cwd)
+	}
+	return req, nil
 }
 
 func peerUID(conn *net.UnixConn) (uint32, error) {
