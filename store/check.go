@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
@@ -209,27 +208,16 @@ func (c *checker) block(ctx context.Context, h Hash, path string, i int) bool {
 // checkPacks finds recorded packs that are missing or shorter than
 // recorded.
 func (r *Repo) checkPacks(rep *CheckReport) error {
-	return r.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPack}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			id, err := parsePackKey(it.Item().Key())
-			if err != nil {
-				return err
-			}
-			var size uint64
-			it.Item().Value(func(v []byte) error {
-				if len(v) == 8 {
-					size = binary.BigEndian.Uint64(v)
-				}
-				return nil
-			})
-			if got, err := r.blocks.PackSize(id); err != nil || uint64(got) < size {
-				rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf("pack %016x: missing or short (%d of %d bytes): %v", id, got, size, err)})
-			}
+	sizes, err := r.packSizes()
+	if err != nil {
+		return err
+	}
+	for id, size := range sizes {
+		if got, err := r.blocks.PackSize(id); err != nil || uint64(got) < size {
+			rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf("pack %016x: missing or short (%d of %d bytes): %v", id, got, size, err)})
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // checkRefs compares every block's reference count with the chain runs

@@ -144,45 +144,25 @@ type packUse struct {
 // sweepBlocks drops unreferenced blocks: packs with nothing live go, packs
 // mostly dead are rewritten with their live blocks only.
 func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
+	sizes, err := r.packSizes()
+	if err != nil {
+		return err
+	}
 	packs := map[uint64]*packUse{}
-	err := r.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPack}})
-		for it.Rewind(); it.Valid(); it.Next() {
-			id, err := parsePackKey(it.Item().Key())
-			if err != nil {
-				it.Close()
-				return err
-			}
-			var size uint64
-			it.Item().Value(func(v []byte) error {
-				if len(v) == 8 {
-					size = binary.BigEndian.Uint64(v)
-				}
-				return nil
-			})
-			packs[id] = &packUse{size: size}
+	for id, size := range sizes {
+		packs[id] = &packUse{size: size}
+	}
+	err = r.scanBlocks(func(h Hash, rec blockRecord) error {
+		p := packs[rec.Pack]
+		if p == nil {
+			return fmt.Errorf("block %s in unknown pack %016x: %w", h.Short(), rec.Pack, ErrCorrupt)
 		}
-		it.Close()
-		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var h Hash
-			copy(h[:], it.Item().Key()[1:])
-			var rec blockRecord
-			if err := it.Item().Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
-				return err
-			}
-			p := packs[rec.Pack]
-			if p == nil {
-				return fmt.Errorf("block %s in unknown pack %016x: %w", h.Short(), rec.Pack, ErrCorrupt)
-			}
-			if rec.Refs == 0 {
-				p.dead = append(p.dead, h)
-				p.deadBytes += uint64(rec.Length)
-			} else {
-				p.live = append(p.live, h)
-				p.liveBytes += uint64(rec.Length)
-			}
+		if rec.Refs == 0 {
+			p.dead = append(p.dead, h)
+			p.deadBytes += uint64(rec.Length)
+		} else {
+			p.live = append(p.live, h)
+			p.liveBytes += uint64(rec.Length)
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -200,4 +201,50 @@ func (r *Repo) dropUnrecordedPacks() error {
 		}
 	}
 	return nil
+}
+
+// packSizes returns every recorded pack with its recorded size.
+func (r *Repo) packSizes() (map[uint64]uint64, error) {
+	sizes := map[uint64]uint64{}
+	err := r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPack}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			id, err := parsePackKey(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			if err := it.Item().Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("pack %016x record: %w", id, ErrCorrupt)
+				}
+				sizes[id] = binary.BigEndian.Uint64(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return sizes, err
+}
+
+// scanBlocks calls fn for every block record, in hash order.
+func (r *Repo) scanBlocks(fn func(h Hash, rec blockRecord) error) error {
+	return r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var h Hash
+			copy(h[:], it.Item().Key()[1:])
+			var rec blockRecord
+			if err := it.Item().Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
+				return fmt.Errorf("block %s record: %w", h.Short(), err)
+			}
+			if err := fn(h, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -83,18 +83,10 @@ func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 			u.LogicalBytes += s.Stats.LogicalBytes
 		}
 	}
-	err = r.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var rec blockRecord
-			if err := it.Item().Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
-				return err
-			}
-			if rec.Refs == 0 {
-				u.GarbageBytes += uint64(rec.Length)
-				continue
-			}
+	err = r.scanBlocks(func(_ Hash, rec blockRecord) error {
+		if rec.Refs == 0 {
+			u.GarbageBytes += uint64(rec.Length)
+		} else {
 			u.Blocks++
 			u.StoredBytes += uint64(rec.Length)
 		}
