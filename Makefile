@@ -13,7 +13,7 @@ FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzParseC
 	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore" "FuzzParseRequest ./cmd/chainfs/daemon"
 FUZZTIME ?= 5m
 
-.PHONY: all deps build test unit integration stress fuzz demo bench clean
+.PHONY: all deps build test unit integration stress fuzz demo bench bench-compare clean
 
 all: build
 
@@ -68,6 +68,13 @@ demo: deps build
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./store/... ./fs/...
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/snapshot.sh
+
+# bench-compare runs the side-by-side scripts: snapshots against restic,
+# and the mount against go-fuse's loopback and restic mount (the latter
+# makes 1,000 snapshots for its memory figure; SNAPSHOTS=N changes that).
+bench-compare: deps build
+	CHAINFS=$(CURDIR)/$(BIN) bash bench/snapshot.sh
+	CHAINFS=$(CURDIR)/$(BIN) bash bench/mount.sh
 
 clean:
 	rm -rf bin
