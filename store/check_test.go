@@ -18,7 +18,7 @@ func TestCheckFindsDamage(t *testing.T) {
 	ctx := context.Background()
 	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
 	s1 := snapFile(t, r, "v", block('A'), block('B'))
-	if _, err := r.CreateImage(ctx, "img", "v", s1.Name, ImageOptions{}); err != nil {
+	if _, err := r.CreateImage(ctx, "img", "v", s1.Name, ImageMeta{}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := r.Check(ctx, CheckOptions{ReadData: true})

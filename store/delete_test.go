@@ -147,14 +147,14 @@ func TestImageHoldsItsBlocks(t *testing.T) {
 	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
 	A, B := block('A'), block('B')
 	s1 := snapFile(t, r, "v", A, B)
-	img, err := r.CreateImage(ctx, "golden", "v", s1.Name, ImageOptions{OwnerUID: 7})
+	img, err := r.CreateImage(ctx, "golden", "v", s1.Name, ImageMeta{Owner: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img.OwnerUID != 7 || img.FromSnapshot != s1.Name || img.Snapshot.Root != s1.Root {
+	if img.Owner != 7 || img.Origin.Snapshot != s1.Name || img.Snapshot.Root != s1.Root {
 		t.Errorf("image %+v", img)
 	}
-	if _, err := r.CreateImage(ctx, "golden", "v", s1.Name, ImageOptions{}); !errors.Is(err, ErrExists) {
+	if _, err := r.CreateImage(ctx, "golden", "v", s1.Name, ImageMeta{}); !errors.Is(err, ErrExists) {
 		t.Errorf("second image of the same name: %v", err)
 	}
 	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {

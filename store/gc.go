@@ -294,3 +294,72 @@ func (r *Repo) repack(ctx context.Context, id uint64, p *packUse, st *GCStats) e
 	st.BytesMoved += uint64(size)
 	return r.dropPack(id, &packUse{dead: p.dead}, st)
 }
+
+// reclaim gives back what a writer that never committed stored: the packs
+// it finished and the trees it wrote. Only a commit can link them, and
+// commits need the gc lock shared, so this runs under it held exclusively:
+// a pack goes unless one of its blocks is referenced, and the trees go
+// only if no snapshot was committed since the writer began (else gc takes
+// them later). When the lock is taken it runs in the background.
+func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64) {
+	if len(packs) == 0 && len(trees) == 0 {
+		return
+	}
+	run := func() {
+		defer r.gcMu.Unlock()
+		if err := r.reclaimPacks(packs); err != nil {
+			r.log.Warn("giving back an unfinished snapshot's packs; gc will", "err", err)
+		}
+		if r.commits.Load() != commitsAtBegin {
+			return
+		}
+		for len(trees) > 0 {
+			chunk := trees[:min(chunkSize, len(trees))]
+			trees = trees[len(chunk):]
+			writes := make([]kv, len(chunk))
+			for i, h := range chunk {
+				writes[i] = kv{key: treeKey(h)}
+			}
+			if err := r.writeAll(writes); err != nil {
+				r.log.Warn("giving back an unfinished snapshot's trees; gc will", "err", err)
+				return
+			}
+		}
+	}
+	if r.gcMu.TryLock() {
+		run()
+		return
+	}
+	r.background.Add(1)
+	go func() {
+		defer r.background.Done()
+		r.gcMu.Lock()
+		run()
+	}()
+}
+
+func (r *Repo) reclaimPacks(packs []finishedPack) error {
+	for _, p := range packs {
+		live := false
+		err := r.db.View(func(txn *badger.Txn) error {
+			for _, h := range p.blocks {
+				rec, err := getBlockRecord(txn, h)
+				if err == nil && rec.Pack == p.id && rec.Refs > 0 {
+					live = true
+					return nil
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if live {
+			continue
+		}
+		if err := r.dropPack(p.id, &packUse{dead: p.blocks}, &GCStats{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -176,6 +176,14 @@ func (r *Repo) recover(ctx context.Context) error {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
 		}
+		if v.Kind == KindImage && v.Head == 0 && !v.Removing {
+			// An image whose making was cut short: it was never visible.
+			r.log.Info("removing unfinished image", "image", strings.TrimPrefix(v.Name, imagePrefix))
+			if err := r.updateVolume(v.Name, func(v *Volume) error { v.Removing = true; return nil }); err != nil {
+				return err
+			}
+			v.Removing = true
+		}
 		if v.Removing {
 			if err := r.finishRemoval(ctx, v.Name); err != nil {
 				return err

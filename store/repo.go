@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,9 @@ type Options struct {
 	Purpose string
 	// Region labels a repository at Init (default "local").
 	Region string
+	// PackSize is the size at which a pack file is finished and the next
+	// begun (default 256 MiB; tests use small packs).
+	PackSize int64
 }
 
 // Repo is an open repository. One process holds it at a time; within that
@@ -61,6 +65,8 @@ type Repo struct {
 	blocks BlockStore
 	lock   *os.File
 	log    *slog.Logger
+	// packSize is Options.PackSize.
+	packSize int64
 
 	// commitMu serialises the steps that change shared block state (block
 	// records, reference counts, intervals) so concurrent snapshots of
@@ -71,6 +77,11 @@ type Repo struct {
 	// Begin to Commit or Abort, gc exclusively, so gc never frees a block
 	// a running snapshot is about to link.
 	gcMu sync.RWMutex
+	// commits counts committed snapshots, so that reclaiming an aborted
+	// writer's trees can tell whether anything could have linked them.
+	commits atomic.Uint64
+	// background runs reclaims that wait for the gc lock; Close waits.
+	background sync.WaitGroup
 
 	mu       sync.Mutex
 	running  map[string]string // volume name → snapshot being made
@@ -79,7 +90,8 @@ type Repo struct {
 
 // OnChange sets a function called after a snapshot of a volume is
 // committed or deleted, or a volume added or removed (snapshot empty), or
-// an image made or removed (volume empty, snapshot the image's name). It
+// an image made, changed or removed (volume empty, snapshot the image's
+// name). It
 // runs on the goroutine that made the change, after the change is durable
 // and outside every lock of the store, and must not block.
 func (r *Repo) OnChange(fn func(volume, snapshot string)) {
@@ -89,8 +101,8 @@ func (r *Repo) OnChange(fn func(volume, snapshot string)) {
 }
 
 func (r *Repo) changed(volume, snapshot string) {
-	if strings.HasPrefix(volume, imagePrefix) {
-		return // CreateImage and RemoveImage report the image itself
+	if name, ok := strings.CutPrefix(volume, imagePrefix); ok {
+		volume, snapshot = "", name
 	}
 	r.mu.Lock()
 	fn := r.onChange
@@ -246,7 +258,11 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		lock.Close()
 		return nil, err
 	}
-	return &Repo{dir: dir, info: info, db: db, blocks: blocks, lock: lock, log: log, running: map[string]string{}}, nil
+	packSize := opts.PackSize
+	if packSize <= 0 {
+		packSize = defaultPackSize
+	}
+	return &Repo{dir: dir, info: info, db: db, blocks: blocks, lock: lock, log: log, packSize: packSize, running: map[string]string{}}, nil
 }
 
 // badgerLogHeader is the size of the header badger writes at the start of
@@ -359,6 +375,7 @@ func (r *Repo) checkSchema() error {
 
 // Close releases the repository.
 func (r *Repo) Close() error {
+	r.background.Wait()
 	err := r.db.Close()
 	r.blocks.Close()
 	r.lock.Close()

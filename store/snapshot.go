@@ -85,8 +85,10 @@ type SnapshotOptions struct {
 	Auto        bool
 }
 
-// packLimit is the size at which a pack is finished and a new one begun.
-const packLimit = 256 << 20
+// defaultPackSize is the size at which a pack is finished and a new one
+// begun: large enough that a pack file costs nothing per block, small
+// enough that gc rewrites little at a time.
+const defaultPackSize = 256 << 20
 
 // SnapshotWriter builds one snapshot. Block and tree writes are safe for
 // concurrent use; nothing is visible until Commit.
@@ -99,6 +101,11 @@ type SnapshotWriter struct {
 	started time.Time
 
 	trees *badger.WriteBatch
+	// commitsAtBegin is the repository's commit count when the writer
+	// began: if it has not moved when an aborted writer's trees are
+	// reclaimed, no snapshot can have linked one.
+	commitsAtBegin uint64
+	committed      bool
 
 	mu       sync.Mutex
 	pack     PackWriter
@@ -107,6 +114,10 @@ type SnapshotWriter struct {
 	pending  map[Hash]struct{}
 	treeSeen map[Hash]struct{}
 	done     bool
+	// finished and wroteTrees are what the writer stored, for reclaiming
+	// if it never commits.
+	finished   []finishedPack
+	wroteTrees []Hash
 
 	stored, linked atomic.Uint64
 
@@ -120,6 +131,20 @@ type pendingBlock struct {
 	hash   Hash
 	offset int64
 	length uint32
+}
+
+// finishedPack is a pack a writer finished, with the blocks it put there.
+type finishedPack struct {
+	id     uint64
+	blocks []Hash
+}
+
+func newFinishedPack(id uint64, blocks []pendingBlock) finishedPack {
+	p := finishedPack{id: id, blocks: make([]Hash, len(blocks))}
+	for i, b := range blocks {
+		p.blocks[i] = b.hash
+	}
+	return p
 }
 
 // BeginSnapshot starts a snapshot of a volume. It fails with ErrBusy while
@@ -143,7 +168,7 @@ func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 	}
 	r.gcMu.RLock()
 	release := func() { r.gcMu.RUnlock(); claim() }
-	w := &SnapshotWriter{repo: r, release: release, started: started,
+	w := &SnapshotWriter{repo: r, release: release, started: started, commitsAtBegin: r.commits.Load(),
 		pending: map[Hash]struct{}{}, treeSeen: map[Hash]struct{}{}}
 	err = r.db.Update(func(txn *badger.Txn) error {
 		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing {
@@ -239,9 +264,10 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 	w.pending[h] = struct{}{}
 	w.inPack = append(w.inPack, pendingBlock{hash: h, offset: off, length: uint32(len(data))})
 	w.stored.Add(uint64(len(data)))
-	if w.pack.Size() >= packLimit {
+	if w.pack.Size() >= w.repo.packSize {
 		pack, id, blocks := w.pack, w.packID, w.inPack
 		w.pack, w.inPack = nil, nil
+		w.finished = append(w.finished, newFinishedPack(id, blocks))
 		w.finishing.Add(1)
 		go func() {
 			defer w.finishing.Done()
@@ -316,6 +342,9 @@ func (w *SnapshotWriter) flush() error {
 	w.mu.Lock()
 	pack, id, blocks := w.pack, w.packID, w.inPack
 	w.pack, w.inPack, w.done = nil, nil, true
+	if pack != nil {
+		w.finished = append(w.finished, newFinishedPack(id, blocks))
+	}
 	w.mu.Unlock()
 	var err error
 	if pack != nil {
@@ -340,6 +369,9 @@ func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error)
 	if err := w.trees.Set(treeKey(h), blob); err != nil {
 		return h, fmt.Errorf("store tree: %w", err)
 	}
+	w.mu.Lock()
+	w.wroteTrees = append(w.wroteTrees, h)
+	w.mu.Unlock()
 	return h, nil
 }
 
@@ -375,6 +407,7 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	if err := w.repo.commitSnapshot(ctx, &w.vol, &w.snap, delta); err != nil {
 		return nil, w.fail(err)
 	}
+	w.committed = true
 	w.close()
 	w.repo.changed(w.vol.Name, w.snap.Name)
 	return &w.snap, nil
@@ -384,7 +417,7 @@ func (w *SnapshotWriter) fail(err error) error {
 	return fmt.Errorf("snapshot %s/%s: %w", w.vol.Name, w.snap.Name, err)
 }
 
-// Abort drops the snapshot. What it wrote is reclaimable by gc.
+// Abort drops the snapshot and gives back what it stored.
 func (w *SnapshotWriter) Abort() {
 	w.mu.Lock()
 	if w.pack != nil {
@@ -397,12 +430,21 @@ func (w *SnapshotWriter) Abort() {
 	w.close()
 }
 
+// close ends the writer: a writer that did not commit gives back what it
+// stored.
 func (w *SnapshotWriter) close() {
-	if w.release != nil {
-		w.trees.Cancel()
-		w.release()
-		w.release = nil
-		w.repo.setActivity("")
+	if w.release == nil {
+		return
+	}
+	w.trees.Cancel()
+	w.release()
+	w.release = nil
+	w.repo.setActivity("")
+	if !w.committed {
+		w.mu.Lock()
+		packs, trees := w.finished, w.wroteTrees
+		w.mu.Unlock()
+		w.repo.reclaim(packs, trees, w.commitsAtBegin)
 	}
 }
 
@@ -459,6 +501,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	if err != nil {
 		return undo(err)
 	}
+	r.commits.Add(1)
 	if err := r.db.Sync(); err != nil {
 		r.log.Warn("sync after commit", "err", err)
 	}

@@ -53,6 +53,8 @@ type Volume struct {
 	// PolicyApplied when: missed runs before it are not caught up.
 	Policy        string    `json:"policy,omitempty"`
 	PolicyApplied time.Time `json:"policy_applied,omitzero"`
+	// Image is the metadata of an image's hidden volume.
+	Image *ImageMeta `json:"image,omitempty"`
 }
 
 // ValidVolumeName reports whether s can name a volume.

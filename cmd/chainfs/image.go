@@ -51,12 +51,12 @@ func imageCreate(c *cli.Context) error {
 	}
 	return withRepo(c, func(r *store.Repo) error {
 		img, err := r.CreateImage(c.Context, c.Args().First(), volume, snap,
-			store.ImageOptions{Description: c.String("description"), OwnerUID: uint32(os.Geteuid())})
+			store.ImageMeta{Description: c.String("description"), Owner: uint32(os.Geteuid())})
 		if err != nil {
 			return err
 		}
 		return output(c, img, func() {
-			fmt.Fprintf(c.App.Writer, "image %s created from %s/%s: %s, %s\n", img.Name, img.FromVolume, img.FromSnapshot,
+			fmt.Fprintf(c.App.Writer, "image %s created from %s/%s: %s, %s\n", img.Name, img.Origin.Volume, img.Origin.Snapshot,
 				count(img.Snapshot.Stats.Files, "file"), size(img.Snapshot.Stats.LogicalBytes))
 		})
 	})
@@ -73,8 +73,8 @@ func imageList(c *cli.Context, r *store.Repo) error {
 	return output(c, images, func() {
 		t := newTable(c, "NAME", "FROM", "CREATED", "FILES", "SIZE", "OWNER", "DESCRIPTION")
 		for _, img := range images {
-			t.row(img.Name, img.FromVolume+"/"+img.FromSnapshot, formatTime(img.Created), fmt.Sprint(img.Snapshot.Stats.Files),
-				size(img.Snapshot.Stats.LogicalBytes), fmt.Sprint(img.OwnerUID), dash(img.Description))
+			t.row(img.Name, img.Origin.String(), formatTime(img.Created), fmt.Sprint(img.Snapshot.Stats.Files),
+				size(img.Snapshot.Stats.LogicalBytes), fmt.Sprint(img.Owner), dash(img.Description))
 		}
 		t.flush()
 	})

@@ -161,11 +161,11 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image string) err
 		owner = c.Uid
 	}
 	wait, err := r.start(ctx, "export", volume+"/"+snapshot+" "+image, func(ctx context.Context, begun func()) (any, error) {
-		img, err := r.repo.CreateImage(ctx, image, volume, snapshot, store.ImageOptions{OwnerUID: owner})
+		img, err := r.repo.CreateImage(ctx, image, volume, snapshot, store.ImageMeta{Owner: owner})
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"image": img.Name, "from": volume + "/" + img.FromSnapshot}, nil
+		return map[string]any{"image": img.Name, "from": img.Origin.String()}, nil
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,226 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// smallPackRepo is a repository whose packs are finished every 64 KiB, so
+// tests see writers with finished packs.
+func smallPackRepo(t *testing.T) *Repo {
+	t.Helper()
+	dir := t.TempDir() + "/repo"
+	if _, err := Init(Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(context.Background(), Options{Dir: dir, PackSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// contents counts block records, tree blobs and pack files.
+func contents(t *testing.T, r *Repo) (blocks, trees, packs int) {
+	t.Helper()
+	if err := r.scanBlocks(func(Hash, blockRecord) error { blocks++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixTree}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			trees++
+		}
+		return nil
+	})
+	ids, err := r.blocks.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blocks, trees, len(ids)
+}
+
+// writeImageData stores n distinct blocks and a tree naming them in w.
+func writeImageData(t *testing.T, w *SnapshotWriter, seed byte, n int) Entry {
+	t.Helper()
+	ctx := context.Background()
+	e := Entry{Name: "data", Type: TypeRegular, Mode: 0o644, Size: uint64(n * testBS), BlockSize: testBS, Nlink: 1}
+	for i := 0; i < n; i++ {
+		b := block(seed)
+		copy(b, fmt.Sprint(i))
+		h := Sum(b)
+		if err := w.PutBlock(ctx, h, b); err != nil {
+			t.Fatal(err)
+		}
+		e.Blocks = append(e.Blocks, h)
+	}
+	if n > maxInlineBlocks {
+		h, err := w.PutTree(ctx, EncodeContent(e.Blocks))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Content, e.HasContent, e.Blocks = h, true, nil
+	}
+	root, err := w.PutTree(ctx, EncodeTree([]Entry{e}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Entry{Type: TypeDir, Mode: 0o755, Subtree: root}
+}
+
+// TestAbortedImageLeavesNothing: an image writer that stored several
+// packs' worth of blocks and its trees, then aborted, leaves no image, no
+// block, no tree and no pack behind.
+func TestAbortedImageLeavesNothing(t *testing.T) {
+	r := smallPackRepo(t)
+	ctx := context.Background()
+	w, err := r.BeginImage(ctx, "broken", ImageMeta{Owner: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeImageData(t, w.SnapshotWriter, 'x', 40) // 160 KiB: two finished packs and an open one
+	if len(w.finished) < 2 {
+		t.Fatalf("%d finished packs, want at least 2", len(w.finished))
+	}
+	w.Abort()
+	if b, tr, p := contents(t, r); b+tr+p != 0 {
+		t.Errorf("after abort: %d blocks, %d trees, %d packs left", b, tr, p)
+	}
+	if _, err := r.Image(ctx, "broken"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("aborted image: %v", err)
+	}
+	// The name is free again.
+	w, err = r.BeginImage(ctx, "broken", ImageMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := writeImageData(t, w.SnapshotWriter, 'y', 3)
+	img, err := w.Commit(ctx, root, SnapshotStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Snapshot.Root != root.Subtree || img.Type != ImageCustom || img.Origin.Region != DefaultRegion {
+		t.Errorf("image: %+v", img)
+	}
+}
+
+// TestAbortKeepsWhatOthersLinked: blocks of an aborted writer's finished
+// pack that a snapshot committed meanwhile links stay, with their pack.
+func TestAbortKeepsWhatOthersLinked(t *testing.T) {
+	r := smallPackRepo(t)
+	ctx := context.Background()
+	if _, err := r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := r.BeginImage(ctx, "img", ImageMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeImageData(t, w.SnapshotWriter, 'x', 20) // one finished pack
+	if len(w.finished) == 0 {
+		t.Fatal("no finished pack")
+	}
+	// A snapshot links the first block, which is already recorded.
+	first := block('x')
+	copy(first, "0")
+	s := snapFile(t, r, "v", first)
+	w.Abort()
+	if b, _, p := contents(t, r); b < 1 || p < 1 {
+		t.Errorf("after abort: %d blocks in %d packs; the committed snapshot's block must stay", b, p)
+	}
+	if rep, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("check: %v %+v", err, rep)
+	}
+	got, err := r.Lookup(ctx, s, "disk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, testBS)
+	if _, err := r.ReadBlock(ctx, got.Blocks[0], buf); err != nil {
+		t.Errorf("linked block: %v", err)
+	}
+}
+
+// TestImageVisibility: who sees an image follows its type.
+func TestImageVisibility(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	if _, err := r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"}); err != nil {
+		t.Fatal(err)
+	}
+	s := snapFile(t, r, "v", block('a'))
+	img, err := r.CreateImage(ctx, "img", "v", s.Name, ImageMeta{Owner: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sees := func(img *Image, uids ...uint32) string {
+		out := ""
+		for _, u := range uids {
+			if img.VisibleTo(u) {
+				out += fmt.Sprint(u, " ")
+			}
+		}
+		return out
+	}
+	all := []uint32{0, 1000, 1001, 1002}
+	if got := sees(img, all...); got != "0 1000 " || img.Type != ImageCustom {
+		t.Errorf("custom %s: seen by %s", img.Type, got)
+	}
+	img, err = r.UpdateImage(ctx, "img", func(m *ImageMeta) error { m.Share(1002, 1000, 1002); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sees(img, all...); got != "0 1000 1002 " || img.Type != ImageShared || len(img.SharedWith) != 1 {
+		t.Errorf("shared %s %v: seen by %s", img.Type, img.SharedWith, got)
+	}
+	img, _ = r.UpdateImage(ctx, "img", func(m *ImageMeta) error { m.Community = true; return nil })
+	if got := sees(img, all...); got != "0 1000 1001 1002 " || img.Type != ImageCommunity {
+		t.Errorf("community %s: seen by %s", img.Type, got)
+	}
+	img, _ = r.UpdateImage(ctx, "img", func(m *ImageMeta) error { m.Community = false; m.Unshare(1002); return nil })
+	if got := sees(img, all...); got != "0 1000 " || img.Type != ImageCustom || img.SharedWith != nil {
+		t.Errorf("back to custom %s: seen by %s", img.Type, got)
+	}
+}
+
+// TestUnfinishedImageRemovedAtOpen: an image whose making was cut short
+// by a crash (volume recorded, never committed) is gone at the next Open
+// and its name is free.
+func TestUnfinishedImageRemovedAtOpen(t *testing.T) {
+	dir := t.TempDir() + "/repo"
+	if _, err := Init(Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r, err := Open(ctx, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.addVolume(Volume{Name: imagePrefix + "cut", Kind: KindImage, Image: &ImageMeta{}}); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r, err = Open(ctx, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Volume(ctx, imagePrefix+"cut"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unfinished image's volume: %v", err)
+	}
+	s := Entry{Type: TypeDir, Mode: 0o755}
+	w, err := r.BeginImage(ctx, "cut", ImageMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Subtree, _ = w.PutTree(ctx, EncodeTree(nil))
+	if _, err := w.Commit(ctx, s, SnapshotStats{}); err != nil {
+		t.Fatal(err)
+	}
+}
