@@ -10,8 +10,12 @@ RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
 # Fuzz targets, as "Target package".
 FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzParseClock ./store" \
-	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore" "FuzzParseRequest ./cmd/chainfs/daemon"
+	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore" "FuzzParseRequest ./cmd/chainfs/daemon" \
+	"FuzzReadNative ./store/imagefile" "FuzzReadTar ./store/imagefile"
 FUZZTIME ?= 5m
+# Minimizing a new input can outlast a short -fuzztime, which go test then
+# reports as a failure; a bounded number of tries keeps it short.
+FUZZMINIMIZE ?= 200x
 
 .PHONY: all deps build test unit integration stress fuzz demo bench bench-compare clean
 
@@ -42,7 +46,7 @@ test: deps build
 fuzz:
 	@set -o pipefail; for t in $(FUZZ_TARGETS); do set -- $$t; \
 		echo "fuzz $$1 ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$1$$" -fuzztime $(FUZZTIME) $$2 | tail -1 || exit 1; \
+		$(GO) test -run '^$$' -fuzz "^$$1$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$2 | tail -1 || exit 1; \
 	done
 
 unit:

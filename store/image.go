@@ -181,6 +181,14 @@ func (r *Repo) BeginImage(ctx context.Context, name string, meta ImageMeta) (*Im
 	return &ImageWriter{SnapshotWriter: w, name: name}, nil
 }
 
+// UpdateMeta changes the metadata of the image being made.
+func (w *ImageWriter) UpdateMeta(fn func(*ImageMeta)) error {
+	return w.repo.updateVolume(imagePrefix+w.name, func(v *Volume) error {
+		fn(v.Image)
+		return nil
+	})
+}
+
 // Commit makes the image visible with rootDir as its top directory. On
 // error nothing is left of it.
 func (w *ImageWriter) Commit(ctx context.Context, rootDir Entry, stats SnapshotStats) (*Image, error) {

@@ -45,12 +45,34 @@ func (r *Repo) blob(h Hash) ([]byte, error) {
 	return blob, nil
 }
 
+// Blob returns a tree or content blob as stored, checked against its hash.
+func (r *Repo) Blob(ctx context.Context, h Hash) ([]byte, error) { return r.blob(h) }
+
 // FileBlocks returns a regular file's block list.
 func (r *Repo) FileBlocks(ctx context.Context, e *Entry) ([]Hash, error) {
+	return FileBlocks(ctx, r, e)
+}
+
+// Reader reads what a tree names, by hash: a repository, or an image file
+// served from a catalog.
+type Reader interface {
+	// Tree loads and decodes a tree blob.
+	Tree(ctx context.Context, h Hash) ([]Entry, error)
+	// Blob returns a tree or content blob, checked against its hash.
+	Blob(ctx context.Context, h Hash) ([]byte, error)
+	// FileBlocks returns a regular file's block list.
+	FileBlocks(ctx context.Context, e *Entry) ([]Hash, error)
+	// ReadBlock reads block h into p, checked against its hash.
+	ReadBlock(ctx context.Context, h Hash, p []byte) (int, error)
+}
+
+// FileBlocks returns a regular file's block list, loading its content blob
+// from rd when the list is out of line.
+func FileBlocks(ctx context.Context, rd Reader, e *Entry) ([]Hash, error) {
 	if !e.HasContent {
 		return e.Blocks, nil
 	}
-	blob, err := r.blob(e.Content)
+	blob, err := rd.Blob(ctx, e.Content)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +139,12 @@ func (r *Repo) blockRecord(h Hash) (blockRecord, error) {
 // Lookup resolves a slash-separated path in a snapshot. The empty path (or
 // "/") is the snapshot's root directory.
 func (r *Repo) Lookup(ctx context.Context, snap *Snapshot, path string) (*Entry, error) {
-	cur := &snap.RootDir
+	return Lookup(ctx, r, &snap.RootDir, path)
+}
+
+// Lookup resolves a slash-separated path below the directory root.
+func Lookup(ctx context.Context, rd Reader, root *Entry, path string) (*Entry, error) {
+	cur := root
 	for _, name := range strings.Split(strings.Trim(path, "/"), "/") {
 		if name == "" || name == "." {
 			continue
@@ -125,7 +152,7 @@ func (r *Repo) Lookup(ctx context.Context, snap *Snapshot, path string) (*Entry,
 		if cur.Type != TypeDir {
 			return nil, fmt.Errorf("%s: not a directory: %w", path, ErrNotFound)
 		}
-		entries, err := r.Tree(ctx, cur.Subtree)
+		entries, err := rd.Tree(ctx, cur.Subtree)
 		if err != nil {
 			return nil, err
 		}

@@ -531,6 +531,9 @@ func (r *Repo) rollback(ctx context.Context, volume string) error {
 }
 
 func (r *Repo) hasBlock(h Hash) bool { return r.has(blockKey(h)) }
+
+// HasBlock reports whether the repository holds block h.
+func (r *Repo) HasBlock(h Hash) bool { return r.hasBlock(h) }
 func (r *Repo) hasTree(h Hash) bool  { return r.has(treeKey(h)) }
 
 func (r *Repo) has(key []byte) bool {

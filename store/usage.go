@@ -37,6 +37,8 @@ type Usage struct {
 	StoredBytes uint64 `json:"stored_bytes"`
 	// Garbage is data no snapshot references any more: what gc frees.
 	GarbageBytes uint64 `json:"garbage_bytes"`
+	// Trees counts the tree and content blobs stored.
+	Trees uint64 `json:"trees"`
 	// LogicalBytes adds up every snapshot's logical size; its ratio to
 	// StoredBytes is the deduplication ratio.
 	LogicalBytes uint64 `json:"logical_bytes"`
@@ -95,8 +97,25 @@ func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 	if err != nil {
 		return nil, err
 	}
+	if u.Trees, err = r.countKeys([]byte{prefixTree}); err != nil {
+		return nil, err
+	}
 	u.SpaceUsed, err = r.SpaceUsed()
 	return u, err
+}
+
+// countKeys counts the keys under prefix.
+func (r *Repo) countKeys(prefix []byte) (uint64, error) {
+	var n uint64
+	err := r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // exclusive adds up the blocks snapshot seq holds alone: its runs that no

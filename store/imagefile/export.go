@@ -1,0 +1,247 @@
+package imagefile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/chainfs/chainfs/store"
+)
+
+// Progress counts an export's or an import's block data as it goes; safe
+// to read while it runs.
+type Progress struct {
+	// Bytes is the block data written or read so far.
+	Bytes atomic.Uint64
+	// Total is the block data expected, 0 while unknown.
+	Total atomic.Uint64
+}
+
+func (p *Progress) add(n int) {
+	if p != nil {
+		p.Bytes.Add(uint64(n))
+	}
+}
+
+func (p *Progress) total(n uint64) {
+	if p != nil {
+		p.Total.Store(n)
+	}
+}
+
+// ExportOptions configure an export.
+type ExportOptions struct {
+	// Header describes the image (native format only).
+	Header Header
+	// Skip, when set, leaves out of a native stream every block it
+	// returns true for; the header is then marked thin. Only image copy
+	// uses it, for blocks the receiving repository has.
+	Skip func(store.Hash) bool
+	// Progress, if set, is updated as blocks are written.
+	Progress *Progress
+}
+
+// ExportStats say what an export wrote.
+type ExportStats struct {
+	Trees      uint64 `json:"trees"`
+	Blocks     uint64 `json:"blocks"`
+	BlockBytes uint64 `json:"block_bytes"`
+	// Skipped counts blocks left out of a thin stream.
+	Skipped uint64 `json:"skipped,omitempty"`
+	// StreamBytes is the size of the stream.
+	StreamBytes uint64 `json:"stream_bytes"`
+	// Warnings are entries a format cannot carry (tar: sockets).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// blockRef is a block to export and its length.
+type blockRef struct {
+	hash   store.Hash
+	length uint32
+}
+
+// WriteNative writes the tree whose top directory is root, read from rd,
+// as a native image stream: header, root, every tree and content blob
+// once (each after the blob that names it), every block once, then the
+// end frame with counts and the digest.
+func WriteNative(ctx context.Context, rd store.Reader, root store.Entry, w io.Writer, opts ExportOptions) (*ExportStats, error) {
+	cw := &countingWriter{w: w}
+	fw := newFrameWriter(cw)
+	hdr := opts.Header
+	hdr.Thin = opts.Skip != nil
+	hb, err := encodeHeader(&hdr)
+	if err != nil {
+		return nil, err
+	}
+	st := &ExportStats{}
+	if err := fw.start(); err != nil {
+		return nil, err
+	}
+	if err := fw.frame(frameHeader, hb); err != nil {
+		return nil, err
+	}
+	if err := fw.frame(frameRoot, encodeRoot(root)); err != nil {
+		return nil, err
+	}
+	var blocks []blockRef
+	err = walkBlobs(ctx, rd, root.Subtree, func(typ byte, blob []byte) error {
+		st.Trees++
+		return fw.frame(typ, blob)
+	}, func(h store.Hash, length uint32) {
+		if opts.Skip != nil && opts.Skip(h) {
+			st.Skipped++
+			return
+		}
+		blocks = append(blocks, blockRef{h, length})
+		st.BlockBytes += uint64(length)
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts.Progress.total(st.BlockBytes)
+	err = readBlocks(ctx, rd, blocks, func(b blockRef, data []byte) error {
+		st.Blocks++
+		opts.Progress.add(len(data))
+		return fw.block(b.hash, data)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := fw.end(st.Trees, st.Blocks, st.BlockBytes); err != nil {
+		return nil, err
+	}
+	st.StreamBytes = cw.n
+	return st, nil
+}
+
+// walkBlobs visits the trees below top in preorder, each distinct blob
+// once: blob gets each tree and content blob after the one that names it,
+// block each distinct block (not holes) in the order first met.
+func walkBlobs(ctx context.Context, rd store.Reader, top store.Hash, blob func(typ byte, b []byte) error, block func(store.Hash, uint32)) error {
+	type key struct {
+		typ  byte
+		hash store.Hash
+	}
+	seen := map[key]bool{}
+	seenBlock := map[store.Hash]bool{}
+	stack := []store.Hash{top}
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[key{frameTree, h}] {
+			continue
+		}
+		seen[key{frameTree, h}] = true
+		b, err := rd.Blob(ctx, h)
+		if err != nil {
+			return err
+		}
+		entries, err := store.DecodeTree(b)
+		if err != nil {
+			return fmt.Errorf("tree %s: %w", h.Short(), err)
+		}
+		if err := blob(frameTree, b); err != nil {
+			return err
+		}
+		for i := len(entries) - 1; i >= 0; i-- {
+			if entries[i].Type == store.TypeDir {
+				stack = append(stack, entries[i].Subtree)
+			}
+		}
+		for i := range entries {
+			e := &entries[i]
+			if e.Type != store.TypeRegular {
+				continue
+			}
+			if e.HasContent && !seen[key{frameContent, e.Content}] {
+				seen[key{frameContent, e.Content}] = true
+				cb, err := rd.Blob(ctx, e.Content)
+				if err != nil {
+					return err
+				}
+				if err := blob(frameContent, cb); err != nil {
+					return err
+				}
+			}
+			list, err := rd.FileBlocks(ctx, e)
+			if err != nil {
+				return err
+			}
+			for j, bh := range list {
+				if !bh.IsHole() && !seenBlock[bh] {
+					seenBlock[bh] = true
+					block(bh, e.BlockLen(j))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// readAhead is how many blocks an export reads ahead of the writer.
+var readAhead = 4 * runtime.NumCPU()
+
+// readBlocks reads blocks from rd, several at once, and hands them to fn
+// in order. Each is verified against its hash by rd.
+func readBlocks(ctx context.Context, rd store.Reader, blocks []blockRef, fn func(blockRef, []byte) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type fetch struct {
+		done chan struct{}
+		data []byte
+		err  error
+	}
+	queue := make(chan *fetch, readAhead)
+	go func() {
+		defer close(queue)
+		for _, b := range blocks {
+			f := &fetch{done: make(chan struct{})}
+			select {
+			case queue <- f:
+			case <-ctx.Done():
+				return
+			}
+			go func(b blockRef) {
+				defer close(f.done)
+				buf := make([]byte, b.length)
+				n, err := rd.ReadBlock(ctx, b.hash, buf)
+				if err == nil && n != int(b.length) {
+					err = fmt.Errorf("block %s: %d bytes, want %d: %w", b.hash.Short(), n, b.length, store.ErrCorrupt)
+				}
+				f.data, f.err = buf, err
+			}(b)
+		}
+	}()
+	i := 0
+	for f := range queue {
+		<-f.done
+		if f.err != nil {
+			return f.err
+		}
+		if err := fn(blocks[i], f.data); err != nil {
+			return err
+		}
+		i++
+	}
+	if i != len(blocks) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// countingWriter counts what passes through it.
+type countingWriter struct {
+	w io.Writer
+	n uint64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += uint64(n)
+	return n, err
+}

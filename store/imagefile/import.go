@@ -1,0 +1,174 @@
+package imagefile
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/chainfs/chainfs/store"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Format is an image stream's format.
+type Format string
+
+// The formats an image is exported in.
+const (
+	FormatNative Format = "native"
+	FormatTar    Format = "tar"
+	FormatRaw    Format = "raw"
+)
+
+// ParseFormat reads a format's name.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case FormatNative, FormatTar, FormatRaw:
+		return f, nil
+	}
+	return "", fmt.Errorf("format %q: want native, tar or raw: %w", s, store.ErrInvalid)
+}
+
+// ImportOptions configure an import.
+type ImportOptions struct {
+	// Meta is the new image's owner and description; its origin is filled
+	// in. An empty description takes the native header's.
+	Meta store.ImageMeta
+	// Source names the file or URL read, for the image's origin.
+	Source string
+	// Thin accepts a native stream that leaves out blocks the repository
+	// holds (image copy between repositories).
+	Thin bool
+	// Progress, if set, counts the block data read.
+	Progress *Progress
+}
+
+// ImportStats say what an import read and stored.
+type ImportStats struct {
+	Format Format `json:"format"`
+	// Compression is "gzip" or "zstd" when the stream was compressed.
+	Compression string `json:"compression,omitempty"`
+	// StreamBytes is what was read from the source.
+	StreamBytes uint64 `json:"stream_bytes"`
+	Blocks      uint64 `json:"blocks"`
+	BlockBytes  uint64 `json:"block_bytes"`
+	// StoredBytes is block data the repository did not hold before.
+	StoredBytes uint64 `json:"stored_bytes"`
+	// LinkedBlocks are blocks a thin stream left out, found in the
+	// repository.
+	LinkedBlocks uint64 `json:"linked_blocks,omitempty"`
+}
+
+// Import reads an image stream, native or tar (either may be gzip- or
+// zstd-compressed; the format is detected), into a new image called name.
+// Every block is verified before it is stored and blocks the repository
+// holds are not stored again. It is atomic: on any error there is no image
+// and nothing it stored is left.
+func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opts ImportOptions) (*store.Image, *ImportStats, error) {
+	cr := &countingReader{r: r}
+	st := &ImportStats{}
+	br, format, err := detect(bufio.NewReaderSize(cr, 1<<20), st)
+	if err != nil {
+		return nil, nil, err
+	}
+	st.Format = format
+	meta := opts.Meta
+	meta.Origin = store.ImageOrigin{Kind: "import", Source: opts.Source}
+	w, err := repo.BeginImage(ctx, name, meta)
+	if err != nil {
+		return nil, nil, err
+	}
+	var res *readResult
+	if format == FormatNative {
+		var has func(store.Hash) bool
+		if opts.Thin {
+			has = repo.HasBlock
+		}
+		res, err = readNative(ctx, br, w, has, opts.Progress)
+	} else {
+		res, err = readTar(ctx, br, w, opts.Progress, maxTarFileSize)
+	}
+	if err != nil {
+		w.Abort()
+		return nil, nil, fmt.Errorf("import %s: %w", name, err)
+	}
+	if h := res.header; h != nil {
+		// The header is the exporter's word; it is taken only now that the
+		// whole stream checked out.
+		err = w.UpdateMeta(func(m *store.ImageMeta) {
+			if m.Description == "" {
+				m.Description = h.Description
+			}
+			m.Origin.Region = cmp.Or(h.Origin.Region, h.Region)
+		})
+		if err != nil {
+			w.Abort()
+			return nil, nil, fmt.Errorf("import %s: %w", name, err)
+		}
+	}
+	img, err := w.Commit(ctx, res.root, res.stats)
+	if err != nil {
+		return nil, nil, err
+	}
+	st.StreamBytes = cr.n
+	st.Blocks, st.BlockBytes, st.LinkedBlocks = res.blocks, res.blockBytes, res.linked
+	st.StoredBytes = img.Snapshot.Stats.StoredBytes
+	return img, st, nil
+}
+
+// Magic numbers of what detect recognises.
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// tarMagicOffset is where a ustar header keeps "ustar".
+const tarMagicOffset = 257
+
+// detect tells the stream's format from its first bytes, unwrapping gzip
+// and zstd.
+func detect(br *bufio.Reader, st *ImportStats) (*bufio.Reader, Format, error) {
+	for range 2 {
+		head, _ := br.Peek(512)
+		switch {
+		case bytes.HasPrefix(head, []byte(Magic)):
+			return br, FormatNative, nil
+		case len(head) >= tarMagicOffset+5 && string(head[tarMagicOffset:tarMagicOffset+5]) == "ustar":
+			return br, FormatTar, nil
+		case st.Compression == "" && bytes.HasPrefix(head, gzipMagic):
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				return nil, "", fmt.Errorf("gzip: %v: %w", err, ErrMalformed)
+			}
+			st.Compression = "gzip"
+			br = bufio.NewReaderSize(zr, 1<<20)
+		case st.Compression == "" && bytes.HasPrefix(head, zstdMagic):
+			zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+			if err != nil {
+				return nil, "", fmt.Errorf("zstd: %v: %w", err, ErrMalformed)
+			}
+			st.Compression = "zstd"
+			br = bufio.NewReaderSize(zr.IOReadCloser(), 1<<20)
+		case len(head) == 0:
+			return nil, "", fmt.Errorf("empty input: %w", ErrMalformed)
+		default:
+			return nil, "", fmt.Errorf("neither a chainfs image nor a tar archive: %w", ErrMalformed)
+		}
+	}
+	return nil, "", fmt.Errorf("neither a chainfs image nor a tar archive: %w", ErrMalformed)
+}
+
+// countingReader counts what is read through it.
+type countingReader struct {
+	r io.Reader
+	n uint64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += uint64(n)
+	return n, err
+}
