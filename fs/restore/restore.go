@@ -67,6 +67,21 @@ func Restore(ctx context.Context, repo *store.Repo, snap *store.Snapshot, path, 
 	if err != nil {
 		return nil, fmt.Errorf("restore %s/%s/%s: %w", snap.Volume, snap.Name, path, err)
 	}
+	total := e.Size
+	if e.Type == store.TypeDir && (path == "" || path == "/") {
+		total = snap.Stats.LogicalBytes
+	} else if e.Type == store.TypeDir {
+		total = 0
+	}
+	return Entry(ctx, repo, e, total, target, opts)
+}
+
+// Entry writes e, read from rd, to target: a directory with everything
+// below it into target, a single file as target (or target/name when
+// target is a directory). total is the data expected, for progress (0
+// when unknown).
+func Entry(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, target string, opts Options) (*Result, error) {
+	var err error
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.NumCPU()
 	}
@@ -80,14 +95,8 @@ func Restore(ctx context.Context, repo *store.Repo, snap *store.Snapshot, path, 
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if e.Type == store.TypeDir && path != "" && path != "/" {
-		opts.Progress.ExpectedSize.Store(0)
-	} else if e.Type == store.TypeDir {
-		opts.Progress.ExpectedSize.Store(snap.Stats.LogicalBytes)
-	} else {
-		opts.Progress.ExpectedSize.Store(e.Size)
-	}
-	r := &restorer{ctx: ctx, repo: repo, snap: snap, opts: opts, links: map[[2]uint64]string{},
+	opts.Progress.ExpectedSize.Store(total)
+	r := &restorer{ctx: ctx, repo: rd, opts: opts, links: map[[2]uint64]string{},
 		jobs: make(chan fileJob, opts.Workers*4)}
 	for i := 0; i < opts.Workers; i++ {
 		r.wg.Add(1)
@@ -117,8 +126,7 @@ func Restore(ctx context.Context, repo *store.Repo, snap *store.Snapshot, path, 
 
 type restorer struct {
 	ctx  context.Context
-	repo *store.Repo
-	snap *store.Snapshot
+	repo store.Reader
 	opts Options
 	jobs chan fileJob
 	wg   sync.WaitGroup

@@ -387,6 +387,7 @@ func findDirByIno(entries []store.Entry, ino uint64) *store.Entry {
 
 func copyContent(dst, src *store.Entry) {
 	dst.BlockSize, dst.Blocks, dst.Content, dst.HasContent = src.BlockSize, src.Blocks, src.Content, src.HasContent
+	dst.Sparse, dst.Extents = src.Sparse, src.Extents
 }
 
 func readlink(path string, size uint64) (string, error) {

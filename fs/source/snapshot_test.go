@@ -142,3 +142,34 @@ func TestHardLinkGroupReadOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestCarriedSparseFileKeepsExtents: an unchanged sparse file carried over
+// to the next snapshot keeps its holes, not only its blocks.
+func TestCarriedSparseFileKeepsExtents(t *testing.T) {
+	src := t.TempDir()
+	f, err := os.Create(filepath.Join(src, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("data"), 1<<20)
+	f.Close()
+	r := testRepo(t, src)
+	ctx := context.Background()
+	var snaps []*store.Snapshot
+	for i := 0; i < 2; i++ {
+		res, err := Snapshot(ctx, r, "v", store.SnapshotOptions{}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, res.Snapshot)
+	}
+	for i, s := range snaps {
+		e, err := r.Lookup(ctx, s, "sparse")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !e.Sparse || len(e.Extents) != 1 || e.Extents[0].Off+e.Extents[0].Len != 1<<20+4 {
+			t.Errorf("snapshot %d: sparse %v, extents %v", i+1, e.Sparse, e.Extents)
+		}
+	}
+}
