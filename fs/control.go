@@ -130,6 +130,8 @@ func (h *commandHandle) Flush(ctx context.Context) syscall.Errno {
 // command is one parsed control-file write.
 type command struct {
 	volume, snapshot, image string
+	// file is where export writes the image, "" for nowhere.
+	file string
 }
 
 // parseCommand reads one write to control file `file`: one line, at most
@@ -170,14 +172,21 @@ func parseCommand(file string, data []byte) (command, error) {
 		}
 		return command{volume: vol, snapshot: snap}, nil
 	case "export":
-		if len(fields) != 2 {
-			return invalid("export: want \"VOLUME/SNAPSHOT IMAGE\"")
+		const want = "export: want \"VOLUME/SNAPSHOT IMAGE [/ABSOLUTE/FILE]\""
+		if len(fields) != 2 && len(fields) != 3 {
+			return invalid(want)
 		}
 		vol, snap, ok := snapPath(fields[0])
 		if !ok {
-			return invalid("export: want \"VOLUME/SNAPSHOT IMAGE\"")
+			return invalid(want)
 		}
-		return command{volume: vol, snapshot: snap, image: fields[1]}, nil
+		c := command{volume: vol, snapshot: snap, image: fields[1]}
+		if len(fields) == 3 {
+			if c.file = fields[2]; !strings.HasPrefix(c.file, "/") {
+				return invalid("export: the file %q must be an absolute path", c.file)
+			}
+		}
+		return c, nil
 	}
 	return invalid("unknown control file %s", file)
 }
@@ -197,6 +206,6 @@ func (h *commandHandle) run(ctx context.Context, data []byte) (wait func(context
 	case "delete":
 		return nil, f.ctl.Delete(ctx, c.volume, c.snapshot)
 	default:
-		return nil, f.ctl.Export(ctx, c.volume, c.snapshot, c.image)
+		return nil, f.ctl.Export(ctx, c.volume, c.snapshot, c.image, c.file)
 	}
 }

@@ -10,7 +10,7 @@ import (
 // FuzzParseCommand: any write to any control file parses or is refused,
 // never panics, and what is accepted is well formed.
 func FuzzParseCommand(f *testing.F) {
-	for _, s := range []string{"home\n", "home name\n", "v/s\n", "v/s img", "a b c", "\x00", strings.Repeat("x", 5000), "v/s/t"} {
+	for _, s := range []string{"home\n", "home name\n", "v/s\n", "v/s img", "a b c", "\x00", strings.Repeat("x", 5000), "v/s/t", "v/s img /tmp/x.img", "v/s img rel.img"} {
 		f.Add(uint8(0), []byte(s))
 		f.Add(uint8(1), []byte(s))
 		f.Add(uint8(2), []byte(s))
@@ -25,7 +25,10 @@ func FuzzParseCommand(f *testing.F) {
 		if file == "status" {
 			t.Fatal("status accepted a command")
 		}
-		for _, s := range []string{c.volume, c.snapshot, c.image} {
+		if c.file != "" && (file != "export" || !strings.HasPrefix(c.file, "/")) {
+			t.Fatalf("%s %q: file %q", file, data, c.file)
+		}
+		for _, s := range []string{c.volume, c.snapshot, c.image, c.file} {
 			if strings.ContainsAny(s, " \t\n\x00") {
 				t.Fatalf("%s %q: field %q", file, data, s)
 			}

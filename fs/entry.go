@@ -12,12 +12,14 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// snapRef names the snapshot a node belongs to.
+// snapRef names the snapshot (or image) a node belongs to and what its
+// trees and blocks are read from.
 type snapRef struct {
 	volume string
 	volID  uint64
 	seq    uint64
 	name   string
+	rd     store.Reader
 }
 
 // entryNode is any file, directory, symlink or special file of a snapshot.
@@ -119,7 +121,7 @@ func (n *entryNode) children(ctx context.Context) ([]store.Entry, syscall.Errno)
 	if n.entry.Type != store.TypeDir {
 		return nil, syscall.ENOTDIR
 	}
-	entries, err := n.fs.tree(ctx, n.entry.Subtree)
+	entries, err := n.fs.tree(ctx, n.snap.rd, n.entry.Subtree)
 	if err != nil {
 		return nil, n.errno(err, "read directory")
 	}
@@ -245,7 +247,7 @@ func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if n.entry.Type != store.TypeRegular {
 		return nil, 0, syscall.EINVAL
 	}
-	blocks, err := n.fs.repo.FileBlocks(ctx, &n.entry)
+	blocks, err := n.snap.rd.FileBlocks(ctx, &n.entry)
 	if err != nil {
 		return nil, 0, n.errno(err, "open")
 	}

@@ -106,7 +106,7 @@ func (h *fileHandle) start(i int) *fetch {
 		// Not the request's context: a block fetched ahead outlives the
 		// read that asked for it.
 		var n int
-		n, f.err = h.n.fs.repo.ReadBlock(context.Background(), hash, f.data)
+		n, f.err = h.n.snap.rd.ReadBlock(context.Background(), hash, f.data)
 		if f.err == nil && n != len(f.data) {
 			f.err = store.ErrCorrupt
 		}

@@ -17,18 +17,23 @@ import (
 
 // Repository is what the file system reads. *store.Repo implements it.
 type Repository interface {
+	// Reader reads the trees and blocks of snapshots.
+	store.Reader
 	Volumes(ctx context.Context) ([]store.Volume, error)
 	Volume(ctx context.Context, name string) (*store.Volume, error)
 	Snapshots(ctx context.Context, volume string) ([]store.Snapshot, error)
 	Snapshot(ctx context.Context, volume, name string) (*store.Snapshot, error)
-	Images(ctx context.Context) ([]store.Image, error)
-	Image(ctx context.Context, name string) (*store.Image, error)
-	Tree(ctx context.Context, h store.Hash) ([]store.Entry, error)
-	FileBlocks(ctx context.Context, e *store.Entry) ([]store.Hash, error)
-	ReadBlock(ctx context.Context, h store.Hash, p []byte) (int, error)
 	// SpaceUsed is what the repository takes on disk.
 	SpaceUsed() (int64, error)
 	Dir() string
+}
+
+// Images lists and finds images: the repository's own and a catalog's.
+// *imagefile.Library implements it.
+type Images interface {
+	Images(ctx context.Context) ([]store.Image, error)
+	// Image returns an image and the reader of its trees and blocks.
+	Image(ctx context.Context, name string) (*store.Image, store.Reader, error)
 }
 
 // Controller runs the commands written to the control directory; the jobs
@@ -39,8 +44,10 @@ type Controller interface {
 	Snapshot(ctx context.Context, volume, name string) (wait func(context.Context) error, err error)
 	// Delete deletes a snapshot and returns when it is gone.
 	Delete(ctx context.Context, volume, snapshot string) error
-	// Export makes image from a snapshot and returns when it exists.
-	Export(ctx context.Context, volume, snapshot, image string) error
+	// Export makes image from a snapshot and, when file is set, writes it
+	// there (native, or tar for a name ending in .tar); it returns when
+	// both are done, and leaves no image when either fails.
+	Export(ctx context.Context, volume, snapshot, image, file string) error
 	// Reject records a command refused before it ran, for Status.
 	Reject(file, command string, err error)
 	// Status is the running and recent jobs, one JSON object a line.
@@ -50,6 +57,7 @@ type Controller interface {
 // Options configure the file system.
 type Options struct {
 	Repo       Repository
+	Images     Images
 	Controller Controller
 	Logger     *slog.Logger
 	// OwnerUID may act through the control directory, besides root.
@@ -64,15 +72,16 @@ const (
 
 // FS is a mounted repository.
 type FS struct {
-	repo  Repository
-	ctl   Controller
-	log   *slog.Logger
-	owner uint32
-	trees *treeCache
+	repo   Repository
+	images Images
+	ctl    Controller
+	log    *slog.Logger
+	owner  uint32
+	trees  *treeCache
 
-	root    *rootNode
-	volumes *gofs.Inode
-	images  *gofs.Inode
+	root      *rootNode
+	volumes   *gofs.Inode
+	imagesDir *gofs.Inode
 
 	statMu   sync.Mutex
 	statAt   time.Time
@@ -85,7 +94,7 @@ func New(opts Options) *FS {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FS{repo: opts.Repo, ctl: opts.Controller, log: log, owner: opts.OwnerUID, trees: newTreeCache(200_000)}
+	f := &FS{repo: opts.Repo, images: opts.Images, ctl: opts.Controller, log: log, owner: opts.OwnerUID, trees: newTreeCache(200_000)}
 	f.root = &rootNode{fs: f}
 	return f
 }
@@ -99,8 +108,8 @@ func (f *FS) Changed(volume, snapshot string) {
 		return
 	}
 	if volume == "" {
-		f.images.NotifyEntry(snapshot)
-		f.images.NotifyContent(0, 0)
+		f.imagesDir.NotifyEntry(snapshot)
+		f.imagesDir.NotifyContent(0, 0)
 		return
 	}
 	f.volumes.NotifyEntry(volume)
@@ -133,8 +142,10 @@ func newTreeCache(maxEntries int) *treeCache {
 	return &treeCache{max: maxEntries, order: list.New(), items: map[store.Hash]*list.Element{}}
 }
 
-// tree returns a decoded tree; decoding happens outside the lock.
-func (f *FS) tree(ctx context.Context, h store.Hash) ([]store.Entry, error) {
+// tree returns a decoded tree read from rd; decoding happens outside the
+// lock. Trees are named by their content's hash, so one cache serves
+// every reader.
+func (f *FS) tree(ctx context.Context, rd store.Reader, h store.Hash) ([]store.Entry, error) {
 	c := f.trees
 	c.mu.Lock()
 	if el, ok := c.items[h]; ok {
@@ -144,7 +155,7 @@ func (f *FS) tree(ctx context.Context, h store.Hash) ([]store.Entry, error) {
 		return entries, nil
 	}
 	c.mu.Unlock()
-	entries, err := f.repo.Tree(ctx, h)
+	entries, err := rd.Tree(ctx, h)
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +185,7 @@ var (
 	_ = (gofs.NodeOnAdder)((*rootNode)(nil))
 	_ = (gofs.NodeStatfser)((*rootNode)(nil))
 	_ = (gofs.NodeGetattrer)((*rootNode)(nil))
+	_ = (gofs.NodeLookuper)((*rootNode)(nil))
 )
 
 // OnAdd builds the fixed top of the tree (NodeOnAdder).
@@ -181,8 +193,8 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 	f := r.fs
 	f.volumes = r.NewPersistentInode(ctx, &volumesNode{fs: f}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoVolumes})
 	r.AddChild("volumes", f.volumes, false)
-	f.images = r.NewPersistentInode(ctx, &imagesNode{fs: f}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoImages})
-	r.AddChild("images", f.images, false)
+	f.imagesDir = r.NewPersistentInode(ctx, &imagesNode{fs: f}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoImages})
+	r.AddChild("images", f.imagesDir, false)
 	ctl := r.NewPersistentInode(ctx, &staticDir{mode: 0o755}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoControl})
 	r.AddChild(".control", ctl, false)
 	for _, c := range []struct {
@@ -193,6 +205,31 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 		node := &controlFile{fs: f, name: c.name, mode: c.mode}
 		ctl.AddChild(c.name, r.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: c.ino}), false)
 	}
+}
+
+// Lookup finds the fixed children of the root (NodeLookuper).
+func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return lookupFixed(ctx, &r.Inode, name, out)
+}
+
+// lookupFixed answers the lookup of a child added in code, with the
+// lists' timeout: the mount sets no default, so that a timeout of 0
+// (images/<name>, whose visibility depends on the caller) stays 0.
+func lookupFixed(ctx context.Context, parent *gofs.Inode, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	child := parent.GetChild(name)
+	if child == nil {
+		return nil, syscall.ENOENT
+	}
+	if ga, ok := child.Operations().(gofs.NodeGetattrer); ok {
+		var a fuse.AttrOut
+		if errno := ga.Getattr(ctx, nil, &a); errno != 0 {
+			return nil, errno
+		}
+		out.Attr = a.Attr
+	}
+	out.SetEntryTimeout(listTimeout)
+	out.SetAttrTimeout(listTimeout)
+	return child, 0
 }
 
 // Getattr describes the root (NodeGetattrer).
@@ -234,7 +271,15 @@ type staticDir struct {
 	mode uint32
 }
 
-var _ = (gofs.NodeGetattrer)((*staticDir)(nil))
+var (
+	_ = (gofs.NodeGetattrer)((*staticDir)(nil))
+	_ = (gofs.NodeLookuper)((*staticDir)(nil))
+)
+
+// Lookup finds a child (NodeLookuper).
+func (d *staticDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return lookupFixed(ctx, &d.Inode, name, out)
+}
 
 // Getattr (NodeGetattrer).
 func (d *staticDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {

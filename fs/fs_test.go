@@ -14,6 +14,7 @@ import (
 
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/imagefile"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,7 +42,7 @@ func (c *fakeController) Delete(ctx context.Context, volume, snapshot string) er
 	return c.fail
 }
 
-func (c *fakeController) Export(ctx context.Context, volume, snapshot, image string) error {
+func (c *fakeController) Export(ctx context.Context, volume, snapshot, image, file string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.commands = append(c.commands, "export "+volume+"/"+snapshot+" "+image)
@@ -80,7 +81,7 @@ func testMount(t *testing.T, src string) (mnt string, repo *store.Repo, ctl *fak
 	ctl = &fakeController{}
 	mnt = filepath.Join(t.TempDir(), "mnt")
 	os.Mkdir(mnt, 0o755)
-	server, err := Mount(mnt, New(Options{Repo: repo, Controller: ctl}), MountOptions{})
+	server, err := Mount(mnt, New(Options{Repo: repo, Images: &imagefile.Library{Repo: repo}, Controller: ctl}), MountOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,11 +6,15 @@ import (
 	"context"
 	"syscall"
 
+	"github.com/chainfs/chainfs/store"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// imagesNode is images/: one read-only tree per image.
+// imagesNode is images/: one read-only tree per image the caller may see
+// (store.Image.VisibleTo with the uid FUSE gives). Every other name is
+// ENOENT for that caller, and no image's entry is cached by the kernel,
+// which caches for all callers alike.
 type imagesNode struct {
 	gofs.Inode
 	fs *FS
@@ -29,24 +33,51 @@ func (n *imagesNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 	return 0
 }
 
-// Readdir lists the images (NodeReaddirer).
+// callerUID is the uid of the process a FUSE request is for; requests the
+// daemon makes itself count as root's.
+func callerUID(ctx context.Context) uint32 {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c.Uid
+	}
+	return 0
+}
+
+// Readdir lists the images the caller sees (NodeReaddirer).
 func (n *imagesNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	images, err := n.fs.repo.Images(ctx)
+	images, err := n.fs.images.Images(ctx)
 	if err != nil {
 		return nil, errno(n.fs.log, err, "readdir images")
 	}
+	uid := callerUID(ctx)
 	list := make([]fuse.DirEntry, 0, len(images))
 	for i := range images {
-		list = append(list, fuse.DirEntry{Name: images[i].Name, Mode: syscall.S_IFDIR, Ino: snapshotIno(&images[i].Snapshot)})
+		if images[i].VisibleTo(uid) {
+			list = append(list, fuse.DirEntry{Name: images[i].Name, Mode: syscall.S_IFDIR, Ino: rootIno(imageID(&images[i]))})
+		}
 	}
 	return gofs.NewListDirStream(list), 0
 }
 
-// Lookup finds an image (NodeLookuper).
+// imageID is what an image's inode numbers are made from: its hidden
+// volume and snapshot, or for a catalog image a number from its name.
+func imageID(img *store.Image) (volID, seq uint64) {
+	if img.Type == store.ImagePublic {
+		return inodeNumber("catalog", nil, img.Name), 0
+	}
+	return img.Snapshot.VolumeID, img.Snapshot.Seq
+}
+
+// Lookup finds an image the caller sees (NodeLookuper).
 func (n *imagesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	img, err := n.fs.repo.Image(ctx, name)
+	img, rd, err := n.fs.images.Image(ctx, name)
 	if err != nil {
 		return nil, errno(n.fs.log, err, "lookup image", "image", name)
 	}
-	return n.fs.snapshotRoot(ctx, &n.Inode, "image "+name, name, &img.Snapshot, out), 0
+	if !img.VisibleTo(callerUID(ctx)) {
+		return nil, syscall.ENOENT
+	}
+	volID, seq := imageID(img)
+	node := n.fs.snapshotRoot(ctx, &n.Inode, snapRef{volume: "image " + name, volID: volID, seq: seq, name: name, rd: rd}, img.Snapshot.RootDir, out)
+	out.SetEntryTimeout(0)
+	return node, 0
 }

@@ -34,10 +34,10 @@ func Mount(dir string, f *FS, o MountOptions) (*fuse.Server, error) {
 			Debug:        o.Debug,
 			Options:      []string{"default_permissions"},
 		},
-		// Per-node timeouts are set where nodes are made; these are for
-		// nodes that set none.
-		EntryTimeout: ptr(listTimeout),
-		AttrTimeout:  ptr(listTimeout),
+		// Timeouts are set where nodes are looked up; there is no default
+		// entry timeout, so that 0 means 0 (images/<name> is looked up
+		// afresh by every caller: who sees an image depends on who asks).
+		AttrTimeout: ptr(listTimeout),
 		// A mode of 0000 is a real mode here, not "unset".
 		NullPermissions: true,
 	}

@@ -104,9 +104,10 @@ func (n *volumeNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 	return gofs.NewListDirStream(list), 0
 }
 
-func snapshotIno(s *store.Snapshot) uint64 {
-	return inodeNumber("snapshot", []uint64{s.VolumeID, s.Seq}, "")
-}
+func snapshotIno(s *store.Snapshot) uint64 { return rootIno(s.VolumeID, s.Seq) }
+
+// rootIno is the inode number of a snapshot's or an image's top directory.
+func rootIno(volID, seq uint64) uint64 { return inodeNumber("snapshot", []uint64{volID, seq}, "") }
 
 func latestIno(volID uint64) uint64 { return inodeNumber("latest", []uint64{volID}, "") }
 
@@ -124,15 +125,15 @@ func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 		out.SetAttrTimeout(0)
 		return n.NewInode(ctx, &latestLink{fs: n.fs, volume: n.name}, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: out.Ino}), 0
 	}
-	return n.fs.snapshotRoot(ctx, &n.Inode, n.name, snap.Name, snap, out), 0
+	return n.fs.snapshotRoot(ctx, &n.Inode, snapRef{volume: n.name, volID: snap.VolumeID, seq: snap.Seq, name: snap.Name, rd: n.fs.repo}, snap.RootDir, out), 0
 }
 
 // snapshotRoot makes the node of a snapshot's (or an image's) top
 // directory. Its entry may go (the snapshot deleted), so only its
 // attributes get the long timeout.
-func (f *FS) snapshotRoot(ctx context.Context, parent *gofs.Inode, volume, name string, snap *store.Snapshot, out *fuse.EntryOut) *gofs.Inode {
-	root := newEntryNode(f, snapRef{volume: volume, volID: snap.VolumeID, seq: snap.Seq, name: name}, snap.RootDir, "")
-	root.ino = snapshotIno(snap)
+func (f *FS) snapshotRoot(ctx context.Context, parent *gofs.Inode, ref snapRef, rootDir store.Entry, out *fuse.EntryOut) *gofs.Inode {
+	root := newEntryNode(f, ref, rootDir, "")
+	root.ino = rootIno(ref.volID, ref.seq)
 	root.fill(&out.Attr)
 	out.SetEntryTimeout(listTimeout)
 	out.SetAttrTimeout(immutableTimeout)

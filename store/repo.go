@@ -179,10 +179,9 @@ func Init(opts Options) (*Info, error) {
 	return &info, nil
 }
 
-// Open opens the repository in opts.Dir, takes its lock and finishes or
-// undoes whatever a crashed process left half done.
-func Open(ctx context.Context, opts Options) (*Repo, error) {
-	dir := opts.Dir
+// ReadInfo reads the marker record of the repository in dir without
+// opening it: its format, id and region.
+func ReadInfo(dir string) (*Info, error) {
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -205,7 +204,18 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if info.Format != FormatVersion {
 		return nil, fmt.Errorf("%s: format version %d, this chainfs reads version %d: %w", dir, info.Format, FormatVersion, ErrFormat)
 	}
-	r, err := openDB(dir, opts, info)
+	return &info, nil
+}
+
+// Open opens the repository in opts.Dir, takes its lock and finishes or
+// undoes whatever a crashed process left half done.
+func Open(ctx context.Context, opts Options) (*Repo, error) {
+	dir := opts.Dir
+	info, err := ReadInfo(dir)
+	if err != nil {
+		return nil, err
+	}
+	r, err := openDB(dir, opts, *info)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,8 @@ func main() {
 // there is one, else here.
 func run(ctx context.Context, args []string) int {
 	if forwardable(args) {
-		code, served, err := daemon.Forward(ctx, repoDirFromArgs(args), args[1:], os.Stdout, os.Stderr)
+		code, served, err := daemon.Forward(ctx, repoDirFromArgs(args), args[1:],
+			daemon.Streams{In: os.Stdin, Out: os.Stdout, Stdout: os.Stdout, Stderr: os.Stderr})
 		if err != nil {
 			return report(err, os.Stderr)
 		}
@@ -47,7 +48,11 @@ func run(ctx context.Context, args []string) int {
 // runCLI runs one command line with the given output. repo, when set, is
 // the daemon's open repository and cwd the calling CLI's directory.
 func runCLI(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, repo *store.Repo) int {
-	return runIn(ctx, args, cwd, stdout, stderr, repo, "")
+	var s *served
+	if repo != nil {
+		s = &served{repo: repo}
+	}
+	return runIn(ctx, args, cwd, stdout, stderr, s)
 }
 
 func newApp() *cli.App {
@@ -59,6 +64,7 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "repository directory (default: /var/lib/chainfs for root, ~/.local/share/chainfs otherwise)", EnvVars: []string{"CHAINFS_REPO"}},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "catalog", Usage: "directory of native image files served as public images", EnvVars: []string{"CHAINFS_CATALOG"}},
 		},
 		Commands: []*cli.Command{
 			initCommand(),

@@ -7,17 +7,23 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
 )
 
 // repoDir is --repo, else $CHAINFS_REPO (urfave reads it), else the
-// default for the user.
+// default for the user; absolute, so that messages name it wherever they
+// are read.
 func repoDir(c *cli.Context) string {
-	if d := c.String("repo"); d != "" {
-		return d
+	d := c.String("repo")
+	if d == "" {
+		return defaultRepoDir()
 	}
-	return defaultRepoDir()
+	if abs, err := absPath(c, d); err == nil {
+		return abs
+	}
+	return d
 }
 
 func defaultRepoDir() string {
@@ -33,9 +39,20 @@ func defaultRepoDir() string {
 
 // Keys of app.Metadata.
 const (
-	metaRepo = "repo" // *store.Repo: the daemon's open repository, or nil
-	metaCwd  = "cwd"  // string: the calling CLI's directory, or ""
+	metaRepo    = "repo"    // *store.Repo: the daemon's open repository, or nil
+	metaCwd     = "cwd"     // string: the calling CLI's directory, or ""
+	metaCaller  = "caller"  // *daemon.Caller: who sent the command to the daemon, or nil
+	metaCatalog = "catalog" // *imagefile.Catalog: the daemon's catalog, or nil
 )
+
+// caller is who runs the command: the CLI's user and its standard input
+// and output, whether the command runs here or in the daemon.
+func caller(c *cli.Context) daemon.Caller {
+	if cl, _ := c.App.Metadata[metaCaller].(*daemon.Caller); cl != nil {
+		return *cl
+	}
+	return daemon.Caller{UID: uint32(os.Geteuid()), Stdin: os.Stdin, Stdout: os.Stdout}
+}
 
 // logger is the command's slog logger at the --log-level.
 func logger(c *cli.Context) *slog.Logger {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"syscall"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/urfave/cli/v2"
 )
 
@@ -36,11 +38,22 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			log := logger(c)
+			var catalog *imagefile.Catalog
+			if dir := c.String("catalog"); dir != "" {
+				if dir, err = absPath(c, dir); err != nil {
+					return err
+				}
+				if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+					return fmt.Errorf("catalog %s: not a directory", dir)
+				}
+				catalog = imagefile.OpenCatalog(dir, log)
+			}
 			return withRepo(c, func(r *store.Repo) error {
 				return daemon.Run(c.Context, daemon.Options{
-					Repo: r, Mount: mnt, AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug-fuse"), Logger: log,
-					RunCLI: func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer) int {
-						return runIn(ctx, append([]string{"chainfs"}, args...), cwd, stdout, stderr, r, mnt)
+					Repo: r, Catalog: catalog, Mount: mnt, AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug-fuse"), Logger: log,
+					RunCLI: func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, caller daemon.Caller) int {
+						return runIn(ctx, append([]string{"chainfs"}, args...), cwd, stdout, stderr,
+							&served{repo: r, mount: mnt, catalog: catalog, caller: &caller})
 					},
 					Ready: func() {
 						fmt.Fprintf(c.App.Writer, "serving %s at %s (stop with Ctrl-C or 'chainfs umount %s')\n", r.Dir(), mnt, mnt)
@@ -51,11 +64,21 @@ func serveCommand() *cli.Command {
 	}
 }
 
-// runIn runs a command line forwarded to the daemon.
-func runIn(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, repo *store.Repo, mount string) int {
+// served is what the daemon lends a command line it runs.
+type served struct {
+	repo    *store.Repo
+	mount   string
+	catalog *imagefile.Catalog
+	caller  *daemon.Caller
+}
+
+// runIn runs a command line; s is nil when no daemon runs it.
+func runIn(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, s *served) int {
 	app := newApp()
 	app.Writer, app.ErrWriter = stdout, stderr
-	app.Metadata = map[string]any{metaRepo: repo, metaCwd: cwd, metaMount: mount}
+	if s != nil {
+		app.Metadata = map[string]any{metaRepo: s.repo, metaCwd: cwd, metaMount: s.mount, metaCaller: s.caller, metaCatalog: s.catalog}
+	}
 	return report(app.RunContext(ctx, flagsFirst(app, args)), stderr)
 }
 

@@ -21,7 +21,12 @@ func volumeCommand() *cli.Command {
 				Name:      "add",
 				Usage:     "add a volume whose source is a directory tree",
 				ArgsUsage: "NAME SOURCE",
+				Description: "With --from-image, SOURCE is a new or empty directory: the image's tree is written\n" +
+					"there and the volume's first snapshot links the image's blocks instead of storing them\n" +
+					"again. IMAGE is an image of this repository (or a public one of the catalog); an image\n" +
+					"of another repository, DIR:NAME, must be copied here first (image copy).",
 				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "from-image", Usage: "IMAGE whose tree the new volume starts with"},
 					&cli.StringFlag{Name: "block-size", Usage: fmt.Sprintf("block size, a power of two from 4K to 16M (default %s)", size(store.DefaultBlockSize))},
 					&cli.StringSliceFlag{Name: "exclude", Usage: "gitignore-style pattern of paths to leave out (repeatable)"},
 					&cli.BoolFlag{Name: "one-file-system", Usage: "do not cross into other file systems"},
@@ -71,6 +76,10 @@ func volumeAdd(c *cli.Context) error {
 	abs, err := absPath(c, src)
 	if err != nil {
 		return err
+	}
+	if ref := c.String("from-image"); ref != "" {
+		v.Source = abs
+		return volumeFromImage(c, v, ref)
 	}
 	st, err := os.Stat(abs)
 	if err != nil {

@@ -35,6 +35,11 @@ type Options struct {
 	// Started, if set, is called once the snapshot has begun (the volume
 	// is claimed and the name taken) with the snapshot's name.
 	Started func(name string)
+	// Seed, for the first snapshot of a volume whose source was just
+	// written from an image, is the image's top directory: a file whose
+	// type, size, mtime and mode match the image's entry at its path
+	// takes the image's blocks unread, so the snapshot links them.
+	Seed *store.Entry
 }
 
 // Progress counts what a running snapshot has done; safe to read while it
@@ -115,6 +120,9 @@ type walker struct {
 	links    map[devIno]*fileRead // hard-link groups met so far
 
 	files, dirs, symlinks, others, logical atomic.Uint64
+	// seeded says the tree compared against is an image's (Options.Seed),
+	// not a parent snapshot's of the same files.
+	seeded bool
 }
 
 func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Options) (*Result, error) {
@@ -169,6 +177,8 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 	var prevRoot *store.Entry
 	if p := w.Parent(); p != nil {
 		prevRoot = &p.RootDir
+	} else if opts.Seed != nil {
+		prevRoot, wk.seeded = opts.Seed, true
 	}
 
 	for i := 0; i < opts.Workers; i++ {
@@ -268,13 +278,13 @@ func (wk *walker) dir(path, rel string, prev *store.Entry) (store.Hash, error) {
 		var p *store.Entry
 		if pi < len(prevEntries) && prevEntries[pi].Name == name {
 			p = &prevEntries[pi]
-		} else if e.Type == store.TypeDir {
+		} else if e.Type == store.TypeDir && !wk.seeded {
 			// A directory renamed in place keeps its inode, and its files
 			// keep theirs and their ctimes: compare against its old tree.
 			p = findDirByIno(prevEntries, e.Ino)
 		}
-		carry := !wk.opts.Full && unchanged(p, &e)
-		if carry {
+		carry := !wk.opts.Full && (unchanged(p, &e) || wk.seeded && sameAsSeed(p, &e))
+		if carry && !wk.seeded {
 			e.Xattrs = p.Xattrs
 		} else if e.Xattrs, err = readXattrs(childPath); err != nil {
 			wk.warn(childPath, fmt.Errorf("xattrs: %w", err))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync/atomic"
 
@@ -244,4 +246,46 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += uint64(n)
 	return n, err
+}
+
+// Export writes an image to w in a format (native or tar).
+func Export(ctx context.Context, rd store.Reader, img *store.Image, w io.Writer, format Format, prog *Progress) (*ExportStats, error) {
+	opts := ExportOptions{Progress: prog, Header: Header{Name: img.Name, Description: img.Description,
+		Created: img.Created, Region: img.Region, Origin: img.Origin}}
+	switch format {
+	case FormatNative:
+		return WriteNative(ctx, rd, img.Snapshot.RootDir, w, opts)
+	case FormatTar:
+		return WriteTar(ctx, rd, img.Snapshot.RootDir, w, opts)
+	}
+	return nil, fmt.Errorf("image %s holds a directory tree: format %s is for images of disk volumes; use native or tar: %w",
+		img.Name, format, store.ErrInvalid)
+}
+
+// ExportFile writes an image to the file path under a temporary name in
+// the same directory, synced and renamed into place once complete: a
+// failed or interrupted export leaves no partial file at path.
+func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path string, format Format, prog *Progress) (*ExportStats, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	st, err := Export(ctx, rd, img, f, format, prog)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }

@@ -261,7 +261,7 @@ func TestNativeRoundTrip(t *testing.T) {
 	s := makeSnapshot(t, src)
 	stream := exportNative(t, src, s.RootDir, ExportOptions{Header: Header{Name: "golden", Description: "prepared", Region: "eu"}})
 	dst := testRepo(t, "us")
-	img, st, err := Import(ctx, dst, "copy", bytes.NewReader(stream), ImportOptions{Meta: store.ImageMeta{Owner: 1000}, Source: "golden.img"})
+	img, st, err := Import(ctx, dst, "copy", bytes.NewReader(stream), ImportOptions{Meta: store.ImageMeta{Owner: 1000}, Origin: store.ImageOrigin{Source: "golden.img"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,9 @@ type ImportOptions struct {
 	// Meta is the new image's owner and description; its origin is filled
 	// in. An empty description takes the native header's.
 	Meta store.ImageMeta
-	// Source names the file or URL read, for the image's origin.
-	Source string
+	// Origin says where the image comes from (default: an import); its
+	// region is the stream's when the stream names one.
+	Origin store.ImageOrigin
 	// Thin accepts a native stream that leaves out blocks the repository
 	// holds (image copy between repositories).
 	Thin bool
@@ -76,7 +77,10 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 	}
 	st.Format = format
 	meta := opts.Meta
-	meta.Origin = store.ImageOrigin{Kind: "import", Source: opts.Source}
+	meta.Origin = opts.Origin
+	if meta.Origin.Kind == "" {
+		meta.Origin.Kind = "import"
+	}
 	w, err := repo.BeginImage(ctx, name, meta)
 	if err != nil {
 		return nil, nil, err

@@ -62,6 +62,10 @@ type nativeReader struct {
 	dst  sink
 	has  func(store.Hash) bool // for thin streams: the repository's blocks
 	prog *Progress
+	// index, when set, takes each block's place in the stream instead of
+	// its data, which is skipped unread: a catalog file is indexed so.
+	index func(h store.Hash, off int64, length int)
+	skip  func(fr *frameReader, n int) error
 
 	res      readResult
 	pending  map[blobKey]bool // named, not yet received
@@ -78,13 +82,18 @@ type nativeReader struct {
 // readNative reads a native stream into dst. has, when set, accepts a thin
 // stream whose missing blocks it reports present.
 func readNative(ctx context.Context, r *bufio.Reader, dst sink, has func(store.Hash) bool, prog *Progress) (*readResult, error) {
-	nr := &nativeReader{fr: &frameReader{r: r, digest: blake3.New()}, dst: dst, has: has, prog: prog,
-		pending: map[blobKey]bool{}, received: map[blobKey]bool{}, shapes: map[store.Hash]fileShape{}, trees: map[store.Hash]*treeStats{},
-		expect: map[store.Hash]uint32{}, gotBlock: map[store.Hash]bool{}}
+	nr := newNativeReader(r, dst)
+	nr.has, nr.prog = has, prog
 	if err := nr.run(ctx); err != nil {
 		return nil, err
 	}
 	return &nr.res, nil
+}
+
+func newNativeReader(r *bufio.Reader, dst sink) *nativeReader {
+	return &nativeReader{fr: &frameReader{r: r, digest: blake3.New()}, dst: dst,
+		pending: map[blobKey]bool{}, received: map[blobKey]bool{}, shapes: map[store.Hash]fileShape{}, trees: map[store.Hash]*treeStats{},
+		expect: map[store.Hash]uint32{}, gotBlock: map[store.Hash]bool{}}
 }
 
 func (nr *nativeReader) run(ctx context.Context) error {
@@ -335,15 +344,22 @@ func (nr *nativeReader) block(ctx context.Context, length int) error {
 	case int(want) != length-store.HashSize:
 		return nr.fr.malformed("block %s: %d bytes, the image names %d", h.Short(), length-store.HashSize, want)
 	}
-	data := make([]byte, want)
-	if err := nr.fr.read(data, false); err != nil {
-		return err
-	}
-	if store.Sum(data) != h {
-		return nr.fr.malformed("block %s: hash mismatch", h.Short())
-	}
-	if err := nr.dst.PutBlock(ctx, h, data); err != nil {
-		return err
+	if nr.index != nil {
+		nr.index(h, nr.fr.off, int(want))
+		if err := nr.skip(nr.fr, int(want)); err != nil {
+			return err
+		}
+	} else {
+		data := make([]byte, want)
+		if err := nr.fr.read(data, false); err != nil {
+			return err
+		}
+		if store.Sum(data) != h {
+			return nr.fr.malformed("block %s: hash mismatch", h.Short())
+		}
+		if err := nr.dst.PutBlock(ctx, h, data); err != nil {
+			return err
+		}
 	}
 	delete(nr.expect, h)
 	nr.gotBlock[h] = true

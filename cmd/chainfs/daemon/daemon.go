@@ -21,19 +21,22 @@ import (
 
 	chainfs "github.com/chainfs/chainfs/fs"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // Options configure Run.
 type Options struct {
-	Repo       *store.Repo
+	Repo *store.Repo
+	// Catalog, if set, serves public images from the operator's catalog.
+	Catalog    *imagefile.Catalog
 	Mount      string
 	AllowOther bool
 	Debug      bool
 	Logger     *slog.Logger
 	// RunCLI runs one chainfs command line in this process against Repo,
 	// for a CLI that reached the daemon; it returns the exit status.
-	RunCLI func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer) int
+	RunCLI func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, caller Caller) int
 	// Ready is called once the mount and the socket serve.
 	Ready func()
 	// Clock drives the scheduler; nil is the system clock.
@@ -56,7 +59,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	notes := newNotifier()
 	jobs := newRunner(ctx, o.Repo, mnt, log)
-	fsys := chainfs.New(chainfs.Options{Repo: o.Repo, Controller: jobs, Logger: log, OwnerUID: owner})
+	fsys := chainfs.New(chainfs.Options{Repo: o.Repo, Images: &imagefile.Library{Repo: o.Repo, Catalog: o.Catalog},
+		Controller: jobs, Logger: log, OwnerUID: owner})
 	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug})
 	if err != nil {
 		return err

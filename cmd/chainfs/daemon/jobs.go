@@ -6,12 +6,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -153,19 +156,35 @@ func (r *runner) Delete(ctx context.Context, volume, snapshot string) error {
 	return wait(ctx)
 }
 
-// Export makes an image from a snapshot (chainfs.Controller). The image
-// belongs to the caller that wrote the command.
-func (r *runner) Export(ctx context.Context, volume, snapshot, image string) error {
+// Export makes an image from a snapshot and, with a file, writes it there
+// (chainfs.Controller). The image belongs to the caller that wrote the
+// command.
+func (r *runner) Export(ctx context.Context, volume, snapshot, image, file string) error {
 	owner := uint32(0)
 	if c, ok := fuse.FromContext(ctx); ok {
 		owner = c.Uid
 	}
-	wait, err := r.start(ctx, "export", volume+"/"+snapshot+" "+image, func(ctx context.Context, begun func()) (any, error) {
+	command := strings.TrimSpace(volume + "/" + snapshot + " " + image + " " + file)
+	wait, err := r.start(ctx, "export", command, func(ctx context.Context, begun func()) (any, error) {
 		img, err := r.repo.CreateImage(ctx, image, volume, snapshot, store.ImageMeta{Owner: owner})
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"image": img.Name, "from": img.Origin.String()}, nil
+		out := map[string]any{"image": img.Name, "from": img.Origin.String()}
+		if file == "" {
+			return out, nil
+		}
+		format := imagefile.FormatNative
+		if strings.HasSuffix(file, ".tar") {
+			format = imagefile.FormatTar
+		}
+		st, err := imagefile.ExportFile(ctx, r.repo, img, file, format, nil)
+		if err != nil {
+			r.repo.RemoveImage(context.WithoutCancel(ctx), image)
+			return nil, fmt.Errorf("export %s to %s: %w", image, file, err)
+		}
+		out["file"], out["format"], out["bytes"] = file, format, st.StreamBytes
+		return out, nil
 	})
 	if err != nil {
 		return err

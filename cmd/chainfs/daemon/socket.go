@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -40,7 +41,17 @@ const (
 	frameExit   = 'x' // data: big-endian u32 exit status
 )
 
-type cliFunc func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer) int
+// Caller is who sent a command line over the socket, with the CLI's own
+// standard input and output, which travel with the request (SCM_RIGHTS):
+// "image import NAME -" reads the CLI's input, "image export NAME -"
+// writes its output.
+type Caller struct {
+	UID    uint32
+	Stdin  *os.File // nil when the CLI passed none
+	Stdout *os.File
+}
+
+type cliFunc func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, caller Caller) int
 
 // listen serves the CLI on the repository's socket. Only the daemon's own
 // user and root may connect (checked with SO_PEERCRED).
@@ -95,13 +106,25 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 		stdout.kind = frameExit
 		stdout.Write(binary.BigEndian.AppendUint32(nil, uint32(code)))
 	}
-	if uid, err := peerUID(conn); err != nil || (uid != 0 && uid != uint32(os.Geteuid())) {
+	uid, err := peerUID(conn)
+	if err != nil || (uid != 0 && uid != uint32(os.Geteuid())) {
 		fmt.Fprintf(stderr, "chainfs: the daemon serving this repository refuses uid %d: only root and its owner may use it\n", uid)
 		exit(1)
 		return
 	}
-	br := bufio.NewReaderSize(io.LimitReader(conn, maxRequest), 64<<10)
-	line, err := br.ReadBytes('\n')
+	caller := Caller{UID: uid}
+	first, files, err := readWithFiles(conn)
+	for _, f := range files {
+		defer f.Close()
+	}
+	if len(files) == 2 {
+		caller.Stdin, caller.Stdout = files[0], files[1]
+	}
+	br := bufio.NewReaderSize(io.LimitReader(io.MultiReader(bytes.NewReader(first), conn), maxRequest), 64<<10)
+	var line []byte
+	if err == nil {
+		line, err = br.ReadBytes('\n')
+	}
 	var req request
 	if err == nil {
 		req, err = parseRequest(line)
@@ -119,7 +142,7 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 		cancel()
 	}()
 	j := jobs.add("cli", strings.Join(req.Args, " "), "running")
-	code := run(ctx, req.Args, req.Cwd, stdout, stderr)
+	code := run(ctx, req.Args, req.Cwd, stdout, stderr, caller)
 	var jerr error
 	if code != 0 {
 		jerr = fmt.Errorf("exit status %d", code)
@@ -152,6 +175,35 @@ func parseRequest(line []byte) (request, error) {
 	return req, nil
 }
 
+// readWithFiles reads the first bytes of a request and the descriptors
+// sent with them.
+func readWithFiles(conn *net.UnixConn) ([]byte, []*os.File, error) {
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(2*4))
+	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, nil, err
+	}
+	var files []*os.File
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			files = append(files, os.NewFile(uintptr(fd), "caller"))
+		}
+	}
+	if len(files) != 2 {
+		for _, f := range files {
+			f.Close()
+		}
+		files = nil
+	}
+	return buf[:n], files, nil
+}
+
 func peerUID(conn *net.UnixConn) (uint32, error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
@@ -171,23 +223,33 @@ func peerUID(conn *net.UnixConn) (uint32, error) {
 	return cred.Uid, nil
 }
 
+// Streams are a forwarded command's standard streams: In and Out go to the
+// daemon as descriptors, for commands that read or write data there
+// ("image import NAME -"); what the command prints comes back to Stdout
+// and Stderr.
+type Streams struct {
+	In, Out        *os.File
+	Stdout, Stderr io.Writer
+}
+
 // Forward runs a command line in the daemon serving repoDir and copies its
 // output. served is false when no daemon serves the repository, and the
 // caller runs the command itself.
-func Forward(ctx context.Context, repoDir string, args []string, stdout, stderr io.Writer) (code int, served bool, err error) {
-	conn, err := net.Dial("unix", filepath.Join(repoDir, SocketName))
+func Forward(ctx context.Context, repoDir string, args []string, s Streams) (code int, served bool, err error) {
+	c, err := net.Dial("unix", filepath.Join(repoDir, SocketName))
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR) {
 			return 0, false, nil
 		}
 		return 0, false, fmt.Errorf("daemon socket: %w", err)
 	}
+	conn := c.(*net.UnixConn)
 	defer conn.Close()
 	cwd, _ := os.Getwd()
 	b, _ := json.Marshal(request{Args: args, Cwd: cwd})
 	// The daemon may refuse the caller before reading the request, so its
 	// answer is read even when sending failed.
-	_, werr := conn.Write(append(b, '\n'))
+	_, _, werr := conn.WriteMsgUnix(append(b, '\n'), unix.UnixRights(int(s.In.Fd()), int(s.Out.Fd())), nil)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	br := bufio.NewReader(conn)
@@ -209,9 +271,9 @@ func Forward(ctx context.Context, repoDir string, args []string, stdout, stderr 
 		}
 		switch hdr[0] {
 		case frameStdout:
-			stdout.Write(data)
+			s.Stdout.Write(data)
 		case frameStderr:
-			stderr.Write(data)
+			s.Stderr.Write(data)
 		case frameExit:
 			if n != 4 {
 				return 0, true, fmt.Errorf("daemon: malformed reply")

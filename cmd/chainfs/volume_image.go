@@ -1,0 +1,161 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/chainfs/chainfs/fs/restore"
+	"github.com/chainfs/chainfs/fs/source"
+	"github.com/chainfs/chainfs/store"
+	"github.com/urfave/cli/v2"
+)
+
+// fromImageResult is what volume add --from-image reports.
+type fromImageResult struct {
+	Volume   *store.Volume   `json:"volume"`
+	Image    string          `json:"image"`
+	Snapshot *store.Snapshot `json:"snapshot"`
+	Duration time.Duration   `json:"duration_ns"`
+}
+
+// otherRegion reports an image named in another repository ("DIR:NAME"):
+// images are used only in their own region, so it must be copied here.
+func otherRegion(r *store.Repo, ref string) error {
+	i := strings.LastIndex(ref, ":")
+	if !strings.HasPrefix(ref, "/") || i < 0 {
+		return nil
+	}
+	dir, name := ref[:i], ref[i+1:]
+	region := "unknown"
+	if info, err := store.ReadInfo(dir); err == nil {
+		region = info.Region
+	}
+	return fmt.Errorf("image %s is in repository %s (region %s), not in this one (%s, region %s); images are used only "+
+		"in their own region: copy it here first with 'chainfs --repo %s image copy %s --to-repo %s'",
+		name, dir, region, r.Dir(), r.Info().Region, dir, name, r.Dir())
+}
+
+// volumeFromImage writes an image's tree into v.Source (new or empty) and
+// makes v with a first snapshot that links the image's blocks. On failure
+// nothing of it is left: no volume, and the directory as it was.
+func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
+	target := v.Source
+	return withRepo(c, func(r *store.Repo) (err error) {
+		start := time.Now()
+		if err := otherRegion(r, ref); err != nil {
+			return err
+		}
+		img, rd, err := library(c, r).Image(c.Context, ref)
+		if err != nil {
+			return err
+		}
+		if _, err := r.Volume(c.Context, v.Name); err == nil {
+			return fmt.Errorf("volume %s: %w", v.Name, store.ErrExists)
+		}
+		made, err := prepareTarget(target)
+		if err != nil {
+			return err
+		}
+		var added bool
+		defer func() {
+			if err == nil {
+				return
+			}
+			if added {
+				r.RemoveVolume(c.Context, v.Name, true)
+			}
+			clearTarget(target, made)
+		}()
+		if err = writeImageTree(c, img, rd, target); err != nil {
+			return err
+		}
+		vol, err := r.AddVolume(c.Context, v)
+		if err != nil {
+			return err
+		}
+		added = true
+		opts := source.Options{Logger: logger(c)}
+		if m, _ := c.App.Metadata[metaMount].(string); m != "" {
+			opts.Skip = []string{m}
+		}
+		// A public image's blocks are in its catalog file, not here: the
+		// snapshot stores them.
+		if img.Type != store.ImagePublic {
+			opts.Seed = &img.Snapshot.RootDir
+		}
+		res, err := source.Snapshot(c.Context, r, v.Name, store.SnapshotOptions{Description: "from image " + img.Name,
+			Tags: map[string]string{"image": img.Name}}, opts)
+		if err != nil {
+			return err
+		}
+		if len(res.Warnings) > 0 {
+			return fmt.Errorf("first snapshot of %s: %d entries could not be read back, first %s", v.Name, len(res.Warnings), res.Warnings[0])
+		}
+		out := fromImageResult{Volume: vol, Image: img.Name, Snapshot: res.Snapshot, Duration: time.Since(start)}
+		return output(c, out, func() {
+			st := res.Snapshot.Stats
+			fmt.Fprintf(c.App.Writer, "added volume %s: %s, written from image %s (%s, %s)\n", vol.Name, target, img.Name,
+				count(st.Files, "file"), size(st.LogicalBytes))
+			fmt.Fprintf(c.App.Writer, "  first snapshot %s links %s of the image's data, stored %s new\n", res.Snapshot.Name,
+				size(st.LogicalBytes-min(st.LogicalBytes, st.StoredBytes)), size(st.StoredBytes))
+		})
+	})
+}
+
+// prepareTarget checks that target is a new or empty directory and makes
+// it; made says it did not exist.
+func prepareTarget(target string) (made bool, err error) {
+	st, err := os.Stat(target)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.Mkdir(target, 0o755); err != nil {
+			return false, fmt.Errorf("target %s: %w", target, unwrapPathError(err))
+		}
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("target %s: %w", target, unwrapPathError(err))
+	}
+	if !st.IsDir() {
+		return false, fmt.Errorf("target %s: not a directory", target)
+	}
+	names, err := os.ReadDir(target)
+	if err != nil {
+		return false, fmt.Errorf("target %s: %w", target, unwrapPathError(err))
+	}
+	if len(names) > 0 {
+		return false, fmt.Errorf("target %s: not empty; a volume from an image starts in a new or empty directory", target)
+	}
+	return false, nil
+}
+
+// clearTarget undoes what was written into target.
+func clearTarget(target string, made bool) {
+	if made {
+		os.RemoveAll(target)
+		return
+	}
+	ents, _ := os.ReadDir(target)
+	for _, e := range ents {
+		os.RemoveAll(filepath.Join(target, e.Name()))
+	}
+}
+
+// writeImageTree writes an image's tree into target, every block verified.
+func writeImageTree(c *cli.Context, img *store.Image, rd store.Reader, target string) error {
+	prog := new(restore.Progress)
+	bar := startProgress(c, "write "+img.Name, func() (uint64, uint64) { return prog.Bytes.Load(), prog.ExpectedSize.Load() })
+	res, err := restore.Entry(c.Context, rd, &img.Snapshot.RootDir, img.Snapshot.Stats.LogicalBytes, target,
+		restore.Options{Progress: prog, Logger: logger(c)})
+	bar.finish()
+	if err != nil {
+		return fmt.Errorf("write image %s to %s: %w", img.Name, target, err)
+	}
+	if len(res.Problems) > 0 {
+		return fmt.Errorf("write image %s to %s: %d entries failed, first %s", img.Name, target, len(res.Problems), res.Problems[0])
+	}
+	return nil
+}
