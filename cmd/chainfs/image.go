@@ -471,11 +471,15 @@ type lengthChecked struct {
 func (l *lengthChecked) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	l.got += int64(n)
-	if errors.Is(err, io.EOF) && l.want >= 0 && l.got != l.want {
-		return n, fmt.Errorf("download ended after %d of %d bytes: %w", l.got, l.want, imagefile.ErrMalformed)
-	}
-	if err != nil && !errors.Is(err, io.EOF) && l.want >= 0 {
-		err = fmt.Errorf("download broke off after %d of %d bytes: %w", l.got, l.want, err)
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF) && (l.want < 0 || l.got == l.want):
+	case l.want >= 0:
+		// Not io.ErrUnexpectedEOF: the reader above would take it for a
+		// truncated image and say less.
+		err = fmt.Errorf("download broke off after %d of %d bytes (%v): %w", l.got, l.want, err, imagefile.ErrMalformed)
+	default:
+		err = fmt.Errorf("download broke off after %d bytes (%v): %w", l.got, err, imagefile.ErrMalformed)
 	}
 	return n, err
 }

@@ -57,7 +57,7 @@ func (l *Library) Own(ctx context.Context, name string) (*store.Image, error) {
 		return nil, err
 	}
 	if img.Type == store.ImagePublic {
-		return nil, fmt.Errorf("image %s is public, from the catalog file %s; it is changed there: %w", name, img.Catalog, store.ErrInvalid)
+		return nil, fmt.Errorf("image %s is public, from the catalog file %s; it is changed there", name, img.Catalog)
 	}
 	return img, nil
 }

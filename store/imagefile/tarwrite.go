@@ -309,9 +309,11 @@ func (tw *tarWriter) file(ctx context.Context, rd store.Reader, e *store.Entry, 
 	var sparseMap []byte
 	if e.Sparse {
 		extents = e.Extents
-		if len(extents) == 0 {
-			// GNU tar's form for a file that is all hole.
-			extents = []store.Extent{{Off: e.Size, Len: 0}}
+		if n := len(extents); n == 0 || extents[n-1].Off+extents[n-1].Len < e.Size {
+			// A file that ends in a hole ends its map with an empty
+			// extent at its size, as GNU tar writes it and needs it to
+			// give the file its size.
+			extents = append(slices.Clip(extents), store.Extent{Off: e.Size, Len: 0})
 		}
 		sparseMap = fmt.Appendf(nil, "%d\n", len(extents))
 		var data uint64
