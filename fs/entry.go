@@ -140,7 +140,8 @@ func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	}
 	i := sort.Search(len(entries), func(i int) bool { return entries[i].Name >= name })
 	if i == len(entries) || entries[i].Name != name {
-		out.SetEntryTimeout(immutableTimeout) // negative entries never change either
+		// No timeout set: the mount's NegativeTimeout applies, since
+		// what a snapshot lacks it lacks for good.
 		return nil, syscall.ENOENT
 	}
 	child := newEntryNode(n.fs, n.snap, entries[i], n.childPath(name))

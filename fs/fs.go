@@ -218,7 +218,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 func lookupFixed(ctx context.Context, parent *gofs.Inode, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	child := parent.GetChild(name)
 	if child == nil {
-		return nil, syscall.ENOENT
+		return nil, uncachedMiss(out, syscall.ENOENT)
 	}
 	if ga, ok := child.Operations().(gofs.NodeGetattrer); ok {
 		var a fuse.AttrOut
@@ -230,6 +230,16 @@ func lookupFixed(ctx context.Context, parent *gofs.Inode, name string, out *fuse
 	out.SetEntryTimeout(listTimeout)
 	out.SetAttrTimeout(listTimeout)
 	return child, 0
+}
+
+// uncachedMiss returns the errno of a failed lookup in a list that
+// changes (volumes, snapshots, images) so that the kernel does not keep
+// the miss: go-fuse turns an ENOENT with no entry timeout into a negative
+// entry cached for the mount's NegativeTimeout, which is for the trees of
+// snapshots, and passes it on as an error when a timeout is set.
+func uncachedMiss(out *fuse.EntryOut, e syscall.Errno) syscall.Errno {
+	out.SetEntryTimeout(listTimeout)
+	return e
 }
 
 // Getattr describes the root (NodeGetattrer).

@@ -71,10 +71,10 @@ func imageID(img *store.Image) (volID, seq uint64) {
 func (n *imagesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	img, rd, err := n.fs.images.Image(ctx, name)
 	if err != nil {
-		return nil, errno(n.fs.log, err, "lookup image", "image", name)
+		return nil, uncachedMiss(out, errno(n.fs.log, err, "lookup image", "image", name))
 	}
 	if !img.VisibleTo(callerUID(ctx)) {
-		return nil, syscall.ENOENT
+		return nil, uncachedMiss(out, syscall.ENOENT)
 	}
 	volID, seq := imageID(img)
 	node := n.fs.snapshotRoot(ctx, &n.Inode, snapRef{volume: "image " + name, volID: volID, seq: seq, name: name, rd: rd}, img.Snapshot.RootDir, out)

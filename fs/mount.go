@@ -38,6 +38,10 @@ func Mount(dir string, f *FS, o MountOptions) (*fuse.Server, error) {
 		// entry timeout, so that 0 means 0 (images/<name> is looked up
 		// afresh by every caller: who sees an image depends on who asks).
 		AttrTimeout: ptr(listTimeout),
+		// A name missing below a snapshot stays missing: the kernel keeps
+		// the miss. Lookups in the lists set a timeout on their misses,
+		// which go-fuse then passes on uncached (uncachedMiss).
+		NegativeTimeout: ptr(immutableTimeout),
 		// A mode of 0000 is a real mode here, not "unset".
 		NullPermissions: true,
 	}

@@ -50,7 +50,7 @@ func volumeIno(id uint64) uint64 { return inodeNumber("volume", []uint64{id}, ""
 func (n *volumesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	v, err := n.fs.repo.Volume(ctx, name)
 	if err != nil {
-		return nil, errno(n.fs.log, err, "lookup volume", "volume", name)
+		return nil, uncachedMiss(out, errno(n.fs.log, err, "lookup volume", "volume", name))
 	}
 	out.Mode = syscall.S_IFDIR | 0o755
 	out.Ino = volumeIno(v.ID)
@@ -115,7 +115,7 @@ func latestIno(volID uint64) uint64 { return inodeNumber("latest", []uint64{volI
 func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	snap, err := n.fs.repo.Snapshot(ctx, n.name, name)
 	if err != nil {
-		return nil, errno(n.fs.log, err, "lookup snapshot", "volume", n.name, "snapshot", name)
+		return nil, uncachedMiss(out, errno(n.fs.log, err, "lookup snapshot", "volume", n.name, "snapshot", name))
 	}
 	if name == "latest" {
 		out.Mode = syscall.S_IFLNK | 0o777

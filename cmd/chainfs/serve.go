@@ -21,6 +21,8 @@ func serveCommand() *cli.Command {
 		Name:      "serve",
 		Usage:     "mount every snapshot read-only and serve the CLI (the daemon; runs in the foreground)",
 		ArgsUsage: " ",
+		Description: "With the global --catalog DIR (chainfs serve --mount M --catalog DIR), the native image\n" +
+			"files in DIR show as public images under images/ and in every command the daemon runs.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mount", Required: true, Usage: "an empty directory to mount the repository on"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users in; the snapshots' own modes and owners apply"},
