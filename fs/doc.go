@@ -7,8 +7,8 @@
 //	<mountpoint>/
 //	  volumes/<volume>/<snapshot>/...   every snapshot, the source's tree
 //	  volumes/<volume>/latest           symlink to the newest snapshot
-//	  images/                           images (none yet)
-//	  .control/snapshot, delete, status the control directory
+//	  images/<image>/...                the images the caller may see
+//	  .control/snapshot, delete, export, status  the control directory
 //
 // # Structure
 //
@@ -19,7 +19,16 @@
 // loaded only when it is visited. Below a snapshot every node is an
 // entryNode holding a copy of its store.Entry; directories decode their
 // tree blob through a cache shared by all snapshots (unchanged directories
-// have the same hash in every snapshot).
+// have the same hash in every snapshot). Each snapshot's or image's nodes
+// read through a store.Reader: the repository, or the file of a catalog
+// image.
+//
+// # Images and callers
+//
+// images/ shows each caller the images store.Image.VisibleTo allows for
+// the uid FUSE gives; an image's entry is never cached (timeout 0), since
+// the kernel shares cached entries among callers. The mount has no default
+// entry timeout, so that 0 stays 0: every lookup sets its own.
 //
 // # Inode numbers
 //
@@ -33,9 +42,10 @@
 //
 // # Caching
 //
-// Snapshots never change, so entries and attributes below a snapshot get
-// an hour's timeout, files open with FOPEN_KEEP_CACHE, and reads are up to
-// 1 MiB. The lists of volumes and snapshots get a one-second timeout, and
+// Snapshots never change, so entries, misses and attributes below a
+// snapshot get an hour's timeout, files open with FOPEN_KEEP_CACHE, and
+// reads are up to 1 MiB. The lists of volumes and snapshots get a
+// one-second timeout (their misses are not cached), and
 // the daemon tells the kernel at once when a snapshot appears or goes
 // (Changed), outside any FUSE operation on those directories and any lock.
 //
