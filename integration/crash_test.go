@@ -13,7 +13,7 @@ import (
 )
 
 // TestKillAnywhere kills chainfs with SIGKILL at random points of each
-// operation that changes the repository. After every kill the repository
+// operation that changes the repository or writes an image. After every kill the repository
 // checks clean (data included), a snapshot committed before restores
 // exactly, and the next operation succeeds: no stale lock, nothing half
 // done visible. CHAINFS_CRASH_ROUNDS sets the kills per operation (default
@@ -97,6 +97,47 @@ func TestKillAnywhere(t *testing.T) {
 	for i := 0; i < rounds; i++ {
 		killAt(full, "image", "create", fmt.Sprint("img", i), "--from", "v/base")
 		verify("image create", i)
+	}
+
+	// Import: a native image of data the repository lacks, so that every
+	// round writes packs. After a kill the image is whole or absent: an
+	// import of the same name then succeeds or finds it taken. It is
+	// removed and gc'ed so that the next round writes anew.
+	other := newEnv(t)
+	osrc := filepath.Join(other.dir, "src")
+	os.MkdirAll(osrc, 0o755)
+	for i := 0; i < 3; i++ {
+		os.WriteFile(filepath.Join(osrc, fmt.Sprint("o", i)), randomData(uint64(500+i), 8<<20), 0o644)
+	}
+	other.ok("volume", "add", "o", osrc)
+	other.snapshot("o", "--name", "s")
+	other.ok("image", "create", "x", "--from", "o/s")
+	file := filepath.Join(other.dir, "x.img")
+	other.ok("image", "export", "x", file)
+	full = timed("image", "import", "measure-import", file)
+	e.ok("image", "rm", "measure-import")
+	e.ok("gc")
+	for i := 0; i < rounds; i++ {
+		name := fmt.Sprint("imp", i)
+		killAt(full, "image", "import", name, file)
+		verify("image import", i)
+		if r := e.run("image", "import", name, file); r.code != 0 && !strings.Contains(r.stderr, "already exists") {
+			t.Fatalf("import after a killed import: exit %d %s", r.code, r.stderr)
+		}
+		e.ok("image", "rm", name)
+		e.ok("gc")
+	}
+
+	// Export: the file is whole or absent, never partial.
+	out := filepath.Join(e.dir, "exported.img")
+	full = timed("image", "export", "measure", out)
+	for i := 0; i < rounds; i++ {
+		os.Remove(out)
+		killAt(full, "image", "export", "measure", out)
+		verify("image export", i)
+		if _, err := os.Stat(out); err == nil {
+			other.ok("image", "import", fmt.Sprint("exp", i), out)
+		}
 	}
 	e.ok("gc")
 	verify("final gc", rounds)
