@@ -308,7 +308,7 @@ func (ti *tarImport) entryOf(hdr *tar.Header) (store.Entry, error) {
 		e.Ctime = timespec(hdr.ChangeTime)
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeLink:
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeLink: // archive/tar turns the old TypeRegA into TypeReg
 		e.Type = store.TypeRegular
 	case tar.TypeDir:
 		e.Type = store.TypeDir
