@@ -5,6 +5,8 @@ BIN := bin/chainfs
 DEMO_DIR ?= /tmp/chainfs-demo
 # Debian packages the project and its tests use.
 DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin
+# Packages only the side-by-side benchmarks use.
+BENCH_PACKAGES := borgbackup time
 # Packages whose code runs goroutines concurrently: tested under -race.
 RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
@@ -23,7 +25,7 @@ all: build
 
 # deps installs the Debian packages that are missing (as root, or with sudo).
 deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
@@ -84,11 +86,14 @@ bench: deps build
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/snapshot.sh
 
 # bench-compare runs the side-by-side scripts: snapshots against restic,
-# and the mount against go-fuse's loopback and restic mount (the latter
-# makes 1,000 snapshots for its memory figure; SNAPSHOTS=N changes that).
-bench-compare: deps build
+# the mount against go-fuse's loopback and restic mount (the latter makes
+# 1,000 snapshots for its memory figure; SNAPSHOTS=N changes that), and
+# images against borg, restic and GNU tar.
+bench-compare: build
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/snapshot.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/mount.sh
+	CHAINFS=$(CURDIR)/$(BIN) bash bench/image.sh
 
 clean:
 	rm -rf bin

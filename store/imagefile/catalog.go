@@ -144,14 +144,20 @@ func indexFile(ctx context.Context, path, name string, info os.FileInfo) (*catal
 	}
 	ci := &catalogImage{path: path, size: info.Size(), mtime: info.ModTime(), f: f,
 		blobs: map[store.Hash][]byte{}, blocks: map[store.Hash]blockLoc{}}
-	nr := newNativeReader(bufio.NewReaderSize(f, 1<<20), blobKeeper(ci.blobs))
+	// A small buffer: after each block's data is skipped, a refill reads
+	// little more than the next frame's head. Blobs, read whole, bypass it.
+	nr := newNativeReader(bufio.NewReaderSize(f, 16<<10), blobKeeper(ci.blobs))
 	nr.index = func(h store.Hash, off int64, length int) { ci.blocks[h] = blockLoc{off, uint32(length)} }
 	nr.skip = func(fr *frameReader, n int) error {
-		// Seek over the data: the bufio reader is refilled from there.
-		if _, err := f.Seek(fr.off+int64(n), io.SeekStart); err != nil {
-			return err
+		if n <= fr.r.Buffered() {
+			fr.r.Discard(n)
+		} else {
+			// Seek over the data; the reader refills from there.
+			if _, err := f.Seek(fr.off+int64(n), io.SeekStart); err != nil {
+				return err
+			}
+			fr.r.Reset(f)
 		}
-		fr.r.Reset(f)
 		fr.off += int64(n)
 		return nil
 	}

@@ -12,9 +12,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/klauspost/compress/zstd"
@@ -685,4 +688,60 @@ func FuzzReadTar(f *testing.F) {
 			t.Fatalf("re-export reads back %d paths, not %d", len(b), len(a))
 		}
 	})
+}
+
+// TestCatalog: a directory of native files serves public images read from
+// the files, every block verified; a damaged file is left out, a damaged
+// block is an error, a file that changes is indexed again.
+func TestCatalog(t *testing.T) {
+	ctx := context.Background()
+	src := testRepo(t, "eu")
+	s := makeSnapshot(t, src)
+	dir := t.TempDir()
+	stream := exportNative(t, src, s.RootDir, ExportOptions{Header: Header{Name: "x", Description: "from the catalog", Region: "eu"}})
+	os.WriteFile(filepath.Join(dir, "pub.img"), stream, 0o644)
+	os.WriteFile(filepath.Join(dir, ".hidden"), []byte("not an image name"), 0o644)
+	cat := OpenCatalog(dir, nil)
+	imgs, err := cat.Images(ctx)
+	if err != nil || len(imgs) != 1 || imgs[0].Name != "pub" || imgs[0].Type != store.ImagePublic || imgs[0].Description != "from the catalog" {
+		t.Fatalf("catalog images: %+v %v", imgs, err)
+	}
+	img, rd, err := cat.Image(ctx, "pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !img.VisibleTo(12345) || img.Snapshot.Root != s.Root {
+		t.Errorf("public image: %+v", img)
+	}
+	compareFlat(t, flatten(t, src, s.RootDir), flatten(t, rd, img.Snapshot.RootDir))
+
+	// A flipped byte of block data: that block fails its hash, nothing else.
+	damaged := bytes.Clone(stream)
+	i := bytes.LastIndex(damaged, []byte("hello"))
+	damaged[i] = 'J'
+	os.WriteFile(filepath.Join(dir, "pub.img"), damaged, 0o644)
+	os.Chtimes(filepath.Join(dir, "pub.img"), time.Now(), time.Now().Add(time.Second))
+	_, rd, err = cat.Image(ctx, "pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, _ := store.Lookup(ctx, rd, &img.Snapshot.RootDir, "small.txt")
+	if _, err := rd.ReadBlock(ctx, small.Blocks[0], make([]byte, testBS)); !errors.Is(err, store.ErrCorrupt) {
+		t.Errorf("damaged block read: %v", err)
+	}
+	// A flipped byte of a tree: the file fails its digest and is left out.
+	damaged = bytes.Clone(stream)
+	damaged[len(Magic)+40] ^= 1
+	os.WriteFile(filepath.Join(dir, "pub.img"), damaged, 0o644)
+	os.Chtimes(filepath.Join(dir, "pub.img"), time.Now(), time.Now().Add(2*time.Second))
+	if imgs, err := cat.Images(ctx); err != nil || len(imgs) != 0 {
+		t.Errorf("damaged catalog file still listed: %+v %v", imgs, err)
+	}
+	if _, _, err := cat.Image(ctx, "pub"); err == nil {
+		t.Error("damaged catalog file still served")
+	}
+	os.Remove(filepath.Join(dir, "pub.img"))
+	if _, _, err := cat.Image(ctx, "pub"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("removed catalog file: %v", err)
+	}
 }
