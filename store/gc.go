@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -300,7 +301,9 @@ func (r *Repo) repack(ctx context.Context, id uint64, p *packUse, st *GCStats) e
 // commits need the gc lock shared, so this runs under it held exclusively:
 // a pack goes unless one of its blocks is referenced, and the trees go
 // only if no snapshot was committed since the writer began (else gc takes
-// them later). When the lock is taken it runs in the background.
+// them later). When the lock is taken it runs in the background, trying
+// again every second rather than queueing for the lock, which would hold
+// up every new snapshot behind the running ones.
 func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64) {
 	if len(packs) == 0 && len(trees) == 0 {
 		return
@@ -333,7 +336,13 @@ func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64
 	r.background.Add(1)
 	go func() {
 		defer r.background.Done()
-		r.gcMu.Lock()
+		for !r.gcMu.TryLock() {
+			select {
+			case <-r.closing:
+				return // gc reclaims it later
+			case <-time.After(time.Second):
+			}
+		}
 		run()
 	}()
 }

@@ -80,8 +80,10 @@ type Repo struct {
 	// commits counts committed snapshots, so that reclaiming an aborted
 	// writer's trees can tell whether anything could have linked them.
 	commits atomic.Uint64
-	// background runs reclaims that wait for the gc lock; Close waits.
+	// background runs reclaims that wait for the gc lock; Close ends
+	// them (closing) and waits.
 	background sync.WaitGroup
+	closing    chan struct{}
 
 	mu       sync.Mutex
 	running  map[string]string // volume name → snapshot being made
@@ -272,7 +274,7 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 	if packSize <= 0 {
 		packSize = defaultPackSize
 	}
-	return &Repo{dir: dir, info: info, db: db, blocks: blocks, lock: lock, log: log, packSize: packSize, running: map[string]string{}}, nil
+	return &Repo{dir: dir, info: info, db: db, blocks: blocks, lock: lock, log: log, packSize: packSize, running: map[string]string{}, closing: make(chan struct{})}, nil
 }
 
 // badgerLogHeader is the size of the header badger writes at the start of
@@ -385,6 +387,7 @@ func (r *Repo) checkSchema() error {
 
 // Close releases the repository.
 func (r *Repo) Close() error {
+	close(r.closing)
 	r.background.Wait()
 	err := r.db.Close()
 	r.blocks.Close()

@@ -249,7 +249,16 @@ func Forward(ctx context.Context, repoDir string, args []string, s Streams) (cod
 	b, _ := json.Marshal(request{Args: args, Cwd: cwd})
 	// The daemon may refuse the caller before reading the request, so its
 	// answer is read even when sending failed.
-	_, _, werr := conn.WriteMsgUnix(append(b, '\n'), unix.UnixRights(int(s.In.Fd()), int(s.Out.Fd())), nil)
+	var rights []byte
+	if s.In != nil && s.Out != nil {
+		rights = unix.UnixRights(int(s.In.Fd()), int(s.Out.Fd()))
+	}
+	_, _, werr := conn.WriteMsgUnix(append(b, '\n'), rights, nil)
+	if errors.Is(werr, syscall.EBADF) {
+		// A closed standard input or output cannot travel; the command
+		// then runs without them.
+		_, _, werr = conn.WriteMsgUnix(append(b, '\n'), nil, nil)
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	br := bufio.NewReader(conn)
