@@ -175,7 +175,7 @@ func (r *Repo) BeginImage(ctx context.Context, name string, meta ImageMeta) (*Im
 	}
 	w, err := r.BeginSnapshot(ctx, hidden, SnapshotOptions{Name: imageSnapshot, Description: meta.Description})
 	if err != nil {
-		r.RemoveVolume(context.WithoutCancel(ctx), hidden, true)
+		r.removeVolume(context.WithoutCancel(ctx), hidden, true)
 		return nil, fmt.Errorf("image %s: %w", name, err)
 	}
 	return &ImageWriter{SnapshotWriter: w, name: name}, nil
@@ -193,7 +193,7 @@ func (w *ImageWriter) UpdateMeta(fn func(*ImageMeta)) error {
 // error nothing is left of it.
 func (w *ImageWriter) Commit(ctx context.Context, rootDir Entry, stats SnapshotStats) (*Image, error) {
 	if _, err := w.SnapshotWriter.Commit(ctx, rootDir, stats); err != nil {
-		w.repo.RemoveVolume(context.WithoutCancel(ctx), imagePrefix+w.name, true)
+		w.repo.removeVolume(context.WithoutCancel(ctx), imagePrefix+w.name, true)
 		return nil, fmt.Errorf("image %s: %w", w.name, err)
 	}
 	return w.repo.Image(ctx, w.name)
@@ -202,7 +202,7 @@ func (w *ImageWriter) Commit(ctx context.Context, rootDir Entry, stats SnapshotS
 // Abort drops the image and what was stored for it.
 func (w *ImageWriter) Abort() {
 	w.SnapshotWriter.Abort()
-	w.repo.RemoveVolume(context.Background(), imagePrefix+w.name, true)
+	w.repo.removeVolume(context.Background(), imagePrefix+w.name, true)
 }
 
 // CreateImage makes image name from a snapshot without copying data.
@@ -303,7 +303,7 @@ func (r *Repo) RemoveImage(ctx context.Context, name string) error {
 	if _, err := r.Image(ctx, name); err != nil {
 		return err
 	}
-	if err := r.RemoveVolume(ctx, imagePrefix+name, true); err != nil {
+	if err := r.removeVolume(ctx, imagePrefix+name, true); err != nil {
 		return fmt.Errorf("image %s: %w", name, err)
 	}
 	return nil

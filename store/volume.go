@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,7 +147,15 @@ func (r *Repo) allVolumes() ([]Volume, error) {
 
 // RemoveVolume deletes a volume. With snapshots left it fails with
 // ErrHasSnapshots unless withSnapshots is set, in which case they go too.
+// An image's hidden volume is not a volume here: RemoveImage removes it.
 func (r *Repo) RemoveVolume(ctx context.Context, name string, withSnapshots bool) error {
+	if strings.HasPrefix(name, imagePrefix) {
+		return fmt.Errorf("volume %s: %w", name, ErrNotFound)
+	}
+	return r.removeVolume(ctx, name, withSnapshots)
+}
+
+func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool) error {
 	release, err := r.claimVolume(name, "removal")
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 )
 
 func main() {
@@ -34,7 +35,7 @@ func main() {
 func run(ctx context.Context, args []string) int {
 	if forwardable(args) {
 		code, served, err := daemon.Forward(ctx, repoDirFromArgs(args), args[1:],
-			daemon.Streams{In: os.Stdin, Out: os.Stdout, Stdout: os.Stdout, Stderr: os.Stderr})
+			daemon.Streams{In: os.Stdin, Out: os.Stdout, Stdout: os.Stdout, Stderr: os.Stderr, StderrTTY: term.IsTerminal(int(os.Stderr.Fd()))})
 		if err != nil {
 			return report(err, os.Stderr)
 		}

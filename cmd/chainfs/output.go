@@ -3,7 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -11,7 +11,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 )
 
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts instead of a table"}
@@ -79,35 +78,23 @@ func parseSize(s string) (uint64, error) {
 
 func formatTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
 
-// progress shows a bar on stderr while a long job runs, when stderr is a
-// terminal. read returns the current and the expected total (0: unknown).
+// progress shows a bar on stderr while a long job runs, when the caller's
+// stderr is a terminal (also through the daemon, which draws it into the
+// stream it sends back). read returns the current and the expected total
+// (0: unknown).
 type progress struct {
+	w    io.Writer
 	bar  *progressbar.ProgressBar
 	stop chan struct{}
 	done chan struct{}
 }
 
 func startProgress(c *cli.Context, desc string, read func() (cur, total uint64)) *progress {
-	if f, ok := c.App.ErrWriter.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+	if !caller(c).StderrTTY {
 		return nil
 	}
 	_, total := read()
-	max := int64(total)
-	if max == 0 {
-		max = -1
-	}
-	p := &progress{stop: make(chan struct{}), done: make(chan struct{}),
-		bar: progressbar.NewOptions64(max,
-			progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionSetDescription(desc),
-			// A rate without a total says little; the description then
-			// carries the bytes done.
-			progressbar.OptionShowBytes(total > 0),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish(),
-			progressbar.OptionSpinnerType(14),
-		)}
+	p := &progress{w: c.App.ErrWriter, stop: make(chan struct{}), done: make(chan struct{}), bar: newBar(c.App.ErrWriter, desc, total)}
 	go func() {
 		defer close(p.done)
 		tick := time.NewTicker(200 * time.Millisecond)
@@ -117,7 +104,13 @@ func startProgress(c *cli.Context, desc string, read func() (cur, total uint64))
 			case <-p.stop:
 				return
 			case <-tick.C:
-				cur, total := read()
+				cur, now := read()
+				if total == 0 && now > 0 {
+					// The total became known (an export walks the trees
+					// first): the spinner gives way to a bar.
+					p.bar.Clear()
+					p.bar, total = newBar(c.App.ErrWriter, desc, now), now
+				}
 				if total > 0 && cur > total {
 					p.bar.ChangeMax64(int64(cur))
 				}
@@ -131,6 +124,25 @@ func startProgress(c *cli.Context, desc string, read func() (cur, total uint64))
 	return p
 }
 
+// newBar is a bar towards total bytes, or a spinner when total is 0.
+func newBar(w io.Writer, desc string, total uint64) *progressbar.ProgressBar {
+	max := int64(total)
+	if max == 0 {
+		max = -1
+	}
+	return progressbar.NewOptions64(max,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(desc),
+		// A rate without a total says little; the description then
+		// carries the bytes done.
+		progressbar.OptionShowBytes(total > 0),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSpinnerType(14),
+	)
+}
+
 func (p *progress) finish() {
 	if p == nil {
 		return
@@ -138,5 +150,5 @@ func (p *progress) finish() {
 	close(p.stop)
 	<-p.done
 	p.bar.Clear()
-	fmt.Fprint(os.Stderr, "\r\033[K")
+	fmt.Fprint(p.w, "\r\033[K")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 )
 
 // repoDir is --repo, else $CHAINFS_REPO (urfave reads it), else the
@@ -51,7 +52,7 @@ func caller(c *cli.Context) daemon.Caller {
 	if cl, _ := c.App.Metadata[metaCaller].(*daemon.Caller); cl != nil {
 		return *cl
 	}
-	return daemon.Caller{UID: uint32(os.Geteuid()), Stdin: os.Stdin, Stdout: os.Stdout}
+	return daemon.Caller{UID: uint32(os.Geteuid()), Stdin: os.Stdin, Stdout: os.Stdout, StderrTTY: term.IsTerminal(int(os.Stderr.Fd()))}
 }
 
 // logger is the command's slog logger at the --log-level.

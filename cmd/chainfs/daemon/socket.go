@@ -28,10 +28,12 @@ const SocketName = "daemon.sock"
 // maxRequest bounds a request line.
 const maxRequest = 1 << 20
 
-// request is what the CLI sends: its command line and working directory.
+// request is what the CLI sends: its command line and working directory,
+// and whether its stderr is a terminal (progress bars are drawn there).
 type request struct {
-	Args []string `json:"args"`
-	Cwd  string   `json:"cwd"`
+	Args      []string `json:"args"`
+	Cwd       string   `json:"cwd"`
+	StderrTTY bool     `json:"stderr_tty,omitempty"`
 }
 
 // Frames of the reply: a type byte, a big-endian u32 length, the data.
@@ -49,6 +51,8 @@ type Caller struct {
 	UID    uint32
 	Stdin  *os.File // nil when the CLI passed none
 	Stdout *os.File
+	// StderrTTY says the CLI's stderr is a terminal.
+	StderrTTY bool
 }
 
 type cliFunc func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, caller Caller) int
@@ -129,6 +133,7 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 	if err == nil {
 		req, err = parseRequest(line)
 	}
+	caller.StderrTTY = req.StderrTTY
 	if err != nil {
 		fmt.Fprintf(stderr, "chainfs: malformed request to the daemon: %v\n", err)
 		exit(2)
@@ -226,10 +231,11 @@ func peerUID(conn *net.UnixConn) (uint32, error) {
 // Streams are a forwarded command's standard streams: In and Out go to the
 // daemon as descriptors, for commands that read or write data there
 // ("image import NAME -"); what the command prints comes back to Stdout
-// and Stderr.
+// and Stderr. StderrTTY says Stderr is a terminal, for progress bars.
 type Streams struct {
 	In, Out        *os.File
 	Stdout, Stderr io.Writer
+	StderrTTY      bool
 }
 
 // Forward runs a command line in the daemon serving repoDir and copies its
@@ -246,7 +252,7 @@ func Forward(ctx context.Context, repoDir string, args []string, s Streams) (cod
 	conn := c.(*net.UnixConn)
 	defer conn.Close()
 	cwd, _ := os.Getwd()
-	b, _ := json.Marshal(request{Args: args, Cwd: cwd})
+	b, _ := json.Marshal(request{Args: args, Cwd: cwd, StderrTTY: s.StderrTTY})
 	// The daemon may refuse the caller before reading the request, so its
 	// answer is read even when sending failed.
 	var rights []byte
