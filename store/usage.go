@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -32,6 +33,9 @@ type UsageOptions struct {
 // Usage is the repository's accounting.
 type Usage struct {
 	Snapshots []SnapshotUsage `json:"snapshots"`
+	// Images have Volume "" and Snapshot the image's name; Added is 0
+	// (an image is a chain of its own, it holds all it references).
+	Images []SnapshotUsage `json:"images"`
 	// Blocks and StoredBytes count the referenced blocks, each once.
 	Blocks      uint64 `json:"blocks"`
 	StoredBytes uint64 `json:"stored_bytes"`
@@ -49,12 +53,15 @@ type Usage struct {
 // Usage reports every snapshot's sizes and the repository's totals. A
 // snapshot's exclusive size costs one seek per block its delta names.
 func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
-	u := &Usage{Snapshots: []SnapshotUsage{}}
-	vols, err := r.Volumes(ctx)
+	u := &Usage{Snapshots: []SnapshotUsage{}, Images: []SnapshotUsage{}}
+	vols, err := r.allVolumes()
 	if err != nil {
 		return nil, err
 	}
 	for _, v := range vols {
+		if v.Removing {
+			continue
+		}
 		snaps, err := r.snapshotsOf(v.ID)
 		if err != nil {
 			return nil, err
@@ -64,22 +71,14 @@ func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 			if i+1 < len(snaps) {
 				next = snaps[i+1].Seq
 			}
-			excl, err := r.exclusive(v.ID, s.Seq, next)
+			su, err := r.snapshotUsage(ctx, &v, &s, next, opts)
 			if err != nil {
 				return nil, err
 			}
-			su := SnapshotUsage{Volume: v.Name, Snapshot: s.Name,
-				Logical: s.Stats.LogicalBytes, Added: s.Stats.AddedBytes, Exclusive: excl}
-			if opts.Shared {
-				blocks := map[Hash]uint32{}
-				if err := r.collectBlocks(ctx, s.Root, blocks); err != nil {
-					return nil, err
-				}
-				var referenced uint64
-				for _, n := range blocks {
-					referenced += uint64(n)
-				}
-				su.Shared = referenced - min(referenced, excl)
+			if name, ok := strings.CutPrefix(v.Name, imagePrefix); ok {
+				su.Volume, su.Snapshot, su.Added = "", name, 0
+				u.Images = append(u.Images, su)
+				continue
 			}
 			u.Snapshots = append(u.Snapshots, su)
 			u.LogicalBytes += s.Stats.LogicalBytes
@@ -116,6 +115,28 @@ func (r *Repo) countKeys(prefix []byte) (uint64, error) {
 		return nil
 	})
 	return n, err
+}
+
+// snapshotUsage is one snapshot's sizes; next is the snapshot after it in
+// its chain (0 for none).
+func (r *Repo) snapshotUsage(ctx context.Context, v *Volume, s *Snapshot, next uint64, opts UsageOptions) (SnapshotUsage, error) {
+	excl, err := r.exclusive(v.ID, s.Seq, next)
+	if err != nil {
+		return SnapshotUsage{}, err
+	}
+	su := SnapshotUsage{Volume: v.Name, Snapshot: s.Name, Logical: s.Stats.LogicalBytes, Added: s.Stats.AddedBytes, Exclusive: excl}
+	if opts.Shared {
+		blocks := map[Hash]uint32{}
+		if err := r.collectBlocks(ctx, s.Root, blocks); err != nil {
+			return su, err
+		}
+		var referenced uint64
+		for _, n := range blocks {
+			referenced += uint64(n)
+		}
+		su.Shared = referenced - min(referenced, excl)
+	}
+	return su, nil
 }
 
 // exclusive adds up the blocks snapshot seq holds alone: its runs that no

@@ -23,6 +23,9 @@ func usageCommand() *cli.Command {
 				for _, s := range u.Snapshots {
 					t.row(s.Volume, s.Snapshot, size(s.Logical), size(s.Added), size(s.Exclusive), size(s.Shared))
 				}
+				for _, s := range u.Images {
+					t.row("(image)", s.Snapshot, size(s.Logical), "-", size(s.Exclusive), size(s.Shared))
+				}
 				t.flush()
 				dedup := 0.0
 				if u.StoredBytes > 0 {
