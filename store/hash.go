@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 
@@ -22,6 +23,22 @@ func Sum(b []byte) Hash { return Hash(blake3.Sum256(b)) }
 
 // IsHole reports whether h stands for a hole.
 func (h Hash) IsHole() bool { return h == HoleHash }
+
+// zeros is what IsZero compares against: bytes.Equal runs at memory speed.
+var zeros = make([]byte, 64<<10)
+
+// IsZero reports whether b is all zero bytes: a block that is stored as a
+// hole.
+func IsZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
 
 // String is the lowercase hex form.
 func (h Hash) String() string { return hex.EncodeToString(h[:]) }

@@ -135,6 +135,21 @@ func (e *Entry) IsHardLink() bool { return e.Type != TypeDir && e.Nlink > 1 }
 // the list moves to a content blob.
 const maxInlineBlocks = 16
 
+// SetBlocks gives a regular file entry its block list: in the entry when
+// short, else in a content blob that put stores.
+func (e *Entry) SetBlocks(blocks []Hash, put func(blob []byte) (Hash, error)) error {
+	if len(blocks) <= maxInlineBlocks {
+		e.Blocks, e.Content, e.HasContent = blocks, Hash{}, false
+		return nil
+	}
+	h, err := put(EncodeContent(blocks))
+	if err != nil {
+		return err
+	}
+	e.Blocks, e.Content, e.HasContent = nil, h, true
+	return nil
+}
+
 const (
 	treeBlobVersion    = 1
 	contentBlobVersion = 1

@@ -24,8 +24,12 @@ const (
 // docs/format.md says why.
 const (
 	DefaultBlockSize = 256 << 10
-	MinBlockSize     = 4 << 10
-	MaxBlockSize     = 16 << 20
+	// DefaultDiskBlockSize is a disk volume's: what a file system inside
+	// writes is scattered, and a smaller block stores less around each
+	// write.
+	DefaultDiskBlockSize = 64 << 10
+	MinBlockSize         = 4 << 10
+	MaxBlockSize         = 16 << 20
 )
 
 // Volume is a named source that is snapshotted.
@@ -68,6 +72,9 @@ func (r *Repo) AddVolume(ctx context.Context, v Volume) (*Volume, error) {
 	}
 	if v.BlockSize == 0 {
 		v.BlockSize = DefaultBlockSize
+		if v.Kind == KindDisk {
+			v.BlockSize = DefaultDiskBlockSize
+		}
 	}
 	if v.BlockSize < MinBlockSize || v.BlockSize > MaxBlockSize || v.BlockSize&(v.BlockSize-1) != 0 {
 		return nil, fmt.Errorf("block size %d: must be a power of two from %d to %d: %w", v.BlockSize, MinBlockSize, MaxBlockSize, ErrInvalid)

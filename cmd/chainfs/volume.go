@@ -19,7 +19,7 @@ func volumeCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:      "add",
-				Usage:     "add a volume whose source is a directory tree",
+				Usage:     "add a volume whose source is a directory tree, a disk-image file or a block device",
 				ArgsUsage: "NAME SOURCE",
 				Description: "With --from-image, SOURCE is a new or empty directory: the image's tree is written\n" +
 					"there and the volume's first snapshot links the image's blocks instead of storing them\n" +
@@ -85,8 +85,16 @@ func volumeAdd(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("source %s: %w", src, unwrapPathError(err))
 	}
-	if !st.IsDir() {
-		return fmt.Errorf("source %s: not a directory (disk-image volumes are not supported yet)", src)
+	switch {
+	case st.IsDir():
+	case st.Mode().IsRegular() || st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
+		// A disk-image file or a block device: a disk volume.
+		if len(v.Excludes) > 0 || v.OneFileSystem {
+			return usagef("source %s is a disk, not a tree: --exclude and --one-file-system do not apply", src)
+		}
+		v.Kind = store.KindDisk
+	default:
+		return fmt.Errorf("source %s: not a directory, a disk-image file or a block device", src)
 	}
 	if rd, err := filepath.Abs(repoDir(c)); err == nil && (rd == abs || strings.HasPrefix(rd, abs+"/")) {
 		fmt.Fprintf(c.App.ErrWriter, "note: the repository %s lies inside the source; snapshots leave it out\n", rd)

@@ -127,8 +127,15 @@ type walker struct {
 
 func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Options) (*Result, error) {
 	vol := w.Volume()
+	if vol.Kind == store.KindDisk {
+		prog := opts.Progress
+		if prog == nil {
+			prog = new(Progress)
+		}
+		return runDisk(ctx, repo, w, opts, prog)
+	}
 	if vol.Kind != store.KindTree {
-		return nil, fmt.Errorf("volume %s: %s volumes are not snapshotted as trees: %w", vol.Name, vol.Kind, store.ErrInvalid)
+		return nil, fmt.Errorf("volume %s: %s volumes are not snapshotted: %w", vol.Name, vol.Kind, store.ErrInvalid)
 	}
 	excl, err := ignore.Compile(vol.Excludes)
 	if err != nil {
@@ -505,14 +512,9 @@ func (wk *walker) readFile(fr *fileRead) error {
 			e := entryFromStat(fr.entry.Name, &before)
 			e.BlockSize = uint32(wk.bs)
 			e.Sparse, e.Extents = sparse, extents
-			if len(blocks) > 16 {
-				if e.Content, err = wk.w.PutTree(wk.ctx, store.EncodeContent(blocks)); err != nil {
-					wk.fatal(err)
-					return err
-				}
-				e.HasContent = true
-			} else {
-				e.Blocks = blocks
+			if err := e.SetBlocks(blocks, func(b []byte) (store.Hash, error) { return wk.w.PutTree(wk.ctx, b) }); err != nil {
+				wk.fatal(err)
+				return err
 			}
 			fr.entry = e
 			return nil

@@ -3,7 +3,6 @@ package imagefile
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -359,7 +358,7 @@ func (t *tailReader) Read(p []byte) (int, error) {
 // endsInZeros reports whether what was read ends in the two zero blocks
 // that end a tar archive.
 func (t *tailReader) endsInZeros() bool {
-	return t.n >= int64(len(t.tail)) && t.n%tarBlock == 0 && allZero(t.tail[:])
+	return t.n >= int64(len(t.tail)) && t.n%tarBlock == 0 && store.IsZero(t.tail[:])
 }
 
 func timespec(t time.Time) store.Timespec {
@@ -434,7 +433,7 @@ func (ti *tarImport) data(e *store.Entry, hdr *tar.Header, r io.Reader) error {
 			return tarError(name, err)
 		}
 		ti.prog.add(len(b))
-		if sparse && allZero(b) {
+		if sparse && store.IsZero(b) {
 			blocks = append(blocks, store.HoleHash)
 		} else {
 			h := store.Sum(b)
@@ -455,30 +454,7 @@ func (ti *tarImport) data(e *store.Entry, hdr *tar.Header, r io.Reader) error {
 	if sparse && (len(extents) != 1 || extents[0].Len != e.Size) {
 		e.Sparse, e.Extents = true, extents
 	}
-	if len(blocks) > 16 {
-		h, err := ti.dst.PutTree(ti.ctx, store.EncodeContent(blocks))
-		if err != nil {
-			return err
-		}
-		e.Content, e.HasContent = h, true
-	} else {
-		e.Blocks = blocks
-	}
-	return nil
-}
-
-// zeros is compared against: bytes.Equal runs at memory speed.
-var zeros = make([]byte, store.DefaultBlockSize)
-
-func allZero(b []byte) bool {
-	for len(b) > 0 {
-		n := min(len(b), len(zeros))
-		if !bytes.Equal(b[:n], zeros[:n]) {
-			return false
-		}
-		b = b[n:]
-	}
-	return true
+	return e.SetBlocks(blocks, func(b []byte) (store.Hash, error) { return ti.dst.PutTree(ti.ctx, b) })
 }
 
 // store writes the tree below n, deepest first, and returns its hash.

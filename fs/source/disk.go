@@ -1,0 +1,204 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/chainfs/chainfs/store"
+	"golang.org/x/sys/unix"
+)
+
+// A disk volume's source is one disk-image file or block device. Its
+// snapshot is a directory holding one file, named after the source, whose
+// blocks are the disk's: all-zero blocks (and, of an image file, blocks in
+// its holes, which are not even read) are holes, the rest are stored once
+// per repository like any block. An image file whose size, mtime, ctime,
+// inode and mode equal its parent's record is carried over unread; a block
+// device has no such record of change and is read whole every time.
+
+// diskSegment is how many blocks a disk reader takes at a time.
+const diskSegment = 64
+
+// runDisk makes a snapshot of a disk volume.
+func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Options, prog *Progress) (*Result, error) {
+	vol := w.Volume()
+	fd, err := openNoatime(vol.Source, 0)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", vol.Source, err)
+	}
+	defer unix.Close(fd)
+	var before unix.Stat_t
+	if err := unix.Fstat(fd, &before); err != nil {
+		return nil, fmt.Errorf("source %s: %w", vol.Source, err)
+	}
+	device := before.Mode&unix.S_IFMT == unix.S_IFBLK
+	if !device && before.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("source %s: neither a disk-image file nor a block device any more: %w", vol.Source, store.ErrInvalid)
+	}
+	size, err := DiskSize(fd, &before)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", vol.Source, err)
+	}
+	e := entryFromStat(filepath.Base(vol.Source), &before)
+	e.Type, e.Size, e.Nlink, e.Rdev = store.TypeRegular, uint64(size), 1, 0
+	if !device {
+		if e.Xattrs, err = readXattrs(vol.Source); err != nil {
+			return nil, fmt.Errorf("source %s: xattrs: %w", vol.Source, err)
+		}
+	}
+	prog.Expected.Store(uint64(size))
+	var warnings []Warning
+	prev := parentDisk(ctx, repo, w, e.Name)
+	if !device && !opts.Full && unchanged(prev, &e) {
+		copyContent(&e, prev)
+		prog.CarriedBytes.Add(e.Size)
+	} else {
+		if err := readDisk(ctx, w, fd, &e, !device, opts.Workers, prog); err != nil {
+			return nil, fmt.Errorf("source %s: %w", vol.Source, err)
+		}
+		var after unix.Stat_t
+		if err := unix.Fstat(fd, &after); err == nil && !device && !sameVersion(&before, &after) {
+			// Reading again would not make it consistent: a disk in use
+			// changes all the time. Say so; docs/disk-volumes.md says how
+			// to freeze it.
+			warnings = append(warnings, Warning{Path: vol.Source,
+				Err: fmt.Errorf("changed while it was read: stored as read, which may be inconsistent (freeze it first: docs/disk-volumes.md)")})
+		}
+	}
+	root := store.Entry{Type: store.TypeDir, Mode: 0o755, UID: e.UID, GID: e.GID, Atime: e.Mtime, Mtime: e.Mtime, Ctime: e.Ctime, Nlink: 2}
+	if root.Subtree, err = w.PutTree(ctx, store.EncodeTree([]store.Entry{e})); err != nil {
+		return nil, err
+	}
+	stats := store.SnapshotStats{Files: 1, Dirs: 1, LogicalBytes: e.Size, ReadBytes: prog.ReadBytes.Load(), Warnings: uint64(len(warnings))}
+	snap, err := w.Commit(ctx, root, stats)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Snapshot: snap, Warnings: warnings}, nil
+}
+
+// DiskSize is the size of an open disk-image file or block device.
+func DiskSize(fd int, st *unix.Stat_t) (int64, error) {
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return st.Size, nil
+	}
+	// A block device's stat says 0; seeking to its end tells.
+	size, err := unix.Seek(fd, 0, unix.SEEK_END)
+	if err != nil {
+		return 0, fmt.Errorf("size of the block device: %w", err)
+	}
+	return size, nil
+}
+
+// parentDisk is the disk's file in the parent snapshot, nil if none.
+func parentDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, name string) *store.Entry {
+	p := w.Parent()
+	if p == nil {
+		return nil
+	}
+	e, err := repo.Lookup(ctx, p, name)
+	if err != nil || e.Type != store.TypeRegular {
+		return nil
+	}
+	return e
+}
+
+// readDisk reads the whole disk into e's block list, several readers at
+// once, each taking the next segment of blocks. Of an image file, blocks
+// wholly in its holes are not read.
+func readDisk(ctx context.Context, w *store.SnapshotWriter, fd int, e *store.Entry, file bool, workers int, prog *Progress) error {
+	size := int64(e.Size)
+	bs := int64(w.Volume().BlockSize)
+	var extents []store.Extent
+	sparse := false
+	if file {
+		var err error
+		if extents, sparse, err = dataExtents(fd, size); err != nil {
+			return err
+		}
+	}
+	n := (size + bs - 1) / bs
+	blocks := make([]store.Hash, n)
+	if workers <= 0 {
+		// Reading is sequential on the device; hashing is what the cores
+		// share.
+		workers = 2 * runtime.NumCPU()
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(int64(workers), (n+diskSegment-1)/diskSegment) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, bs)
+			for {
+				first := (next.Add(1) - 1) * diskSegment
+				if first >= n || ctx.Err() != nil {
+					return
+				}
+				for i := first; i < min(first+diskSegment, n); i++ {
+					off := i * bs
+					b := buf[:min(bs, size-off)]
+					if sparse && !hasData(extents, off, int64(len(b))) {
+						continue // a hole: HoleHash, the zero value
+					}
+					got, err := preadFull(fd, b, off)
+					if err == nil && got < len(b) {
+						err = fmt.Errorf("ended at %d bytes, %d short of its size", off+int64(got), size-off-int64(got))
+					}
+					if err != nil {
+						cancel(err)
+						return
+					}
+					prog.ReadBytes.Add(uint64(len(b)))
+					if store.IsZero(b) {
+						continue
+					}
+					h := store.Sum(b)
+					if err := w.PutBlock(ctx, h, b); err != nil {
+						cancel(err)
+						return
+					}
+					blocks[i] = h
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	e.BlockSize = uint32(bs)
+	e.Sparse, e.Extents = blockExtents(blocks, bs, size)
+	return e.SetBlocks(blocks, func(b []byte) (store.Hash, error) { return w.PutTree(ctx, b) })
+}
+
+// blockExtents are the data ranges of a block list: the blocks that are
+// not holes, merged. A list without holes is not sparse.
+func blockExtents(blocks []store.Hash, bs, size int64) (bool, []store.Extent) {
+	var extents []store.Extent
+	holes := false
+	for i, h := range blocks {
+		if h.IsHole() {
+			holes = true
+			continue
+		}
+		off := int64(i) * bs
+		length := min(bs, size-off)
+		if k := len(extents) - 1; k >= 0 && int64(extents[k].Off+extents[k].Len) == off {
+			extents[k].Len += uint64(length)
+		} else {
+			extents = append(extents, store.Extent{Off: uint64(off), Len: uint64(length)})
+		}
+	}
+	if !holes {
+		return false, nil
+	}
+	return true, extents
+}
