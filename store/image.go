@@ -85,6 +85,9 @@ type ImageMeta struct {
 	Community   bool        `json:"community,omitempty"`
 	Description string      `json:"description,omitempty"`
 	Origin      ImageOrigin `json:"origin"`
+	// Kind is KindDisk for the image of a disk (its tree is one file),
+	// empty for a directory tree.
+	Kind VolumeKind `json:"kind,omitempty"`
 }
 
 // Share adds uids to those the image is shared with.
@@ -213,6 +216,9 @@ func (r *Repo) CreateImage(ctx context.Context, name, volume, snapshot string, m
 	src, err := r.Snapshot(ctx, volume, snapshot)
 	if err != nil {
 		return nil, err
+	}
+	if v, err := r.Volume(ctx, volume); err == nil && v.Kind == KindDisk {
+		meta.Kind = KindDisk
 	}
 	meta.Origin = ImageOrigin{Kind: "snapshot", Volume: volume, Snapshot: src.Name}
 	w, err := r.BeginImage(ctx, name, meta)

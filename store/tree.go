@@ -135,6 +135,30 @@ func (e *Entry) IsHardLink() bool { return e.Type != TypeDir && e.Nlink > 1 }
 // the list moves to a content blob.
 const maxInlineBlocks = 16
 
+// ExtentsOf gives the data ranges of a block list of block size bs for a
+// file of size bytes: the blocks that are not holes, merged. A list
+// without holes is not sparse (nil).
+func ExtentsOf(blocks []Hash, bs, size uint64) (sparse bool, extents []Extent) {
+	extents = []Extent{}
+	for i, h := range blocks {
+		if h.IsHole() {
+			sparse = true
+			continue
+		}
+		off := uint64(i) * bs
+		length := min(bs, size-off)
+		if k := len(extents) - 1; k >= 0 && extents[k].Off+extents[k].Len == off {
+			extents[k].Len += length
+		} else {
+			extents = append(extents, Extent{Off: off, Len: length})
+		}
+	}
+	if !sparse {
+		return false, nil
+	}
+	return true, extents
+}
+
 // SetBlocks gives a regular file entry its block list: in the entry when
 // short, else in a content blob that put stores.
 func (e *Entry) SetBlocks(blocks []Hash, put func(blob []byte) (Hash, error)) error {

@@ -14,7 +14,7 @@ const (
 	exitOK      = 0
 	exitFailure = 1 // the command failed; nothing it would have made exists
 	exitUsage   = 2 // wrong arguments or flags
-	exitPartial = 3 // done, but some entries were left out (each was named)
+	exitPartial = 3 // done, but some entries were left out or may be inconsistent (each was named)
 	exitBusy    = 4 // the volume or repository is busy with another operation
 )
 
@@ -28,7 +28,7 @@ func (e usageError) Unwrap() error { return e.err }
 type partialError struct{ n int }
 
 func (e partialError) Error() string {
-	return fmt.Sprintf("%d entr%s could not be read or written (listed above)", e.n, plural(e.n, "y", "ies"))
+	return fmt.Sprintf("%d entr%s could not be read or written as they were (listed above)", e.n, plural(e.n, "y", "ies"))
 }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }

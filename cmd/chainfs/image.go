@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -76,8 +78,10 @@ func imageCommand() *cli.Command {
 				ArgsUsage: "NAME FILE|URL|-",
 				Description: "The format is detected (gzip- and zstd-compressed streams too). Every block is\n" +
 					"verified; blocks the repository holds are not stored again. Malformed or hostile input\n" +
-					"is refused and leaves nothing behind.",
+					"is refused and leaves nothing behind. A raw disk image (a file, a block device, a URL,\n" +
+					"maybe compressed) is imported with --format raw as the image of a disk.",
 				Flags: []cli.Flag{description, owner, jsonFlag,
+					&cli.StringFlag{Name: "format", Value: "auto", Usage: "auto (native or tar, detected) or raw"},
 					// image copy into a repository its daemon holds says so.
 					&cli.StringFlag{Name: "copied-from", Hidden: true}},
 				Action: repoAction(2, 2, imageImport),
@@ -408,8 +412,9 @@ type importResult struct {
 }
 
 // openImageSource opens what image import reads: standard input, a URL,
-// or a file. size is its length when known (0 otherwise).
-func openImageSource(c *cli.Context, src string) (r io.ReadCloser, size uint64, label string, err error) {
+// or a file (or, for a raw disk, a block device). size is its length when
+// known (0 otherwise).
+func openImageSource(c *cli.Context, src string, raw bool) (r io.ReadCloser, size uint64, label string, err error) {
 	switch {
 	case src == "-":
 		in := caller(c).Stdin
@@ -429,11 +434,36 @@ func openImageSource(c *cli.Context, src string) (r io.ReadCloser, size uint64, 
 		return nil, 0, "", fmt.Errorf("import from %s: %w", src, unwrapPathError(err))
 	}
 	st, err := f.Stat()
+	if err == nil && raw && isBlockDevice(path) {
+		size, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_END)
+		if err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			f.Close()
+			return nil, 0, "", fmt.Errorf("import from %s: %w", src, err)
+		}
+		return f, uint64(size), path, nil
+	}
 	if err != nil || !st.Mode().IsRegular() {
 		f.Close()
 		return nil, 0, "", fmt.Errorf("import from %s: not a regular file", src)
 	}
 	return f, uint64(st.Size()), path, nil
+}
+
+// rawFile is the file a raw disk image becomes: named after its source
+// (less a compression suffix), else after the image.
+func rawFile(name, src string, mtime time.Time) *store.Entry {
+	base := path.Base(strings.TrimRight(src, "/"))
+	for _, ext := range []string{".gz", ".zst"} {
+		base = strings.TrimSuffix(base, ext)
+	}
+	if src == "-" || !store.ValidName(base) {
+		base = name + ".img"
+	}
+	t := store.Timespec{Sec: mtime.Unix(), Nsec: uint32(mtime.Nanosecond())}
+	return &store.Entry{Name: base, Mode: 0o644, Atime: t, Mtime: t, Ctime: t}
 }
 
 // download opens an http(s) URL for reading. When the server gives a
@@ -495,19 +525,36 @@ func imageImport(c *cli.Context, r *store.Repo) error {
 	if err != nil {
 		return err
 	}
-	in, total, label, err := openImageSource(c, src)
+	raw := false
+	switch c.String("format") {
+	case "auto":
+	case "raw":
+		raw = true
+	default:
+		return usagef("--format %q: want auto or raw (native and tar are detected)", c.String("format"))
+	}
+	in, total, label, err := openImageSource(c, src, raw)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	opts := imagefile.ImportOptions{Meta: store.ImageMeta{Owner: owner, Description: c.String("description")},
+		Origin: store.ImageOrigin{Kind: "import", Source: label}}
+	if from := c.String("copied-from"); from != "" {
+		opts.Origin = store.ImageOrigin{Kind: "copy", Source: from}
+	}
+	if raw {
+		mtime := time.Now()
+		if f, ok := in.(*os.File); ok && !isBlockDevice(f.Name()) {
+			if st, err := f.Stat(); err == nil {
+				mtime = st.ModTime()
+			}
+		}
+		opts.Raw = rawFile(name, src, mtime)
+	}
 	counted := &readCounter{r: in}
 	bar := startProgress(c, "import "+name, func() (uint64, uint64) { return counted.n.Load(), total })
-	origin := store.ImageOrigin{Kind: "import", Source: label}
-	if from := c.String("copied-from"); from != "" {
-		origin = store.ImageOrigin{Kind: "copy", Source: from}
-	}
-	img, st, err := imagefile.Import(c.Context, r, name, counted, imagefile.ImportOptions{
-		Meta: store.ImageMeta{Owner: owner, Description: c.String("description")}, Origin: origin})
+	img, st, err := imagefile.Import(c.Context, r, name, counted, opts)
 	bar.finish()
 	if err != nil {
 		return err
@@ -548,7 +595,7 @@ func imageCopy(c *cli.Context, r *store.Repo) error {
 	if as == "" {
 		as = name
 	}
-	hdr := imagefile.Header{Name: img.Name, Description: img.Description, Created: img.Created, Region: img.Region, Origin: img.Origin}
+	hdr := imagefile.HeaderOf(img)
 	from := fmt.Sprintf("%s (region %s)", r.Dir(), r.Info().Region)
 	if img.Type == store.ImagePublic {
 		from = img.Catalog

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/chainfs/chainfs/fs/restore"
@@ -16,7 +18,9 @@ func restoreCommand() *cli.Command {
 		ArgsUsage: "VOLUME/SNAPSHOT[/PATH] TARGET",
 		Description: "A directory is restored into TARGET (created if missing). A file becomes TARGET,\n" +
 			"or TARGET/NAME when TARGET is a directory. SNAPSHOT may be 'latest'.\n" +
-			"Existing files are never replaced without --overwrite.",
+			"Existing files are never replaced without --overwrite. A block device as TARGET takes a\n" +
+			"disk image: the snapshot of a disk volume, or one file of a snapshot, written onto it\n" +
+			"whole (holes as zeros); a device in use (mounted) is refused.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace existing files"},
 			&cli.BoolFlag{Name: "no-owners", Usage: "do not restore owners (they are restored when run as root)"},
@@ -66,7 +70,15 @@ func restoreAction(c *cli.Context) error {
 			return opts.Progress.Bytes.Load(), opts.Progress.ExpectedSize.Load()
 		})
 		start := time.Now()
-		res, err := restore.Restore(c.Context, r, snap, path, target, opts)
+		var res *restore.Result
+		if isBlockDevice(target) {
+			var e *store.Entry
+			if e, err = diskFile(c.Context, r, snap, path); err == nil {
+				res, err = restore.Device(c.Context, r, e, target, opts)
+			}
+		} else {
+			res, err = restore.Restore(c.Context, r, snap, path, target, opts)
+		}
 		bar.finish()
 		if err != nil {
 			return err
@@ -92,4 +104,31 @@ func restoreAction(c *cli.Context) error {
 		}
 		return err
 	})
+}
+
+// isBlockDevice reports whether path is a block device (following links:
+// /dev/disk/by-id/... are links).
+func isBlockDevice(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0
+}
+
+// diskFile is what a block device takes from a snapshot: the file path
+// names, or, for the whole snapshot, its only file (a disk volume's).
+func diskFile(ctx context.Context, r *store.Repo, snap *store.Snapshot, path string) (*store.Entry, error) {
+	e, err := r.Lookup(ctx, snap, path)
+	if err != nil {
+		return nil, err
+	}
+	if e.Type == store.TypeDir {
+		entries, err := r.Tree(ctx, e.Subtree)
+		if err != nil {
+			return nil, err
+		}
+		if len(entries) != 1 || entries[0].Type != store.TypeRegular {
+			return nil, fmt.Errorf("%s/%s/%s is a directory tree: a block device takes a disk image, one file", snap.Volume, snap.Name, path)
+		}
+		e = &entries[0]
+	}
+	return e, nil
 }

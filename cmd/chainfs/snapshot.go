@@ -96,7 +96,7 @@ func snapshotCreate(c *cli.Context) error {
 		err = output(c, out, func() {
 			s := res.Snapshot
 			for _, w := range out.Warnings {
-				fmt.Fprintln(c.App.ErrWriter, "warning: left out", w)
+				fmt.Fprintln(c.App.ErrWriter, "warning:", w)
 			}
 			st := s.Stats
 			fmt.Fprintf(c.App.Writer, "snapshot %s/%s created\n", s.Volume, s.Name)

@@ -11,6 +11,7 @@ import (
 	"github.com/chainfs/chainfs/fs/restore"
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/urfave/cli/v2"
 )
 
@@ -39,9 +40,11 @@ func otherRegion(r *store.Repo, ref string) error {
 		name, dir, region, r.Dir(), r.Info().Region, dir, name, r.Dir())
 }
 
-// volumeFromImage writes an image's tree into v.Source (new or empty) and
+// volumeFromImage writes an image's tree into v.Source (a new or empty
+// directory; for the image of a disk, a new file or a block device) and
 // makes v with a first snapshot that links the image's blocks. On failure
-// nothing of it is left: no volume, and the directory as it was.
+// nothing of it is left: no volume, and the target as it was (a device
+// keeps what was written onto it).
 func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 	target := v.Source
 	return withRepo(c, func(r *store.Repo) (err error) {
@@ -56,7 +59,14 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 		if _, err := r.Volume(c.Context, v.Name); err == nil {
 			return fmt.Errorf("volume %s: %w", v.Name, store.ErrExists)
 		}
-		made, err := prepareTarget(target)
+		var made, device bool
+		if img.Kind == store.KindDisk {
+			v.Kind = store.KindDisk
+			device, err = prepareDiskTarget(target)
+			made = !device
+		} else {
+			made, err = prepareTarget(target)
+		}
 		if err != nil {
 			return err
 		}
@@ -68,9 +78,11 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 			if added {
 				r.RemoveVolume(c.Context, v.Name, true)
 			}
-			clearTarget(target, made)
+			if !device {
+				clearTarget(target, made)
+			}
 		}()
-		if err = writeImageTree(c, img, rd, target); err != nil {
+		if err = writeImage(c, img, rd, target, device); err != nil {
 			return err
 		}
 		vol, err := r.AddVolume(c.Context, v)
@@ -83,8 +95,9 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 			opts.Skip = []string{m}
 		}
 		// A public image's blocks are in its catalog file, not here: the
-		// snapshot stores them.
-		if img.Type != store.ImagePublic {
+		// snapshot stores them. A device cannot tell whether it changed
+		// since it was written: it is read back (its blocks are here).
+		if img.Type != store.ImagePublic && !device {
 			opts.Seed = &img.Snapshot.RootDir
 		}
 		res, err := source.Snapshot(c.Context, r, v.Name, store.SnapshotOptions{Description: "from image " + img.Name,
@@ -144,12 +157,41 @@ func clearTarget(target string, made bool) {
 	}
 }
 
-// writeImageTree writes an image's tree into target, every block verified.
-func writeImageTree(c *cli.Context, img *store.Image, rd store.Reader, target string) error {
+// prepareDiskTarget checks that target is a new file or a block device.
+func prepareDiskTarget(target string) (device bool, err error) {
+	if isBlockDevice(target) {
+		return true, nil
+	}
+	if _, err := os.Lstat(target); err == nil {
+		return false, fmt.Errorf("target %s: exists; a volume from the image of a disk starts in a new file or on a block device", target)
+	}
+	if st, err := os.Stat(filepath.Dir(target)); err != nil || !st.IsDir() {
+		return false, fmt.Errorf("target %s: no such directory %s", target, filepath.Dir(target))
+	}
+	return false, nil
+}
+
+// writeImage writes an image into target, every block verified: a tree
+// into a directory; a disk into a new file (sparse) or onto a device.
+func writeImage(c *cli.Context, img *store.Image, rd store.Reader, target string, device bool) error {
 	prog := new(restore.Progress)
 	bar := startProgress(c, "write "+img.Name, func() (uint64, uint64) { return prog.Bytes.Load(), prog.ExpectedSize.Load() })
-	res, err := restore.Entry(c.Context, rd, &img.Snapshot.RootDir, img.Snapshot.Stats.LogicalBytes, target,
-		restore.Options{Progress: prog, Logger: logger(c)})
+	opts := restore.Options{Progress: prog, Logger: logger(c)}
+	e := &img.Snapshot.RootDir
+	if img.Kind == store.KindDisk {
+		var err error
+		if e, err = imagefile.DiskFile(c.Context, rd, img); err != nil {
+			bar.finish()
+			return err
+		}
+	}
+	var res *restore.Result
+	var err error
+	if device {
+		res, err = restore.Device(c.Context, rd, e, target, opts)
+	} else {
+		res, err = restore.Entry(c.Context, rd, e, img.Snapshot.Stats.LogicalBytes, target, opts)
+	}
 	bar.finish()
 	if err != nil {
 		return fmt.Errorf("write image %s to %s: %w", img.Name, target, err)

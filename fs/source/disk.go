@@ -52,8 +52,11 @@ func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opt
 	}
 	prog.Expected.Store(uint64(size))
 	var warnings []Warning
-	prev := parentDisk(ctx, repo, w, e.Name)
-	if !device && !opts.Full && unchanged(prev, &e) {
+	prev, seeded := parentDisk(ctx, repo, w, e.Name), false
+	if prev == nil && opts.Seed != nil {
+		prev, seeded = seedDisk(ctx, repo, opts.Seed), true
+	}
+	if !device && !opts.Full && (unchanged(prev, &e) || seeded && sameAsSeed(prev, &e)) {
 		copyContent(&e, prev)
 		prog.CarriedBytes.Add(e.Size)
 	} else {
@@ -65,7 +68,7 @@ func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opt
 			// Reading again would not make it consistent: a disk in use
 			// changes all the time. Say so; docs/disk-volumes.md says how
 			// to freeze it.
-			warnings = append(warnings, Warning{Path: vol.Source,
+			warnings = append(warnings, Warning{Path: vol.Source, Kept: true,
 				Err: fmt.Errorf("changed while it was read: stored as read, which may be inconsistent (freeze it first: docs/disk-volumes.md)")})
 		}
 	}
@@ -105,6 +108,16 @@ func parentDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, 
 		return nil
 	}
 	return e
+}
+
+// seedDisk is the disk file of an image the source was written from: its
+// one regular file.
+func seedDisk(ctx context.Context, repo *store.Repo, root *store.Entry) *store.Entry {
+	entries, err := repo.Tree(ctx, root.Subtree)
+	if err != nil || len(entries) != 1 || entries[0].Type != store.TypeRegular {
+		return nil
+	}
+	return &entries[0]
 }
 
 // readDisk reads the whole disk into e's block list, several readers at
@@ -175,30 +188,6 @@ func readDisk(ctx context.Context, w *store.SnapshotWriter, fd int, e *store.Ent
 		return err
 	}
 	e.BlockSize = uint32(bs)
-	e.Sparse, e.Extents = blockExtents(blocks, bs, size)
+	e.Sparse, e.Extents = store.ExtentsOf(blocks, uint64(bs), uint64(size))
 	return e.SetBlocks(blocks, func(b []byte) (store.Hash, error) { return w.PutTree(ctx, b) })
-}
-
-// blockExtents are the data ranges of a block list: the blocks that are
-// not holes, merged. A list without holes is not sparse.
-func blockExtents(blocks []store.Hash, bs, size int64) (bool, []store.Extent) {
-	var extents []store.Extent
-	holes := false
-	for i, h := range blocks {
-		if h.IsHole() {
-			holes = true
-			continue
-		}
-		off := int64(i) * bs
-		length := min(bs, size-off)
-		if k := len(extents) - 1; k >= 0 && int64(extents[k].Off+extents[k].Len) == off {
-			extents[k].Len += uint64(length)
-		} else {
-			extents = append(extents, store.Extent{Off: uint64(off), Len: uint64(length)})
-		}
-	}
-	if !holes {
-		return false, nil
-	}
-	return true, extents
 }

@@ -55,13 +55,21 @@ type Progress struct {
 	Expected atomic.Uint64
 }
 
-// Warning is an entry left out of a snapshot and why.
+// Warning is an entry left out of a snapshot and why, or one kept though
+// it may be inconsistent (a disk that changed while it was read).
 type Warning struct {
 	Path string
 	Err  error
+	// Kept says the entry is in the snapshot nonetheless.
+	Kept bool
 }
 
-func (w Warning) String() string { return fmt.Sprintf("%s: %v", w.Path, w.Err) }
+func (w Warning) String() string {
+	if w.Kept {
+		return fmt.Sprintf("%s: %v", w.Path, w.Err)
+	}
+	return fmt.Sprintf("left out %s: %v", w.Path, w.Err)
+}
 
 // Result is a committed snapshot and the entries that were left out.
 type Result struct {

@@ -178,7 +178,7 @@ func indexFile(ctx context.Context, path, name string, info os.FileInfo) (*catal
 		Root: nr.res.root.Subtree, RootDir: nr.res.root, Stats: nr.res.stats}
 	snap.Stats.StoredBytes = nr.res.blockBytes
 	ci.image = store.Image{Name: name, Type: store.ImagePublic, Region: h.Region, Created: h.Created, Catalog: path,
-		ImageMeta: store.ImageMeta{Description: h.Description, Origin: h.Origin}, Snapshot: snap}
+		ImageMeta: store.ImageMeta{Description: h.Description, Origin: h.Origin, Kind: h.Kind}, Snapshot: snap}
 	return ci, nil
 }
 

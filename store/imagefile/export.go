@@ -248,18 +248,114 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Export writes an image to w in a format (native or tar).
+// HeaderOf is the native header that describes an image.
+func HeaderOf(img *store.Image) Header {
+	return Header{Name: img.Name, Description: img.Description, Created: img.Created, Region: img.Region,
+		Origin: img.Origin, Kind: img.Kind}
+}
+
+// Export writes an image to w in a format: native, tar, or raw (the disk
+// of an image of a disk volume).
 func Export(ctx context.Context, rd store.Reader, img *store.Image, w io.Writer, format Format, prog *Progress) (*ExportStats, error) {
-	opts := ExportOptions{Progress: prog, Header: Header{Name: img.Name, Description: img.Description,
-		Created: img.Created, Region: img.Region, Origin: img.Origin}}
+	opts := ExportOptions{Progress: prog, Header: HeaderOf(img)}
 	switch format {
 	case FormatNative:
 		return WriteNative(ctx, rd, img.Snapshot.RootDir, w, opts)
 	case FormatTar:
 		return WriteTar(ctx, rd, img.Snapshot.RootDir, w, opts)
 	}
-	return nil, fmt.Errorf("image %s holds a directory tree: format %s is for images of disk volumes; use native or tar: %w",
-		img.Name, format, store.ErrInvalid)
+	disk, err := DiskFile(ctx, rd, img)
+	if err != nil {
+		return nil, err
+	}
+	return WriteRaw(ctx, rd, disk, w, prog)
+}
+
+// DiskFile is the disk of an image of a disk volume: its one file.
+func DiskFile(ctx context.Context, rd store.Reader, img *store.Image) (*store.Entry, error) {
+	entries, err := rd.Tree(ctx, img.Snapshot.RootDir.Subtree)
+	if err != nil {
+		return nil, err
+	}
+	if img.Kind != store.KindDisk || len(entries) != 1 || entries[0].Type != store.TypeRegular {
+		return nil, fmt.Errorf("image %s holds a directory tree: raw is for images of disk volumes; use native or tar: %w",
+			img.Name, store.ErrInvalid)
+	}
+	return &entries[0], nil
+}
+
+// WriteRaw writes a disk's bytes. Into a regular file its holes stay holes
+// (they are skipped and the file is sized at the end); into anything else
+// they are written as zeros.
+func WriteRaw(ctx context.Context, rd store.Reader, e *store.Entry, w io.Writer, prog *Progress) (*ExportStats, error) {
+	list, err := rd.FileBlocks(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	st := &ExportStats{}
+	var file *os.File
+	if f, ok := w.(*os.File); ok {
+		if info, err := f.Stat(); err == nil && info.Mode().IsRegular() {
+			file = f
+		}
+	}
+	var zero []byte
+	var run []blockRef
+	bs := uint64(e.BlockSize)
+	prog.total(e.Size)
+	i := 0 // index of the block written next
+	emit := func(b blockRef, data []byte) error {
+		off := int64(uint64(i) * bs)
+		i++
+		var err error
+		if file != nil {
+			_, err = file.WriteAt(data, off)
+		} else {
+			_, err = w.Write(data)
+		}
+		prog.add(len(data))
+		st.BlockBytes += uint64(len(data))
+		return err
+	}
+	flush := func() error {
+		err := readBlocks(ctx, rd, run, func(b blockRef, data []byte) error {
+			st.Blocks++
+			return emit(b, data)
+		})
+		run = run[:0]
+		return err
+	}
+	for j, h := range list {
+		b := blockRef{h, e.BlockLen(j)}
+		if !h.IsHole() {
+			run = append(run, b)
+			continue
+		}
+		if err := flush(); err != nil {
+			return nil, err
+		}
+		if file != nil {
+			i++ // a hole: seeked over
+			prog.add(int(b.length))
+			continue
+		}
+		if len(zero) < int(b.length) {
+			zero = make([]byte, b.length)
+		}
+		if err := emit(b, zero[:b.length]); err != nil {
+			return nil, err
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	if file != nil {
+		if err := file.Truncate(int64(e.Size)); err != nil {
+			return nil, err
+		}
+	}
+	st.StreamBytes = e.Size
+	return st, nil
 }
 
 // ExportFile writes an image to the file path under a temporary name in

@@ -43,6 +43,10 @@ type ImportOptions struct {
 	// Thin accepts a native stream that leaves out blocks the repository
 	// holds (image copy between repositories).
 	Thin bool
+	// Raw, when set, reads the stream (maybe compressed) as a raw disk
+	// image: the image of a disk whose one file is Raw (its name, mode,
+	// owner and times). A raw disk cannot be told from its bytes.
+	Raw *store.Entry
 	// Progress, if set, counts the block data read.
 	Progress *Progress
 }
@@ -71,7 +75,7 @@ type ImportStats struct {
 func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opts ImportOptions) (*store.Image, *ImportStats, error) {
 	cr := &countingReader{r: r}
 	st := &ImportStats{}
-	br, format, err := detect(bufio.NewReaderSize(cr, 1<<20), st)
+	br, format, err := detect(bufio.NewReaderSize(cr, 1<<20), st, opts.Raw != nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -81,19 +85,25 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 	if meta.Origin.Kind == "" {
 		meta.Origin.Kind = "import"
 	}
+	if format == FormatRaw {
+		meta.Kind = store.KindDisk
+	}
 	w, err := repo.BeginImage(ctx, name, meta)
 	if err != nil {
 		return nil, nil, err
 	}
 	var res *readResult
-	if format == FormatNative {
+	switch format {
+	case FormatNative:
 		var has func(store.Hash) bool
 		if opts.Thin {
 			has = repo.HasBlock
 		}
 		res, err = readNative(ctx, br, w, has, opts.Progress)
-	} else {
+	case FormatTar:
 		res, err = readTar(ctx, br, w, opts.Progress, maxTarFileSize)
+	default:
+		res, err = readRaw(ctx, br, w, *opts.Raw, opts.Progress)
 	}
 	if err != nil {
 		w.Abort()
@@ -106,6 +116,7 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 			if m.Description == "" {
 				m.Description = h.Description
 			}
+			m.Kind = h.Kind
 			m.Origin.Region = cmp.Or(h.Origin.Region, h.Region)
 		})
 		if err != nil {
@@ -133,11 +144,13 @@ var (
 const tarMagicOffset = 257
 
 // detect tells the stream's format from its first bytes, unwrapping gzip
-// and zstd.
-func detect(br *bufio.Reader, st *ImportStats) (*bufio.Reader, Format, error) {
+// and zstd; a raw stream is only unwrapped.
+func detect(br *bufio.Reader, st *ImportStats, raw bool) (*bufio.Reader, Format, error) {
 	for range 2 {
 		head, _ := br.Peek(512)
 		switch {
+		case raw && (st.Compression != "" || !bytes.HasPrefix(head, gzipMagic) && !bytes.HasPrefix(head, zstdMagic)):
+			return br, FormatRaw, nil
 		case bytes.HasPrefix(head, []byte(Magic)):
 			return br, FormatNative, nil
 		case len(head) >= tarMagicOffset+5 && string(head[tarMagicOffset:tarMagicOffset+5]) == "ustar":

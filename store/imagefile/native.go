@@ -76,6 +76,8 @@ type Header struct {
 	// Thin says blocks the receiving repository already holds may be left
 	// out: only image copy between repositories writes such streams.
 	Thin bool `json:"thin,omitempty"`
+	// Kind is "disk" for the image of a disk (one file), empty for a tree.
+	Kind store.VolumeKind `json:"kind,omitempty"`
 }
 
 // frameWriter writes frames and hashes everything but block data, which
