@@ -11,7 +11,7 @@ BENCH_PACKAGES := borgbackup time
 RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
 # Fuzz targets, as "Target package".
-FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzParseClock ./store" \
+FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzDecodeChunks ./store" "FuzzParseClock ./store" \
 	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore" "FuzzParseRequest ./cmd/chainfs/daemon" \
 	"FuzzReadNative ./store/imagefile" "FuzzReadTar ./store/imagefile"
 FUZZTIME ?= 5m

@@ -248,7 +248,7 @@ func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if n.entry.Type != store.TypeRegular {
 		return nil, 0, syscall.EINVAL
 	}
-	blocks, err := n.snap.rd.FileBlocks(ctx, &n.entry)
+	blocks, err := store.OpenBlocks(ctx, n.snap.rd, &n.entry)
 	if err != nil {
 		return nil, 0, n.errno(err, "open")
 	}

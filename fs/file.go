@@ -20,7 +20,7 @@ const readAhead = 8
 // around the reader's position, each verified against its hash.
 type fileHandle struct {
 	n      *entryNode
-	blocks []store.Hash
+	blocks *store.BlockList
 	bs     int64
 
 	mu    sync.Mutex
@@ -37,7 +37,7 @@ type fetch struct {
 
 var _ = (gofs.FileReader)((*fileHandle)(nil))
 
-func newFileHandle(n *entryNode, blocks []store.Hash) *fileHandle {
+func newFileHandle(n *entryNode, blocks *store.BlockList) *fileHandle {
 	return &fileHandle{n: n, blocks: blocks, bs: int64(n.entry.BlockSize), cache: map[int]*fetch{}}
 }
 
@@ -57,7 +57,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		fetches = append(fetches, h.start(i))
 	}
 	if sequential {
-		for i := last + 1; i <= last+readAhead && i < len(h.blocks); i++ {
+		for i := last + 1; i <= last+readAhead && i < h.blocks.Len(); i++ {
 			h.start(i)
 		}
 	}
@@ -96,17 +96,19 @@ func (h *fileHandle) start(i int) *fetch {
 	f := &fetch{done: make(chan struct{})}
 	h.cache[i] = f
 	length := h.n.entry.BlockLen(i)
-	hash := h.blocks[i]
 	go func() {
 		defer close(f.done)
 		f.data = make([]byte, length)
-		if hash.IsHole() {
-			return
-		}
 		// Not the request's context: a block fetched ahead outlives the
 		// read that asked for it.
+		ctx := context.Background()
+		hash, err := h.blocks.At(ctx, i)
+		if err != nil || hash.IsHole() {
+			f.err = err
+			return
+		}
 		var n int
-		n, f.err = h.n.snap.rd.ReadBlock(context.Background(), hash, f.data)
+		n, f.err = h.n.snap.rd.ReadBlock(ctx, hash, f.data)
 		if f.err == nil && n != len(f.data) {
 			f.err = store.ErrCorrupt
 		}

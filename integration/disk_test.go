@@ -131,7 +131,10 @@ func TestDiskImagesAndDevices(t *testing.T) {
 		t.Errorf("raw export takes %d bytes, the image %d: holes were written", a, b)
 	}
 	sh(t, fmt.Sprintf("CHAINFS_REPO=%q %q image export di - --format raw | cmp - %q", e.repo, chainfsBin, img))
-	e.fails(2, "raw is for images of disk volumes", "image", "export", "nope", filepath.Join(e.dir, "x"), "--format", "raw")
+	e.ok("volume", "add", "t", src)
+	e.snapshot("t")
+	e.ok("image", "create", "ti", "--from", "t/latest")
+	e.fails(2, "raw is for images of disk volumes", "image", "export", "ti", filepath.Join(e.dir, "x"), "--format", "raw")
 
 	b := newEnv(t)
 	sh(t, fmt.Sprintf("zstd -q -o %q %q || gzip -c %q > %q", raw+".zst", raw, raw, raw+".zst"))

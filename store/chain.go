@@ -150,6 +150,8 @@ func (r *Repo) treeDelta(ctx context.Context, oldRoot, newRoot Hash, hasOld bool
 			case o.Type == TypeDir && n.Type == TypeDir:
 				err = r.treeDelta(ctx, o.Subtree, n.Subtree, true, acc)
 			case sameContent(o, n):
+			case o.Type == TypeRegular && n.Type == TypeRegular:
+				err = r.contentDelta(ctx, o, n, acc)
 			default:
 				if err = r.entryRefs(ctx, o, -1, acc); err == nil {
 					err = r.entryRefs(ctx, n, +1, acc)
@@ -180,12 +182,58 @@ func (r *Repo) entryRefs(ctx context.Context, e *Entry, sign int64, acc deltaSet
 			}
 		}
 	case TypeRegular:
-		blocks, err := r.FileBlocks(ctx, e)
+		l, err := OpenBlocks(ctx, r, e)
 		if err != nil {
 			return err
 		}
-		for i, h := range blocks {
+		return l.Each(ctx, func(i int, h Hash) error {
 			acc.add(h, sign, e.BlockLen(i))
+			return nil
+		})
+	}
+	return nil
+}
+
+// contentDelta adds the block references of file n minus those of file o.
+// Two chunked lists are compared chunk by chunk: a chunk equal in both is
+// skipped unread, so a disk with a few changed blocks costs a few chunks.
+func (r *Repo) contentDelta(ctx context.Context, o, n *Entry, acc deltaSet) error {
+	lo, err := OpenBlocks(ctx, r, o)
+	if err != nil {
+		return err
+	}
+	ln, err := OpenBlocks(ctx, r, n)
+	if err != nil {
+		return err
+	}
+	co, okO := lo.Chunked()
+	cn, okN := ln.Chunked()
+	if !okO || !okN || co.Per != cn.Per || o.BlockSize != n.BlockSize {
+		if err := r.entryRefs(ctx, o, -1, acc); err != nil {
+			return err
+		}
+		return r.entryRefs(ctx, n, +1, acc)
+	}
+	for c := 0; c < max(len(co.Hashes), len(cn.Hashes)); c++ {
+		if c < len(co.Hashes) && c < len(cn.Hashes) && co.Hashes[c] == cn.Hashes[c] && co.ChunkLen(c) == cn.ChunkLen(c) {
+			continue // the same hashes, so the same data and lengths
+		}
+		for _, side := range []struct {
+			l    *BlockList
+			c    *Chunks
+			e    *Entry
+			sign int64
+		}{{lo, co, o, -1}, {ln, cn, n, +1}} {
+			if c >= len(side.c.Hashes) {
+				continue
+			}
+			hs, err := side.l.loadChunk(ctx, c)
+			if err != nil {
+				return err
+			}
+			for j, h := range hs {
+				acc.add(h, side.sign, side.e.BlockLen(c*side.c.Per+j))
+			}
 		}
 	}
 	return nil

@@ -80,14 +80,18 @@ func (r *Repo) collectBlocks(ctx context.Context, tree Hash, out map[Hash]uint32
 				return err
 			}
 		case TypeRegular:
-			blocks, err := r.FileBlocks(ctx, e)
+			l, err := OpenBlocks(ctx, r, e)
 			if err != nil {
 				return err
 			}
-			for j, h := range blocks {
+			err = l.Each(ctx, func(j int, h Hash) error {
 				if !h.IsHole() {
 					out[h] = e.BlockLen(j)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 	}

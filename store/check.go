@@ -163,28 +163,30 @@ func (c *checker) dir(ctx context.Context, tree Hash, path string) {
 }
 
 func (c *checker) file(ctx context.Context, e *Entry, path string) {
-	blocks, err := c.r.FileBlocks(ctx, e)
+	l, err := OpenBlocks(ctx, c.r, e)
+	if err == nil {
+		err = l.Each(ctx, func(i int, h Hash) error {
+			if h.IsHole() {
+				return nil
+			}
+			good, seen := c.blocks[h]
+			if !seen {
+				c.rep.Blocks++
+				good = c.block(ctx, h, path, i)
+				c.blocks[h] = good
+			}
+			if !good {
+				c.problem(path, "block %d (%s) is damaged or missing", i, h.Short())
+				return nil
+			}
+			if _, err := c.r.Holder(ctx, c.vol.ID, c.snap.Seq, h); err != nil {
+				c.problem(path, "block %d (%s) has no chain run covering this snapshot", i, h.Short())
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		c.problem(path, "block list unreadable: %v", err)
-		return
-	}
-	for i, h := range blocks {
-		if h.IsHole() {
-			continue
-		}
-		good, seen := c.blocks[h]
-		if !seen {
-			c.rep.Blocks++
-			good = c.block(ctx, h, path, i)
-			c.blocks[h] = good
-		}
-		if !good {
-			c.problem(path, "block %d (%s) is damaged or missing", i, h.Short())
-			continue
-		}
-		if _, err := c.r.Holder(ctx, c.vol.ID, c.snap.Seq, h); err != nil {
-			c.problem(path, "block %d (%s) has no chain run covering this snapshot", i, h.Short())
-		}
 	}
 }
 

@@ -139,25 +139,49 @@ func metaChanged(o, n *Entry) bool {
 
 // changedRanges returns the byte ranges of n whose blocks differ from o's,
 // merged where adjacent.
+// Chunks equal in both lists are skipped unread.
 func (r *Repo) changedRanges(ctx context.Context, o, n *Entry) ([]Extent, error) {
-	ob, err := r.FileBlocks(ctx, o)
+	lo, err := OpenBlocks(ctx, r, o)
 	if err != nil {
 		return nil, err
 	}
-	nb, err := r.FileBlocks(ctx, n)
+	ln, err := OpenBlocks(ctx, r, n)
 	if err != nil {
 		return nil, err
 	}
 	var out []Extent
-	for i := range nb {
-		if i < len(ob) && ob[i] == nb[i] && o.BlockLen(i) == n.BlockLen(i) && o.BlockSize == n.BlockSize {
-			continue
+	compare := func(i int, h Hash) error {
+		if i < lo.Len() && o.BlockSize == n.BlockSize && o.BlockLen(i) == n.BlockLen(i) {
+			oh, err := lo.At(ctx, i)
+			if err != nil || oh == h {
+				return err
+			}
 		}
 		off, l := uint64(i)*uint64(n.BlockSize), uint64(n.BlockLen(i))
 		if k := len(out) - 1; k >= 0 && out[k].Off+out[k].Len == off {
 			out[k].Len += l
 		} else {
 			out = append(out, Extent{Off: off, Len: l})
+		}
+		return nil
+	}
+	co, okO := lo.Chunked()
+	cn, okN := ln.Chunked()
+	if !okO || !okN || co.Per != cn.Per || o.BlockSize != n.BlockSize {
+		return out, ln.Each(ctx, compare)
+	}
+	for c := range cn.Hashes {
+		if c < len(co.Hashes) && co.Hashes[c] == cn.Hashes[c] && co.ChunkLen(c) == cn.ChunkLen(c) {
+			continue
+		}
+		hs, err := ln.loadChunk(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		for j, h := range hs {
+			if err := compare(c*cn.Per+j, h); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil

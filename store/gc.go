@@ -72,7 +72,13 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 					return err
 				}
 			case e.Type == TypeRegular && e.HasContent:
-				live[e.Content] = true
+				blobs, err := ContentBlobs(ctx, r, e)
+				if err != nil {
+					return err
+				}
+				for _, h := range blobs {
+					live[h] = true
+				}
 			}
 		}
 		return ctx.Err()

@@ -54,36 +54,29 @@ func (r *Repo) FileBlocks(ctx context.Context, e *Entry) ([]Hash, error) {
 }
 
 // Reader reads what a tree names, by hash: a repository, or an image file
-// served from a catalog.
+// served from a catalog. A file's block list is read with OpenBlocks.
 type Reader interface {
 	// Tree loads and decodes a tree blob.
 	Tree(ctx context.Context, h Hash) ([]Entry, error)
 	// Blob returns a tree or content blob, checked against its hash.
 	Blob(ctx context.Context, h Hash) ([]byte, error)
-	// FileBlocks returns a regular file's block list.
-	FileBlocks(ctx context.Context, e *Entry) ([]Hash, error)
 	// ReadBlock reads block h into p, checked against its hash.
 	ReadBlock(ctx context.Context, h Hash, p []byte) (int, error)
 }
 
-// FileBlocks returns a regular file's block list, loading its content blob
-// from rd when the list is out of line.
+// FileBlocks returns a regular file's whole block list. Long lists are
+// better read a chunk at a time (OpenBlocks).
 func FileBlocks(ctx context.Context, rd Reader, e *Entry) ([]Hash, error) {
-	if !e.HasContent {
-		return e.Blocks, nil
-	}
-	blob, err := rd.Blob(ctx, e.Content)
+	l, err := OpenBlocks(ctx, rd, e)
 	if err != nil {
 		return nil, err
 	}
-	blocks, err := DecodeContent(blob)
-	if err != nil {
-		return nil, fmt.Errorf("content %s: %w", e.Content.Short(), err)
-	}
-	if len(blocks) != e.NumBlocks() {
-		return nil, fmt.Errorf("content %s: %d blocks for size %d: %w", e.Content.Short(), len(blocks), e.Size, ErrCorrupt)
-	}
-	return blocks, nil
+	blocks := make([]Hash, 0, l.Len())
+	err = l.Each(ctx, func(_ int, h Hash) error {
+		blocks = append(blocks, h)
+		return nil
+	})
+	return blocks, err
 }
 
 // ReadBlock reads block h into p, which must hold the block, checks it

@@ -366,22 +366,30 @@ func (r *Repo) setActivity(purpose string) {
 }
 
 func (r *Repo) checkSchema() error {
-	return r.db.View(func(txn *badger.Txn) error {
+	return r.db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get(metaSchemaKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%s: no schema record: %w", r.dir, ErrCorrupt)
 		} else if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
+		var s uint64
+		if err := item.Value(func(v []byte) error {
 			if len(v) != 8 {
 				return fmt.Errorf("%s: schema record: %w", r.dir, ErrCorrupt)
 			}
-			if s := binary.BigEndian.Uint64(v); s != schemaVersion {
-				return fmt.Errorf("%s: metadata schema %d, this chainfs reads %d: %w", r.dir, s, schemaVersion, ErrFormat)
-			}
+			s = binary.BigEndian.Uint64(v)
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		switch s {
+		case schemaVersion:
+			return nil
+		case 1:
+			return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, schemaVersion))
+		}
+		return fmt.Errorf("%s: metadata schema %d, this chainfs reads up to %d: %w", r.dir, s, schemaVersion, ErrFormat)
 	})
 }
 

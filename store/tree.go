@@ -159,21 +159,6 @@ func ExtentsOf(blocks []Hash, bs, size uint64) (sparse bool, extents []Extent) {
 	return true, extents
 }
 
-// SetBlocks gives a regular file entry its block list: in the entry when
-// short, else in a content blob that put stores.
-func (e *Entry) SetBlocks(blocks []Hash, put func(blob []byte) (Hash, error)) error {
-	if len(blocks) <= maxInlineBlocks {
-		e.Blocks, e.Content, e.HasContent = blocks, Hash{}, false
-		return nil
-	}
-	h, err := put(EncodeContent(blocks))
-	if err != nil {
-		return err
-	}
-	e.Blocks, e.Content, e.HasContent = nil, h, true
-	return nil
-}
-
 const (
 	treeBlobVersion    = 1
 	contentBlobVersion = 1

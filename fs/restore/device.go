@@ -40,14 +40,14 @@ func Device(ctx context.Context, rd store.Reader, e *store.Entry, device string,
 		opts.Progress = new(Progress)
 	}
 	opts.Progress.ExpectedSize.Store(e.Size)
-	blocks, err := rd.FileBlocks(ctx, e)
+	blocks, err := store.OpenBlocks(ctx, rd, e)
 	if err != nil {
 		return nil, err
 	}
 	buf := make([]byte, e.BlockSize)
-	for i, h := range blocks {
+	err = blocks.Each(ctx, func(i int, h store.Hash) error {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		b := buf[:e.BlockLen(i)]
 		off := int64(i) * int64(e.BlockSize)
@@ -59,9 +59,13 @@ func Device(ctx context.Context, rd store.Reader, e *store.Entry, device string,
 			_, err = f.WriteAt(b, off)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("restore onto %s: %w", device, err)
+			return fmt.Errorf("restore onto %s: %w", device, err)
 		}
 		opts.Progress.Bytes.Add(uint64(len(b)))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("restore onto %s: %w", device, err)

@@ -311,16 +311,16 @@ func (r *restorer) writeFile(job fileJob, buf []byte) error {
 	if r.ctx.Err() != nil {
 		return r.ctx.Err()
 	}
-	blocks, err := r.repo.FileBlocks(r.ctx, &job.e)
+	blocks, err := store.OpenBlocks(r.ctx, r.repo, &job.e)
 	if err != nil {
 		return err
 	}
-	for i, h := range blocks {
+	err = blocks.Each(r.ctx, func(i int, h store.Hash) error {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
 		if h.IsHole() {
-			continue
+			return nil
 		}
 		n, err := r.repo.ReadBlock(r.ctx, h, buf[:job.e.BlockLen(i)])
 		if err != nil {
@@ -333,6 +333,10 @@ func (r *restorer) writeFile(job fileJob, buf []byte) error {
 			return err
 		}
 		r.opts.Progress.Bytes.Add(uint64(n))
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return job.f.Truncate(int64(job.e.Size))
 }

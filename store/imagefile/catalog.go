@@ -210,11 +210,6 @@ func (ci *catalogImage) Tree(ctx context.Context, h store.Hash) ([]store.Entry, 
 	return store.DecodeTree(b)
 }
 
-// FileBlocks returns a file's block list (store.Reader).
-func (ci *catalogImage) FileBlocks(ctx context.Context, e *store.Entry) ([]store.Hash, error) {
-	return store.FileBlocks(ctx, ci, e)
-}
-
 // ReadBlock reads a block from the file and checks it against its hash
 // (store.Reader).
 func (ci *catalogImage) ReadBlock(ctx context.Context, h store.Hash, p []byte) (int, error) {

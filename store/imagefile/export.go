@@ -160,25 +160,43 @@ func walkBlobs(ctx context.Context, rd store.Reader, top store.Hash, blob func(t
 			if e.Type != store.TypeRegular {
 				continue
 			}
-			if e.HasContent && !seen[key{frameContent, e.Content}] {
-				seen[key{frameContent, e.Content}] = true
-				cb, err := rd.Blob(ctx, e.Content)
+			if e.HasContent {
+				if seen[key{frameContent, e.Content}] {
+					continue // its blocks are counted
+				}
+				// The content blob, then its chunks: each after the blob
+				// that names it.
+				blobs, err := store.ContentBlobs(ctx, rd, e)
 				if err != nil {
 					return err
 				}
-				if err := blob(frameContent, cb); err != nil {
-					return err
+				for _, ch := range blobs {
+					if seen[key{frameContent, ch}] {
+						continue
+					}
+					seen[key{frameContent, ch}] = true
+					cb, err := rd.Blob(ctx, ch)
+					if err != nil {
+						return err
+					}
+					if err := blob(frameContent, cb); err != nil {
+						return err
+					}
 				}
 			}
-			list, err := rd.FileBlocks(ctx, e)
+			list, err := store.OpenBlocks(ctx, rd, e)
 			if err != nil {
 				return err
 			}
-			for j, bh := range list {
+			err = list.Each(ctx, func(j int, bh store.Hash) error {
 				if !bh.IsHole() && !seenBlock[bh] {
 					seenBlock[bh] = true
 					block(bh, e.BlockLen(j))
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 	}
@@ -288,10 +306,6 @@ func DiskFile(ctx context.Context, rd store.Reader, img *store.Image) (*store.En
 // (they are skipped and the file is sized at the end); into anything else
 // they are written as zeros.
 func WriteRaw(ctx context.Context, rd store.Reader, e *store.Entry, w io.Writer, prog *Progress) (*ExportStats, error) {
-	list, err := rd.FileBlocks(ctx, e)
-	if err != nil {
-		return nil, err
-	}
 	st := &ExportStats{}
 	var file *os.File
 	if f, ok := w.(*os.File); ok {
@@ -299,54 +313,23 @@ func WriteRaw(ctx context.Context, rd store.Reader, e *store.Entry, w io.Writer,
 			file = f
 		}
 	}
-	var zero []byte
-	var run []blockRef
-	bs := uint64(e.BlockSize)
 	prog.total(e.Size)
-	i := 0 // index of the block written next
-	emit := func(b blockRef, data []byte) error {
-		off := int64(uint64(i) * bs)
-		i++
-		var err error
-		if file != nil {
-			_, err = file.WriteAt(data, off)
-		} else {
-			_, err = w.Write(data)
-		}
+	bs := int64(e.BlockSize)
+	err := eachBlockData(ctx, rd, e, func(i int, h store.Hash, data []byte) error {
 		prog.add(len(data))
+		if h.IsHole() && file != nil {
+			return nil // seeked over
+		}
+		st.Blocks++
 		st.BlockBytes += uint64(len(data))
-		return err
-	}
-	flush := func() error {
-		err := readBlocks(ctx, rd, run, func(b blockRef, data []byte) error {
-			st.Blocks++
-			return emit(b, data)
-		})
-		run = run[:0]
-		return err
-	}
-	for j, h := range list {
-		b := blockRef{h, e.BlockLen(j)}
-		if !h.IsHole() {
-			run = append(run, b)
-			continue
-		}
-		if err := flush(); err != nil {
-			return nil, err
-		}
 		if file != nil {
-			i++ // a hole: seeked over
-			prog.add(int(b.length))
-			continue
+			_, err := file.WriteAt(data, int64(i)*bs)
+			return err
 		}
-		if len(zero) < int(b.length) {
-			zero = make([]byte, b.length)
-		}
-		if err := emit(b, zero[:b.length]); err != nil {
-			return nil, err
-		}
-	}
-	if err := flush(); err != nil {
+		_, err := w.Write(data)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	if file != nil {
@@ -356,6 +339,57 @@ func WriteRaw(ctx context.Context, rd store.Reader, e *store.Entry, w io.Writer,
 	}
 	st.StreamBytes = e.Size
 	return st, nil
+}
+
+// runBlocks is how many blocks of one file are read ahead at most.
+const runBlocks = 256
+
+// eachBlockData calls fn for every block of a file in order with its data,
+// zeros for a hole, reading the blocks ahead of fn in parallel a run at a
+// time, so that a file of any size costs a run of memory.
+func eachBlockData(ctx context.Context, rd store.Reader, e *store.Entry, fn func(i int, h store.Hash, data []byte) error) error {
+	list, err := store.OpenBlocks(ctx, rd, e)
+	if err != nil {
+		return err
+	}
+	var run []blockRef
+	first := 0 // index of run[0]
+	flush := func() error {
+		i := first
+		err := readBlocks(ctx, rd, run, func(b blockRef, data []byte) error {
+			i++
+			return fn(i-1, b.hash, data)
+		})
+		run = run[:0]
+		return err
+	}
+	var zero []byte
+	err = list.Each(ctx, func(i int, h store.Hash) error {
+		length := e.BlockLen(i)
+		if !h.IsHole() && len(run) < runBlocks {
+			if len(run) == 0 {
+				first = i
+			}
+			run = append(run, blockRef{h, length})
+			return nil
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		if !h.IsHole() {
+			first = i
+			run = append(run, blockRef{h, length})
+			return nil
+		}
+		if len(zero) < int(length) {
+			zero = make([]byte, length)
+		}
+		return fn(i, h, zero[:length])
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
 }
 
 // ExportFile writes an image to the file path under a temporary name in

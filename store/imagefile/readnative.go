@@ -171,7 +171,11 @@ func (nr *nativeReader) blob(ctx context.Context, typ byte, p []byte) error {
 	}
 	delete(nr.pending, key)
 	nr.received[key] = true
-	if typ == frameContent {
+	if typ == frameContent && store.IsChunked(p) {
+		if err := nr.chunks(h, p); err != nil {
+			return err
+		}
+	} else if typ == frameContent {
 		list, err := store.DecodeContent(p)
 		if err != nil {
 			return nr.fr.malformed("content %s: %v", h.Short(), err)
@@ -201,6 +205,32 @@ func (nr *nativeReader) blob(ctx context.Context, typ byte, p []byte) error {
 	}
 	if _, err := nr.dst.PutTree(ctx, p); err != nil {
 		return err
+	}
+	return nil
+}
+
+// chunks checks a chunked content blob against the file that names it and
+// names its chunks, each with the shape of the part of the file it covers.
+func (nr *nativeReader) chunks(h store.Hash, p []byte) error {
+	c, err := store.DecodeChunks(p)
+	if err != nil {
+		return nr.fr.malformed("content %s: %v", h.Short(), err)
+	}
+	s := nr.shapes[h]
+	if e := (store.Entry{Size: s.size, BlockSize: s.blockSize}); c.Blocks != e.NumBlocks() {
+		return nr.fr.malformed("content %s: %d blocks for a file of %d bytes", h.Short(), c.Blocks, s.size)
+	}
+	for i, ch := range c.Hashes {
+		if ch.IsHole() {
+			continue
+		}
+		start := uint64(i) * uint64(c.Per) * uint64(s.blockSize)
+		shape := fileShape{min(uint64(c.ChunkLen(i))*uint64(s.blockSize), s.size-start), s.blockSize}
+		if old, ok := nr.shapes[ch]; ok && old != shape {
+			return nr.fr.malformed("content chunk %s named for parts of different sizes", ch.Short())
+		}
+		nr.shapes[ch] = shape
+		nr.name(frameContent, ch)
 	}
 	return nil
 }

@@ -342,22 +342,12 @@ func (tw *tarWriter) file(ctx context.Context, rd store.Reader, e *store.Entry, 
 	if err := tw.write(sparseMap); err != nil {
 		return err
 	}
-	list, err := rd.FileBlocks(ctx, e)
-	if err != nil {
-		return err
-	}
-	var refs []blockRef
-	var zero []byte
-	for i, bh := range list {
-		refs = append(refs, blockRef{bh, e.BlockLen(i)})
-	}
+	// Each block, read ahead in parallel (holes as zeros), is cut to the
+	// extents.
 	bs := uint64(e.BlockSize)
-	// Blocks are read ahead in parallel; each is cut to the extents.
-	i := 0
-	emit := func(b blockRef, data []byte) error {
+	err := eachBlockData(ctx, rd, e, func(i int, _ store.Hash, data []byte) error {
 		start := uint64(i) * bs
 		end := start + uint64(len(data))
-		i++
 		for _, x := range extents {
 			lo, hi := max(start, x.Off), min(end, x.Off+x.Len)
 			if lo >= hi {
@@ -368,34 +358,12 @@ func (tw *tarWriter) file(ctx context.Context, rd store.Reader, e *store.Entry, 
 			}
 		}
 		prog.add(len(data))
+		st.Blocks++
 		st.BlockBytes += uint64(len(data))
 		return nil
-	}
-	// Holes are not read: they are zeros of the block's length.
-	var run []blockRef
-	flush := func() error {
-		err := readBlocks(ctx, rd, run, emit)
-		run = run[:0]
+	})
+	if err != nil {
 		return err
 	}
-	for _, b := range refs {
-		if !b.hash.IsHole() {
-			run = append(run, b)
-			continue
-		}
-		if err := flush(); err != nil {
-			return err
-		}
-		if len(zero) < int(b.length) {
-			zero = make([]byte, b.length)
-		}
-		if err := emit(b, zero[:b.length]); err != nil {
-			return err
-		}
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	st.Blocks += uint64(len(refs))
 	return tw.pad(h.size)
 }
