@@ -45,9 +45,9 @@ func TestDiskSnapshots(t *testing.T) {
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
-	f.WriteAt(data, 1<<20)                                  // after a 1 MiB hole
-	f.WriteAt(make([]byte, 64<<10), 2<<20)                   // written zeros
-	f.WriteAt([]byte("end"), 4<<20-3)                        // the last bytes
+	f.WriteAt(data, 1<<20)                 // after a 1 MiB hole
+	f.WriteAt(make([]byte, 64<<10), 2<<20) // written zeros
+	f.WriteAt([]byte("end"), 4<<20-3)      // the last bytes
 	f.Close()
 	r := diskRepo(t, path)
 	snap := func() *Result {
