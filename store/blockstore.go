@@ -170,13 +170,20 @@ func (d *packDir) Close() error {
 	return nil
 }
 
-// packFile is a pack being written.
+// packFile is a pack being written. Appends gather in a buffer and reach
+// the file a megabyte at a time: nothing reads a pack before Finish, and
+// one write per block costs a syscall per block.
 type packFile struct {
 	f       *os.File
 	dir     string
-	size    int64
+	buf     []byte
+	size    int64 // bytes appended
+	written int64 // bytes written to the file
 	flushed int64 // bytes whose writeback has been started
 }
+
+// packBuffer is how much a pack gathers before writing it.
+const packBuffer = 1 << 20
 
 // writebackChunk is how much a pack may have dirty in the page cache before
 // its writeback is started; the fsync at Finish then has little left to do.
@@ -184,21 +191,50 @@ const writebackChunk = 8 << 20
 
 func (p *packFile) Append(b []byte) (int64, error) {
 	off := p.size
-	n, err := p.f.Write(b)
-	p.size += int64(n)
-	if err != nil {
-		return 0, fmt.Errorf("write pack: %w", err)
+	if len(p.buf)+len(b) > packBuffer {
+		if err := p.write(); err != nil {
+			return 0, err
+		}
 	}
-	if p.size-p.flushed >= writebackChunk {
-		startWriteback(p.f, p.flushed, p.size-p.flushed)
-		p.flushed = p.size
+	if len(b) >= packBuffer {
+		if _, err := p.f.Write(b); err != nil {
+			return 0, fmt.Errorf("write pack: %w", err)
+		}
+		p.written += int64(len(b))
+	} else {
+		if p.buf == nil {
+			p.buf = make([]byte, 0, packBuffer)
+		}
+		p.buf = append(p.buf, b...)
 	}
+	p.size += int64(len(b))
 	return off, nil
+}
+
+// write writes the buffer to the file and starts the writeback of what
+// has gathered there, so that the fsync at Finish has little left to do.
+func (p *packFile) write() error {
+	if len(p.buf) > 0 {
+		if _, err := p.f.Write(p.buf); err != nil {
+			return fmt.Errorf("write pack: %w", err)
+		}
+		p.written += int64(len(p.buf))
+		p.buf = p.buf[:0]
+	}
+	if p.written-p.flushed >= writebackChunk {
+		startWriteback(p.f, p.flushed, p.written-p.flushed)
+		p.flushed = p.written
+	}
+	return nil
 }
 
 func (p *packFile) Size() int64 { return p.size }
 
 func (p *packFile) Finish() error {
+	if err := p.write(); err != nil {
+		p.f.Close()
+		return err
+	}
 	if err := p.f.Sync(); err != nil {
 		p.f.Close()
 		return fmt.Errorf("sync pack: %w", err)
