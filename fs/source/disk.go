@@ -149,36 +149,29 @@ func readDisk(ctx context.Context, w *store.SnapshotWriter, fd int, e *store.Ent
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, bs)
+			// A segment's consecutive data blocks are read with one pread:
+			// large reads keep a disk (and a virtual one) streaming.
+			buf := make([]byte, diskSegment*bs)
 			for {
 				first := (next.Add(1) - 1) * diskSegment
 				if first >= n || ctx.Err() != nil {
 					return
 				}
-				for i := first; i < min(first+diskSegment, n); i++ {
-					off := i * bs
-					b := buf[:min(bs, size-off)]
-					if sparse && !hasData(extents, off, int64(len(b))) {
-						continue // a hole: HoleHash, the zero value
-					}
-					got, err := preadFull(fd, b, off)
-					if err == nil && got < len(b) {
-						err = fmt.Errorf("ended at %d bytes, %d short of its size", off+int64(got), size-off-int64(got))
-					}
-					if err != nil {
-						cancel(err)
-						return
-					}
-					prog.ReadBytes.Add(uint64(len(b)))
-					if store.IsZero(b) {
+				end := min(first+diskSegment, n)
+				for i := first; i < end; {
+					if sparse && !hasData(extents, i*bs, min(bs, size-i*bs)) {
+						i++ // a hole: HoleHash, the zero value
 						continue
 					}
-					h := store.Sum(b)
-					if err := w.PutBlock(ctx, h, b); err != nil {
+					j := i + 1
+					for j < end && (!sparse || hasData(extents, j*bs, min(bs, size-j*bs))) {
+						j++
+					}
+					if err := readDiskRun(ctx, w, fd, buf, blocks, i, j, bs, size, prog); err != nil {
 						cancel(err)
 						return
 					}
-					blocks[i] = h
+					i = j
 				}
 			}
 		}()
@@ -190,4 +183,31 @@ func readDisk(ctx context.Context, w *store.SnapshotWriter, fd int, e *store.Ent
 	e.BlockSize = uint32(bs)
 	e.Sparse, e.Extents = store.ExtentsOf(blocks, uint64(bs), uint64(size))
 	return e.SetBlocks(blocks, func(b []byte) (store.Hash, error) { return w.PutTree(ctx, b) })
+}
+
+// readDiskRun reads blocks [i, j) with one pread into buf and stores each
+// that is not all zeros.
+func readDiskRun(ctx context.Context, w *store.SnapshotWriter, fd int, buf []byte, blocks []store.Hash, i, j, bs, size int64, prog *Progress) error {
+	off := i * bs
+	b := buf[:min(j*bs, size)-off]
+	got, err := preadFull(fd, b, off)
+	if err == nil && got < len(b) {
+		err = fmt.Errorf("ended at %d bytes, %d short of its size", off+int64(got), size-off-int64(got))
+	}
+	if err != nil {
+		return err
+	}
+	prog.ReadBytes.Add(uint64(len(b)))
+	for k := i; k < j; k++ {
+		blk := b[(k-i)*bs : min((k-i+1)*bs, int64(len(b)))]
+		if store.IsZero(blk) {
+			continue
+		}
+		h := store.Sum(blk)
+		if err := w.PutBlock(ctx, h, blk); err != nil {
+			return err
+		}
+		blocks[k] = h
+	}
+	return nil
 }
