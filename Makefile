@@ -4,9 +4,9 @@ GO ?= go
 BIN := bin/chainfs
 DEMO_DIR ?= /tmp/chainfs-demo
 # Debian packages the project and its tests use.
-DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin
+DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin e2fsprogs mount
 # Packages only the side-by-side benchmarks use.
-BENCH_PACKAGES := borgbackup time
+BENCH_PACKAGES := borgbackup time qemu-utils
 # Packages whose code runs goroutines concurrently: tested under -race.
 RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
@@ -87,13 +87,15 @@ bench: deps build
 
 # bench-compare runs the side-by-side scripts: snapshots against restic,
 # the mount against go-fuse's loopback and restic mount (the latter makes
-# 1,000 snapshots for its memory figure; SNAPSHOTS=N changes that), and
-# images against borg, restic and GNU tar.
+# 1,000 snapshots for its memory figure; SNAPSHOTS=N changes that),
+# images against borg, restic and GNU tar, and disk volumes against
+# qemu-img convert and restic.
 bench-compare: build
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/snapshot.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/mount.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/image.sh
+	CHAINFS=$(CURDIR)/$(BIN) bash bench/disk.sh
 
 clean:
 	rm -rf bin
