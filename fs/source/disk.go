@@ -63,6 +63,9 @@ func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opt
 		if err := readDisk(ctx, w, fd, &e, !device, opts.Workers, prog); err != nil {
 			return nil, fmt.Errorf("source %s: %w", vol.Source, err)
 		}
+		if testHookAfterRead != nil {
+			testHookAfterRead(vol.Source)
+		}
 		var after unix.Stat_t
 		if err := unix.Fstat(fd, &after); err == nil && !device && !sameVersion(&before, &after) {
 			// Reading again would not make it consistent: a disk in use

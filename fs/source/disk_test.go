@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/chainfs/chainfs/store"
@@ -115,4 +116,26 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestDiskChangedWhileRead: an image written to while it is read is stored
+// as read, with a warning that names it and keeps it.
+func TestDiskChangedWhileRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "busy.img")
+	os.WriteFile(path, bytes.Repeat([]byte("x"), 1<<20), 0o644)
+	r := diskRepo(t, path)
+	testHookAfterRead = func(p string) {
+		f, _ := os.OpenFile(p, os.O_WRONLY, 0)
+		f.WriteAt([]byte("written meanwhile"), 4096)
+		f.Close()
+	}
+	defer func() { testHookAfterRead = nil }()
+	res, err := Snapshot(context.Background(), r, "d", store.SnapshotOptions{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 1 || !res.Warnings[0].Kept || !strings.Contains(res.Warnings[0].String(), "changed while it was read") ||
+		res.Snapshot.Stats.Warnings != 1 {
+		t.Errorf("warnings: %v", res.Warnings)
+	}
 }
