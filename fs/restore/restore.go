@@ -187,17 +187,20 @@ func (r *restorer) children(e *store.Entry, dir string) {
 // entry restores one entry at path.
 func (r *restorer) entry(e *store.Entry, path string) {
 	if e.Type == store.TypeDir {
-		err := unix.Mkdir(path, 0o700)
-		if errors.Is(err, unix.EEXIST) {
-			var st unix.Stat_t
-			if unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				err = nil
-			} else if r.opts.Overwrite {
-				if err = os.RemoveAll(path); err == nil {
-					err = unix.Mkdir(path, 0o700)
+		err := at(path, func(p string) error {
+			err := unix.Mkdir(p, 0o700)
+			if errors.Is(err, unix.EEXIST) {
+				var st unix.Stat_t
+				if unix.Lstat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+					err = nil
+				} else if r.opts.Overwrite {
+					if err = os.RemoveAll(p); err == nil {
+						err = unix.Mkdir(p, 0o700)
+					}
 				}
 			}
-		}
+			return err
+		})
 		if err != nil {
 			r.problem(path, err)
 			return
@@ -218,7 +221,12 @@ func (r *restorer) entry(e *store.Entry, path string) {
 		}
 		r.mu.Unlock()
 		if ok {
-			if err := r.create(path, func() error { return unix.Link(first, path) }); err != nil {
+			err := at(path, func(p string) error {
+				return at(first, func(f string) error {
+					return r.create(p, func() error { return unix.Link(f, p) })
+				})
+			})
+			if err != nil {
 				r.problem(path, err)
 				return
 			}
@@ -232,9 +240,11 @@ func (r *restorer) entry(e *store.Entry, path string) {
 	switch e.Type {
 	case store.TypeRegular:
 		var f *os.File
-		err = r.create(path, func() (err error) {
-			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			return err
+		err = at(path, func(p string) error {
+			return r.create(p, func() (err error) {
+				f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				return err
+			})
 		})
 		if err == nil {
 			select {
@@ -245,9 +255,13 @@ func (r *restorer) entry(e *store.Entry, path string) {
 			return
 		}
 	case store.TypeSymlink:
-		err = r.create(path, func() error { return unix.Symlink(e.Target, path) })
+		err = at(path, func(p string) error {
+			return r.create(p, func() error { return unix.Symlink(e.Target, p) })
+		})
 	case store.TypeFIFO, store.TypeCharDev, store.TypeBlockDev, store.TypeSocket:
-		err = r.create(path, func() error { return unix.Mknod(path, e.Type.Bits()|0o600, int(e.Rdev)) })
+		err = at(path, func(p string) error {
+			return r.create(p, func() error { return unix.Mknod(p, e.Type.Bits()|0o600, int(e.Rdev)) })
+		})
 	default:
 		err = fmt.Errorf("unknown entry type %d", e.Type)
 	}
@@ -292,7 +306,7 @@ func (r *restorer) worker() {
 		if err != nil {
 			if errors.Is(err, store.ErrCorrupt) {
 				// Never leave a file with bytes that failed their check.
-				os.Remove(job.path)
+				at(job.path, os.Remove)
 			}
 			r.problem(job.path, err)
 			continue
@@ -366,6 +380,10 @@ func writeData(f *os.File, e *store.Entry, b []byte, off int64) error {
 // and every change moves ctime but not mtime. fd < 0 works on the path
 // without following a symlink.
 func (r *restorer) setMeta(path string, e *store.Entry, fd int) error {
+	return at(path, func(p string) error { return r.setMetaAt(p, e, fd) })
+}
+
+func (r *restorer) setMetaAt(path string, e *store.Entry, fd int) error {
 	if *r.opts.Owners {
 		var err error
 		if fd >= 0 {

@@ -200,7 +200,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 		wk.workers.Add(1)
 		go wk.worker()
 	}
-	rootDir.Subtree, err = wk.dir(vol.Source, "", prevRoot)
+	rootDir.Subtree, err = wk.dir(vol.Source, vol.Source, "", prevRoot)
 	close(wk.jobs)
 	wk.workers.Wait()
 	if cause := context.Cause(ctx); cause != nil {
@@ -241,27 +241,37 @@ func openNoatime(path string, flags int) (int, error) {
 	return fd, err
 }
 
-// dir snapshots one directory and returns its tree. An error means the
-// directory itself could not be read; errors below it are warnings.
-func (wk *walker) dir(path, rel string, prev *store.Entry) (store.Hash, error) {
+// dir snapshots one directory and returns its tree: open is what the
+// directory is opened by, path what messages call it. An error means the
+// directory itself could not be read; errors below it are warnings. The
+// directory stays open until the reads of its files are done: they, and
+// every call below it that takes a path, reach its entries through it
+// (procAlias), so no path is ever longer than PATH_MAX however deep the
+// tree.
+func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, error) {
 	if err := wk.ctx.Err(); err != nil {
 		return store.Hash{}, err
 	}
-	fd, err := openNoatime(path, unix.O_DIRECTORY)
+	flags := unix.O_DIRECTORY
+	if rel != "" {
+		// A directory swapped for a symlink since its stat is not
+		// followed; the volume's own source may be a symlink.
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, err := openNoatime(open, flags)
 	if err != nil {
 		return store.Hash{}, err
 	}
 	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
-		f.Close()
 		return store.Hash{}, err
 	}
 	sort.Strings(names)
 	var prevEntries []store.Entry
 	if prev != nil && prev.Type == store.TypeDir {
 		if prevEntries, err = wk.repo.Tree(wk.ctx, prev.Subtree); err != nil {
-			f.Close()
 			wk.fatal(fmt.Errorf("parent snapshot: %w", err))
 			return store.Hash{}, err
 		}
@@ -271,6 +281,7 @@ func (wk *walker) dir(path, rel string, prev *store.Entry) (store.Hash, error) {
 	pi := 0
 	for _, name := range names {
 		childPath := path + "/" + name
+		child := procAlias(fd, name, childPath)
 		childRel := name
 		if rel != "" {
 			childRel = rel + "/" + name
@@ -301,7 +312,7 @@ func (wk *walker) dir(path, rel string, prev *store.Entry) (store.Hash, error) {
 		carry := !wk.opts.Full && (unchanged(p, &e) || wk.seeded && sameAsSeed(p, &e))
 		if carry && !wk.seeded {
 			e.Xattrs = p.Xattrs
-		} else if e.Xattrs, err = readXattrs(childPath); err != nil {
+		} else if e.Xattrs, err = readXattrs(child); err != nil {
 			wk.warn(childPath, fmt.Errorf("xattrs: %w", err))
 			continue
 		}
@@ -311,11 +322,10 @@ func (wk *walker) dir(path, rel string, prev *store.Entry) (store.Hash, error) {
 				// A mount point: kept, but not entered.
 				e.Subtree, err = wk.w.PutTree(wk.ctx, store.EncodeTree(nil))
 			} else {
-				e.Subtree, err = wk.dir(childPath, childRel, p)
+				e.Subtree, err = wk.dir(child, childPath, childRel, p)
 			}
 			if err != nil {
 				if wk.ctx.Err() != nil {
-					f.Close()
 					return store.Hash{}, err
 				}
 				wk.warn(childPath, err)
@@ -323,28 +333,27 @@ func (wk *walker) dir(path, rel string, prev *store.Entry) (store.Hash, error) {
 			}
 			wk.dirs.Add(1)
 		case store.TypeSymlink:
-			if e.Target, err = readlink(childPath, e.Size); err != nil {
+			if e.Target, err = readlink(child, e.Size); err != nil {
 				wk.warn(childPath, err)
 				continue
 			}
 			wk.symlinks.Add(1)
 		case store.TypeRegular:
 			if e.Nlink > 1 {
-				if fr := wk.linkGroup(childPath, &e, p, carry); fr != nil {
+				if fr := wk.linkGroup(childPath, child, &e, p, carry); fr != nil {
 					reads[len(entries)] = fr
 				}
 			} else if carry {
 				copyContent(&e, p)
 				wk.prog.CarriedBytes.Add(e.Size)
 			} else {
-				reads[len(entries)] = wk.startRead(childPath, &e)
+				reads[len(entries)] = wk.startRead(childPath, child, &e)
 			}
 		default:
 			wk.others.Add(1)
 		}
 		entries = append(entries, e)
 	}
-	f.Close()
 	if len(reads) > 0 {
 		kept := entries[:0]
 		for i := range entries {
@@ -377,7 +386,7 @@ func (wk *walker) dir(path, rel string, prev *store.Entry) (store.Hash, error) {
 // linkGroup handles one name of a multiply linked file: the first name met
 // is read (or carried over) and every later name of the same inode takes
 // its content, so the group stays one file in the snapshot.
-func (wk *walker) linkGroup(path string, e *store.Entry, prev *store.Entry, carry bool) *fileRead {
+func (wk *walker) linkGroup(path, open string, e *store.Entry, prev *store.Entry, carry bool) *fileRead {
 	key := devIno{e.Dev, e.Ino}
 	wk.mu.Lock()
 	fr := wk.links[key]
@@ -390,7 +399,7 @@ func (wk *walker) linkGroup(path string, e *store.Entry, prev *store.Entry, carr
 		fr = &fileRead{path: path, done: make(chan struct{}), entry: *e}
 		close(fr.done)
 	} else {
-		fr = wk.startRead(path, e)
+		fr = wk.startRead(path, open, e)
 	}
 	wk.mu.Lock()
 	wk.links[key] = fr
@@ -435,7 +444,8 @@ var testHookAfterRead func(path string)
 
 // fileRead is a regular file whose data is being read by the workers.
 type fileRead struct {
-	path  string
+	path  string // for messages
+	open  string // what it is opened by (procAlias)
 	entry store.Entry // metadata as stat'ed at the read, content once done
 	done  chan struct{}
 	err   error
@@ -463,8 +473,8 @@ func (fr *fileRead) fill(e *store.Entry) {
 	e.Name, e.Xattrs = name, xattrs
 }
 
-func (wk *walker) startRead(path string, e *store.Entry) *fileRead {
-	fr := &fileRead{path: path, entry: *e, done: make(chan struct{})}
+func (wk *walker) startRead(path, open string, e *store.Entry) *fileRead {
+	fr := &fileRead{path: path, open: open, entry: *e, done: make(chan struct{})}
 	select {
 	case wk.jobs <- fr:
 	case <-wk.ctx.Done():
@@ -489,7 +499,7 @@ func (wk *walker) worker() {
 // readFile reads a file's data into the store, again if it changed while
 // it was read.
 func (wk *walker) readFile(fr *fileRead) error {
-	fd, err := openNoatime(fr.path, unix.O_NOFOLLOW)
+	fd, err := openNoatime(fr.open, unix.O_NOFOLLOW)
 	if err != nil {
 		return err
 	}

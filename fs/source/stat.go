@@ -2,6 +2,8 @@ package source
 
 import (
 	"errors"
+	"os"
+	"strconv"
 
 	"github.com/chainfs/chainfs/store"
 	"golang.org/x/sys/unix"
@@ -31,6 +33,24 @@ func timespec(t unix.Timespec) store.Timespec {
 }
 
 func fileType(mode uint32) store.FileType { return store.TypeOfMode(mode) }
+
+// haveProcFD says /proc/self/fd resolves open descriptors, as it does
+// wherever /proc is mounted.
+var haveProcFD = func() bool {
+	_, err := os.Stat("/proc/self/fd")
+	return err == nil
+}()
+
+// procAlias names entry name of the directory open as dirfd by a short
+// path through /proc/self/fd: the calls that take a path (open, lgetxattr,
+// readlink) then work at any depth, where the entry's whole path may be
+// longer than PATH_MAX. Without /proc it is the whole path.
+func procAlias(dirfd int, name, path string) string {
+	if !haveProcFD {
+		return path
+	}
+	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+}
 
 // unchanged reports whether a file may be carried over from its record in
 // the parent snapshot without being read.
