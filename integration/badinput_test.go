@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"bytes"
 	"os"
 	"os/exec"
@@ -188,14 +189,25 @@ func TestRepositoryInUse(t *testing.T) {
 	rsyncSame(t, src, dst)
 }
 
-// TestDiskFull: a snapshot that fills the repository's file system fails
-// with a clear error, commits nothing, and the repository works on once
-// space is free.
+// TestDiskFull: a snapshot that fills the repository's file system (a
+// 128 MiB tmpfs, and an ext4 image loop-mounted) fails with a clear error,
+// commits nothing, and the repository works on once space is free.
 func TestDiskFull(t *testing.T) {
+	for _, fs := range []string{"tmpfs", "ext4"} {
+		t.Run(fs, func(t *testing.T) { diskFull(t, fs) })
+	}
+}
+
+func diskFull(t *testing.T, fs string) {
 	e := &env{t: t, dir: t.TempDir()}
 	mnt := filepath.Join(e.dir, "small-fs")
 	os.MkdirAll(mnt, 0o755)
-	sh(t, "mount -t tmpfs -o size=48m tmpfs "+mnt)
+	if fs == "tmpfs" {
+		sh(t, "mount -t tmpfs -o size=128m tmpfs "+mnt)
+	} else {
+		img := filepath.Join(e.dir, "small-fs.img")
+		sh(t, fmt.Sprintf("mkfs.ext4 -q -m 0 %q 128M && mount -o loop %q %q", img, img, mnt))
+	}
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 	e.repo = filepath.Join(mnt, "repo")
 	e.ok("init")
@@ -205,7 +217,7 @@ func TestDiskFull(t *testing.T) {
 	big := filepath.Join(e.dir, "big")
 	os.MkdirAll(big, 0o755)
 	for i := 0; i < 4; i++ {
-		os.WriteFile(filepath.Join(big, "f"+strconv.Itoa(i)), randomData(uint64(i), 16<<20), 0o644)
+		os.WriteFile(filepath.Join(big, "f"+strconv.Itoa(i)), randomData(uint64(i), 32<<20), 0o644)
 	}
 	e.ok("volume", "add", "small", small)
 	e.ok("volume", "add", "big", big)
@@ -227,4 +239,26 @@ func TestDiskFull(t *testing.T) {
 	e.snapshot("big", "--name", "fits")
 	e.ok("restore", "big/fits", filepath.Join(e.dir, "r2"))
 	rsyncSame(t, big, filepath.Join(e.dir, "r2"))
+
+	// Nearly full, with a snapshot that is nearly all metadata: the
+	// metadata store writes through memory maps, which a full file system
+	// would answer with SIGBUS, so chainfs refuses first and cleanly.
+	many := filepath.Join(e.dir, "many")
+	for d := 0; d < 20; d++ {
+		os.MkdirAll(filepath.Join(many, fmt.Sprint(d)), 0o755)
+		for f := 0; f < 1000; f++ {
+			os.WriteFile(filepath.Join(many, fmt.Sprint(d), fmt.Sprint(f)), []byte(fmt.Sprint(d, "/", f)), 0o644)
+		}
+	}
+	e.ok("volume", "add", "many", many)
+	// Left free: too little to begin; enough to begin but not to commit
+	// (the margin on these file systems is 32 MiB).
+	filler := filepath.Join(mnt, "filler")
+	for _, free := range []int{512 << 10, 36 << 20} {
+		sh(t, fmt.Sprintf("fallocate -l $(( $(df -B1 --output=avail %s | tail -1) - %d )) %s", mnt, free, filler))
+		e.fails(1, "no space left on device", "snapshot", "create", "many")
+		e.ok("check", "--read-data")
+		os.Remove(filler)
+	}
+	e.snapshot("many")
 }

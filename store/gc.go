@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -186,7 +188,11 @@ func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
 				return err
 			}
 		case p.deadBytes > 0 && float64(p.liveBytes) < repackBelow*float64(p.size):
-			if err := r.repack(ctx, id, p, st); err != nil {
+			if err := r.repack(ctx, id, p, st); errors.Is(err, syscall.ENOSPC) {
+				// No room to copy its live blocks: the pack stays as it
+				// is; the others are still swept.
+				r.log.Warn("gc: pack not rewritten", "pack", fmt.Sprintf("%016x", id), "err", err)
+			} else if err != nil {
 				return err
 			}
 		}
@@ -241,6 +247,9 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 // durable and recorded before any record moves, so a crash at any point
 // loses nothing: the old pack stays until nothing points into it.
 func (r *Repo) repack(ctx context.Context, id uint64, p *packUse, st *GCStats) error {
+	if err := r.haveSpace(p.liveBytes+uint64(len(p.live))*recordBytes, fmt.Sprintf("repack %016x", id)); err != nil {
+		return err
+	}
 	var newID uint64
 	if err := r.db.Update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
 		return err

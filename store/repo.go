@@ -67,6 +67,8 @@ type Repo struct {
 	log    *slog.Logger
 	// packSize is Options.PackSize.
 	packSize int64
+	// memtable is the size of badger's memtables (memtableSize).
+	memtable uint64
 
 	// commitMu serialises the steps that change shared block state (block
 	// records, reference counts, intervals) so concurrent snapshots of
@@ -245,9 +247,12 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
 	}
+	memtable := memtableSize(dir)
 	bopts := badger.DefaultOptions(filepath.Join(dir, metaDir)).
 		WithLogger(badgerLogger{log}).
-		WithMemTableSize(32 << 20).
+		WithMemTableSize(memtable).
+		// Values larger go to the value log; a batch must hold one.
+		WithValueThreshold(min(1<<20, memtable*15/100/2)).
 		WithNumMemtables(3).
 		WithBlockCacheSize(64 << 20).
 		WithValueLogFileSize(256 << 20).
@@ -274,7 +279,8 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 	if packSize <= 0 {
 		packSize = defaultPackSize
 	}
-	return &Repo{dir: dir, info: info, db: db, blocks: blocks, lock: lock, log: log, packSize: packSize, running: map[string]string{}, closing: make(chan struct{})}, nil
+	return &Repo{dir: dir, info: info, db: db, blocks: blocks, lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
+		running: map[string]string{}, closing: make(chan struct{})}, nil
 }
 
 // badgerLogHeader is the size of the header badger writes at the start of

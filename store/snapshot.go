@@ -118,6 +118,8 @@ type SnapshotWriter struct {
 	// if it never commits.
 	finished   []finishedPack
 	wroteTrees []Hash
+	// sinceCheck is block data written since free space was last checked.
+	sinceCheck int
 
 	stored, linked atomic.Uint64
 
@@ -161,6 +163,9 @@ func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		if k == "" || strings.ContainsAny(k, "=\n") {
 			return nil, fmt.Errorf("tag %q: %w", k, ErrInvalid)
 		}
+	}
+	if err := r.haveSpace(0, "snapshot "+volume); err != nil {
+		return nil, err
 	}
 	claim, err := r.claimVolume(volume, "snapshot "+volume+"/"+name)
 	if err != nil {
@@ -251,6 +256,9 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 	if _, ok := w.pending[h]; ok {
 		w.linked.Add(uint64(len(data)))
 		return nil
+	}
+	if err := w.checkSpace(len(data)); err != nil {
+		return err
 	}
 	if w.pack == nil {
 		if err := w.openPack(); err != nil {
@@ -356,13 +364,28 @@ func (w *SnapshotWriter) flush() error {
 	return cmp.Or(err, w.finishErr)
 }
 
+// checkSpace counts n more bytes written and, every spaceCheckEvery,
+// fails when the file system nears full. Called with w.mu held.
+func (w *SnapshotWriter) checkSpace(n int) error {
+	if w.sinceCheck += n; w.sinceCheck < spaceCheckEvery {
+		return nil
+	}
+	w.sinceCheck = 0
+	return w.repo.haveSpace(spaceCheckEvery, "snapshot data")
+}
+
 // PutTree stores a tree or content blob and returns its hash.
 func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error) {
 	h := Sum(blob)
 	w.mu.Lock()
 	_, seen := w.treeSeen[h]
 	w.treeSeen[h] = struct{}{}
+	// A tree is written twice: into a memtable, then into a table.
+	err := w.checkSpace(2 * len(blob))
 	w.mu.Unlock()
+	if err != nil {
+		return h, err
+	}
 	if seen || w.repo.hasTree(h) {
 		return h, nil
 	}
@@ -383,13 +406,13 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	rootDir.Name = ""
 	defer w.close()
 	if err := w.flush(); err != nil {
-		return nil, w.fail(err)
+		return nil, err
 	}
 	if err := w.trees.Flush(); err != nil {
-		return nil, w.fail(fmt.Errorf("store trees: %w", err))
+		return nil, fmt.Errorf("store trees: %w", err)
 	}
 	if !w.repo.hasTree(root) {
-		return nil, w.fail(fmt.Errorf("root tree %s not stored: %w", root.Short(), ErrInvalid))
+		return nil, fmt.Errorf("root tree %s not stored: %w", root.Short(), ErrInvalid)
 	}
 	delta := deltaSet{}
 	var parentRoot Hash
@@ -397,7 +420,10 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 		parentRoot = w.parent.Root
 	}
 	if err := w.repo.treeDelta(ctx, parentRoot, root, w.parent != nil, delta); err != nil {
-		return nil, w.fail(err)
+		return nil, err
+	}
+	if err := w.repo.haveSpace(2*uint64(len(delta))*recordBytes, "commit"); err != nil {
+		return nil, err
 	}
 	stats.StoredBytes = w.stored.Load()
 	stats.LinkedBytes = w.linked.Load()
@@ -405,16 +431,12 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	w.snap.RootDir = rootDir
 	w.snap.Stats = stats
 	if err := w.repo.commitSnapshot(ctx, &w.vol, &w.snap, delta); err != nil {
-		return nil, w.fail(err)
+		return nil, err
 	}
 	w.committed = true
 	w.close()
 	w.repo.changed(w.vol.Name, w.snap.Name)
 	return &w.snap, nil
-}
-
-func (w *SnapshotWriter) fail(err error) error {
-	return fmt.Errorf("snapshot %s/%s: %w", w.vol.Name, w.snap.Name, err)
 }
 
 // Abort drops the snapshot and gives back what it stored.

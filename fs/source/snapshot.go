@@ -230,6 +230,16 @@ func (wk *walker) warn(path string, err error) {
 // fatal stops the whole run: the repository, not the source, failed.
 func (wk *walker) fatal(err error) { wk.cancel(err) }
 
+// putTree stores a directory's tree; failing to is the repository's
+// failure (a full disk), not the directory's, so it stops the run.
+func (wk *walker) putTree(entries []store.Entry) (store.Hash, error) {
+	h, err := wk.w.PutTree(wk.ctx, store.EncodeTree(entries))
+	if err != nil {
+		wk.fatal(err)
+	}
+	return h, err
+}
+
 // openNoatime opens a source file or directory without touching its atime,
 // which the snapshot records and the next snapshot compares.
 func openNoatime(path string, flags int) (int, error) {
@@ -320,7 +330,7 @@ func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, er
 		case store.TypeDir:
 			if wk.vol.OneFileSystem && st.Dev != wk.rootDev {
 				// A mount point: kept, but not entered.
-				e.Subtree, err = wk.w.PutTree(wk.ctx, store.EncodeTree(nil))
+				e.Subtree, err = wk.putTree(nil)
 			} else {
 				e.Subtree, err = wk.dir(child, childPath, childRel, p)
 			}
@@ -380,7 +390,7 @@ func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, er
 		}
 	}
 	wk.prog.Dirs.Add(1)
-	return wk.w.PutTree(wk.ctx, store.EncodeTree(entries))
+	return wk.putTree(entries)
 }
 
 // linkGroup handles one name of a multiply linked file: the first name met
