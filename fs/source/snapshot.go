@@ -454,8 +454,8 @@ var testHookAfterRead func(path string)
 
 // fileRead is a regular file whose data is being read by the workers.
 type fileRead struct {
-	path  string // for messages
-	open  string // what it is opened by (procAlias)
+	path  string      // for messages
+	open  string      // what it is opened by (procAlias)
 	entry store.Entry // metadata as stat'ed at the read, content once done
 	done  chan struct{}
 	err   error
