@@ -13,11 +13,19 @@ func checkCommand() *cli.Command {
 		Name:      "check",
 		Usage:     "verify the repository: every snapshot's trees and blocks, reference counts, packs",
 		ArgsUsage: " ",
+		Description: "With --repair, reference counts are recounted from the chain runs, every damaged or\n" +
+			"missing block whose bytes a volume's source still holds at the same place is stored\n" +
+			"again, snapshots and images whose top tree is lost are removed, and what stays lost is\n" +
+			"listed file by file (the status is then 1).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "also re-read every block and check it against its BLAKE3 hash"},
+			&cli.BoolFlag{Name: "repair", Usage: "mend what can be mended (implies --read-data) and list what is lost"},
 			jsonFlag,
 		},
 		Action: repoAction(0, 0, func(c *cli.Context, r *store.Repo) error {
+			if c.Bool("repair") {
+				return repair(c, r)
+			}
 			var done, total atomic.Uint64
 			bar := startProgress(c, "check", func() (uint64, uint64) { return done.Load(), total.Load() })
 			rep, err := r.Check(c.Context, store.CheckOptions{ReadData: c.Bool("read-data"), Progress: func(d, t int) {
@@ -45,4 +53,30 @@ func checkCommand() *cli.Command {
 			return err
 		}),
 	}
+}
+
+func repair(c *cli.Context, r *store.Repo) error {
+	rep, err := r.Repair(c.Context)
+	if err != nil {
+		return err
+	}
+	err = output(c, rep, func() {
+		w := c.App.Writer
+		for _, h := range rep.Healed {
+			fmt.Fprintf(w, "healed: block %s, read again from %s\n", h.Block[:12], h.From)
+		}
+		for _, d := range rep.Dropped {
+			fmt.Fprintf(w, "dropped: %s (its top directory is lost)\n", d)
+		}
+		for _, p := range rep.Lost {
+			fmt.Fprintln(c.App.ErrWriter, "lost:", p)
+		}
+		fmt.Fprintf(w, "repaired: %s recounted, %s healed, %s dropped; %s\n", count(rep.RefsFixed, "reference count"),
+			count(uint64(len(rep.Healed)), "block"), count(uint64(len(rep.Dropped)), "snapshot"),
+			map[bool]string{true: "nothing else is lost", false: fmt.Sprint(len(rep.Lost), " problems remain (listed above)")}[len(rep.Lost) == 0])
+	})
+	if err == nil && len(rep.Lost) > 0 {
+		err = fmt.Errorf("%d problem%s remain after repair (listed above)", len(rep.Lost), plural(len(rep.Lost), "", "s"))
+	}
+	return err
 }
