@@ -6,15 +6,12 @@ import (
 	"context"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/chainfs/chainfs/store"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
-
-// readAhead is how many blocks a sequential reader has fetched ahead of
-// it, in parallel.
-const readAhead = 8
 
 // fileHandle is an open regular file of a snapshot. It keeps the blocks
 // around the reader's position, each verified against its hash.
@@ -43,6 +40,22 @@ func newFileHandle(n *entryNode, blocks *store.BlockList) *fileHandle {
 
 // Read fills dest from off (FileReader).
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	obs := h.n.fs.observer
+	if obs == nil {
+		return h.read(ctx, dest, off)
+	}
+	start := time.Now()
+	res, errno := h.read(ctx, dest, off)
+	n := 0
+	if res != nil {
+		n = res.Size()
+	}
+	obs.Read(n, time.Since(start), errno != 0)
+	return res, errno
+}
+
+func (h *fileHandle) read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	readAhead := h.n.fs.readAhead
 	size := int64(h.n.entry.Size)
 	if off >= size || len(dest) == 0 {
 		return fuse.ReadResultData(nil), 0

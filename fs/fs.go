@@ -62,6 +62,28 @@ type Options struct {
 	Logger     *slog.Logger
 	// OwnerUID may act through the control directory, besides root.
 	OwnerUID uint32
+	// TreeCache is how many decoded directory entries stay in memory
+	// (0: DefaultTreeCache).
+	TreeCache int
+	// ReadAhead is how many blocks a sequential reader has fetched ahead
+	// of it, in parallel (0: DefaultReadAhead; negative: none).
+	ReadAhead int
+	// Observer, if set, is told of every read, for metrics.
+	Observer Observer
+}
+
+// Defaults of Options.
+const (
+	DefaultTreeCache = 200_000
+	DefaultReadAhead = 8
+)
+
+// Observer is told what the mount serves. Its methods are called on the
+// read path: they must be quick and safe for concurrent use.
+type Observer interface {
+	// Read is called once a read request is answered: n bytes in took,
+	// failed when it returned an error.
+	Read(n int, took time.Duration, failed bool)
 }
 
 // Timeouts the kernel may cache for.
@@ -78,6 +100,9 @@ type FS struct {
 	log    *slog.Logger
 	owner  uint32
 	trees  *treeCache
+	// readAhead is Options.ReadAhead resolved: 0 means none.
+	readAhead int
+	observer  Observer
 
 	root      *rootNode
 	volumes   *gofs.Inode
@@ -94,7 +119,15 @@ func New(opts Options) *FS {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FS{repo: opts.Repo, images: opts.Images, ctl: opts.Controller, log: log, owner: opts.OwnerUID, trees: newTreeCache(200_000)}
+	trees, ahead := opts.TreeCache, opts.ReadAhead
+	if trees <= 0 {
+		trees = DefaultTreeCache
+	}
+	if ahead == 0 {
+		ahead = DefaultReadAhead
+	}
+	f := &FS{repo: opts.Repo, images: opts.Images, ctl: opts.Controller, log: log, owner: opts.OwnerUID,
+		trees: newTreeCache(trees), readAhead: max(ahead, 0), observer: opts.Observer}
 	f.root = &rootNode{fs: f}
 	return f
 }

@@ -22,12 +22,12 @@ const (
 	prefixPolicy   = 'o' // o name                         → Policy (JSON)
 )
 
-// schemaVersion is stored under metaSchemaKey and checked at Open.
+// SchemaVersion is stored under metaSchemaKey and checked at Open.
 // Schema 2 adds chunked content blobs (content.go); a schema 1 repository
 // is raised to 2 at Open, since nothing of it changes, so that an older
 // chainfs refuses it by its schema rather than taking a chunked list for
 // damage.
-const schemaVersion = 2
+const SchemaVersion = 2
 
 var metaSchemaKey = metaKey("schema")
 

@@ -40,10 +40,15 @@ func (r *Repo) blob(h Hash) ([]byte, error) {
 		return nil, fmt.Errorf("tree %s: %w", h.Short(), err)
 	}
 	if Sum(blob) != h {
+		r.verifyFailures.Add(1)
 		return nil, fmt.Errorf("tree %s: hash mismatch: %w", h.Short(), ErrCorrupt)
 	}
 	return blob, nil
 }
+
+// VerifyFailures is how many blocks and trees read since Open failed
+// their hash check.
+func (r *Repo) VerifyFailures() uint64 { return r.verifyFailures.Load() }
 
 // Blob returns a tree or content blob as stored, checked against its hash.
 func (r *Repo) Blob(ctx context.Context, h Hash) ([]byte, error) { return r.blob(h) }
@@ -107,6 +112,7 @@ func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
 		}
 	}
 	if Sum(p) != h {
+		r.verifyFailures.Add(1)
 		return 0, fmt.Errorf("block %s: hash mismatch: %w", h.Short(), ErrCorrupt)
 	}
 	return len(p), nil

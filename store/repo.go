@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -54,7 +55,13 @@ type Options struct {
 	// PackSize is the size at which a pack file is finished and the next
 	// begun (default 256 MiB; tests use small packs).
 	PackSize int64
+	// MetadataCache is the memory kept for metadata read from disk
+	// (default DefaultMetadataCache).
+	MetadataCache int64
 }
+
+// DefaultMetadataCache is Options.MetadataCache's default.
+const DefaultMetadataCache = 64 << 20
 
 // Repo is an open repository. One process holds it at a time; within that
 // process it is safe for concurrent use.
@@ -79,6 +86,8 @@ type Repo struct {
 	// Begin to Commit or Abort, gc exclusively, so gc never frees a block
 	// a running snapshot is about to link.
 	gcMu sync.RWMutex
+	// verifyFailures counts blocks and trees that failed their hash check.
+	verifyFailures atomic.Uint64
 	// commits counts committed snapshots, so that reclaiming an aborted
 	// writer's trees can tell whether anything could have linked them.
 	commits atomic.Uint64
@@ -90,6 +99,28 @@ type Repo struct {
 	mu       sync.Mutex
 	running  map[string]string // volume name → snapshot being made
 	onChange func(volume, snapshot string)
+	onEnd    func(SnapshotEnd)
+}
+
+// SnapshotEnd is how a snapshot of a volume that had begun ended.
+type SnapshotEnd struct {
+	Volume string
+	Name   string
+	Auto   bool
+	// Snapshot is the committed snapshot; nil when it failed or was
+	// aborted.
+	Snapshot *Snapshot
+	// Took is the time from BeginSnapshot to the end.
+	Took time.Duration
+}
+
+// OnSnapshotEnd sets a function called when a snapshot of a volume that
+// had begun is committed or given up, for metrics. Like OnChange's, it
+// runs outside the store's locks and must not block.
+func (r *Repo) OnSnapshotEnd(fn func(SnapshotEnd)) {
+	r.mu.Lock()
+	r.onEnd = fn
+	r.mu.Unlock()
 }
 
 // OnChange sets a function called after a snapshot of a volume is
@@ -166,7 +197,7 @@ func Init(opts Options) (*Info, error) {
 		return nil, err
 	}
 	err = r.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, schemaVersion))
+		return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
 	})
 	if cerr := r.Close(); err == nil {
 		err = cerr
@@ -254,7 +285,7 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		// Values larger go to the value log; a batch must hold one.
 		WithValueThreshold(min(1<<20, memtable*15/100/2)).
 		WithNumMemtables(3).
-		WithBlockCacheSize(64 << 20).
+		WithBlockCacheSize(cmp.Or(opts.MetadataCache, DefaultMetadataCache)).
 		WithValueLogFileSize(256 << 20).
 		WithNumVersionsToKeep(1).
 		WithCompactL0OnClose(true).
@@ -390,12 +421,12 @@ func (r *Repo) checkSchema() error {
 			return err
 		}
 		switch s {
-		case schemaVersion:
+		case SchemaVersion:
 			return nil
 		case 1:
-			return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, schemaVersion))
+			return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
 		}
-		return fmt.Errorf("%s: metadata schema %d, this chainfs reads up to %d: %w", r.dir, s, schemaVersion, ErrFormat)
+		return fmt.Errorf("%s: metadata schema %d, this chainfs reads up to %d: %w", r.dir, s, SchemaVersion, ErrFormat)
 	})
 }
 

@@ -468,6 +468,17 @@ func (w *SnapshotWriter) close() {
 		w.mu.Unlock()
 		w.repo.reclaim(packs, trees, w.commitsAtBegin)
 	}
+	w.repo.mu.Lock()
+	fn := w.repo.onEnd
+	w.repo.mu.Unlock()
+	if fn != nil && !strings.HasPrefix(w.vol.Name, imagePrefix) {
+		end := SnapshotEnd{Volume: w.vol.Name, Name: w.snap.Name, Auto: w.snap.Auto, Took: time.Since(w.started)}
+		if w.committed {
+			snap := w.snap
+			end.Snapshot = &snap
+		}
+		fn(end)
+	}
 }
 
 // commitSnapshot applies a snapshot's delta to its volume's chain and then

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/chainfs/chainfs/cmd/chainfs/config"
 	"github.com/chainfs/chainfs/store"
 )
 
@@ -13,7 +14,7 @@ import (
 const (
 	exitOK      = 0
 	exitFailure = 1 // the command failed; nothing it would have made exists
-	exitUsage   = 2 // wrong arguments or flags
+	exitUsage   = 2 // wrong arguments, flags or configuration file
 	exitPartial = 3 // done, but some entries were left out or may be inconsistent (each was named)
 	exitBusy    = 4 // the volume or repository is busy with another operation
 )
@@ -47,7 +48,10 @@ func report(err error, stderr io.Writer) int {
 	fmt.Fprintln(stderr, "chainfs:", msg)
 	var ue usageError
 	var pe partialError
+	var ce *config.Error
 	switch {
+	case errors.As(err, &ce):
+		return exitUsage
 	case errors.As(err, &ue), errors.Is(err, store.ErrInvalid):
 		fmt.Fprintln(stderr, "Run 'chainfs --help' or 'chainfs COMMAND --help' for usage.")
 		return exitUsage

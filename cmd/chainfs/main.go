@@ -62,7 +62,9 @@ func newApp() *cli.App {
 		Usage:                "incremental snapshots of directory trees, browsable and restorable",
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
+		Version:              versionString(),
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "configuration file (default: /etc/chainfs/config.toml for root, ~/.config/chainfs/config.toml otherwise)", EnvVars: []string{"CHAINFS_CONFIG"}},
 			&cli.StringFlag{Name: "repo", Usage: "repository directory (default: /var/lib/chainfs for root, ~/.local/share/chainfs otherwise)", EnvVars: []string{"CHAINFS_REPO"}},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "catalog", Usage: "directory of native image files served as public images", EnvVars: []string{"CHAINFS_CATALOG"}},
@@ -80,9 +82,20 @@ func newApp() *cli.App {
 			checkCommand(),
 			serveCommand(),
 			umountCommand(),
+			configCommand(),
+			versionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main reports and exits
 		OnUsageError:   onUsageError,
+		Before:         applyConfig(""),
+	}
+	for _, c := range app.Commands {
+		for _, s := range settings {
+			if s.Command == c.Name {
+				c.Before = applyConfig(c.Name)
+				break
+			}
+		}
 	}
 	var setUsage func([]*cli.Command)
 	setUsage = func(cmds []*cli.Command) {

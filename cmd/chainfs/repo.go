@@ -76,66 +76,95 @@ func absPath(c *cli.Context, p string) (string, error) {
 	return filepath.Abs(p)
 }
 
-// repoDirFromArgs finds the repository a command line names, before the
-// command line is parsed: --repo among the global flags, else what
-// repoDir would pick.
-func repoDirFromArgs(args []string) string {
-	for i := 1; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") {
-			break
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if name == "repo" {
-			if hasVal {
-				return val
-			}
-			if i+1 < len(args) {
-				return args[i+1]
-			}
-		}
-		if name == "log-level" && !hasVal {
+// localCommands run in the calling process, never in the daemon: they
+// serve, unmount, make a repository, or tell about this process and this
+// machine.
+var localCommands = map[string]bool{"serve": true, "umount": true, "init": true, "help": true, "h": true,
+	"version": true, "doctor": true, "config": true, "completion": true}
+
+// leadingGlobals reads the global flags before the command, before the
+// command line is parsed: their values by name, and the index of the
+// command (len(args) if none). It stops at -h, --help and the like.
+func leadingGlobals(args []string) (map[string]string, int) {
+	flags := newApp().Flags
+	vals := map[string]string{}
+	i := 1
+	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !hasVal && takesValue(flags, args[i]) && i+1 < len(args) {
 			i++
+			val = args[i]
 		}
+		vals[name] = val
+	}
+	return vals, i
+}
+
+// repoDirFromArgs finds the repository a command line names, before the
+// command line is parsed: --repo, else $CHAINFS_REPO, else the
+// configuration file's, else the default.
+func repoDirFromArgs(args []string) string {
+	globals, _ := leadingGlobals(args)
+	if d := globals["repo"]; d != "" {
+		return d
 	}
 	if d := os.Getenv("CHAINFS_REPO"); d != "" {
 		return d
 	}
+	if f, err := loadConfig(configPathFromArgs(globals)); err == nil {
+		if v, ok := f.Get("repository"); ok {
+			return v.Text
+		}
+	}
 	return defaultRepoDir()
 }
 
+// configPathFromArgs is --config among the leading global flags, else
+// $CHAINFS_CONFIG; "" for the default.
+func configPathFromArgs(globals map[string]string) string {
+	if p := globals["config"]; p != "" {
+		return p
+	}
+	return os.Getenv("CHAINFS_CONFIG")
+}
+
 // forwardable reports whether a command line may run in the daemon: all
-// but serving, unmounting, init and help run where the repository is open.
+// but the local commands, help, and completion requests.
 func forwardable(args []string) bool {
-	for i := 1; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") {
-			if name, _, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "="); !hasVal && (name == "repo" || name == "log-level") {
-				i++
-			}
-			if a == "-h" || a == "--help" || a == "-v" || a == "--version" {
-				return false
-			}
-			continue
-		}
-		switch a {
-		case "serve", "umount", "init", "help", "h":
+	globals, i := leadingGlobals(args)
+	if i == len(args) || localCommands[args[i]] {
+		return false
+	}
+	for name := range globals {
+		if name == "h" || name == "help" || name == "v" || name == "version" {
 			return false
 		}
-		for _, rest := range args[i:] {
-			if rest == "--help" || rest == "-h" {
-				return false
-			}
-		}
-		return true
 	}
-	return false
+	for _, a := range args[i:] {
+		if a == "--help" || a == "-h" || a == "--generate-bash-completion" {
+			return false
+		}
+	}
+	// A configuration file that does not load is reported here, not by
+	// the daemon, which has its own.
+	if _, err := loadConfig(configPathFromArgs(globals)); err != nil {
+		return false
+	}
+	return true
 }
 
 // openRepo opens the repository for a command.
 func openRepo(c *cli.Context) (*store.Repo, error) {
 	purpose := "chainfs " + strings.Join(os.Args[1:], " ")
-	return store.Open(c.Context, store.Options{Dir: repoDir(c), Logger: logger(c), Purpose: purpose})
+	opts := store.Options{Dir: repoDir(c), Logger: logger(c), Purpose: purpose}
+	if v := c.String("metadata-cache"); v != "" { // serve's
+		n, err := parseSize(v)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--metadata-cache: %w", err)}
+		}
+		opts.MetadataCache = int64(n)
+	}
+	return store.Open(c.Context, opts)
 }
 
 // withRepo runs fn on the repository: the daemon's, when the daemon runs

@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"syscall"
 
+	"github.com/chainfs/chainfs/cmd/chainfs/config"
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
+	chainfs "github.com/chainfs/chainfs/fs"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/urfave/cli/v2"
@@ -24,8 +26,12 @@ func serveCommand() *cli.Command {
 		Description: "With the global --catalog DIR (chainfs serve --mount M --catalog DIR), the native image\n" +
 			"files in DIR show as public images under images/ and in every command the daemon runs.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "mount", Required: true, Usage: "an empty directory to mount the repository on"},
+			&cli.StringFlag{Name: "mount", Usage: "an empty directory to mount the repository on (config: [serve] mount)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users in; the snapshots' own modes and owners apply"},
+			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics"},
+			&cli.IntFlag{Name: "tree-cache", Value: chainfs.DefaultTreeCache, Usage: "directory entries kept decoded in memory"},
+			&cli.IntFlag{Name: "read-ahead", Value: chainfs.DefaultReadAhead, Usage: "blocks a sequential reader has fetched ahead of it (0: none)"},
+			&cli.StringFlag{Name: "metadata-cache", Value: "64MiB", Usage: "memory for metadata read from disk"},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
 		},
 		Action: func(c *cli.Context) error {
@@ -35,9 +41,19 @@ func serveCommand() *cli.Command {
 			if r, _ := c.App.Metadata[metaRepo].(*store.Repo); r != nil {
 				return fmt.Errorf("a daemon already serves this repository")
 			}
+			if c.String("mount") == "" {
+				return usagef("serve: no mount point: give --mount DIR, or set mount under [serve] in %s", configPath(c))
+			}
 			mnt, err := absPath(c, c.String("mount"))
 			if err != nil {
 				return err
+			}
+			if c.Int("tree-cache") < 1 || c.Int("read-ahead") < 0 {
+				return usagef("serve: --tree-cache must be at least 1 and --read-ahead at least 0")
+			}
+			readAhead := c.Int("read-ahead")
+			if readAhead == 0 {
+				readAhead = -1 // chainfs.Options: none
 			}
 			log := logger(c)
 			var catalog *imagefile.Catalog
@@ -53,12 +69,16 @@ func serveCommand() *cli.Command {
 			return withRepo(c, func(r *store.Repo) error {
 				return daemon.Run(c.Context, daemon.Options{
 					Repo: r, Catalog: catalog, Mount: mnt, AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug-fuse"), Logger: log,
+					TreeCache: c.Int("tree-cache"), ReadAhead: readAhead, Metrics: c.String("metrics"), Version: versionString(),
 					RunCLI: func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, caller daemon.Caller) int {
 						return runIn(ctx, append([]string{"chainfs"}, args...), cwd, stdout, stderr,
-							&served{repo: r, mount: mnt, catalog: catalog, caller: &caller})
+							&served{repo: r, mount: mnt, catalog: catalog, caller: &caller, config: configFile(c)})
 					},
-					Ready: func() {
+					Ready: func(metricsAddr string) {
 						fmt.Fprintf(c.App.Writer, "serving %s at %s (stop with Ctrl-C or 'chainfs umount %s')\n", r.Dir(), mnt, mnt)
+						if metricsAddr != "" {
+							fmt.Fprintf(c.App.Writer, "metrics at http://%s/metrics\n", metricsAddr)
+						}
 					},
 				})
 			})
@@ -72,6 +92,7 @@ type served struct {
 	mount   string
 	catalog *imagefile.Catalog
 	caller  *daemon.Caller
+	config  *config.File
 }
 
 // runIn runs a command line; s is nil when no daemon runs it.
@@ -79,7 +100,8 @@ func runIn(ctx context.Context, args []string, cwd string, stdout, stderr io.Wri
 	app := newApp()
 	app.Writer, app.ErrWriter = stdout, stderr
 	if s != nil {
-		app.Metadata = map[string]any{metaRepo: s.repo, metaCwd: cwd, metaMount: s.mount, metaCaller: s.caller, metaCatalog: s.catalog}
+		app.Metadata = map[string]any{metaRepo: s.repo, metaCwd: cwd, metaMount: s.mount, metaCaller: s.caller, metaCatalog: s.catalog,
+			metaConfig: s.config}
 	}
 	return report(app.RunContext(ctx, flagsFirst(app, args)), stderr)
 }

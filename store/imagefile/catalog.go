@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chainfs/chainfs/store"
@@ -27,18 +28,27 @@ type Catalog struct {
 
 	mu     sync.Mutex
 	images map[string]*catalogImage
+
+	// verifyFailures counts blocks that failed their hash check.
+	verifyFailures atomic.Uint64
 }
+
+// VerifyFailures is how many blocks read from the catalog's files failed
+// their hash check.
+func (c *Catalog) VerifyFailures() uint64 { return c.verifyFailures.Load() }
 
 // catalogImage is one indexed file.
 type catalogImage struct {
-	path    string
-	size    int64
-	mtime   time.Time
-	image   store.Image
-	f       *os.File
-	blobs   map[store.Hash][]byte
-	blocks  map[store.Hash]blockLoc
-	openErr error
+	path  string
+	size  int64
+	mtime time.Time
+	image store.Image
+	f     *os.File
+	// failures is the catalog's count of blocks that failed their check.
+	failures *atomic.Uint64
+	blobs    map[store.Hash][]byte
+	blocks   map[store.Hash]blockLoc
+	openErr  error
 }
 
 // blockLoc is where a block's data lies in its file.
@@ -89,6 +99,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 			c.log.Warn("catalog file left out", "file", filepath.Join(c.dir, de.Name()), "err", err)
 			ci = &catalogImage{path: filepath.Join(c.dir, de.Name()), size: info.Size(), mtime: info.ModTime(), openErr: err}
 		}
+		ci.failures = &c.verifyFailures
 		c.images[name] = ci
 	}
 	for name := range c.images {
@@ -232,6 +243,9 @@ func (ci *catalogImage) ReadBlock(ctx context.Context, h store.Hash, p []byte) (
 		return 0, fmt.Errorf("block %s of catalog image %s: %w", h.Short(), ci.path, err)
 	}
 	if store.Sum(p) != h {
+		if ci.failures != nil {
+			ci.failures.Add(1)
+		}
 		return 0, fmt.Errorf("block %s of catalog image %s: hash mismatch: %w", h.Short(), ci.path, store.ErrCorrupt)
 	}
 	return len(p), nil

@@ -34,11 +34,18 @@ type Options struct {
 	AllowOther bool
 	Debug      bool
 	Logger     *slog.Logger
+	// TreeCache and ReadAhead size the mount's caches (chainfs.Options).
+	TreeCache, ReadAhead int
+	// Metrics, if set, is the address to serve Prometheus metrics on.
+	Metrics string
+	// Version names this build, for the metrics.
+	Version string
 	// RunCLI runs one chainfs command line in this process against Repo,
 	// for a CLI that reached the daemon; it returns the exit status.
 	RunCLI func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, caller Caller) int
-	// Ready is called once the mount and the socket serve.
-	Ready func()
+	// Ready is called once the mount, the socket and the metrics serve,
+	// with the metrics' address if any.
+	Ready func(metricsAddr string)
 	// Clock drives the scheduler; nil is the system clock.
 	Clock Clock
 }
@@ -57,10 +64,27 @@ func Run(ctx context.Context, o Options) error {
 	if st, err := os.Stat(o.Repo.Dir()); err == nil {
 		owner = st.Sys().(*syscall.Stat_t).Uid
 	}
+	clock := o.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
 	notes := newNotifier()
 	jobs := newRunner(ctx, o.Repo, mnt, log)
+	sched := newScheduler(o.Repo, jobs, clock, time.Local, mnt, log)
+	var observer chainfs.Observer
+	var metricsAddr string
+	if o.Metrics != "" {
+		m := newMetrics(o.Repo, o.Catalog, o.Version, sched.nextRuns)
+		if metricsAddr, err = m.serve(ctx, o.Metrics, log); err != nil {
+			return err
+		}
+		o.Repo.OnSnapshotEnd(m.snapshotEnded)
+		defer o.Repo.OnSnapshotEnd(nil)
+		sched.skipped = m.skipped
+		observer = m
+	}
 	fsys := chainfs.New(chainfs.Options{Repo: o.Repo, Images: &imagefile.Library{Repo: o.Repo, Catalog: o.Catalog},
-		Controller: jobs, Logger: log, OwnerUID: owner})
+		Controller: jobs, Logger: log, OwnerUID: owner, TreeCache: o.TreeCache, ReadAhead: o.ReadAhead, Observer: observer})
 	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug})
 	if err != nil {
 		return err
@@ -81,15 +105,13 @@ func Run(ctx context.Context, o Options) error {
 		unmount(server, mnt, log)
 		return err
 	}
-	clock := o.Clock
-	if clock == nil {
-		clock = realClock{}
-	}
-	go newScheduler(o.Repo, jobs, clock, time.Local, mnt, log).run(ctx)
-	log.Info("serving", "repo", o.Repo.Dir(), "mount", mnt)
+	go sched.run(ctx)
+	go watchdog(ctx, mnt, log)
+	log.Info("serving", "repo", o.Repo.Dir(), "mount", mnt, "metrics", metricsAddr)
 	if o.Ready != nil {
-		o.Ready()
+		o.Ready(metricsAddr)
 	}
+	notify(log, "READY=1\nSTATUS=serving "+o.Repo.Dir()+" at "+mnt)
 	unmounted := make(chan struct{})
 	go func() { server.Wait(); close(unmounted) }()
 	select {
@@ -98,6 +120,7 @@ func Run(ctx context.Context, o Options) error {
 	case <-unmounted:
 		log.Warn("unmounted from outside", "mount", mnt)
 	}
+	notify(log, "STOPPING=1")
 	sock.Close()
 	jobs.wait()
 	notes.close()

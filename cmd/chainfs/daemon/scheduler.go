@@ -43,6 +43,8 @@ type scheduler struct {
 	log   *slog.Logger
 
 	seen map[string]time.Time // volume → the time up to which it was looked at
+	// skipped, if set, is told of each run that did not start.
+	skipped func(volume string)
 }
 
 func newScheduler(repo *store.Repo, jobs *runner, clock Clock, loc *time.Location, mount string, log *slog.Logger) *scheduler {
@@ -95,6 +97,27 @@ func (s *scheduler) tick(ctx context.Context, now time.Time) {
 	}
 }
 
+// nextRuns is when each volume with a policy has its next run, by volume
+// and policy name.
+func (s *scheduler) nextRuns(ctx context.Context) map[[2]string]time.Time {
+	vols, err := s.repo.Volumes(ctx)
+	if err != nil {
+		return nil
+	}
+	out := map[[2]string]time.Time{}
+	for _, v := range vols {
+		if v.Policy == "" {
+			continue
+		}
+		if p, err := s.repo.Policy(ctx, v.Policy); err == nil {
+			if at, ok := nextRun(p, s.clock.Now(), s.loc); ok {
+				out[[2]string{v.Name, v.Policy}] = at
+			}
+		}
+	}
+	return out
+}
+
 // lastAuto is the time of the volume's newest automatic snapshot, or when
 // its policy was applied if that is later.
 func (s *scheduler) lastAuto(ctx context.Context, v *store.Volume) (time.Time, error) {
@@ -117,26 +140,51 @@ func newestOccurrence(p *store.Policy, from, to time.Time, loc *time.Location) (
 	if !to.After(from) {
 		return "", false
 	}
-	day := to.In(loc)
 	// A week holds every weekday, so eight days back always suffice.
 	for i := 0; i < 8; i++ {
-		y, m, d := day.AddDate(0, 0, -i).Date()
-		date := time.Date(y, m, d, 12, 0, 0, 0, loc)
-		if date.AddDate(0, 0, 1).Before(from) {
+		runs := runsOnDate(p, to.In(loc).AddDate(0, 0, -i), loc)
+		if len(runs) > 0 && runs[len(runs)-1].at.AddDate(0, 0, 1).Before(from) {
 			break
 		}
-		if !p.RunsOn(date.Weekday()) {
-			continue
-		}
-		for j := len(p.At) - 1; j >= 0; j-- {
-			hh, mm, _ := store.ParseClock(p.At[j])
-			at := wallTime(y, m, d, hh, mm, loc)
-			if at.After(from) && !at.After(to) {
-				return fmt.Sprintf("%04d%02d%02d-%02d%02d", y, m, d, hh, mm), true
+		for j := len(runs) - 1; j >= 0; j-- {
+			if at := runs[j].at; at.After(from) && !at.After(to) {
+				return runs[j].label, true
 			}
 		}
 	}
 	return "", false
+}
+
+// nextRun is the first run of p after now.
+func nextRun(p *store.Policy, now time.Time, loc *time.Location) (time.Time, bool) {
+	for i := 0; i < 8; i++ {
+		for _, r := range runsOnDate(p, now.In(loc).AddDate(0, 0, i), loc) {
+			if r.at.After(now) {
+				return r.at, true
+			}
+		}
+	}
+	return time.Time{}, false
+}
+
+// run is one planned run of a policy.
+type run struct {
+	label string // the wall-clock time, 20060102-1504
+	at    time.Time
+}
+
+// runsOnDate lists p's runs on day's date, earliest first.
+func runsOnDate(p *store.Policy, day time.Time, loc *time.Location) []run {
+	y, m, d := day.Date()
+	if !p.RunsOn(time.Date(y, m, d, 12, 0, 0, 0, loc).Weekday()) {
+		return nil
+	}
+	var runs []run
+	for _, at := range p.At {
+		hh, mm, _ := store.ParseClock(at)
+		runs = append(runs, run{fmt.Sprintf("%04d%02d%02d-%02d%02d", y, m, d, hh, mm), wallTime(y, m, d, hh, mm, loc)})
+	}
+	return runs
 }
 
 // wallTime is the instant a local wall-clock time happens. A time that a
@@ -161,6 +209,9 @@ func (s *scheduler) fire(ctx context.Context, volume string, p *store.Policy, la
 	}
 	if running, busy := s.repo.Running()[volume]; busy {
 		s.jobs.skip("auto", volume+" "+name, fmt.Sprintf("skipped: %s", running))
+		if s.skipped != nil {
+			s.skipped(volume)
+		}
 		s.log.Warn("automatic snapshot skipped: the volume is busy", "volume", volume, "snapshot", name, "running", running)
 		return
 	}

@@ -259,3 +259,26 @@ func TestSchedulerClockBackwards(t *testing.T) {
 		t.Errorf("after the clock went back: %v, want one run", got)
 	}
 }
+
+func TestNextRun(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skip(err)
+	}
+	p := &store.Policy{At: []string{"02:30", "18:00"}, Weekdays: []string{"sat", "sun"}}
+	for _, c := range []struct{ now, want time.Time }{
+		// Thursday: the next run is Saturday's first.
+		{time.Date(2027, 3, 11, 9, 0, 0, 0, ny), time.Date(2027, 3, 13, 2, 30, 0, 0, ny)},
+		// Saturday between the two.
+		{time.Date(2027, 3, 13, 2, 30, 0, 0, ny), time.Date(2027, 3, 13, 18, 0, 0, 0, ny)},
+		// Sunday 14 March 2027: 02:30 does not exist; the run is at 03:00.
+		{time.Date(2027, 3, 13, 19, 0, 0, 0, ny), time.Date(2027, 3, 14, 3, 0, 0, 0, ny)},
+		// Sunday evening: next Saturday.
+		{time.Date(2027, 3, 14, 18, 0, 0, 0, ny), time.Date(2027, 3, 20, 2, 30, 0, 0, ny)},
+	} {
+		got, ok := nextRun(p, c.now, ny)
+		if !ok || !got.Equal(c.want) {
+			t.Errorf("nextRun(%v) = %v, %v; want %v", c.now, got, ok, c.want)
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/chainfs/chainfs/cmd/chainfs/config"
+	"github.com/urfave/cli/v2"
+)
+
+// setting ties a key of the configuration file to the flag it stands in
+// for. Precedence: the flag, then its environment variable, then the
+// file, then the flag's default.
+type setting struct {
+	config.Setting
+	// Command is the command whose flag it is ("" for a global flag).
+	Command string
+	Flag    string
+}
+
+// settings are every key the configuration file may hold.
+var settings = []setting{
+	{config.Setting{Key: "repository", Type: config.String, Check: checkAbsolute}, "", "repo"},
+	{config.Setting{Key: "log_level", Type: config.String, Check: checkLevel}, "", "log-level"},
+	{config.Setting{Key: "catalog", Type: config.String, Check: checkAbsolute}, "", "catalog"},
+	{config.Setting{Key: "serve.mount", Type: config.String, Check: checkAbsolute}, "serve", "mount"},
+	{config.Setting{Key: "serve.allow_other", Type: config.Bool}, "serve", "allow-other"},
+	{config.Setting{Key: "serve.metrics", Type: config.String, Check: checkAddress}, "serve", "metrics"},
+	{config.Setting{Key: "cache.trees", Type: config.Integer, Check: checkCount(1)}, "serve", "tree-cache"},
+	{config.Setting{Key: "cache.read_ahead", Type: config.Integer, Check: checkCount(0)}, "serve", "read-ahead"},
+	{config.Setting{Key: "cache.metadata", Type: config.String | config.Integer, Check: checkSize}, "serve", "metadata-cache"},
+}
+
+// Keys of app.Metadata for the configuration.
+const (
+	metaConfig  = "config"  // *config.File, or nil when there is none
+	metaSources = "sources" // map[string]string: where each setting applied so far came from
+)
+
+func configSchema() []config.Setting {
+	out := make([]config.Setting, len(settings))
+	for i, s := range settings {
+		out[i] = s.Setting
+	}
+	return out
+}
+
+// defaultConfigPath is where the configuration file is looked for
+// without --config: beside the system's repository for root, in the
+// user's configuration directory otherwise.
+func defaultConfigPath() string {
+	if os.Geteuid() == 0 {
+		return "/etc/chainfs/config.toml"
+	}
+	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
+		return filepath.Join(d, "chainfs", "config.toml")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".config", "chainfs", "config.toml")
+}
+
+// loadConfig reads the configuration file that path names (--config,
+// $CHAINFS_CONFIG) or the default one. A default file that does not
+// exist is no configuration; a named one is an error.
+func loadConfig(path string) (*config.File, error) {
+	named := path != ""
+	if !named {
+		path = defaultConfigPath()
+	}
+	f, err := config.Load(path, configSchema())
+	if !named && errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return f, err
+}
+
+// configFile is the configuration file in effect; nil when there is none.
+func configFile(c *cli.Context) *config.File {
+	f, _ := c.App.Metadata[metaConfig].(*config.File)
+	return f
+}
+
+// configPath is the configuration file in effect, or where one would be
+// read from.
+func configPath(c *cli.Context) string {
+	if f := configFile(c); f != nil {
+		return f.Path
+	}
+	if p := c.String("config"); p != "" {
+		return p
+	}
+	return defaultConfigPath()
+}
+
+// applyConfig is the Before of the app and of each command that has
+// settings: it fills each of the command's flags that the command line
+// and the environment left unset from the configuration file, loading the
+// file first if this process has not (the daemon lends its own).
+func applyConfig(command string) cli.BeforeFunc {
+	return func(c *cli.Context) error {
+		if c.App.Metadata == nil {
+			c.App.Metadata = map[string]any{}
+		}
+		if _, loaded := c.App.Metadata[metaConfig]; !loaded {
+			f, err := loadConfig(c.String("config"))
+			if err != nil {
+				return err
+			}
+			c.App.Metadata[metaConfig] = f
+		}
+		file := configFile(c)
+		sources, _ := c.App.Metadata[metaSources].(map[string]string)
+		if sources == nil {
+			sources = map[string]string{}
+			c.App.Metadata[metaSources] = sources
+		}
+		for _, s := range settings {
+			if s.Command != command {
+				continue
+			}
+			source := settingSource(c, s)
+			if source == "config" {
+				v, _ := file.Get(s.Key)
+				if err := c.Set(s.Flag, v.Text); err != nil {
+					return fmt.Errorf("config %s:%d: %s: %w", file.Path, v.Line, s.Key, err)
+				}
+				source = fmt.Sprintf("config %s:%d", file.Path, v.Line)
+			}
+			sources[s.Key] = source
+		}
+		return nil
+	}
+}
+
+// settingSource says where the value of s's flag comes from before the
+// configuration file is applied: "flag", "env NAME", "config" or
+// "default".
+func settingSource(c *cli.Context, s setting) string {
+	_, inFile := configFile(c).Get(s.Key)
+	env, fromEnv := envOf(c, s.Flag)
+	switch {
+	case c.IsSet(s.Flag) && fromEnv:
+		return "env " + env
+	case c.IsSet(s.Flag):
+		return "flag --" + s.Flag
+	case inFile:
+		return "config"
+	}
+	return "default"
+}
+
+// envOf names the environment variable the flag's value came from, if it
+// did (urfave/cli tells set from unset, not how).
+func envOf(c *cli.Context, name string) (string, bool) {
+	f, ok := lookupFlag(c, name).(*cli.StringFlag)
+	if !ok {
+		return "", false
+	}
+	for _, env := range f.EnvVars {
+		if v, ok := os.LookupEnv(env); ok && v != "" && v == c.String(name) {
+			return env, true
+		}
+	}
+	return "", false
+}
+
+// lookupFlag finds the definition of flag name among the running
+// command's flags, then the global ones.
+func lookupFlag(c *cli.Context, name string) cli.Flag {
+	if c.Command != nil {
+		if f := flagIn(c.Command.Flags, name); f != nil {
+			return f
+		}
+	}
+	return flagIn(c.App.Flags, name)
+}
+
+func flagIn(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) {
+			return f
+		}
+	}
+	return nil
+}
+
+// flagDefault is the text of a flag's default value.
+func flagDefault(f cli.Flag) string {
+	switch f := f.(type) {
+	case *cli.StringFlag:
+		return f.Value
+	case *cli.IntFlag:
+		return strconv.Itoa(f.Value)
+	case *cli.BoolFlag:
+		return strconv.FormatBool(f.Value)
+	}
+	return ""
+}
+
+// effective is one setting as config show reports it.
+type effective struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Source string `json:"source"` // flag --NAME, env NAME, config FILE:LINE, default
+}
+
+func configCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "config",
+		Usage: "the configuration file and the settings in effect",
+		Subcommands: []*cli.Command{{
+			Name:  "show",
+			Usage: "print each setting's value in effect and where it comes from",
+			Description: "Precedence: a flag, then its environment variable, then the configuration file,\n" +
+				"then the default. Global flags given with config show count: chainfs --repo DIR config show.",
+			ArgsUsage: " ",
+			Flags:     []cli.Flag{jsonFlag},
+			Action: func(c *cli.Context) error {
+				if err := wantArgs(c, 0, 0); err != nil {
+					return err
+				}
+				out := struct {
+					File     string      `json:"file"`
+					Loaded   bool        `json:"loaded"`
+					Settings []effective `json:"settings"`
+				}{File: configPath(c), Loaded: configFile(c) != nil}
+				sources, _ := c.App.Metadata[metaSources].(map[string]string)
+				for _, s := range settings {
+					e := effective{Key: s.Key, Source: sources[s.Key]}
+					switch {
+					case s.Command == "":
+						e.Value = c.String(s.Flag)
+						if s.Flag == "repo" {
+							e.Value = repoDir(c)
+						}
+					default:
+						// Another command's flag: only the file and the
+						// default apply here.
+						if v, ok := configFile(c).Get(s.Key); ok {
+							e.Value, e.Source = v.Text, fmt.Sprintf("config %s:%d", configFile(c).Path, v.Line)
+						} else {
+							e.Value, e.Source = flagDefault(flagIn(findCommand(c.App.Commands, s.Command).Flags, s.Flag)), "default"
+						}
+					}
+					out.Settings = append(out.Settings, e)
+				}
+				return output(c, out, func() {
+					state := "read"
+					if !out.Loaded {
+						state = "none there: defaults apply"
+					}
+					fmt.Fprintf(c.App.Writer, "configuration file %s (%s)\n", out.File, state)
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "KEY\tVALUE\tFROM")
+					for _, e := range out.Settings {
+						v := e.Value
+						if v == "" {
+							v = "-"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Key, v, e.Source)
+					}
+					tw.Flush()
+				})
+			},
+		}},
+	}
+}
+
+func checkAbsolute(s string) error {
+	if !filepath.IsAbs(s) {
+		return fmt.Errorf("want an absolute path, not %q", s)
+	}
+	return nil
+}
+
+func checkLevel(s string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return fmt.Errorf("want debug, info, warn or error, not %q", s)
+	}
+	return nil
+}
+
+func checkAddress(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("want HOST:PORT (localhost:9721, :9721, [::1]:9721), not %q", s)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("host %q: not a host name or address", host)
+	}
+	return nil
+}
+
+func checkCount(min int) func(string) error {
+	return func(s string) error {
+		if n, err := strconv.Atoi(s); err != nil || n < min {
+			return fmt.Errorf("want a whole number of at least %d, not %s", min, s)
+		}
+		return nil
+	}
+}
+
+func checkSize(s string) error {
+	_, err := parseSize(s)
+	return err
+}
