@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
+	"github.com/chainfs/chainfs/cmd/chainfs/journal"
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -55,11 +56,17 @@ func caller(c *cli.Context) daemon.Caller {
 	return daemon.Caller{UID: uint32(os.Geteuid()), Stdin: os.Stdin, Stdout: os.Stdout, StderrTTY: term.IsTerminal(int(os.Stderr.Fd()))}
 }
 
-// logger is the command's slog logger at the --log-level.
+// logger is the command's slog logger at the --log-level: to the journal
+// when systemd runs chainfs with its standard error there, else as text
+// to the command's standard error (the calling CLI's, when the daemon
+// runs the command).
 func logger(c *cli.Context) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		level = slog.LevelWarn
+	}
+	if c.App.ErrWriter == os.Stderr && journal.StderrIsJournal() {
+		return slog.New(journal.NewHandler(level))
 	}
 	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
 }
