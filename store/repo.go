@@ -58,6 +58,11 @@ type Options struct {
 	// MetadataCache is the memory kept for metadata read from disk
 	// (default DefaultMetadataCache).
 	MetadataCache int64
+	// LockWait is how long Open waits for another process to let go of
+	// the repository before it gives up with ErrInUse (default: not at
+	// all). A daemon started right after the last one was unmounted
+	// waits for it to finish closing.
+	LockWait time.Duration
 }
 
 // DefaultMetadataCache is Options.MetadataCache's default.
@@ -271,6 +276,10 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	lock, err := acquireLock(dir, opts.Purpose)
+	for deadline := time.Now().Add(opts.LockWait); errors.Is(err, ErrInUse) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		lock, err = acquireLock(dir, opts.Purpose)
+	}
 	if err != nil {
 		return nil, err
 	}

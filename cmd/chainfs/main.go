@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"runtime/pprof"
 	"syscall"
 
@@ -24,7 +26,12 @@ func main() {
 			pprof.StartCPUProfile(f)
 		}
 	}
-	code := run(ctx, os.Args)
+	var code int
+	if slices.Contains(mountHelperNames, filepath.Base(os.Args[0])) {
+		code = mountHelper(ctx, os.Args[1:], os.Stderr)
+	} else {
+		code = run(ctx, os.Args)
+	}
 	stop()
 	pprof.StopCPUProfile()
 	os.Exit(code)

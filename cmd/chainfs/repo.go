@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	"github.com/chainfs/chainfs/cmd/chainfs/journal"
@@ -164,6 +165,10 @@ func forwardable(args []string) bool {
 func openRepo(c *cli.Context) (*store.Repo, error) {
 	purpose := "chainfs " + strings.Join(os.Args[1:], " ")
 	opts := store.Options{Dir: repoDir(c), Logger: logger(c), Purpose: purpose}
+	if c.Command.Name == "serve" {
+		// A daemon started as the last one unmounts waits for it to go.
+		opts.LockWait = 10 * time.Second
+	}
 	if v := c.String("metadata-cache"); v != "" { // serve's
 		n, err := parseSize(v)
 		if err != nil {

@@ -17,7 +17,8 @@ import (
 // it does nothing.
 func notify(log *slog.Logger, state string) {
 	if _, err := sd.SdNotify(false, state); err != nil {
-		log.Warn("cannot notify the service manager", "state", state, "err", err)
+		// A mount helper stops listening once the daemon is ready.
+		log.Debug("cannot notify the service manager", "state", state, "err", err)
 	}
 }
 

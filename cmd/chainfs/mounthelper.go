@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/chainfs/chainfs/cmd/chainfs/journal"
+	"github.com/urfave/cli/v2"
+)
+
+// mountHelperNames are the names under which chainfs acts as mount(8)'s
+// helper for the type fuse.chainfs (installed as a link to chainfs).
+var mountHelperNames = []string{"mount.fuse.chainfs", "mount.chainfs"}
+
+// mountReadyTimeout bounds the wait for the daemon the helper starts.
+const mountReadyTimeout = 2 * time.Minute
+
+// ignoredMountOptions are fstab options for mount(8) or systemd, or the
+// generic ones a read-only FUSE mount has anyway.
+var ignoredMountOptions = map[string]bool{"defaults": true, "auto": true, "noauto": true, "nofail": true,
+	"user": true, "users": true, "nouser": true, "owner": true, "group": true, "rw": true, "ro": true,
+	"_netdev": true, "dev": true, "nodev": true, "suid": true, "nosuid": true, "exec": true, "noexec": true,
+	"atime": true, "noatime": true, "relatime": true, "strictatime": true, "nodiratime": true,
+	"sync": true, "async": true, "loud": true, "silent": true}
+
+// mountRequest is a mount(8) helper's command line, read.
+type mountRequest struct {
+	source, dir string
+	options     []string
+	fake        bool // -f: do everything but mount
+	sloppy      bool // -s: ignore options not understood
+	verbose     bool // -v
+}
+
+// parseMountArgs reads SOURCE DIR [-fnsv] [-o OPTIONS] [-t TYPE], in any
+// order, as mount(8) passes them.
+func parseMountArgs(args []string) (*mountRequest, error) {
+	req := &mountRequest{}
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-o" || a == "-t" || a == "-N":
+			if i+1 == len(args) {
+				return nil, fmt.Errorf("%s needs a value", a)
+			}
+			i++
+			if a == "-o" {
+				req.options = append(req.options, strings.Split(args[i], ",")...)
+			} else if a == "-N" {
+				return nil, fmt.Errorf("-N (mounting in another namespace) is not supported")
+			}
+		case strings.HasPrefix(a, "-o"):
+			req.options = append(req.options, strings.Split(a[2:], ",")...)
+		case strings.HasPrefix(a, "-t"):
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			for _, f := range a[1:] {
+				switch f {
+				case 'f':
+					req.fake = true
+				case 's':
+					req.sloppy = true
+				case 'v':
+					req.verbose = true
+				case 'n': // no mtab: there is none to write
+				default:
+					return nil, fmt.Errorf("unknown flag -%c", f)
+				}
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	if len(pos) != 2 {
+		return nil, fmt.Errorf("usage: mount.fuse.chainfs REPOSITORY DIR [-o OPTIONS]")
+	}
+	req.source, req.dir = pos[0], pos[1]
+	return req, nil
+}
+
+// serveArgs turns the request into the command line of chainfs serve.
+// The source is the repository, or "chainfs" or "none" for the one the
+// configuration names. Each option OPT[=VALUE] is the flag --OPT of serve
+// or a global flag, with _ for - (allow_other, metrics=ADDR, config=FILE).
+func (req *mountRequest) serveArgs(app *cli.App) ([]string, error) {
+	var globals, serve []string
+	switch {
+	case req.source == "chainfs" || req.source == "none":
+	case filepath.IsAbs(req.source):
+		globals = append(globals, "--repo", req.source)
+	default:
+		return nil, fmt.Errorf("source %q: give the repository's absolute path, or chainfs for the configured one", req.source)
+	}
+	serveCmd := findCommand(app.Commands, "serve")
+	for _, opt := range req.options {
+		name, val, hasVal := strings.Cut(opt, "=")
+		if name == "" || ignoredMountOptions[name] || strings.HasPrefix(name, "x-") || name == "comment" {
+			continue
+		}
+		flag := strings.ReplaceAll(name, "_", "-")
+		target := &serve
+		f := flagIn(serveCmd.Flags, flag)
+		if f == nil && flag != "repo" {
+			f, target = flagIn(app.Flags, flag), &globals
+		}
+		if f == nil || flag == "mount" || flag == "debug-fuse" {
+			if req.sloppy {
+				continue
+			}
+			return nil, fmt.Errorf("unknown option %q", opt)
+		}
+		if _, isBool := f.(*cli.BoolFlag); isBool {
+			if hasVal {
+				*target = append(*target, "--"+flag+"="+val)
+			} else {
+				*target = append(*target, "--"+flag)
+			}
+			continue
+		}
+		if !hasVal || val == "" {
+			return nil, fmt.Errorf("option %s needs a value: %s=...", name, name)
+		}
+		*target = append(*target, "--"+flag, val)
+	}
+	dir, err := filepath.Abs(req.dir)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(globals, "serve", "--mount", dir), serve...), nil
+}
+
+// mountHelper is chainfs run as mount.fuse.chainfs: it starts chainfs
+// serve in the background, in a session of its own, and returns once the
+// mount serves, or with the daemon's error.
+func mountHelper(ctx context.Context, args []string, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "mount.fuse.chainfs:", err)
+		return 32 // mount(8): mount failure
+	}
+	req, err := parseMountArgs(args)
+	if err != nil {
+		return fail(err)
+	}
+	serveArgs, err := req.serveArgs(newApp())
+	if err != nil {
+		return fail(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	if req.verbose || req.fake {
+		fmt.Fprintln(stderr, "chainfs", strings.Join(serveArgs, " "))
+	}
+	if req.fake {
+		return 0
+	}
+	repo := repoDirFromArgs(append([]string{"chainfs"}, serveArgs...))
+	if err := startDaemon(ctx, self, serveArgs, repo); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// startDaemon runs chainfs with args detached from the caller and waits
+// for it to say it is ready over the service manager's protocol. Its log
+// goes to the journal when the caller's does (a mount unit), else to
+// daemon.log in the repository.
+func startDaemon(ctx context.Context, self string, args []string, repo string) error {
+	sockName := fmt.Sprintf("@chainfs-mount-%d-%d", os.Getpid(), time.Now().UnixNano())
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockName, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("notify socket: %w", err)
+	}
+	defer sock.Close()
+
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(withoutEnv(os.Environ(), "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"), "NOTIFY_SOCKET="+sockName)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	var logFile *os.File
+	var logStart int64
+	if journal.StderrIsJournal() {
+		cmd.Stderr = os.Stderr
+	} else {
+		if logFile, err = os.OpenFile(filepath.Join(repo, "daemon.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
+			return fmt.Errorf("daemon log: %w", err)
+		}
+		defer logFile.Close()
+		logStart, _ = logFile.Seek(0, io.SeekEnd)
+		cmd.Stderr = logFile
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ready := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := sock.Read(buf)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				if line == "READY=1" {
+					close(ready)
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		// The daemon goes on alone; its exit status is its own.
+		return nil
+	case err := <-exited:
+		if logFile != nil {
+			if msg := logTail(logFile.Name(), logStart); msg != "" {
+				return errors.New(msg)
+			}
+		}
+		return fmt.Errorf("chainfs serve ended before it mounted: %v", err)
+	case <-time.After(mountReadyTimeout):
+		cmd.Process.Signal(syscall.SIGTERM)
+		return fmt.Errorf("chainfs serve did not mount within %v; stopped it", mountReadyTimeout)
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		return ctx.Err()
+	}
+}
+
+// logTail is what the daemon wrote to its log from off: its error lines.
+func logTail(path string, off int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	f.Seek(off, io.SeekStart)
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := strings.TrimPrefix(sc.Text(), "chainfs: "); l != sc.Text() {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
+}
+
+func withoutEnv(env []string, names ...string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		drop := false
+		for _, n := range names {
+			drop = drop || name == n
+		}
+		if !drop {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
