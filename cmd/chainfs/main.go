@@ -8,8 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"

@@ -75,8 +75,8 @@ func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, ne
 			Help: "Read requests the mount answered, by result (ok or error).",
 		}, []string{"result"}),
 		mountReadTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "chainfs_mount_read_duration_seconds",
-			Help: "Time to answer a read request through the mount.",
+			Name:    "chainfs_mount_read_duration_seconds",
+			Help:    "Time to answer a read request through the mount.",
 			Buckets: []float64{10e-6, 50e-6, 100e-6, 500e-6, 1e-3, 5e-3, 10e-3, 50e-3, 0.1, 0.5, 1, 5},
 		}),
 	}
