@@ -3,6 +3,7 @@
 package fs
 
 import (
+	"cmp"
 	"fmt"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -17,6 +18,9 @@ type MountOptions struct {
 	AllowOther bool
 	// Debug logs every FUSE request.
 	Debug bool
+	// Source is what the mount table shows as the mount's source (the
+	// repository's directory); default "chainfs".
+	Source string
 }
 
 // Mount mounts f at dir. The caller waits on the server and unmounts it.
@@ -24,7 +28,7 @@ func Mount(dir string, f *FS, o MountOptions) (*fuse.Server, error) {
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther: o.AllowOther,
-			FsName:     "chainfs",
+			FsName:     cmp.Or(o.Source, "chainfs"),
 			Name:       "chainfs",
 			// Large reads: the kernel sends up to 1 MiB per request and
 			// reads ahead as far.

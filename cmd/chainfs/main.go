@@ -91,6 +91,7 @@ func newApp() *cli.App {
 			umountCommand(),
 			configCommand(),
 			versionCommand(),
+			doctorCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main reports and exits
 		OnUsageError:   onUsageError,

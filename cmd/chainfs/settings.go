@@ -42,8 +42,9 @@ var settings = []setting{
 
 // Keys of app.Metadata for the configuration.
 const (
-	metaConfig  = "config"  // *config.File, or nil when there is none
-	metaSources = "sources" // map[string]string: where each setting applied so far came from
+	metaConfig    = "config"    // *config.File, or nil when there is none
+	metaSources   = "sources"   // map[string]string: where each setting applied so far came from
+	metaConfigErr = "configErr" // error: why the configuration file did not load (for doctor)
 )
 
 func configSchema() []config.Setting {
@@ -113,7 +114,11 @@ func applyConfig(command string) cli.BeforeFunc {
 		if _, loaded := c.App.Metadata[metaConfig]; !loaded {
 			f, err := loadConfig(c.String("config"))
 			if err != nil {
-				return err
+				// doctor reports it among its findings.
+				if c.Args().First() != "doctor" {
+					return err
+				}
+				c.App.Metadata[metaConfigErr] = err
 			}
 			c.App.Metadata[metaConfig] = f
 		}

@@ -85,7 +85,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	fsys := chainfs.New(chainfs.Options{Repo: o.Repo, Images: &imagefile.Library{Repo: o.Repo, Catalog: o.Catalog},
 		Controller: jobs, Logger: log, OwnerUID: owner, TreeCache: o.TreeCache, ReadAhead: o.ReadAhead, Observer: observer})
-	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug})
+	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug, Source: o.Repo.Dir()})
 	if err != nil {
 		return err
 	}
@@ -149,10 +149,8 @@ func unmount(server *fuse.Server, mnt string, log *slog.Logger) error {
 func prepareMountpoint(dir string, log *slog.Logger) error {
 	_, err := os.Stat(dir)
 	if mounted, fstype := isMountpoint(dir); err == nil && mounted && strings.HasPrefix(fstype, "fuse") {
-		// The kernel may answer stat of a dead FUSE mount's root from its
-		// cache; listing it asks the (gone) daemon.
-		if _, lerr := os.ReadDir(dir); errors.Is(lerr, syscall.ENOTCONN) {
-			err = lerr
+		if stale, _ := Stale(dir); stale {
+			err = syscall.ENOTCONN
 		}
 	}
 	if errors.Is(err, syscall.ENOTCONN) {
@@ -189,25 +187,74 @@ func prepareMountpoint(dir string, log *slog.Logger) error {
 
 // isMountpoint looks dir up in the mount table.
 func isMountpoint(dir string) (bool, string) {
+	for _, m := range mountTable() {
+		if m.Dir == dir {
+			return true, m.Type
+		}
+	}
+	return false, ""
+}
+
+// MountEntry is one line of the mount table.
+type MountEntry struct {
+	Dir, Type, Source string
+}
+
+// mountTable reads this process's mount table.
+func mountTable() []MountEntry {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false, ""
+		return nil
 	}
 	defer f.Close()
+	var out []MountEntry
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || unescapeMount(fields[4]) != dir {
+		if len(fields) < 5 {
 			continue
 		}
+		m := MountEntry{Dir: unescapeMount(fields[4]), Type: "unknown"}
 		for i, field := range fields {
-			if field == "-" && i+1 < len(fields) {
-				return true, fields[i+1]
+			if field == "-" && i+2 < len(fields) {
+				m.Type, m.Source = fields[i+1], unescapeMount(fields[i+2])
 			}
 		}
-		return true, "unknown"
+		out = append(out, m)
 	}
-	return false, ""
+	return out
+}
+
+// Mounts lists the chainfs mounts of this machine; Source is the
+// repository each serves.
+func Mounts() []MountEntry {
+	var out []MountEntry
+	for _, m := range mountTable() {
+		if m.Type == "fuse.chainfs" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Stale reports whether the FUSE mount at dir has lost its daemon.
+// Listing asks the daemon (stat may be answered from the kernel's cache);
+// one that does not answer in time counts as hung, not stale.
+func Stale(dir string) (stale bool, err error) {
+	answered := make(chan error, 1)
+	go func() {
+		_, err := os.ReadDir(dir)
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		if errors.Is(err, syscall.ENOTCONN) {
+			return true, nil
+		}
+		return false, err
+	case <-time.After(5 * time.Second):
+		return false, fmt.Errorf("%s: no answer in 5 s: the daemon hangs", dir)
+	}
 }
 
 func unescapeMount(s string) string {
