@@ -67,6 +67,16 @@ func newApp() *cli.App {
 	app := &cli.App{
 		Name:                 "chainfs",
 		Usage:                "incremental snapshots of directory trees, browsable and restorable",
+		Description: "chainfs takes incremental snapshots of directory trees and disk images: the first is full,\n" +
+			"each later one stores only the blocks that changed. chainfs serve mounts every snapshot and\n" +
+			"image read-only; writing to .control/ in the mount makes a snapshot or an image.\n\n" +
+			"Files: /etc/chainfs/config.toml (root's configuration file; ~/.config/chainfs/config.toml for\n" +
+			"other users), /var/lib/chainfs (root's repository; ~/.local/share/chainfs for other users),\n" +
+			"REPOSITORY/daemon.sock (the daemon's socket), REPOSITORY/daemon.log (the log of a daemon\n" +
+			"that mount -t fuse.chainfs started).\n\n" +
+			"Environment: CHAINFS_REPO, CHAINFS_CONFIG and CHAINFS_CATALOG stand for --repo, --config and\n" +
+			"--catalog. Exit status: 0 done, 1 failed, 2 wrong usage or configuration, 3 done with entries\n" +
+			"left out (each named), 4 busy.",
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
 		Version:              versionString(),
@@ -92,6 +102,8 @@ func newApp() *cli.App {
 			configCommand(),
 			versionCommand(),
 			doctorCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main reports and exits
 		OnUsageError:   onUsageError,
@@ -109,6 +121,7 @@ func newApp() *cli.App {
 	setUsage = func(cmds []*cli.Command) {
 		for _, c := range cmds {
 			c.OnUsageError = onUsageError
+			c.HideHelpCommand = true
 			setUsage(c.Subcommands)
 		}
 	}

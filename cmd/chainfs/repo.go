@@ -88,7 +88,7 @@ func absPath(c *cli.Context, p string) (string, error) {
 // serve, unmount, make a repository, or tell about this process and this
 // machine.
 var localCommands = map[string]bool{"serve": true, "umount": true, "init": true, "help": true, "h": true,
-	"version": true, "doctor": true, "config": true, "completion": true}
+	"version": true, "doctor": true, "config": true, "completion": true, "man": true}
 
 // leadingGlobals reads the global flags before the command, before the
 // command line is parsed: their values by name, and the index of the

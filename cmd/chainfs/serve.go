@@ -103,7 +103,11 @@ func runIn(ctx context.Context, args []string, cwd string, stdout, stderr io.Wri
 		app.Metadata = map[string]any{metaRepo: s.repo, metaCwd: cwd, metaMount: s.mount, metaCaller: s.caller, metaCatalog: s.catalog,
 			metaConfig: s.config}
 	}
-	return report(app.RunContext(ctx, flagsFirst(app, args)), stderr)
+	if len(args) > 0 && args[len(args)-1] != completionFlag {
+		// A completion request is answered as typed so far.
+		args = flagsFirst(app, args)
+	}
+	return report(app.RunContext(ctx, args), stderr)
 }
 
 func umountCommand() *cli.Command {
