@@ -7,6 +7,22 @@ DEMO_DIR ?= /tmp/chainfs-demo
 DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin e2fsprogs mount
 # Packages only the side-by-side benchmarks use.
 BENCH_PACKAGES := borgbackup time qemu-utils
+# Where make install puts things (DESTDIR for a staging root). mount(8)
+# looks for its helpers in /sbin; systemd, bash-completion, zsh and fish
+# look under /usr/local too.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= /sbin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+CONFDIR ?= /etc/chainfs
+# The version chainfs version reports.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Packages whose code runs goroutines concurrently: tested under -race.
 RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
@@ -19,7 +35,7 @@ FUZZTIME ?= 5m
 # of tries keeps it short.
 FUZZMINIMIZE ?= 200x
 
-.PHONY: all deps build test unit integration stress fuzz demo bench bench-compare clean
+.PHONY: all deps build install uninstall test unit integration stress fuzz demo bench bench-compare clean
 
 all: build
 
@@ -33,7 +49,37 @@ deps:
 	fi
 
 build:
-	$(GO) build -o $(BIN) ./cmd/chainfs
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/chainfs
+
+# install puts in place the binary, mount(8)'s helper (a link to it), the
+# systemd unit, the man page and the completions, all generated from the
+# binary, and a configuration file and its mount point unless there is a
+# configuration already. As root: sudo make install.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/chainfs
+	install -d $(DESTDIR)$(SBINDIR)
+	ln -sf $(BINDIR)/chainfs $(DESTDIR)$(SBINDIR)/mount.fuse.chainfs
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	sed 's|@BINDIR@|$(BINDIR)|g' cmd/chainfs/dist/chainfs.service > $(DESTDIR)$(UNITDIR)/chainfs.service
+	$(BIN) man | gzip -9n > $(DESTDIR)$(MANDIR)/man1/chainfs.1.gz
+	$(BIN) completion bash > $(DESTDIR)$(BASHCOMPDIR)/chainfs
+	$(BIN) completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_chainfs
+	$(BIN) completion fish > $(DESTDIR)$(FISHCOMPDIR)/chainfs.fish
+	chmod 0644 $(DESTDIR)$(UNITDIR)/chainfs.service $(DESTDIR)$(MANDIR)/man1/chainfs.1.gz \
+		$(DESTDIR)$(BASHCOMPDIR)/chainfs $(DESTDIR)$(ZSHCOMPDIR)/_chainfs $(DESTDIR)$(FISHCOMPDIR)/chainfs.fish
+	@if [ ! -e $(DESTDIR)$(CONFDIR)/config.toml ]; then \
+		install -D -m 0644 cmd/chainfs/dist/config.toml $(DESTDIR)$(CONFDIR)/config.toml && \
+		install -d $(DESTDIR)/mnt/chainfs && \
+		echo "installed $(CONFDIR)/config.toml (repository /var/lib/chainfs, mount point /mnt/chainfs)"; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# uninstall removes what install put in place but the configuration file
+# and every repository.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/chainfs $(DESTDIR)$(SBINDIR)/mount.fuse.chainfs $(DESTDIR)$(UNITDIR)/chainfs.service \
+		$(DESTDIR)$(MANDIR)/man1/chainfs.1.gz $(DESTDIR)$(BASHCOMPDIR)/chainfs $(DESTDIR)$(ZSHCOMPDIR)/_chainfs \
+		$(DESTDIR)$(FISHCOMPDIR)/chainfs.fish
 
 # test runs unit tests (with the race detector where code is concurrent)
 # and the integration tests that drive the built binary.
