@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/chainfs
 DEMO_DIR ?= /tmp/chainfs-demo
 # Debian packages the project and its tests use.
-DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin e2fsprogs mount
+DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin e2fsprogs mount man-db zsh fish systemd
 # Packages only the side-by-side benchmarks use.
 BENCH_PACKAGES := borgbackup time qemu-utils
 # Where make install puts things (DESTDIR for a staging root). mount(8)

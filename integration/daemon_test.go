@@ -19,6 +19,7 @@ type daemon struct {
 	cmd   *exec.Cmd
 	mount string
 	log   *logBuffer
+	out   *logBuffer // what it printed on standard output
 	done  chan struct{}
 }
 
@@ -36,7 +37,7 @@ func (e *env) serve(mount string, extra ...string) *daemon {
 	// daemon gets SIGTERM and unmounts.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stdout, _ := cmd.StdoutPipe()
-	d := &daemon{t: e.t, cmd: cmd, mount: mount, log: &logBuffer{}, done: make(chan struct{})}
+	d := &daemon{t: e.t, cmd: cmd, mount: mount, log: &logBuffer{}, out: &logBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = d.log
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -46,6 +47,7 @@ func (e *env) serve(mount string, extra ...string) *daemon {
 		sc := bufio.NewScanner(stdout)
 		said := false
 		for sc.Scan() {
+			d.out.Write([]byte(sc.Text() + "\n"))
 			if !said && strings.HasPrefix(sc.Text(), "serving ") {
 				said = true
 				ready <- true

@@ -16,6 +16,9 @@ import (
 var chainfsBin string
 
 func TestMain(m *testing.M) {
+	// A configuration file on the machine must not change what the tests
+	// see; tests that want one name their own.
+	os.Setenv("CHAINFS_CONFIG", os.DevNull)
 	chainfsBin = os.Getenv("CHAINFS_BIN")
 	if chainfsBin == "" {
 		dir, err := os.MkdirTemp("", "chainfs-bin")

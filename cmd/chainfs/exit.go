@@ -39,13 +39,7 @@ func report(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	msg := err.Error()
-	// The store's sentinel texts are for errors.Is; the context before them
-	// already says it in words.
-	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid} {
-		msg = strings.TrimSuffix(msg, ": "+s.Error())
-	}
-	fmt.Fprintln(stderr, "chainfs:", msg)
+	fmt.Fprintln(stderr, "chainfs:", errorText(err))
 	var ue usageError
 	var pe partialError
 	var ce *config.Error
@@ -61,6 +55,16 @@ func report(err error, stderr io.Writer) int {
 		return exitBusy
 	}
 	return exitFailure
+}
+
+// errorText is err as a user reads it. The store's sentinel texts are for
+// errors.Is; the context before them already says it in words.
+func errorText(err error) string {
+	msg := err.Error()
+	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid} {
+		msg = strings.TrimSuffix(msg, ": "+s.Error())
+	}
+	return msg
 }
 
 func plural(n int, one, many string) string {

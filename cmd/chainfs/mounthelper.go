@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/journal"
+	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
 )
 
@@ -144,7 +145,7 @@ func (req *mountRequest) serveArgs(app *cli.App) ([]string, error) {
 // mount serves, or with the daemon's error.
 func mountHelper(ctx context.Context, args []string, stderr io.Writer) int {
 	fail := func(err error) int {
-		fmt.Fprintln(stderr, "mount.fuse.chainfs:", err)
+		fmt.Fprintln(stderr, "mount.fuse.chainfs:", errorText(err))
 		return 32 // mount(8): mount failure
 	}
 	req, err := parseMountArgs(args)
@@ -166,6 +167,9 @@ func mountHelper(ctx context.Context, args []string, stderr io.Writer) int {
 		return 0
 	}
 	repo := repoDirFromArgs(append([]string{"chainfs"}, serveArgs...))
+	if _, err := store.ReadInfo(repo); err != nil {
+		return fail(err)
+	}
 	if err := startDaemon(ctx, self, serveArgs, repo); err != nil {
 		return fail(err)
 	}
