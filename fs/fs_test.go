@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
@@ -60,7 +61,7 @@ func (c *fakeController) Status() []byte                         { return []byte
 
 // testMount snapshots src into a new repository and mounts it; everything
 // is undone when the test ends.
-func testMount(t *testing.T, src string) (mnt string, repo *store.Repo, ctl *fakeController) {
+func testMount(t *testing.T, src string, with ...func(*Options)) (mnt string, repo *store.Repo, ctl *fakeController) {
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "repo")
@@ -81,7 +82,11 @@ func testMount(t *testing.T, src string) (mnt string, repo *store.Repo, ctl *fak
 	ctl = &fakeController{}
 	mnt = filepath.Join(t.TempDir(), "mnt")
 	os.Mkdir(mnt, 0o755)
-	server, err := Mount(mnt, New(Options{Repo: repo, Images: &imagefile.Library{Repo: repo}, Controller: ctl}), MountOptions{})
+	opts := Options{Repo: repo, Images: &imagefile.Library{Repo: repo}, Controller: ctl}
+	for _, fn := range with {
+		fn(&opts)
+	}
+	server, err := Mount(mnt, New(opts), MountOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,5 +229,41 @@ func TestInodeNumberRules(t *testing.T) {
 		if n := inodeNumber("entry", []uint64{uint64(i)}, "p"); n < firstHashedIno || n == ^uint64(0) {
 			t.Fatalf("inode number %d out of range", n)
 		}
+	}
+}
+
+// readCounter is an Observer that adds up what it is told.
+type readCounter struct {
+	mu            sync.Mutex
+	reads, failed int
+	bytes         int
+}
+
+func (c *readCounter) Read(n int, took time.Duration, failed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	c.bytes += n
+	if failed {
+		c.failed++
+	}
+}
+
+// TestObserverAndReadAhead: the observer hears of every byte read, and a
+// mount without read-ahead reads the same bytes.
+func TestObserverAndReadAhead(t *testing.T) {
+	src := t.TempDir()
+	data := bytes.Repeat([]byte("observed"), 40000) // 320,000 bytes
+	os.WriteFile(filepath.Join(src, "f"), data, 0o644)
+	obs := &readCounter{}
+	mnt, _, _ := testMount(t, src, func(o *Options) { o.Observer, o.ReadAhead, o.TreeCache = obs, -1, 1 })
+	got, err := os.ReadFile(filepath.Join(mnt, "volumes/v/s/f"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read without read-ahead: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.bytes != len(data) || obs.reads == 0 || obs.failed != 0 {
+		t.Errorf("observer: %d reads, %d bytes, %d failed; want %d bytes", obs.reads, obs.bytes, obs.failed, len(data))
 	}
 }

@@ -224,3 +224,45 @@ func TestUnfinishedImageRemovedAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSnapshotEndHook: the hook hears of every snapshot of a volume that
+// began, committed or not, and of no image.
+func TestSnapshotEndHook(t *testing.T) {
+	r := smallPackRepo(t)
+	ctx := context.Background()
+	if _, err := r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {
+		t.Fatal(err)
+	}
+	var ends []SnapshotEnd
+	r.OnSnapshotEnd(func(e SnapshotEnd) { ends = append(ends, e) })
+	w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{Name: "kept", Auto: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(ctx, writeImageData(t, w, 1, 3), SnapshotStats{ReadBytes: 3 * testBS}); err != nil {
+		t.Fatal(err)
+	}
+	w, err = r.BeginSnapshot(ctx, "v", SnapshotOptions{Name: "dropped"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeImageData(t, w, 2, 2)
+	w.Abort()
+	iw, err := r.BeginImage(ctx, "img", ImageMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iw.Commit(ctx, writeImageData(t, iw.SnapshotWriter, 3, 1), SnapshotStats{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ends) != 2 {
+		t.Fatalf("%d ends, want 2 (no image): %+v", len(ends), ends)
+	}
+	if e := ends[0]; e.Volume != "v" || e.Name != "kept" || !e.Auto || e.Snapshot == nil ||
+		e.Snapshot.Stats.ReadBytes != 3*testBS || e.Snapshot.Stats.StoredBytes != 3*testBS || e.Took <= 0 {
+		t.Errorf("committed: %+v", e)
+	}
+	if e := ends[1]; e.Name != "dropped" || e.Snapshot != nil {
+		t.Errorf("aborted: %+v", e)
+	}
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -67,5 +69,82 @@ func TestParseSizeAndCount(t *testing.T) {
 	}
 	if size(0) != "0 B" || size(1536) != "1.5 KiB" || size(256<<10) != "256.0 KiB" {
 		t.Errorf("size: %q %q %q", size(0), size(1536), size(256<<10))
+	}
+}
+
+func TestRepoDirFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte("repository = \"/from/config\"\n"), 0o644)
+	t.Setenv("CHAINFS_REPO", "")
+	t.Setenv("CHAINFS_CONFIG", cfg)
+	for in, want := range map[string]string{
+		"chainfs snapshot list":                         "/from/config",
+		"chainfs --repo /flag snapshot list":            "/flag",
+		"chainfs --config /nonexistent snapshot list":   defaultRepoDir(),
+		"chainfs --catalog /c --repo /x image list":     "/x",
+		"chainfs --log-level info --config " + cfg + "": "/from/config",
+	} {
+		if got := repoDirFromArgs(strings.Fields(in)); got != want {
+			t.Errorf("repoDirFromArgs(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// A configuration file that does not load is reported by this process.
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("nonsense = 1\n"), 0o644)
+	if forwardable(strings.Fields("chainfs --config " + bad + " volume list")) {
+		t.Error("a command with a broken configuration file would go to the daemon")
+	}
+	for _, local := range []string{"chainfs doctor", "chainfs config show", "chainfs version", "chainfs completion bash",
+		"chainfs man", "chainfs snapshot list --generate-bash-completion", "chainfs --catalog /c serve"} {
+		if forwardable(strings.Fields(local)) {
+			t.Errorf("%q would go to the daemon", local)
+		}
+	}
+}
+
+func TestParseMountArgs(t *testing.T) {
+	app := newApp()
+	for in, want := range map[string]string{
+		"/r /m":                      "--repo /r serve --mount /m",
+		"/r /m -o rw,allow_other":    "--repo /r serve --mount /m --allow-other",
+		"/r /m -o allow_other=false": "--repo /r serve --mount /m --allow-other=false",
+		"chainfs /m -o metrics=localhost:9721,log_level=info,nofail,x-systemd.automount,_netdev": "--log-level info serve --mount /m --metrics localhost:9721",
+		"-n /r -s /m -obogus,read_ahead=2":                           "--repo /r serve --mount /m --read-ahead 2",
+		"/r /m -o config=/etc/c.toml,catalog=/srv/cat,tree_cache=10": "--repo /r --config /etc/c.toml --catalog /srv/cat serve --mount /m --tree-cache 10",
+	} {
+		req, err := parseMountArgs(strings.Fields(in))
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		args, err := req.serveArgs(app)
+		if got := strings.Join(args, " "); err != nil || got != want {
+			t.Errorf("%q: %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"/r":                       "usage",
+		"/r /m -o":                 "-o needs a value",
+		"/r /m -N 1234":            "not supported",
+		"/r /m -x":                 "unknown flag -x",
+		"/r /m -o bogus":           `unknown option "bogus"`,
+		"/r /m -o mount=/x":        `unknown option "mount=/x"`,
+		"/r /m -o repo=/x":         `unknown option "repo=/x"`,
+		"/r /m -o metrics":         "needs a value",
+		"relative /m":              "absolute path",
+		"/r /m -o debug_fuse":      `unknown option "debug_fuse"`,
+		"/r /m -o allow_other=yes": "", // a bad value is serve's to refuse
+	} {
+		req, err := parseMountArgs(strings.Fields(in))
+		if err == nil {
+			_, err = req.serveArgs(app)
+		}
+		if want == "" {
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", in, err, want)
+		}
 	}
 }

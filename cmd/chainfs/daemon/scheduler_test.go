@@ -143,6 +143,8 @@ func (c fixedClock) After(d time.Duration) <-chan time.Time { return time.After(
 func TestSchedulerSkipsBusyVolume(t *testing.T) {
 	loc := time.UTC
 	e := newSchedEnv(t, loc, store.Policy{At: []string{"06:00"}, Forever: true})
+	var skipped []string
+	e.s.skipped = func(v string) { skipped = append(skipped, v) }
 	e.s.seen["v"] = day(loc, 1, 0, 0)
 	e.tick(day(loc, 1, 5, 0))
 	w, err := e.repo.BeginSnapshot(e.ctx, "v", store.SnapshotOptions{Name: "long-running"})
@@ -157,6 +159,9 @@ func TestSchedulerSkipsBusyVolume(t *testing.T) {
 	}
 	if st := string(e.jobs.Status()); !strings.Contains(st, `"state":"skipped"`) || !strings.Contains(st, "long-running") {
 		t.Errorf("status does not record the skip:\n%s", st)
+	}
+	if len(skipped) != 1 || skipped[0] != "v" {
+		t.Errorf("skips counted for metrics: %v, want [v]", skipped)
 	}
 }
 
