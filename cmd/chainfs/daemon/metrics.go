@@ -64,7 +64,7 @@ func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, ne
 		}, []string{"volume"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "chainfs_snapshot_last_success_timestamp_seconds",
-			Help: "When the newest snapshot of each volume that this daemon made was committed (Unix time).",
+			Help: "When the newest snapshot of each volume began (Unix time): from the repository at start, then as snapshots commit.",
 		}, []string{"volume"}),
 		mountReadBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chainfs_mount_read_bytes_total",
@@ -82,6 +82,16 @@ func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, ne
 	}
 	m.mountReads.WithLabelValues("ok")
 	m.mountReads.WithLabelValues("error")
+	// The newest snapshot of each volume, so that staleness shows across
+	// restarts of the daemon.
+	ctx := context.Background()
+	if vols, err := repo.Volumes(ctx); err == nil {
+		for _, v := range vols {
+			if snaps, err := repo.Snapshots(ctx, v.Name); err == nil && len(snaps) > 0 {
+				m.lastSuccess.WithLabelValues(v.Name).Set(float64(snaps[len(snaps)-1].Time.Unix()))
+			}
+		}
+	}
 	verify := prometheus.NewDesc("chainfs_verify_failures_total",
 		"Blocks and trees read that failed their BLAKE3 check, by where they were read from.", []string{"source"}, nil)
 	size := prometheus.NewDesc("chainfs_repository_size_bytes", "Space the repository takes on disk.", nil, nil)
@@ -123,7 +133,7 @@ func (m *metrics) snapshotEnded(e store.SnapshotEnd) {
 	m.snapshotSeconds.WithLabelValues(e.Volume).Observe(e.Took.Seconds())
 	m.readBytes.WithLabelValues(e.Volume).Add(float64(e.Snapshot.Stats.ReadBytes))
 	m.storedBytes.WithLabelValues(e.Volume).Add(float64(e.Snapshot.Stats.StoredBytes))
-	m.lastSuccess.WithLabelValues(e.Volume).Set(float64(time.Now().Unix()))
+	m.lastSuccess.WithLabelValues(e.Volume).Set(float64(e.Snapshot.Time.Unix()))
 }
 
 // skipped counts a policy's run that did not start.
