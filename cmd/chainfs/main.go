@@ -65,8 +65,8 @@ func runCLI(ctx context.Context, args []string, cwd string, stdout, stderr io.Wr
 
 func newApp() *cli.App {
 	app := &cli.App{
-		Name:                 "chainfs",
-		Usage:                "incremental snapshots of directory trees, browsable and restorable",
+		Name:  "chainfs",
+		Usage: "incremental snapshots of directory trees, browsable and restorable",
 		Description: "chainfs takes incremental snapshots of directory trees and disk images: the first is full,\n" +
 			"each later one stores only the blocks that changed. chainfs serve mounts every snapshot and\n" +
 			"image read-only; writing to .control/ in the mount makes a snapshot or an image.\n\n" +
