@@ -21,6 +21,21 @@ import (
 	"github.com/prometheus/common/model"
 )
 
+// newEnvWithSnapshot makes an env whose volume v has a snapshot s of one
+// file f holding content, and an empty mount point.
+func newEnvWithSnapshot(t *testing.T, content string) (*env, string) {
+	t.Helper()
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte(content), 0o644)
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s")
+	mnt := filepath.Join(e.dir, "mnt")
+	os.MkdirAll(mnt, 0o755)
+	return e, mnt
+}
+
 // writeConfig writes a configuration file into the env and returns its path.
 func (e *env) writeConfig(text string) string {
 	e.t.Helper()
@@ -36,14 +51,7 @@ func (e *env) writeConfig(text string) string {
 // watchdog. READY=1 comes once the mount answers, WATCHDOG=1 while it
 // does, STOPPING=1 on SIGTERM, and the mount is gone when it exits.
 func TestServeAsSystemdStartsIt(t *testing.T) {
-	e := newEnv(t)
-	src := filepath.Join(e.dir, "src")
-	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f"), []byte("notified"), 0o644)
-	e.ok("volume", "add", "v", src)
-	e.snapshot("v", "--name", "s")
-	mnt := filepath.Join(e.dir, "mnt")
-	os.MkdirAll(mnt, 0o755)
+	e, mnt := newEnvWithSnapshot(t, "notified")
 	cfg := e.writeConfig(fmt.Sprintf("repository = %q\n[serve]\nmount = %q\n", e.repo, mnt))
 
 	sockPath := filepath.Join(e.dir, "notify")
@@ -388,14 +396,7 @@ func TestMountHelper(t *testing.T) {
 		}
 		t.Cleanup(func() { os.Remove(helper) })
 	}
-	e := newEnv(t)
-	src := filepath.Join(e.dir, "src")
-	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f"), []byte("from fstab"), 0o644)
-	e.ok("volume", "add", "v", src)
-	e.snapshot("v", "--name", "s")
-	mnt := filepath.Join(e.dir, "mnt")
-	os.MkdirAll(mnt, 0o755)
+	e, mnt := newEnvWithSnapshot(t, "from fstab")
 	t.Cleanup(func() {
 		if mounted(mnt) {
 			exec.Command("umount", "-l", mnt).Run()
