@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/config"
+	"github.com/chainfs/chainfs/cmd/chainfs/journal"
 	"github.com/chainfs/chainfs/store"
 )
 
@@ -39,7 +41,11 @@ func report(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "chainfs:", errorText(err))
+	prefix := ""
+	if stderr == os.Stderr && journal.StderrIsJournal() {
+		prefix = "<3>" // the journal's priority: an error, not the default info
+	}
+	fmt.Fprintln(stderr, prefix+"chainfs:", errorText(err))
 	var ue usageError
 	var pe partialError
 	var ce *config.Error

@@ -178,8 +178,8 @@ func mountHelper(ctx context.Context, args []string, stderr io.Writer) int {
 
 // startDaemon runs chainfs with args detached from the caller and waits
 // for it to say it is ready over the service manager's protocol. Its log
-// goes to the journal when the caller's does (a mount unit), else to
-// daemon.log in the repository.
+// goes to the journal when there is one, else to daemon.log in the
+// repository.
 func startDaemon(ctx context.Context, self string, args []string, repo string) error {
 	sockName := fmt.Sprintf("@chainfs-mount-%d-%d", os.Getpid(), time.Now().UnixNano())
 	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockName, Net: "unixgram"})
@@ -202,6 +202,11 @@ func startDaemon(ctx context.Context, self string, args []string, repo string) e
 		defer logFile.Close()
 		logStart, _ = logFile.Seek(0, io.SeekEnd)
 		cmd.Stderr = logFile
+		if journal.Available() {
+			// The log goes to the journal; the file keeps what the
+			// daemon prints on standard error (its fatal error).
+			cmd.Env = append(cmd.Env, journal.HelperEnv)
+		}
 	}
 	if err := cmd.Start(); err != nil {
 		return err

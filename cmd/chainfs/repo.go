@@ -66,7 +66,7 @@ func logger(c *cli.Context) *slog.Logger {
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		level = slog.LevelWarn
 	}
-	if c.App.ErrWriter == os.Stderr && journal.StderrIsJournal() {
+	if c.App.ErrWriter == os.Stderr && journal.Wanted() {
 		return slog.New(journal.NewHandler(level))
 	}
 	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))

@@ -14,6 +14,7 @@ import (
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 )
 
 const metaMount = "mount" // string: the daemon's mount point, which snapshots skip
@@ -75,7 +76,11 @@ func serveCommand() *cli.Command {
 							&served{repo: r, mount: mnt, catalog: catalog, caller: &caller, config: configFile(c)})
 					},
 					Ready: func(metricsAddr string) {
-						fmt.Fprintf(c.App.Writer, "serving %s at %s (stop with Ctrl-C or 'chainfs umount %s')\n", r.Dir(), mnt, mnt)
+						hint := ""
+						if c.App.Writer == os.Stdout && term.IsTerminal(int(os.Stdout.Fd())) {
+							hint = fmt.Sprintf(" (stop with Ctrl-C or 'chainfs umount %s')", mnt)
+						}
+						fmt.Fprintf(c.App.Writer, "serving %s at %s%s\n", r.Dir(), mnt, hint)
 						if metricsAddr != "" {
 							fmt.Fprintf(c.App.Writer, "metrics at http://%s/metrics\n", metricsAddr)
 						}

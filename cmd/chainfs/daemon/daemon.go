@@ -52,6 +52,9 @@ type Options struct {
 
 // Run serves until ctx is done (SIGINT, SIGTERM), then unmounts.
 func Run(ctx context.Context, o Options) error {
+	// Stopping for any reason cancels what the daemon runs.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	log := o.Logger
 	mnt, err := filepath.Abs(o.Mount)
 	if err != nil {
@@ -114,16 +117,23 @@ func Run(ctx context.Context, o Options) error {
 	notify(log, "READY=1\nSTATUS=serving "+o.Repo.Dir()+" at "+mnt)
 	unmounted := make(chan struct{})
 	go func() { server.Wait(); close(unmounted) }()
+	external := false
 	select {
 	case <-ctx.Done():
 		log.Info("stopping", "mount", mnt)
 	case <-unmounted:
-		log.Warn("unmounted from outside", "mount", mnt)
+		// umount(8), fusermount3 -u or chainfs umount: a normal way to stop.
+		log.Info("unmounted from outside; stopping", "mount", mnt)
+		external = true
 	}
 	notify(log, "STOPPING=1")
+	stop()
 	sock.Close()
 	jobs.wait()
 	notes.close()
+	if external {
+		return nil
+	}
 	return unmount(server, mnt, log)
 }
 

@@ -86,20 +86,28 @@ func (r *runner) finish(j *job, result any, err error) {
 // start runs fn as a job on the daemon's context. It returns once fn
 // calls begun, or fails before it does; wait then gives the outcome. The
 // job goes on if the caller stops waiting.
-func (r *runner) start(ctx context.Context, op, command string, fn func(ctx context.Context, begun func()) (any, error)) (wait func(context.Context) error, err error) {
+func (r *runner) start(ctx context.Context, op, volume, snapshot, command string, fn func(ctx context.Context, begun func()) (any, error)) (wait func(context.Context) error, err error) {
+	command = strings.TrimSpace(command)
 	j := r.add(op, command, "running")
+	attrs := []any{"op", op, "volume", volume}
+	if snapshot != "" {
+		attrs = append(attrs, "snapshot", snapshot)
+	}
+	attrs = append(attrs, "command", command)
 	done := make(chan struct{})
 	started := make(chan struct{})
 	var jobErr error
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		t0 := time.Now()
 		res, err := fn(r.ctx, sync.OnceFunc(func() { close(started) }))
 		r.finish(j, res, err)
+		attrs := append(attrs, "took", time.Since(t0).Round(time.Millisecond))
 		if err != nil {
-			r.log.Warn("job failed", "op", op, "command", command, "err", err)
+			r.log.Warn("job failed", append(attrs, "err", err)...)
 		} else {
-			r.log.Info("job done", "op", op, "command", command)
+			r.log.Info("job done", attrs...)
 		}
 		jobErr = err
 		close(done)
@@ -127,7 +135,7 @@ func (r *runner) start(ctx context.Context, op, command string, fn func(ctx cont
 
 // Snapshot starts a snapshot (chainfs.Controller).
 func (r *runner) Snapshot(ctx context.Context, volume, name string) (func(context.Context) error, error) {
-	return r.start(ctx, "snapshot", volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
+	return r.start(ctx, "snapshot", volume, name, volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
 		res, err := source.Snapshot(ctx, r.repo, volume, store.SnapshotOptions{Name: name},
 			source.Options{Skip: []string{r.mount}, Logger: r.log, Started: func(string) { begun() }})
 		if err != nil {
@@ -147,7 +155,7 @@ func (r *runner) Snapshot(ctx context.Context, volume, name string) (func(contex
 
 // Delete deletes a snapshot (chainfs.Controller).
 func (r *runner) Delete(ctx context.Context, volume, snapshot string) error {
-	wait, err := r.start(ctx, "delete", volume+"/"+snapshot, func(ctx context.Context, begun func()) (any, error) {
+	wait, err := r.start(ctx, "delete", volume, snapshot, volume+"/"+snapshot, func(ctx context.Context, begun func()) (any, error) {
 		return nil, r.repo.DeleteSnapshot(ctx, volume, snapshot)
 	})
 	if err != nil {
@@ -165,7 +173,7 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image, file strin
 		owner = c.Uid
 	}
 	command := strings.TrimSpace(volume + "/" + snapshot + " " + image + " " + file)
-	wait, err := r.start(ctx, "export", command, func(ctx context.Context, begun func()) (any, error) {
+	wait, err := r.start(ctx, "export", volume, snapshot, command, func(ctx context.Context, begun func()) (any, error) {
 		img, err := r.repo.CreateImage(ctx, image, volume, snapshot, store.ImageMeta{Owner: owner})
 		if err != nil {
 			return nil, err

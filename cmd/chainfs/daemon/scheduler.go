@@ -215,7 +215,7 @@ func (s *scheduler) fire(ctx context.Context, volume string, p *store.Policy, la
 		s.log.Warn("automatic snapshot skipped: the volume is busy", "volume", volume, "snapshot", name, "running", running)
 		return
 	}
-	_, err := s.jobs.start(ctx, "auto", volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
+	_, err := s.jobs.start(ctx, "auto", volume, name, volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
 		res, err := source.Snapshot(ctx, s.repo, volume, store.SnapshotOptions{Name: name, Auto: true},
 			source.Options{Skip: []string{s.mount}, Logger: s.log, Started: func(string) { begun() }})
 		if err != nil {

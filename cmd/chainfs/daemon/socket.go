@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -71,16 +72,45 @@ func listen(ctx context.Context, repoDir string, run cliFunc, jobs *runner, log 
 		l.Close()
 		return nil, err
 	}
+	s := &socketServer{l: l}
 	go func() {
 		for {
 			conn, err := l.Accept()
 			if err != nil {
 				return
 			}
-			go serveConn(ctx, conn.(*net.UnixConn), run, jobs, log)
+			s.conns.Add(1)
+			go func() {
+				defer s.conns.Done()
+				serveConn(ctx, conn.(*net.UnixConn), run, jobs, log)
+			}()
 		}
 	}()
-	return l, nil
+	return s, nil
+}
+
+// socketServer is the listening socket and the commands it runs.
+type socketServer struct {
+	l     net.Listener
+	conns sync.WaitGroup
+}
+
+// closeWait bounds how long Close waits for cancelled commands: one
+// blocked reading its caller's input does not see the cancellation.
+const closeWait = 10 * time.Second
+
+// Close stops listening and waits a while for the commands running,
+// which the daemon's context has cancelled, to send their callers their
+// end.
+func (s *socketServer) Close() error {
+	err := s.l.Close()
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+	}
+	return err
 }
 
 // frameWriter writes one stream of a reply.
@@ -140,19 +170,26 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 		return
 	}
 	// The client hangs up (Ctrl-C) → the command's context is canceled.
+	daemonCtx := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		io.Copy(io.Discard, conn)
 		cancel()
 	}()
-	j := jobs.add("cli", strings.Join(req.Args, " "), "running")
+	command := strings.Join(req.Args, " ")
+	j := jobs.add("cli", command, "running")
+	start := time.Now()
 	code := run(ctx, req.Args, req.Cwd, stdout, stderr, caller)
 	var jerr error
 	if code != 0 {
 		jerr = fmt.Errorf("exit status %d", code)
+		if daemonCtx.Err() != nil {
+			fmt.Fprintln(stderr, "chainfs: the daemon stopped while the command ran; it did not finish")
+		}
 	}
 	jobs.finish(j, nil, jerr)
+	log.Info("command", "command", command, "uid", uid, "exit", code, "took", time.Since(start).Round(time.Millisecond))
 	exit(code)
 }
 

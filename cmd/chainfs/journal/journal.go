@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -33,6 +34,22 @@ func StderrIsJournal() bool {
 	ok, err := sdjournal.StderrIsJournalStream()
 	return err == nil && ok
 }
+
+// Wanted reports whether logs should go to the journal: systemd connected
+// standard error to it (a service), or the mount helper that started this
+// daemon asked for it (CHAINFS_JOURNAL=1), having found the journal there.
+func Wanted() bool {
+	return StderrIsJournal() || os.Getenv(helperEnv) == "1"
+}
+
+// Available reports whether journald runs on this machine.
+func Available() bool { return sdjournal.Enabled() }
+
+// HelperEnv is what a process that starts chainfs in the background sets
+// to have it log to the journal.
+const HelperEnv = helperEnv + "=1"
+
+const helperEnv = "CHAINFS_JOURNAL"
 
 // Enabled reports whether records at l are sent.
 func (h *Handler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
