@@ -35,7 +35,7 @@ FUZZTIME ?= 5m
 # of tries keeps it short.
 FUZZMINIMIZE ?= 200x
 
-.PHONY: all deps build install uninstall test unit integration stress fuzz demo bench bench-compare clean
+.PHONY: all deps build install uninstall systemd-check test unit integration stress fuzz demo bench bench-compare clean
 
 all: build
 
@@ -142,6 +142,13 @@ bench-compare: build
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/mount.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/image.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/disk.sh
+
+# systemd-check boots systemd in a systemd-nspawn container over an overlay
+# of this machine's root and checks the unit and an fstab mount there
+# (integration/systemd/check.sh). Opt-in: it boots a whole system.
+systemd-check:
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="systemd-container"
+	bash integration/systemd/check.sh
 
 clean:
 	rm -rf bin
