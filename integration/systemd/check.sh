@@ -10,9 +10,9 @@
 # restore run through the sandboxed daemon, structured journal entries,
 # stop, and an fstab mount. Everything is torn down on exit, pass or fail.
 #
-# Needs root, /dev/fuse and systemd-container (make systemd-check installs
-# it). Not part of make test: it boots a whole system and changes this
-# machine's cgroup tree while it runs.
+# Needs root, /dev/fuse and systemd-container (make deps installs it).
+# make test runs it last, with SYSTEMD_CHECK_OPTIONAL=1: a machine that
+# cannot boot a container skips it; a failed check fails.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
 W=$(mktemp -d /tmp/chainfs-systemd.XXXXXX)
@@ -59,7 +59,13 @@ NSPAWN_PID=$!
 for i in $(seq 90); do
 	state=$( [ -n "$(leader)" ] && inside systemctl is-system-running 2>/dev/null || true)
 	case "$state" in running|degraded) break;; esac
-	[ "$i" = 90 ] && { echo "systemd did not boot:"; cat "$W/nspawn.log"; exit 1; }
+	if [ "$i" = 90 ] || ! kill -0 "$NSPAWN_PID" 2>/dev/null; then
+		echo "systemd did not boot in systemd-nspawn here:"; tail -5 "$W/nspawn.log"
+		# make test runs this where it can; a machine that cannot boot a
+		# container skips it.
+		[ -n "${SYSTEMD_CHECK_OPTIONAL:-}" ] && { echo "SKIP  systemd-check"; exit 0; }
+		exit 1
+	fi
 	sleep 1
 done
 echo "systemd $(inside systemctl --version | head -1 | cut -d' ' -f2) booted"
@@ -85,7 +91,8 @@ check "snapshot and exact restore through the sandboxed daemon" '
 	setfattr -n trusted.x -v 1 f; setfattr -n user.y -v 2 f; truncate -s 1G sparse; echo x > cap
 	setcap cap_net_raw+ep cap 2>/dev/null || true
 	chainfs volume add src $src; chainfs snapshot create src >/dev/null
-	grep -q "serve" /var/lib/chainfs/lock          # the daemon holds the repository: it ran the commands
+	# The daemon holds the repository: it ran the commands.
+	[ "$(head -1 /var/lib/chainfs/lock)" = "$(systemctl show -p MainPID --value chainfs)" ]
 	chainfs restore src/latest /srv/restored
 	[ -z "$(rsync -aHAXn --checksum --itemize-changes $src/ /srv/restored/)" ]
 	diff <(getcap $src/cap | cut -d" " -f2-) <(getcap /srv/restored/cap | cut -d" " -f2-)
