@@ -61,7 +61,7 @@ install: build
 	ln -sf $(BINDIR)/chainfs $(DESTDIR)$(SBINDIR)/mount.fuse.chainfs
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	sed 's|@BINDIR@|$(BINDIR)|g' cmd/chainfs/dist/chainfs.service > $(DESTDIR)$(UNITDIR)/chainfs.service
-	$(BIN) man | gzip -9n > $(DESTDIR)$(MANDIR)/man1/chainfs.1.gz
+	set -o pipefail; $(BIN) man | gzip -9n > $(DESTDIR)$(MANDIR)/man1/chainfs.1.gz
 	$(BIN) completion bash > $(DESTDIR)$(BASHCOMPDIR)/chainfs
 	$(BIN) completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_chainfs
 	$(BIN) completion fish > $(DESTDIR)$(FISHCOMPDIR)/chainfs.fish
@@ -86,7 +86,7 @@ uninstall:
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(RACE_PKGS)
-	$(GO) test -count=1 ./cmd/chainfs/
+	$(GO) test -count=1 ./cmd/chainfs/ ./cmd/chainfs/config/ ./cmd/chainfs/journal/
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./integration/...
 	SYSTEMD_CHECK_OPTIONAL=1 bash integration/systemd/check.sh
@@ -109,7 +109,7 @@ fuzz:
 	done
 
 unit:
-	$(GO) test -race -count=1 $(RACE_PKGS) ./cmd/chainfs/
+	$(GO) test -race -count=1 $(RACE_PKGS) ./cmd/chainfs/ ./cmd/chainfs/config/ ./cmd/chainfs/journal/
 
 integration: build
 	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/...

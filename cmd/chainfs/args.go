@@ -19,6 +19,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 	flags := app.Flags
 	cmds := app.Commands
 	i := 1
+	cmdStart := -1 // where the command path begins in out
 	// Global flags and the command path.
 	for i < len(args) {
 		a := args[i]
@@ -34,6 +35,9 @@ func flagsFirst(app *cli.App, args []string) []string {
 		cmd := findCommand(cmds, a)
 		if cmd == nil {
 			break
+		}
+		if cmdStart < 0 {
+			cmdStart = len(out)
 		}
 		out = append(out, a)
 		flags, cmds = cmd.Flags, cmd.Subcommands
@@ -70,7 +74,12 @@ func flagsFirst(app *cli.App, args []string) []string {
 		out = append(out, "--")
 	}
 	out = append(out, positional...)
-	return append(append([]string{out[0]}, globals...), out[1:]...)
+	// Global flags moved from after the command go just before it, after
+	// those given there: given later, they win, as they would have.
+	if cmdStart < 0 {
+		cmdStart = 1
+	}
+	return append(append(append([]string{}, out[:cmdStart]...), globals...), out[cmdStart:]...)
 }
 
 // hasFlag reports whether token names one of flags.

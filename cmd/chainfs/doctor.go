@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -43,15 +44,15 @@ func doctorCommand() *cli.Command {
 			if err := wantArgs(c, 0, 0); err != nil {
 				return err
 			}
-			fs := diagnose(c)
+			findings := diagnose(c)
 			failed := 0
-			for _, f := range fs {
+			for _, f := range findings {
 				if f.Result == checkFail {
 					failed++
 				}
 			}
-			err := output(c, fs, func() {
-				for _, f := range fs {
+			err := output(c, findings, func() {
+				for _, f := range findings {
 					fmt.Fprintf(c.App.Writer, "%-4s  %-12s %s\n", f.Result, f.Check, f.Detail)
 					if f.Fix != "" {
 						fmt.Fprintf(c.App.Writer, "      %-12s fix: %s\n", "", f.Fix)
@@ -155,6 +156,9 @@ func diagnose(c *cli.Context) []finding {
 	for _, m := range mounts {
 		stale, err := daemon.Stale(m.Dir)
 		switch {
+		case errors.Is(err, fs.ErrPermission):
+			// Another user's mount without allow_other: not ours to judge.
+			add("mount", checkOK, fmt.Sprintf("%s (repository %s) belongs to another user", m.Dir, m.Source), "")
 		case stale:
 			add("mount", checkFail, fmt.Sprintf("%s (repository %s): stale, its daemon is gone", m.Dir, m.Source),
 				fmt.Sprintf("umount -l %s (chainfs serve also clears it when it starts there)", m.Dir))

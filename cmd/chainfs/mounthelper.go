@@ -90,18 +90,17 @@ func parseMountArgs(args []string) (*mountRequest, error) {
 }
 
 // serveArgs turns the request into the command line of chainfs serve.
-// The source is the repository, or "chainfs" or "none" for the one the
-// configuration names. Each option OPT[=VALUE] is the flag --OPT of serve
-// or a global flag, with _ for - (allow_other, metrics=ADDR, config=FILE).
+// The source is the repository's absolute path. (A word standing for the
+// configured repository would not do: libmount turns a source that names
+// an entry of the current directory into its path.) Each option
+// OPT[=VALUE] is the flag --OPT of serve or a global flag, with _ for -
+// (allow_other, metrics=ADDR, config=FILE); metrics= turns off metrics a
+// configuration file asks for.
 func (req *mountRequest) serveArgs(app *cli.App) ([]string, error) {
-	var globals, serve []string
-	switch {
-	case req.source == "chainfs" || req.source == "none":
-	case filepath.IsAbs(req.source):
-		globals = append(globals, "--repo", req.source)
-	default:
-		return nil, fmt.Errorf("source %q: give the repository's absolute path, or chainfs for the configured one", req.source)
+	if !filepath.IsAbs(req.source) {
+		return nil, fmt.Errorf("source %q: give the repository's absolute path", req.source)
 	}
+	globals, serve := []string{"--repo", filepath.Clean(req.source)}, []string(nil)
 	serveCmd := findCommand(app.Commands, "serve")
 	for _, opt := range req.options {
 		name, val, hasVal := strings.Cut(opt, "=")
@@ -128,10 +127,10 @@ func (req *mountRequest) serveArgs(app *cli.App) ([]string, error) {
 			}
 			continue
 		}
-		if !hasVal || val == "" {
+		if !hasVal || (val == "" && flag != "metrics") {
 			return nil, fmt.Errorf("option %s needs a value: %s=...", name, name)
 		}
-		*target = append(*target, "--"+flag, val)
+		*target = append(*target, "--"+flag+"="+val)
 	}
 	dir, err := filepath.Abs(req.dir)
 	if err != nil {
@@ -181,7 +180,14 @@ func mountHelper(ctx context.Context, args []string, stderr io.Writer) int {
 // goes to the journal when there is one, else to daemon.log in the
 // repository.
 func startDaemon(ctx context.Context, self string, args []string, repo string) error {
-	sockName := fmt.Sprintf("@chainfs-mount-%d-%d", os.Getpid(), time.Now().UnixNano())
+	// The socket sits in a directory only this process's user can enter,
+	// so no one else can tell it the daemon is ready.
+	dir, err := os.MkdirTemp("", "chainfs-mount-")
+	if err != nil {
+		return fmt.Errorf("notify socket: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	sockName := filepath.Join(dir, "notify")
 	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockName, Net: "unixgram"})
 	if err != nil {
 		return fmt.Errorf("notify socket: %w", err)
@@ -191,12 +197,14 @@ func startDaemon(ctx context.Context, self string, args []string, repo string) e
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(withoutEnv(os.Environ(), "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"), "NOTIFY_SOCKET="+sockName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Not mount's directory, which the daemon would keep busy.
+	cmd.Dir = "/"
 	var logFile *os.File
 	var logStart int64
 	if journal.StderrIsJournal() {
 		cmd.Stderr = os.Stderr
 	} else {
-		if logFile, err = os.OpenFile(filepath.Join(repo, "daemon.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
+		if logFile, err = openDaemonLog(filepath.Join(repo, "daemon.log")); err != nil {
 			return fmt.Errorf("daemon log: %w", err)
 		}
 		defer logFile.Close()
@@ -238,8 +246,9 @@ func startDaemon(ctx context.Context, self string, args []string, repo string) e
 			if msg := logTail(logFile.Name(), logStart); msg != "" {
 				return errors.New(msg)
 			}
+			return fmt.Errorf("chainfs serve ended before it mounted: %v (see %s)", err, logFile.Name())
 		}
-		return fmt.Errorf("chainfs serve ended before it mounted: %v", err)
+		return fmt.Errorf("chainfs serve ended before it mounted: %v (its error is in the journal: journalctl -t chainfs)", err)
 	case <-time.After(mountReadyTimeout):
 		cmd.Process.Signal(syscall.SIGTERM)
 		return fmt.Errorf("chainfs serve did not mount within %v; stopped it", mountReadyTimeout)
@@ -247,6 +256,19 @@ func startDaemon(ctx context.Context, self string, args []string, repo string) e
 		cmd.Process.Signal(syscall.SIGTERM)
 		return ctx.Err()
 	}
+}
+
+// maxDaemonLog is the size at which daemon.log is moved to daemon.log.1
+// when a daemon starts, so that it does not grow for ever.
+const maxDaemonLog = 8 << 20
+
+// openDaemonLog opens the log for appending. The repository may belong to
+// a user: a symlink there is refused, not followed.
+func openDaemonLog(path string) (*os.File, error) {
+	if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() && st.Size() > maxDaemonLog {
+		os.Rename(path, path+".1")
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 }
 
 // logTail is what the daemon wrote to its log from off: its error lines.

@@ -183,6 +183,9 @@ func openRepo(c *cli.Context) (*store.Repo, error) {
 // the command, else one opened here and closed after.
 func withRepo(c *cli.Context, fn func(*store.Repo) error) error {
 	if r, _ := c.App.Metadata[metaRepo].(*store.Repo); r != nil {
+		if !sameDir(repoDir(c), r.Dir()) {
+			return fmt.Errorf("the daemon that got this command serves %s, not %s", r.Dir(), repoDir(c))
+		}
 		return fn(r)
 	}
 	r, err := openRepo(c)
@@ -194,6 +197,16 @@ func withRepo(c *cli.Context, fn func(*store.Repo) error) error {
 		err = fmt.Errorf("close repository: %w", cerr)
 	}
 	return err
+}
+
+// sameDir reports whether two paths name the same directory.
+func sameDir(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 func initCommand() *cli.Command {

@@ -111,14 +111,20 @@ func applyConfig(command string) cli.BeforeFunc {
 		if c.App.Metadata == nil {
 			c.App.Metadata = map[string]any{}
 		}
-		if _, loaded := c.App.Metadata[metaConfig]; !loaded {
+		// The daemon lends its file to the commands it runs, unless the
+		// command names another.
+		if f, loaded := c.App.Metadata[metaConfig].(*config.File); !loaded || (c.String("config") != "" && (f == nil || f.Path != c.String("config"))) {
 			f, err := loadConfig(c.String("config"))
 			if err != nil {
-				// doctor reports it among its findings.
-				if c.Args().First() != "doctor" {
+				switch c.Args().First() {
+				case "doctor":
+					// It reports the mistake among its findings.
+					c.App.Metadata[metaConfigErr] = err
+				case "version", "completion", "man":
+					// They need no settings, and make install runs them.
+				default:
 					return err
 				}
-				c.App.Metadata[metaConfigErr] = err
 			}
 			c.App.Metadata[metaConfig] = f
 		}
@@ -296,6 +302,9 @@ func checkLevel(s string) error {
 }
 
 func checkAddress(s string) error {
+	if s == "" {
+		return nil // no metrics
+	}
 	host, port, err := net.SplitHostPort(s)
 	if err == nil {
 		_, err = strconv.ParseUint(port, 10, 16)

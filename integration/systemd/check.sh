@@ -99,7 +99,8 @@ check "snapshot and exact restore through the sandboxed daemon" '
 	cat /mnt/chainfs/volumes/src/latest/f | grep -q data'
 check "journal entries are structured" 'systemctl restart chainfs &&
 	sed -i "s/^# log_level.*/log_level = \"info\"/" /etc/chainfs/config.toml && systemctl restart chainfs &&
-	echo src > /mnt/chainfs/.control/snapshot && sleep 1 &&
+	echo src > /mnt/chainfs/.control/snapshot &&
+	for i in $(seq 50); do journalctl --sync; journalctl -u chainfs VOLUME=src -o verbose | grep -q "MESSAGE=snapshot made" && break; sleep 0.2; done &&
 	journalctl -u chainfs VOLUME=src -o verbose | grep -q "SYSLOG_IDENTIFIER=chainfs" &&
 	journalctl -u chainfs MOUNT=/mnt/chainfs -o cat | grep -q serving'
 check "stop unmounts and leaves no process" 'systemctl stop chainfs && ! findmnt /mnt/chainfs && ! pgrep -x chainfs'

@@ -76,7 +76,11 @@ type Error struct {
 	Path string
 	Line int // 0 when the mistake is not on one line
 	Msg  string
+	err  error // the cause, when reading failed
 }
+
+// Unwrap is the cause: fs.ErrNotExist for a missing file, say.
+func (e *Error) Unwrap() error { return e.err }
 
 func (e *Error) Error() string {
 	if e.Line > 0 {
@@ -90,7 +94,7 @@ func (e *Error) Error() string {
 func Load(path string, schema []Setting) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, &Error{Path: path, Msg: errors.Unwrap(err).Error(), err: err}
 	}
 	return Parse(path, data, schema)
 }

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -76,16 +77,29 @@ func Run(ctx context.Context, o Options) error {
 	sched := newScheduler(o.Repo, jobs, clock, time.Local, mnt, log)
 	var observer chainfs.Observer
 	var metricsAddr string
+	var m *metrics
 	if o.Metrics != "" {
-		m := newMetrics(o.Repo, o.Catalog, o.Version, sched.nextRuns)
+		m = newMetrics(o.Repo, o.Catalog, o.Version, sched.nextRuns, log)
 		if metricsAddr, err = m.serve(ctx, o.Metrics, log); err != nil {
 			return err
 		}
-		o.Repo.OnSnapshotEnd(m.snapshotEnded)
-		defer o.Repo.OnSnapshotEnd(nil)
 		sched.skipped = m.skipped
 		observer = m
 	}
+	// Every snapshot the daemon makes, however asked for, is logged (and
+	// counted).
+	o.Repo.OnSnapshotEnd(func(e store.SnapshotEnd) {
+		if e.Snapshot != nil {
+			log.Info("snapshot made", "volume", e.Volume, "snapshot", e.Name, "auto", e.Auto, "took", e.Took.Round(time.Millisecond),
+				"read", e.Snapshot.Stats.ReadBytes, "stored", e.Snapshot.Stats.StoredBytes)
+		} else {
+			log.Warn("snapshot failed", "volume", e.Volume, "snapshot", e.Name, "auto", e.Auto, "took", e.Took.Round(time.Millisecond))
+		}
+		if m != nil {
+			m.snapshotEnded(e)
+		}
+	})
+	defer o.Repo.OnSnapshotEnd(nil)
 	fsys := chainfs.New(chainfs.Options{Repo: o.Repo, Images: &imagefile.Library{Repo: o.Repo, Catalog: o.Catalog},
 		Controller: jobs, Logger: log, OwnerUID: owner, TreeCache: o.TreeCache, ReadAhead: o.ReadAhead, Observer: observer})
 	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug, Source: o.Repo.Dir()})
@@ -130,6 +144,9 @@ func Run(ctx context.Context, o Options) error {
 	stop()
 	sock.Close()
 	jobs.wait()
+	// A command that outlived the socket's wait may still commit: it
+	// finds no one to tell.
+	o.Repo.OnChange(nil)
 	notes.close()
 	if external {
 		return nil
@@ -276,6 +293,9 @@ func unescapeMount(s string) string {
 type notifier struct {
 	ch   chan [2]string
 	done chan struct{}
+
+	mu     sync.Mutex
+	closed bool
 }
 
 func newNotifier() *notifier {
@@ -283,6 +303,11 @@ func newNotifier() *notifier {
 }
 
 func (n *notifier) post(volume, snapshot string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
 	select {
 	case n.ch <- [2]string{volume, snapshot}:
 	default:
@@ -298,6 +323,9 @@ func (n *notifier) run(fn func(volume, snapshot string)) {
 }
 
 func (n *notifier) close() {
+	n.mu.Lock()
+	n.closed = true
 	close(n.ch)
+	n.mu.Unlock()
 	<-n.done
 }

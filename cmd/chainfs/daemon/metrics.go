@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/chainfs/chainfs/store"
@@ -29,7 +30,12 @@ const (
 // metrics are what serve --metrics exports. Counters that the store
 // keeps are read when scraped; the rest are updated as things happen.
 type metrics struct {
+	repo     *store.Repo
+	log      *slog.Logger
 	registry *prometheus.Registry
+
+	mu      sync.Mutex
+	volumes map[string]bool // those with series
 
 	snapshots       *prometheus.CounterVec
 	snapshotSeconds *prometheus.HistogramVec
@@ -42,8 +48,11 @@ type metrics struct {
 	mountReadTime  prometheus.Histogram
 }
 
-func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, nextRuns func(context.Context) map[[2]string]time.Time) *metrics {
+func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, nextRuns func(context.Context) map[[2]string]time.Time, log *slog.Logger) *metrics {
 	m := &metrics{
+		repo:     repo,
+		log:      log,
+		volumes:  map[string]bool{},
 		registry: prometheus.NewRegistry(),
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chainfs_snapshots_total",
@@ -82,16 +91,6 @@ func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, ne
 	}
 	m.mountReads.WithLabelValues("ok")
 	m.mountReads.WithLabelValues("error")
-	// The newest snapshot of each volume, so that staleness shows across
-	// restarts of the daemon.
-	ctx := context.Background()
-	if vols, err := repo.Volumes(ctx); err == nil {
-		for _, v := range vols {
-			if snaps, err := repo.Snapshots(ctx, v.Name); err == nil && len(snaps) > 0 {
-				m.lastSuccess.WithLabelValues(v.Name).Set(float64(snaps[len(snaps)-1].Time.Unix()))
-			}
-		}
-	}
 	verify := prometheus.NewDesc("chainfs_verify_failures_total",
 		"Blocks and trees read that failed their BLAKE3 check, by where they were read from.", []string{"source"}, nil)
 	size := prometheus.NewDesc("chainfs_repository_size_bytes", "Space the repository takes on disk.", nil, nil)
@@ -107,10 +106,11 @@ func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, ne
 			if catalog != nil {
 				ch <- prometheus.MustNewConstMetric(verify, prometheus.CounterValue, float64(catalog.VerifyFailures()), "catalog")
 			}
+			// Without a figure the metric is left out, not the scrape.
 			if used, err := repo.SpaceUsed(); err == nil {
 				ch <- prometheus.MustNewConstMetric(size, prometheus.GaugeValue, float64(used))
 			} else {
-				ch <- prometheus.NewInvalidMetric(size, err)
+				m.log.Warn("metrics: repository size", "err", err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -121,6 +121,50 @@ func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, ne
 				fmt.Sprint(store.FormatVersion), fmt.Sprint(store.SchemaVersion))
 		}})
 	return m
+}
+
+// perVolume are the vectors with a volume label.
+func (m *metrics) perVolume() []interface {
+	DeletePartialMatch(prometheus.Labels) int
+} {
+	return []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.snapshots, m.snapshotSeconds, m.readBytes, m.storedBytes, m.lastSuccess}
+}
+
+// syncVolumes gives every volume its series before a scrape: each result
+// at 0 from the start (so that the first failure is an increase), and the
+// newest snapshot's time; a removed volume's series go.
+func (m *metrics) syncVolumes(ctx context.Context) {
+	vols, err := m.repo.Volumes(ctx)
+	if err != nil {
+		m.log.Warn("metrics: volumes", "err", err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	present := map[string]bool{}
+	for _, v := range vols {
+		present[v.Name] = true
+		if m.volumes[v.Name] {
+			continue
+		}
+		for _, r := range []string{resultMade, resultFailed, resultSkipped} {
+			m.snapshots.WithLabelValues(v.Name, r)
+		}
+		if snaps, err := m.repo.Snapshots(ctx, v.Name); err == nil && len(snaps) > 0 {
+			m.lastSuccess.WithLabelValues(v.Name).Set(float64(snaps[len(snaps)-1].Time.Unix()))
+		}
+		m.volumes[v.Name] = true
+	}
+	for name := range m.volumes {
+		if !present[name] {
+			for _, vec := range m.perVolume() {
+				vec.DeletePartialMatch(prometheus.Labels{"volume": name})
+			}
+			delete(m.volumes, name)
+		}
+	}
 }
 
 // snapshotEnded counts a snapshot that had begun (store.Repo.OnSnapshotEnd).
@@ -160,7 +204,11 @@ func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (str
 		return "", fmt.Errorf("metrics: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: slogPrinter{log}}))
+	metricsHandler := promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: slogPrinter{log}})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		m.syncVolumes(r.Context())
+		metricsHandler.ServeHTTP(w, r)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()

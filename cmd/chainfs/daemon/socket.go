@@ -79,7 +79,14 @@ func listen(ctx context.Context, repoDir string, run cliFunc, jobs *runner, log 
 			if err != nil {
 				return
 			}
+			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				conn.Close()
+				return
+			}
 			s.conns.Add(1)
+			s.mu.Unlock()
 			go func() {
 				defer s.conns.Done()
 				serveConn(ctx, conn.(*net.UnixConn), run, jobs, log)
@@ -93,6 +100,9 @@ func listen(ctx context.Context, repoDir string, run cliFunc, jobs *runner, log 
 type socketServer struct {
 	l     net.Listener
 	conns sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool // no command is started once set
 }
 
 // closeWait bounds how long Close waits for cancelled commands: one
@@ -103,6 +113,9 @@ const closeWait = 10 * time.Second
 // which the daemon's context has cancelled, to send their callers their
 // end.
 func (s *socketServer) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	err := s.l.Close()
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
@@ -189,7 +202,11 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 		}
 	}
 	jobs.finish(j, nil, jerr)
-	log.Info("command", "command", command, "uid", uid, "exit", code, "took", time.Since(start).Round(time.Millisecond))
+	level := slog.LevelInfo
+	if code != 0 {
+		level = slog.LevelWarn
+	}
+	log.Log(context.Background(), level, "command", "command", command, "uid", uid, "exit", code, "took", time.Since(start).Round(time.Millisecond))
 	exit(code)
 }
 
