@@ -82,9 +82,15 @@ func fdTree(t *testing.T, root string) map[string]string {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// Closed through its os.File only: closing the descriptor
+				// directly as well would leave the File's finalizer to close
+				// the same number again later, when it may be another file
+				// this process has open (it was: a later test then read one
+				// file's bytes through another's descriptor).
+				f := os.NewFile(uintptr(cfd), name)
 				h := sha256.New()
-				io.Copy(h, os.NewFile(uintptr(cfd), name))
-				unix.Close(cfd)
+				io.Copy(h, f)
+				f.Close()
 				desc += " " + hex.EncodeToString(h.Sum(nil))
 			case unix.S_IFLNK:
 				buf := make([]byte, 256)

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"syscall"
 	"time"
 
@@ -146,9 +149,16 @@ func (r *Repo) snapshotsOf(vol uint64) ([]Snapshot, error) {
 type packUse struct {
 	size       uint64
 	live, dead []Hash
+	liveOffs   []uint64 // where each live block lies in the pack
 	liveBytes  uint64
 	deadBytes  uint64
 }
+
+// smallPackShare: a pack under this share of the pack size is small. Each
+// snapshot writes its new blocks to packs of its own, so a chain of small
+// snapshots leaves many small packs, and a file of the newest snapshot
+// lies in many of them: a cold read seeks between files. gc merges them.
+const smallPackShare = 1.0 / 8
 
 // sweepBlocks drops unreferenced blocks: packs with nothing live go, packs
 // mostly dead are rewritten with their live blocks only.
@@ -171,6 +181,7 @@ func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
 			p.deadBytes += uint64(rec.Length)
 		} else {
 			p.live = append(p.live, h)
+			p.liveOffs = append(p.liveOffs, rec.Offset)
 			p.liveBytes += uint64(rec.Length)
 		}
 		return nil
@@ -178,6 +189,9 @@ func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
 	if err != nil {
 		return err
 	}
+	// Packs mostly dead are rewritten with their live blocks; small packs
+	// are merged, when there are several.
+	rewrite, small := map[uint64]*packUse{}, map[uint64]*packUse{}
 	for id, p := range packs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -188,16 +202,114 @@ func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
 				return err
 			}
 		case p.deadBytes > 0 && float64(p.liveBytes) < repackBelow*float64(p.size):
-			if err := r.repack(ctx, id, p, st); errors.Is(err, syscall.ENOSPC) {
-				// No room to copy its live blocks: the pack stays as it
-				// is; the others are still swept.
-				r.log.Warn("gc: pack not rewritten", "pack", fmt.Sprintf("%016x", id), "err", err)
-			} else if err != nil {
-				return err
+			rewrite[id] = p
+		case float64(p.size) < smallPackShare*float64(r.packSize):
+			small[id] = p
+		}
+	}
+	// A pack is being written anyway, or several small ones would be one.
+	if len(small) > 1 || len(small) == 1 && len(rewrite) > 0 {
+		maps.Copy(rewrite, small)
+	}
+	if len(rewrite) == 0 {
+		return nil
+	}
+	order, err := r.newestOrder(ctx, rewrite)
+	if err != nil {
+		return err
+	}
+	if err := r.repack(ctx, rewrite, order, st); errors.Is(err, syscall.ENOSPC) {
+		// No room to copy the live blocks: the packs stay as they are.
+		r.log.Warn("gc: packs not rewritten", "packs", len(rewrite), "err", err)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// newestOrder orders the live blocks of packs the way the newest snapshot
+// of each volume (and each image) reads them, file by file in path order,
+// so that a rewrite lays the files people read most out on disk in one
+// run. Blocks no newest snapshot holds follow in their old packs' order.
+func (r *Repo) newestOrder(ctx context.Context, packs map[uint64]*packUse) ([]Hash, error) {
+	type place struct {
+		pack, off uint64
+	}
+	where := map[Hash]place{}
+	for id, p := range packs {
+		for i, h := range p.live {
+			where[h] = place{id, p.liveOffs[i]}
+		}
+	}
+	order := make([]Hash, 0, len(where))
+	taken := map[Hash]bool{}
+	seenTree := map[Hash]bool{}
+	var walk func(h Hash) error
+	walk = func(h Hash) error {
+		if seenTree[h] {
+			return nil
+		}
+		seenTree[h] = true
+		entries, err := r.Tree(ctx, h)
+		if err != nil {
+			return err
+		}
+		for i := range entries {
+			e := &entries[i]
+			switch e.Type {
+			case TypeDir:
+				if err := walk(e.Subtree); err != nil {
+					return err
+				}
+			case TypeRegular:
+				list, err := OpenBlocks(ctx, r, e)
+				if err != nil {
+					return err
+				}
+				for j := 0; j < list.Len(); j++ {
+					b, err := list.At(ctx, j)
+					if err != nil {
+						return err
+					}
+					if _, ok := where[b]; ok && !taken[b] {
+						taken[b] = true
+						order = append(order, b)
+					}
+				}
+			}
+		}
+		return ctx.Err()
+	}
+	vols, err := r.allVolumes()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vols {
+		if v.Removing {
+			continue
+		}
+		snaps, err := r.snapshotsOf(v.ID)
+		if err != nil {
+			return nil, err
+		}
+		if len(snaps) > 0 {
+			newest := slices.MaxFunc(snaps, func(a, b Snapshot) int { return cmp.Compare(a.Seq, b.Seq) })
+			if err := walk(newest.Root); err != nil {
+				return nil, fmt.Errorf("snapshot %s/%s: %w", v.Name, newest.Name, err)
 			}
 		}
 	}
-	return nil
+	var rest []Hash
+	for h := range where {
+		if !taken[h] {
+			rest = append(rest, h)
+		}
+	}
+	slices.SortFunc(rest, func(a, b Hash) int {
+		pa, pb := where[a], where[b]
+		return cmp.Or(cmp.Compare(pa.pack, pb.pack), cmp.Compare(pa.off, pb.off))
+	})
+	return append(order, rest...), nil
 }
 
 // dropDead deletes the records of a pack's dead blocks, each only if it
@@ -242,46 +354,78 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 	return r.blocks.Remove(id)
 }
 
-// repack copies a pack's live blocks, each verified, into a new pack, then
-// points their records at it and removes the old one. The new pack is
-// durable and recorded before any record moves, so a crash at any point
-// loses nothing: the old pack stays until nothing points into it.
-func (r *Repo) repack(ctx context.Context, id uint64, p *packUse, st *GCStats) error {
-	if err := r.haveSpace(p.liveBytes+uint64(len(p.live))*recordBytes, fmt.Sprintf("repack %016x", id)); err != nil {
+// repack copies the live blocks of packs, each verified, in order, into
+// new packs, then points their records at them and removes the old packs.
+// The new packs are durable and recorded before any record moves, so a
+// crash at any point loses nothing: an old pack stays until nothing points
+// into it.
+func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []Hash, st *GCStats) error {
+	var liveBytes, liveBlocks uint64
+	for _, p := range packs {
+		liveBytes += p.liveBytes
+		liveBlocks += uint64(len(p.live))
+	}
+	if err := r.haveSpace(liveBytes+liveBlocks*recordBytes, fmt.Sprintf("rewriting %d packs", len(packs))); err != nil {
 		return err
 	}
-	var newID uint64
-	if err := r.db.Update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
-		return err
+	var (
+		w     PackWriter
+		newID uint64
+		moved []struct {
+			pendingBlock
+			pack uint64
+		}
+	)
+	finish := func() error {
+		size := w.Size()
+		if err := w.Finish(); err != nil {
+			w.Abort()
+			return err
+		}
+		w = nil
+		if err := r.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(packKey(newID), binary.BigEndian.AppendUint64(nil, uint64(size)))
+		}); err != nil {
+			return err
+		}
+		st.BytesMoved += uint64(size)
+		return nil
 	}
-	w, err := r.blocks.Create(newID)
-	if err != nil {
-		return err
-	}
-	moved := make([]pendingBlock, 0, len(p.live))
 	buf := make([]byte, MaxBlockSize)
-	for _, h := range p.live {
+	for _, h := range order {
+		if w == nil {
+			if err := r.db.Update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
+				return err
+			}
+			var err error
+			if w, err = r.blocks.Create(newID); err != nil {
+				return err
+			}
+		}
 		n, err := r.ReadBlock(ctx, h, buf)
 		if err != nil {
 			w.Abort()
-			return fmt.Errorf("repack %016x: %w", id, err)
+			return fmt.Errorf("rewriting packs: %w", err)
 		}
 		off, err := w.Append(buf[:n])
 		if err != nil {
 			w.Abort()
 			return err
 		}
-		moved = append(moved, pendingBlock{hash: h, offset: off, length: uint32(n)})
+		moved = append(moved, struct {
+			pendingBlock
+			pack uint64
+		}{pendingBlock{hash: h, offset: off, length: uint32(n)}, newID})
+		if w.Size() >= r.packSize {
+			if err := finish(); err != nil {
+				return err
+			}
+		}
 	}
-	size := w.Size()
-	if err := w.Finish(); err != nil {
-		w.Abort()
-		return err
-	}
-	if err := r.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(packKey(newID), binary.BigEndian.AppendUint64(nil, uint64(size)))
-	}); err != nil {
-		return err
+	if w != nil {
+		if err := finish(); err != nil {
+			return err
+		}
 	}
 	r.commitMu.Lock()
 	for len(moved) > 0 {
@@ -293,7 +437,7 @@ func (r *Repo) repack(ctx context.Context, id uint64, p *packUse, st *GCStats) e
 				if err != nil {
 					return err
 				}
-				rec.Pack, rec.Offset = newID, uint64(b.offset)
+				rec.Pack, rec.Offset = b.pack, uint64(b.offset)
 				if err := txn.Set(blockKey(b.hash), rec.encode()); err != nil {
 					return err
 				}
@@ -306,9 +450,13 @@ func (r *Repo) repack(ctx context.Context, id uint64, p *packUse, st *GCStats) e
 		}
 	}
 	r.commitMu.Unlock()
-	st.PacksRepacked++
-	st.BytesMoved += uint64(size)
-	return r.dropPack(id, &packUse{dead: p.dead}, st)
+	for id, p := range packs {
+		st.PacksRepacked++
+		if err := r.dropPack(id, &packUse{dead: p.dead}, st); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reclaim gives back what a writer that never committed stored: the packs

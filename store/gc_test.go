@@ -24,8 +24,8 @@ func TestGCFreesOnlyUnreferenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	// B, C, D were only in s1: freed; A lives on in s2, so s1's pack (1 of
-	// 4 blocks live) is repacked.
-	if st.BlocksFreed != 3 || st.BytesFreed != 3*testBS || st.PacksRepacked != 1 || st.TreesFreed == 0 {
+	// 4 blocks live) is rewritten, and s2's small pack with it: one pack.
+	if st.BlocksFreed != 3 || st.BytesFreed != 3*testBS || st.PacksRepacked != 2 || st.TreesFreed == 0 {
 		t.Errorf("gc stats %+v", st)
 	}
 	for _, b := range [][]byte{B, C, D} {
@@ -44,6 +44,9 @@ func TestGCFreesOnlyUnreferenced(t *testing.T) {
 		}
 	}
 	wantHolders(t, r, s2, 2, 2, 2, 2)
+	if ids, _ := r.blocks.List(); len(ids) != 1 {
+		t.Errorf("%d packs after gc, want 1", len(ids))
+	}
 	// A second gc has nothing to do; a new snapshot links A again.
 	if st, _ := r.GC(ctx); st.BlocksFreed != 0 || st.PacksRepacked != 0 || st.PacksRemoved != 0 {
 		t.Errorf("second gc %+v", st)
@@ -114,5 +117,61 @@ func TestExclusiveIsWhatDeletionFrees(t *testing.T) {
 	}
 	if st.BytesFreed != want[s2.Name] {
 		t.Errorf("deleting %s freed %d, its exclusive size was %d", s2.Name, st.BytesFreed, want[s2.Name])
+	}
+}
+
+// TestGCMergesSmallPacks: a chain of small snapshots leaves a pack each;
+// gc merges them into one, the newest snapshot's file laid out in order,
+// everything still readable, and a second gc leaves it alone.
+func TestGCMergesSmallPacks(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	file := [][]byte{block('a'), block('b'), block('c'), block('d'), block('e'), block('f')}
+	var snaps []*Snapshot
+	for k := 0; k < 20; k++ {
+		// Each snapshot rewrites one block, from the end backwards, so
+		// the old packs hold the newest file in reverse.
+		i := len(file) - 1 - k%len(file)
+		file[i] = block(byte('A' + k))
+		snaps = append(snaps, snapFile(t, r, "v", file...))
+	}
+	if ids, _ := r.blocks.List(); len(ids) != 20 {
+		t.Fatalf("%d packs before gc, want 20", len(ids))
+	}
+	st, err := r.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := r.blocks.List(); len(ids) != 1 || st.PacksRepacked != 20 || st.BlocksFreed != 0 {
+		t.Fatalf("after gc: %d packs, stats %+v", len(ids), st)
+	}
+	last := snaps[len(snaps)-1]
+	e, err := r.Lookup(ctx, last, "disk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := int64(-1)
+	for i, h := range e.Blocks {
+		rec, err := r.blockRecord(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(rec.Offset) <= prev {
+			t.Errorf("block %d of the newest file at %d, before block %d's %d", i, rec.Offset, i-1, prev)
+		}
+		prev = int64(rec.Offset)
+	}
+	buf := make([]byte, testBS)
+	for _, s := range snaps {
+		se, _ := r.Lookup(ctx, s, "disk")
+		for i, h := range se.Blocks {
+			if _, err := r.ReadBlock(ctx, h, buf); err != nil {
+				t.Errorf("snapshot %s block %d: %v", s.Name, i, err)
+			}
+		}
+	}
+	if st, _ := r.GC(ctx); st.PacksRepacked != 0 {
+		t.Errorf("second gc rewrote %d packs", st.PacksRepacked)
 	}
 }
