@@ -6,7 +6,7 @@ DEMO_DIR ?= /tmp/chainfs-demo
 # Debian packages the project and its tests use.
 DEB_PACKAGES := fuse3 rsync attr acl restic librsvg2-bin e2fsprogs mount man-db zsh fish systemd systemd-container
 # Packages only the side-by-side benchmarks use.
-BENCH_PACKAGES := borgbackup time qemu-utils
+BENCH_PACKAGES := borgbackup python3-llfuse time qemu-utils
 # Where make install puts things (DESTDIR for a staging root). mount(8)
 # looks for its helpers in /sbin; systemd, bash-completion, zsh and fish
 # look under /usr/local too.
@@ -35,7 +35,7 @@ FUZZTIME ?= 5m
 # of tries keeps it short.
 FUZZMINIMIZE ?= 200x
 
-.PHONY: all deps build install uninstall systemd-check test unit integration stress fuzz demo bench bench-compare clean
+.PHONY: all deps build install uninstall systemd-check test unit integration stress fuzz demo bench bench-compare bench-topics clean
 
 all: build
 
@@ -132,15 +132,19 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./store/... ./fs/...
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/snapshot.sh
 
-# bench-compare runs the side-by-side scripts: snapshots against restic,
-# the mount against go-fuse's loopback and restic mount (the latter makes
-# 1,000 snapshots for its memory figure; SNAPSHOTS=N changes that),
-# images against borg, restic and GNU tar, and disk volumes against
-# qemu-img convert and restic.
+# bench-compare runs every scenario for chainfs, restic, borg and go-fuse's
+# loopback in one run and writes the table into docs/benchmarks.md
+# (bench/compare.sh; SNAPSHOTS=N and DEPTH=N shorten it).
 bench-compare: build
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
+	CHAINFS=$(CURDIR)/$(BIN) bash bench/compare.sh
+
+# bench-topics runs the older per-topic scripts: snapshots and chain depth
+# against restic, images against borg, restic and GNU tar, disk volumes
+# against qemu-img convert and restic.
+bench-topics: build
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/snapshot.sh
-	CHAINFS=$(CURDIR)/$(BIN) bash bench/mount.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/image.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/disk.sh
 

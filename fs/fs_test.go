@@ -61,7 +61,13 @@ func (c *fakeController) Status() []byte                         { return []byte
 
 // testMount snapshots src into a new repository and mounts it; everything
 // is undone when the test ends.
-func testMount(t *testing.T, src string, with ...func(*Options)) (mnt string, repo *store.Repo, ctl *fakeController) {
+func testMount(t testing.TB, src string, with ...func(*Options)) (mnt string, repo *store.Repo, ctl *fakeController) {
+	t.Helper()
+	return mountSnapshot(t, src, store.MinBlockSize, with...)
+}
+
+// mountSnapshot is testMount with the volume's block size.
+func mountSnapshot(t testing.TB, src string, blockSize uint32, with ...func(*Options)) (mnt string, repo *store.Repo, ctl *fakeController) {
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "repo")
@@ -73,7 +79,7 @@ func testMount(t *testing.T, src string, with ...func(*Options)) (mnt string, re
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { repo.Close() })
-	if _, err := repo.AddVolume(ctx, store.Volume{Name: "v", Source: src, BlockSize: store.MinBlockSize}); err != nil {
+	if _, err := repo.AddVolume(ctx, store.Volume{Name: "v", Source: src, BlockSize: blockSize}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := source.Snapshot(ctx, repo, "v", store.SnapshotOptions{Name: "s"}, source.Options{}); err != nil {

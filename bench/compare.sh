@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# make bench-compare: chainfs, restic, borg and go-fuse's loopback side by
+# side, in one run, on the same deterministic data; prints one table of
+# absolute figures and ratios and writes it into docs/benchmarks.md.
+#   CHAINFS=bin/chainfs bash bench/compare.sh [WORK_DIR]
+# Needs root (drop_caches, mounts), restic, borg with llfuse, Go with the
+# module cache. SNAPSHOTS=N sets how many snapshots of the 100k-file tree
+# are mounted for the memory figure (default 1000; about 10 minutes);
+# DEPTH=N the chain depth of the Go benchmark (default 10000).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+source "$here/lib.sh"
+: "${CHAINFS:?set CHAINFS to the chainfs binary}"
+CHAINFS=$(realpath "$CHAINFS")
+SNAPSHOTS=${SNAPSHOTS:-1000}
+DEPTH=${DEPTH:-10000}
+work=${1:-$(mktemp -d /var/tmp/chainfs-compare.XXXXXX)}
+pids=()
+cleanup() {
+	for m in "$work"/mnt-*; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+export CHAINFS_CONFIG=/dev/null CHAINFS_REPO=$work/chainfs-repo
+export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$work/restic-cache RESTIC_REPOSITORY=$work/restic-repo
+export BORG_REPO=$work/borg-repo BORG_CACHE_DIR=$work/borg-cache BORG_CONFIG_DIR=$work/borg-config \
+	BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+log() { echo "[$(date +%T)] $*" >&2; }
+
+# timed KEY CMD...: elapsed seconds in T[KEY], peak RSS (KiB) in M[KEY].
+declare -A T M
+timed() {
+	local key=$1
+	shift
+	/usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; return 1; }
+	read -r T[$key] M[$key] <"$work/time"
+}
+waitfor() { for _ in $(seq 600); do [ -e "$1" ] && return 0; sleep 0.1; done; echo "timeout waiting for $1" >&2; exit 1; }
+py() { python3 -c "$1"; }
+mb() { py "print(f'{$1/1e6:.0f}')"; }      # bytes → MB
+mbps() { py "print(f'{$1/$2/1e6:.0f}')"; } # bytes, seconds → MB/s
+x() { py "print(f'{$1/$2:.2f}')"; }        # a / b
+
+# --- data -----------------------------------------------------------------
+log "generating data"
+src=$work/src
+mixed=$src/mixed small=$src/small
+(cd "$root" && go run ./bench/gen mixed "$mixed" && go run ./bench/gen small "$small")
+cp -a "$(go env GOROOT)/src" "$mixed/go-src"
+mixed_bytes=$(du -sb "$mixed" | cut -f1)
+mixed_files=$(find "$mixed" -type f | wc -l)
+big=$mixed/big.bin
+big_bytes=$(stat -c %s "$big")
+cold
+timed disk dd if="$big" of=/dev/null bs=1M   # the disk's own cold read
+
+# --- snapshots and backups --------------------------------------------------
+log "first snapshots and backups"
+"$CHAINFS" init >/dev/null
+"$CHAINFS" volume add mixed "$mixed" >/dev/null
+"$CHAINFS" volume add small "$small" >/dev/null
+restic init >/dev/null 2>&1
+borg init --encryption=none >/dev/null 2>&1
+cold; timed chainfs-first "$CHAINFS" snapshot create mixed --name first
+cold; timed restic-first restic backup --quiet "$mixed"
+cold; timed borg-first borg create "::first" "$mixed"
+
+read -r changed_files changed_bytes < <(cd "$root" && go run ./bench/gen change "$mixed")
+log "incremental after $changed_files files, $changed_bytes bytes changed"
+cold; timed chainfs-incr "$CHAINFS" snapshot create mixed --name second
+cold; timed restic-incr restic backup --quiet "$mixed"
+cold; timed borg-incr borg create "::second" "$mixed"
+
+log "unchanged"
+timed chainfs-same "$CHAINFS" snapshot create mixed --name third
+timed restic-same restic backup --quiet "$mixed"
+timed borg-same borg create "::third" "$mixed"
+
+log "100k-file tree"
+timed chainfs-smallfirst "$CHAINFS" snapshot create small --name first
+timed restic-smallfirst restic backup --quiet "$small"
+timed borg-smallfirst borg create "::small-first" "$small"
+timed chainfs-smallsame "$CHAINFS" snapshot create small --name second
+timed restic-smallsame restic backup --quiet "$small"
+timed borg-smallsame borg create "::small-second" "$small"
+declare -A SIZE
+SIZE[chainfs]=$(du -sB1 "$CHAINFS_REPO" | cut -f1)
+SIZE[restic]=$(du -sB1 "$RESTIC_REPOSITORY" | cut -f1)
+SIZE[borg]=$(du -sB1 "$BORG_REPO" | cut -f1)
+
+# --- mounts -------------------------------------------------------------------
+log "mounting"
+mkdir -p "$work"/mnt-chainfs "$work"/mnt-restic "$work"/mnt-borg "$work"/mnt-loop
+"$CHAINFS" serve --mount "$work/mnt-chainfs" >/dev/null 2>"$work/chainfs.log" & pids+=($!)
+chainfs_pid=$!
+waitfor "$work/mnt-chainfs/volumes/small/second"
+restic mount --allow-other=false "$work/mnt-restic" >/dev/null 2>&1 & pids+=($!)
+restic_pid=$!
+waitfor "$work/mnt-restic/ids"
+borg mount -f "$BORG_REPO" "$work/mnt-borg" >/dev/null 2>&1 & pids+=($!)
+borg_pid=$!
+waitfor "$work/mnt-borg/third"
+(cd "$root" && go build -o "$work/loopback" github.com/hanwen/go-fuse/v2/example/loopback)
+"$work/loopback" -q -directmount "$work/mnt-loop" "$src" & pids+=($!)
+loop_pid=$!
+waitfor "$work/mnt-loop/small"
+restic_id() { restic snapshots --json --path "$1" | py "import json,sys; print(json.load(sys.stdin)[-1]['short_id'])"; }
+declare -A MIXED SMALL PID
+MIXED[chainfs]=$work/mnt-chainfs/volumes/mixed/third
+SMALL[chainfs]=$work/mnt-chainfs/volumes/small/second
+MIXED[restic]=$work/mnt-restic/ids/$(restic_id "$mixed")$mixed
+SMALL[restic]=$work/mnt-restic/ids/$(restic_id "$small")$small
+MIXED[borg]=$work/mnt-borg/third$mixed
+SMALL[borg]=$work/mnt-borg/small-second$small
+MIXED[loop]=$work/mnt-loop/mixed
+SMALL[loop]=$work/mnt-loop/small
+PID[chainfs]=$chainfs_pid PID[restic]=$restic_pid PID[borg]=$borg_pid PID[loop]=$loop_pid
+tools="chainfs restic borg loop"
+
+for t in $tools; do
+	log "reading through the $t mount"
+	cold; timed "$t-ls" ls -lR "${SMALL[$t]}"
+	cold; timed "$t-cold" dd if="${MIXED[$t]}/big.bin" of=/dev/null bs=1M
+	cat "${MIXED[$t]}/big.bin" >/dev/null
+	timed "$t-warm" bash -c "for i in 1 2 3 4 5; do dd if='${MIXED[$t]}/big.bin' of=/dev/null bs=1M status=none; done"
+	cold; timed "$t-tar" bash -c "cd '${MIXED[$t]}' && tar cf - . | wc -c"
+	rm -rf "$work/rsync-$t"
+	cold; timed "$t-rsync1" rsync -a "${MIXED[$t]}/" "$work/rsync-$t/"
+	timed "$t-rsync2" rsync -a "${MIXED[$t]}/" "$work/rsync-$t/"
+	rm -rf "$work/rsync-$t"
+	M[$t-mount]=$(ps -o rss= -p "${PID[$t]}" | tr -d ' ')
+done
+diff -rq "$mixed" "${MIXED[chainfs]}" >/dev/null || { echo "the chainfs mount differs from the source" >&2; exit 1; }
+
+# --- the daemon with many snapshots of the 100k-file tree -------------------------
+log "$SNAPSHOTS snapshots of the 100k-file tree through the control directory"
+for i in $(seq 3 "$SNAPSHOTS"); do echo "small s$i" >"$work/mnt-chainfs/.control/snapshot"; done
+timed list ls "$work/mnt-chainfs/volumes/small"
+ls -lR "$work/mnt-chainfs/volumes/small/$(ls "$work/mnt-chainfs/volumes/small" | grep -v latest | tail -1)" >/dev/null
+rss_many=$(ps -o rss= -p "$chainfs_pid" | tr -d ' ')
+n_snaps=$(ls "$work/mnt-chainfs/volumes/small" | grep -vc latest)
+
+# --- chain depth (Go benchmark) -----------------------------------------------------
+log "chain depth $DEPTH (Go benchmark)"
+(cd "$root" && CHAINFS_BENCH_DIR=$work CHAINFS_BENCH_DEPTH=$DEPTH go test -run '^$' -bench ChainDepth -benchtime 20x ./store/) >"$work/depth.txt"
+ns() { awk -v n="BenchmarkChainDepth/$1-" 'index($1, n) == 1 { print $3 / 1e6 }' "$work/depth.txt"; }
+
+# --- the table ------------------------------------------------------------------------
+tsec() { echo "${T[$1]} s"; }
+row() { echo "| $* |"; }
+speedrow() { # label bytes key: MB/s for every tool, ratios chainfs/peer
+	local label=$1 bytes=$2 key=$3
+	row "$label" "$(mbps "$bytes" "${T[chainfs-$key]}") MB/s" "$(mbps "$bytes" "${T[restic-$key]}") MB/s" \
+		"$(mbps "$bytes" "${T[borg-$key]}") MB/s" "$(mbps "$bytes" "${T[loop-$key]}") MB/s" \
+		"$(x "${T[restic-$key]}" "${T[chainfs-$key]}")" "$(x "${T[borg-$key]}" "${T[chainfs-$key]}")" "$(x "${T[loop-$key]}" "${T[chainfs-$key]}")"
+}
+timerow() { # label key [loop]: seconds for every tool, ratios peer/chainfs
+	local label=$1 key=$2 loop=${3:-}
+	local l="" lr=""
+	[ -n "$loop" ] && l=$(tsec "loop-$key") lr=$(x "${T[loop-$key]}" "${T[chainfs-$key]}")
+	row "$label" "$(tsec "chainfs-$key")" "$(tsec "restic-$key")" "$(tsec "borg-$key")" "$l" \
+		"$(x "${T[restic-$key]}" "${T[chainfs-$key]}")" "$(x "${T[borg-$key]}" "${T[chainfs-$key]}")" "$lr"
+}
+table=$work/table.md
+{
+	echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores, $(($(awk '/MemTotal/ {print $2}' /proc/meminfo) >> 20)) GiB,"
+	echo "Linux $(uname -r), $(findmnt -n -o FSTYPE -T "$work") on $(findmnt -n -o SOURCE -T "$work"); the disk reads big.bin cold at $(mbps "$big_bytes" "${T[disk]}") MB/s."
+	echo "chainfs $("$CHAINFS" --version | awk '{print $3, $4}'), $(restic version | cut -d' ' -f1-2), $(borg --version), go-fuse loopback $(cd "$root" && go list -m -f '{{.Version}}' github.com/hanwen/go-fuse/v2), $(go version | cut -d' ' -f3)."
+	echo "Data: $(mb "$mixed_bytes") MB in $mixed_files files (a 1 GiB file, 8 × 64 MiB, 9,000 files of 4-128 KiB, Go's"
+	echo "source tree), and a tree of 100,000 files of 100-3,100 bytes; the change: $changed_files files, $(mb "$changed_bytes") MB."
+	echo "Page cache dropped before every first, incremental and cold figure. borg 1.2 with --encryption=none (chainfs does not encrypt; restic always does)."
+	echo
+	row "scenario" "chainfs" "restic" "borg" "loopback" "restic / chainfs" "borg / chainfs" "loopback / chainfs"
+	row "---" "---" "---" "---" "---" "---" "---" "---"
+	row "first snapshot (MB/s over the data)" "$(tsec chainfs-first) ($(mbps "$mixed_bytes" "${T[chainfs-first]}") MB/s)" "$(tsec restic-first) ($(mbps "$mixed_bytes" "${T[restic-first]}") MB/s)" \
+		"$(tsec borg-first) ($(mbps "$mixed_bytes" "${T[borg-first]}") MB/s)" "" "$(x "${T[restic-first]}" "${T[chainfs-first]}")" "$(x "${T[borg-first]}" "${T[chainfs-first]}")" ""
+	timerow "incremental after the 1 % change" incr
+	row "incremental / first" "$(x "${T[chainfs-incr]}" "${T[chainfs-first]}")" "$(x "${T[restic-incr]}" "${T[restic-first]}")" "$(x "${T[borg-incr]}" "${T[borg-first]}")" "" "" "" ""
+	timerow "unchanged re-snapshot" same
+	timerow "first snapshot of the 100k-file tree" smallfirst
+	timerow "unchanged 100k-file tree" smallsame
+	row "peak RSS, first snapshot" "$((M[chainfs-first] >> 10)) MiB" "$((M[restic-first] >> 10)) MiB" "$((M[borg-first] >> 10)) MiB" "" "" "" ""
+	row "repository after all of the above" "$((SIZE[chainfs] >> 20)) MiB" "$((SIZE[restic] >> 20)) MiB" "$((SIZE[borg] >> 20)) MiB" "" \
+		"$(x "${SIZE[restic]}" "${SIZE[chainfs]}")" "$(x "${SIZE[borg]}" "${SIZE[chainfs]}")" ""
+	timerow "ls -lR of 100k files through the mount, cold" ls loop
+	speedrow "sequential read of 1 GiB through the mount, cold" "$big_bytes" cold
+	speedrow "the same, warm (5 re-reads)" "$((5 * big_bytes))" warm
+	speedrow "every file through the mount (tar cf - . \| wc -c), cold" "$mixed_bytes" tar
+	timerow "rsync -a from the mount, first" rsync1 loop
+	timerow "rsync -a from the mount, again (nothing to copy)" rsync2 loop
+	row "mount's RSS after the reads" "$((M[chainfs-mount] >> 10)) MiB" "$((M[restic-mount] >> 10)) MiB" "$((M[borg-mount] >> 10)) MiB" "$((M[loop-mount] >> 10)) MiB" "" "" ""
+	echo
+	echo "Ratios: above 1, chainfs is faster (or smaller). With $n_snaps snapshots of the 100k-file tree mounted, listing"
+	echo "them took ${T[list]} s, and after walking the newest the daemon's RSS was $((rss_many >> 10)) MiB."
+	echo
+	echo "Chain depth (\`go test -bench ChainDepth ./store/\`, a 16 MiB file of 64 KiB blocks, every snapshot rewriting one block; ms per read of the file):"
+	echo
+	row "" "depth 1" "depth $DEPTH, newest" "ratio" "newest after gc" "ratio after gc"
+	row "---" "---" "---" "---" "---" "---"
+	for temp in warm cold; do
+		a=$(ns "depth=1/$temp") b=$(ns "depth=$DEPTH/last/$temp") c=$(ns "depth=$DEPTH/last/after-gc/$temp")
+		row "$temp" "$a" "$b" "$(x "$b" "$a")" "$c" "$(x "$c" "$a")"
+	done
+	echo
+	echo "Goals:"
+	ok() { py "print('met' if $1 else 'not met')"; }
+	echo "- cold read ≥ 0.8× loopback: $(ok "${T[loop-cold]}/${T[chainfs-cold]} >= 0.8") ($(x "${T[loop-cold]}" "${T[chainfs-cold]}")); ≥ 5× restic mount: $(ok "${T[restic-cold]}/${T[chainfs-cold]} >= 5") ($(x "${T[restic-cold]}" "${T[chainfs-cold]}"))"
+	echo "- ls -lR ≤ 1.5× loopback: $(ok "${T[chainfs-ls]}/${T[loop-ls]} <= 1.5") ($(x "${T[chainfs-ls]}" "${T[loop-ls]}"))"
+	echo "- first snapshot ≥ 2× restic: $(ok "${T[restic-first]}/${T[chainfs-first]} >= 2") ($(x "${T[restic-first]}" "${T[chainfs-first]}")); incremental ≤ 10 % of first: $(ok "${T[chainfs-incr]}/${T[chainfs-first]} <= 0.1") ($(x "${T[chainfs-incr]}" "${T[chainfs-first]}")); unchanged 100k-file tree < 1 s: $(ok "${T[chainfs-smallsame]} < 1") (${T[chainfs-smallsame]} s)"
+	echo "- depth $DEPTH vs 1 ≤ 1.1: warm $(x "$(ns "depth=$DEPTH/last/warm")" "$(ns depth=1/warm)"), cold $(x "$(ns "depth=$DEPTH/last/cold")" "$(ns depth=1/cold)"); after gc warm $(x "$(ns "depth=$DEPTH/last/after-gc/warm")" "$(ns depth=1/warm)"), cold $(x "$(ns "depth=$DEPTH/last/after-gc/cold")" "$(ns depth=1/cold)")"
+	echo "- daemon RSS with $n_snaps snapshots of the 100k-file tree ≤ 256 MiB: $(ok "$rss_many <= 262144") ($((rss_many >> 10)) MiB)"
+} >"$table"
+cat "$table"
+
+# Into docs/benchmarks.md, between the markers.
+doc=$root/docs/benchmarks.md
+py "
+import re
+doc = open('$doc').read()
+table = open('$table').read()
+new = re.sub(r'(<!-- bench-compare -->\n).*?(<!-- /bench-compare -->)', lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
+open('$doc', 'w').write(new)
+"
+log "table written to docs/benchmarks.md"
