@@ -53,7 +53,7 @@ func write(path string, seed uint64, n int) error {
 	key[0], key[1], key[2], key[3] = byte(seed), byte(seed>>8), byte(seed>>16), byte(seed>>24)
 	key[4], key[5], key[6], key[7] = byte(seed>>32), byte(seed>>40), byte(seed>>48), byte(seed>>56)
 	r := rand.NewChaCha8(key)
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, min(n, 1<<20))
 	for n > 0 {
 		chunk := buf[:min(n, len(buf))]
 		r.Read(chunk)
