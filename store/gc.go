@@ -22,6 +22,10 @@ type GCStats struct {
 	PacksRemoved  uint64 `json:"packs_removed"`
 	PacksRepacked uint64 `json:"packs_repacked"`
 	BytesMoved    uint64 `json:"bytes_moved"`
+	// PacksKept counts packs a rewrite left in place because a live block
+	// in them failed its hash: moving it would lose the evidence and
+	// dropping it would lose what check --repair may still heal.
+	PacksKept uint64 `json:"packs_kept,omitempty"`
 	SizeBefore    int64  `json:"size_before"`
 	SizeAfter     int64  `json:"size_after"`
 }
@@ -361,10 +365,15 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 // into it.
 func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []Hash, st *GCStats) error {
 	var liveBytes, liveBlocks uint64
-	for _, p := range packs {
+	from := map[Hash]uint64{}
+	for id, p := range packs {
 		liveBytes += p.liveBytes
 		liveBlocks += uint64(len(p.live))
+		for _, h := range p.live {
+			from[h] = id
+		}
 	}
+	keep := map[uint64]bool{}
 	if err := r.haveSpace(liveBytes+liveBlocks*recordBytes, fmt.Sprintf("rewriting %d packs", len(packs))); err != nil {
 		return err
 	}
@@ -393,19 +402,27 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []Ha
 	}
 	buf := make([]byte, MaxBlockSize)
 	for _, h := range order {
+		n, err := r.ReadBlock(ctx, h, buf)
+		if errors.Is(err, ErrCorrupt) {
+			// The damaged block stays where it is, and so does its pack;
+			// the rest of the rewrite goes on. check names what it holds.
+			r.log.Warn("gc: damaged block left in its pack", "block", h.Short(), "pack", fmt.Sprintf("%016x", from[h]), "err", err)
+			keep[from[h]] = true
+			continue
+		}
+		if err != nil {
+			if w != nil {
+				w.Abort()
+			}
+			return fmt.Errorf("rewriting packs: %w", err)
+		}
 		if w == nil {
 			if err := r.db.Update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
 				return err
 			}
-			var err error
 			if w, err = r.blocks.Create(newID); err != nil {
 				return err
 			}
-		}
-		n, err := r.ReadBlock(ctx, h, buf)
-		if err != nil {
-			w.Abort()
-			return fmt.Errorf("rewriting packs: %w", err)
 		}
 		off, err := w.Append(buf[:n])
 		if err != nil {
@@ -451,6 +468,13 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []Ha
 	}
 	r.commitMu.Unlock()
 	for id, p := range packs {
+		if keep[id] {
+			st.PacksKept++
+			if err := r.dropDead(id, p.dead, st); err != nil {
+				return err
+			}
+			continue
+		}
 		st.PacksRepacked++
 		if err := r.dropPack(id, &packUse{dead: p.dead}, st); err != nil {
 			return err

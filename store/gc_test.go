@@ -2,6 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -173,5 +177,54 @@ func TestGCMergesSmallPacks(t *testing.T) {
 	}
 	if st, _ := r.GC(ctx); st.PacksRepacked != 0 {
 		t.Errorf("second gc rewrote %d packs", st.PacksRepacked)
+	}
+}
+
+// TestGCLeavesDamagedBlocks: a rewrite that meets a block failing its hash
+// leaves that block and its pack where they are, moves the rest, and
+// succeeds; the damage stays where check finds it, and every healthy block
+// still reads.
+func TestGCLeavesDamagedBlocks(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	A, B, C, D := block('A'), block('B'), block('C'), block('D')
+	s1 := snapFile(t, r, "v", A, B, C, D) // one pack: A B C D
+	s2 := snapFile(t, r, "v", A, B, block('x'), block('y'))
+	packs, _ := filepath.Glob(filepath.Join(r.Dir(), "packs", "*.pack"))
+	if len(packs) != 2 {
+		t.Fatalf("%d packs, want 2", len(packs))
+	}
+	first := slices.Min(packs) // s1's pack: A B C D
+	f, _ := os.OpenFile(first, os.O_RDWR, 0)
+	f.WriteAt([]byte{'!'}, 10) // in block A
+	f.Close()
+	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PacksKept != 1 || st.BlocksFreed != 2 {
+		t.Errorf("gc stats %+v", st)
+	}
+	if _, err := os.Stat(first); err != nil {
+		t.Errorf("the damaged pack went: %v", err)
+	}
+	buf := make([]byte, testBS)
+	e, _ := r.Lookup(ctx, s2, "disk")
+	for i, h := range e.Blocks {
+		_, err := r.ReadBlock(ctx, h, buf)
+		if wantBad := i == 0; wantBad != errors.Is(err, ErrCorrupt) {
+			t.Errorf("block %d after gc: %v", i, err)
+		}
+	}
+	if rep, _ := r.Check(ctx, CheckOptions{ReadData: true}); len(rep.Problems) != 1 {
+		t.Errorf("check after gc: %v", rep.Problems)
+	}
+	// Another gc meets the same block and leaves it again.
+	if _, err := r.GC(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -21,6 +21,9 @@ func gcCommand() *cli.Command {
 			return output(c, st, func() {
 				fmt.Fprintf(c.App.Writer, "freed %s in %s; removed %d packs, rewrote %d (%s moved); %d trees freed\n",
 					size(st.BytesFreed), count(st.BlocksFreed, "block"), st.PacksRemoved, st.PacksRepacked, size(st.BytesMoved), st.TreesFreed)
+				if st.PacksKept > 0 {
+					fmt.Fprintf(c.App.Writer, "left %d packs in place: they hold damaged blocks (chainfs check --read-data names them)\n", st.PacksKept)
+				}
 				fmt.Fprintf(c.App.Writer, "repository: %s before, %s after\n", size(uint64(st.SizeBefore)), size(uint64(st.SizeAfter)))
 			})
 		}),
