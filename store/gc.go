@@ -25,9 +25,9 @@ type GCStats struct {
 	// PacksKept counts packs a rewrite left in place because a live block
 	// in them failed its hash: moving it would lose the evidence and
 	// dropping it would lose what check --repair may still heal.
-	PacksKept uint64 `json:"packs_kept,omitempty"`
-	SizeBefore    int64  `json:"size_before"`
-	SizeAfter     int64  `json:"size_after"`
+	PacksKept  uint64 `json:"packs_kept,omitempty"`
+	SizeBefore int64  `json:"size_before"`
+	SizeAfter  int64  `json:"size_after"`
 }
 
 // repackBelow is the share of live bytes under which a pack is rewritten:

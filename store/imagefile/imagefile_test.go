@@ -749,3 +749,40 @@ func TestCatalog(t *testing.T) {
 		t.Errorf("removed catalog file: %v", err)
 	}
 }
+
+// TestTruncatedCompressedRawRefused: a raw disk image cut short inside its
+// gzip or zstd stream is refused, not taken as a smaller disk, and leaves
+// nothing behind; the whole stream imports.
+func TestTruncatedCompressedRawRefused(t *testing.T) {
+	ctx := context.Background()
+	disk := make([]byte, 3<<20)
+	rand.NewChaCha8([32]byte{5}).Read(disk[1<<20 : 2<<20])
+	var gz, zs bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write(disk)
+	gw.Close()
+	zw, _ := zstd.NewWriter(&zs)
+	zw.Write(disk)
+	zw.Close()
+	dst := testRepo(t, "")
+	raw := &store.Entry{Name: "disk.img", Mode: 0o644}
+	for _, c := range []struct {
+		codec  string
+		stream []byte
+	}{{"gzip", gz.Bytes()}, {"zstd", zs.Bytes()}} {
+		before := repoContents(t, dst)
+		for _, n := range []int{len(c.stream) / 4, len(c.stream) / 2, len(c.stream) - 9} {
+			_, _, err := Import(ctx, dst, "bad", bytes.NewReader(c.stream[:n]), ImportOptions{Raw: raw})
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("%s cut at %d of %d: %v; want ErrMalformed", c.codec, n, len(c.stream), err)
+			}
+			if after := repoContents(t, dst); after != before {
+				t.Fatalf("%s cut at %d: repository went from %s to %s", c.codec, n, before, after)
+			}
+		}
+		img, _, err := Import(ctx, dst, "whole-"+c.codec, bytes.NewReader(c.stream), ImportOptions{Raw: raw})
+		if err != nil || img.Snapshot.Stats.LogicalBytes != uint64(len(disk)) {
+			t.Errorf("%s whole: %v", c.codec, err)
+		}
+	}
+}

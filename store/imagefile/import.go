@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -161,14 +162,14 @@ func detect(br *bufio.Reader, st *ImportStats, raw bool) (*bufio.Reader, Format,
 				return nil, "", fmt.Errorf("gzip: %v: %w", err, ErrMalformed)
 			}
 			st.Compression = "gzip"
-			br = bufio.NewReaderSize(zr, 1<<20)
+			br = bufio.NewReaderSize(&truncationIsMalformed{r: zr, codec: "gzip"}, 1<<20)
 		case st.Compression == "" && bytes.HasPrefix(head, zstdMagic):
 			zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
 			if err != nil {
 				return nil, "", fmt.Errorf("zstd: %v: %w", err, ErrMalformed)
 			}
 			st.Compression = "zstd"
-			br = bufio.NewReaderSize(zr.IOReadCloser(), 1<<20)
+			br = bufio.NewReaderSize(&truncationIsMalformed{r: zr.IOReadCloser(), codec: "zstd"}, 1<<20)
 		case len(head) == 0:
 			return nil, "", fmt.Errorf("empty input: %w", ErrMalformed)
 		default:
@@ -176,6 +177,30 @@ func detect(br *bufio.Reader, st *ImportStats, raw bool) (*bufio.Reader, Format,
 		}
 	}
 	return nil, "", fmt.Errorf("neither a chainfs image nor a tar archive: %w", ErrMalformed)
+}
+
+// truncationIsMalformed reports a decompressor's unexpected end as a
+// malformed stream, on that read and every later one. Left as
+// io.ErrUnexpectedEOF it would read, to a reader of fixed-size blocks (a
+// raw image), like the short last block of a whole stream; and a read
+// that fills its buffer drops the error that came with it (io.ReadFull),
+// after which zstd's decoder answers plain io.EOF.
+type truncationIsMalformed struct {
+	r     io.Reader
+	codec string
+	err   error
+}
+
+func (t *truncationIsMalformed) Read(p []byte) (int, error) {
+	if t.err != nil {
+		return 0, t.err
+	}
+	n, err := t.r.Read(p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		t.err = fmt.Errorf("%s stream truncated: %w", t.codec, ErrMalformed)
+		err = t.err
+	}
+	return n, err
 }
 
 // countingReader counts what is read through it.
