@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -130,4 +134,53 @@ func commandName(c *cli.Context) string {
 		}
 	}
 	return strings.Join(names, " ")
+}
+
+// absoluteGlobals returns args with the leading global flags named made
+// absolute, and each of them that the command line leaves to its
+// environment variable put before them, absolute too: the command means
+// the same files when another process in another directory runs it.
+func absoluteGlobals(args []string, names ...string) ([]string, error) {
+	app := newApp()
+	out := slices.Clone(args)
+	given := map[string]bool{}
+	for i := 1; i < len(out) && strings.HasPrefix(out[i], "-"); i++ {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(out[i], "-"), "=")
+		valueAt := -1
+		if !hasVal && takesValue(app.Flags, out[i]) && i+1 < len(out) {
+			i++
+			valueAt, val = i, out[i]
+		}
+		if !slices.Contains(names, name) || val == "" {
+			continue
+		}
+		abs, err := filepath.Abs(val)
+		if err != nil {
+			return nil, fmt.Errorf("--%s %s: %w", name, val, err)
+		}
+		if valueAt >= 0 {
+			out[valueAt] = abs
+		} else {
+			out[i] = "--" + name + "=" + abs
+		}
+		given[name] = true
+	}
+	var fromEnv []string
+	for _, f := range app.Flags {
+		sf, ok := f.(*cli.StringFlag)
+		if !ok || !slices.Contains(names, sf.Name) || given[sf.Name] {
+			continue
+		}
+		for _, env := range sf.EnvVars {
+			if v := os.Getenv(env); v != "" {
+				abs, err := filepath.Abs(v)
+				if err != nil {
+					return nil, fmt.Errorf("$%s %s: %w", env, v, err)
+				}
+				fromEnv = append(fromEnv, "--"+sf.Name, abs)
+				break
+			}
+		}
+	}
+	return append(append([]string{out[0]}, fromEnv...), out[1:]...), nil
 }

@@ -149,3 +149,26 @@ func TestParseMountArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestAbsoluteGlobals: the path-valued global flags reach the daemon
+// absolute, whether given as flags (either form) or in the environment;
+// the rest of the command line is left as it is.
+func TestAbsoluteGlobals(t *testing.T) {
+	cwd, _ := os.Getwd()
+	t.Setenv("CHAINFS_REPO", "")
+	t.Setenv("CHAINFS_CONFIG", "")
+	t.Setenv("CHAINFS_CATALOG", "cat")
+	for _, c := range []struct{ in, want string }{
+		{"chainfs --config c.toml --repo=r volume list rel",
+			"chainfs --catalog CWD/cat --config CWD/c.toml --repo=CWD/r volume list rel"},
+		{"chainfs --catalog /abs/c --log-level info image list",
+			"chainfs --catalog /abs/c --log-level info image list"},
+		{"chainfs --config=../x.toml image import n file", "chainfs --catalog CWD/cat --config=" + filepath.Dir(cwd) + "/x.toml image import n file"},
+	} {
+		got, err := absoluteGlobals(strings.Fields(c.in), "repo", "config", "catalog")
+		want := strings.ReplaceAll(c.want, "CWD", cwd)
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("absoluteGlobals(%q)\n got %q %v\nwant %q", c.in, strings.Join(got, " "), err, want)
+		}
+	}
+}

@@ -43,21 +43,19 @@ func run(ctx context.Context, args []string) int {
 	if forwardable(args) {
 		// Global flags given after the command count as well.
 		args = flagsFirst(newApp(), args)
-		globals, _ := leadingGlobals(args)
 		repo, err := filepath.Abs(repoDirFromArgs(args))
 		if err != nil {
 			return report(err, os.Stderr)
 		}
-		// The daemon is told which repository and which configuration
-		// file the command means: it refuses another repository than its
-		// own, and reads the file named here rather than its own.
-		fwd := append([]string{"--repo", repo}, args[1:]...)
-		if cfg := configPathFromArgs(globals); cfg != "" {
-			if cfg, err = filepath.Abs(cfg); err != nil {
-				return report(err, os.Stderr)
-			}
-			fwd = append([]string{"--config", cfg}, fwd...)
+		// The daemon runs in another directory and environment: it is told
+		// the repository and the other paths the command means, absolute
+		// (it refuses another repository than its own, and reads the
+		// configuration file named here rather than its own).
+		fwd, err := absoluteGlobals(args, "repo", "config", "catalog")
+		if err != nil {
+			return report(err, os.Stderr)
 		}
+		fwd = append([]string{"--repo", repo}, fwd[1:]...)
 		code, served, err := daemon.Forward(ctx, repo, fwd,
 			daemon.Streams{In: os.Stdin, Out: os.Stdout, Stdout: os.Stdout, Stderr: os.Stderr, StderrTTY: term.IsTerminal(int(os.Stderr.Fd()))})
 		if err != nil {
