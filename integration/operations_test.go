@@ -625,6 +625,8 @@ COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _chainfs_complete; printf '%s\n' "${COMPREP
 		"chainfs --rep":               {"--repo"},
 		"chainfs config ":             {"show"},
 		"chainfs image export --form": {"--format"},
+		"chainfs gc --":               {"--json", "--help"},
+		"chainfs restore --":          {"--overwrite", "--no-owners", "--json", "--help"},
 	} {
 		if got := bash(line); strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("bash completion of %q: %v, want %v", line, got, want)
@@ -634,8 +636,9 @@ COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _chainfs_complete; printf '%s\n' "${COMPREP
 		got := shell("zsh", `compdef() {}; _describe() { print -l -- "${(@P)2}" }; _files() { print FILES }
 source <(chainfs completion zsh)
 words=(chainfs snapshot cr); CURRENT=3; _chainfs
-words=(chainfs serve --allow); CURRENT=3; _chainfs`)
-		if strings.Fields(got)[0] != "create" || !strings.Contains(got, "--allow-other") {
+words=(chainfs serve --allow); CURRENT=3; _chainfs
+words=(chainfs gc --); CURRENT=3; _chainfs`)
+		if strings.Fields(got)[0] != "create" || !strings.Contains(got, "--allow-other") || !strings.Contains(got, "--json\n--help") {
 			t.Errorf("zsh completion: %q", got)
 		}
 	} else {

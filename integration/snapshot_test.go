@@ -65,8 +65,14 @@ func TestCraftedTreeRoundTrip(t *testing.T) {
 	e.ok("restore", "crafted/one/dir", filepath.Join(e.dir, "subtree"))
 	sh(t, "diff -r --no-dereference "+filepath.Join(src, "dir")+" "+filepath.Join(e.dir, "subtree"))
 
-	// Never overwrite without being asked.
-	e.fails(3, "exists (use --overwrite", "restore", "crafted/one/small.txt", filepath.Join(e.dir, "renamed.txt"))
+	// A file's target is made where it is asked for.
+	deep := filepath.Join(e.dir, "new", "deeper", "small.txt")
+	e.ok("restore", "crafted/one/small.txt", deep)
+	sh(t, "cmp "+filepath.Join(src, "small.txt")+" "+deep)
+
+	// Never overwrite without being asked: nothing is written, so the
+	// restore failed (exit 1), not "done with gaps" (3).
+	e.fails(1, "exists (use --overwrite", "restore", "crafted/one/small.txt", filepath.Join(e.dir, "renamed.txt"))
 	os.WriteFile(filepath.Join(e.dir, "renamed.txt"), []byte("local edit"), 0o644)
 	e.ok("restore", "--overwrite", "crafted/one/small.txt", filepath.Join(e.dir, "renamed.txt"))
 	sh(t, "cmp "+filepath.Join(src, "small.txt")+" "+filepath.Join(e.dir, "renamed.txt"))

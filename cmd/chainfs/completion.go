@@ -18,7 +18,8 @@ const bashCompletion = `# bash completion for chainfs: the candidates come from 
 _chainfs_complete() {
 	local cur="${COMP_WORDS[COMP_CWORD]}" IFS=$'\n'
 	local -a words=("${COMP_WORDS[@]:0:COMP_CWORD}")
-	[[ $cur == -* ]] && words+=("$cur")
+	# urfave/cli completes nothing after a bare "--"; "-" asks for the same flags.
+	[[ $cur == -* ]] && words+=("${cur/#--/-}")
 	COMPREPLY=($(compgen -W "$("${words[@]}" ` + completionFlag + ` 2>/dev/null)" -- "$cur"))
 }
 complete -o bashdefault -o default -F _chainfs_complete chainfs
@@ -30,7 +31,8 @@ _chainfs() {
 	local cur=${words[CURRENT]}
 	local -a args opts
 	args=("${(@)words[1,CURRENT-1]}")
-	[[ $cur == -* ]] && args+=("$cur")
+	# urfave/cli completes nothing after a bare "--"; "-" asks for the same flags.
+	[[ $cur == -* ]] && args+=("${cur/#--/-}")
 	opts=("${(@f)$("${args[@]}" ` + completionFlag + ` 2>/dev/null)}")
 	if [[ -n ${opts[1]} ]]; then
 		_describe 'chainfs' opts

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -82,6 +83,10 @@ func restoreAction(c *cli.Context) error {
 		bar.finish()
 		if err != nil {
 			return err
+		}
+		if res.Files+res.Dirs+res.Others == 0 && len(res.Problems) > 0 {
+			// Nothing was written: a failure, not a restore with gaps.
+			return errors.New(res.Problems[0].String())
 		}
 		out := restoreResult{Volume: volume, Snapshot: snap.Name, Path: path, Target: target, Files: res.Files,
 			Dirs: res.Dirs, Others: res.Others, Bytes: res.Bytes, Problems: []string{}, Duration: time.Since(start)}

@@ -107,6 +107,14 @@ func Entry(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, t
 	} else {
 		if st, serr := os.Stat(target); serr == nil && st.IsDir() {
 			target = filepath.Join(target, e.Name)
+		} else if errors.Is(serr, os.ErrNotExist) {
+			// As a directory's target is, a file's is made where it is
+			// asked for.
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				close(r.jobs)
+				r.wg.Wait()
+				return nil, fmt.Errorf("restore %s: %w", target, err)
+			}
 		}
 		r.entry(e, target)
 	}
