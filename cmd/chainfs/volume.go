@@ -27,7 +27,7 @@ func volumeCommand() *cli.Command {
 					"of another repository, DIR:NAME, must be copied here first (image copy).",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "from-image", Usage: "IMAGE whose tree the new volume starts with"},
-					&cli.StringFlag{Name: "block-size", Usage: fmt.Sprintf("block size, a power of two from 4K to 16M (default %s)", size(store.DefaultBlockSize))},
+					&cli.StringFlag{Name: "block-size", Usage: fmt.Sprintf("block size, a power of two from 4K to 16M (default %s for a tree, %s for a disk)", size(store.DefaultBlockSize), size(store.DefaultDiskBlockSize))},
 					&cli.StringSliceFlag{Name: "exclude", Usage: "gitignore-style pattern of paths to leave out (repeatable)"},
 					&cli.BoolFlag{Name: "one-file-system", Usage: "do not cross into other file systems"},
 					jsonFlag,
