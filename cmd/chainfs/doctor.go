@@ -112,6 +112,11 @@ func diagnose(c *cli.Context) []finding {
 	info, err := store.ReadInfo(dir)
 	repoOK := err == nil
 	switch {
+	case errors.Is(err, store.ErrNotRepository) && c.App.Metadata[metaConfigErr] != nil:
+		// The file that would name the repository did not load: the path
+		// tried is only the default, and making one there would be wrong.
+		add("repository", checkFail, fmt.Sprintf("%s: not initialised (the configuration file, which may name another, did not load)", dir),
+			"correct the configuration file first")
 	case errors.Is(err, store.ErrNotRepository):
 		add("repository", checkFail, fmt.Sprintf("%s: not initialised", dir),
 			fmt.Sprintf("chainfs --repo %s init (or set repository in %s)", dir, configPath(c)))
