@@ -58,6 +58,8 @@ func TestBadArguments(t *testing.T) {
 	e.fails(2, "usage: chainfs volume add NAME SOURCE", "volume", "add", "onlyname")
 	e.fails(2, "usage: chainfs snapshot create VOLUME", "snapshot", "create")
 	e.fails(2, "flag provided but not defined", "snapshot", "create", "v", "--bogus")
+	e.fails(2, `Required flag "from" not set`, "image", "create", "x")
+	e.fails(2, `Required flag "to-repo" not set`, "image", "copy", "x")
 	e.fails(1, "source "+filepath.Join(e.dir, "nope")+": no such file or directory", "volume", "add", "v", filepath.Join(e.dir, "nope"))
 	e.fails(1, "not a directory, a disk-image file or a block device", "volume", "add", "v", "/dev/null")
 	e.fails(2, "is a disk, not a tree", "volume", "add", "v", filepath.Join(src, "f"), "--exclude", "*.tmp")

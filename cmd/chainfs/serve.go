@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/config"
@@ -112,7 +113,17 @@ func runIn(ctx context.Context, args []string, cwd string, stdout, stderr io.Wri
 		// A completion request is answered as typed so far.
 		args = flagsFirst(app, args)
 	}
-	return report(app.RunContext(ctx, args), stderr)
+	return report(requiredFlagIsUsage(app.RunContext(ctx, args)), stderr)
+}
+
+// requiredFlagIsUsage makes urfave/cli's error for a missing required flag
+// a usage error (exit status 2). Its type is unexported; its text is the
+// one thing that tells it.
+func requiredFlagIsUsage(err error) error {
+	if err != nil && strings.HasPrefix(err.Error(), "Required flag") {
+		return usageError{err}
+	}
+	return err
 }
 
 func umountCommand() *cli.Command {
