@@ -30,9 +30,10 @@ func (e *env) serve(mount string, extra ...string) *daemon {
 	if err := os.MkdirAll(mount, 0o755); err != nil {
 		e.t.Fatal(err)
 	}
-	args := append([]string{"serve", "--mount", mount, "--log-level", "info"}, extra...)
+	// The repository as a flag, as a person starts it: what the daemon
+	// runs for a CLI must not lean on its own environment.
+	args := append([]string{"--repo", e.repo, "serve", "--mount", mount, "--log-level", "info"}, extra...)
 	cmd := exec.Command(chainfsBin, args...)
-	cmd.Env = append(os.Environ(), "CHAINFS_REPO="+e.repo)
 	// If the test binary dies (a timeout panics it, skipping Cleanup), the
 	// daemon gets SIGTERM and unmounts.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

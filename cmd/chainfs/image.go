@@ -663,7 +663,7 @@ func copyThroughDaemon(c *cli.Context, dir, as, from string, img *store.Image, r
 		pw.Close()
 		done <- err
 	}()
-	args := []string{"image", "import", as, "-", "--owner", fmt.Sprint(img.Owner), "--copied-from", from}
+	args := []string{"--repo", dir, "image", "import", as, "-", "--owner", fmt.Sprint(img.Owner), "--copied-from", from}
 	if img.Description != "" {
 		args = append(args, "--description", img.Description)
 	}
