@@ -115,10 +115,26 @@ func TestImageImportURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tarFile := filepath.Join(a.dir, "golden.tar")
+	a.ok("image", "export", "golden", tarFile, "--format", "tar")
+	tarData, err := os.ReadFile(tarFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/golden.img":
 			http.ServeFile(w, r, file)
+		case "/long.tar":
+			// A whole archive, but less than the length promised: the
+			// tar reader stops at the end-of-archive blocks, and must
+			// still read on to see the download short.
+			w.Header().Set("Content-Length", fmt.Sprint(len(tarData)+1000))
+			w.Write(tarData)
+			if hj, ok := w.(http.Hijacker); ok {
+				conn, _, _ := hj.Hijack()
+				conn.Close()
+			}
 		case "/short.img":
 			// Promise the whole length, send half, hang up.
 			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
@@ -139,6 +155,7 @@ func TestImageImportURL(t *testing.T) {
 	rsyncSame(t, src, target)
 	before := repoState(t, b)
 	b.fails(1, "bytes", "image", "import", "short", srv.URL+"/short.img")
+	b.fails(1, "bytes", "image", "import", "long", srv.URL+"/long.tar")
 	b.fails(1, "404", "image", "import", "missing", srv.URL+"/missing.img")
 	if after := repoState(t, b); after != before {
 		t.Errorf("failed downloads changed the repository: %s → %s", before, after)

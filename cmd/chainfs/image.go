@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -476,11 +477,21 @@ func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, e
 	req.Header.Set("User-Agent", "chainfs")
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute,
 		TLSHandshakeTimeout: 30 * time.Second}}
+	// A server that stops sending would hold the import forever: the
+	// request ends after stallTimeout without a byte.
+	ctx, cancel := context.WithCancelCause(ctx)
+	stalled := fmt.Errorf("download %s: nothing received for %s: %w", url, stallTimeout, imagefile.ErrMalformed)
+	stall := time.AfterFunc(stallTimeout, func() { cancel(stalled) })
+	req = req.WithContext(ctx)
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, 0, "", fmt.Errorf("download %s: %w", url, err)
+		stall.Stop()
+		cancel(nil)
+		return nil, 0, "", fmt.Errorf("download %s: %w", url, cmp.Or(context.Cause(ctx), err))
 	}
 	if resp.StatusCode != http.StatusOK {
+		stall.Stop()
+		cancel(nil)
 		resp.Body.Close()
 		return nil, 0, "", fmt.Errorf("download %s: %s", url, resp.Status)
 	}
@@ -488,19 +499,33 @@ func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, e
 	if resp.ContentLength > 0 {
 		size = uint64(resp.ContentLength)
 	}
-	return &lengthChecked{r: resp.Body, want: resp.ContentLength}, size, url, nil
+	return &lengthChecked{r: resp.Body, want: resp.ContentLength, ctx: ctx, cancel: cancel, stall: stall}, size, url, nil
 }
 
-// lengthChecked fails a read that ends before the promised length.
+// stallTimeout is how long a download may send nothing before it is given
+// up. A variable for tests.
+var stallTimeout = 2 * time.Minute
+
+// lengthChecked fails a read that ends before the promised length, and
+// one that waited stallTimeout for a byte.
 type lengthChecked struct {
-	r    io.ReadCloser
-	want int64 // -1: unknown
-	got  int64
+	r      io.ReadCloser
+	want   int64 // -1: unknown
+	got    int64
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stall  *time.Timer
 }
 
 func (l *lengthChecked) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	l.got += int64(n)
+	if n > 0 {
+		l.stall.Reset(stallTimeout)
+	}
+	if cause := context.Cause(l.ctx); err != nil && cause != nil {
+		return n, cause
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, io.EOF) && (l.want < 0 || l.got == l.want):
@@ -514,7 +539,11 @@ func (l *lengthChecked) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (l *lengthChecked) Close() error { return l.r.Close() }
+func (l *lengthChecked) Close() error {
+	l.stall.Stop()
+	l.cancel(nil)
+	return l.r.Close()
+}
 
 func imageImport(c *cli.Context, r *store.Repo) error {
 	name, src := c.Args().Get(0), c.Args().Get(1)

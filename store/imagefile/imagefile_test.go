@@ -519,6 +519,7 @@ func TestHostileTarRefused(t *testing.T) {
 	htw.write(append([]byte("1\n0\n0\n"), make([]byte, tarBlock-6)...))
 	htw.write(make([]byte, 2*tarBlock))
 	good := tarOf(t, reg("a"), reg("b"))
+	trailing := append(bytes.Clone(good), []byte("more")...)
 	cases := []struct {
 		what, want string
 		data       []byte
@@ -538,7 +539,9 @@ func TestHostileTarRefused(t *testing.T) {
 		{"unsupported type", "not supported", tarOf(t, &tar.Header{Name: "v", Typeflag: 'V'})},
 		{"not tar", "neither", bytes.Repeat([]byte("garbage!"), 100)},
 		{"empty", "empty", nil},
-		{"zeros", "neither", make([]byte, 1024)},
+		{"zeros", "no entries", make([]byte, 10240)},
+		{"data after the end", "data after the end-of-archive", trailing},
+		{"empty symlink target", "symlink target not a path", tarOf(t, &tar.Header{Name: "s", Typeflag: tar.TypeSymlink})},
 	}
 	for _, c := range cases {
 		_, _, err := Import(ctx, r, "bad", bytes.NewReader(c.data), ImportOptions{})
@@ -784,5 +787,28 @@ func TestTruncatedCompressedRawRefused(t *testing.T) {
 		if err != nil || img.Snapshot.Stats.LogicalBytes != uint64(len(disk)) {
 			t.Errorf("%s whole: %v", c.codec, err)
 		}
+	}
+}
+
+// TestTarSparseClaimsBounded: what sparse entries claim is bounded in all,
+// not only each: many entries just under the bound are refused, since
+// their holes are scanned.
+func TestTarSparseClaimsBounded(t *testing.T) {
+	var buf bytes.Buffer
+	tw := &tarWriter{w: &buf}
+	for i := range 3 {
+		name := fmt.Sprintf("s%d", i)
+		tw.writeHeader(&tarHeader{name: "GNUSparseFile.0/" + name, typeflag: '0', mode: 0o644, size: tarBlock,
+			pax: map[string]string{"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name, "GNU.sparse.realsize": fmt.Sprint(400 << 10)}})
+		tw.write(append([]byte("1\n0\n0\n"), make([]byte, tarBlock-6)...))
+	}
+	tw.write(make([]byte, 2*tarBlock))
+	ctx := context.Background()
+	if _, err := readTar(ctx, bufio.NewReader(bytes.NewReader(buf.Bytes())), newMemSink(), nil, 1<<20); !errors.Is(err, ErrMalformed) ||
+		!strings.Contains(err.Error(), "sparse entries claim more than 1048576 bytes in all") {
+		t.Errorf("three sparse entries of 400 KiB under a 1 MiB bound: %v", err)
+	}
+	if _, err := readTar(ctx, bufio.NewReader(bytes.NewReader(buf.Bytes())), newMemSink(), nil, 2<<20); err != nil {
+		t.Errorf("the same under a 2 MiB bound: %v", err)
 	}
 }

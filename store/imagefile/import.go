@@ -172,6 +172,9 @@ func detect(br *bufio.Reader, st *ImportStats, raw bool) (*bufio.Reader, Format,
 			br = bufio.NewReaderSize(&truncationIsMalformed{r: zr.IOReadCloser(), codec: "zstd"}, 1<<20)
 		case len(head) == 0:
 			return nil, "", fmt.Errorf("empty input: %w", ErrMalformed)
+		case len(head) == tarBlock && store.IsZero(head):
+			// An archive of nothing is zeros; readTar says so.
+			return br, FormatTar, nil
 		default:
 			return nil, "", fmt.Errorf("neither a chainfs image nor a tar archive: %w", ErrMalformed)
 		}

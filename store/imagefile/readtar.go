@@ -15,9 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxTarFileSize bounds the size a tar entry may claim. A sparse entry's
-// holes cost no stream bytes but archive/tar hands them over as zeros,
-// so each is scanned (at memory speed) and takes a block-list entry.
+// maxTarFileSize bounds the size a tar entry may claim, and the sizes all
+// sparse entries of one archive claim together. A sparse entry's holes
+// cost no stream bytes but archive/tar hands them over as zeros, so each
+// is scanned (at memory speed: about a minute a TiB) and takes a
+// block-list entry; without a bound on the sum, a small archive of many
+// such entries would take hours.
 const maxTarFileSize = 1 << 40
 
 // tarNode is one path of the tree a tar import builds.
@@ -43,6 +46,8 @@ type tarImport struct {
 	buf     []byte
 	entries uint64
 	maxSize int64
+	// sparseSize is what the sparse entries so far claimed, in all.
+	sparseSize int64
 }
 
 // readTar reads a tar stream into dst. Paths are checked as they come:
@@ -73,6 +78,11 @@ func readTar(ctx context.Context, r *bufio.Reader, dst sink, prog *Progress, max
 	if !tail.endsInZeros() {
 		// archive/tar takes a stream cut at an entry's end as the end.
 		return nil, fmt.Errorf("tar archive: truncated: no end-of-archive blocks: %w", ErrMalformed)
+	}
+	// What follows must be the zero padding of the last record. Reading it
+	// to the end also lets a download of promised length prove it whole.
+	if err := zerosToEnd(r); err != nil {
+		return nil, err
 	}
 	if ti.entries == 0 {
 		return nil, fmt.Errorf("tar archive with no entries: %w", ErrMalformed)
@@ -314,7 +324,8 @@ func (ti *tarImport) entryOf(hdr *tar.Header) (store.Entry, error) {
 	case tar.TypeSymlink:
 		e.Type = store.TypeSymlink
 		e.Target = hdr.Linkname
-		if strings.ContainsRune(e.Target, 0) || len(e.Target) > 4096 {
+		if e.Target == "" || strings.ContainsRune(e.Target, 0) || len(e.Target) > 4096 {
+			// Linux makes no symlink to "" (ENOENT): one could not be restored.
 			return e, ti.malformed(name, "symlink target not a path")
 		}
 	case tar.TypeChar, tar.TypeBlock:
@@ -353,6 +364,23 @@ func (t *tailReader) Read(p []byte) (int, error) {
 	}
 	t.n += int64(n)
 	return n, err
+}
+
+// zerosToEnd reads r to its end and fails on anything but zeros.
+func zerosToEnd(r io.Reader) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if !store.IsZero(buf[:n]) {
+			return fmt.Errorf("tar archive: data after the end-of-archive blocks: %w", ErrMalformed)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return tarError("", err)
+		}
+	}
 }
 
 // endsInZeros reports whether what was read ends in the two zero blocks
@@ -415,6 +443,11 @@ func (ti *tarImport) data(e *store.Entry, hdr *tar.Header, r io.Reader) error {
 	sparse := hdr.Typeflag == tar.TypeGNUSparse
 	for k := range hdr.PAXRecords {
 		sparse = sparse || strings.HasPrefix(k, "GNU.sparse.")
+	}
+	if sparse {
+		if ti.sparseSize += hdr.Size; ti.sparseSize > ti.maxSize {
+			return ti.malformed(name, "sparse entries claim more than %d bytes in all", ti.maxSize)
+		}
 	}
 	e.Size = uint64(hdr.Size)
 	e.BlockSize = store.DefaultBlockSize
