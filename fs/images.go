@@ -59,10 +59,13 @@ func (n *imagesNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 }
 
 // imageID is what an image's inode numbers are made from: its hidden
-// volume and snapshot, or for a catalog image a number from its name.
+// volume and snapshot, or for a catalog image a number from its name and
+// its top tree, so that a catalog file replaced under the same name is
+// new to the kernel, not a cached old tree.
 func imageID(img *store.Image) (volID, seq uint64) {
 	if img.Type == store.ImagePublic {
-		return inodeNumber("catalog", nil, img.Name), 0
+		root := img.Snapshot.RootDir.Subtree
+		return inodeNumber("catalog", nil, img.Name+"\x00"+string(root[:])), 0
 	}
 	return img.Snapshot.VolumeID, img.Snapshot.Seq
 }

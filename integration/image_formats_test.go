@@ -225,7 +225,7 @@ with tarfile.open(%q, "w", format=tarfile.PAX_FORMAT) as t:
 // and nothing of others' custom images, not even through a name root just
 // looked up; root sees all.
 func TestImageVisibilityThroughMount(t *testing.T) {
-	e, _ := goldenImage(t)
+	e, src := goldenImage(t)
 	os.Chmod(e.dir, 0o755)
 	os.Chmod(filepath.Dir(e.dir), 0o755)
 	catalog := filepath.Join(e.dir, "catalog")
@@ -284,6 +284,17 @@ func TestImageVisibilityThroughMount(t *testing.T) {
 	e.ok("image", "unpublish", "community")
 	if out, err := asNobody("ls", images); err != nil || strings.Contains(out, "community") {
 		t.Errorf("nobody still sees an unpublished image: %q %v", out, err)
+	}
+	// A catalog file replaced under its name shows its new tree at once,
+	// not the kernel's cache of the old one.
+	sh(t, "ls "+filepath.Join(images, "public-golden"))
+	os.WriteFile(filepath.Join(src, "added-later"), []byte("new\n"), 0o644)
+	e.snapshot("v", "--name", "s2")
+	e.ok("image", "create", "newer", "--from", "v/s2")
+	e.ok("image", "export", "newer", filepath.Join(catalog, ".next"))
+	os.Rename(filepath.Join(catalog, ".next"), filepath.Join(catalog, "public-golden.img"))
+	if got, err := os.ReadFile(filepath.Join(images, "public-golden", "added-later")); err != nil || string(got) != "new\n" {
+		t.Errorf("replaced catalog image: %q %v", got, err)
 	}
 }
 
