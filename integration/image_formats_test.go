@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -378,5 +379,31 @@ func TestControlExportToFile(t *testing.T) {
 	rsyncSameExcept(t, src, out, "/socket")
 	if r, err := exec.Command("bash", "-c", fmt.Sprintf("/bin/echo v/s1 rel relative.img > %s", filepath.Join(d.mount, ".control/export"))).CombinedOutput(); err == nil {
 		t.Errorf("a relative export path was taken: %s", r)
+	}
+}
+
+// TestExportTargets: an export never replaces a file without
+// --overwrite, never writes into a directory's name, and leaves the
+// refused target as it was.
+func TestExportTargets(t *testing.T) {
+	e, _ := goldenImage(t)
+	file := filepath.Join(e.dir, "golden.img")
+	e.ok("image", "export", "golden", file)
+	first, _ := os.ReadFile(file)
+	os.WriteFile(file, []byte("mine"), 0o644)
+	e.fails(1, "exists (use --overwrite", "image", "export", "golden", file)
+	if got, _ := os.ReadFile(file); string(got) != "mine" {
+		t.Errorf("refused export changed the file: %q", got)
+	}
+	e.ok("image", "export", "golden", file, "--overwrite")
+	if got, _ := os.ReadFile(file); !bytes.Equal(got, first) {
+		t.Errorf("overwritten export differs from the first")
+	}
+	e.fails(1, "is a directory", "image", "export", "golden", e.dir)
+	link := filepath.Join(e.dir, "link.img")
+	os.Symlink(file, link)
+	e.fails(1, "exists (use --overwrite", "image", "export", "golden", link)
+	if entries, _ := filepath.Glob(filepath.Join(e.dir, ".*partial*")); len(entries) != 0 {
+		t.Errorf("partial files left: %v", entries)
 	}
 }

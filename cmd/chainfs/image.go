@@ -66,9 +66,11 @@ func imageCommand() *cli.Command {
 				Description: "native (the default) is chainfs's own format: self-contained, deduplicated, every block\n" +
 					"with its BLAKE3 hash (docs/image-format.md). tar is a POSIX pax archive that GNU tar\n" +
 					"extracts exactly (tar --xattrs --xattrs-include='*' -xpf FILE). raw is for images of\n" +
-					"disk volumes. A file is written under a temporary name and renamed when complete.",
+					"disk volumes. A file is written under a temporary name and renamed when complete;\n" +
+					"an existing file is not replaced without --overwrite.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "format", Value: "native", Usage: "native, tar or raw"},
+					&cli.BoolFlag{Name: "overwrite", Usage: "replace FILE if it exists"},
 					jsonFlag,
 				},
 				Action: repoAction(2, 2, imageExport),
@@ -390,7 +392,7 @@ func imageExport(c *cli.Context, r *store.Repo) error {
 		report = c.App.ErrWriter
 		st, err = imagefile.Export(c.Context, rd, img, out, format, prog)
 	} else if dest, err = absPath(c, dest); err == nil {
-		st, err = imagefile.ExportFile(c.Context, rd, img, dest, format, prog)
+		st, err = imagefile.ExportFile(c.Context, rd, img, dest, format, c.Bool("overwrite"), prog)
 	}
 	bar.finish()
 	if err != nil {

@@ -2,6 +2,7 @@ package imagefile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -393,9 +394,14 @@ func eachBlockData(ctx context.Context, rd store.Reader, e *store.Entry, fn func
 }
 
 // ExportFile writes an image to the file path under a temporary name in
-// the same directory, synced and renamed into place once complete: a
-// failed or interrupted export leaves no partial file at path.
-func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path string, format Format, prog *Progress) (*ExportStats, error) {
+// the same directory, synced and moved into place once complete: a failed
+// or interrupted export leaves no partial file at path. A path that exists
+// is refused (store.ErrExists) unless overwrite, and so is one that came
+// into being while the export ran; a directory is refused always.
+func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path string, format Format, overwrite bool, prog *Progress) (*ExportStats, error) {
+	if err := checkTarget(path, overwrite); err != nil {
+		return nil, err
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
 	if err != nil {
 		return nil, err
@@ -411,11 +417,33 @@ func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path str
 	if err == nil {
 		err = os.Chmod(f.Name(), 0o644)
 	}
-	if err == nil {
+	if err == nil && overwrite {
 		err = os.Rename(f.Name(), path)
+	} else if err == nil {
+		// A link, unlike a rename, fails on a name taken meanwhile.
+		if err = os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
+			err = checkTarget(path, false)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// checkTarget refuses an export's target that is a directory, or that
+// exists when it may not be replaced.
+func checkTarget(path string, overwrite bool) error {
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case st.IsDir():
+		return fmt.Errorf("%s is a directory: name the file to write", path)
+	case !overwrite:
+		return fmt.Errorf("%s: %w (use --overwrite to replace it)", path, store.ErrExists)
+	}
+	return nil
 }

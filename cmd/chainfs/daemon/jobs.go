@@ -186,7 +186,7 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image, file strin
 		if strings.HasSuffix(file, ".tar") {
 			format = imagefile.FormatTar
 		}
-		st, err := imagefile.ExportFile(ctx, r.repo, img, file, format, nil)
+		st, err := imagefile.ExportFile(ctx, r.repo, img, file, format, false, nil)
 		if err != nil {
 			r.repo.RemoveImage(context.WithoutCancel(ctx), image)
 			return nil, fmt.Errorf("export %s to %s: %w", image, file, err)
