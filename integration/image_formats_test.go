@@ -333,6 +333,9 @@ func TestImageCopyAndRegions(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(b.dir, "x")); !os.IsNotExist(err) {
 		t.Errorf("refused volume left its directory: %v", err)
 	}
+	b.fails(2, "is not a chainfs repository", "volume", "add", "x", filepath.Join(b.dir, "x"), "--from-image", b.dir+":golden")
+	// This repository named as DIR: the image is looked up here.
+	b.ok("volume", "add", "here", filepath.Join(b.dir, "here"), "--from-image", b.repo+":again")
 	// Into a repository its daemon holds: the copy goes through it.
 	b.serve(filepath.Join(b.dir, "mnt"))
 	a.ok("image", "copy", "golden", "--to-repo", b.repo, "--as", "via-daemon")

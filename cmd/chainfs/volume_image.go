@@ -23,21 +23,32 @@ type fromImageResult struct {
 	Duration time.Duration   `json:"duration_ns"`
 }
 
-// otherRegion reports an image named in another repository ("DIR:NAME"):
-// images are used only in their own region, so it must be copied here.
-func otherRegion(r *store.Repo, ref string) error {
+// otherRegion reads an image reference of the form DIR:NAME, an image of
+// another repository: images are used only in their own region, so it
+// must be copied here first. It returns the name to look up here: ref
+// itself when it names no other repository (image names may hold ':'), or
+// NAME when DIR is this repository.
+func otherRegion(c *cli.Context, r *store.Repo, ref string) (string, error) {
 	i := strings.LastIndex(ref, ":")
-	if !strings.HasPrefix(ref, "/") || i < 0 {
-		return nil
+	if i <= 0 {
+		return ref, nil
 	}
 	dir, name := ref[:i], ref[i+1:]
-	region := "unknown"
-	if info, err := store.ReadInfo(dir); err == nil {
-		region = info.Region
+	if abs, err := absPath(c, dir); err == nil {
+		dir = abs
 	}
-	return fmt.Errorf("image %s is in repository %s (region %s), not in this one (%s, region %s); images are used only "+
-		"in their own region: copy it here first with 'chainfs --repo %s image copy %s --to-repo %s'",
-		name, dir, region, r.Dir(), r.Info().Region, dir, name, r.Dir())
+	info, err := store.ReadInfo(dir)
+	switch {
+	case err != nil && !filepath.IsAbs(ref[:i]):
+		return ref, nil // a name with a colon
+	case err != nil:
+		return "", usagef("--from-image %s: %s is not a chainfs repository (%v)", ref, dir, err)
+	case sameDir(dir, r.Dir()):
+		return name, nil
+	}
+	return "", fmt.Errorf("--from-image %s names an image of another repository (%s, region %s), not of this one (%s, region %s); "+
+		"images are used only in their own region: copy it here first with 'chainfs --repo %s image copy %s --to-repo %s'",
+		ref, dir, info.Region, r.Dir(), r.Info().Region, dir, name, r.Dir())
 }
 
 // volumeFromImage writes an image's tree into v.Source (a new or empty
@@ -49,7 +60,7 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 	target := v.Source
 	return withRepo(c, func(r *store.Repo) (err error) {
 		start := time.Now()
-		if err := otherRegion(r, ref); err != nil {
+		if ref, err = otherRegion(c, r, ref); err != nil {
 			return err
 		}
 		img, rd, err := library(c, r).Image(c.Context, ref)
