@@ -143,7 +143,10 @@ func library(c *cli.Context, r *store.Repo) *imagefile.Library {
 	if cat, _ := c.App.Metadata[metaCatalog].(*imagefile.Catalog); cat != nil {
 		lib.Catalog = cat
 	} else if dir := c.String("catalog"); dir != "" {
+		// Kept for the rest of the command: a catalog indexes its files
+		// once, and warns of a bad one once.
 		lib.Catalog = imagefile.OpenCatalog(dir, logger(c))
+		c.App.Metadata[metaCatalog] = lib.Catalog
 	}
 	return lib
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/chainfs/chainfs/store"
@@ -40,6 +41,7 @@ func (c *Catalog) VerifyFailures() uint64 { return c.verifyFailures.Load() }
 // catalogImage is one indexed file.
 type catalogImage struct {
 	path  string
+	ino   uint64 // a file renamed over another is another file
 	size  int64
 	mtime time.Time
 	image store.Image
@@ -69,6 +71,14 @@ func OpenCatalog(dir string, log *slog.Logger) *Catalog {
 // Dir is the catalog's directory.
 func (c *Catalog) Dir() string { return c.dir }
 
+// inodeOf is a file's inode number (0 if the system tells none).
+func inodeOf(info os.FileInfo) uint64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
 // catalogName is the image name a file gives: its name less ".img".
 func catalogName(file string) string { return strings.TrimSuffix(file, ".img") }
 
@@ -91,7 +101,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 			continue
 		}
 		seen[name] = true
-		if old := c.images[name]; old != nil && old.size == info.Size() && old.mtime.Equal(info.ModTime()) {
+		if old := c.images[name]; old != nil && old.size == info.Size() && old.mtime.Equal(info.ModTime()) && old.ino == inodeOf(info) {
 			continue
 		}
 		ci, err := indexFile(ctx, filepath.Join(c.dir, de.Name()), name, info)
@@ -99,6 +109,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 			c.log.Warn("catalog file left out", "file", filepath.Join(c.dir, de.Name()), "err", err)
 			ci = &catalogImage{path: filepath.Join(c.dir, de.Name()), size: info.Size(), mtime: info.ModTime(), openErr: err}
 		}
+		ci.ino = inodeOf(info)
 		ci.failures = &c.verifyFailures
 		c.images[name] = ci
 	}
