@@ -32,6 +32,7 @@ func (p Problem) String() string {
 // CheckReport is what check did and found.
 type CheckReport struct {
 	Snapshots uint64    `json:"snapshots"`
+	Images    uint64    `json:"images"`
 	Trees     uint64    `json:"trees"`
 	Blocks    uint64    `json:"blocks"`
 	BytesRead uint64    `json:"bytes_read"`
@@ -91,7 +92,11 @@ func (r *Repo) Check(ctx context.Context, opts CheckOptions) (*CheckReport, erro
 		}
 		c.vol, c.snap = s.vol, &s.snap
 		c.dir(ctx, s.snap.Root, "")
-		rep.Snapshots++
+		if s.vol.Image != nil {
+			rep.Images++
+		} else {
+			rep.Snapshots++
+		}
 		if opts.Progress != nil {
 			opts.Progress(i+1, len(all))
 		}

@@ -22,7 +22,7 @@ func TestCheckFindsDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := r.Check(ctx, CheckOptions{ReadData: true})
-	if err != nil || len(rep.Problems) != 0 || rep.Snapshots != 2 || rep.BytesRead != 2*testBS {
+	if err != nil || len(rep.Problems) != 0 || rep.Snapshots != 1 || rep.Images != 1 || rep.BytesRead != 2*testBS {
 		t.Fatalf("healthy repository: %+v %v", rep, err)
 	}
 

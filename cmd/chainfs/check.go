@@ -44,8 +44,8 @@ func checkCommand() *cli.Command {
 				if c.Bool("read-data") {
 					what = "metadata and " + size(rep.BytesRead) + " of data"
 				}
-				fmt.Fprintf(c.App.Writer, "checked %s: %s, %s, %s\n", what, count(rep.Snapshots, "snapshot"),
-					count(rep.Trees, "directory"), count(rep.Blocks, "block"))
+				fmt.Fprintf(c.App.Writer, "checked %s: %s, %s, %s, %s\n", what, count(rep.Snapshots, "snapshot"),
+					count(rep.Images, "image"), count(rep.Trees, "directory"), count(rep.Blocks, "block"))
 			})
 			if err == nil && len(rep.Problems) > 0 {
 				err = fmt.Errorf("%d problem%s found (listed above)", len(rep.Problems), plural(len(rep.Problems), "", "s"))
