@@ -111,17 +111,8 @@ func TestImageTarRoundTrip(t *testing.T) {
 func TestImageImportURL(t *testing.T) {
 	a, src := goldenImage(t)
 	file := filepath.Join(a.dir, "golden.img")
-	a.ok("image", "export", "golden", file)
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tarFile := filepath.Join(a.dir, "golden.tar")
-	a.ok("image", "export", "golden", tarFile, "--format", "tar")
-	tarData, err := os.ReadFile(tarFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := exportFile(t, a, "golden", file)
+	tarData := exportFile(t, a, "golden", filepath.Join(a.dir, "golden.tar"), "--format", "tar")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/golden.img":
@@ -161,6 +152,17 @@ func TestImageImportURL(t *testing.T) {
 	if after := repoState(t, b); after != before {
 		t.Errorf("failed downloads changed the repository: %s → %s", before, after)
 	}
+}
+
+// exportFile exports an image to file and returns what it wrote.
+func exportFile(t *testing.T, e *env, image, file string, args ...string) []byte {
+	t.Helper()
+	e.ok(append([]string{"image", "export", image, file}, args...)...)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // repoState is what a refused import must not change: the images, the
@@ -391,8 +393,7 @@ func TestControlExportToFile(t *testing.T) {
 func TestExportTargets(t *testing.T) {
 	e, _ := goldenImage(t)
 	file := filepath.Join(e.dir, "golden.img")
-	e.ok("image", "export", "golden", file)
-	first, _ := os.ReadFile(file)
+	first := exportFile(t, e, "golden", file)
 	os.WriteFile(file, []byte("mine"), 0o644)
 	e.fails(1, "exists (use --overwrite", "image", "export", "golden", file)
 	if got, _ := os.ReadFile(file); string(got) != "mine" {
