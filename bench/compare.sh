@@ -80,9 +80,9 @@ timed restic-same restic backup --quiet "$mixed"
 timed borg-same borg create "::third" "$mixed"
 
 log "100k-file tree"
-timed chainfs-smallfirst "$CHAINFS" snapshot create small --name first
-timed restic-smallfirst restic backup --quiet "$small"
-timed borg-smallfirst borg create "::small-first" "$small"
+cold; timed chainfs-smallfirst "$CHAINFS" snapshot create small --name first
+cold; timed restic-smallfirst restic backup --quiet "$small"
+cold; timed borg-smallfirst borg create "::small-first" "$small"
 timed chainfs-smallsame "$CHAINFS" snapshot create small --name second
 timed restic-smallsame restic backup --quiet "$small"
 timed borg-smallsame borg create "::small-second" "$small"
@@ -150,7 +150,7 @@ ns() { awk -v n="BenchmarkChainDepth/$1-" 'index($1, n) == 1 { print $3 / 1e6 }'
 
 # --- the table ------------------------------------------------------------------------
 tsec() { echo "${T[$1]} s"; }
-row() { echo "| $* |"; }
+row() { printf '|'; printf ' %s |' "$@"; echo; }
 speedrow() { # label bytes key: MB/s for every tool, ratios chainfs/peer
 	local label=$1 bytes=$2 key=$3
 	row "$label" "$(mbps "$bytes" "${T[chainfs-$key]}") MB/s" "$(mbps "$bytes" "${T[restic-$key]}") MB/s" \

@@ -22,6 +22,9 @@ type blockRecord struct {
 
 const blockRecordLen = 1 + 8 + 8 + 4 + 8
 
+// place is where the record says the block lies.
+func (b blockRecord) place() place { return place{pack: b.Pack, offset: b.Offset, length: b.Length} }
+
 func (b blockRecord) encode() []byte {
 	v := make([]byte, blockRecordLen)
 	v[0] = 0 // flags: no compression

@@ -207,7 +207,7 @@ func (c *checker) block(ctx context.Context, h Hash, path string, i int) bool {
 	if len(c.buf) < int(rec.Length) {
 		c.buf = make([]byte, max(rec.Length, DefaultBlockSize))
 	}
-	n, err := c.r.ReadBlock(ctx, h, c.buf)
+	n, err := c.r.readAt(h, rec.place(), c.buf)
 	c.rep.BytesRead += uint64(n)
 	return err == nil
 }

@@ -402,7 +402,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []Ha
 	}
 	buf := make([]byte, MaxBlockSize)
 	for _, h := range order {
-		n, err := r.ReadBlock(ctx, h, buf)
+		n, err := r.readRecorded(h, buf)
 		if errors.Is(err, ErrCorrupt) {
 			// The damaged block stays where it is, and so does its pack;
 			// the rest of the rewrite goes on. check names what it holds.

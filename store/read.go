@@ -92,24 +92,53 @@ func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
 		clear(p)
 		return len(p), nil
 	}
+	at, cached := r.places.get(h)
+	if !cached {
+		rec, err := r.blockRecord(h)
+		if err != nil {
+			return 0, err
+		}
+		at = rec.place()
+	}
+	n, err := r.readAt(h, at, p)
+	if err != nil {
+		// gc may have moved the block and removed its pack since its place
+		// was read or remembered, or check --repair stored it anew: look
+		// again once.
+		if rec, rerr := r.blockRecord(h); rerr == nil && rec.place() != at {
+			at, cached = rec.place(), false
+			n, err = r.readAt(h, at, p)
+		}
+	}
+	if err != nil {
+		r.places.drop(h)
+		return 0, err
+	}
+	if !cached {
+		r.places.put(h, at)
+	}
+	return n, nil
+}
+
+// readRecorded reads block h from where its record says, never from a
+// remembered place: check, repair and gc judge and move what the
+// metadata names.
+func (r *Repo) readRecorded(h Hash, p []byte) (int, error) {
 	rec, err := r.blockRecord(h)
 	if err != nil {
 		return 0, err
 	}
-	if int(rec.Length) > len(p) {
-		return 0, fmt.Errorf("block %s: %d bytes, buffer %d: %w", h.Short(), rec.Length, len(p), ErrCorrupt)
+	return r.readAt(h, rec.place(), p)
+}
+
+// readAt reads block h from where it lies into p and verifies it.
+func (r *Repo) readAt(h Hash, at place, p []byte) (int, error) {
+	if int(at.length) > len(p) {
+		return 0, fmt.Errorf("block %s: %d bytes, buffer %d: %w", h.Short(), at.length, len(p), ErrCorrupt)
 	}
-	p = p[:rec.Length]
-	if err := r.blocks.ReadAt(rec.Pack, p, int64(rec.Offset)); err != nil {
-		// gc may have moved the block and removed its pack since the
-		// record was read: look again once.
-		again, aerr := r.blockRecord(h)
-		if aerr != nil || again.Pack == rec.Pack {
-			return 0, fmt.Errorf("block %s: %w", h.Short(), err)
-		}
-		if err := r.blocks.ReadAt(again.Pack, p, int64(again.Offset)); err != nil {
-			return 0, fmt.Errorf("block %s: %w", h.Short(), err)
-		}
+	p = p[:at.length]
+	if err := r.blocks.ReadAt(at.pack, p, int64(at.offset)); err != nil {
+		return 0, fmt.Errorf("block %s: %w", h.Short(), err)
 	}
 	if Sum(p) != h {
 		r.verifyFailures.Add(1)

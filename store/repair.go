@@ -120,7 +120,7 @@ func (r *Repo) repair(ctx context.Context, rep *RepairReport) error {
 					ok, seen := good[h]
 					if !seen {
 						n := e.BlockLen(i)
-						_, rerr := r.ReadBlock(ctx, h, buf[:n])
+						_, rerr := r.readRecorded(h, buf[:n])
 						ok = rerr == nil
 						good[h] = ok
 					}

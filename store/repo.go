@@ -93,6 +93,8 @@ type Repo struct {
 	gcMu sync.RWMutex
 	// verifyFailures counts blocks and trees that failed their hash check.
 	verifyFailures atomic.Uint64
+	// places remembers where blocks were read from (ReadBlock).
+	places *placeCache
 	// commits counts committed snapshots, so that reclaiming an aborted
 	// writer's trees can tell whether anything could have linked them.
 	commits atomic.Uint64
@@ -319,7 +321,7 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 	if packSize <= 0 {
 		packSize = defaultPackSize
 	}
-	return &Repo{dir: dir, info: info, db: db, blocks: blocks, lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
+	return &Repo{dir: dir, info: info, db: db, blocks: blocks, places: newPlaceCache(), lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
 		running: map[string]string{}, closing: make(chan struct{})}, nil
 }
 
