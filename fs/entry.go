@@ -25,9 +25,12 @@ type snapRef struct {
 // entryNode is any file, directory, symlink or special file of a snapshot.
 type entryNode struct {
 	gofs.Inode
-	fs    *FS
-	snap  snapRef
-	entry store.Entry
+	fs   *FS
+	snap *snapRef // shared by every node of the snapshot
+	// entry lies in the decoded directory it was found in, shared with
+	// the tree cache and every other node of that directory: a walked
+	// tree keeps one copy of its entries, not two.
+	entry *store.Entry
 	path  string // in the snapshot, for inode numbers and log lines
 	ino   uint64
 }
@@ -54,15 +57,15 @@ var (
 	_ = (gofs.NodeRenamer)((*entryNode)(nil))
 )
 
-func newEntryNode(f *FS, snap snapRef, e store.Entry, path string) *entryNode {
+func newEntryNode(f *FS, snap *snapRef, e *store.Entry, path string) *entryNode {
 	n := &entryNode{fs: f, snap: snap, entry: e, path: path}
-	n.ino = entryIno(snap, &e, path)
+	n.ino = entryIno(snap, e, path)
 	return n
 }
 
 // entryIno is the inode number of an entry: the names of a hard-link group
 // share theirs.
-func entryIno(snap snapRef, e *store.Entry, path string) uint64 {
+func entryIno(snap *snapRef, e *store.Entry, path string) uint64 {
 	if e.IsHardLink() {
 		return inodeNumber("link", []uint64{snap.volID, snap.seq, e.Dev, e.Ino}, "")
 	}
@@ -71,7 +74,7 @@ func entryIno(snap snapRef, e *store.Entry, path string) uint64 {
 
 // fill writes the entry's attributes exactly as the source had them.
 func (n *entryNode) fill(a *fuse.Attr) {
-	e := &n.entry
+	e := n.entry
 	a.Ino = n.ino
 	a.Mode = e.Type.Bits() | e.Mode
 	a.Uid, a.Gid = e.UID, e.GID
@@ -144,7 +147,7 @@ func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		// what a snapshot lacks it lacks for good.
 		return nil, syscall.ENOENT
 	}
-	child := newEntryNode(n.fs, n.snap, entries[i], n.childPath(name))
+	child := newEntryNode(n.fs, n.snap, &entries[i], n.childPath(name))
 	child.fill(&out.Attr)
 	out.SetEntryTimeout(immutableTimeout)
 	out.SetAttrTimeout(immutableTimeout)
@@ -209,7 +212,7 @@ func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 // (NodeLseeker).
 func (n *entryNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
 	const seekData, seekHole = 3, 4
-	e := &n.entry
+	e := n.entry
 	if off >= e.Size {
 		return 0, syscall.ENXIO
 	}
@@ -248,7 +251,7 @@ func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if n.entry.Type != store.TypeRegular {
 		return nil, 0, syscall.EINVAL
 	}
-	blocks, err := store.OpenBlocks(ctx, n.snap.rd, &n.entry)
+	blocks, err := store.OpenBlocks(ctx, n.snap.rd, n.entry)
 	if err != nil {
 		return nil, 0, n.errno(err, "open")
 	}

@@ -151,6 +151,10 @@ func (f *FS) Changed(volume, snapshot string) {
 			v.NotifyEntry(snapshot)
 		}
 		v.NotifyEntry("latest")
+		if l := v.GetChild("latest"); l != nil {
+			// The kernel caches the link's target (symlink caching).
+			l.NotifyContent(0, 0)
+		}
 		v.NotifyContent(0, 0)
 	}
 	f.volumes.NotifyContent(0, 0)

@@ -216,7 +216,7 @@ func TestReadOnlyAndControl(t *testing.T) {
 }
 
 func TestInodeNumberRules(t *testing.T) {
-	snap := snapRef{volID: 1, seq: 2}
+	snap := &snapRef{volID: 1, seq: 2}
 	a := store.Entry{Name: "b", Type: store.TypeRegular, Nlink: 1}
 	if entryIno(snap, &a, "a/b/b") == entryIno(snap, &a, "a/b") {
 		t.Error("a/b/b and a/b share an inode number")
@@ -228,7 +228,7 @@ func TestInodeNumberRules(t *testing.T) {
 	if entryIno(snap, &link, "x") != entryIno(snap, &link, "y/z") {
 		t.Error("hard links do not share an inode number")
 	}
-	if entryIno(snapRef{volID: 1, seq: 3}, &a, "a/b") == entryIno(snap, &a, "a/b") {
+	if entryIno(&snapRef{volID: 1, seq: 3}, &a, "a/b") == entryIno(snap, &a, "a/b") {
 		t.Error("the same path in two snapshots shares an inode number")
 	}
 	for i := 0; i < 1000; i++ {

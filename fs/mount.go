@@ -35,8 +35,11 @@ func Mount(dir string, f *FS, o MountOptions) (*fuse.Server, error) {
 			MaxWrite:     1 << 20,
 			MaxReadAhead: 1 << 20,
 			DirectMount:  true,
-			Debug:        o.Debug,
-			Options:      []string{"default_permissions"},
+			// Links below snapshots never change; latest's target is
+			// invalidated when it moves (FS.Changed).
+			EnableSymlinkCaching: true,
+			Debug:                o.Debug,
+			Options:              []string{"default_permissions"},
 		},
 		// Timeouts are set where nodes are looked up; there is no default
 		// entry timeout, so that 0 means 0 (images/<name> is looked up

@@ -121,8 +121,11 @@ func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 		out.Mode = syscall.S_IFLNK | 0o777
 		out.Size = uint64(len(snap.Name))
 		out.Ino = latestIno(n.id)
-		out.SetEntryTimeout(0)
-		out.SetAttrTimeout(0)
+		// Cached like the list it belongs to (Changed tells the kernel at
+		// once): every path through latest would else cost a lookup and
+		// a readlink, ten times the cost of a walk of the tree itself.
+		out.SetEntryTimeout(listTimeout)
+		out.SetAttrTimeout(listTimeout)
 		return n.NewInode(ctx, &latestLink{fs: n.fs, volume: n.name}, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: out.Ino}), 0
 	}
 	return n.fs.snapshotRoot(ctx, &n.Inode, snapRef{volume: n.name, volID: snap.VolumeID, seq: snap.Seq, name: snap.Name, rd: n.fs.repo}, snap.RootDir, out), 0
@@ -132,7 +135,7 @@ func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 // directory. Its entry may go (the snapshot deleted), so only its
 // attributes get the long timeout.
 func (f *FS) snapshotRoot(ctx context.Context, parent *gofs.Inode, ref snapRef, rootDir store.Entry, out *fuse.EntryOut) *gofs.Inode {
-	root := newEntryNode(f, ref, rootDir, "")
+	root := newEntryNode(f, &ref, &rootDir, "")
 	root.ino = rootIno(ref.volID, ref.seq)
 	root.fill(&out.Attr)
 	out.SetEntryTimeout(listTimeout)
@@ -220,7 +223,7 @@ func (l *latestLink) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 	}
 	out.Mode = syscall.S_IFLNK | 0o777
 	out.Size = uint64(len(snap.Name))
-	out.SetTimeout(0)
+	out.SetTimeout(listTimeout)
 	return 0
 }
 

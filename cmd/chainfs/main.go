@@ -34,6 +34,13 @@ func main() {
 	}
 	stop()
 	pprof.StopCPUProfile()
+	if path := os.Getenv("CHAINFS_MEMPROFILE"); path != "" {
+		// For tuning: the heap as the command (a daemon: at unmount) ends.
+		if f, err := os.Create(path); err == nil {
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	os.Exit(code)
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -34,6 +35,7 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "tree-cache", Value: chainfs.DefaultTreeCache, Usage: "directory entries kept decoded in memory"},
 			&cli.IntFlag{Name: "read-ahead", Value: chainfs.DefaultReadAhead, Usage: "blocks a sequential reader has fetched ahead of it (0: none)"},
 			&cli.StringFlag{Name: "metadata-cache", Value: "64MiB", Usage: "memory for metadata read from disk"},
+			&cli.StringFlag{Name: "memory-limit", Value: "192MiB", Usage: "the memory the daemon's garbage collector keeps it under, if it can (0: no limit; $GOMEMLIMIT wins)"},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
 		},
 		Action: func(c *cli.Context) error {
@@ -52,6 +54,14 @@ func serveCommand() *cli.Command {
 			}
 			if c.Int("tree-cache") < 1 || c.Int("read-ahead") < 0 {
 				return usagef("serve: --tree-cache must be at least 1 and --read-ahead at least 0")
+			}
+			// Go collects garbage when the heap has doubled since the last
+			// collection; a daemon that walked a big tree would keep that
+			// much resident. A soft limit makes it collect sooner.
+			if limit, err := parseSize(c.String("memory-limit")); err != nil {
+				return usagef("serve: --memory-limit: %v", err)
+			} else if limit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(int64(limit))
 			}
 			readAhead := c.Int("read-ahead")
 			if readAhead == 0 {

@@ -38,6 +38,7 @@ var settings = []setting{
 	{config.Setting{Key: "cache.trees", Type: config.Integer, Check: checkCount(1)}, "serve", "tree-cache"},
 	{config.Setting{Key: "cache.read_ahead", Type: config.Integer, Check: checkCount(0)}, "serve", "read-ahead"},
 	{config.Setting{Key: "cache.metadata", Type: config.String | config.Integer, Check: checkSize}, "serve", "metadata-cache"},
+	{config.Setting{Key: "cache.memory_limit", Type: config.String | config.Integer, Check: checkSize}, "serve", "memory-limit"},
 }
 
 // Keys of app.Metadata for the configuration.
