@@ -44,10 +44,12 @@
 //
 // Snapshots never change, so entries, misses and attributes below a
 // snapshot get an hour's timeout, files open with FOPEN_KEEP_CACHE, and
-// reads are up to 1 MiB. The lists of volumes and snapshots get a
-// one-second timeout (their misses are not cached), and
-// the daemon tells the kernel at once when a snapshot appears or goes
-// (Changed), outside any FUSE operation on those directories and any lock.
+// reads are up to 1 MiB; symlink targets are cached too. The lists of
+// volumes and snapshots, and latest, get a one-second timeout (their
+// misses are not cached), and the daemon tells the kernel at once when a
+// snapshot appears or goes (Changed: the entries, the lists, and latest's
+// cached target), outside any FUSE operation on those directories and any
+// lock.
 //
 // # Errors
 //
