@@ -116,7 +116,8 @@ integration: build
 
 # stress runs, with a race-built binary, 16 readers against snapshots,
 # deletions and gc for 3 minutes, and kills chainfs at 200 random points of
-# each operation (make test: 10 s and 20 kills with the normal binary).
+# each operation (make test: 10 s and 20 kills with the normal binary). About
+# 2½ hours on 2 cores: check --read-data after each kill is slow when race-built.
 stress: deps
 	$(GO) build -race -o bin/chainfs-race ./cmd/chainfs
 	CHAINFS_BIN=$(CURDIR)/bin/chainfs-race CHAINFS_CRASH_ROUNDS=200 CHAINFS_STRESS_SECONDS=180 \
