@@ -235,14 +235,11 @@ func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
 // of each volume (and each image) reads them, file by file in path order,
 // so that a rewrite lays the files people read most out on disk in one
 // run. Blocks no newest snapshot holds follow in their old packs' order.
-func (r *Repo) newestOrder(ctx context.Context, packs map[uint64]*packUse) ([]Hash, error) {
-	type place struct {
-		pack, off uint64
-	}
+func (r *Repo) newestOrder(ctx context.Context, packs map[uint64]*packUse) ([]liveBlock, error) {
 	where := map[Hash]place{}
 	for id, p := range packs {
 		for i, h := range p.live {
-			where[h] = place{id, p.liveOffs[i]}
+			where[h] = place{pack: id, offset: p.liveOffs[i]}
 		}
 	}
 	order := make([]Hash, 0, len(where))
@@ -311,9 +308,19 @@ func (r *Repo) newestOrder(ctx context.Context, packs map[uint64]*packUse) ([]Ha
 	}
 	slices.SortFunc(rest, func(a, b Hash) int {
 		pa, pb := where[a], where[b]
-		return cmp.Or(cmp.Compare(pa.pack, pb.pack), cmp.Compare(pa.off, pb.off))
+		return cmp.Or(cmp.Compare(pa.pack, pb.pack), cmp.Compare(pa.offset, pb.offset))
 	})
-	return append(order, rest...), nil
+	blocks := make([]liveBlock, 0, len(where))
+	for _, h := range append(order, rest...) {
+		blocks = append(blocks, liveBlock{hash: h, pack: where[h].pack})
+	}
+	return blocks, nil
+}
+
+// liveBlock is a live block of a pack being rewritten.
+type liveBlock struct {
+	hash Hash
+	pack uint64
 }
 
 // dropDead deletes the records of a pack's dead blocks, each only if it
@@ -363,15 +370,11 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 // The new packs are durable and recorded before any record moves, so a
 // crash at any point loses nothing: an old pack stays until nothing points
 // into it.
-func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []Hash, st *GCStats) error {
+func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []liveBlock, st *GCStats) error {
 	var liveBytes, liveBlocks uint64
-	from := map[Hash]uint64{}
-	for id, p := range packs {
+	for _, p := range packs {
 		liveBytes += p.liveBytes
 		liveBlocks += uint64(len(p.live))
-		for _, h := range p.live {
-			from[h] = id
-		}
 	}
 	keep := map[uint64]bool{}
 	if err := r.haveSpace(liveBytes+liveBlocks*recordBytes, fmt.Sprintf("rewriting %d packs", len(packs))); err != nil {
@@ -401,13 +404,14 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []Ha
 		return nil
 	}
 	buf := make([]byte, MaxBlockSize)
-	for _, h := range order {
+	for _, b := range order {
+		h := b.hash
 		n, err := r.readRecorded(h, buf)
 		if errors.Is(err, ErrCorrupt) {
 			// The damaged block stays where it is, and so does its pack;
 			// the rest of the rewrite goes on. check names what it holds.
-			r.log.Warn("gc: damaged block left in its pack", "block", h.Short(), "pack", fmt.Sprintf("%016x", from[h]), "err", err)
-			keep[from[h]] = true
+			r.log.Warn("gc: damaged block left in its pack", "block", h.Short(), "pack", fmt.Sprintf("%016x", b.pack), "err", err)
+			keep[b.pack] = true
 			continue
 		}
 		if err != nil {

@@ -108,6 +108,25 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 	return nil
 }
 
+// eachLeadingGlobal calls fn for each global flag before the command: its
+// name, its value, and the index of the token holding the value (the
+// flag's own, inline, for --name=value). It returns the command's index
+// (len(args) if none).
+func eachLeadingGlobal(args []string, fn func(name, val string, at int, inline bool)) int {
+	flags := newApp().Flags
+	i := 1
+	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
+		name, val, inline := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		at := i
+		if !inline && takesValue(flags, args[i]) && i+1 < len(args) {
+			i++
+			at, val = i, args[i]
+		}
+		fn(name, val, at, inline)
+	}
+	return i
+}
+
 // takesValue reports whether token names a flag that reads the next token.
 func takesValue(flags []cli.Flag, token string) bool {
 	if strings.Contains(token, "=") {
@@ -141,32 +160,28 @@ func commandName(c *cli.Context) string {
 // environment variable put before them, absolute too: the command means
 // the same files when another process in another directory runs it.
 func absoluteGlobals(args []string, names ...string) ([]string, error) {
-	app := newApp()
 	out := slices.Clone(args)
 	given := map[string]bool{}
-	for i := 1; i < len(out) && strings.HasPrefix(out[i], "-"); i++ {
-		name, val, hasVal := strings.Cut(strings.TrimLeft(out[i], "-"), "=")
-		valueAt := -1
-		if !hasVal && takesValue(app.Flags, out[i]) && i+1 < len(out) {
-			i++
-			valueAt, val = i, out[i]
+	var err error
+	eachLeadingGlobal(args, func(name, val string, at int, inline bool) {
+		if !slices.Contains(names, name) || val == "" || err != nil {
+			return
 		}
-		if !slices.Contains(names, name) || val == "" {
-			continue
+		var abs string
+		if abs, err = filepath.Abs(val); err != nil {
+			err = fmt.Errorf("--%s %s: %w", name, val, err)
+			return
 		}
-		abs, err := filepath.Abs(val)
-		if err != nil {
-			return nil, fmt.Errorf("--%s %s: %w", name, val, err)
+		if inline {
+			abs = "--" + name + "=" + abs
 		}
-		if valueAt >= 0 {
-			out[valueAt] = abs
-		} else {
-			out[i] = "--" + name + "=" + abs
-		}
-		given[name] = true
+		out[at], given[name] = abs, true
+	})
+	if err != nil {
+		return nil, err
 	}
 	var fromEnv []string
-	for _, f := range app.Flags {
+	for _, f := range newApp().Flags {
 		sf, ok := f.(*cli.StringFlag)
 		if !ok || !slices.Contains(names, sf.Name) || given[sf.Name] {
 			continue

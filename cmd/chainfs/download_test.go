@@ -53,6 +53,12 @@ func TestDownload(t *testing.T) {
 	if _, err := read("/short"); !errors.Is(err, imagefile.ErrMalformed) || !strings.Contains(err.Error(), "after 4 of 100 bytes") {
 		t.Errorf("short: %v", err)
 	}
+	// A server that is not there is named as such, not as a cancellation.
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	if _, _, _, err := download(context.Background(), gone.URL+"/x"); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("no server: %v", err)
+	}
 	start := time.Now()
 	if _, err := read("/stall"); !errors.Is(err, imagefile.ErrMalformed) || !strings.Contains(err.Error(), "nothing received for 300ms") {
 		t.Errorf("stall: %v", err)

@@ -475,30 +475,32 @@ func rawFile(name, src string, mtime time.Time) *store.Entry {
 // download opens an http(s) URL for reading. When the server gives a
 // length, a body that ends short is an error, not a shorter image.
 func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, 0, "", usagef("URL %q: %v", url, err)
-	}
-	req.Header.Set("User-Agent", "chainfs")
-	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute,
-		TLSHandshakeTimeout: 30 * time.Second}}
 	// A server that stops sending would hold the import forever: the
 	// request ends after stallTimeout without a byte.
 	ctx, cancel := context.WithCancelCause(ctx)
 	stalled := fmt.Errorf("download %s: nothing received for %s: %w", url, stallTimeout, imagefile.ErrMalformed)
 	stall := time.AfterFunc(stallTimeout, func() { cancel(stalled) })
-	req = req.WithContext(ctx)
+	fail := func(err error) (io.ReadCloser, uint64, string, error) {
+		stall.Stop()
+		cancel(nil)
+		return nil, 0, "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fail(usagef("URL %q: %v", url, err))
+	}
+	req.Header.Set("User-Agent", "chainfs")
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute,
+		TLSHandshakeTimeout: 30 * time.Second}}
 	resp, err := client.Do(req)
 	if err != nil {
-		stall.Stop()
-		cancel(nil)
-		return nil, 0, "", fmt.Errorf("download %s: %w", url, cmp.Or(context.Cause(ctx), err))
+		// The stall, or the caller's interrupt, says more than the
+		// transport's "context canceled".
+		return fail(fmt.Errorf("download %s: %w", url, cmp.Or(context.Cause(ctx), err)))
 	}
 	if resp.StatusCode != http.StatusOK {
-		stall.Stop()
-		cancel(nil)
 		resp.Body.Close()
-		return nil, 0, "", fmt.Errorf("download %s: %s", url, resp.Status)
+		return fail(fmt.Errorf("download %s: %s", url, resp.Status))
 	}
 	var size uint64
 	if resp.ContentLength > 0 {

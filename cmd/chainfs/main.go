@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"syscall"
@@ -26,6 +27,17 @@ func main() {
 			pprof.StartCPUProfile(f)
 		}
 	}
+	if path := os.Getenv("CHAINFS_MEMPROFILE"); path != "" {
+		// For tuning: the live heap at each SIGUSR1 (a daemon's, while it
+		// serves), and as the command ends.
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			for range usr1 {
+				writeHeapProfile(path)
+			}
+		}()
+	}
 	var code int
 	if slices.Contains(mountHelperNames, filepath.Base(os.Args[0])) {
 		code = mountHelper(ctx, os.Args[1:], os.Stderr)
@@ -35,13 +47,19 @@ func main() {
 	stop()
 	pprof.StopCPUProfile()
 	if path := os.Getenv("CHAINFS_MEMPROFILE"); path != "" {
-		// For tuning: the heap as the command (a daemon: at unmount) ends.
-		if f, err := os.Create(path); err == nil {
-			pprof.Lookup("heap").WriteTo(f, 0)
-			f.Close()
-		}
+		writeHeapProfile(path)
 	}
 	os.Exit(code)
+}
+
+// writeHeapProfile writes what is live on the heap, after a collection,
+// for go tool pprof -sample_index=inuse_space.
+func writeHeapProfile(path string) {
+	runtime.GC()
+	if f, err := os.Create(path); err == nil {
+		pprof.Lookup("heap").WriteTo(f, 0)
+		f.Close()
+	}
 }
 
 // run runs a command line: in the daemon serving the repository when

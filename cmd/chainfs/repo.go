@@ -94,17 +94,8 @@ var localCommands = map[string]bool{"serve": true, "umount": true, "init": true,
 // command line is parsed: their values by name, and the index of the
 // command (len(args) if none). It stops at -h, --help and the like.
 func leadingGlobals(args []string) (map[string]string, int) {
-	flags := newApp().Flags
 	vals := map[string]string{}
-	i := 1
-	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
-		name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
-		if !hasVal && takesValue(flags, args[i]) && i+1 < len(args) {
-			i++
-			val = args[i]
-		}
-		vals[name] = val
-	}
+	i := eachLeadingGlobal(args, func(name, val string, _ int, _ bool) { vals[name] = val })
 	return vals, i
 }
 

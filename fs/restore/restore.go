@@ -96,6 +96,17 @@ func Entry(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, t
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	opts.Progress.ExpectedSize.Store(total)
+	if e.Type != store.TypeDir {
+		if st, serr := os.Stat(target); serr == nil && st.IsDir() {
+			target = filepath.Join(target, e.Name)
+		} else if errors.Is(serr, os.ErrNotExist) {
+			// As a directory's target is, a file's is made where it is
+			// asked for.
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return nil, fmt.Errorf("restore %s: %w", target, err)
+			}
+		}
+	}
 	r := &restorer{ctx: ctx, repo: rd, opts: opts, links: map[[2]uint64]string{},
 		jobs: make(chan fileJob, opts.Workers*4)}
 	for i := 0; i < opts.Workers; i++ {
@@ -105,17 +116,6 @@ func Entry(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, t
 	if e.Type == store.TypeDir {
 		err = r.topDir(e, target)
 	} else {
-		if st, serr := os.Stat(target); serr == nil && st.IsDir() {
-			target = filepath.Join(target, e.Name)
-		} else if errors.Is(serr, os.ErrNotExist) {
-			// As a directory's target is, a file's is made where it is
-			// asked for.
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				close(r.jobs)
-				r.wg.Wait()
-				return nil, fmt.Errorf("restore %s: %w", target, err)
-			}
-		}
 		r.entry(e, target)
 	}
 	close(r.jobs)

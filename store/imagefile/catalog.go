@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 
 	"github.com/chainfs/chainfs/store"
 )
@@ -40,10 +38,10 @@ func (c *Catalog) VerifyFailures() uint64 { return c.verifyFailures.Load() }
 
 // catalogImage is one indexed file.
 type catalogImage struct {
-	path  string
-	ino   uint64 // a file renamed over another is another file
-	size  int64
-	mtime time.Time
+	path string
+	// info is the file as indexed: one renamed over it is another file
+	// (os.SameFile), even with the same size and time.
+	info  os.FileInfo
 	image store.Image
 	f     *os.File
 	// failures is the catalog's count of blocks that failed their check.
@@ -71,14 +69,6 @@ func OpenCatalog(dir string, log *slog.Logger) *Catalog {
 // Dir is the catalog's directory.
 func (c *Catalog) Dir() string { return c.dir }
 
-// inodeOf is a file's inode number (0 if the system tells none).
-func inodeOf(info os.FileInfo) uint64 {
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
-	}
-	return 0
-}
-
 // catalogName is the image name a file gives: its name less ".img".
 func catalogName(file string) string { return strings.TrimSuffix(file, ".img") }
 
@@ -101,15 +91,14 @@ func (c *Catalog) refresh(ctx context.Context) error {
 			continue
 		}
 		seen[name] = true
-		if old := c.images[name]; old != nil && old.size == info.Size() && old.mtime.Equal(info.ModTime()) && old.ino == inodeOf(info) {
+		if old := c.images[name]; old != nil && os.SameFile(old.info, info) && old.info.Size() == info.Size() && old.info.ModTime().Equal(info.ModTime()) {
 			continue
 		}
 		ci, err := indexFile(ctx, filepath.Join(c.dir, de.Name()), name, info)
 		if err != nil {
 			c.log.Warn("catalog file left out", "file", filepath.Join(c.dir, de.Name()), "err", err)
-			ci = &catalogImage{path: filepath.Join(c.dir, de.Name()), size: info.Size(), mtime: info.ModTime(), openErr: err}
+			ci = &catalogImage{path: filepath.Join(c.dir, de.Name()), info: info, openErr: err}
 		}
-		ci.ino = inodeOf(info)
 		ci.failures = &c.verifyFailures
 		c.images[name] = ci
 	}
@@ -164,7 +153,7 @@ func indexFile(ctx context.Context, path, name string, info os.FileInfo) (*catal
 	if err != nil {
 		return nil, err
 	}
-	ci := &catalogImage{path: path, size: info.Size(), mtime: info.ModTime(), f: f,
+	ci := &catalogImage{path: path, info: info, f: f,
 		blobs: map[store.Hash][]byte{}, blocks: map[store.Hash]blockLoc{}}
 	// A small buffer: after each block's data is skipped, a refill reads
 	// little more than the next frame's head. Blobs, read whole, bypass it.
