@@ -263,12 +263,28 @@ func startDaemon(ctx context.Context, self string, args []string, repo string) e
 const maxDaemonLog = 8 << 20
 
 // openDaemonLog opens the log for appending. The repository may belong to
-// a user: a symlink there is refused, not followed.
+// a user, and a root daemon must not append to a file that user chose: a
+// symlink there is refused, not followed, and so is anything but a plain
+// file of one link (a hard link to another file, where the kernel lets a
+// user make one).
 func openDaemonLog(path string) (*os.File, error) {
 	if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() && st.Size() > maxDaemonLog {
 		os.Rename(path, path+".1")
 	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink != 1 {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a plain file of its own (%d links); move it away", path, st.Nlink)
+	}
+	return f, nil
 }
 
 // logTail is what the daemon wrote to its log from off: its error lines.
