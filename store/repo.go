@@ -188,6 +188,9 @@ func Init(opts Options) (*Info, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
+	if err := checkTrusted(dir); err != nil {
+		return nil, err
+	}
 	var id [16]byte
 	rand.Read(id[:])
 	info := Info{Format: FormatVersion, ID: hex.EncodeToString(id[:]), Region: region, Created: time.Now().UTC()}
@@ -255,6 +258,9 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	dir := opts.Dir
 	info, err := ReadInfo(dir)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkTrusted(dir); err != nil {
 		return nil, err
 	}
 	r, err := openDB(dir, opts, *info)

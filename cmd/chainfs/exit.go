@@ -50,7 +50,7 @@ func report(err error, stderr io.Writer) int {
 	var pe partialError
 	var ce *config.Error
 	switch {
-	case errors.As(err, &ce):
+	case errors.As(err, &ce), errors.Is(err, store.ErrUntrusted):
 		return exitUsage
 	case errors.As(err, &ue), errors.Is(err, store.ErrInvalid):
 		fmt.Fprintln(stderr, "Run 'chainfs --help' or 'chainfs COMMAND --help' for usage.")
@@ -67,7 +67,7 @@ func report(err error, stderr io.Writer) int {
 // errors.Is; the context before them already says it in words.
 func errorText(err error) string {
 	msg := err.Error()
-	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid} {
+	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid, store.ErrUntrusted} {
 		msg = strings.TrimSuffix(msg, ": "+s.Error())
 	}
 	return msg

@@ -1,0 +1,64 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestRootRefusesRepositoriesOthersCanChange: root opens no repository
+// whose folders, or the folders above it, another user can change.
+func TestRootRefusesRepositoriesOthersCanChange(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	base := t.TempDir()
+	cases := []struct {
+		name   string
+		spoil  func(parent, repo string) error
+		refuse bool
+	}{
+		{"root's, in a root folder", func(p, r string) error { return nil }, false},
+		{"repository a user's", func(p, r string) error { return os.Chown(r, 1001, 1001) }, true},
+		{"repository writable by all", func(p, r string) error { return os.Chmod(r, 0o777) }, true},
+		{"packs a user's", func(p, r string) error { return os.Chown(filepath.Join(r, packsDir), 1001, 1001) }, true},
+		{"metadata writable by its group", func(p, r string) error { return os.Chmod(filepath.Join(r, metaDir), 0o770) }, true},
+		{"parent a user's", func(p, r string) error { return os.Chown(p, 1001, 1001) }, true},
+		{"parent writable by all", func(p, r string) error { return os.Chmod(p, 0o777) }, true},
+		{"parent writable by all but sticky, like /tmp", func(p, r string) error { return os.Chmod(p, os.ModeSticky|0o777) }, false},
+		{"repository reached by a user's symlink", nil, true},
+	}
+	for i, tc := range cases {
+		parent := filepath.Join(base, string(rune('a'+i)))
+		repo := filepath.Join(parent, "repo")
+		if err := os.Mkdir(parent, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Init(Options{Dir: repo}); err != nil {
+			t.Fatalf("%s: init: %v", tc.name, err)
+		}
+		if tc.spoil != nil {
+			if err := tc.spoil(parent, repo); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			link := filepath.Join(base, "link")
+			if err := os.Symlink(repo, link); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Lchown(link, 1001, 1001); err != nil {
+				t.Fatal(err)
+			}
+			repo = link
+		}
+		r, err := Open(context.Background(), Options{Dir: repo})
+		if err == nil {
+			r.Close()
+		}
+		if got := errors.Is(err, ErrUntrusted); got != tc.refuse {
+			t.Errorf("%s: open: %v; refused %v, want %v", tc.name, err, got, tc.refuse)
+		}
+	}
+}
