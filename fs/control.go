@@ -56,7 +56,7 @@ func (c *controlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 		if write {
 			return nil, 0, syscall.EACCES
 		}
-		return &statusHandle{data: c.fs.ctl.Status()}, fuse.FOPEN_DIRECT_IO, 0
+		return &statusHandle{data: c.fs.ctl.Status(callerUID(ctx))}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	if !write {
 		return nil, 0, syscall.EACCES
@@ -197,15 +197,15 @@ func (h *commandHandle) run(ctx context.Context, data []byte) (wait func(context
 	f := h.c.fs
 	c, err := parseCommand(h.c.name, data)
 	if err != nil {
-		f.ctl.Reject(h.c.name, string(bytes.TrimRight(data, "\n")), err)
+		f.ctl.Reject(ctx, h.c.name, string(bytes.TrimRight(data, "\n")), err)
 		return nil, err
 	}
 	switch h.c.name {
 	case "snapshot":
 		return f.ctl.Snapshot(ctx, c.volume, c.snapshot)
 	case "delete":
-		return nil, f.ctl.Delete(ctx, c.volume, c.snapshot)
+		return f.ctl.Delete(ctx, c.volume, c.snapshot)
 	default:
-		return nil, f.ctl.Export(ctx, c.volume, c.snapshot, c.image, c.file)
+		return f.ctl.Export(ctx, c.volume, c.snapshot, c.image, c.file)
 	}
 }
