@@ -49,7 +49,8 @@ func (c *controlFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.
 	return c.Getattr(ctx, fh, out)
 }
 
-// Open checks the caller may act; status may be read by all (NodeOpener).
+// Open checks the caller may act; status may be read by all, each reader
+// seeing the jobs the controller shows its uid (NodeOpener).
 func (c *controlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	write := flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0
 	if c.name == "status" {
