@@ -49,14 +49,15 @@ func (c *controlFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.
 	return c.Getattr(ctx, fh, out)
 }
 
-// Open checks the caller may act; status may be read by all (NodeOpener).
+// Open checks the caller may act; status may be read by all, each reader
+// seeing the jobs the controller shows its uid (NodeOpener).
 func (c *controlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	write := flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0
 	if c.name == "status" {
 		if write {
 			return nil, 0, syscall.EACCES
 		}
-		return &statusHandle{data: c.fs.ctl.Status()}, fuse.FOPEN_DIRECT_IO, 0
+		return &statusHandle{data: c.fs.ctl.Status(callerUID(ctx))}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	if !write {
 		return nil, 0, syscall.EACCES
@@ -197,15 +198,15 @@ func (h *commandHandle) run(ctx context.Context, data []byte) (wait func(context
 	f := h.c.fs
 	c, err := parseCommand(h.c.name, data)
 	if err != nil {
-		f.ctl.Reject(h.c.name, string(bytes.TrimRight(data, "\n")), err)
+		f.ctl.Reject(ctx, h.c.name, string(bytes.TrimRight(data, "\n")), err)
 		return nil, err
 	}
 	switch h.c.name {
 	case "snapshot":
 		return f.ctl.Snapshot(ctx, c.volume, c.snapshot)
 	case "delete":
-		return nil, f.ctl.Delete(ctx, c.volume, c.snapshot)
+		return f.ctl.Delete(ctx, c.volume, c.snapshot)
 	default:
-		return nil, f.ctl.Export(ctx, c.volume, c.snapshot, c.image, c.file)
+		return f.ctl.Export(ctx, c.volume, c.snapshot, c.image, c.file)
 	}
 }

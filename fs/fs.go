@@ -37,21 +37,25 @@ type Images interface {
 }
 
 // Controller runs the commands written to the control directory; the jobs
-// run in the daemon, never in the FUSE handler.
+// run in the daemon, never in the FUSE handler. Each command returns once
+// its job has begun, or failed to (everything decided at the start: no
+// such volume or snapshot, busy, name taken), and wait returns the job's
+// outcome. The caller is in ctx (fuse.FromContext).
 type Controller interface {
-	// Snapshot starts a snapshot and returns once it has begun, or failed
-	// to (busy, no such volume, name taken); wait returns its outcome.
+	// Snapshot starts a snapshot.
 	Snapshot(ctx context.Context, volume, name string) (wait func(context.Context) error, err error)
-	// Delete deletes a snapshot and returns when it is gone.
-	Delete(ctx context.Context, volume, snapshot string) error
-	// Export makes image from a snapshot and, when file is set, writes it
-	// there (native, or tar for a name ending in .tar); it returns when
-	// both are done, and leaves no image when either fails.
-	Export(ctx context.Context, volume, snapshot, image, file string) error
+	// Delete starts deleting a snapshot.
+	Delete(ctx context.Context, volume, snapshot string) (wait func(context.Context) error, err error)
+	// Export starts making image from a snapshot and, when file is set,
+	// writing it there as the caller (native, or tar for a name ending in
+	// .tar); it returns once the image is made, and wait leaves no image
+	// when the file fails.
+	Export(ctx context.Context, volume, snapshot, image, file string) (wait func(context.Context) error, err error)
 	// Reject records a command refused before it ran, for Status.
-	Reject(file, command string, err error)
-	// Status is the running and recent jobs, one JSON object a line.
-	Status() []byte
+	Reject(ctx context.Context, file, command string, err error)
+	// Status is the running and recent jobs that uid may see, one JSON
+	// object a line.
+	Status(uid uint32) []byte
 }
 
 // Options configure the file system.

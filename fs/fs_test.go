@@ -36,18 +36,24 @@ func (c *fakeController) Snapshot(ctx context.Context, volume, name string) (fun
 	return func(context.Context) error { return nil }, nil
 }
 
-func (c *fakeController) Delete(ctx context.Context, volume, snapshot string) error {
+func (c *fakeController) Delete(ctx context.Context, volume, snapshot string) (func(context.Context) error, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.commands = append(c.commands, "delete "+volume+"/"+snapshot)
-	return c.fail
+	if c.fail != nil {
+		return nil, c.fail
+	}
+	return func(context.Context) error { return nil }, nil
 }
 
-func (c *fakeController) Export(ctx context.Context, volume, snapshot, image, file string) error {
+func (c *fakeController) Export(ctx context.Context, volume, snapshot, image, file string) (func(context.Context) error, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.commands = append(c.commands, "export "+volume+"/"+snapshot+" "+image)
-	return c.fail
+	if c.fail != nil {
+		return nil, c.fail
+	}
+	return func(context.Context) error { return nil }, nil
 }
 
 func (c *fakeController) setFail(err error) {
@@ -56,8 +62,8 @@ func (c *fakeController) setFail(err error) {
 	c.mu.Unlock()
 }
 
-func (c *fakeController) Reject(file, command string, err error) {}
-func (c *fakeController) Status() []byte                         { return []byte("{}\n") }
+func (c *fakeController) Reject(ctx context.Context, file, command string, err error) {}
+func (c *fakeController) Status(uid uint32) []byte                                    { return []byte("{}\n") }
 
 // testMount snapshots src into a new repository and mounts it; everything
 // is undone when the test ends.

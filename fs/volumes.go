@@ -169,7 +169,11 @@ func (n *volumeNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if name == "latest" {
 		return syscall.ENOTDIR
 	}
-	if err := n.fs.ctl.Delete(ctx, n.name, name); err != nil {
+	wait, err := n.fs.ctl.Delete(ctx, n.name, name)
+	if err == nil {
+		err = wait(ctx)
+	}
+	if err != nil {
 		return errno(n.fs.log, err, "rmdir snapshot", "volume", n.name, "snapshot", name)
 	}
 	return 0

@@ -67,3 +67,30 @@ func TestDownload(t *testing.T) {
 		t.Errorf("stall noticed after %s", d)
 	}
 }
+
+// TestDownloadHidesPassword: the label a download gives (the image's
+// recorded origin, what import prints) and its errors carry no password,
+// while the request still sends it.
+func TestDownloadHidesPassword(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "user" || p != "secret" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "data")
+	}))
+	defer srv.Close()
+	withAuth := strings.Replace(srv.URL, "http://", "http://user:secret@", 1)
+	body, _, label, err := download(context.Background(), withAuth+"/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body.Close()
+	if strings.Contains(label, "secret") || !strings.Contains(label, "user:xxxxx@") {
+		t.Errorf("label %q", label)
+	}
+	wrong := strings.Replace(srv.URL, "http://", "http://user:wrong@", 1)
+	if _, _, _, err := download(context.Background(), wrong+"/x"); err == nil || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("refused download: %v", err)
+	}
+}

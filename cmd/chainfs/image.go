@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
+	"github.com/chainfs/chainfs/cmd/chainfs/redact"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/urfave/cli/v2"
@@ -395,7 +396,7 @@ func imageExport(c *cli.Context, r *store.Repo) error {
 		report = c.App.ErrWriter
 		st, err = imagefile.Export(c.Context, rd, img, out, format, prog)
 	} else if dest, err = absPath(c, dest); err == nil {
-		st, err = imagefile.ExportFile(c.Context, rd, img, dest, format, c.Bool("overwrite"), prog)
+		st, err = imagefile.ExportFile(c.Context, rd, img, dest, format, c.Bool("overwrite"), prog, nil)
 	}
 	bar.finish()
 	if err != nil {
@@ -475,10 +476,13 @@ func rawFile(name, src string, mtime time.Time) *store.Entry {
 // download opens an http(s) URL for reading. When the server gives a
 // length, a body that ends short is an error, not a shorter image.
 func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, error) {
+	// What names the URL (the label that becomes the image's origin,
+	// errors) never shows a password it carries.
+	shown := redact.URLs(url)
 	// A server that stops sending would hold the import forever: the
 	// request ends after stallTimeout without a byte.
 	ctx, cancel := context.WithCancelCause(ctx)
-	stalled := fmt.Errorf("download %s: nothing received for %s: %w", url, stallTimeout, imagefile.ErrMalformed)
+	stalled := fmt.Errorf("download %s: nothing received for %s: %w", shown, stallTimeout, imagefile.ErrMalformed)
 	stall := time.AfterFunc(stallTimeout, func() { cancel(stalled) })
 	fail := func(err error) (io.ReadCloser, uint64, string, error) {
 		stall.Stop()
@@ -487,7 +491,7 @@ func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, e
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fail(usagef("URL %q: %v", url, err))
+		return fail(usagef("URL %q: %s", shown, redact.URLs(err.Error())))
 	}
 	req.Header.Set("User-Agent", "chainfs")
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute,
@@ -496,17 +500,17 @@ func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, e
 	if err != nil {
 		// The stall, or the caller's interrupt, says more than the
 		// transport's "context canceled".
-		return fail(fmt.Errorf("download %s: %w", url, cmp.Or(context.Cause(ctx), err)))
+		return fail(fmt.Errorf("download %s: %w", shown, cmp.Or(context.Cause(ctx), err)))
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return fail(fmt.Errorf("download %s: %s", url, resp.Status))
+		return fail(fmt.Errorf("download %s: %s", shown, resp.Status))
 	}
 	var size uint64
 	if resp.ContentLength > 0 {
 		size = uint64(resp.ContentLength)
 	}
-	return &lengthChecked{r: resp.Body, want: resp.ContentLength, ctx: ctx, cancel: cancel, stall: stall}, size, url, nil
+	return &lengthChecked{r: resp.Body, want: resp.ContentLength, ctx: ctx, cancel: cancel, stall: stall}, size, shown, nil
 }
 
 // stallTimeout is how long a download may send nothing before it is given

@@ -397,16 +397,30 @@ func eachBlockData(ctx context.Context, rd store.Reader, e *store.Entry, fn func
 // the same directory, synced and moved into place once complete: a failed
 // or interrupted export leaves no partial file at path. A path that exists
 // is refused (store.ErrExists) unless overwrite, and so is one that came
-// into being while the export ran; a directory is refused always.
-func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path string, format Format, overwrite bool, prog *Progress) (*ExportStats, error) {
-	if err := checkTarget(path, overwrite); err != nil {
-		return nil, err
+// into being while the export ran; a directory is refused always. The file
+// is 0600: an image holds the repository's data, which is 0600 too.
+//
+// as, if set, runs each step that touches path's directory (the check,
+// the creation, the move into place, the removal of the temporary file),
+// so that a daemon acting for a caller does them as that caller
+// (identity.Identity.Do); the data goes through the open file.
+func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path string, format Format, overwrite bool, prog *Progress, as func(func() error) error) (*ExportStats, error) {
+	if as == nil {
+		as = func(fn func() error) error { return fn() }
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	var f *os.File
+	err := as(func() error {
+		if err := checkTarget(path, overwrite); err != nil {
+			return err
+		}
+		var err error
+		f, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
+	defer as(func() error { return os.Remove(f.Name()) })
 	st, err := Export(ctx, rd, img, f, format, prog)
 	if err == nil {
 		err = f.Sync()
@@ -415,15 +429,17 @@ func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path str
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil && overwrite {
-		err = os.Rename(f.Name(), path)
-	} else if err == nil {
-		// A link, unlike a rename, fails on a name taken meanwhile.
-		if err = os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
-			err = checkTarget(path, false)
-		}
+		err = as(func() error {
+			if overwrite {
+				return os.Rename(f.Name(), path)
+			}
+			// A link, unlike a rename, fails on a name taken meanwhile.
+			err := os.Link(f.Name(), path)
+			if errors.Is(err, os.ErrExist) {
+				err = checkTarget(path, false)
+			}
+			return err
+		})
 	}
 	if err != nil {
 		return nil, err

@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/chainfs/chainfs/cmd/chainfs/redact"
+	"github.com/chainfs/chainfs/fs/identity"
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
@@ -23,9 +26,13 @@ const maxRecent = 100
 
 // job is one unit of work, as status shows it.
 type job struct {
-	ID       int       `json:"id"`
-	Op       string    `json:"op"`
-	Command  string    `json:"command"`
+	ID      int    `json:"id"`
+	Op      string `json:"op"`
+	Command string `json:"command"`
+	// UID is who asked for the job: the socket's peer, the writer of a
+	// control file, the daemon's own uid for a scheduled job. Status shows
+	// a job only to its UID (and to root and the daemon's user).
+	UID      uint32    `json:"uid"`
 	State    string    `json:"state"` // running, done, failed, rejected
 	Error    string    `json:"error,omitempty"`
 	Started  time.Time `json:"started"`
@@ -51,11 +58,14 @@ func newRunner(ctx context.Context, repo *store.Repo, mount string, log *slog.Lo
 	return &runner{ctx: ctx, repo: repo, mount: mount, log: log}
 }
 
-func (r *runner) add(op, command, state string) *job {
+// add records a job. Its command line is redacted here, where every job
+// enters the record, so that neither status nor the log lines that quote
+// j.Command carry a URL's password.
+func (r *runner) add(op, command, state string, uid uint32) *job {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.nextID++
-	j := &job{ID: r.nextID, Op: op, Command: command, State: state, Started: time.Now().UTC()}
+	j := &job{ID: r.nextID, Op: op, Command: redact.URLs(command), UID: uid, State: state, Started: time.Now().UTC()}
 	r.jobs = append(r.jobs, j)
 	// Drop the oldest finished jobs beyond maxRecent.
 	for len(r.jobs) > maxRecent {
@@ -83,17 +93,25 @@ func (r *runner) finish(j *job, result any, err error) {
 	j.State = "done"
 }
 
+// callerUID is who asked for the work under ctx: the caller of a FUSE
+// request, else the daemon itself (a scheduled job).
+func callerUID(ctx context.Context) uint32 {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c.Uid
+	}
+	return uint32(os.Geteuid())
+}
+
 // start runs fn as a job on the daemon's context. It returns once fn
 // calls begun, or fails before it does; wait then gives the outcome. The
 // job goes on if the caller stops waiting.
 func (r *runner) start(ctx context.Context, op, volume, snapshot, command string, fn func(ctx context.Context, begun func()) (any, error)) (wait func(context.Context) error, err error) {
-	command = strings.TrimSpace(command)
-	j := r.add(op, command, "running")
+	j := r.add(op, strings.TrimSpace(command), "running", callerUID(ctx))
 	attrs := []any{"op", op, "volume", volume}
 	if snapshot != "" {
 		attrs = append(attrs, "snapshot", snapshot)
 	}
-	attrs = append(attrs, "command", command)
+	attrs = append(attrs, "command", j.Command, "uid", j.UID)
 	done := make(chan struct{})
 	started := make(chan struct{})
 	var jobErr error
@@ -153,31 +171,41 @@ func (r *runner) Snapshot(ctx context.Context, volume, name string) (func(contex
 	})
 }
 
-// Delete deletes a snapshot (chainfs.Controller).
-func (r *runner) Delete(ctx context.Context, volume, snapshot string) error {
-	wait, err := r.start(ctx, "delete", volume, snapshot, volume+"/"+snapshot, func(ctx context.Context, begun func()) (any, error) {
+// Delete starts deleting a snapshot (chainfs.Controller). It returns once
+// the snapshot is known to exist and its volume to be free; a snapshot
+// that starts in between makes the job fail with ErrBusy, from wait.
+func (r *runner) Delete(ctx context.Context, volume, snapshot string) (func(context.Context) error, error) {
+	return r.start(ctx, "delete", volume, snapshot, volume+"/"+snapshot, func(ctx context.Context, begun func()) (any, error) {
+		if _, err := r.repo.Snapshot(ctx, volume, snapshot); err != nil {
+			return nil, err
+		}
+		if running, busy := r.repo.Running()[volume]; busy {
+			return nil, fmt.Errorf("volume %s: %s is running: %w", volume, running, store.ErrBusy)
+		}
+		begun()
 		return nil, r.repo.DeleteSnapshot(ctx, volume, snapshot)
 	})
-	if err != nil {
-		return err
-	}
-	return wait(ctx)
 }
 
-// Export makes an image from a snapshot and, with a file, writes it there
-// (chainfs.Controller). The image belongs to the caller that wrote the
-// command.
-func (r *runner) Export(ctx context.Context, volume, snapshot, image, file string) error {
+// Export starts making an image from a snapshot and, with a file, writing
+// it there (chainfs.Controller). It returns once the image is made; the
+// file is wait's business. The image belongs to the caller that wrote the
+// command, and the file is made as that caller: the kernel judges where
+// it may be created (a root daemon writes nowhere its caller could not),
+// it belongs to the caller, and it is 0600, as the repository's data is.
+func (r *runner) Export(ctx context.Context, volume, snapshot, image, file string) (func(context.Context) error, error) {
 	owner := uint32(0)
+	var as *identity.Identity // nil: the daemon itself
 	if c, ok := fuse.FromContext(ctx); ok {
-		owner = c.Uid
+		owner, as = c.Uid, identity.OfProcess(c.Pid, c.Uid, c.Gid)
 	}
-	command := strings.TrimSpace(volume + "/" + snapshot + " " + image + " " + file)
-	wait, err := r.start(ctx, "export", volume, snapshot, command, func(ctx context.Context, begun func()) (any, error) {
+	command := volume + "/" + snapshot + " " + image + " " + file
+	return r.start(ctx, "export", volume, snapshot, command, func(ctx context.Context, begun func()) (any, error) {
 		img, err := r.repo.CreateImage(ctx, image, volume, snapshot, store.ImageMeta{Owner: owner})
 		if err != nil {
 			return nil, err
 		}
+		begun()
 		out := map[string]any{"image": img.Name, "from": img.Origin.String()}
 		if file == "" {
 			return out, nil
@@ -186,43 +214,45 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image, file strin
 		if strings.HasSuffix(file, ".tar") {
 			format = imagefile.FormatTar
 		}
-		st, err := imagefile.ExportFile(ctx, r.repo, img, file, format, false, nil)
+		st, err := imagefile.ExportFile(ctx, r.repo, img, file, format, false, nil, as.Do)
 		if err != nil {
 			r.repo.RemoveImage(context.WithoutCancel(ctx), image)
-			return nil, fmt.Errorf("export %s to %s: %w", image, file, err)
+			return nil, fmt.Errorf("export %s to %s as %s: %w", image, file, as, err)
 		}
 		out["file"], out["format"], out["bytes"] = file, format, st.StreamBytes
 		return out, nil
 	})
-	if err != nil {
-		return err
-	}
-	return wait(ctx)
 }
 
 // skip records a scheduled job that did not run and why.
 func (r *runner) skip(op, command, why string) {
-	j := r.add(op, command, "skipped")
+	j := r.add(op, command, "skipped", uint32(os.Geteuid()))
 	r.mu.Lock()
 	j.Error, j.Finished = why, time.Now().UTC()
 	r.mu.Unlock()
 }
 
 // Reject records a command refused before it ran (chainfs.Controller).
-func (r *runner) Reject(file, command string, err error) {
-	j := r.add(file, command, "rejected")
+func (r *runner) Reject(ctx context.Context, file, command string, err error) {
+	j := r.add(file, command, "rejected", callerUID(ctx))
 	r.mu.Lock()
 	j.Error, j.Finished = err.Error(), time.Now().UTC()
 	r.mu.Unlock()
 }
 
-// Status is every running and recent job, one JSON object a line
-// (chainfs.Controller).
-func (r *runner) Status() []byte {
+// Status is the running and recent jobs that reader may see, one JSON
+// object a line (chainfs.Controller): root and the daemon's own user see
+// every job, anybody else only the jobs they asked for. A command names
+// volumes, snapshots, images and files that are its caller's business.
+func (r *runner) Status(reader uint32) []byte {
+	all := reader == 0 || reader == uint32(os.Geteuid())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []byte
 	for _, j := range r.jobs {
+		if !all && j.UID != reader {
+			continue
+		}
 		b, err := json.Marshal(j)
 		if err != nil {
 			b, _ = json.Marshal(map[string]string{"error": errors.Unwrap(err).Error()})

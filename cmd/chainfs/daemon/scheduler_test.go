@@ -157,7 +157,7 @@ func TestSchedulerSkipsBusyVolume(t *testing.T) {
 	if got := e.autos(); len(got) != 0 {
 		t.Errorf("a skipped run was taken later: %v", got)
 	}
-	if st := string(e.jobs.Status()); !strings.Contains(st, `"state":"skipped"`) || !strings.Contains(st, "long-running") {
+	if st := string(e.jobs.Status(0)); !strings.Contains(st, `"state":"skipped"`) || !strings.Contains(st, "long-running") {
 		t.Errorf("status does not record the skip:\n%s", st)
 	}
 	if len(skipped) != 1 || skipped[0] != "v" {

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chainfs/chainfs/cmd/chainfs/redact"
 	"golang.org/x/sys/unix"
 )
 
@@ -190,8 +191,8 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 		io.Copy(io.Discard, conn)
 		cancel()
 	}()
-	command := strings.Join(req.Args, " ")
-	j := jobs.add("cli", command, "running")
+	command := redact.Args(req.Args)
+	j := jobs.add("cli", command, "running", uid)
 	start := time.Now()
 	code := run(ctx, req.Args, req.Cwd, stdout, stderr, caller)
 	var jerr error

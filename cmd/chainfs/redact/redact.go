@@ -1,0 +1,43 @@
+// Package redact hides the secrets that URLs carry in their userinfo
+// (https://user:password@host/...) before a command line or a message
+// is recorded: in the daemon's job list, its log (or the journal), an
+// image's recorded origin, --json output.
+package redact
+
+import (
+	"regexp"
+	"strings"
+)
+
+// Mask replaces a password, or a whole userinfo without one.
+const Mask = "xxxxx"
+
+// userinfo finds the userinfo of every URL in a text, wherever it stands
+// (an argument of its own, --from=URL, inside a message): a scheme, "//",
+// then everything up to the last '@' before the host's end, since a
+// password with an unescaped '@' is still the password (net/url parses it
+// so). Group 1 is the scheme and "//", group 2 the userinfo.
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#\s]*)@`)
+
+// URLs returns s with the userinfo of every URL in it redacted:
+// "user:password" becomes "user:xxxxx" (as net/url's URL.Redacted does),
+// and a userinfo without a password becomes "xxxxx" entirely, since that
+// is how access tokens travel (https://TOKEN@host/...).
+func URLs(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	return userinfo.ReplaceAllStringFunc(s, func(m string) string {
+		sub := userinfo.FindStringSubmatch(m)
+		user, _, hasPassword := strings.Cut(sub[2], ":")
+		if !hasPassword {
+			return sub[1] + Mask + "@"
+		}
+		return sub[1] + user + ":" + Mask + "@"
+	})
+}
+
+// Args joins a command line with spaces, its URLs redacted.
+func Args(args []string) string {
+	return URLs(strings.Join(args, " "))
+}
