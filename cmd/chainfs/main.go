@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -11,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
@@ -147,6 +150,7 @@ func newApp() *cli.App {
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main reports and exits
 		OnUsageError:   onUsageError,
+		Action:         groupAction(true),
 		Before:         applyConfig(""),
 	}
 	for _, c := range app.Commands {
@@ -162,11 +166,52 @@ func newApp() *cli.App {
 		for _, c := range cmds {
 			c.OnUsageError = onUsageError
 			c.HideHelpCommand = true
+			if len(c.Subcommands) > 0 && c.Action == nil {
+				c.Action = groupAction(false)
+			}
 			setUsage(c.Subcommands)
 		}
 	}
 	setUsage(app.Commands)
 	return app
+}
+
+// groupAction is the action of the app, and of each command made of
+// subcommands, when the word after it names none of them. Nothing there
+// shows the help; "help [COMMAND...]" shows the named command's help; any
+// other word is an unknown command, a usage error naming the nearest.
+// urfave/cli would take the word for a help topic and fail with "No help
+// topic for 'snapshto'" and status 1.
+func groupAction(root bool) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		args := c.Args().Slice()
+		if len(args) == 0 {
+			if root {
+				return cli.ShowAppHelp(c)
+			}
+			return cli.ShowSubcommandHelp(c)
+		}
+		path := strings.Fields(commandName(c))
+		words, cmds := args[:1], c.Command.Subcommands
+		if args[0] == "help" {
+			words = args[1:]
+		}
+		// The command path the words name, each word among the previous
+		// one's subcommands.
+		for _, w := range words {
+			cmd := findCommand(cmds, w)
+			if cmd == nil {
+				msg := fmt.Sprintf("unknown command %q", strings.Join(append(path, w), " "))
+				if near := nearestCommand(cmds, w); near != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", strings.Join(append(path, near), " "))
+				}
+				return usageError{errors.New(msg)}
+			}
+			path, cmds = append(path, w), cmd.Subcommands
+		}
+		// "help PATH": the help PATH --help shows.
+		return c.App.RunContext(c.Context, append(append([]string{c.App.Name}, path...), "--help"))
+	}
 }
 
 // onUsageError marks flag errors as usage errors, for their exit status.
