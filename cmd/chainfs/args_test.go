@@ -204,6 +204,8 @@ func TestUnknownCommand(t *testing.T) {
 		"chainfs help snapshto":        `chainfs: unknown command "snapshto" (did you mean "snapshot"?)`,
 		"chainfs snapshot help lst":    `chainfs: unknown command "snapshot lst" (did you mean "snapshot list"?)`,
 		"chainfs -- snapshto list":     `chainfs: unknown command "snapshto" (did you mean "snapshot"?)`,
+		"chainfs snapshto --help":      `chainfs: unknown command "snapshto" (did you mean "snapshot"?)`,
+		"chainfs snapshot lst --help":  `chainfs: unknown command "snapshot lst" (did you mean "snapshot list"?)`,
 	} {
 		code, _, stderr := runLine(t, line)
 		if code != exitUsage || !strings.HasPrefix(stderr, want) {
@@ -217,6 +219,9 @@ func TestUnknownCommand(t *testing.T) {
 		"chainfs help":                 "COMMANDS:",
 		"chainfs help snapshot":        "snapshot a volume now",
 		"chainfs help snapshot create": "--full",
+		// --help after arguments: the command's help, whatever they are.
+		"chainfs snapshot create v --help":  "--full",
+		"chainfs restore v/s /tmp/x --help": "--overwrite",
 	} {
 		code, stdout, stderr := runLine(t, line)
 		if code != exitOK || !strings.Contains(stdout, want) || stderr != "" {
