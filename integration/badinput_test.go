@@ -264,3 +264,81 @@ func diskFull(t *testing.T, fs string) {
 	}
 	e.snapshot("many")
 }
+
+// TestUnknownCommand: a mistyped command or subcommand is named with the
+// nearest one and exits 2, the same whether the CLI runs it or forwards
+// it to the daemon serving the repository.
+func TestUnknownCommand(t *testing.T) {
+	e := newEnv(t)
+	check := func(how string) {
+		t.Helper()
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"snapshto", "list"}, `chainfs: unknown command "snapshto" (did you mean "snapshot"?)`},
+			{[]string{"snapshot", "lst"}, `chainfs: unknown command "snapshot lst" (did you mean "snapshot list"?)`},
+			{[]string{"help", "snapshto"}, `chainfs: unknown command "snapshto" (did you mean "snapshot"?)`},
+			{[]string{"xyzzyq"}, `chainfs: unknown command "xyzzyq"` + "\n"},
+		} {
+			r := e.fails(2, c.want, c.args...)
+			if strings.Contains(r.stderr, "help topic") || r.stdout != "" {
+				t.Errorf("%s: chainfs %s: stdout %q, stderr %q", how, strings.Join(c.args, " "), r.stdout, r.stderr)
+			}
+		}
+		if out := e.ok("snapshot", "help"); !strings.Contains(out, "snapshot a volume now") {
+			t.Errorf("%s: snapshot help:\n%s", how, out)
+		}
+	}
+	check("without a daemon")
+	d := e.serve(filepath.Join(e.dir, "mnt"))
+	check("through the daemon")
+	if log := d.log.String(); !strings.Contains(log, "snapshto") {
+		t.Errorf("the daemon did not run the commands:\n%s", log)
+	}
+}
+
+// TestDeleteLatestRefused: a snapshot is deleted by its name only;
+// "latest", which a snapshot made meanwhile would make mean another, is
+// refused with the name it meant, by the CLI (with and without the
+// daemon), by .control/delete and by rmdir in the mount, and nothing is
+// deleted.
+func TestDeleteLatestRefused(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644)
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s1")
+	e.snapshot("v", "--name", "s2")
+	want := `refusing to delete "latest": name the snapshot; latest is now "s2" (chainfs snapshot delete v/s2)`
+	e.fails(2, want, "snapshot", "delete", "v/latest")
+
+	d := e.serve(filepath.Join(e.dir, "mnt"))
+	e.fails(2, want, "snapshot", "delete", "v/latest")
+	ctl := filepath.Join(d.mount, ".control")
+	out, err := exec.Command("bash", "-c", fmt.Sprintf("echo v/latest > %s/delete", ctl)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Invalid argument") {
+		t.Errorf(".control/delete v/latest: %v %s", err, out)
+	}
+	status, _ := os.ReadFile(filepath.Join(ctl, "status"))
+	if !strings.Contains(string(status), `refusing to delete \"latest\": name the snapshot; latest is now \"s2\"`) {
+		t.Errorf("status does not say why v/latest was not deleted:\n%s", status)
+	}
+	if log := d.log.String(); !strings.Contains(log, "refusing to delete") {
+		t.Errorf("the daemon's log does not say why v/latest was not deleted:\n%s", log)
+	}
+	for _, rm := range []string{"rmdir " + d.snapDir("v", "latest"), "rmdir " + d.snapDir("v", "latest") + "/", "rm " + d.snapDir("v", "latest")} {
+		if out, err := exec.Command("bash", "-c", rm).CombinedOutput(); err == nil {
+			t.Errorf("%s: succeeded: %s", rm, out)
+		}
+	}
+	if out := e.ok("snapshot", "list", "v"); !strings.Contains(out, "s1") || !strings.Contains(out, "s2") {
+		t.Errorf("a refused delete deleted:\n%s", out)
+	}
+	// The name latest meant is what deletes it.
+	e.ok("snapshot", "delete", "v/s2")
+	if target, err := os.Readlink(d.snapDir("v", "latest")); err != nil || target != "s1" {
+		t.Errorf("latest after deleting s2: %q %v", target, err)
+	}
+}

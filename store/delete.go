@@ -12,8 +12,11 @@ import (
 // their last reference (gc reclaims them); blocks later snapshots link to
 // pass to the next surviving snapshot, so "the earliest snapshot that holds
 // this block" stays true. It fails with ErrBusy while a snapshot of the
-// volume runs.
+// volume runs, and with a LatestRefusedError for "latest".
 func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
+	if err := r.refuseLatest(ctx, "delete", volume, name); err != nil {
+		return err
+	}
 	release, err := r.claimVolume(volume, "deletion of "+volume+"/"+name)
 	if err != nil {
 		return err
@@ -36,6 +39,44 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 	release()
 	r.changed(volume, name)
 	return nil
+}
+
+// LatestRefusedError refuses to destroy the snapshot named "latest". What
+// latest means changes whenever a snapshot lands (an automatic one, say),
+// so between a user's look and the operation it may come to mean another
+// snapshot than the one meant: destructive operations take explicit names
+// only. It is an ErrInvalid.
+type LatestRefusedError struct {
+	// Op is the operation refused, as a verb: "delete".
+	Op     string
+	Volume string
+	// Latest is the snapshot latest meant when refused, "" if none.
+	Latest string
+}
+
+func (e *LatestRefusedError) Error() string {
+	msg := fmt.Sprintf("refusing to %s \"latest\": name the snapshot", e.Op)
+	if e.Latest != "" {
+		msg += fmt.Sprintf("; latest is now %q", e.Latest)
+	}
+	return msg
+}
+
+// Is makes the error an ErrInvalid.
+func (e *LatestRefusedError) Is(target error) bool { return target == ErrInvalid }
+
+// refuseLatest is the one check of every operation that destroys a
+// snapshot its caller names: "latest" is refused, naming what it means
+// now so that the caller can name that.
+func (r *Repo) refuseLatest(ctx context.Context, op, volume, name string) error {
+	if name != "latest" {
+		return nil
+	}
+	e := &LatestRefusedError{Op: op, Volume: volume}
+	if s, err := r.Snapshot(ctx, volume, name); err == nil {
+		e.Latest = s.Name
+	}
+	return e
 }
 
 // updateVolume changes a volume record in one transaction.

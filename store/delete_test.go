@@ -34,6 +34,31 @@ func TestDeleteSpecExample(t *testing.T) {
 	}
 }
 
+// TestDeleteLatestRefused: "latest" is never deleted, whatever it means;
+// the refusal names the snapshot it meant and deletes nothing.
+func TestDeleteLatestRefused(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	err := r.DeleteSnapshot(ctx, "v", "latest")
+	var refused *LatestRefusedError
+	if !errors.As(err, &refused) || !errors.Is(err, ErrInvalid) || refused.Latest != "" {
+		t.Fatalf("delete latest of a volume without snapshots: %v", err)
+	}
+	snapFile(t, r, "v", block('A'))
+	s2 := snapFile(t, r, "v", block('B'))
+	err = r.DeleteSnapshot(ctx, "v", "latest")
+	if !errors.As(err, &refused) || !errors.Is(err, ErrInvalid) || refused.Latest != s2.Name {
+		t.Fatalf("delete latest: %v", err)
+	}
+	if want := `refusing to delete "latest": name the snapshot; latest is now "` + s2.Name + `"`; err.Error() != want {
+		t.Errorf("delete latest: %q, want %q", err, want)
+	}
+	if snaps, err := r.Snapshots(ctx, "v"); err != nil || len(snaps) != 2 {
+		t.Errorf("after the refusal: %d snapshots, %v; want 2", len(snaps), err)
+	}
+}
+
 // TestDeleteRandomChains builds random chains, deletes random snapshots
 // (first, middle, head), and after every step compares the holders and
 // reference counts with those computed from the surviving snapshots' block

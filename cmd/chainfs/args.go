@@ -27,6 +27,9 @@ func flagsFirst(app *cli.App, args []string) []string {
 	// Global flags and the command path.
 	for i < len(args) {
 		a := args[i]
+		if a == "--" {
+			break
+		}
 		if strings.HasPrefix(a, "-") {
 			out = append(out, a)
 			if takesValue(flags, a) && i+1 < len(args) {
@@ -106,6 +109,50 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 		}
 	}
 	return nil
+}
+
+// nearestCommand is the name among cmds (not hidden) nearest to typed,
+// or "" when none is near: at most one edit (a transposition counting as
+// one) for each three letters typed, so that a slip gets a suggestion and
+// nonsense none.
+func nearestCommand(cmds []*cli.Command, typed string) string {
+	best, bestDist := "", len(typed)/3+1
+	for _, c := range cmds {
+		if c.Hidden {
+			continue
+		}
+		for _, name := range c.Names() {
+			if d := editDistance(typed, name); d < bestDist {
+				best, bestDist = name, d
+			}
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance between a and b:
+// insertions, deletions, substitutions and transpositions of neighbours.
+func editDistance(a, b string) int {
+	// Three rows: the one before the previous is needed for transpositions.
+	prev2, prev, cur := make([]int, len(b)+1), make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
 
 // eachLeadingGlobal calls fn for each global flag before the command: its

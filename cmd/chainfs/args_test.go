@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,11 @@ func TestFlagsFirst(t *testing.T) {
 		{"chainfs volume list", "chainfs volume list"},
 		{"chainfs --config a volume list --config b", "chainfs --config a --config b volume list"},
 		{"chainfs volume list --repo /r", "chainfs --repo /r volume list"},
+		// Unknown commands, and a line already reordered (the daemon
+		// reorders what the CLI sends it), keep one "--".
+		{"chainfs snapshto list", "chainfs -- snapshto list"},
+		{"chainfs -- snapshto list", "chainfs -- snapshto list"},
+		{"chainfs snapshot -- lst", "chainfs snapshot -- lst"},
 	} {
 		got := strings.Join(flagsFirst(app, strings.Fields(c.in)), " ")
 		if got != c.want {
@@ -170,5 +176,101 @@ func TestAbsoluteGlobals(t *testing.T) {
 		if err != nil || strings.Join(got, " ") != want {
 			t.Errorf("absoluteGlobals(%q)\n got %q %v\nwant %q", c.in, strings.Join(got, " "), err, want)
 		}
+	}
+}
+
+// runLine runs one command line here, as the CLI would without a daemon,
+// and returns its exit status, stdout and stderr.
+func runLine(t *testing.T, line string) (int, string, string) {
+	t.Helper()
+	var out, errb strings.Builder
+	code := runIn(context.Background(), strings.Fields(line), "", &out, &errb, nil)
+	return code, out.String(), errb.String()
+}
+
+// TestUnknownCommand: a mistyped command or subcommand is named, with the
+// nearest one when there is a near one, and is a usage error (status 2),
+// whether given alone or after "help"; help itself still works.
+func TestUnknownCommand(t *testing.T) {
+	t.Setenv("CHAINFS_CONFIG", "")
+	t.Setenv("CHAINFS_REPO", t.TempDir())
+	for line, want := range map[string]string{
+		"chainfs snapshto list":        `chainfs: unknown command "snapshto" (did you mean "snapshot"?)`,
+		"chainfs snapshot lst":         `chainfs: unknown command "snapshot lst" (did you mean "snapshot list"?)`,
+		"chainfs snapshot lst v":       `chainfs: unknown command "snapshot lst" (did you mean "snapshot list"?)`,
+		"chainfs --repo /r voluem add": `chainfs: unknown command "voluem" (did you mean "volume"?)`,
+		"chainfs xyzzyq":               `chainfs: unknown command "xyzzyq"` + "\n",
+		"chainfs snapshot zzzz":        `chainfs: unknown command "snapshot zzzz"` + "\n",
+		"chainfs help snapshto":        `chainfs: unknown command "snapshto" (did you mean "snapshot"?)`,
+		"chainfs snapshot help lst":    `chainfs: unknown command "snapshot lst" (did you mean "snapshot list"?)`,
+		"chainfs -- snapshto list":     `chainfs: unknown command "snapshto" (did you mean "snapshot"?)`,
+		"chainfs snapshto --help":      `chainfs: unknown command "snapshto" (did you mean "snapshot"?)`,
+		"chainfs snapshot lst --help":  `chainfs: unknown command "snapshot lst" (did you mean "snapshot list"?)`,
+	} {
+		code, _, stderr := runLine(t, line)
+		if code != exitUsage || !strings.HasPrefix(stderr, want) {
+			t.Errorf("%s: exit %d, stderr %q; want exit 2 and %q", line, code, stderr, want)
+		}
+	}
+	for line, want := range map[string]string{
+		"chainfs":                      "COMMANDS:",
+		"chainfs snapshot":             "snapshot a volume now",
+		"chainfs snapshot help":        "snapshot a volume now",
+		"chainfs help":                 "COMMANDS:",
+		"chainfs help snapshot":        "snapshot a volume now",
+		"chainfs help snapshot create": "--full",
+		// --help after arguments: the command's help, whatever they are.
+		"chainfs snapshot create v --help":  "--full",
+		"chainfs restore v/s /tmp/x --help": "--overwrite",
+	} {
+		code, stdout, stderr := runLine(t, line)
+		if code != exitOK || !strings.Contains(stdout, want) || stderr != "" {
+			t.Errorf("%s: exit %d, stderr %q, stdout %q; want help with %q", line, code, stderr, stdout, want)
+		}
+	}
+}
+
+func TestNearestCommand(t *testing.T) {
+	cmds := newApp().Commands
+	for typed, want := range map[string]string{
+		"snapshto": "snapshot", "snapshott": "snapshot", "snapsht": "snapshot", "imgae": "image",
+		"restroe": "restore", "voluem": "volume", "g": "", "xyzzyq": "", "foo": "", "snapshot": "snapshot", "": "",
+	} {
+		if got := nearestCommand(cmds, typed); got != want {
+			t.Errorf("nearestCommand(%q) = %q, want %q", typed, got, want)
+		}
+	}
+	snapshot := findCommand(cmds, "snapshot").Subcommands
+	for typed, want := range map[string]string{"lst": "list", "delte": "delete", "crate": "create", "ls": "", "zzzz": ""} {
+		if got := nearestCommand(snapshot, typed); got != want {
+			t.Errorf("nearestCommand(snapshot %q) = %q, want %q", typed, got, want)
+		}
+	}
+}
+
+// TestDeleteLatestRefused: snapshot delete VOLUME/latest deletes nothing,
+// is a usage error, and names the snapshot latest meant and the command
+// that deletes it.
+func TestDeleteLatestRefused(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	t.Setenv("CHAINFS_CONFIG", "")
+	t.Setenv("CHAINFS_REPO", filepath.Join(dir, "repo"))
+	for _, line := range []string{"chainfs init", "chainfs volume add v " + src, "chainfs snapshot create v --name s1", "chainfs snapshot create v --name s2"} {
+		if code, _, stderr := runLine(t, line); code != exitOK {
+			t.Fatalf("%s: exit %d %s", line, code, stderr)
+		}
+	}
+	code, _, stderr := runLine(t, "chainfs snapshot delete v/latest")
+	want := `chainfs: refusing to delete "latest": name the snapshot; latest is now "s2" (chainfs snapshot delete v/s2)` + "\n"
+	if code != exitUsage || !strings.HasPrefix(stderr, want) {
+		t.Errorf("snapshot delete v/latest: exit %d, stderr %q; want exit 2 and %q", code, stderr, want)
+	}
+	if _, stdout, _ := runLine(t, "chainfs snapshot list v"); !strings.Contains(stdout, "s1") || !strings.Contains(stdout, "s2") {
+		t.Errorf("after the refusal:\n%s", stdout)
+	}
+	if code, stdout, stderr := runLine(t, "chainfs snapshot delete v/s2"); code != exitOK || stdout != "deleted snapshot v/s2\n" {
+		t.Errorf("snapshot delete v/s2: exit %d %q %q", code, stdout, stderr)
 	}
 }

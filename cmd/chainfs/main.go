@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -11,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
@@ -145,9 +148,11 @@ func newApp() *cli.App {
 			completionCommand(),
 			manCommand(),
 		},
-		ExitErrHandler: func(*cli.Context, error) {}, // main reports and exits
-		OnUsageError:   onUsageError,
-		Before:         applyConfig(""),
+		ExitErrHandler:  func(*cli.Context, error) {}, // main reports and exits
+		OnUsageError:    onUsageError,
+		Action:          groupAction(true),
+		CommandNotFound: commandNotFound,
+		Before:          applyConfig(""),
 	}
 	for _, c := range app.Commands {
 		for _, s := range settings {
@@ -162,11 +167,75 @@ func newApp() *cli.App {
 		for _, c := range cmds {
 			c.OnUsageError = onUsageError
 			c.HideHelpCommand = true
+			if len(c.Subcommands) > 0 && c.Action == nil {
+				c.Action = groupAction(false)
+			}
 			setUsage(c.Subcommands)
 		}
 	}
 	setUsage(app.Commands)
 	return app
+}
+
+// groupAction is the action of the app, and of each command made of
+// subcommands, when the word after it names none of them. Nothing there
+// shows the help; "help [COMMAND...]" shows the named command's help; any
+// other word is an unknown command, a usage error naming the nearest.
+// urfave/cli would take the word for a help topic and fail with "No help
+// topic for 'snapshto'" and status 1.
+func groupAction(root bool) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		args := c.Args().Slice()
+		if len(args) == 0 {
+			if root {
+				return cli.ShowAppHelp(c)
+			}
+			return cli.ShowSubcommandHelp(c)
+		}
+		path := strings.Fields(commandName(c))
+		words, cmds := args[:1], c.Command.Subcommands
+		if args[0] == "help" {
+			words = args[1:]
+		}
+		// The command path the words name, each word among the previous
+		// one's subcommands.
+		for _, w := range words {
+			cmd := findCommand(cmds, w)
+			if cmd == nil {
+				return unknownCommand(path, w, cmds)
+			}
+			path, cmds = append(path, w), cmd.Subcommands
+		}
+		// "help PATH": the help PATH --help shows.
+		return c.App.RunContext(c.Context, append(append([]string{c.App.Name}, path...), "--help"))
+	}
+}
+
+// unknownCommand is the usage error for word, typed after the command
+// path where cmds are the commands there, naming the nearest of them.
+func unknownCommand(path []string, word string, cmds []*cli.Command) error {
+	msg := fmt.Sprintf("unknown command %q", strings.Join(append(slices.Clip(path), word), " "))
+	if near := nearestCommand(cmds, word); near != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", strings.Join(append(slices.Clip(path), near), " "))
+	}
+	return usageError{errors.New(msg)}
+}
+
+// commandNotFound is where urfave/cli's --help goes when the first
+// argument is not a subcommand: after a command made of subcommands
+// (`chainfs snapshot lst --help`) it is an unknown command, kept for
+// runIn to report (the hook returns nothing); after a command that takes
+// arguments (`chainfs restore v/s /tmp/x --help`) it is that command's
+// help.
+func commandNotFound(c *cli.Context, word string) {
+	if len(c.Command.Subcommands) == 0 {
+		cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, c.Command)
+		return
+	}
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]any{}
+	}
+	c.App.Metadata[metaUnknownCommand] = unknownCommand(strings.Fields(commandName(c)), word, c.Command.Subcommands)
 }
 
 // onUsageError marks flag errors as usage errors, for their exit status.

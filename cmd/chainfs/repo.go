@@ -46,6 +46,9 @@ const (
 	metaCwd     = "cwd"     // string: the calling CLI's directory, or ""
 	metaCaller  = "caller"  // *daemon.Caller: who sent the command to the daemon, or nil
 	metaCatalog = "catalog" // *imagefile.Catalog: the daemon's catalog, or nil
+	// error: an unknown command met by --help, which urfave/cli's hook
+	// cannot return (see commandNotFound)
+	metaUnknownCommand = "unknownCommand"
 )
 
 // caller is who runs the command: the CLI's user and its standard input

@@ -123,7 +123,11 @@ func runIn(ctx context.Context, args []string, cwd string, stdout, stderr io.Wri
 		// A completion request is answered as typed so far.
 		args = flagsFirst(app, args)
 	}
-	return report(requiredFlagIsUsage(app.RunContext(ctx, args)), stderr)
+	err := app.RunContext(ctx, args)
+	if unknown, _ := app.Metadata[metaUnknownCommand].(error); err == nil && unknown != nil {
+		err = unknown
+	}
+	return report(requiredFlagIsUsage(err), stderr)
 }
 
 // requiredFlagIsUsage makes urfave/cli's error for a missing required flag

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -32,7 +33,9 @@ func snapshotCommand() *cli.Command {
 				Name:      "delete",
 				Usage:     "delete a snapshot; blocks later snapshots link to pass to the next one",
 				ArgsUsage: "VOLUME/SNAPSHOT",
-				Action:    snapshotDelete,
+				Description: "SNAPSHOT is the snapshot's name: 'latest' is refused, as a snapshot made meanwhile\n" +
+					"(an automatic one) would change which snapshot it means.",
+				Action: snapshotDelete,
 			},
 			{
 				Name:      "diff",
@@ -123,6 +126,10 @@ func snapshotDelete(c *cli.Context) error {
 	}
 	return withRepo(c, func(r *store.Repo) error {
 		if err := r.DeleteSnapshot(c.Context, volume, name); err != nil {
+			var refused *store.LatestRefusedError
+			if errors.As(err, &refused) && refused.Latest != "" {
+				return usagef("%w (chainfs snapshot delete %s/%s)", err, volume, refused.Latest)
+			}
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "deleted snapshot %s/%s\n", volume, name)
