@@ -246,18 +246,13 @@ func (s *scheduler) prune(ctx context.Context, volume string, p *store.Policy) [
 			autos = append(autos, sn)
 		}
 	}
-	var doomed []store.Snapshot
-	switch {
-	case p.Keep > 0 && len(autos) > p.Keep:
-		doomed = autos[:len(autos)-p.Keep]
-	case p.RetainDays > 0:
-		limit := s.clock.Now().Add(-time.Duration(p.RetainDays) * 24 * time.Hour)
-		for _, sn := range autos[:max(len(autos)-1, 0)] { // never the newest
-			if sn.Time.Before(limit) {
-				doomed = append(doomed, sn)
-			}
+	if p.Keep == 0 && p.RetainDays != 0 {
+		if _, ok := p.RetentionCutoff(s.clock.Now()); !ok {
+			s.log.Warn("retention: the policy's --retain-days is out of range (from an older version); nothing pruned: recreate the policy",
+				"policy", p.Name, "volume", volume, "retain_days", p.RetainDays, "min", store.MinRetainDays, "max", store.MaxRetainDays)
 		}
 	}
+	doomed := expired(p, autos, s.clock.Now().In(s.loc))
 	var deleted []string
 	for _, sn := range doomed {
 		if err := s.repo.DeleteSnapshot(ctx, volume, sn.Name); err != nil {
@@ -268,4 +263,27 @@ func (s *scheduler) prune(ctx context.Context, volume string, p *store.Policy) [
 		s.log.Info("retention: deleted", "volume", volume, "snapshot", sn.Name)
 	}
 	return deleted
+}
+
+// expired is which of autos (a volume's automatic snapshots, oldest first)
+// p's retention deletes at now: past Keep, or older than RetainDays
+// calendar days in now's location, never the newest.
+func expired(p *store.Policy, autos []store.Snapshot, now time.Time) []store.Snapshot {
+	if p.Keep > 0 {
+		if len(autos) > p.Keep {
+			return autos[:len(autos)-p.Keep]
+		}
+		return nil
+	}
+	cutoff, ok := p.RetentionCutoff(now)
+	if !ok {
+		return nil
+	}
+	var doomed []store.Snapshot
+	for _, sn := range autos[:max(len(autos)-1, 0)] { // never the newest
+		if sn.Time.Before(cutoff) {
+			doomed = append(doomed, sn)
+		}
+	}
+	return doomed
 }
