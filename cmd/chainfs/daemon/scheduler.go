@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -218,7 +219,13 @@ func (s *scheduler) fire(ctx context.Context, volume string, p *store.Policy, la
 	_, err := s.jobs.start(ctx, "auto", volume, name, volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
 		res, err := source.Snapshot(ctx, s.repo, volume, store.SnapshotOptions{Name: name, Auto: true},
 			source.Options{Skip: []string{s.mount}, Logger: s.log, Started: func(string) { begun() }})
+		if errors.Is(err, source.ErrSourceReplaced) {
+			s.log.Error("automatic snapshot refused: the source looks unmounted or wiped; retention not run",
+				"volume", volume, "snapshot", name, "err", err)
+		}
 		if err != nil {
+			// Retention runs only after a snapshot is made, so a refused one
+			// never prunes the good snapshots before it.
 			return nil, err
 		}
 		deleted := s.prune(ctx, volume, p)

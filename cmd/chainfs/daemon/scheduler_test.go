@@ -347,3 +347,31 @@ func TestNextRun(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulerRefusedSnapshotDoesNotPrune: an automatic snapshot of a
+// source that was emptied (a disk not mounted) fails, and retention does
+// not run: keep 1 still has the good snapshot.
+func TestSchedulerRefusedSnapshotDoesNotPrune(t *testing.T) {
+	loc := time.UTC
+	e := newSchedEnv(t, loc, store.Policy{At: []string{"03:00"}, Keep: 1})
+	e.s.seen["v"] = day(loc, 1, 0, 0)
+	e.tick(day(loc, 1, 3, 0))
+	good := e.autos()
+	if len(good) != 1 {
+		t.Fatalf("first run: %v", good)
+	}
+	v, err := e.repo.Volume(e.ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(v.Source, "f")); err != nil {
+		t.Fatal(err)
+	}
+	e.tick(day(loc, 2, 3, 0))
+	if got := e.autos(); strings.Join(got, " ") != strings.Join(good, " ") {
+		t.Errorf("after a run on the emptied source: %v, want %v kept and nothing added", got, good)
+	}
+	if st := string(e.jobs.Status()); !strings.Contains(st, `"state":"failed"`) || !strings.Contains(st, "holds no files") {
+		t.Errorf("status does not show the refused run:\n%s", st)
+	}
+}
