@@ -68,7 +68,7 @@ func TestEmptiedSourceRefused(t *testing.T) {
 	e.ok("volume", "add", "v", src)
 	e.snapshot("v", "--name", "good")
 	sh(t, "rm -rf "+src+"/*")
-	e.fails(1, "holds no files where the previous snapshot good held 1 entry", "snapshot", "create", "v")
+	e.fails(1, "holds no files where the previous snapshot good held 1 file", "snapshot", "create", "v")
 	if n := e.snapshotCount("v"); n != 1 {
 		t.Errorf("%d snapshots after the refusal, want 1", n)
 	}

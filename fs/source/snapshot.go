@@ -229,7 +229,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 	}
 	if p := w.Parent(); p != nil && !opts.AllowEmpty && holdsNoFiles(&stats) && !holdsNoFiles(&p.Stats) {
 		return nil, fmt.Errorf("source %s holds no files where the previous snapshot %s held %s: is its disk not mounted, or wiped? Pass --allow-empty to snapshot it as it is: %w",
-			vol.Source, p.Name, count(p.Stats.Files+p.Stats.Symlinks+p.Stats.Others, "entry", "entries"), ErrSourceReplaced)
+			vol.Source, p.Name, count(p.Stats.Files+p.Stats.Symlinks+p.Stats.Others, "file", "files"), ErrSourceReplaced)
 	}
 	snap, err := w.Commit(ctx, rootDir, stats)
 	if err != nil {
@@ -251,7 +251,7 @@ func holdsNoFiles(st *store.SnapshotStats) bool {
 	return st.Files+st.Symlinks+st.Others == 0
 }
 
-// count is "1 entry", "2 entries".
+// count is "1 file", "2 files".
 func count(n uint64, one, many string) string {
 	if n == 1 {
 		return "1 " + one
