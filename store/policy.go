@@ -25,6 +25,14 @@ type Policy struct {
 	Created    time.Time `json:"created"`
 }
 
+// The range of RetainDays, the cloud's: 65,536 days is 179 years; longer
+// is --forever. Day counts are bounded so that dates stay exact (see
+// RetentionCutoff).
+const (
+	MinRetainDays = 1
+	MaxRetainDays = 65536
+)
+
 var weekdayNames = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday,
 	"wed": time.Wednesday, "thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
 
@@ -67,13 +75,17 @@ func (p *Policy) Validate() error {
 		}
 		p.Weekdays[i] = d
 	}
+	if p.RetainDays != 0 && (p.RetainDays < MinRetainDays || p.RetainDays > MaxRetainDays) {
+		return fmt.Errorf("policy %s: --retain-days %d: give %d to %d days, or --forever to keep automatic snapshots until deleted: %w",
+			p.Name, p.RetainDays, MinRetainDays, MaxRetainDays, ErrInvalid)
+	}
 	n := 0
 	for _, set := range []bool{p.RetainDays > 0, p.Keep > 0, p.Forever} {
 		if set {
 			n++
 		}
 	}
-	if n != 1 || p.RetainDays < 0 || p.Keep < 0 {
+	if n != 1 || p.Keep < 0 {
 		return fmt.Errorf("policy %s: give exactly one of --retain-days N, --keep N or --forever: %w", p.Name, ErrInvalid)
 	}
 	return nil
@@ -85,6 +97,20 @@ func sortStrings(s []string) {
 			s[j], s[j-1] = s[j-1], s[j]
 		}
 	}
+}
+
+// RetentionCutoff is the instant before which p's automatic snapshots
+// expire, given the time now (in the location the policy's times are read
+// in): RetainDays calendar days before now, so a day across a DST change
+// is that day's length, not 24 hours. ok is false when p has no age limit,
+// and also for a stored RetainDays outside the range Validate accepts
+// (older versions accepted any): such a policy never prunes by age, since
+// pruning more than the user meant loses data and pruning less does not.
+func (p *Policy) RetentionCutoff(now time.Time) (cutoff time.Time, ok bool) {
+	if p.Forever || p.RetainDays < MinRetainDays || p.RetainDays > MaxRetainDays {
+		return time.Time{}, false
+	}
+	return now.AddDate(0, 0, -p.RetainDays), true
 }
 
 // RunsOn reports whether the policy runs on a weekday.

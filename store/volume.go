@@ -60,6 +60,48 @@ type Volume struct {
 	PolicyApplied time.Time `json:"policy_applied,omitzero"`
 	// Image is the metadata of an image's hidden volume.
 	Image *ImageMeta `json:"image,omitempty"`
+	// SourceFS is the file system a tree volume's source lay on when it was
+	// added (or, for a volume added by an older version, at its first
+	// snapshot since): a snapshot from another one is refused unless asked
+	// for, since it is most likely a mount point whose disk is not mounted.
+	SourceFS *SourceFS `json:"source_fs,omitempty"`
+}
+
+// SourceFS identifies the file system holding a source: the mount point
+// and type of the mount it lies in. Both are stable across reboots, unlike
+// device numbers (a renumbered disk, an NFS or btrfs st_dev) or statfs's
+// f_fsid (XFS derives it from the device number, tmpfs and NFS leave it
+// 0); and an unmounted mount point leaves its directory on the mount
+// below, with another mount point.
+type SourceFS struct {
+	// Mount is the mount point of the file system holding the source.
+	Mount string `json:"mount"`
+	// Type is the file system type, as /proc/self/mountinfo says (ext4).
+	Type string `json:"type"`
+	// Device is what is mounted (/dev/sdb1): shown, not compared, since
+	// device names change across reboots.
+	Device string `json:"device,omitempty"`
+}
+
+// Same reports whether two records name the same file system.
+func (f *SourceFS) Same(o *SourceFS) bool {
+	return f.Mount == o.Mount && f.Type == o.Type
+}
+
+func (f *SourceFS) String() string {
+	s := f.Type + " mounted at " + f.Mount
+	if f.Device != "" && f.Device != "none" {
+		s += " from " + f.Device
+	}
+	return s
+}
+
+// SetSourceFS records the file system a volume's source lies on.
+func (r *Repo) SetSourceFS(ctx context.Context, volume string, fs *SourceFS) error {
+	return r.updateVolume(volume, func(v *Volume) error {
+		v.SourceFS = fs
+		return nil
+	})
 }
 
 // ValidVolumeName reports whether s can name a volume.

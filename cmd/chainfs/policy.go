@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
@@ -20,9 +21,9 @@ func policyCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "at", Required: true, Usage: "local times, HH:MM[,HH:MM...]"},
 					&cli.StringFlag{Name: "weekdays", Usage: "mon,tue,... (default: every day)"},
-					&cli.IntFlag{Name: "retain-days", Usage: "delete automatic snapshots older than N days"},
+					&cli.IntFlag{Name: "retain-days", Usage: fmt.Sprintf("delete automatic snapshots older than N calendar days (%d to %d)", store.MinRetainDays, store.MaxRetainDays)},
 					&cli.IntFlag{Name: "keep", Usage: "keep the newest N automatic snapshots"},
-					&cli.BoolFlag{Name: "forever", Usage: "keep automatic snapshots until deleted"},
+					&cli.BoolFlag{Name: "forever", Usage: "keep automatic snapshots until deleted (no age limit)"},
 					jsonFlag,
 				},
 				Action: repoAction(1, 1, policyCreate),
@@ -113,6 +114,9 @@ func describePolicy(p *store.Policy) string {
 		return s + "; kept until deleted"
 	case p.Keep > 0:
 		return s + fmt.Sprintf("; keep the newest %d", p.Keep)
+	}
+	if _, ok := p.RetentionCutoff(time.Now()); !ok {
+		return s + fmt.Sprintf("; keep %d days: out of range, nothing is pruned (recreate the policy)", p.RetainDays)
 	}
 	return s + fmt.Sprintf("; keep %d days", p.RetainDays)
 }

@@ -25,6 +25,7 @@ func snapshotCommand() *cli.Command {
 					&cli.StringFlag{Name: "description", Usage: "free text kept with the snapshot"},
 					&cli.StringSliceFlag{Name: "tag", Usage: "KEY=VALUE kept with the snapshot (repeatable)"},
 					&cli.BoolFlag{Name: "full", Usage: "re-read every file, even those that look unchanged"},
+					&cli.BoolFlag{Name: "allow-empty", Usage: "snapshot the source even if it is empty where the previous snapshot was not, or on another file system than when the volume was added"},
 					jsonFlag,
 				},
 				Action: snapshotCreate,
@@ -87,7 +88,7 @@ func snapshotCreate(c *cli.Context) error {
 			skip = append(skip, m)
 		}
 		res, err := source.Snapshot(c.Context, r, volume, so, source.Options{
-			Full: c.Bool("full"), Progress: prog, Logger: logger(c), Skip: skip})
+			Full: c.Bool("full"), AllowEmpty: c.Bool("allow-empty"), Progress: prog, Logger: logger(c), Skip: skip})
 		bar.finish()
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/fs/source/ignore"
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
@@ -100,6 +101,13 @@ func volumeAdd(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "note: the repository %s lies inside the source; snapshots leave it out\n", rd)
 	}
 	v.Source = abs
+	if v.Kind != store.KindDisk {
+		// A later snapshot from another file system (the disk not mounted)
+		// is refused; if this fails the first snapshot records it.
+		if fs, err := source.FileSystemOf(abs); err == nil {
+			v.SourceFS = fs
+		}
+	}
 	return withRepo(c, func(r *store.Repo) error {
 		added, err := r.AddVolume(c.Context, v)
 		if err != nil {

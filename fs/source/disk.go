@@ -56,6 +56,10 @@ func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opt
 	if prev == nil && opts.Seed != nil {
 		prev, seeded = seedDisk(ctx, repo, opts.Seed), true
 	}
+	if prev != nil && !seeded && !opts.AllowEmpty && holdsData(prev) && size == 0 {
+		return nil, fmt.Errorf("source %s is empty (0 bytes) where the previous snapshot's was %d bytes: was it replaced or truncated? Pass --allow-empty to snapshot it as it is: %w",
+			vol.Source, prev.Size, ErrSourceReplaced)
+	}
 	if !device && !opts.Full && (unchanged(prev, &e) || seeded && sameAsSeed(prev, &e)) {
 		copyContent(&e, prev)
 		prog.CarriedBytes.Add(e.Size)
@@ -65,6 +69,10 @@ func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opt
 		}
 		if testHookAfterRead != nil {
 			testHookAfterRead(vol.Source)
+		}
+		if prev != nil && !seeded && !opts.AllowEmpty && holdsData(prev) && !holdsData(&e) {
+			return nil, fmt.Errorf("source %s reads as all zeros where the previous snapshot's held data: was it wiped or replaced? Pass --allow-empty to snapshot it as it is: %w",
+				vol.Source, ErrSourceReplaced)
 		}
 		var after unix.Stat_t
 		if err := unix.Fstat(fd, &after); err == nil && !device && !sameVersion(&before, &after) {
@@ -85,6 +93,11 @@ func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opt
 		return nil, err
 	}
 	return &Result{Snapshot: snap, Warnings: warnings}, nil
+}
+
+// holdsData reports whether a disk file holds anything but zeros.
+func holdsData(e *store.Entry) bool {
+	return e.Size > 0 && !(e.Sparse && len(e.Extents) == 0)
 }
 
 // DiskSize is the size of an open disk-image file or block device.

@@ -40,6 +40,11 @@ type Options struct {
 	// type, size, mtime and mode match the image's entry at its path
 	// takes the image's blocks unread, so the snapshot links them.
 	Seed *store.Entry
+	// AllowEmpty takes the snapshot even if the source looks replaced
+	// (ErrSourceReplaced): empty where the previous snapshot was not, or
+	// on another file system than the volume's record. The file system
+	// the source is on now is recorded as the volume's.
+	AllowEmpty bool
 }
 
 // Progress counts what a running snapshot has done; safe to read while it
@@ -185,6 +190,15 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 		return nil, fmt.Errorf("source %s: not a directory: %w", vol.Source, store.ErrInvalid)
 	}
 	wk.rootDev = st.Dev
+	fsNow, err := FileSystemOf(vol.Source)
+	if err != nil {
+		// Not knowing the mounts (no /proc) must not stop every snapshot;
+		// the emptiness check below still holds.
+		log.Warn("cannot tell the source's file system; not compared", "volume", vol.Name, "err", err)
+	} else if vol.SourceFS != nil && !vol.SourceFS.Same(fsNow) && !opts.AllowEmpty {
+		return nil, fmt.Errorf("source %s is on %s, not on %s as when the volume was added: is its disk not mounted? Mount it, or pass --allow-empty to snapshot it as it is: %w",
+			vol.Source, fsNow, vol.SourceFS, ErrSourceReplaced)
+	}
 	rootDir := entryFromStat("", &st)
 	if rootDir.Xattrs, err = readXattrs(vol.Source); err != nil {
 		return nil, fmt.Errorf("source %s: xattrs: %w", vol.Source, err)
@@ -213,11 +227,36 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 		Files: wk.files.Load(), Dirs: wk.dirs.Load() + 1, Symlinks: wk.symlinks.Load(), Others: wk.others.Load(),
 		LogicalBytes: wk.logical.Load(), ReadBytes: prog.ReadBytes.Load(), Warnings: uint64(len(wk.warnings)),
 	}
+	if p := w.Parent(); p != nil && !opts.AllowEmpty && holdsNoFiles(&stats) && !holdsNoFiles(&p.Stats) {
+		return nil, fmt.Errorf("source %s holds no files where the previous snapshot %s held %s: is its disk not mounted, or wiped? Pass --allow-empty to snapshot it as it is: %w",
+			vol.Source, p.Name, count(p.Stats.Files+p.Stats.Symlinks+p.Stats.Others, "file", "files"), ErrSourceReplaced)
+	}
 	snap, err := w.Commit(ctx, rootDir, stats)
 	if err != nil {
 		return nil, err
 	}
+	if fsNow != nil && (vol.SourceFS == nil || !vol.SourceFS.Same(fsNow)) {
+		// A volume added by an older version gets its record now; one
+		// snapshotted on another file system by request keeps the new one.
+		if err := repo.SetSourceFS(ctx, vol.Name, fsNow); err != nil {
+			log.Warn("cannot record the source's file system", "volume", vol.Name, "err", err)
+		}
+	}
 	return &Result{Snapshot: snap, Warnings: wk.warnings}, nil
+}
+
+// holdsNoFiles reports whether a snapshot holds nothing but directories:
+// an empty source, or a freshly made file system with its lost+found.
+func holdsNoFiles(st *store.SnapshotStats) bool {
+	return st.Files+st.Symlinks+st.Others == 0
+}
+
+// count is "1 file", "2 files".
+func count(n uint64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func (wk *walker) warn(path string, err error) {

@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -218,7 +219,13 @@ func (s *scheduler) fire(ctx context.Context, volume string, p *store.Policy, la
 	_, err := s.jobs.start(ctx, "auto", volume, name, volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
 		res, err := source.Snapshot(ctx, s.repo, volume, store.SnapshotOptions{Name: name, Auto: true},
 			source.Options{Skip: []string{s.mount}, Logger: s.log, Started: func(string) { begun() }})
+		if errors.Is(err, source.ErrSourceReplaced) {
+			s.log.Error("automatic snapshot refused: the source looks unmounted or wiped; retention not run",
+				"volume", volume, "snapshot", name, "err", err)
+		}
 		if err != nil {
+			// Retention runs only after a snapshot is made, so a refused one
+			// never prunes the good snapshots before it.
 			return nil, err
 		}
 		deleted := s.prune(ctx, volume, p)
@@ -246,18 +253,13 @@ func (s *scheduler) prune(ctx context.Context, volume string, p *store.Policy) [
 			autos = append(autos, sn)
 		}
 	}
-	var doomed []store.Snapshot
-	switch {
-	case p.Keep > 0 && len(autos) > p.Keep:
-		doomed = autos[:len(autos)-p.Keep]
-	case p.RetainDays > 0:
-		limit := s.clock.Now().Add(-time.Duration(p.RetainDays) * 24 * time.Hour)
-		for _, sn := range autos[:max(len(autos)-1, 0)] { // never the newest
-			if sn.Time.Before(limit) {
-				doomed = append(doomed, sn)
-			}
+	if p.Keep == 0 && p.RetainDays != 0 {
+		if _, ok := p.RetentionCutoff(s.clock.Now()); !ok {
+			s.log.Warn("retention: the policy's --retain-days is out of range (from an older version); nothing pruned: recreate the policy",
+				"policy", p.Name, "volume", volume, "retain_days", p.RetainDays, "min", store.MinRetainDays, "max", store.MaxRetainDays)
 		}
 	}
+	doomed := expired(p, autos, s.clock.Now().In(s.loc))
 	var deleted []string
 	for _, sn := range doomed {
 		if err := s.repo.DeleteSnapshot(ctx, volume, sn.Name); err != nil {
@@ -268,4 +270,27 @@ func (s *scheduler) prune(ctx context.Context, volume string, p *store.Policy) [
 		s.log.Info("retention: deleted", "volume", volume, "snapshot", sn.Name)
 	}
 	return deleted
+}
+
+// expired is which of autos (a volume's automatic snapshots, oldest first)
+// p's retention deletes at now: past Keep, or older than RetainDays
+// calendar days in now's location, never the newest.
+func expired(p *store.Policy, autos []store.Snapshot, now time.Time) []store.Snapshot {
+	if p.Keep > 0 {
+		if len(autos) > p.Keep {
+			return autos[:len(autos)-p.Keep]
+		}
+		return nil
+	}
+	cutoff, ok := p.RetentionCutoff(now)
+	if !ok {
+		return nil
+	}
+	var doomed []store.Snapshot
+	for _, sn := range autos[:max(len(autos)-1, 0)] { // never the newest
+		if sn.Time.Before(cutoff) {
+			doomed = append(doomed, sn)
+		}
+	}
+	return doomed
 }

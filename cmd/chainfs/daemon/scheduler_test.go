@@ -220,10 +220,70 @@ func TestPolicyValidation(t *testing.T) {
 		{Name: "p", At: []string{"07:00"}, Keep: 1, Forever: true},
 		{Name: "p", At: []string{"07:00"}, Keep: 1, Weekdays: []string{"funday"}},
 		{Name: "p", Keep: 1},
+		{Name: "p", At: []string{"07:00"}, RetainDays: -1},
+		{Name: "p", At: []string{"07:00"}, RetainDays: store.MaxRetainDays + 1},
+		{Name: "p", At: []string{"07:00"}, RetainDays: 106752}, // past int64 nanoseconds
+		{Name: "p", At: []string{"07:00"}, RetainDays: 1 << 40},
 	} {
 		if err := p.Validate(); err == nil {
 			t.Errorf("policy %+v accepted", p)
 		}
+	}
+	for _, days := range []int{store.MinRetainDays, 30, store.MaxRetainDays} {
+		p := store.Policy{Name: "p", At: []string{"07:00"}, RetainDays: days}
+		if err := p.Validate(); err != nil {
+			t.Errorf("--retain-days %d refused: %v", days, err)
+		}
+	}
+}
+
+// TestRetentionEveryDayCount: for every --retain-days accepted, at a fixed
+// time (a DST day in New York, and in UTC), the cut-off is before now, a
+// snapshot younger than that many days is kept and an older one goes, and
+// the newest stays.
+func TestRetentionEveryDayCount(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, now := range []time.Time{time.Date(2027, 3, 14, 12, 0, 0, 0, ny), time.Date(2027, 11, 7, 0, 30, 0, 0, time.UTC)} {
+		for days := store.MinRetainDays; days <= store.MaxRetainDays; days++ {
+			p := &store.Policy{RetainDays: days}
+			cutoff, ok := p.RetentionCutoff(now)
+			if !ok || !cutoff.Before(now) {
+				t.Fatalf("%d days at %v: cut-off %v, %v; want before now", days, now, cutoff, ok)
+			}
+			// A calendar day is 23 to 25 hours: two hours either side of
+			// days*24h is inside or outside, whatever DST did meanwhile.
+			span := time.Duration(days) * 24 * time.Hour
+			old := store.Snapshot{Name: "old", Time: now.Add(-span - 2*time.Hour)}
+			young := store.Snapshot{Name: "young", Time: now.Add(-span + 2*time.Hour)}
+			newest := store.Snapshot{Name: "newest", Time: now.Add(-span - time.Hour)} // old, but the newest
+			got := expired(p, []store.Snapshot{old, young, newest}, now)
+			if len(got) != 1 || got[0].Name != "old" {
+				t.Fatalf("%d days at %v: pruned %v, want only the older one", days, now, got)
+			}
+		}
+	}
+}
+
+// TestRetentionStoredOutOfRange: a policy stored by an older version with
+// --retain-days past the range (106,752 days overflowed to a cut-off in
+// the future) prunes nothing.
+func TestRetentionStoredOutOfRange(t *testing.T) {
+	loc := time.UTC
+	e := newSchedEnv(t, loc, store.Policy{At: []string{"03:00"}, Forever: true})
+	e.s.seen["v"] = day(loc, 1, 0, 0)
+	for d := 1; d <= 3; d++ {
+		e.tick(day(loc, d, 3, 0))
+	}
+	for _, days := range []int{106752, store.MaxRetainDays + 1, 1 << 40, -5} {
+		if deleted := e.s.prune(e.ctx, "v", &store.Policy{Name: "p", RetainDays: days}); len(deleted) != 0 {
+			t.Errorf("stored --retain-days %d pruned %v", days, deleted)
+		}
+	}
+	if got := e.autos(); len(got) != 3 {
+		t.Errorf("automatic snapshots after pruning by out-of-range policies: %v, want all 3", got)
 	}
 }
 
@@ -285,5 +345,33 @@ func TestNextRun(t *testing.T) {
 		if !ok || !got.Equal(c.want) {
 			t.Errorf("nextRun(%v) = %v, %v; want %v", c.now, got, ok, c.want)
 		}
+	}
+}
+
+// TestSchedulerRefusedSnapshotDoesNotPrune: an automatic snapshot of a
+// source that was emptied (a disk not mounted) fails, and retention does
+// not run: keep 1 still has the good snapshot.
+func TestSchedulerRefusedSnapshotDoesNotPrune(t *testing.T) {
+	loc := time.UTC
+	e := newSchedEnv(t, loc, store.Policy{At: []string{"03:00"}, Keep: 1})
+	e.s.seen["v"] = day(loc, 1, 0, 0)
+	e.tick(day(loc, 1, 3, 0))
+	good := e.autos()
+	if len(good) != 1 {
+		t.Fatalf("first run: %v", good)
+	}
+	v, err := e.repo.Volume(e.ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(v.Source, "f")); err != nil {
+		t.Fatal(err)
+	}
+	e.tick(day(loc, 2, 3, 0))
+	if got := e.autos(); strings.Join(got, " ") != strings.Join(good, " ") {
+		t.Errorf("after a run on the emptied source: %v, want %v kept and nothing added", got, good)
+	}
+	if st := string(e.jobs.Status()); !strings.Contains(st, `"state":"failed"`) || !strings.Contains(st, "holds no files") {
+		t.Errorf("status does not show the refused run:\n%s", st)
 	}
 }
