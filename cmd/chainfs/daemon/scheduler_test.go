@@ -371,7 +371,7 @@ func TestSchedulerRefusedSnapshotDoesNotPrune(t *testing.T) {
 	if got := e.autos(); strings.Join(got, " ") != strings.Join(good, " ") {
 		t.Errorf("after a run on the emptied source: %v, want %v kept and nothing added", got, good)
 	}
-	if st := string(e.jobs.Status()); !strings.Contains(st, `"state":"failed"`) || !strings.Contains(st, "holds no files") {
+	if st := string(e.jobs.Status(0)); !strings.Contains(st, `"state":"failed"`) || !strings.Contains(st, "holds no files") {
 		t.Errorf("status does not show the refused run:\n%s", st)
 	}
 }
