@@ -22,9 +22,11 @@ type snapRef struct {
 	rd     store.Reader
 }
 
-// entryNode is any file, directory, symlink or special file of a snapshot.
+// entryNode is any file, directory, symlink or special file of a
+// snapshot, which never changes.
 type entryNode struct {
 	gofs.Inode
+	readOnlyNode
 	fs   *FS
 	snap *snapRef // shared by every node of the snapshot
 	// entry lies in the decoded directory it was found in, shared with
@@ -44,17 +46,6 @@ var (
 	_ = (gofs.NodeGetxattrer)((*entryNode)(nil))
 	_ = (gofs.NodeListxattrer)((*entryNode)(nil))
 	_ = (gofs.NodeLseeker)((*entryNode)(nil))
-	_ = (gofs.NodeSetattrer)((*entryNode)(nil))
-	_ = (gofs.NodeSetxattrer)((*entryNode)(nil))
-	_ = (gofs.NodeRemovexattrer)((*entryNode)(nil))
-	_ = (gofs.NodeMkdirer)((*entryNode)(nil))
-	_ = (gofs.NodeMknoder)((*entryNode)(nil))
-	_ = (gofs.NodeLinker)((*entryNode)(nil))
-	_ = (gofs.NodeSymlinker)((*entryNode)(nil))
-	_ = (gofs.NodeCreater)((*entryNode)(nil))
-	_ = (gofs.NodeUnlinker)((*entryNode)(nil))
-	_ = (gofs.NodeRmdirer)((*entryNode)(nil))
-	_ = (gofs.NodeRenamer)((*entryNode)(nil))
 )
 
 func newEntryNode(f *FS, snap *snapRef, e *store.Entry, path string) *entryNode {
@@ -245,7 +236,7 @@ func (n *entryNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, wh
 // Open opens a regular file for reading (NodeOpener). Snapshots never
 // change, so the kernel keeps the file's pages across opens.
 func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+	if flags&openFlagsWrite != 0 {
 		return nil, 0, syscall.EROFS
 	}
 	if n.entry.Type != store.TypeRegular {
@@ -256,55 +247,4 @@ func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 		return nil, 0, n.errno(err, "open")
 	}
 	return newFileHandle(n, blocks), fuse.FOPEN_KEEP_CACHE, 0
-}
-
-// The calls below would change a snapshot, which never changes: EROFS.
-
-// Setattr (NodeSetattrer).
-func (n *entryNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return syscall.EROFS
-}
-
-// Setxattr (NodeSetxattrer).
-func (n *entryNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return syscall.EROFS
-}
-
-// Removexattr (NodeRemovexattrer).
-func (n *entryNode) Removexattr(ctx context.Context, attr string) syscall.Errno { return syscall.EROFS }
-
-// Mkdir (NodeMkdirer).
-func (n *entryNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-
-// Mknod (NodeMknoder).
-func (n *entryNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-
-// Link (NodeLinker).
-func (n *entryNode) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-
-// Symlink (NodeSymlinker).
-func (n *entryNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-
-// Create (NodeCreater).
-func (n *entryNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	return nil, nil, 0, syscall.EROFS
-}
-
-// Unlink (NodeUnlinker).
-func (n *entryNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
-
-// Rmdir (NodeRmdirer).
-func (n *entryNode) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
-
-// Rename (NodeRenamer).
-func (n *entryNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	return syscall.EROFS
 }

@@ -215,6 +215,7 @@ func (f *FS) tree(ctx context.Context, rd store.Reader, h store.Hash) ([]store.E
 // rootNode is the mount's top directory.
 type rootNode struct {
 	gofs.Inode
+	readOnlyNode
 	fs *FS
 }
 
@@ -315,6 +316,7 @@ func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 // staticDir is a read-only directory whose children are added in code.
 type staticDir struct {
 	gofs.Inode
+	readOnlyNode
 	mode uint32
 }
 

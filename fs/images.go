@@ -17,6 +17,7 @@ import (
 // which caches for all callers alike.
 type imagesNode struct {
 	gofs.Inode
+	readOnlyNode
 	fs *FS
 }
 
