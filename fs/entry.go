@@ -16,10 +16,13 @@ import (
 // trees and blocks are read from.
 type snapRef struct {
 	volume string
-	volID  uint64
-	seq    uint64
-	name   string
-	rd     store.Reader
+	// image is the image's name, "" for a volume's snapshot: who may see
+	// an image is checked at every lookup and open below it.
+	image string
+	volID uint64
+	seq   uint64
+	name  string
+	rd    store.Reader
 }
 
 // entryNode is any file, directory, symlink or special file of a
@@ -41,6 +44,7 @@ var (
 	_ = (gofs.NodeGetattrer)((*entryNode)(nil))
 	_ = (gofs.NodeLookuper)((*entryNode)(nil))
 	_ = (gofs.NodeReaddirer)((*entryNode)(nil))
+	_ = (gofs.NodeOpendirer)((*entryNode)(nil))
 	_ = (gofs.NodeOpener)((*entryNode)(nil))
 	_ = (gofs.NodeReadlinker)((*entryNode)(nil))
 	_ = (gofs.NodeGetxattrer)((*entryNode)(nil))
@@ -97,8 +101,14 @@ func (n *entryNode) fill(a *fuse.Attr) {
 	}
 }
 
-// Getattr (NodeGetattrer).
+// Getattr (NodeGetattrer). Below an image, only a caller who still sees
+// it, or who has the file open, gets the attributes.
 func (n *entryNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if fh == nil {
+		if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+			return errno
+		}
+	}
 	n.fill(&out.Attr)
 	out.SetTimeout(immutableTimeout)
 	return 0
@@ -128,6 +138,11 @@ func (n *entryNode) errno(err error, op string) syscall.Errno {
 
 // Lookup (NodeLookuper).
 func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		// Not a miss to keep: the name is there for those who see the
+		// image.
+		return nil, uncachedMiss(out, errno)
+	}
 	entries, errno := n.children(ctx)
 	if errno != 0 {
 		return nil, errno
@@ -143,6 +158,12 @@ func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	out.SetEntryTimeout(immutableTimeout)
 	out.SetAttrTimeout(immutableTimeout)
 	return n.NewInode(ctx, child, gofs.StableAttr{Mode: child.entry.Type.Bits(), Ino: child.ino}), 0
+}
+
+// Opendir checks that the caller still sees the image the directory
+// belongs to (NodeOpendirer).
+func (n *entryNode) Opendir(ctx context.Context) syscall.Errno {
+	return n.fs.mayReadImage(ctx, n.snap)
 }
 
 // Readdir lists the directory in name order, with the inode numbers
@@ -162,6 +183,9 @@ func (n *entryNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 
 // Readlink (NodeReadlinker).
 func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		return nil, errno
+	}
 	if n.entry.Type != store.TypeSymlink {
 		return nil, syscall.EINVAL
 	}
@@ -170,6 +194,9 @@ func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 
 // Getxattr (NodeGetxattrer).
 func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		return 0, errno
+	}
 	for _, x := range n.entry.Xattrs {
 		if x.Name == attr {
 			if len(dest) < len(x.Value) {
@@ -183,6 +210,9 @@ func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 
 // Listxattr (NodeListxattrer).
 func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		return 0, errno
+	}
 	size := 0
 	for _, x := range n.entry.Xattrs {
 		size += len(x.Name) + 1
@@ -241,6 +271,9 @@ func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	}
 	if n.entry.Type != store.TypeRegular {
 		return nil, 0, syscall.EINVAL
+	}
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		return nil, 0, errno
 	}
 	blocks, err := store.OpenBlocks(ctx, n.snap.rd, n.entry)
 	if err != nil {

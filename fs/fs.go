@@ -107,6 +107,7 @@ type FS struct {
 	root      *rootNode
 	volumes   *gofs.Inode
 	imagesDir *gofs.Inode
+	access    imageAccess
 
 	statMu   sync.Mutex
 	statAt   time.Time
@@ -127,7 +128,8 @@ func New(opts Options) *FS {
 		ahead = DefaultReadAhead
 	}
 	f := &FS{repo: opts.Repo, images: opts.Images, ctl: opts.Controller, log: log, owner: opts.OwnerUID,
-		trees: newTreeCache(trees), readAhead: max(ahead, 0), observer: opts.Observer}
+		trees: newTreeCache(trees), readAhead: max(ahead, 0), observer: opts.Observer,
+		access: imageAccess{known: map[string]imageGrant{}}}
 	f.root = &rootNode{fs: f}
 	return f
 }
@@ -137,10 +139,16 @@ func New(opts Options) *FS {
 // or removed). Call it after the change is committed, outside any FUSE
 // operation on the directories concerned.
 func (f *FS) Changed(volume, snapshot string) {
+	if volume == "" {
+		f.ImageChanged(snapshot)
+	}
 	if f.volumes == nil {
 		return
 	}
 	if volume == "" {
+		// The image's entry goes from the kernel's cache, and with it
+		// what it cached below that no process holds: those names are
+		// looked up, and checked, again.
 		f.imagesDir.NotifyEntry(snapshot)
 		f.imagesDir.NotifyContent(0, 0)
 		return
