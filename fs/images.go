@@ -76,6 +76,7 @@ func imageID(img *store.Image) (volID, seq uint64) {
 
 // Lookup finds an image the caller sees (NodeLookuper).
 func (n *imagesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	gen := n.fs.access.generation()
 	img, rd, err := n.fs.images.Image(ctx, name)
 	if err != nil {
 		return nil, uncachedMiss(out, errno(n.fs.log, err, "lookup image", "image", name))
@@ -83,7 +84,8 @@ func (n *imagesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	if !img.VisibleTo(callerUID(ctx)) {
 		return nil, uncachedMiss(out, syscall.ENOENT)
 	}
-	n.fs.access.remember(name, img, n.fs.access.generation())
+	// What the checks below the image use, fresh.
+	n.fs.access.remember(name, img, gen)
 	volID, seq := imageID(img)
 	node := n.fs.snapshotRoot(ctx, &n.Inode, snapRef{volume: "image " + name, image: name, volID: volID, seq: seq, name: name, rd: rd}, img.Snapshot.RootDir, out)
 	out.SetEntryTimeout(0)
