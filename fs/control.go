@@ -21,6 +21,7 @@ const maxCommand = 4096
 // controlFile is one file of .control/.
 type controlFile struct {
 	gofs.Inode
+	readOnlyNode
 	fs   *FS
 	name string
 	mode uint32
@@ -40,10 +41,10 @@ func (c *controlFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 	return 0
 }
 
-// Setattr accepts the truncation a shell's '>' asks for; nothing else
-// (NodeSetattrer).
+// Setattr accepts the truncation a shell's '>' asks for of a command
+// file; nothing else (NodeSetattrer).
 func (c *controlFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if sz, ok := in.GetSize(); !ok || sz != 0 || in.Valid&^(fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_MTIME|fuse.FATTR_MTIME_NOW|fuse.FATTR_CTIME) != 0 {
+	if sz, ok := in.GetSize(); c.name == "status" || !ok || sz != 0 || in.Valid&^(fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_MTIME|fuse.FATTR_MTIME_NOW|fuse.FATTR_CTIME) != 0 {
 		return syscall.EPERM
 	}
 	return c.Getattr(ctx, fh, out)

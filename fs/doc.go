@@ -28,7 +28,12 @@
 // images/ shows each caller the images store.Image.VisibleTo allows for
 // the uid FUSE gives; an image's entry is never cached (timeout 0), since
 // the kernel shares cached entries among callers. The mount has no default
-// entry timeout, so that 0 stays 0: every lookup sets its own.
+// entry timeout, so that 0 stays 0: every lookup sets its own. Below
+// images/<name> every lookup, opendir, open, getattr, readlink and xattr
+// read checks the caller again (mayReadImage), so that an image unshared
+// from a user whose working directory is inside it is gone for the next
+// one; who sees each image is kept in memory (imageAccess), dropped at
+// every change of the image (ImageChanged) and asked again after a second.
 //
 // # Inode numbers
 //
@@ -55,8 +60,12 @@
 //
 // errno maps store errors to errnos in one place: not found is ENOENT,
 // canceled EINTR, busy EBUSY, invalid EINVAL, corrupt EIO (with one log
-// line naming the volume, snapshot and path). Every mutating call below
-// volumes/ is EROFS, except mkdir and rmdir of a snapshot directory.
+// line naming the volume, snapshot and path). Every call that would
+// change the tree is EROFS on every node (readOnlyNode, embedded by each
+// node type: go-fuse answers success for an unlink or rmdir a node lacks),
+// except mkdir and rmdir in a volume directory (snapshots), writing a
+// control file, and the truncation a shell's '>' asks of one; a control
+// file's other attribute changes are EPERM.
 //
 // # Locking
 //

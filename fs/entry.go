@@ -16,15 +16,20 @@ import (
 // trees and blocks are read from.
 type snapRef struct {
 	volume string
-	volID  uint64
-	seq    uint64
-	name   string
-	rd     store.Reader
+	// image is the image's name, "" for a volume's snapshot: who may see
+	// an image is checked at every lookup and open below it.
+	image string
+	volID uint64
+	seq   uint64
+	name  string
+	rd    store.Reader
 }
 
-// entryNode is any file, directory, symlink or special file of a snapshot.
+// entryNode is any file, directory, symlink or special file of a
+// snapshot, which never changes.
 type entryNode struct {
 	gofs.Inode
+	readOnlyNode
 	fs   *FS
 	snap *snapRef // shared by every node of the snapshot
 	// entry lies in the decoded directory it was found in, shared with
@@ -39,22 +44,12 @@ var (
 	_ = (gofs.NodeGetattrer)((*entryNode)(nil))
 	_ = (gofs.NodeLookuper)((*entryNode)(nil))
 	_ = (gofs.NodeReaddirer)((*entryNode)(nil))
+	_ = (gofs.NodeOpendirer)((*entryNode)(nil))
 	_ = (gofs.NodeOpener)((*entryNode)(nil))
 	_ = (gofs.NodeReadlinker)((*entryNode)(nil))
 	_ = (gofs.NodeGetxattrer)((*entryNode)(nil))
 	_ = (gofs.NodeListxattrer)((*entryNode)(nil))
 	_ = (gofs.NodeLseeker)((*entryNode)(nil))
-	_ = (gofs.NodeSetattrer)((*entryNode)(nil))
-	_ = (gofs.NodeSetxattrer)((*entryNode)(nil))
-	_ = (gofs.NodeRemovexattrer)((*entryNode)(nil))
-	_ = (gofs.NodeMkdirer)((*entryNode)(nil))
-	_ = (gofs.NodeMknoder)((*entryNode)(nil))
-	_ = (gofs.NodeLinker)((*entryNode)(nil))
-	_ = (gofs.NodeSymlinker)((*entryNode)(nil))
-	_ = (gofs.NodeCreater)((*entryNode)(nil))
-	_ = (gofs.NodeUnlinker)((*entryNode)(nil))
-	_ = (gofs.NodeRmdirer)((*entryNode)(nil))
-	_ = (gofs.NodeRenamer)((*entryNode)(nil))
 )
 
 func newEntryNode(f *FS, snap *snapRef, e *store.Entry, path string) *entryNode {
@@ -106,8 +101,14 @@ func (n *entryNode) fill(a *fuse.Attr) {
 	}
 }
 
-// Getattr (NodeGetattrer).
+// Getattr (NodeGetattrer). Below an image, only a caller who still sees
+// it, or who has the file open, gets the attributes.
 func (n *entryNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if fh == nil {
+		if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+			return errno
+		}
+	}
 	n.fill(&out.Attr)
 	out.SetTimeout(immutableTimeout)
 	return 0
@@ -137,6 +138,11 @@ func (n *entryNode) errno(err error, op string) syscall.Errno {
 
 // Lookup (NodeLookuper).
 func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		// Not a miss to keep: the name is there for those who see the
+		// image.
+		return nil, uncachedMiss(out, errno)
+	}
 	entries, errno := n.children(ctx)
 	if errno != 0 {
 		return nil, errno
@@ -152,6 +158,12 @@ func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	out.SetEntryTimeout(immutableTimeout)
 	out.SetAttrTimeout(immutableTimeout)
 	return n.NewInode(ctx, child, gofs.StableAttr{Mode: child.entry.Type.Bits(), Ino: child.ino}), 0
+}
+
+// Opendir checks that the caller still sees the image the directory
+// belongs to (NodeOpendirer).
+func (n *entryNode) Opendir(ctx context.Context) syscall.Errno {
+	return n.fs.mayReadImage(ctx, n.snap)
 }
 
 // Readdir lists the directory in name order, with the inode numbers
@@ -171,6 +183,9 @@ func (n *entryNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 
 // Readlink (NodeReadlinker).
 func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		return nil, errno
+	}
 	if n.entry.Type != store.TypeSymlink {
 		return nil, syscall.EINVAL
 	}
@@ -179,6 +194,9 @@ func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 
 // Getxattr (NodeGetxattrer).
 func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		return 0, errno
+	}
 	for _, x := range n.entry.Xattrs {
 		if x.Name == attr {
 			if len(dest) < len(x.Value) {
@@ -192,6 +210,9 @@ func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 
 // Listxattr (NodeListxattrer).
 func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		return 0, errno
+	}
 	size := 0
 	for _, x := range n.entry.Xattrs {
 		size += len(x.Name) + 1
@@ -245,66 +266,18 @@ func (n *entryNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, wh
 // Open opens a regular file for reading (NodeOpener). Snapshots never
 // change, so the kernel keeps the file's pages across opens.
 func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+	if flags&openFlagsWrite != 0 {
 		return nil, 0, syscall.EROFS
 	}
 	if n.entry.Type != store.TypeRegular {
 		return nil, 0, syscall.EINVAL
+	}
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		return nil, 0, errno
 	}
 	blocks, err := store.OpenBlocks(ctx, n.snap.rd, n.entry)
 	if err != nil {
 		return nil, 0, n.errno(err, "open")
 	}
 	return newFileHandle(n, blocks), fuse.FOPEN_KEEP_CACHE, 0
-}
-
-// The calls below would change a snapshot, which never changes: EROFS.
-
-// Setattr (NodeSetattrer).
-func (n *entryNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return syscall.EROFS
-}
-
-// Setxattr (NodeSetxattrer).
-func (n *entryNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return syscall.EROFS
-}
-
-// Removexattr (NodeRemovexattrer).
-func (n *entryNode) Removexattr(ctx context.Context, attr string) syscall.Errno { return syscall.EROFS }
-
-// Mkdir (NodeMkdirer).
-func (n *entryNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-
-// Mknod (NodeMknoder).
-func (n *entryNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-
-// Link (NodeLinker).
-func (n *entryNode) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-
-// Symlink (NodeSymlinker).
-func (n *entryNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-
-// Create (NodeCreater).
-func (n *entryNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	return nil, nil, 0, syscall.EROFS
-}
-
-// Unlink (NodeUnlinker).
-func (n *entryNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
-
-// Rmdir (NodeRmdirer).
-func (n *entryNode) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
-
-// Rename (NodeRenamer).
-func (n *entryNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	return syscall.EROFS
 }

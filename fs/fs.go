@@ -111,6 +111,7 @@ type FS struct {
 	root      *rootNode
 	volumes   *gofs.Inode
 	imagesDir *gofs.Inode
+	access    imageAccess
 
 	statMu   sync.Mutex
 	statAt   time.Time
@@ -131,7 +132,8 @@ func New(opts Options) *FS {
 		ahead = DefaultReadAhead
 	}
 	f := &FS{repo: opts.Repo, images: opts.Images, ctl: opts.Controller, log: log, owner: opts.OwnerUID,
-		trees: newTreeCache(trees), readAhead: max(ahead, 0), observer: opts.Observer}
+		trees: newTreeCache(trees), readAhead: max(ahead, 0), observer: opts.Observer,
+		access: imageAccess{known: map[string]imageGrant{}}}
 	f.root = &rootNode{fs: f}
 	return f
 }
@@ -141,10 +143,16 @@ func New(opts Options) *FS {
 // or removed). Call it after the change is committed, outside any FUSE
 // operation on the directories concerned.
 func (f *FS) Changed(volume, snapshot string) {
+	if volume == "" {
+		f.ImageChanged(snapshot)
+	}
 	if f.volumes == nil {
 		return
 	}
 	if volume == "" {
+		// The image's entry goes from the kernel's cache, and with it
+		// what it cached below that no process holds: those names are
+		// looked up, and checked, again.
 		f.imagesDir.NotifyEntry(snapshot)
 		f.imagesDir.NotifyContent(0, 0)
 		return
@@ -219,6 +227,7 @@ func (f *FS) tree(ctx context.Context, rd store.Reader, h store.Hash) ([]store.E
 // rootNode is the mount's top directory.
 type rootNode struct {
 	gofs.Inode
+	readOnlyNode
 	fs *FS
 }
 
@@ -319,6 +328,7 @@ func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 // staticDir is a read-only directory whose children are added in code.
 type staticDir struct {
 	gofs.Inode
+	readOnlyNode
 	mode uint32
 }
 

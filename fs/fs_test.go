@@ -75,6 +75,14 @@ func testMount(t testing.TB, src string, with ...func(*Options)) (mnt string, re
 // mountSnapshot is testMount with the volume's block size.
 func mountSnapshot(t testing.TB, src string, blockSize uint32, with ...func(*Options)) (mnt string, repo *store.Repo, ctl *fakeController) {
 	t.Helper()
+	_, mnt, repo, ctl = mountSnapshotFS(t, src, blockSize, with...)
+	return mnt, repo, ctl
+}
+
+// mountSnapshotFS is mountSnapshot that also returns the mounted FS, for
+// tests that call its nodes directly.
+func mountSnapshotFS(t testing.TB, src string, blockSize uint32, with ...func(*Options)) (fsys *FS, mnt string, repo *store.Repo, ctl *fakeController) {
+	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "repo")
 	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
@@ -98,13 +106,14 @@ func mountSnapshot(t testing.TB, src string, blockSize uint32, with ...func(*Opt
 	for _, fn := range with {
 		fn(&opts)
 	}
-	server, err := Mount(mnt, New(opts), MountOptions{})
+	fsys = New(opts)
+	server, err := Mount(mnt, fsys, MountOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { server.Unmount() })
 	server.WaitMount()
-	return mnt, repo, ctl
+	return fsys, mnt, repo, ctl
 }
 
 func TestReadPathAndHoles(t *testing.T) {

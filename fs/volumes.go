@@ -15,6 +15,7 @@ import (
 // at every listing.
 type volumesNode struct {
 	gofs.Inode
+	readOnlyNode
 	fs *FS
 }
 
@@ -60,9 +61,11 @@ func (n *volumesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	return n.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: out.Ino}), 0
 }
 
-// volumeNode is volumes/<volume>/: its snapshots and "latest".
+// volumeNode is volumes/<volume>/: its snapshots and "latest". Of the
+// calls that change a tree, it does Mkdir and Rmdir.
 type volumeNode struct {
 	gofs.Inode
+	readOnlyNode
 	fs   *FS
 	name string
 	id   uint64
@@ -74,10 +77,6 @@ var (
 	_ = (gofs.NodeGetattrer)((*volumeNode)(nil))
 	_ = (gofs.NodeMkdirer)((*volumeNode)(nil))
 	_ = (gofs.NodeRmdirer)((*volumeNode)(nil))
-	_ = (gofs.NodeUnlinker)((*volumeNode)(nil))
-	_ = (gofs.NodeRenamer)((*volumeNode)(nil))
-	_ = (gofs.NodeCreater)((*volumeNode)(nil))
-	_ = (gofs.NodeSymlinker)((*volumeNode)(nil))
 )
 
 // Getattr (NodeGetattrer). The owner may make snapshots with mkdir.
@@ -179,28 +178,11 @@ func (n *volumeNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	return 0
 }
 
-// Unlink is refused: snapshots are directories (NodeUnlinker).
-func (n *volumeNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
-
-// Rename is refused (NodeRenamer).
-func (n *volumeNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	return syscall.EROFS
-}
-
-// Create is refused (NodeCreater).
-func (n *volumeNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	return nil, nil, 0, syscall.EROFS
-}
-
-// Symlink is refused (NodeSymlinker).
-func (n *volumeNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-
 // latestLink is volumes/<volume>/latest, a symlink to the newest snapshot,
 // read afresh at every readlink.
 type latestLink struct {
 	gofs.Inode
+	readOnlyNode
 	fs     *FS
 	volume string
 }

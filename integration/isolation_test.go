@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAllowOtherIsolation: with --allow-other, another user reads in a
@@ -54,5 +57,91 @@ func TestAllowOtherIsolation(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "refuses uid 65534") {
 		t.Errorf("nobody through the socket: %q %v", out, err)
+	}
+}
+
+// TestImageUnshareReachesInside: a user whose shell sits inside an image
+// shared with it loses the image at `image unshare`, not only at
+// images/<name>: listing its working directory, reading a file it never
+// opened or stat'ing one it only listed fail at once, while a file it
+// holds open stays readable (as in Unix). Sharing again gives it back.
+func TestImageUnshareReachesInside(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root: runs a shell as uid 1001")
+	}
+	e := newEnv(t)
+	os.Chmod(e.dir, 0o755)
+	os.Chmod(filepath.Dir(e.dir), 0o755)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(filepath.Join(src, "dir"), 0o755)
+	for _, name := range []string{"held-open", "listed", "never-opened"} {
+		os.WriteFile(filepath.Join(src, "dir", name), []byte(name+"\n"), 0o644)
+	}
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s")
+	e.ok("image", "create", "img", "--from", "v/s")
+	e.ok("image", "share", "img", "--with", "1001")
+	d := e.serve(filepath.Join(e.dir, "mnt"), "--allow-other")
+
+	// A shell of uid 1001 inside the image runs one command a line and
+	// ends each answer with its exit status.
+	shell := exec.Command("setpriv", "--reuid=1001", "--regid=1001", "--clear-groups", "bash", "-c",
+		`cd `+filepath.Join(d.mount, "images/img/dir")+` || exit 1
+		while read -r cmd; do eval "$cmd" 2>&1; echo "exit $?"; done`)
+	stdin, _ := shell.StdinPipe()
+	stdout, _ := shell.StdoutPipe()
+	if err := shell.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); shell.Process.Kill(); shell.Wait() })
+	lines := bufio.NewScanner(stdout)
+	run := func(cmd string) (string, bool) {
+		t.Helper()
+		fmt.Fprintln(stdin, cmd)
+		var out []string
+		for lines.Scan() {
+			if status, ok := strings.CutPrefix(lines.Text(), "exit "); ok {
+				return strings.Join(out, "\n"), status == "0"
+			}
+			out = append(out, lines.Text())
+		}
+		t.Fatalf("the shell of uid 1001 ended: %v", lines.Err())
+		return "", false
+	}
+	if out, ok := run("ls -l . && exec 3<held-open"); !ok || !strings.Contains(out, "listed") {
+		t.Fatalf("uid 1001 inside the shared image: %q %v", out, ok)
+	}
+
+	e.ok("image", "unshare", "img", "--with", "1001")
+	denied := func(out string, ok bool) bool {
+		return !ok && (strings.Contains(out, "Permission denied") || strings.Contains(out, "No such file"))
+	}
+	// Every name was looked up by ls -l, and the kernel holds them: the
+	// daemon is asked at once for opens and listings.
+	for _, cmd := range []string{"ls .", "cat never-opened", "cat listed"} {
+		if out, ok := run(cmd); !denied(out, ok) {
+			t.Errorf("uid 1001 after image unshare: %s: %q, succeeded %v; want EACCES or ENOENT", cmd, out, ok)
+		}
+	}
+	// The kernel's cached attributes go when the daemon has told it of
+	// the change, a moment after the command returned.
+	deadline := time.Now().Add(5 * time.Second)
+	for out, ok := run("stat listed"); !denied(out, ok); out, ok = run("stat listed") {
+		if time.Now().After(deadline) {
+			t.Errorf("uid 1001 after image unshare: stat listed: %q, succeeded %v; want EACCES or ENOENT", out, ok)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, ok := run("cat <&3"); !ok || out != "held-open" {
+		t.Errorf("a file open before image unshare: %q %v; want it still readable", out, ok)
+	}
+	if out, err := exec.Command("setpriv", "--reuid=1001", "--regid=1001", "--clear-groups", "ls", filepath.Join(d.mount, "images")).CombinedOutput(); err != nil || strings.Contains(string(out), "img") {
+		t.Errorf("uid 1001 lists images/ after image unshare: %q %v", out, err)
+	}
+
+	e.ok("image", "share", "img", "--with", "1001")
+	if out, ok := run("cat never-opened && ls ."); !ok || !strings.Contains(out, "never-opened\nheld-open") {
+		t.Errorf("uid 1001 after sharing again: %q %v", out, ok)
 	}
 }

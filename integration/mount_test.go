@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestMountShowsSourceExactly: a snapshot seen through the mount is the
@@ -297,4 +300,77 @@ func TestStaleMountAfterCrash(t *testing.T) {
 	if !strings.Contains(d.log.String(), "clearing stale mount") {
 		t.Errorf("the daemon did not say it cleared the stale mount:\n%s", d.log.String())
 	}
+}
+
+// TestFixedTopRefusesChanges: as root, nothing of the mount can be
+// removed, renamed, created, linked or changed, at the top, in the control
+// directory, in a volume, in a snapshot or in an image: each call fails
+// with EROFS or EPERM and everything is still there afterwards, also once
+// the kernel has dropped its caches. (go-fuse answers success for an
+// unlink or rmdir a node does not implement, and the entry vanished until
+// remount.)
+func TestFixedTopRefusesChanges(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root: the modes refuse anyone else before the daemon is asked")
+	}
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(filepath.Join(src, "dir"), 0o755)
+	os.WriteFile(filepath.Join(src, "file"), []byte("data\n"), 0o644)
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s")
+	e.ok("image", "create", "img", "--from", "v/s")
+	d := e.serve(filepath.Join(e.dir, "mnt"))
+	m := d.mount
+	entries := []string{".control", ".control/status", ".control/snapshot", "volumes", "volumes/v", "volumes/v/latest",
+		"volumes/v/s", "volumes/v/s/file", "volumes/v/s/dir", "images", "images/img", "images/img/file"}
+
+	for _, cmd := range []string{
+		"rm -f .control/status", "rm -f .control/snapshot", "rmdir .control", "rmdir images", "rmdir volumes",
+		"rm -f volumes/v/s/file", "rmdir volumes/v/s/dir", "rm -f images/img/file", "rmdir images/img", "rm -f volumes/v/latest",
+		"mv volumes/v/s/file volumes/v/s/moved", "mv images/img/file images/img/moved", "mv images moved", "mv .control/status .control/moved",
+		"mv volumes/v volumes/w", "touch new", "touch .control/new", "touch volumes/new", "touch images/new", "touch volumes/v/s/new",
+		"ln volumes/v/s/file linked", "ln volumes/v/s/file volumes/v/s/linked", "ln -s file symlinked", "ln -s file images/img/symlinked",
+		"mkfifo fifo", "mkfifo volumes/v/s/fifo", "mkfifo .control/fifo", "mknod node c 1 3", "mkdir new-dir", "mkdir images/new-dir",
+		"mkdir .control/new-dir", "mkdir images/img/new-dir",
+		"chmod 777 .control/status", "chmod 777 volumes", "chmod 700 images", "chmod 777 .", "chmod 600 volumes/v/s/file",
+		"chown 1:1 .control/snapshot", "chown 1:1 images/img/file",
+		// truncate(1) and touch(1) would open status for writing, which is
+		// EACCES (the status file is not for writing); truncate(2) is below.
+		"truncate -s 1 .control/snapshot", "truncate -s 0 volumes/v/s/file", "truncate -s 0 images/img/file",
+		"touch -c -d 2000-01-01 .control/status", "touch -d 2000-01-01 volumes/v/s/file",
+	} {
+		cmd := exec.Command("bash", "-c", cmd)
+		cmd.Dir = m
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "Read-only file system") && !strings.Contains(string(out), "Operation not permitted") {
+			t.Errorf("%s: %v %s; want EROFS or EPERM", cmd, err, out)
+		}
+	}
+	if err := os.Truncate(filepath.Join(m, ".control/status"), 0); !errors.Is(err, unix.EROFS) && !errors.Is(err, unix.EPERM) {
+		t.Errorf("truncate(2) .control/status: %v; want EROFS or EPERM", err)
+	}
+	for _, p := range []string{".control/status", "images", "volumes/v/s/file", "images/img/file", "."} {
+		if err := unix.Setxattr(filepath.Join(m, p), "user.x", []byte("y"), 0); !errors.Is(err, unix.EROFS) && !errors.Is(err, unix.EPERM) {
+			t.Errorf("setxattr %s: %v; want EROFS or EPERM", p, err)
+		}
+		if err := unix.Removexattr(filepath.Join(m, p), "user.x"); !errors.Is(err, unix.EROFS) && !errors.Is(err, unix.EPERM) {
+			t.Errorf("removexattr %s: %v; want EROFS or EPERM", p, err)
+		}
+	}
+	check := func(when string) {
+		for _, p := range entries {
+			if _, err := os.Lstat(filepath.Join(m, p)); err != nil {
+				t.Errorf("%s %s: %v", when, p, err)
+			}
+		}
+		if got := strings.Fields(sh(t, "ls -A "+m)); strings.Join(got, " ") != ".control images volumes" {
+			t.Errorf("%s the top lists %q", when, got)
+		}
+	}
+	check("afterwards")
+	// Dropping the kernel's caches makes it ask the daemon again: a name
+	// go-fuse had dropped from its tree would be gone now.
+	os.WriteFile("/proc/sys/vm/drop_caches", []byte("2\n"), 0)
+	check("after dropping caches")
 }

@@ -114,7 +114,14 @@ func Run(ctx context.Context, o Options) error {
 	// notification waits for the directory's lock, which a mkdir or rmdir
 	// that started the change may hold until its job is done.
 	go notes.run(fsys.Changed)
-	o.Repo.OnChange(notes.post)
+	o.Repo.OnChange(func(volume, snapshot string) {
+		if volume == "" {
+			// Who sees an image changes before the command that changed
+			// it returns, not when the kernel has been told.
+			fsys.ImageChanged(snapshot)
+		}
+		notes.post(volume, snapshot)
+	})
 	defer o.Repo.OnChange(nil)
 
 	sock, err := listen(ctx, o.Repo.Dir(), o.RunCLI, jobs, log)
