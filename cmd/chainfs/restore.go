@@ -57,6 +57,12 @@ type restoreResult struct {
 }
 
 func restoreAction(c *cli.Context) error {
+	// First: --overwrite was a switch once, and a bare one now takes the
+	// next argument as its value, which leaves one argument too few.
+	overwrite, err := restore.ParseOverwrite(c.String("overwrite"))
+	if err != nil {
+		return usagef("--overwrite takes never, if-changed or always, not %q", c.String("overwrite"))
+	}
 	if err := wantArgs(c, 2, 2); err != nil {
 		return err
 	}
@@ -67,12 +73,6 @@ func restoreAction(c *cli.Context) error {
 	target, err := absPath(c, c.Args().Get(1))
 	if err != nil {
 		return err
-	}
-	overwrite, err := restore.ParseOverwrite(c.String("overwrite"))
-	if err != nil {
-		// --overwrite was a switch once: a bare one now takes the next
-		// argument as its value, and lands here.
-		return usagef("--overwrite takes never, if-changed or always, not %q", c.String("overwrite"))
 	}
 	return withRepo(c, func(r *store.Repo) error {
 		snap, err := r.Snapshot(c.Context, volume, snapName)
@@ -134,8 +134,7 @@ func restoreAction(c *cli.Context) error {
 				what += "/" + path
 			}
 			if res.Existing > 0 {
-				fmt.Fprintf(c.App.ErrWriter, "%s left as they were; --overwrite if-changed|always replaces them\n",
-					count(res.Existing, "existing entry"))
+				fmt.Fprintf(c.App.ErrWriter, "%s; --overwrite if-changed|always replaces them\n", leftAsWere(res.Existing))
 			}
 			fmt.Fprintf(c.App.Writer, "restored %s to %s: %s, %s, %d other; %s in %s\n", what, target,
 				count(res.Files, "file"), count(res.Dirs, "directory"), res.Others, size(res.Bytes), out.Duration.Round(time.Millisecond))
@@ -148,7 +147,7 @@ func restoreAction(c *cli.Context) error {
 			// snapshot: done, but not all of it (3), as problems do.
 			err = partialError{n: len(res.Problems) + int(res.Existing)}
 			if len(res.Problems) == 0 {
-				err = partialError{n: int(res.Existing), text: count(res.Existing, "existing entry") + " left as they were"}
+				err = partialError{n: int(res.Existing), text: leftAsWere(res.Existing)}
 			}
 		}
 		return err
@@ -180,4 +179,9 @@ func diskFile(ctx context.Context, r *store.Repo, snap *store.Snapshot, path str
 		e = &entries[0]
 	}
 	return e, nil
+}
+
+// leftAsWere says how many existing entries a restore left alone.
+func leftAsWere(n uint64) string {
+	return count(n, "existing entry") + " left as " + plural(int(n), "it was", "they were")
 }
