@@ -74,7 +74,7 @@ func TestCraftedTreeRoundTrip(t *testing.T) {
 	// restore failed (exit 1), not "done with gaps" (3).
 	e.fails(1, "exists (use --overwrite", "restore", "crafted/one/small.txt", filepath.Join(e.dir, "renamed.txt"))
 	os.WriteFile(filepath.Join(e.dir, "renamed.txt"), []byte("local edit"), 0o644)
-	e.ok("restore", "--overwrite", "crafted/one/small.txt", filepath.Join(e.dir, "renamed.txt"))
+	e.ok("restore", "--overwrite", "always", "crafted/one/small.txt", filepath.Join(e.dir, "renamed.txt"))
 	sh(t, "cmp "+filepath.Join(src, "small.txt")+" "+filepath.Join(e.dir, "renamed.txt"))
 }
 

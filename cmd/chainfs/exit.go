@@ -27,10 +27,17 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
-// partialError reports a command that finished with warnings already shown.
-type partialError struct{ n int }
+// partialError reports a command that finished with warnings already
+// shown; text, if set, says what instead of the default.
+type partialError struct {
+	n    int
+	text string
+}
 
 func (e partialError) Error() string {
+	if e.text != "" {
+		return e.text
+	}
 	return fmt.Sprintf("%d entr%s could not be read or written as they were (listed above)", e.n, plural(e.n, "y", "ies"))
 }
 

@@ -19,11 +19,16 @@ func restoreCommand() *cli.Command {
 		ArgsUsage: "VOLUME/SNAPSHOT[/PATH] TARGET",
 		Description: "A directory is restored into TARGET (created if missing). A file becomes TARGET,\n" +
 			"or TARGET/NAME when TARGET is a directory. SNAPSHOT may be 'latest'.\n" +
-			"Existing files are never replaced without --overwrite. A block device as TARGET takes a\n" +
+			"An existing entry is left as it was, and an existing directory keeps its owner, mode,\n" +
+			"times and xattrs, unless --overwrite says otherwise: if-changed replaces what differs\n" +
+			"from the snapshot (content and metadata; matching files are hashed, not rewritten),\n" +
+			"always replaces everything. --delete also removes what the snapshot does not hold:\n" +
+			"TARGET becomes the snapshot. A block device as TARGET takes a\n" +
 			"disk image: the snapshot of a disk volume, or one file of a snapshot, written onto it\n" +
 			"whole (holes as zeros); a device in use (mounted) is refused.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "overwrite", Usage: "replace existing files"},
+			&cli.StringFlag{Name: "overwrite", Value: "never", Usage: "what to do with existing entries: never, if-changed or always"},
+			&cli.BoolFlag{Name: "delete", Usage: "remove from TARGET what the snapshot does not hold (a directory only)"},
 			&cli.BoolFlag{Name: "no-owners", Usage: "do not restore owners (they are restored when run as root)"},
 			jsonFlag,
 		},
@@ -33,19 +38,31 @@ func restoreCommand() *cli.Command {
 
 // restoreResult is what restore reports.
 type restoreResult struct {
-	Volume   string        `json:"volume"`
-	Snapshot string        `json:"snapshot"`
-	Path     string        `json:"path"`
-	Target   string        `json:"target"`
-	Files    uint64        `json:"files"`
-	Dirs     uint64        `json:"dirs"`
-	Others   uint64        `json:"others"`
-	Bytes    uint64        `json:"bytes"`
+	Volume   string `json:"volume"`
+	Snapshot string `json:"snapshot"`
+	Path     string `json:"path"`
+	Target   string `json:"target"`
+	Files    uint64 `json:"files"`
+	Dirs     uint64 `json:"dirs"`
+	Others   uint64 `json:"others"`
+	Bytes    uint64 `json:"bytes"`
+	// Existing entries were left as they were (--overwrite never).
+	Existing uint64 `json:"existing"`
+	// Unchanged entries already matched (--overwrite if-changed).
+	Unchanged uint64 `json:"unchanged"`
+	// Deleted entries were not in the snapshot (--delete).
+	Deleted  uint64        `json:"deleted"`
 	Problems []string      `json:"problems"`
 	Duration time.Duration `json:"duration_ns"`
 }
 
 func restoreAction(c *cli.Context) error {
+	// First: --overwrite was a switch once, and a bare one now takes the
+	// next argument as its value, which leaves one argument too few.
+	overwrite, err := restore.ParseOverwrite(c.String("overwrite"))
+	if err != nil {
+		return usagef("--overwrite takes never, if-changed or always, not %q", c.String("overwrite"))
+	}
 	if err := wantArgs(c, 2, 2); err != nil {
 		return err
 	}
@@ -62,7 +79,16 @@ func restoreAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		opts := restore.Options{Overwrite: c.Bool("overwrite"), Progress: new(restore.Progress), Logger: logger(c)}
+		e, err := r.Lookup(c.Context, snap, path)
+		if err != nil {
+			return fmt.Errorf("restore %s/%s/%s: %w", volume, snap.Name, path, err)
+		}
+		device := isBlockDevice(target)
+		if c.Bool("delete") && (e.Type != store.TypeDir || device) {
+			return usagef("--delete removes from a directory what the snapshot does not hold; %s/%s/%s to %s is no directory restore",
+				volume, snap.Name, path, target)
+		}
+		opts := restore.Options{Overwrite: overwrite, Delete: c.Bool("delete"), Progress: new(restore.Progress), Logger: logger(c)}
 		if c.Bool("no-owners") {
 			no := false
 			opts.Owners = &no
@@ -72,7 +98,7 @@ func restoreAction(c *cli.Context) error {
 		})
 		start := time.Now()
 		var res *restore.Result
-		if isBlockDevice(target) {
+		if device {
 			var e *store.Entry
 			if e, err = diskFile(c.Context, r, snap, path); err == nil {
 				res, err = restore.Device(c.Context, r, e, target, opts)
@@ -84,12 +110,18 @@ func restoreAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if res.Files+res.Dirs+res.Others == 0 && len(res.Problems) > 0 {
+		if res.Files+res.Dirs+res.Others+res.Unchanged+res.Deleted == 0 {
 			// Nothing was written: a failure, not a restore with gaps.
-			return errors.New(res.Problems[0].String())
+			switch {
+			case len(res.Problems) > 0:
+				return errors.New(res.Problems[0].String())
+			case res.Existing > 0 && e.Type != store.TypeDir:
+				return fmt.Errorf("restore %s/%s/%s to %s: exists (use --overwrite if-changed|always to replace it)", volume, snap.Name, path, target)
+			}
 		}
 		out := restoreResult{Volume: volume, Snapshot: snap.Name, Path: path, Target: target, Files: res.Files,
-			Dirs: res.Dirs, Others: res.Others, Bytes: res.Bytes, Problems: []string{}, Duration: time.Since(start)}
+			Dirs: res.Dirs, Others: res.Others, Bytes: res.Bytes, Existing: res.Existing, Unchanged: res.Unchanged,
+			Deleted: res.Deleted, Problems: []string{}, Duration: time.Since(start)}
 		for _, p := range res.Problems {
 			out.Problems = append(out.Problems, p.String())
 		}
@@ -101,11 +133,22 @@ func restoreAction(c *cli.Context) error {
 			if path != "" {
 				what += "/" + path
 			}
+			if res.Existing > 0 {
+				fmt.Fprintf(c.App.ErrWriter, "%s; --overwrite if-changed|always replaces them\n", leftAsWere(res.Existing))
+			}
 			fmt.Fprintf(c.App.Writer, "restored %s to %s: %s, %s, %d other; %s in %s\n", what, target,
 				count(res.Files, "file"), count(res.Dirs, "directory"), res.Others, size(res.Bytes), out.Duration.Round(time.Millisecond))
+			if res.Unchanged+res.Deleted > 0 {
+				fmt.Fprintf(c.App.Writer, "  %d unchanged (not rewritten), %d deleted (not in the snapshot)\n", res.Unchanged, res.Deleted)
+			}
 		})
-		if err == nil && len(res.Problems) > 0 {
-			err = partialError{len(res.Problems)}
+		if err == nil && len(res.Problems)+int(res.Existing) > 0 {
+			// Entries left as they were make TARGET differ from the
+			// snapshot: done, but not all of it (3), as problems do.
+			err = partialError{n: len(res.Problems) + int(res.Existing)}
+			if len(res.Problems) == 0 {
+				err = partialError{n: int(res.Existing), text: leftAsWere(res.Existing)}
+			}
 		}
 		return err
 	})
@@ -136,4 +179,9 @@ func diskFile(ctx context.Context, r *store.Repo, snap *store.Snapshot, path str
 		e = &entries[0]
 	}
 	return e, nil
+}
+
+// leftAsWere says how many existing entries a restore left alone.
+func leftAsWere(n uint64) string {
+	return count(n, "existing entry") + " left as " + plural(int(n), "it was", "they were")
 }

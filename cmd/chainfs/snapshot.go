@@ -111,7 +111,7 @@ func snapshotCreate(c *cli.Context) error {
 			fmt.Fprintf(c.App.Writer, "  took %s\n", st.Duration.Round(time.Millisecond))
 		})
 		if err == nil && len(res.Warnings) > 0 {
-			err = partialError{len(res.Warnings)}
+			err = partialError{n: len(res.Warnings)}
 		}
 		return err
 	})

@@ -187,7 +187,9 @@ func prepareDiskTarget(target string) (device bool, err error) {
 func writeImage(c *cli.Context, img *store.Image, rd store.Reader, target string, device bool) error {
 	prog := new(restore.Progress)
 	bar := startProgress(c, "write "+img.Name, func() (uint64, uint64) { return prog.Bytes.Load(), prog.ExpectedSize.Load() })
-	opts := restore.Options{Progress: prog, Logger: logger(c)}
+	// The target is new or empty (prepareTarget): always is what makes
+	// it, made here or not, take the image root's owner, mode and times.
+	opts := restore.Options{Overwrite: restore.OverwriteAlways, Progress: prog, Logger: logger(c)}
 	e := &img.Snapshot.RootDir
 	if img.Kind == store.KindDisk {
 		var err error

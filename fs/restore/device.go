@@ -20,7 +20,14 @@ func Device(ctx context.Context, rd store.Reader, e *store.Entry, device string,
 	if e.Type != store.TypeRegular {
 		return nil, fmt.Errorf("restore onto %s: a block device takes a disk image (a regular file), not a %s", device, e.Type)
 	}
-	f, err := os.OpenFile(device, os.O_WRONLY|unix.O_EXCL, 0)
+	// The device is the admin's path and may be a link (/dev/disk/by-id).
+	// What it leads to is checked on the open fd before a byte is
+	// written: O_EXCL without O_CREAT is an exclusive claim on a block
+	// device and nothing else; O_NONBLOCK keeps a fifo swapped in from
+	// blocking the open (it fails, no reader); O_NOCTTY keeps a tty from
+	// becoming ours. No O_TRUNC, O_CREAT or O_APPEND: a regular file there
+	// is opened, refused by the fstat check, and left as it was.
+	f, err := os.OpenFile(device, os.O_WRONLY|unix.O_EXCL|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("restore onto %s: %w", device, err)
 	}

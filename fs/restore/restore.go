@@ -4,6 +4,44 @@
 // sockets and device nodes. Every block is checked against its BLAKE3 hash
 // as it is read; a file whose data fails the check is reported by name and
 // removed, never left with wrong bytes.
+//
+// # Writing beside other users
+//
+// A restore often runs as root into a directory that other users can
+// write (a home directory, /tmp, a 0777 directory of the snapshot itself).
+// Such a user may rename what the restore just made and put a symlink in
+// its place; a restore that worked by path would then write, chown and
+// chmod through that symlink, anywhere. So only the TARGET is resolved by
+// path, once, as the admin wrote it (it may rightly hold symlinks such as
+// /home -> /data/home); from then on every step is relative to a directory
+// descriptor the restore holds:
+//
+//   - a directory is made with mkdirat(parent, name, 0700) and opened with
+//     openat(O_DIRECTORY|O_NOFOLLOW); fstat must show what was made (the
+//     restore's own uid, no access for others, empty), else its subtree is
+//     a problem and nothing is written into it. Owned by the restore and
+//     closed to others until its subtree is complete, it cannot be changed
+//     under the restore; its own metadata is set last, through its fd.
+//   - files are made with openat(O_CREAT|O_EXCL|O_NOFOLLOW) and their
+//     metadata set through the fd (fchown, fsetxattr, fchmod, futimens);
+//     symlinks, fifos, sockets and devices with symlinkat and mknodat, then
+//     reopened with O_PATH|O_NOFOLLOW, checked with fstat, and set through
+//     that fd (see setMetaPath for the /proc/self/fd detail).
+//   - hard links re-resolve the group's first name beneath the target
+//     (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or one O_NOFOLLOW
+//     openat per component), check its inode, and link that inode.
+//   - an existing entry is replaced (Overwrite) by a new one made under a
+//     temporary name in the same held directory and renamed over it: never
+//     written through, never truncated in place (another user may hold a
+//     hard link to it).
+//
+// Depth is no limit: no call takes a path longer than one name, so trees
+// deeper than PATH_MAX restore as any other.
+//
+// A directory's fd is held while its subtree is written, and closed when
+// the subtree is complete (a pending count of its children in flight): the
+// open fds are bounded by the depth plus the files in flight, not by the
+// tree's size.
 package restore
 
 import (
@@ -21,11 +59,49 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Overwrite says what a restore does with an entry that already exists.
+type Overwrite int
+
+const (
+	// OverwriteNever leaves existing entries as they were, and existing
+	// directories with their owner, mode, times and xattrs; what is new is
+	// written into them.
+	OverwriteNever Overwrite = iota
+	// OverwriteIfChanged replaces an entry unless its content and metadata
+	// already match the snapshot's (a regular file's blocks are hashed and
+	// compared), so that repairing a few files of a large tree writes a few
+	// files.
+	OverwriteIfChanged
+	// OverwriteAlways replaces every entry.
+	OverwriteAlways
+)
+
+var overwriteNames = [...]string{"never", "if-changed", "always"}
+
+func (o Overwrite) String() string {
+	if o < 0 || int(o) >= len(overwriteNames) {
+		return fmt.Sprintf("overwrite(%d)", int(o))
+	}
+	return overwriteNames[o]
+}
+
+// ParseOverwrite reads "never", "if-changed" or "always".
+func ParseOverwrite(s string) (Overwrite, error) {
+	for i, n := range overwriteNames {
+		if s == n {
+			return Overwrite(i), nil
+		}
+	}
+	return 0, fmt.Errorf("overwrite %q: want never, if-changed or always: %w", s, store.ErrInvalid)
+}
+
 // Options configure a restore.
 type Options struct {
-	// Overwrite replaces existing files; without it an existing file is an
-	// error and is left untouched.
-	Overwrite bool
+	// Overwrite says what becomes of entries that exist (default: never).
+	Overwrite Overwrite
+	// Delete removes, from every directory the snapshot holds, the entries
+	// it does not hold: a roll-back. Only for a directory.
+	Delete bool
 	// Owners restores uid and gid; the default (nil) is to do so when
 	// running as root.
 	Owners *bool
@@ -56,7 +132,16 @@ func (p Problem) String() string { return fmt.Sprintf("%s: %v", p.Path, p.Err) }
 type Result struct {
 	Files, Dirs, Others uint64
 	Bytes               uint64
-	Problems            []Problem
+	// Existing counts entries that existed and were left as they were
+	// (OverwriteNever); a directory in the way of a file counts once.
+	Existing uint64
+	// Unchanged counts existing entries that already matched the snapshot
+	// (OverwriteIfChanged) and were not rewritten.
+	Unchanged uint64
+	// Deleted counts entries removed because the snapshot does not hold
+	// them (Delete); a directory counts once.
+	Deleted  uint64
+	Problems []Problem
 }
 
 // Restore writes path of snap (empty: all of it) to target. A directory
@@ -81,7 +166,10 @@ func Restore(ctx context.Context, repo *store.Repo, snap *store.Snapshot, path, 
 // target is a directory). total is the data expected, for progress (0
 // when unknown).
 func Entry(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, target string, opts Options) (*Result, error) {
-	var err error
+	if opts.Delete && e.Type != store.TypeDir {
+		return nil, fmt.Errorf("restore %s to %s: delete removes what a directory does not hold, and a %s is no directory: %w",
+			e.Name, target, e.Type, store.ErrInvalid)
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.NumCPU()
 	}
@@ -96,207 +184,340 @@ func Entry(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, t
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	opts.Progress.ExpectedSize.Store(total)
-	if e.Type != store.TypeDir {
-		if st, serr := os.Stat(target); serr == nil && st.IsDir() {
-			target = filepath.Join(target, e.Name)
-		} else if errors.Is(serr, os.ErrNotExist) {
-			// As a directory's target is, a file's is made where it is
-			// asked for.
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return nil, fmt.Errorf("restore %s: %w", target, err)
-			}
-		}
+	top, fileName, err := openTop(e, target)
+	if err != nil {
+		return nil, fmt.Errorf("restore to %s: %w", target, err)
 	}
-	r := &restorer{ctx: ctx, repo: rd, opts: opts, links: map[[2]uint64]string{},
-		jobs: make(chan fileJob, opts.Workers*4)}
+	if e.Type == store.TypeDir && opts.Overwrite != OverwriteNever {
+		top.meta = true // the target too takes the snapshot's metadata
+	}
+	// The root of every re-resolution (hard links): a descriptor of its
+	// own, as top's is closed when its subtree is complete.
+	rootFd, err := unix.Dup(top.fd)
+	if err != nil {
+		unix.Close(top.fd)
+		return nil, fmt.Errorf("restore to %s: %w", target, err)
+	}
+	defer unix.Close(rootFd)
+	r := &restorer{ctx: ctx, repo: rd, opts: opts, root: rootFd, base: top.rel, euid: uint32(os.Geteuid()),
+		links: map[[2]uint64]linkFirst{}, jobs: make(chan fileJob, opts.Workers*4)}
+	top.rel = ""
 	for i := 0; i < opts.Workers; i++ {
 		r.wg.Add(1)
 		go r.worker()
 	}
 	if e.Type == store.TypeDir {
-		err = r.topDir(e, target)
+		r.children(top)
 	} else {
-		r.entry(e, target)
+		file := *e
+		file.Name = fileName
+		r.entry(top, &file)
 	}
+	r.release(top)
 	close(r.jobs)
 	r.wg.Wait()
-	if err == nil {
-		r.finishDirs()
-	}
-	if err != nil {
-		return nil, err
-	}
 	if cerr := ctx.Err(); cerr != nil {
 		return nil, cerr
 	}
 	return &r.res, nil
 }
 
+// openTop opens what a restore writes into: for a directory, target
+// itself (made if missing, its snapshot metadata then set at the end, an
+// existing one keeping its own unless Overwrite); for a single file, the
+// directory it goes into, and the file's name there. target is resolved as
+// the admin wrote it, once.
+func openTop(e *store.Entry, target string) (top *dirState, name string, err error) {
+	d := &dirState{e: *e}
+	d.pending.Store(1) // the walk of its children
+	if e.Type == store.TypeDir {
+		var made bool
+		d.fd, made, err = openTarget(target, 0o700)
+		d.rel, d.meta, d.existed = target, made, !made
+		return d, "", err
+	}
+	// A file goes into target when that is a directory (following a
+	// symlink: the admin named it), else becomes target. The directory
+	// it goes into keeps its metadata: the snapshot has none for it.
+	if d.fd, err = unix.Open(target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		d.rel = target
+		return d, e.Name, nil
+	}
+	dir, name := filepath.Split(target)
+	if name == "" || name == "." || name == ".." {
+		return nil, "", errors.New("not a file name")
+	}
+	if dir == "" {
+		dir = "."
+	}
+	// As a directory's target is, a file's is made where it is asked for.
+	if d.fd, _, err = openTarget(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	d.rel = filepath.Clean(dir)
+	return d, name, nil
+}
+
 type restorer struct {
 	ctx  context.Context
 	repo store.Reader
 	opts Options
+	root int    // the target directory: hard links are re-resolved beneath it
+	base string // the target as given, to name problems
+	euid uint32
 	jobs chan fileJob
 	wg   sync.WaitGroup
 
 	mu    sync.Mutex
 	res   Result
-	links map[[2]uint64]string // source dev/ino → first restored path
-	dirs  []dirMeta            // directories whose metadata is set last
+	links map[[2]uint64]linkFirst // source dev/ino → first restored name
+}
+
+// linkFirst is where the first name of a hard-link group was restored:
+// its path below the target and the inode it got.
+type linkFirst struct {
+	rel string
+	ino uint64
+}
+
+// dirState is a directory being restored: held open until its subtree is
+// complete, when its metadata is set through its fd.
+type dirState struct {
+	fd     int
+	rel    string // below the target
+	e      store.Entry
+	parent *dirState
+	// existed says the directory was there before the restore (its
+	// entries are compared, and with Delete pruned).
+	existed bool
+	// meta says e's metadata is set when the subtree is complete: on
+	// what the restore made, and with Overwrite on what existed. Without
+	// Overwrite an existing directory keeps its owner, mode, xattrs and
+	// times; its mtime moves only as the kernel moves it for the entries
+	// written into it.
+	meta bool
+	// pending counts what must finish before the metadata is set: the walk
+	// of its children, files in flight and subdirectories not complete.
+	pending atomic.Int64
 }
 
 type fileJob struct {
-	e    store.Entry
-	path string
-	f    *os.File
+	dir *dirState
+	e   store.Entry
+	rel string
+	// fd is the new file, or -1 when one of that name exists and the worker
+	// decides (Overwrite) whether to replace it.
+	fd int
 }
 
-type dirMeta struct {
-	e    store.Entry
-	path string
+// afterMkdir, when set (by tests only), runs after each directory is made
+// and before it is opened: the moment another user could swap it.
+var afterMkdir func(parentFd int, name string)
+
+func (r *restorer) path(rel string) string {
+	if rel == "" {
+		return r.base
+	}
+	return filepath.Join(r.base, rel)
 }
 
-func (r *restorer) problem(path string, err error) {
+func (r *restorer) problem(rel string, err error) {
+	path := r.path(rel)
 	r.opts.Logger.Info("not restored", "path", path, "err", err)
 	r.mu.Lock()
 	r.res.Problems = append(r.res.Problems, Problem{Path: path, Err: err})
 	r.mu.Unlock()
 }
 
-// topDir restores a directory's contents into target.
-func (r *restorer) topDir(e *store.Entry, target string) error {
-	if err := os.MkdirAll(target, 0o700); err != nil {
-		return fmt.Errorf("restore to %s: %w", target, err)
-	}
-	if st, err := os.Stat(target); err != nil || !st.IsDir() {
-		return fmt.Errorf("restore to %s: not a directory", target)
-	}
-	r.children(e, target)
+func (r *restorer) count(n *uint64) {
 	r.mu.Lock()
-	r.dirs = append(r.dirs, dirMeta{e: *e, path: target})
+	*n++
 	r.mu.Unlock()
-	return nil
 }
 
-func (r *restorer) children(e *store.Entry, dir string) {
-	entries, err := r.repo.Tree(r.ctx, e.Subtree)
+// release ends one pending item of d; the last sets d's metadata (when the
+// restore owns it), closes it and releases its parent.
+func (r *restorer) release(d *dirState) {
+	for ; d != nil && d.pending.Add(-1) == 0; d = d.parent {
+		if d.meta {
+			if err := r.setMeta(d.fd, &d.e); err != nil {
+				r.problem(d.rel, err)
+			}
+		}
+		unix.Close(d.fd)
+	}
+}
+
+// children restores the entries of directory d.
+func (r *restorer) children(d *dirState) {
+	entries, err := r.repo.Tree(r.ctx, d.e.Subtree)
 	if err != nil {
-		r.problem(dir, err)
+		r.problem(d.rel, err)
 		return
+	}
+	if d.existed && r.opts.Delete {
+		r.deleteExtra(d, entries)
 	}
 	for i := range entries {
 		if r.ctx.Err() != nil {
 			return
 		}
-		r.entry(&entries[i], filepath.Join(dir, entries[i].Name))
+		r.entry(d, &entries[i])
 	}
 }
 
-// entry restores one entry at path.
-func (r *restorer) entry(e *store.Entry, path string) {
+// entry restores e into directory d.
+func (r *restorer) entry(d *dirState, e *store.Entry) {
+	rel := filepath.Join(d.rel, e.Name)
 	if e.Type == store.TypeDir {
-		err := at(path, func(p string) error {
-			err := unix.Mkdir(p, 0o700)
-			if errors.Is(err, unix.EEXIST) {
-				var st unix.Stat_t
-				if unix.Lstat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-					err = nil
-				} else if r.opts.Overwrite {
-					if err = os.RemoveAll(p); err == nil {
-						err = unix.Mkdir(p, 0o700)
-					}
-				}
-			}
-			return err
-		})
+		sub, err := r.openDir(d, e, rel)
 		if err != nil {
-			r.problem(path, err)
+			r.problem(rel, err)
 			return
 		}
-		r.children(e, path)
-		r.mu.Lock()
-		r.dirs = append(r.dirs, dirMeta{e: *e, path: path})
-		r.res.Dirs++
-		r.mu.Unlock()
+		if sub == nil {
+			return
+		}
+		r.count(&r.res.Dirs)
+		d.pending.Add(1)
+		r.children(sub)
+		r.release(sub)
 		return
 	}
+	var key [2]uint64
 	if e.IsHardLink() {
-		key := [2]uint64{e.Dev, e.Ino}
+		key = [2]uint64{e.Dev, e.Ino}
 		r.mu.Lock()
 		first, ok := r.links[key]
-		if !ok {
-			r.links[key] = path
-		}
 		r.mu.Unlock()
 		if ok {
-			err := at(path, func(p string) error {
-				return at(first, func(f string) error {
-					return r.create(p, func() error { return unix.Link(f, p) })
-				})
-			})
-			if err != nil {
-				r.problem(path, err)
-				return
-			}
-			r.mu.Lock()
-			r.res.Files++
-			r.mu.Unlock()
+			r.link(d, e, rel, first)
 			return
 		}
 	}
-	var err error
-	switch e.Type {
-	case store.TypeRegular:
-		var f *os.File
-		err = at(path, func(p string) error {
-			return r.create(p, func() (err error) {
-				f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-				return err
-			})
-		})
-		if err == nil {
-			select {
-			case r.jobs <- fileJob{e: *e, path: path, f: f}:
-			case <-r.ctx.Done():
-				f.Close()
-			}
-			return
-		}
-	case store.TypeSymlink:
-		err = at(path, func(p string) error {
-			return r.create(p, func() error { return unix.Symlink(e.Target, p) })
-		})
-	case store.TypeFIFO, store.TypeCharDev, store.TypeBlockDev, store.TypeSocket:
-		err = at(path, func(p string) error {
-			return r.create(p, func() error { return unix.Mknod(p, e.Type.Bits()|0o600, int(e.Rdev)) })
-		})
-	default:
-		err = fmt.Errorf("unknown entry type %d", e.Type)
-	}
-	if err == nil {
-		err = r.setMeta(path, e, -1)
-	}
-	if err != nil {
-		r.problem(path, err)
+	if e.Type == store.TypeRegular {
+		r.regular(d, e, rel, key)
 		return
 	}
-	r.mu.Lock()
-	r.res.Others++
-	r.mu.Unlock()
+	ino, err := r.other(d, e)
+	if err != nil {
+		r.problem(rel, err)
+		return
+	}
+	if ino != 0 && e.IsHardLink() {
+		r.mu.Lock()
+		r.links[key] = linkFirst{rel: rel, ino: ino}
+		r.mu.Unlock()
+	}
 }
 
-// create runs mk, and with Overwrite removes what is in the way first.
-func (r *restorer) create(path string, mk func() error) error {
-	err := mk()
-	if errors.Is(err, os.ErrExist) || errors.Is(err, unix.EEXIST) {
-		if !r.opts.Overwrite {
-			return fmt.Errorf("exists (use --overwrite to replace it)")
+// openDir makes (or, existing, opens) directory e in d. It returns nil
+// and no error for an entry left as it was.
+func (r *restorer) openDir(d *dirState, e *store.Entry, rel string) (*dirState, error) {
+	sub := &dirState{e: *e, rel: rel, parent: d}
+	sub.pending.Store(1)
+	for attempt := 0; ; attempt++ {
+		err := unix.Mkdirat(d.fd, e.Name, 0o700)
+		if err == nil {
+			if afterMkdir != nil {
+				afterMkdir(d.fd, e.Name)
+			}
+			if sub.fd, err = r.openMade(d.fd, e.Name); err != nil {
+				return nil, err
+			}
+			sub.meta = true
+			return sub, nil
 		}
-		if err = os.RemoveAll(path); err == nil {
-			err = mk()
+		if !errors.Is(err, unix.EEXIST) || attempt > 0 {
+			return nil, err
+		}
+		fd, err := unix.Openat(d.fd, e.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			sub.fd, sub.existed, sub.meta = fd, true, r.opts.Overwrite != OverwriteNever
+			return sub, nil
+		}
+		if !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, unix.ELOOP) {
+			return nil, err
+		}
+		// Not a directory (a symlink is one of those): in the way.
+		if r.opts.Overwrite == OverwriteNever {
+			r.count(&r.res.Existing)
+			return nil, nil
+		}
+		if err := unix.Unlinkat(d.fd, e.Name, 0); err != nil {
+			return nil, fmt.Errorf("remove what is in the way: %w", err)
 		}
 	}
-	return err
+}
+
+// openMade opens the directory the restore just made as name in parent,
+// and checks that it is still that one: a user who can write parent may
+// have renamed it away and put their own (or a symlink) in its place.
+// Only the restore's uid can make a directory owned by it; closed to
+// others (0700) and empty, it is one the restore made and has not used.
+func (r *restorer) openMade(parent int, name string) (int, error) {
+	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("replaced while the restore made it: %w", err)
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	if err == nil && (st.Uid != r.euid || st.Mode&0o077 != 0 || !isEmpty(fd)) {
+		err = errors.New("replaced by another directory while the restore made it; nothing written into it")
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// regular restores a regular file: made here and handed to a worker, or,
+// when one of its name exists, handed to a worker that decides.
+func (r *restorer) regular(d *dirState, e *store.Entry, rel string, key [2]uint64) {
+	fd, err := unix.Openat(d.fd, e.Name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.EEXIST) {
+		if r.opts.Overwrite == OverwriteNever {
+			r.count(&r.res.Existing)
+			return
+		}
+		fd, err = -1, nil
+	}
+	if err != nil {
+		r.problem(rel, err)
+		return
+	}
+	job := fileJob{dir: d, e: *e, rel: rel, fd: fd}
+	d.pending.Add(1)
+	if !e.IsHardLink() {
+		select {
+		case r.jobs <- job:
+		case <-r.ctx.Done():
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			r.release(d)
+		}
+		return
+	}
+	// The first of a hard-link group: its name must hold the inode before
+	// the next name links it, so a replacement is done here and now (rare:
+	// hard links that exist already, with Overwrite).
+	var ino uint64
+	if fd >= 0 {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err == nil {
+			ino = st.Ino
+		}
+		r.jobs <- job
+	} else {
+		ino = r.file(job, make([]byte, e.BlockSize))
+	}
+	if ino != 0 {
+		r.mu.Lock()
+		r.links[key] = linkFirst{rel: rel, ino: ino}
+		r.mu.Unlock()
+	}
 }
 
 func (r *restorer) worker() {
@@ -306,25 +527,62 @@ func (r *restorer) worker() {
 		if need := int(job.e.BlockSize); len(buf) < need {
 			buf = make([]byte, need)
 		}
-		err := r.writeFile(job, buf)
-		if err == nil {
-			err = r.setMeta(job.path, &job.e, int(job.f.Fd()))
-		}
-		job.f.Close()
-		if err != nil {
-			if errors.Is(err, store.ErrCorrupt) {
-				// Never leave a file with bytes that failed their check.
-				at(job.path, os.Remove)
-			}
-			r.problem(job.path, err)
-			continue
-		}
-		r.mu.Lock()
-		r.res.Files++
-		r.res.Bytes += job.e.Size
-		r.mu.Unlock()
-		r.opts.Progress.Files.Add(1)
+		r.file(job, buf)
 	}
+}
+
+// file writes a regular file: into job.fd, or, replacing an existing one,
+// into a new file renamed over it. It returns the inode it left at the
+// name, 0 if none.
+func (r *restorer) file(job fileJob, buf []byte) (ino uint64) {
+	defer r.release(job.dir)
+	dirfd, name := job.dir.fd, job.e.Name
+	var tmp string
+	if job.fd < 0 {
+		if r.opts.Overwrite == OverwriteIfChanged {
+			if same, ino := r.sameFile(dirfd, name, &job.e, buf); same {
+				r.count(&r.res.Unchanged)
+				return ino
+			}
+		}
+		var err error
+		tmp, job.fd, err = createTemp(dirfd, func(tmp string) (int, error) {
+			return unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		})
+		if err != nil {
+			r.problem(job.rel, err)
+			return 0
+		}
+		name = tmp
+	}
+	err := r.writeFile(job, buf)
+	if err == nil {
+		err = r.setMeta(job.fd, &job.e)
+	}
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(job.fd, &st)
+	}
+	unix.Close(job.fd)
+	if err == nil && tmp != "" {
+		err = replace(dirfd, tmp, job.e.Name)
+	}
+	if err != nil {
+		if tmp != "" {
+			unix.Unlinkat(dirfd, tmp, 0)
+		} else if errors.Is(err, store.ErrCorrupt) {
+			// Never leave a file with bytes that failed their check.
+			unix.Unlinkat(dirfd, name, 0)
+		}
+		r.problem(job.rel, err)
+		return 0
+	}
+	r.mu.Lock()
+	r.res.Files++
+	r.res.Bytes += job.e.Size
+	r.mu.Unlock()
+	r.opts.Progress.Files.Add(1)
+	return st.Ino
 }
 
 // writeFile writes a file's blocks, skipping holes, and sets its size so
@@ -351,7 +609,7 @@ func (r *restorer) writeFile(job fileJob, buf []byte) error {
 		if n != int(job.e.BlockLen(i)) {
 			return fmt.Errorf("block %d: %d bytes, want %d: %w", i, n, job.e.BlockLen(i), store.ErrCorrupt)
 		}
-		if err := writeData(job.f, &job.e, buf[:n], int64(i)*int64(job.e.BlockSize)); err != nil {
+		if err := writeData(job.fd, &job.e, buf[:n], int64(i)*int64(job.e.BlockSize)); err != nil {
 			return err
 		}
 		r.opts.Progress.Bytes.Add(uint64(n))
@@ -360,15 +618,14 @@ func (r *restorer) writeFile(job fileJob, buf []byte) error {
 	if err != nil {
 		return err
 	}
-	return job.f.Truncate(int64(job.e.Size))
+	return unix.Ftruncate(job.fd, int64(job.e.Size))
 }
 
 // writeData writes one block at off; of a sparse file only the parts that
 // were data in the source, so that its holes come back exactly.
-func writeData(f *os.File, e *store.Entry, b []byte, off int64) error {
+func writeData(fd int, e *store.Entry, b []byte, off int64) error {
 	if !e.Sparse {
-		_, err := f.WriteAt(b, off)
-		return err
+		return pwriteFull(fd, b, off)
 	}
 	end := off + int64(len(b))
 	for _, x := range e.Extents {
@@ -376,73 +633,121 @@ func writeData(f *os.File, e *store.Entry, b []byte, off int64) error {
 		if lo >= hi {
 			continue
 		}
-		if _, err := f.WriteAt(b[lo-off:hi-off], lo); err != nil {
+		if err := pwriteFull(fd, b[lo-off:hi-off], lo); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// setMeta sets owner, xattrs, mode and times, in the order that keeps each
-// from undoing another: chown clears setuid, an ACL rewrites group bits,
-// and every change moves ctime but not mtime. fd < 0 works on the path
-// without following a symlink.
-func (r *restorer) setMeta(path string, e *store.Entry, fd int) error {
-	return at(path, func(p string) error { return r.setMetaAt(p, e, fd) })
-}
-
-func (r *restorer) setMetaAt(path string, e *store.Entry, fd int) error {
-	if *r.opts.Owners {
-		var err error
-		if fd >= 0 {
-			err = unix.Fchown(fd, int(e.UID), int(e.GID))
-		} else {
-			err = unix.Lchown(path, int(e.UID), int(e.GID))
+func pwriteFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if errors.Is(err, unix.EINTR) {
+			continue
 		}
 		if err != nil {
-			return fmt.Errorf("chown: %w", err)
+			return fmt.Errorf("write: %w", err)
 		}
-	}
-	for _, x := range e.Xattrs {
-		var err error
-		if fd >= 0 {
-			err = unix.Fsetxattr(fd, x.Name, x.Value, 0)
-		} else {
-			err = unix.Lsetxattr(path, x.Name, x.Value, 0)
-		}
-		if err != nil {
-			return fmt.Errorf("xattr %s: %w", x.Name, err)
-		}
-	}
-	if e.Type != store.TypeSymlink {
-		var err error
-		if fd >= 0 {
-			err = unix.Fchmod(fd, e.Mode)
-		} else {
-			err = unix.Fchmodat(unix.AT_FDCWD, path, e.Mode, 0)
-		}
-		if err != nil {
-			return fmt.Errorf("chmod: %w", err)
-		}
-	}
-	ts := []unix.Timespec{
-		{Sec: e.Atime.Sec, Nsec: int64(e.Atime.Nsec)},
-		{Sec: e.Mtime.Sec, Nsec: int64(e.Mtime.Nsec)},
-	}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("times: %w", err)
+		b, off = b[n:], off+int64(n)
 	}
 	return nil
 }
 
-// finishDirs sets directory metadata deepest first, after everything in
-// them is written, so that writing a child does not move a parent's mtime.
-func (r *restorer) finishDirs() {
-	// r.dirs is in post-order: children before their parent, so a parent
-	// made read-only or untraversable last cannot block its children.
-	for _, d := range r.dirs {
-		if err := r.setMeta(d.path, &d.e, -1); err != nil {
-			r.problem(d.path, err)
+// other restores a symlink, fifo, socket or device node, and returns its
+// inode (0 when left as it was).
+func (r *restorer) other(d *dirState, e *store.Entry) (uint64, error) {
+	var mk func(name string) error
+	switch e.Type {
+	case store.TypeSymlink:
+		mk = func(name string) error { return unix.Symlinkat(e.Target, d.fd, name) }
+	case store.TypeFIFO, store.TypeCharDev, store.TypeBlockDev, store.TypeSocket:
+		mk = func(name string) error { return unix.Mknodat(d.fd, name, e.Type.Bits()|0o600, int(e.Rdev)) }
+	default:
+		return 0, fmt.Errorf("unknown entry type %d", e.Type)
+	}
+	name, tmp := e.Name, ""
+	err := mk(name)
+	if errors.Is(err, unix.EEXIST) {
+		switch r.opts.Overwrite {
+		case OverwriteNever:
+			r.count(&r.res.Existing)
+			return 0, nil
+		case OverwriteIfChanged:
+			if same, ino := r.sameOther(d.fd, e); same {
+				r.count(&r.res.Unchanged)
+				return ino, nil
+			}
+		}
+		if tmp, _, err = createTemp(d.fd, func(tmp string) (int, error) { return 0, mk(tmp) }); err != nil {
+			return 0, err
+		}
+		name = tmp
+	}
+	if err != nil {
+		return 0, err
+	}
+	ino, err := r.setMetaMade(d.fd, name, e)
+	if err == nil && tmp != "" {
+		err = replace(d.fd, tmp, e.Name)
+	}
+	if err != nil {
+		if tmp != "" {
+			unix.Unlinkat(d.fd, tmp, 0)
+		}
+		return 0, err
+	}
+	r.count(&r.res.Others)
+	return ino, nil
+}
+
+// link restores a further name of a hard-link group: a link to the inode
+// restored at the group's first name.
+func (r *restorer) link(d *dirState, e *store.Entry, rel string, first linkFirst) {
+	err := r.linkFirst(d, e, first)
+	if err != nil {
+		r.problem(rel, err)
+	}
+}
+
+func (r *restorer) linkFirst(d *dirState, e *store.Entry, first linkFirst) error {
+	fd, err := r.openBeneath(first.rel)
+	if err != nil {
+		return fmt.Errorf("hard link to %s: %w", first.rel, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("hard link to %s: %w", first.rel, err)
+	}
+	if st.Ino != first.ino {
+		return fmt.Errorf("hard link to %s: replaced since it was restored", first.rel)
+	}
+	err = linkFd(fd, d.fd, e.Name)
+	if errors.Is(err, unix.EEXIST) {
+		var cur unix.Stat_t
+		switch {
+		case r.opts.Overwrite == OverwriteNever:
+			r.count(&r.res.Existing)
+			return nil
+		case unix.Fstatat(d.fd, e.Name, &cur, unix.AT_SYMLINK_NOFOLLOW) == nil && cur.Ino == st.Ino && cur.Dev == st.Dev:
+			r.count(&r.res.Unchanged)
+			return nil
+		}
+		var tmp string
+		if tmp, _, err = createTemp(d.fd, func(tmp string) (int, error) { return 0, linkFd(fd, d.fd, tmp) }); err == nil {
+			if err = replace(d.fd, tmp, e.Name); err != nil {
+				unix.Unlinkat(d.fd, tmp, 0)
+			}
 		}
 	}
+	if err != nil {
+		return fmt.Errorf("hard link to %s: %w", first.rel, err)
+	}
+	if e.Type == store.TypeRegular {
+		r.count(&r.res.Files)
+	} else {
+		r.count(&r.res.Others)
+	}
+	return nil
 }

@@ -1,0 +1,337 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/chainfs/chainfs/store"
+	"golang.org/x/sys/unix"
+)
+
+// openTarget opens directory path as the admin wrote it (following
+// symlinks in it: /home may rightly be a link), making what is missing,
+// the last with mode and its parents 0755. made says path itself was
+// made. A path longer than PATH_MAX is opened a parent at a time.
+func openTarget(path string, mode uint32) (fd int, made bool, err error) {
+	fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == nil || (!errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENAMETOOLONG)) {
+		return fd, false, err
+	}
+	dir, name := filepath.Split(filepath.Clean(path))
+	if name == "" || dir == "" && name == "." {
+		return -1, false, err
+	}
+	if dir == "" {
+		dir = "."
+	}
+	parent, _, perr := openTarget(dir, 0o755)
+	if perr != nil {
+		return -1, false, perr
+	}
+	defer unix.Close(parent)
+	if err := unix.Mkdirat(parent, name, mode); err == nil {
+		made = true
+	} else if !errors.Is(err, unix.EEXIST) {
+		return -1, false, err
+	}
+	// What was just made is not followed if it became a symlink; what
+	// existed (too long a path to open at once) is the admin's.
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if made {
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, err = unix.Openat(parent, name, flags, 0)
+	return fd, made, err
+}
+
+// openBeneath opens rel below the restore's root as O_PATH, following no
+// symlink and never leaving the root: with openat2 where the kernel has
+// it, else one O_NOFOLLOW openat per name (also for a rel longer than
+// openat2 takes).
+func (r *restorer) openBeneath(rel string) (int, error) {
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(r.root, rel, &how)
+	if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.ENAMETOOLONG) && !errors.Is(err, unix.EPERM) {
+		return fd, err
+	}
+	// EPERM: a seccomp filter that refuses openat2 outright.
+	fd, err = unix.Dup(r.root)
+	if err != nil {
+		return -1, err
+	}
+	names := strings.Split(rel, "/")
+	for i, name := range names {
+		if name == "" || name == "." || name == ".." {
+			unix.Close(fd)
+			return -1, fmt.Errorf("%q: not a name below the target", rel)
+		}
+		flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if i < len(names)-1 {
+			flags |= unix.O_DIRECTORY
+		}
+		next, err := unix.Openat(fd, name, flags, 0)
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// procPath names what fd (an O_PATH descriptor) refers to: a magic link
+// that the kernel resolves to the inode itself, never to a path, and that
+// does not follow a symlink the fd is of. Linux has no fsetxattr, fchmod
+// or futimens on an O_PATH fd; this is how glibc's fchmodat does
+// AT_SYMLINK_NOFOLLOW. It needs /proc mounted.
+func procPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// linkFd makes name in dir a hard link of what fd (O_PATH) refers to:
+// AT_EMPTY_PATH where the caller may (CAP_DAC_READ_SEARCH, which root
+// has), else through its /proc magic link.
+func linkFd(fd, dir int, name string) error {
+	err := unix.Linkat(fd, "", dir, name, unix.AT_EMPTY_PATH)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
+		// The path is absolute, so the first fd is not used.
+		err = unix.Linkat(fd, procPath(fd), dir, name, unix.AT_SYMLINK_FOLLOW)
+	}
+	return err
+}
+
+// tempPrefix starts the names of entries that are made to replace others.
+const tempPrefix = ".chainfs-restore-"
+
+// createTemp makes something under a new temporary name in dir with mk,
+// and returns the name and what mk returned.
+func createTemp(dir int, mk func(name string) (int, error)) (string, int, error) {
+	for range 8 {
+		name := tempPrefix + strconv.FormatUint(rand.Uint64(), 36)
+		fd, err := mk(name)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return "", -1, fmt.Errorf("make a replacement: %w", err)
+		}
+		return name, fd, nil
+	}
+	return "", -1, errors.New("make a replacement: no free temporary name")
+}
+
+// replace renames tmp over name in dir; a directory in the way is
+// removed first (fd-relative, following nothing).
+func replace(dir int, tmp, name string) error {
+	err := unix.Renameat(dir, tmp, dir, name)
+	if errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+		if _, err = removeAll(dir, name); err == nil {
+			err = unix.Renameat(dir, tmp, dir, name)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("replace: %w", err)
+	}
+	return nil
+}
+
+// removeAll removes name from dir, a directory with everything in it,
+// through descriptors and following no symlink. It returns how many
+// entries it removed.
+func removeAll(dir int, name string) (uint64, error) {
+	err := unix.Unlinkat(dir, name, 0)
+	if err == nil {
+		return 1, nil
+	}
+	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
+		return 0, err
+	}
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	err = eachName(fd, func(child string) error {
+		m, err := removeAll(fd, child)
+		n += m
+		return err
+	})
+	unix.Close(fd)
+	if err != nil {
+		return n, err
+	}
+	if err := unix.Unlinkat(dir, name, unix.AT_REMOVEDIR); err != nil {
+		return n, err
+	}
+	return n + 1, nil
+}
+
+// eachName calls fn with the names in directory fd (not . and ..), read
+// from its start. The names are read before fn runs on any, so that fn may
+// remove them.
+func eachName(fd int, fn func(name string) error) error {
+	names, err := readNames(fd, -1)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := fn(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readNames reads up to max names (-1: all) of directory fd from its
+// start.
+func readNames(fd int, max int) ([]string, error) {
+	if _, err := unix.Seek(fd, 0, 0); err != nil {
+		return nil, err
+	}
+	var names []string
+	buf := make([]byte, 8<<10)
+	for max != 0 {
+		n, err := unix.ReadDirent(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read directory: %w", err)
+		}
+		if n <= 0 {
+			break
+		}
+		var count int
+		_, count, names = unix.ParseDirent(buf[:n], max, names)
+		if max > 0 {
+			max -= count
+		}
+	}
+	return names, nil
+}
+
+// isEmpty reports whether directory fd holds nothing.
+func isEmpty(fd int) bool {
+	names, err := readNames(fd, 1)
+	return err == nil && len(names) == 0
+}
+
+// deleteExtra removes from directory d what the snapshot does not hold
+// there (Delete).
+func (r *restorer) deleteExtra(d *dirState, entries []store.Entry) {
+	keep := make(map[string]struct{}, len(entries))
+	for i := range entries {
+		keep[entries[i].Name] = struct{}{}
+	}
+	var deleted uint64
+	err := eachName(d.fd, func(name string) error {
+		if _, ok := keep[name]; ok {
+			return nil
+		}
+		n, err := removeAll(d.fd, name)
+		if n > 0 {
+			deleted++
+		}
+		if err != nil {
+			r.problem(filepath.Join(d.rel, name), fmt.Errorf("delete: %w", err))
+		}
+		return nil
+	})
+	if err != nil {
+		r.problem(d.rel, err)
+	}
+	r.mu.Lock()
+	r.res.Deleted += deleted
+	r.mu.Unlock()
+}
+
+// setMeta sets owner, xattrs, mode and times through fd (a directory or a
+// regular file the restore holds open), in the order that keeps each from
+// undoing another: chown clears setuid, an ACL rewrites group bits, and
+// every change moves ctime but not mtime.
+func (r *restorer) setMeta(fd int, e *store.Entry) error {
+	if *r.opts.Owners {
+		if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+	}
+	for _, x := range e.Xattrs {
+		if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
+			return fmt.Errorf("xattr %s: %w", x.Name, err)
+		}
+	}
+	if err := unix.Fchmod(fd, e.Mode); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if err := futimens(fd, e); err != nil {
+		return fmt.Errorf("times: %w", err)
+	}
+	return nil
+}
+
+// setMetaMade sets the metadata of a symlink, fifo, socket or device the
+// restore just made as name in dir, and returns its inode. It opens it
+// O_PATH|O_NOFOLLOW (opening a device could act on it; a socket cannot
+// be opened) and checks it is what was made, then works through that fd.
+func (r *restorer) setMetaMade(dir int, name string, e *store.Entry) (uint64, error) {
+	fd, err := unix.Openat(dir, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, err
+	}
+	if st.Mode&unix.S_IFMT != e.Type.Bits() || st.Uid != r.euid || st.Nlink != 1 {
+		return 0, errors.New("replaced while the restore made it")
+	}
+	if *r.opts.Owners {
+		if err := unix.Fchownat(fd, "", int(e.UID), int(e.GID), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return 0, fmt.Errorf("chown: %w", err)
+		}
+	}
+	for _, x := range e.Xattrs {
+		if err := unix.Setxattr(procPath(fd), x.Name, x.Value, 0); err != nil {
+			return 0, fmt.Errorf("xattr %s: %w", x.Name, err)
+		}
+	}
+	if e.Type != store.TypeSymlink {
+		// The path is absolute, so the fd argument is not used.
+		if err := unix.Fchmodat(fd, procPath(fd), e.Mode, 0); err != nil {
+			return 0, fmt.Errorf("chmod: %w", err)
+		}
+	}
+	ts := times(e)
+	err = unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		// Kernels before 5.8 take no AT_EMPTY_PATH here.
+		err = unix.UtimesNanoAt(fd, procPath(fd), ts, 0)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("times: %w", err)
+	}
+	return st.Ino, nil
+}
+
+func times(e *store.Entry) []unix.Timespec {
+	return []unix.Timespec{
+		{Sec: e.Atime.Sec, Nsec: int64(e.Atime.Nsec)},
+		{Sec: e.Mtime.Sec, Nsec: int64(e.Mtime.Nsec)},
+	}
+}
+
+// futimens sets an open fd's atime and mtime: utimensat with a NULL path,
+// which x/sys does not offer (its "" is not NULL).
+func futimens(fd int, e *store.Entry) error {
+	ts := times(e)
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}

@@ -1,0 +1,402 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chainfs/chainfs/fs/source"
+	"github.com/chainfs/chainfs/store"
+	"golang.org/x/sys/unix"
+)
+
+// snapshotOf snapshots directory src into a new repository with a block
+// size small enough that a few KiB make several blocks.
+func snapshotOf(t *testing.T, src string) (*store.Repo, *store.Snapshot) {
+	t.Helper()
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Open(ctx, store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if _, err := r.AddVolume(ctx, store.Volume{Name: "v", Source: src, BlockSize: store.MinBlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := source.Snapshot(ctx, r, "v", store.SnapshotOptions{}, source.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) > 0 {
+		t.Fatalf("snapshot warnings: %v", res.Warnings)
+	}
+	return r, res.Snapshot
+}
+
+func restoreTo(t *testing.T, r *store.Repo, s *store.Snapshot, path, target string, opts Options) *Result {
+	t.Helper()
+	res, err := Restore(context.Background(), r, s, path, target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func write(t *testing.T, path string, data []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(path, uint32(mode)); err != nil { // past the umask; os.Chmod drops 07000
+		t.Fatal(err)
+	}
+}
+
+func lstat(t *testing.T, path string) *unix.Stat_t {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func needRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (owners, device nodes)")
+	}
+}
+
+// sourceTree makes a tree of every kind of entry restore writes.
+func sourceTree(t *testing.T) string {
+	t.Helper()
+	src := t.TempDir()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3*store.MinBlockSize/16+7)
+	write(t, filepath.Join(src, "big"), big, 0o640)
+	write(t, filepath.Join(src, "empty"), nil, 0o600)
+	if err := os.Mkdir(filepath.Join(src, "d"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	unix.Chmod(filepath.Join(src, "d"), 0o777)
+	for _, n := range []string{"a", "b", "c"} {
+		write(t, filepath.Join(src, "d", n), []byte("file "+n), 0o4755)
+	}
+	os.MkdirAll(filepath.Join(src, "d", "sub", "deeper"), 0o750)
+	write(t, filepath.Join(src, "d", "sub", "deeper", "x"), []byte("x"), 0o644)
+	// A sparse file: data, a hole of several blocks, data, a trailing hole.
+	f, err := os.Create(filepath.Join(src, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("head"), 0)
+	f.WriteAt([]byte("middle"), 8*store.MinBlockSize)
+	f.Truncate(16 * store.MinBlockSize)
+	f.Close()
+	os.Link(filepath.Join(src, "big"), filepath.Join(src, "d", "big-link"))
+	os.Symlink("../big", filepath.Join(src, "d", "symlink"))
+	os.Symlink("/nonexistent/target", filepath.Join(src, "dangling"))
+	if err := unix.Mkfifo(filepath.Join(src, "fifo"), 0o620); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(filepath.Join(src, "big"), "user.note", []byte("kept"), 0); err != nil {
+		t.Logf("no user xattrs here: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		if err := unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+		os.Lchown(filepath.Join(src, "d", "a"), 1001, 1002)
+		os.Lchown(filepath.Join(src, "d", "symlink"), 1003, 1004)
+	}
+	// Times last, deepest first: writing moves a directory's mtime.
+	when := []unix.Timespec{{Sec: 1_500_000_000, Nsec: 123}, {Sec: 1_600_000_000, Nsec: 456789}}
+	for _, p := range []string{"d/sub/deeper/x", "d/sub/deeper", "d/sub", "d/a", "big", "sparse", "fifo", "d/symlink", "d", "."} {
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(src, p), when, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return src
+}
+
+// sameTree fails unless got holds what want holds, entry by entry: type,
+// mode, owners, size, mtime, content, symlink targets and hard links.
+func sameTree(t *testing.T, want, got string) {
+	t.Helper()
+	links := map[uint64]uint64{}
+	filepath.Walk(want, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(want, p)
+		q := filepath.Join(got, rel)
+		w, g := lstat(t, p), lstat(t, q)
+		if w.Mode != g.Mode || w.Uid != g.Uid || w.Gid != g.Gid || w.Size != g.Size || w.Rdev != g.Rdev {
+			t.Errorf("%s: mode %o uid %d gid %d size %d, want %o %d %d %d", rel, g.Mode, g.Uid, g.Gid, g.Size, w.Mode, w.Uid, w.Gid, w.Size)
+		}
+		if w.Mtim != g.Mtim {
+			t.Errorf("%s: mtime %v, want %v", rel, g.Mtim, w.Mtim)
+		}
+		switch w.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			if !bytes.Equal(mustRead(t, p), mustRead(t, q)) {
+				t.Errorf("%s: content differs", rel)
+			}
+			if w.Nlink > 1 {
+				if first, ok := links[w.Ino]; ok && first != g.Ino {
+					t.Errorf("%s: not a hard link of its group", rel)
+				}
+				links[w.Ino] = g.Ino
+			}
+		case unix.S_IFLNK:
+			wt, _ := os.Readlink(p)
+			gt, _ := os.Readlink(q)
+			if wt != gt {
+				t.Errorf("%s: symlink to %q, want %q", rel, gt, wt)
+			}
+		}
+		return nil
+	})
+}
+
+// TestRestoreRoundTrip: every kind of entry comes back as it was, holes
+// as holes, into a new directory and, as a single file, by name.
+func TestRestoreRoundTrip(t *testing.T) {
+	src := sourceTree(t)
+	r, s := snapshotOf(t, src)
+	dst := filepath.Join(t.TempDir(), "new", "dst")
+	res := restoreTo(t, r, s, "", dst, Options{})
+	if len(res.Problems) > 0 || res.Existing > 0 {
+		t.Fatalf("problems: %v, existing %d", res.Problems, res.Existing)
+	}
+	sameTree(t, src, dst)
+	if v, err := unixGetxattr(filepath.Join(dst, "big"), "user.note"); err == nil && string(v) != "kept" {
+		t.Errorf("xattr: %q", v)
+	}
+	if st := lstat(t, filepath.Join(dst, "sparse")); st.Blocks*512 >= 4*store.MinBlockSize {
+		t.Errorf("sparse file takes %d bytes on disk: its holes were written", st.Blocks*512)
+	}
+	// One file into a directory, and to a new name.
+	into := t.TempDir()
+	restoreTo(t, r, s, "d/a", into, Options{})
+	restoreTo(t, r, s, "big", filepath.Join(into, "more", "renamed"), Options{})
+	if string(mustRead(t, filepath.Join(into, "a"))) != "file a" || !bytes.Equal(mustRead(t, filepath.Join(into, "more", "renamed")), mustRead(t, filepath.Join(src, "big"))) {
+		t.Error("single files not restored")
+	}
+	if _, err := Restore(context.Background(), r, s, "d/a", into, Options{Delete: true}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("delete with a single file: %v", err)
+	}
+}
+
+func unixGetxattr(path, name string) ([]byte, error) {
+	b := make([]byte, 256)
+	n, err := unix.Getxattr(path, name, b)
+	if err != nil {
+		return nil, err
+	}
+	return b[:n], nil
+}
+
+// TestExistingDirectoryKeepsItsMetadata: without Overwrite, a directory
+// that exists (TARGET itself, as /tmp would be, or one below it) keeps its
+// owner and mode, and existing files are left and counted, not problems.
+func TestExistingDirectoryKeepsItsMetadata(t *testing.T) {
+	needRoot(t)
+	src := sourceTree(t)
+	r, s := snapshotOf(t, src)
+	dst := t.TempDir()
+	unix.Chmod(dst, 0o1777)
+	os.Chown(dst, 1001, 1001)
+	os.Mkdir(filepath.Join(dst, "d"), 0o700)
+	unix.Chmod(filepath.Join(dst, "d"), 0o1770)
+	os.Chown(filepath.Join(dst, "d"), 1001, 1002)
+	write(t, filepath.Join(dst, "d", "a"), []byte("mine"), 0o600)
+	res := restoreTo(t, r, s, "", dst, Options{})
+	for p, want := range map[string]uint32{".": 0o1777, "d": 0o1770} {
+		st := lstat(t, filepath.Join(dst, p))
+		if st.Mode&0o7777 != want || st.Uid != 1001 {
+			t.Errorf("%s: mode %o uid %d, want %o 1001: an existing directory took the snapshot's metadata", p, st.Mode&0o7777, st.Uid, want)
+		}
+	}
+	if got := string(mustRead(t, filepath.Join(dst, "d", "a"))); got != "mine" {
+		t.Errorf("existing file replaced without Overwrite: %q", got)
+	}
+	if res.Existing != 1 || len(res.Problems) != 0 {
+		t.Errorf("existing %d, problems %v; want 1 and none", res.Existing, res.Problems)
+	}
+	if string(mustRead(t, filepath.Join(dst, "d", "b"))) != "file b" {
+		t.Error("new files not written into an existing directory")
+	}
+	// With Overwrite always, TARGET is the snapshot's, metadata too.
+	res = restoreTo(t, r, s, "", dst, Options{Overwrite: OverwriteAlways})
+	if len(res.Problems) > 0 {
+		t.Fatal(res.Problems)
+	}
+	sameTree(t, src, dst)
+}
+
+// TestOverwriteIfChanged: only what differs is rewritten: a file whose
+// bytes changed behind the same size and mtime is found by its hashes;
+// untouched files keep their inode; a file replaced is never written
+// through (a hard link elsewhere, a symlink) but renamed over.
+func TestOverwriteIfChanged(t *testing.T) {
+	src := sourceTree(t)
+	r, s := snapshotOf(t, src)
+	dst := filepath.Join(t.TempDir(), "dst")
+	restoreTo(t, r, s, "", dst, Options{})
+	before := lstat(t, filepath.Join(dst, "d", "b")).Ino
+
+	// Same size and mtime, other bytes.
+	big := filepath.Join(dst, "big")
+	st := lstat(t, big)
+	b := mustRead(t, big)
+	b[len(b)-3] ^= 0xff
+	write(t, big, b, os.FileMode(st.Mode&0o777))
+	unix.UtimesNanoAt(unix.AT_FDCWD, big, []unix.Timespec{st.Atim, st.Mtim}, 0)
+	// A file that another hard link outside shares, with other content.
+	outside := filepath.Join(t.TempDir(), "outside")
+	write(t, outside, []byte("outside"), 0o600)
+	os.Remove(filepath.Join(dst, "d", "c"))
+	if err := os.Link(outside, filepath.Join(dst, "d", "c")); err != nil {
+		t.Fatal(err)
+	}
+	// A symlink where a file was, pointing out.
+	os.Remove(filepath.Join(dst, "empty"))
+	os.Symlink(outside, filepath.Join(dst, "empty"))
+	// A directory where a fifo was.
+	os.Remove(filepath.Join(dst, "fifo"))
+	os.MkdirAll(filepath.Join(dst, "fifo", "in"), 0o755)
+
+	res := restoreTo(t, r, s, "", dst, Options{Overwrite: OverwriteIfChanged})
+	if len(res.Problems) > 0 {
+		t.Fatal(res.Problems)
+	}
+	sameTree(t, src, dst)
+	if got := string(mustRead(t, outside)); got != "outside" {
+		t.Errorf("a file was written through its hard link or a symlink: %q", got)
+	}
+	if lstat(t, filepath.Join(dst, "d", "b")).Ino != before {
+		t.Error("an unchanged file was rewritten")
+	}
+	if res.Files != 4 || res.Others != 1 {
+		t.Errorf("rewrote %d files, %d others; want big (and its link d/big-link), d/c, empty and fifo", res.Files, res.Others)
+	}
+	if res.Unchanged == 0 {
+		t.Error("nothing counted unchanged")
+	}
+	// Again: nothing differs, nothing is written.
+	res = restoreTo(t, r, s, "", dst, Options{Overwrite: OverwriteIfChanged})
+	if res.Files+res.Others != 0 || len(res.Problems) > 0 {
+		t.Errorf("a restore over an identical tree wrote %d files, %d others (%v)", res.Files, res.Others, res.Problems)
+	}
+}
+
+// TestDelete: Delete removes what the snapshot does not hold, through a
+// symlink to a directory never into it; without it nothing goes.
+func TestDelete(t *testing.T) {
+	src := sourceTree(t)
+	r, s := snapshotOf(t, src)
+	dst := filepath.Join(t.TempDir(), "dst")
+	restoreTo(t, r, s, "", dst, Options{})
+	elsewhere := t.TempDir()
+	write(t, filepath.Join(elsewhere, "keep"), []byte("keep"), 0o600)
+	write(t, filepath.Join(dst, "extra"), []byte("x"), 0o600)
+	os.MkdirAll(filepath.Join(dst, "d", "sub", "gone", "deep"), 0o755)
+	write(t, filepath.Join(dst, "d", "sub", "gone", "deep", "f"), []byte("x"), 0o600)
+	os.Symlink(elsewhere, filepath.Join(dst, "d", "link-out"))
+
+	res := restoreTo(t, r, s, "", dst, Options{})
+	if res.Deleted != 0 {
+		t.Fatal("deleted without Delete")
+	}
+	// A roll-back: what differs replaced, what is extra gone.
+	res = restoreTo(t, r, s, "", dst, Options{Overwrite: OverwriteIfChanged, Delete: true})
+	if len(res.Problems) > 0 {
+		t.Fatal(res.Problems)
+	}
+	if res.Deleted != 3 {
+		t.Errorf("deleted %d, want extra, d/sub/gone and d/link-out", res.Deleted)
+	}
+	for _, p := range []string{"extra", "d/sub/gone", "d/link-out"} {
+		if _, err := os.Lstat(filepath.Join(dst, p)); !os.IsNotExist(err) {
+			t.Errorf("%s is still there", p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(elsewhere, "keep")); err != nil {
+		t.Error("delete followed a symlink out of the target")
+	}
+	sameTree(t, src, dst)
+}
+
+// TestSwappedDirectoryIsNotFollowed: another user who can write the
+// target renames a directory the restore just made and puts a symlink (or
+// a directory of their own) in its place; nothing is written through it
+// and nothing outside the target changes.
+func TestSwappedDirectoryIsNotFollowed(t *testing.T) {
+	src := sourceTree(t)
+	r, s := snapshotOf(t, src)
+	for _, swap := range []string{"symlink", "directory"} {
+		t.Run(swap, func(t *testing.T) {
+			if swap == "directory" {
+				needRoot(t) // another user's directory
+			}
+			dst := t.TempDir()
+			outside := t.TempDir()
+			unix.Chmod(outside, 0o700)
+			victim := filepath.Join(outside, "victim")
+			write(t, victim, []byte("root's"), 0o600)
+			afterMkdir = func(parent int, name string) {
+				if name != "d" {
+					return
+				}
+				if err := unix.Renameat(parent, name, parent, name+".moved"); err != nil {
+					t.Error(err)
+				}
+				if swap == "symlink" {
+					err := unix.Symlinkat(outside, parent, name)
+					if err != nil {
+						t.Error(err)
+					}
+					return
+				}
+				unix.Mkdirat(parent, name, 0o700)
+				unix.Fchownat(parent, name, 1001, 1001, 0)
+			}
+			t.Cleanup(func() { afterMkdir = nil })
+			res := restoreTo(t, r, s, "", dst, Options{})
+			names, _ := os.ReadDir(outside)
+			if len(names) != 1 {
+				t.Errorf("restore wrote into the swapped-in %s: %d entries there", swap, len(names))
+			}
+			if st := lstat(t, outside); st.Mode&0o777 != 0o700 {
+				t.Errorf("restore chmodded the swapped-in %s: %o", swap, st.Mode&0o777)
+			}
+			if st := lstat(t, victim); st.Mode&0o777 != 0o600 {
+				t.Errorf("restore chmodded a file outside: %o", st.Mode&0o777)
+			}
+			if len(res.Problems) != 1 || !strings.Contains(res.Problems[0].Path, "/d") {
+				t.Errorf("problems %v, want one for d", res.Problems)
+			}
+			// Everything else came back.
+			if string(mustRead(t, filepath.Join(dst, "big"))) != string(mustRead(t, filepath.Join(src, "big"))) {
+				t.Error("big not restored")
+			}
+		})
+	}
+}

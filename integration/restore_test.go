@@ -1,0 +1,111 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestRestoreIntoOthersDirectory: root restores into a directory uid 1001
+// owns, while 1001 swaps the directory d the restore just made for a
+// symlink: to a directory of theirs (where the old restore created every
+// file of d) or to a root-owned 0600 file (which the old restore's last
+// pass made 0777). Nothing outside the target is written or chmodded.
+// Then the restore of the same snapshot into the now existing directory
+// leaves its owner and mode (1777 here) as they are.
+func TestRestoreIntoOthersDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv")
+	}
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(filepath.Join(src, "d"), 0o777)
+	unix.Chmod(filepath.Join(src, "d"), 0o777)
+	for i := range 3000 {
+		os.WriteFile(filepath.Join(src, "d", fmt.Sprintf("f%04d", i)), []byte("x"), 0o644)
+	}
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s")
+
+	// A place 1001 can reach: the test's own directories are 0700.
+	base, err := os.MkdirTemp("", "chainfs-swap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	unix.Chmod(base, 0o755)
+	theirs := filepath.Join(base, "theirs")
+	os.Mkdir(theirs, 0o755)
+	os.Chown(theirs, 1001, 1001)
+	rootFile := filepath.Join(base, "root-file")
+	os.WriteFile(rootFile, []byte("root's"), 0o600)
+
+	for i, to := range []string{theirs, rootFile} {
+		dst := filepath.Join(base, fmt.Sprintf("home%d", i))
+		os.Mkdir(dst, 0o755)
+		os.Chown(dst, 1001, 1001)
+		// 1001 waits for d, moves it away and puts the symlink there.
+		swapper := exec.Command("setpriv", "--reuid=1001", "--regid=1001", "--clear-groups", "bash", "-c",
+			`cd "$1" && until [ -d d ] && [ ! -L d ]; do :; done; mv d d.moved && ln -s "$2" d`, "swapper", dst, to)
+		if err := swapper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- swapper.Wait() }()
+		r := e.run("restore", "v/s", dst)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("swapper: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			swapper.Process.Kill()
+			<-done
+			t.Fatal("the swapper never saw d")
+		}
+		if r.code != 0 && r.code != 3 {
+			t.Errorf("restore: exit %d: %s", r.code, r.stderr)
+		}
+		if fi, err := os.Lstat(filepath.Join(dst, "d")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Fatalf("d was not swapped for a symlink: %v %v", fi, err)
+		}
+	}
+	if names, _ := os.ReadDir(theirs); len(names) != 0 {
+		t.Errorf("restore wrote %d entries into 1001's directory through the symlink", len(names))
+	}
+	for path, want := range map[string]uint32{theirs: 0o755, rootFile: 0o600} {
+		var st unix.Stat_t
+		unix.Stat(path, &st)
+		if st.Mode&0o7777 != want {
+			t.Errorf("%s: mode %o, want %o: chmodded through the symlink", path, st.Mode&0o7777, want)
+		}
+	}
+
+	// An existing directory keeps its metadata without --overwrite.
+	dst := filepath.Join(base, "shared")
+	os.Mkdir(dst, 0o700)
+	unix.Chmod(dst, 0o1777)
+	os.Chown(dst, 1001, 1001)
+	e.ok("restore", "v/s", dst)
+	r := e.fails(3, "3000 existing entries left as they were; --overwrite if-changed|always replaces them", "restore", "v/s", dst)
+	if strings.Count(r.stderr, "\n") > 3 {
+		t.Errorf("one line per existing entry, not a summary:\n%s", r.stderr)
+	}
+	var st unix.Stat_t
+	unix.Stat(dst, &st)
+	if st.Mode&0o7777 != 0o1777 || st.Uid != 1001 {
+		t.Errorf("an existing directory became mode %o uid %d, want 1777 1001", st.Mode&0o7777, st.Uid)
+	}
+	e.ok("restore", "--overwrite", "if-changed", "v/s", dst)
+	e.fails(2, "--overwrite takes never, if-changed or always", "restore", "--overwrite", "v/s", dst)
+	e.fails(2, "--delete removes from a directory", "restore", "--delete", "v/s/d/f0001", dst)
+}
