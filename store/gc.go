@@ -43,6 +43,11 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 	defer r.gcMu.Unlock()
 	st := &GCStats{}
 	st.SizeBefore, _ = r.SpaceUsed()
+	// gc deletes what no record names, and badger shows the records in a
+	// damaged table as absent: it runs on whole metadata only.
+	if err := r.verifyMetadata(); err != nil {
+		return nil, fmt.Errorf("gc: nothing reclaimed: %w", err)
+	}
 	if err := r.sweepTrees(ctx, st); err != nil {
 		return nil, fmt.Errorf("gc: trees: %w", err)
 	}
@@ -544,7 +549,14 @@ func (r *Repo) reclaimPacks(packs []finishedPack) error {
 		err := r.db.View(func(txn *badger.Txn) error {
 			for _, h := range p.blocks {
 				rec, err := getBlockRecord(txn, h)
-				if err == nil && rec.Pack == p.id && rec.Refs > 0 {
+				if err != nil {
+					// Unknown is not dead: the pack stays for gc.
+					r.log.Warn("an aborted writer's pack is kept: a block record is unreadable",
+						"pack", fmt.Sprintf("%016x", p.id), "block", h.Short(), "err", err)
+					live = true
+					return nil
+				}
+				if rec.Pack == p.id && rec.Refs > 0 {
 					live = true
 					return nil
 				}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 
 	"fmt"
 	"strings"
@@ -109,6 +110,8 @@ func (r *Repo) CreatePolicy(ctx context.Context, p Policy) (*Policy, error) {
 	err := r.db.Update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(policyKey(p.Name)); err == nil {
 			return fmt.Errorf("policy %s: %w", p.Name, ErrExists)
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("policy %s: %w", p.Name, err)
 		}
 		return setJSON(txn, policyKey(p.Name), &p)
 	})

@@ -67,7 +67,7 @@ func report(err error, stderr io.Writer) int {
 // errors.Is; the context before them already says it in words.
 func errorText(err error) string {
 	msg := err.Error()
-	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid} {
+	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid, store.ErrDamagedMetadata} {
 		msg = strings.TrimSuffix(msg, ": "+s.Error())
 	}
 	return msg
