@@ -249,7 +249,7 @@ func (r *Repo) checkUnrecordedPacks(rep *CheckReport) error {
 // that reference it.
 func (r *Repo) checkRefs(rep *CheckReport) error {
 	runs := map[Hash]uint64{}
-	return r.db.View(func(txn *badger.Txn) error {
+	return r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixInterval}, PrefetchValues: false})
 		for it.Rewind(); it.Valid(); it.Next() {
 			_, h, _, err := parseIntervalKey(it.Item().Key())

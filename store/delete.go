@@ -40,7 +40,7 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 
 // updateVolume changes a volume record in one transaction.
 func (r *Repo) updateVolume(volume string, fn func(*Volume) error) error {
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		var v Volume
 		if err := getJSON(txn, volumeKey(volume), &v); err != nil {
 			return fmt.Errorf("volume %s: %w", volume, err)
@@ -55,7 +55,7 @@ func (r *Repo) updateVolume(volume string, fn func(*Volume) error) error {
 // neighbours returns the surviving snapshots just before and after seq
 // (0 when there is none).
 func (r *Repo) neighbours(vol, seq uint64) (prev, next uint64, err error) {
-	err = r.db.View(func(txn *badger.Txn) error {
+	err = r.view(func(txn *badger.Txn) error {
 		for _, reverse := range []bool{true, false} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: snapshotPrefix(vol), Reverse: reverse})
 			if reverse {
@@ -89,7 +89,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	var v Volume
-	if err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
+	if err := r.view(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
 		return err
 	}
 	k := v.Deleting
@@ -110,7 +110,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		var snap Snapshot
 		if err := getJSON(txn, snapshotKey(v.ID, k), &snap); err != nil {
 			return err

@@ -112,7 +112,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 		}
 	}
 	var dead [][]byte
-	err = r.db.View(func(txn *badger.Txn) error {
+	err = r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixTree}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -145,7 +145,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 // snapshotsOf lists the snapshots of a volume by id.
 func (r *Repo) snapshotsOf(vol uint64) ([]Snapshot, error) {
 	var snaps []Snapshot
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		return scanJSON(txn, snapshotPrefix(vol), func(_ []byte, s *Snapshot) error {
 			snaps = append(snaps, *s)
 			return nil
@@ -337,7 +337,7 @@ func (r *Repo) dropDead(id uint64, dead []Hash, st *GCStats) error {
 	for len(dead) > 0 {
 		chunk := dead[:min(chunkSize, len(dead))]
 		dead = dead[len(chunk):]
-		err := r.db.Update(func(txn *badger.Txn) error {
+		err := r.update(func(txn *badger.Txn) error {
 			for _, h := range chunk {
 				rec, err := getBlockRecord(txn, h)
 				if err != nil || rec.Refs != 0 || rec.Pack != id {
@@ -363,7 +363,7 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 	if err := r.dropDead(id, p.dead, st); err != nil {
 		return err
 	}
-	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Delete(packKey(id)) }); err != nil {
+	if err := r.update(func(txn *badger.Txn) error { return txn.Delete(packKey(id)) }); err != nil {
 		return err
 	}
 	st.PacksRemoved++
@@ -400,7 +400,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			return err
 		}
 		w = nil
-		if err := r.db.Update(func(txn *badger.Txn) error {
+		if err := r.update(func(txn *badger.Txn) error {
 			return txn.Set(packKey(newID), binary.BigEndian.AppendUint64(nil, uint64(size)))
 		}); err != nil {
 			return err
@@ -426,7 +426,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			return fmt.Errorf("rewriting packs: %w", err)
 		}
 		if w == nil {
-			if err := r.db.Update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
+			if err := r.update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
 				return err
 			}
 			if w, err = r.blocks.Create(newID); err != nil {
@@ -457,7 +457,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	for len(moved) > 0 {
 		chunk := moved[:min(chunkSize, len(moved))]
 		moved = moved[len(chunk):]
-		err := r.db.Update(func(txn *badger.Txn) error {
+		err := r.update(func(txn *badger.Txn) error {
 			for _, b := range chunk {
 				rec, err := getBlockRecord(txn, b.hash)
 				if err != nil {
@@ -546,7 +546,7 @@ func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64
 func (r *Repo) reclaimPacks(packs []finishedPack) error {
 	for _, p := range packs {
 		live := false
-		err := r.db.View(func(txn *badger.Txn) error {
+		err := r.view(func(txn *badger.Txn) error {
 			for _, h := range p.blocks {
 				rec, err := getBlockRecord(txn, h)
 				if err != nil {

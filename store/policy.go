@@ -107,7 +107,7 @@ func (r *Repo) CreatePolicy(ctx context.Context, p Policy) (*Policy, error) {
 		return nil, err
 	}
 	p.Created = time.Now().UTC()
-	err := r.db.Update(func(txn *badger.Txn) error {
+	err := r.update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(policyKey(p.Name)); err == nil {
 			return fmt.Errorf("policy %s: %w", p.Name, ErrExists)
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
@@ -124,7 +124,7 @@ func (r *Repo) CreatePolicy(ctx context.Context, p Policy) (*Policy, error) {
 // Policy returns a policy by name.
 func (r *Repo) Policy(ctx context.Context, name string) (*Policy, error) {
 	var p Policy
-	err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, policyKey(name), &p) })
+	err := r.view(func(txn *badger.Txn) error { return getJSON(txn, policyKey(name), &p) })
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", name, err)
 	}
@@ -134,7 +134,7 @@ func (r *Repo) Policy(ctx context.Context, name string) (*Policy, error) {
 // Policies lists the policies in name order.
 func (r *Repo) Policies(ctx context.Context) ([]Policy, error) {
 	var ps []Policy
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		return scanJSON(txn, []byte{prefixPolicy}, func(_ []byte, p *Policy) error {
 			ps = append(ps, *p)
 			return nil
@@ -187,6 +187,6 @@ func (r *Repo) RemovePolicy(ctx context.Context, name string) ([]string, error) 
 			detached = append(detached, v.Name)
 		}
 	}
-	err = r.db.Update(func(txn *badger.Txn) error { return txn.Delete(policyKey(name)) })
+	err = r.update(func(txn *badger.Txn) error { return txn.Delete(policyKey(name)) })
 	return detached, err
 }

@@ -26,7 +26,7 @@ func (r *Repo) Tree(ctx context.Context, h Hash) ([]Entry, error) {
 // blob reads a tree or content blob and checks its hash.
 func (r *Repo) blob(h Hash) ([]byte, error) {
 	var blob []byte
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(treeKey(h))
 		if err != nil {
 			return err
@@ -149,7 +149,7 @@ func (r *Repo) readAt(h Hash, at place, p []byte) (int, error) {
 
 func (r *Repo) blockRecord(h Hash) (blockRecord, error) {
 	var rec blockRecord
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(blockKey(h))
 		if err != nil {
 			return err
@@ -289,7 +289,7 @@ func (r *Repo) dropUnrecordedPacks() error {
 // packSizes returns every recorded pack with its recorded size.
 func (r *Repo) packSizes() (map[uint64]uint64, error) {
 	sizes := map[uint64]uint64{}
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPack}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -314,7 +314,7 @@ func (r *Repo) packSizes() (map[uint64]uint64, error) {
 
 // scanBlocks calls fn for every block record, in hash order.
 func (r *Repo) scanBlocks(fn func(h Hash, rec blockRecord) error) error {
-	return r.db.View(func(txn *badger.Txn) error {
+	return r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -198,7 +198,7 @@ func (r *Repo) walkFiles(ctx context.Context, tree Hash, dir string, fn func(pat
 // returns the runs counted.
 func (r *Repo) fixRefs(rep *RepairReport) (map[Hash]uint64, error) {
 	runs := map[Hash]uint64{}
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixInterval}, PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -258,7 +258,7 @@ func (r *Repo) heal(ctx context.Context, bad map[Hash][]blockSite, runs map[Hash
 		return nil
 	}
 	var id uint64
-	if err := r.db.Update(func(txn *badger.Txn) (err error) { id, err = nextID(txn, "pack"); return err }); err != nil {
+	if err := r.update(func(txn *badger.Txn) (err error) { id, err = nextID(txn, "pack"); return err }); err != nil {
 		return err
 	}
 	w, err := r.blocks.Create(id)
@@ -278,7 +278,7 @@ func (r *Repo) heal(ctx context.Context, bad map[Hash][]blockSite, runs map[Hash
 		w.Abort()
 		return err
 	}
-	if err := r.db.Update(func(txn *badger.Txn) error {
+	if err := r.update(func(txn *badger.Txn) error {
 		return txn.Set(packKey(id), binary.BigEndian.AppendUint64(nil, uint64(size)))
 	}); err != nil {
 		return err

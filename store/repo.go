@@ -203,7 +203,7 @@ func Init(opts Options) (*Info, error) {
 		os.Remove(tmp)
 		return nil, err
 	}
-	err = r.db.Update(func(txn *badger.Txn) error {
+	err = r.update(func(txn *badger.Txn) error {
 		return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
 	})
 	if cerr := r.Close(); err == nil {
@@ -431,7 +431,7 @@ func (r *Repo) setActivity(purpose string) {
 }
 
 func (r *Repo) checkSchema() error {
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		item, err := txn.Get(metaSchemaKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%s: no schema record: %w", r.dir, ErrCorrupt)

@@ -175,7 +175,7 @@ func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 	release := func() { r.gcMu.RUnlock(); claim() }
 	w := &SnapshotWriter{repo: r, release: release, started: started, commitsAtBegin: r.commits.Load(),
 		pending: map[Hash]struct{}{}, treeSeen: map[Hash]struct{}{}}
-	err = r.db.Update(func(txn *badger.Txn) error {
+	err = r.update(func(txn *badger.Txn) error {
 		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing {
 			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
 		}
@@ -301,7 +301,7 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 
 func (w *SnapshotWriter) openPack() error {
 	var id uint64
-	err := w.repo.db.Update(func(txn *badger.Txn) (err error) {
+	err := w.repo.update(func(txn *badger.Txn) (err error) {
 		id, err = nextID(txn, "pack")
 		return err
 	})
@@ -329,7 +329,7 @@ func (r *Repo) finishPack(pack PackWriter, id uint64, blocks []pendingBlock) err
 	for len(blocks) > 0 {
 		chunk := blocks[:min(chunkSize, len(blocks))]
 		blocks = blocks[len(chunk):]
-		err := r.db.Update(func(txn *badger.Txn) error {
+		err := r.update(func(txn *badger.Txn) error {
 			for _, b := range chunk {
 				// Another snapshot may have stored the same block since
 				// PutBlock looked; its record stays and this copy is garbage.
@@ -349,7 +349,7 @@ func (r *Repo) finishPack(pack PackWriter, id uint64, blocks []pendingBlock) err
 			return err
 		}
 	}
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		return txn.Set(packKey(id), binary.BigEndian.AppendUint64(nil, uint64(size)))
 	})
 }
@@ -504,7 +504,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	hs := delta.sortedHashes()
-	err := r.db.Update(func(txn *badger.Txn) error {
+	err := r.update(func(txn *badger.Txn) error {
 		var cur Volume
 		if err := getJSON(txn, volumeKey(vol.Name), &cur); err != nil {
 			return err
@@ -533,7 +533,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	}
 	snap.Stats.AddedBytes, snap.Stats.AddedBlocks = added, addedBlocks
 	snap.Stats.Duration = time.Since(snap.Time)
-	err = r.db.Update(func(txn *badger.Txn) error {
+	err = r.update(func(txn *badger.Txn) error {
 		var cur Volume
 		if err := getJSON(txn, volumeKey(vol.Name), &cur); err != nil {
 			return err
@@ -561,7 +561,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 // rollback undoes a volume's interrupted chain update, if any.
 func (r *Repo) rollback(ctx context.Context, volume string) error {
 	var v Volume
-	if err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
+	if err := r.view(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
 		return err
 	}
 	if v.Applying == 0 {
@@ -570,7 +570,7 @@ func (r *Repo) rollback(ctx context.Context, volume string) error {
 	if err := r.undoDelta(ctx, v.ID, v.Applying); err != nil {
 		return err
 	}
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		var cur Volume
 		if err := getJSON(txn, volumeKey(volume), &cur); err != nil {
 			return err
@@ -595,7 +595,7 @@ func (r *Repo) hasTree(h Hash) (bool, error) { return r.has(treeKey(h)) }
 // has reports whether key is recorded. Only badger's "not found" is
 // absence; any other error is returned, never taken for absence.
 func (r *Repo) has(key []byte) (bool, error) {
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		_, err := txn.Get(key)
 		return err
 	})
@@ -615,7 +615,7 @@ func (r *Repo) Snapshots(ctx context.Context, volume string) ([]Snapshot, error)
 		return nil, err
 	}
 	var snaps []Snapshot
-	err = r.db.View(func(txn *badger.Txn) error {
+	err = r.view(func(txn *badger.Txn) error {
 		return scanJSON(txn, snapshotPrefix(v.ID), func(_ []byte, s *Snapshot) error {
 			snaps = append(snaps, *s)
 			return nil
@@ -631,7 +631,7 @@ func (r *Repo) Snapshot(ctx context.Context, volume, name string) (*Snapshot, er
 		return nil, err
 	}
 	var s Snapshot
-	err = r.db.View(func(txn *badger.Txn) error {
+	err = r.view(func(txn *badger.Txn) error {
 		seq := v.Head
 		if name != "latest" {
 			item, err := txn.Get(snapNameKey(v.ID, name))

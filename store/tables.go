@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -40,7 +42,7 @@ func checkTables(metaDir string, deep bool) error {
 			if again, merr := manifestTables(metaDir); merr == nil && !slices.Contains(again, tf) {
 				continue
 			}
-			err = fmt.Errorf("metadata table %s is damaged: the file is missing: %w", filepath.Base(tf.path), ErrDamagedMetadata)
+			err = fmt.Errorf("metadata table %s is damaged: the file is missing: %w", tf.path, ErrDamagedMetadata)
 		}
 		if err != nil {
 			return err
@@ -84,7 +86,7 @@ func manifestTables(metaDir string) ([]tableFile, error) {
 // opens it, and with deep reads every block. Its panics are badger's, on
 // this goroutine, about this file: they are the finding.
 func checkTableFile(path string, compression options.CompressionType, deep bool) (err error) {
-	name := filepath.Base(path)
+	name := path
 	damaged := func(what any) error {
 		return fmt.Errorf("metadata table %s is damaged: %v: %w", name, what, ErrDamagedMetadata)
 	}
@@ -146,4 +148,62 @@ func firstLine(s string) string {
 // absence of records and in check, not on every open.
 func (r *Repo) verifyMetadata() error {
 	return checkTables(filepath.Join(r.dir, metaDir), true)
+}
+
+// view is r.db.View, and update r.db.Update, with a panic raised inside
+// badger (reading a damaged table) turned into an error naming the table.
+// A panic raised by the store's own code goes on: that is a bug to see.
+func (r *Repo) view(fn func(txn *badger.Txn) error) (err error) {
+	defer r.recoverBadger(&err)
+	return r.db.View(fn)
+}
+
+func (r *Repo) update(fn func(txn *badger.Txn) error) (err error) {
+	defer r.recoverBadger(&err)
+	return r.db.Update(fn)
+}
+
+// recoverBadger, deferred, turns a panic that began inside badger into
+// *errp, an ErrDamagedMetadata that names the damaged table when a check
+// of the tables finds it.
+func (r *Repo) recoverBadger(errp *error) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if !panickedInBadger() {
+		panic(p)
+	}
+	r.log.Error("badger panicked reading the metadata", "panic", firstLine(fmt.Sprint(p)))
+	if err := r.verifyMetadata(); errors.Is(err, ErrDamagedMetadata) {
+		*errp = err
+		return
+	}
+	*errp = fmt.Errorf("badger failed reading the metadata: %s: %w", firstLine(fmt.Sprint(p)), ErrDamagedMetadata)
+}
+
+// panickedInBadger reports whether the panic being recovered was raised
+// in badger (or its ristretto): below the panic, the first frame that is
+// either badger's or this module's decides. Frames of the standard library
+// badger called in between do not. Called from a deferred function, the
+// stack still holds the frames that panicked.
+func panickedInBadger() bool {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	inPanic := false
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "runtime.gopanic":
+			inPanic = true
+		case !inPanic:
+		case strings.HasPrefix(f.Function, "github.com/dgraph-io/"):
+			return true
+		case strings.HasPrefix(f.Function, "github.com/chainfs/"):
+			return false
+		}
+		if !more {
+			return false
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/fb"
+	"github.com/dgraph-io/badger/v4/y"
 )
 
 // damageBlockHolding overwrites bytes in the middle of the table block of
@@ -139,4 +140,27 @@ func TestDamagedPackRecordKeepsPack(t *testing.T) {
 // testLogger logs every level as text into b.
 func testLogger(b *strings.Builder) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestBadgerPanicIsAnError: a panic raised inside badger during a read is
+// an ErrDamagedMetadata; a panic of the store's own code is not swallowed.
+func TestBadgerPanicIsAnError(t *testing.T) {
+	r := testRepo(t)
+	err := r.view(func(*badger.Txn) error {
+		y.BytesToU32([]byte{1}) // badger reading a number from a short slice
+		return nil
+	})
+	if !errors.Is(err, ErrDamagedMetadata) {
+		t.Fatalf("badger's panic: %v, want ErrDamagedMetadata", err)
+	}
+	defer func() {
+		if p := recover(); p == nil {
+			t.Error("a panic of the store's own code was swallowed")
+		}
+	}()
+	r.view(func(*badger.Txn) error {
+		var s []int
+		_ = s[len(s)+1]
+		return nil
+	})
 }

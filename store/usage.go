@@ -106,7 +106,7 @@ func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 // countKeys counts the keys under prefix.
 func (r *Repo) countKeys(prefix []byte) (uint64, error) {
 	var n uint64
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -148,7 +148,7 @@ func (r *Repo) exclusive(vol, seq, next uint64) (uint64, error) {
 		return 0, err
 	}
 	var total uint64
-	err = r.db.View(func(txn *badger.Txn) error {
+	err = r.view(func(txn *badger.Txn) error {
 		for _, h := range hs {
 			start, iv, found, err := lastInterval(txn, vol, h, seq)
 			if err != nil {
