@@ -110,6 +110,16 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
+	// The next snapshot holds, from now on, the blocks k held that it
+	// keeps, and no longer those whose runs merged into an earlier one:
+	// its record's figures are counted again from its runs. (Repeated
+	// after a crash, this counts the same.)
+	var nextHeld holding
+	if next != 0 {
+		if nextHeld, err = r.holdings(v.ID, next, 0, false); err != nil {
+			return err
+		}
+	}
 	return r.update(func(txn *badger.Txn) error {
 		var snap Snapshot
 		if err := getJSON(txn, snapshotKey(v.ID, k), &snap); err != nil {
@@ -127,6 +137,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 				return err
 			}
 			n.Parent = prev
+			n.Stats.AddedBytes, n.Stats.AddedBlocks = nextHeld.AddedBytes, nextHeld.AddedBlocks
 			if err := setJSON(txn, snapshotKey(v.ID, next), &n); err != nil {
 				return err
 			}
