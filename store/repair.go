@@ -52,6 +52,13 @@ type blockSite struct {
 // that is returned as lost; nothing else is changed. It runs alone: it
 // holds the gc lock, so no snapshot runs meanwhile.
 func (r *Repo) Repair(ctx context.Context) (*RepairReport, error) {
+	// Repair recounts references from the runs it can read and drops
+	// snapshots whose top tree it cannot find; over a damaged metadata
+	// table, whose records read as absent, both would destroy what is
+	// still there. It changes nothing then.
+	if err := r.verifyMetadata(); err != nil {
+		return nil, fmt.Errorf("repair: nothing changed: %w", err)
+	}
 	r.gcMu.Lock()
 	rep := &RepairReport{Healed: []Healed{}, Dropped: []string{}}
 	err := r.repair(ctx, rep)
@@ -101,6 +108,9 @@ func (r *Repo) repair(ctx context.Context, rep *RepairReport) error {
 		}
 		for _, s := range snaps {
 			if _, err := r.Tree(ctx, s.Root); err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					return err // not known to be lost
+				}
 				name := v.Name + "/" + s.Name
 				if img, ok := strings.CutPrefix(v.Name, imagePrefix); ok {
 					name = "image " + img

@@ -104,9 +104,11 @@ func checkTableFile(path string, compression options.CompressionType, deep bool)
 		return fmt.Errorf("metadata table %s: %w", name, err)
 	}
 	defer mf.Close(-1)
+	// badger panics instead of returning some errors, at either stage.
+	finding := "truncated or overwritten: its index cannot be read"
 	defer func() {
 		if p := recover(); p != nil {
-			err = damaged("truncated or overwritten: its index cannot be read")
+			err = damaged(finding)
 		}
 	}()
 	opts := table.Options{
@@ -122,6 +124,7 @@ func checkTableFile(path string, compression options.CompressionType, deep bool)
 		return damaged(err)
 	}
 	if deep {
+		finding = "a block fails its checksum"
 		if err := t.VerifyChecksum(); err != nil {
 			return damaged(err)
 		}

@@ -86,21 +86,7 @@ func TestDamagedPackRecordKeepsPack(t *testing.T) {
 	// Records around the pack records ('o' before, 'q' after: no prefix
 	// of the store's), so that they lie in a table block of their own,
 	// apart from the schema record and the volume records.
-	err = r.db.Update(func(txn *badger.Txn) error {
-		for i := range 200 {
-			for _, prefix := range []string{"o", "q"} {
-				v := make([]byte, 200)
-				rand.Read(v)
-				if err := txn.Set(fmt.Appendf(nil, "%s filler %03d", prefix, i), v); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fillAround(t, r, "o", "q")
 	packs, _ := r.blocks.List()
 	if len(packs) != 1 {
 		t.Fatalf("%d packs, want 1", len(packs))
@@ -163,4 +149,59 @@ func TestBadgerPanicIsAnError(t *testing.T) {
 		_ = s[len(s)+1]
 		return nil
 	})
+}
+
+// fillAround writes records of random bytes under two key prefixes, so
+// that the records between them lie in table blocks of their own.
+func fillAround(t *testing.T, r *Repo, before, after string) {
+	t.Helper()
+	err := r.db.Update(func(txn *badger.Txn) error {
+		for i := range 200 {
+			for _, prefix := range []string{before, after} {
+				v := make([]byte, 200)
+				rand.Read(v)
+				if err := txn.Set(fmt.Appendf(nil, "%s filler %03d", prefix, i), v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRepairOverDamagedMetadata: with the block holding a snapshot's top
+// tree damaged, the tree reads as missing; repair must not take the
+// snapshot for lost and drop it, nor change anything else.
+func TestRepairOverDamagedMetadata(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir() + "/repo"
+	if _, err := Init(Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	s := snapFile(t, r, "v", block('A'), block('B'))
+	fillAround(t, r, "s", "u")
+	r.Close()
+	if n := damageBlockHolding(t, filepath.Join(dir, metaDir), treeKey(s.Root)); n == 0 {
+		t.Fatal("no table block holds the top tree")
+	}
+	r, err = Open(ctx, Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer r.Close()
+	rep, err := r.Repair(ctx)
+	if !errors.Is(err, ErrDamagedMetadata) {
+		t.Errorf("repair over damaged metadata: %v %+v, want ErrDamagedMetadata", err, rep)
+	}
+	if _, err := r.Snapshot(ctx, "v", s.Name); err != nil {
+		t.Errorf("repair dropped the snapshot whose tree it could not read: %v", err)
+	}
 }
