@@ -96,6 +96,46 @@ func TestCorruptMetadata(t *testing.T) {
 	}
 }
 
+// TestTruncatedMetadataTable: a metadata table cut to half its size makes
+// every command fail with status 1 and the table's name, not a panic;
+// check says what check --repair can and cannot do; the daemon refuses to
+// start the same way.
+func TestTruncatedMetadataTable(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "a"), randomData(1, 300<<10), 0o644)
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s1")
+	os.WriteFile(filepath.Join(src, "b"), randomData(2, 100<<10), 0o644)
+	e.snapshot("v", "--name", "s2")
+	tables, _ := filepath.Glob(filepath.Join(e.repo, "meta", "*.sst"))
+	if len(tables) == 0 {
+		t.Fatal("no metadata table to truncate")
+	}
+	st, _ := os.Stat(tables[0])
+	if err := os.Truncate(tables[0], st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	clean := func(what string, r result) {
+		t.Helper()
+		if r.code != 1 || !strings.Contains(r.stderr, tables[0]) || !strings.Contains(r.stderr, "is damaged") ||
+			strings.Contains(r.stderr, "goroutine") || strings.Contains(r.stderr, "panic") {
+			t.Errorf("%s over a truncated table: exit %d\n%s", what, r.code, r.stderr)
+		}
+	}
+	r := e.run("check")
+	clean("check", r)
+	if !strings.Contains(r.stderr, "check --repair cannot mend a metadata table") {
+		t.Errorf("check does not say what --repair can do:\n%s", r.stderr)
+	}
+	clean("check --repair", e.run("check", "--repair"))
+	clean("snapshot list", e.run("snapshot", "list"))
+	clean("usage", e.run("usage"))
+	clean("restore", e.run("restore", "v/s1", filepath.Join(e.dir, "restored")))
+	clean("serve", e.run("serve", "--mount", filepath.Join(e.dir, "mnt")))
+}
+
 // TestRepairHealsFromSource: with every block of a pack damaged, check
 // --repair stores again the blocks whose bytes the source still holds (an
 // unchanged file, the unchanged parts of a changed one), and lists, file by

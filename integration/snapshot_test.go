@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +98,72 @@ func TestGoTreeRoundTrip(t *testing.T) {
 	s2 := e.snapshot("go")
 	if s2.Stats.ReadBytes != 0 || s2.Stats.AddedBytes != 0 {
 		t.Errorf("unchanged re-snapshot read %d bytes and added %d", s2.Stats.ReadBytes, s2.Stats.AddedBytes)
+	}
+}
+
+// TestAddedFollowsDeletion: deleting s2, whose added file s3 keeps, makes
+// that data s3's own; snapshot list, usage and chain all say so.
+func TestAddedFollowsDeletion(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "a"), randomData(1, 512<<10), 0o644)
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s1")
+	os.WriteFile(filepath.Join(src, "b"), randomData(2, 512<<10), 0o644)
+	e.snapshot("v", "--name", "s2")
+	os.WriteFile(filepath.Join(src, "c"), randomData(3, 256<<10), 0o644)
+	s3 := e.snapshot("v", "--name", "s3")
+	e.ok("snapshot", "delete", "v/s2")
+	const want = (512 + 256) << 10 // b and c
+
+	var list []struct {
+		Name  string `json:"name"`
+		Stats struct {
+			AddedBytes uint64 `json:"added_bytes"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("snapshot", "list", "v", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	var usage struct {
+		Snapshots []struct {
+			Snapshot string `json:"snapshot"`
+			Added    uint64 `json:"added_bytes"`
+		} `json:"snapshots"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("usage", "--json")), &usage); err != nil {
+		t.Fatal(err)
+	}
+	var chain []struct {
+		Seq  uint64            `json:"seq"`
+		Held map[string]uint64 `json:"held"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("chain", "v", "--json")), &chain); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, s := range list {
+		if s.Name == "s3" {
+			got["snapshot list"] = s.Stats.AddedBytes
+		}
+	}
+	for _, s := range usage.Snapshots {
+		if s.Snapshot == "s3" {
+			got["usage"] = s.Added
+		}
+	}
+	for _, row := range chain {
+		if row.Seq == s3.Seq {
+			got["chain"] = row.Held[fmt.Sprint(s3.Seq)]
+		}
+	}
+	for _, what := range []string{"snapshot list", "usage", "chain"} {
+		if got[what] != want {
+			t.Errorf("%s: s3 added %d bytes after deleting s2, want %d (all: %v)", what, got[what], want, got)
+		}
+	}
+	if out := e.ok("snapshot", "list", "v"); !strings.Contains(out, "768.0 KiB") {
+		t.Errorf("snapshot list does not show s3's 768.0 KiB:\n%s", out)
 	}
 }

@@ -303,7 +303,7 @@ func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badge
 		}
 		chunk := hs[start:min(start+chunkSize, len(hs))]
 		var writes []kv
-		err := r.db.View(func(txn *badger.Txn) error {
+		err := r.view(func(txn *badger.Txn) error {
 			for _, h := range chunk {
 				w, err := plan(txn, h)
 				if err != nil {
@@ -325,7 +325,7 @@ func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badge
 
 // writeAll applies planned writes in one transaction.
 func (r *Repo) writeAll(writes []kv) error {
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		for _, w := range writes {
 			var err error
 			if w.val == nil {
@@ -489,7 +489,7 @@ func (r *Repo) undoDelta(ctx context.Context, vol, seq uint64) error {
 
 func (r *Repo) deltaHashes(vol, seq uint64) ([]Hash, error) {
 	var hs []Hash
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: deltaPrefix(vol, seq)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -513,7 +513,7 @@ func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
 			return err
 		}
 		var keys [][]byte
-		err := r.db.View(func(txn *badger.Txn) error {
+		err := r.view(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 			defer it.Close()
 			for it.Rewind(); it.Valid() && len(keys) < chunkSize; it.Next() {
@@ -525,7 +525,7 @@ func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
 			return err
 		}
 		r.commitMu.Lock()
-		err = r.db.Update(func(txn *badger.Txn) error {
+		err = r.update(func(txn *badger.Txn) error {
 			for _, k := range keys {
 				_, h, _, err := parseIntervalKey(k)
 				if err != nil {
@@ -553,7 +553,7 @@ func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
 // whatever the chain's length.
 func (r *Repo) Holder(ctx context.Context, vol, seq uint64, h Hash) (uint64, error) {
 	var holder uint64
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		start, iv, found, err := lastInterval(txn, vol, h, seq)
 		if err != nil {
 			return err

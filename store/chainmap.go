@@ -44,7 +44,7 @@ func (r *Repo) ChainMap(ctx context.Context, volume string) ([]ChainRow, error) 
 		}
 		sort.Slice(hs, func(i, j int) bool { return string(hs[i][:]) < string(hs[j][:]) })
 		row := ChainRow{Snapshot: s.Name, Seq: s.Seq, Held: map[uint64]uint64{}}
-		err := r.db.View(func(txn *badger.Txn) error {
+		err := r.view(func(txn *badger.Txn) error {
 			for _, h := range hs {
 				start, _, found, err := lastInterval(txn, v.ID, h, s.Seq)
 				if err != nil {

@@ -57,8 +57,11 @@ func (r *Repo) Check(ctx context.Context, opts CheckOptions) (*CheckReport, erro
 	rep := &CheckReport{Problems: []Problem{}}
 	// A damaged metadata table makes badger's iterators stop early, so
 	// entries would silently seem absent: say so first.
-	if err := r.verifyTables(); err != nil {
-		rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf("metadata tables fail their checksums (entries in them are unreadable): %v", err)})
+	if err := r.verifyMetadata(); err != nil {
+		rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf("metadata tables fail their checksums (entries in them are unreadable; %s): %v", MetadataRepairNote, err)})
+		if err := r.checkUnrecordedPacks(rep); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.checkPacks(rep); err != nil {
 		return nil, err
@@ -107,17 +110,11 @@ func (r *Repo) Check(ctx context.Context, opts CheckOptions) (*CheckReport, erro
 	return rep, nil
 }
 
-// verifyTables checks every metadata table's checksums. badger v4.9.6
-// panics on some damaged tables instead of returning an error; that panic
-// is a finding too.
-func (r *Repo) verifyTables() (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("badger failed reading a damaged table: %v", p)
-		}
-	}()
-	return r.db.VerifyChecksum()
-}
+// MetadataRepairNote says what check --repair can do about a damaged
+// metadata table: nothing. The records in it are kept nowhere else.
+const MetadataRepairNote = "check --repair cannot mend a metadata table: snapshots, directories and where each block lies " +
+	"are recorded only there (the pack files hold the blocks' bytes alone); restore the repository directory from a backup. " +
+	"--repair mends damaged or missing blocks and reference counts"
 
 // checker walks snapshots, checking each tree and block once (holders per
 // snapshot).
@@ -227,11 +224,32 @@ func (r *Repo) checkPacks(rep *CheckReport) error {
 	return nil
 }
 
+// checkUnrecordedPacks reports pack files no pack record names. Open
+// deletes them, unless the metadata is damaged: then it keeps them, and
+// this says so. (A running snapshot's pack has no record yet either, so
+// it is asked only over damaged metadata.)
+func (r *Repo) checkUnrecordedPacks(rep *CheckReport) error {
+	sizes, err := r.packSizes()
+	if err != nil {
+		return err
+	}
+	ids, err := r.blocks.List()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, ok := sizes[id]; !ok {
+			rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf("pack %016x: no readable pack record names it (kept: the damaged metadata cannot tell whether it is used)", id)})
+		}
+	}
+	return nil
+}
+
 // checkRefs compares every block's reference count with the chain runs
 // that reference it.
 func (r *Repo) checkRefs(rep *CheckReport) error {
 	runs := map[Hash]uint64{}
-	return r.db.View(func(txn *badger.Txn) error {
+	return r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixInterval}, PrefetchValues: false})
 		for it.Rewind(); it.Valid(); it.Next() {
 			_, h, _, err := parseIntervalKey(it.Item().Key())

@@ -81,7 +81,7 @@ func (r *Repo) refuseLatest(ctx context.Context, op, volume, name string) error 
 
 // updateVolume changes a volume record in one transaction.
 func (r *Repo) updateVolume(volume string, fn func(*Volume) error) error {
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		var v Volume
 		if err := getJSON(txn, volumeKey(volume), &v); err != nil {
 			return fmt.Errorf("volume %s: %w", volume, err)
@@ -96,7 +96,7 @@ func (r *Repo) updateVolume(volume string, fn func(*Volume) error) error {
 // neighbours returns the surviving snapshots just before and after seq
 // (0 when there is none).
 func (r *Repo) neighbours(vol, seq uint64) (prev, next uint64, err error) {
-	err = r.db.View(func(txn *badger.Txn) error {
+	err = r.view(func(txn *badger.Txn) error {
 		for _, reverse := range []bool{true, false} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: snapshotPrefix(vol), Reverse: reverse})
 			if reverse {
@@ -130,7 +130,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	var v Volume
-	if err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
+	if err := r.view(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
 		return err
 	}
 	k := v.Deleting
@@ -151,7 +151,17 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
-	return r.db.Update(func(txn *badger.Txn) error {
+	// The next snapshot holds, from now on, the blocks k held that it
+	// keeps, and no longer those whose runs merged into an earlier one:
+	// its record's figures are counted again from its runs. (Repeated
+	// after a crash, this counts the same.)
+	var nextHeld holding
+	if next != 0 {
+		if nextHeld, err = r.holdings(v.ID, next, 0, false); err != nil {
+			return err
+		}
+	}
+	return r.update(func(txn *badger.Txn) error {
 		var snap Snapshot
 		if err := getJSON(txn, snapshotKey(v.ID, k), &snap); err != nil {
 			return err
@@ -168,6 +178,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 				return err
 			}
 			n.Parent = prev
+			n.Stats.AddedBytes, n.Stats.AddedBlocks = nextHeld.AddedBytes, nextHeld.AddedBlocks
 			if err := setJSON(txn, snapshotKey(v.ID, next), &n); err != nil {
 				return err
 			}

@@ -113,6 +113,19 @@ func TestDeleteRandomChains(t *testing.T) {
 					}
 				}
 			}
+			// What each snapshot holds itself, counted from the surviving
+			// snapshots' block sets alone.
+			for i, st := range live {
+				var want uint64
+				for _, h := range distinct(st.blocks) {
+					if i == 0 || !contains(live[i-1].blocks, h) {
+						want += testBS
+					}
+				}
+				if got := addedFigures(t, r, "v", st.snap); got != [3]uint64{want, want, want} {
+					t.Fatalf("round %d %s: snapshot %d added (record, usage, chain) %v, want %d", round, step, st.snap.Seq, got, want)
+				}
+			}
 			for _, b := range pool {
 				h := Sum(b)
 				rec, err := r.blockRecord(h)
@@ -262,4 +275,59 @@ func containsBlock(bs [][]byte, b []byte) bool {
 		}
 	}
 	return false
+}
+
+// addedFigures is what a snapshot holds itself, as its record, usage and
+// the chain map say.
+func addedFigures(t *testing.T, r *Repo, vol string, s *Snapshot) [3]uint64 {
+	t.Helper()
+	ctx := context.Background()
+	var got [3]uint64
+	rec, err := r.Snapshot(ctx, vol, s.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got[0] = rec.Stats.AddedBytes
+	u, err := r.Usage(ctx, UsageOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, su := range u.Snapshots {
+		if su.Volume == vol && su.Snapshot == s.Name {
+			got[1] = su.Added
+		}
+	}
+	rows, err := r.ChainMap(ctx, vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		if row.Seq == s.Seq {
+			got[2] = row.Held[s.Seq]
+		}
+	}
+	return got
+}
+
+// TestDeleteMovesAdded: deleting s2, whose added blocks s3 keeps, makes
+// them s3's own data; and when s3 had taken back a block s2 dropped, the
+// runs merge and that block is s1's again. Every figure says so.
+func TestDeleteMovesAdded(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	A, P, X, Y, Z := block('A'), block('P'), block('X'), block('Y'), block('Z')
+	snapFile(t, r, "v", A, P)
+	s2 := snapFile(t, r, "v", A, X, Y)       // adds X Y, drops P
+	s3 := snapFile(t, r, "v", A, P, X, Y, Z) // keeps X Y, adds P again and Z
+	if got := addedFigures(t, r, "v", s3); got != [3]uint64{2 * testBS, 2 * testBS, 2 * testBS} {
+		t.Fatalf("s3 added before the deletion: %v", got)
+	}
+	if err := r.DeleteSnapshot(ctx, "v", s2.Name); err != nil {
+		t.Fatal(err)
+	}
+	// s3 holds X Y Z now; P is s1's again.
+	if got := addedFigures(t, r, "v", s3); got != [3]uint64{3 * testBS, 3 * testBS, 3 * testBS} {
+		t.Errorf("s3 added (record, usage, chain) after deleting s2: %v, want %d each", got, 3*testBS)
+	}
 }

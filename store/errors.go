@@ -1,6 +1,9 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Callers test them with errors.Is; the store wraps them
 // with the name of what failed.
@@ -19,6 +22,10 @@ var (
 	ErrFormat = errors.New("unsupported repository format")
 	// ErrCorrupt: stored data failed a consistency or hash check.
 	ErrCorrupt = errors.New("repository data corrupt")
+	// ErrDamagedMetadata: a file of the metadata database (a table, its
+	// manifest) is damaged; the error names the file.
+	// It is also ErrCorrupt.
+	ErrDamagedMetadata = fmt.Errorf("metadata damaged: %w", ErrCorrupt)
 	// ErrInvalid: a malformed name or argument.
 	ErrInvalid = errors.New("invalid argument")
 	// ErrHasSnapshots: the volume still has snapshots.

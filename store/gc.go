@@ -43,6 +43,11 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 	defer r.gcMu.Unlock()
 	st := &GCStats{}
 	st.SizeBefore, _ = r.SpaceUsed()
+	// gc deletes what no record names, and badger shows the records in a
+	// damaged table as absent: it runs on whole metadata only.
+	if err := r.verifyMetadata(); err != nil {
+		return nil, fmt.Errorf("gc: nothing reclaimed: %w", err)
+	}
 	if err := r.sweepTrees(ctx, st); err != nil {
 		return nil, fmt.Errorf("gc: trees: %w", err)
 	}
@@ -107,7 +112,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 		}
 	}
 	var dead [][]byte
-	err = r.db.View(func(txn *badger.Txn) error {
+	err = r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixTree}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -140,7 +145,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 // snapshotsOf lists the snapshots of a volume by id.
 func (r *Repo) snapshotsOf(vol uint64) ([]Snapshot, error) {
 	var snaps []Snapshot
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		return scanJSON(txn, snapshotPrefix(vol), func(_ []byte, s *Snapshot) error {
 			snaps = append(snaps, *s)
 			return nil
@@ -332,7 +337,7 @@ func (r *Repo) dropDead(id uint64, dead []Hash, st *GCStats) error {
 	for len(dead) > 0 {
 		chunk := dead[:min(chunkSize, len(dead))]
 		dead = dead[len(chunk):]
-		err := r.db.Update(func(txn *badger.Txn) error {
+		err := r.update(func(txn *badger.Txn) error {
 			for _, h := range chunk {
 				rec, err := getBlockRecord(txn, h)
 				if err != nil || rec.Refs != 0 || rec.Pack != id {
@@ -358,7 +363,7 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 	if err := r.dropDead(id, p.dead, st); err != nil {
 		return err
 	}
-	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Delete(packKey(id)) }); err != nil {
+	if err := r.update(func(txn *badger.Txn) error { return txn.Delete(packKey(id)) }); err != nil {
 		return err
 	}
 	st.PacksRemoved++
@@ -395,7 +400,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			return err
 		}
 		w = nil
-		if err := r.db.Update(func(txn *badger.Txn) error {
+		if err := r.update(func(txn *badger.Txn) error {
 			return txn.Set(packKey(newID), binary.BigEndian.AppendUint64(nil, uint64(size)))
 		}); err != nil {
 			return err
@@ -421,7 +426,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			return fmt.Errorf("rewriting packs: %w", err)
 		}
 		if w == nil {
-			if err := r.db.Update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
+			if err := r.update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
 				return err
 			}
 			if w, err = r.blocks.Create(newID); err != nil {
@@ -452,7 +457,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	for len(moved) > 0 {
 		chunk := moved[:min(chunkSize, len(moved))]
 		moved = moved[len(chunk):]
-		err := r.db.Update(func(txn *badger.Txn) error {
+		err := r.update(func(txn *badger.Txn) error {
 			for _, b := range chunk {
 				rec, err := getBlockRecord(txn, b.hash)
 				if err != nil {
@@ -541,10 +546,17 @@ func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64
 func (r *Repo) reclaimPacks(packs []finishedPack) error {
 	for _, p := range packs {
 		live := false
-		err := r.db.View(func(txn *badger.Txn) error {
+		err := r.view(func(txn *badger.Txn) error {
 			for _, h := range p.blocks {
 				rec, err := getBlockRecord(txn, h)
-				if err == nil && rec.Pack == p.id && rec.Refs > 0 {
+				if err != nil {
+					// Unknown is not dead: the pack stays for gc.
+					r.log.Warn("an aborted writer's pack is kept: a block record is unreadable",
+						"pack", fmt.Sprintf("%016x", p.id), "block", h.Short(), "err", err)
+					live = true
+					return nil
+				}
+				if rec.Pack == p.id && rec.Refs > 0 {
 					live = true
 					return nil
 				}

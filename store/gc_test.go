@@ -33,7 +33,7 @@ func TestGCFreesOnlyUnreferenced(t *testing.T) {
 		t.Errorf("gc stats %+v", st)
 	}
 	for _, b := range [][]byte{B, C, D} {
-		if r.hasBlock(Sum(b)) {
+		if ok, _ := r.hasBlock(Sum(b)); ok {
 			t.Errorf("block %c survived gc", b[0])
 		}
 	}

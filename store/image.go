@@ -231,6 +231,9 @@ func (r *Repo) CreateImage(ctx context.Context, name, volume, snapshot string, m
 // Image returns an image by name.
 func (r *Repo) Image(ctx context.Context, name string) (*Image, error) {
 	v, err := r.Volume(ctx, imagePrefix+name)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("image %s: %w", name, err)
+	}
 	if err != nil || v.Kind != KindImage || v.Head == 0 {
 		return nil, fmt.Errorf("image %s: %w", name, ErrNotFound)
 	}

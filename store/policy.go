@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 
 	"fmt"
 	"strings"
@@ -132,9 +133,11 @@ func (r *Repo) CreatePolicy(ctx context.Context, p Policy) (*Policy, error) {
 		return nil, err
 	}
 	p.Created = time.Now().UTC()
-	err := r.db.Update(func(txn *badger.Txn) error {
+	err := r.update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(policyKey(p.Name)); err == nil {
 			return fmt.Errorf("policy %s: %w", p.Name, ErrExists)
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("policy %s: %w", p.Name, err)
 		}
 		return setJSON(txn, policyKey(p.Name), &p)
 	})
@@ -147,7 +150,7 @@ func (r *Repo) CreatePolicy(ctx context.Context, p Policy) (*Policy, error) {
 // Policy returns a policy by name.
 func (r *Repo) Policy(ctx context.Context, name string) (*Policy, error) {
 	var p Policy
-	err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, policyKey(name), &p) })
+	err := r.view(func(txn *badger.Txn) error { return getJSON(txn, policyKey(name), &p) })
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", name, err)
 	}
@@ -157,7 +160,7 @@ func (r *Repo) Policy(ctx context.Context, name string) (*Policy, error) {
 // Policies lists the policies in name order.
 func (r *Repo) Policies(ctx context.Context) ([]Policy, error) {
 	var ps []Policy
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		return scanJSON(txn, []byte{prefixPolicy}, func(_ []byte, p *Policy) error {
 			ps = append(ps, *p)
 			return nil
@@ -210,6 +213,6 @@ func (r *Repo) RemovePolicy(ctx context.Context, name string) ([]string, error) 
 			detached = append(detached, v.Name)
 		}
 	}
-	err = r.db.Update(func(txn *badger.Txn) error { return txn.Delete(policyKey(name)) })
+	err = r.update(func(txn *badger.Txn) error { return txn.Delete(policyKey(name)) })
 	return detached, err
 }

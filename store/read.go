@@ -26,7 +26,7 @@ func (r *Repo) Tree(ctx context.Context, h Hash) ([]Entry, error) {
 // blob reads a tree or content blob and checks its hash.
 func (r *Repo) blob(h Hash) ([]byte, error) {
 	var blob []byte
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(treeKey(h))
 		if err != nil {
 			return err
@@ -149,7 +149,7 @@ func (r *Repo) readAt(h Hash, at place, p []byte) (int, error) {
 
 func (r *Repo) blockRecord(h Hash) (blockRecord, error) {
 	var rec blockRecord
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(blockKey(h))
 		if err != nil {
 			return err
@@ -249,18 +249,38 @@ func (r *Repo) recover(ctx context.Context) error {
 }
 
 // dropUnrecordedPacks deletes pack files that no pack record names: the
-// remains of a snapshot that was killed before it finished a pack.
+// remains of a snapshot that was killed before it finished a pack. It acts
+// on positive knowledge only: the pack records come from a complete scan,
+// and since badger shows a record in a damaged table as absent, the
+// metadata tables are checked before anything is deleted. When they fail,
+// every pack file is kept and the damage is logged (check reports it).
 func (r *Repo) dropUnrecordedPacks() error {
 	ids, err := r.blocks.List()
 	if err != nil {
 		return err
 	}
+	recorded, err := r.packSizes()
+	if err != nil {
+		return fmt.Errorf("list pack records: %w", err)
+	}
+	var unrecorded []uint64
 	for _, id := range ids {
-		if !r.has(packKey(id)) {
-			r.log.Info("removing unfinished pack", "pack", fmt.Sprintf("%016x", id))
-			if err := r.blocks.Remove(id); err != nil {
-				return err
-			}
+		if _, ok := recorded[id]; !ok {
+			unrecorded = append(unrecorded, id)
+		}
+	}
+	if len(unrecorded) == 0 {
+		return nil
+	}
+	if err := r.verifyMetadata(); err != nil {
+		r.log.Error("pack files without a pack record are kept: the metadata cannot tell whether they are used",
+			"packs", len(unrecorded), "err", err)
+		return nil
+	}
+	for _, id := range unrecorded {
+		r.log.Info("removing unfinished pack", "pack", fmt.Sprintf("%016x", id))
+		if err := r.blocks.Remove(id); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -269,7 +289,7 @@ func (r *Repo) dropUnrecordedPacks() error {
 // packSizes returns every recorded pack with its recorded size.
 func (r *Repo) packSizes() (map[uint64]uint64, error) {
 	sizes := map[uint64]uint64{}
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPack}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -294,7 +314,7 @@ func (r *Repo) packSizes() (map[uint64]uint64, error) {
 
 // scanBlocks calls fn for every block record, in hash order.
 func (r *Repo) scanBlocks(fn func(h Hash, rec blockRecord) error) error {
-	return r.db.View(func(txn *badger.Txn) error {
+	return r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

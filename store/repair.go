@@ -52,6 +52,13 @@ type blockSite struct {
 // that is returned as lost; nothing else is changed. It runs alone: it
 // holds the gc lock, so no snapshot runs meanwhile.
 func (r *Repo) Repair(ctx context.Context) (*RepairReport, error) {
+	// Repair recounts references from the runs it can read and drops
+	// snapshots whose top tree it cannot find; over a damaged metadata
+	// table, whose records read as absent, both would destroy what is
+	// still there. It changes nothing then.
+	if err := r.verifyMetadata(); err != nil {
+		return nil, fmt.Errorf("repair: nothing changed: %w", err)
+	}
 	r.gcMu.Lock()
 	rep := &RepairReport{Healed: []Healed{}, Dropped: []string{}}
 	err := r.repair(ctx, rep)
@@ -101,6 +108,9 @@ func (r *Repo) repair(ctx context.Context, rep *RepairReport) error {
 		}
 		for _, s := range snaps {
 			if _, err := r.Tree(ctx, s.Root); err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					return err // not known to be lost
+				}
 				name := v.Name + "/" + s.Name
 				if img, ok := strings.CutPrefix(v.Name, imagePrefix); ok {
 					name = "image " + img
@@ -198,7 +208,7 @@ func (r *Repo) walkFiles(ctx context.Context, tree Hash, dir string, fn func(pat
 // returns the runs counted.
 func (r *Repo) fixRefs(rep *RepairReport) (map[Hash]uint64, error) {
 	runs := map[Hash]uint64{}
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixInterval}, PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -258,7 +268,7 @@ func (r *Repo) heal(ctx context.Context, bad map[Hash][]blockSite, runs map[Hash
 		return nil
 	}
 	var id uint64
-	if err := r.db.Update(func(txn *badger.Txn) (err error) { id, err = nextID(txn, "pack"); return err }); err != nil {
+	if err := r.update(func(txn *badger.Txn) (err error) { id, err = nextID(txn, "pack"); return err }); err != nil {
 		return err
 	}
 	w, err := r.blocks.Create(id)
@@ -278,7 +288,7 @@ func (r *Repo) heal(ctx context.Context, bad map[Hash][]blockSite, runs map[Hash
 		w.Abort()
 		return err
 	}
-	if err := r.db.Update(func(txn *badger.Txn) error {
+	if err := r.update(func(txn *badger.Txn) error {
 		return txn.Set(packKey(id), binary.BigEndian.AppendUint64(nil, uint64(size)))
 	}); err != nil {
 		return err

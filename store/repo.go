@@ -206,7 +206,7 @@ func Init(opts Options) (*Info, error) {
 		os.Remove(tmp)
 		return nil, err
 	}
-	err = r.db.Update(func(txn *badger.Txn) error {
+	err = r.update(func(txn *badger.Txn) error {
 		return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
 	})
 	if cerr := r.Close(); err == nil {
@@ -295,6 +295,12 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
 	}
+	// badger.Open panics, on a goroutine of its own, over a table whose
+	// footer is damaged: the tables are checked first.
+	if err := checkTables(filepath.Join(dir, metaDir), false); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
 	memtable := memtableSize(dir)
 	bopts := badger.DefaultOptions(filepath.Join(dir, metaDir)).
 		WithLogger(badgerLogger{log}).
@@ -309,10 +315,10 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		// Table blocks carry checksums; check them on every read from
 		// disk, so damaged metadata is an error, not altered keys.
 		WithChecksumVerificationMode(options.OnBlockRead)
-	db, err := badger.Open(bopts)
+	db, err := openBadger(bopts)
 	if err != nil {
 		lock.Close()
-		if errors.Is(err, syscall.ENOSPC) {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, ErrDamagedMetadata) {
 			return nil, fmt.Errorf("open repository %s: %w", dir, err)
 		}
 		return nil, fmt.Errorf("open repository %s: metadata: %v: %w", dir, err, ErrCorrupt)
@@ -329,6 +335,17 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 	}
 	return &Repo{dir: dir, info: info, db: db, blocks: blocks, places: newPlaceCache(), lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
 		running: map[string]string{}, closing: make(chan struct{})}, nil
+}
+
+// openBadger is badger.Open, with a panic on the calling goroutine (badger
+// reading a damaged file) turned into an error.
+func openBadger(opts badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("badger failed reading a damaged file: %s: %w", firstLine(fmt.Sprint(p)), ErrDamagedMetadata)
+		}
+	}()
+	return badger.Open(opts)
 }
 
 // badgerLogHeader is the size of the header badger writes at the start of
@@ -420,7 +437,7 @@ func (r *Repo) setActivity(purpose string) {
 }
 
 func (r *Repo) checkSchema() error {
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		item, err := txn.Get(metaSchemaKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%s: no schema record: %w", r.dir, ErrCorrupt)

@@ -175,14 +175,19 @@ func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 	release := func() { r.gcMu.RUnlock(); claim() }
 	w := &SnapshotWriter{repo: r, release: release, started: started, commitsAtBegin: r.commits.Load(),
 		pending: map[Hash]struct{}{}, treeSeen: map[Hash]struct{}{}}
-	err = r.db.Update(func(txn *badger.Txn) error {
+	err = r.update(func(txn *badger.Txn) error {
 		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing {
 			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
 		}
 		if opts.Name == "" {
-			name = uniqueName(txn, w.vol.ID, name)
+			var err error
+			if name, err = uniqueName(txn, w.vol.ID, name); err != nil {
+				return err
+			}
 		} else if _, err := txn.Get(snapNameKey(w.vol.ID, name)); err == nil {
 			return fmt.Errorf("snapshot %s/%s: %w", volume, name, ErrExists)
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("snapshot %s/%s: %w", volume, name, err)
 		}
 		if w.vol.Head != 0 {
 			w.parent = new(Snapshot)
@@ -216,11 +221,14 @@ func errOr(err, fallback error) error {
 }
 
 // uniqueName appends -2, -3, ... to a default name already taken.
-func uniqueName(txn *badger.Txn, vol uint64, name string) string {
+func uniqueName(txn *badger.Txn, vol uint64, name string) (string, error) {
 	cand := name
 	for i := 2; ; i++ {
-		if _, err := txn.Get(snapNameKey(vol, cand)); errors.Is(err, badger.ErrKeyNotFound) {
-			return cand
+		_, err := txn.Get(snapNameKey(vol, cand))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return cand, nil
+		} else if err != nil {
+			return "", fmt.Errorf("snapshot name %s: %w", cand, err)
 		}
 		cand = fmt.Sprintf("%s-%d", name, i)
 	}
@@ -244,7 +252,9 @@ func (w *SnapshotWriter) LinkedBytes() uint64 { return w.linked.Load() }
 // PutBlock stores a block's bytes unless the repository (or this snapshot)
 // has them already. h must be Sum(data).
 func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) error {
-	if w.repo.hasBlock(h) {
+	if ok, err := w.repo.hasBlock(h); err != nil {
+		return err
+	} else if ok {
 		w.linked.Add(uint64(len(data)))
 		return nil
 	}
@@ -291,7 +301,7 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 
 func (w *SnapshotWriter) openPack() error {
 	var id uint64
-	err := w.repo.db.Update(func(txn *badger.Txn) (err error) {
+	err := w.repo.update(func(txn *badger.Txn) (err error) {
 		id, err = nextID(txn, "pack")
 		return err
 	})
@@ -319,7 +329,7 @@ func (r *Repo) finishPack(pack PackWriter, id uint64, blocks []pendingBlock) err
 	for len(blocks) > 0 {
 		chunk := blocks[:min(chunkSize, len(blocks))]
 		blocks = blocks[len(chunk):]
-		err := r.db.Update(func(txn *badger.Txn) error {
+		err := r.update(func(txn *badger.Txn) error {
 			for _, b := range chunk {
 				// Another snapshot may have stored the same block since
 				// PutBlock looked; its record stays and this copy is garbage.
@@ -339,7 +349,7 @@ func (r *Repo) finishPack(pack PackWriter, id uint64, blocks []pendingBlock) err
 			return err
 		}
 	}
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		return txn.Set(packKey(id), binary.BigEndian.AppendUint64(nil, uint64(size)))
 	})
 }
@@ -386,7 +396,12 @@ func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error)
 	if err != nil {
 		return h, err
 	}
-	if seen || w.repo.hasTree(h) {
+	if seen {
+		return h, nil
+	}
+	if ok, err := w.repo.hasTree(h); err != nil {
+		return h, err
+	} else if ok {
 		return h, nil
 	}
 	if err := w.trees.Set(treeKey(h), blob); err != nil {
@@ -411,7 +426,9 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	if err := w.trees.Flush(); err != nil {
 		return nil, fmt.Errorf("store trees: %w", err)
 	}
-	if !w.repo.hasTree(root) {
+	if ok, err := w.repo.hasTree(root); err != nil {
+		return nil, err
+	} else if !ok {
 		return nil, fmt.Errorf("root tree %s not stored: %w", root.Short(), ErrInvalid)
 	}
 	delta := deltaSet{}
@@ -487,7 +504,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	hs := delta.sortedHashes()
-	err := r.db.Update(func(txn *badger.Txn) error {
+	err := r.update(func(txn *badger.Txn) error {
 		var cur Volume
 		if err := getJSON(txn, volumeKey(vol.Name), &cur); err != nil {
 			return err
@@ -516,7 +533,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	}
 	snap.Stats.AddedBytes, snap.Stats.AddedBlocks = added, addedBlocks
 	snap.Stats.Duration = time.Since(snap.Time)
-	err = r.db.Update(func(txn *badger.Txn) error {
+	err = r.update(func(txn *badger.Txn) error {
 		var cur Volume
 		if err := getJSON(txn, volumeKey(vol.Name), &cur); err != nil {
 			return err
@@ -544,7 +561,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 // rollback undoes a volume's interrupted chain update, if any.
 func (r *Repo) rollback(ctx context.Context, volume string) error {
 	var v Volume
-	if err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
+	if err := r.view(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
 		return err
 	}
 	if v.Applying == 0 {
@@ -553,7 +570,7 @@ func (r *Repo) rollback(ctx context.Context, volume string) error {
 	if err := r.undoDelta(ctx, v.ID, v.Applying); err != nil {
 		return err
 	}
-	return r.db.Update(func(txn *badger.Txn) error {
+	return r.update(func(txn *badger.Txn) error {
 		var cur Volume
 		if err := getJSON(txn, volumeKey(volume), &cur); err != nil {
 			return err
@@ -563,18 +580,32 @@ func (r *Repo) rollback(ctx context.Context, volume string) error {
 	})
 }
 
-func (r *Repo) hasBlock(h Hash) bool { return r.has(blockKey(h)) }
+func (r *Repo) hasBlock(h Hash) (bool, error) { return r.has(blockKey(h)) }
 
-// HasBlock reports whether the repository holds block h.
-func (r *Repo) HasBlock(h Hash) bool { return r.hasBlock(h) }
-func (r *Repo) hasTree(h Hash) bool  { return r.has(treeKey(h)) }
+// HasBlock reports whether the repository holds block h. It is false too
+// when the record cannot be read: callers use it only to decide whether to
+// send or store a block again, never to delete anything.
+func (r *Repo) HasBlock(h Hash) bool {
+	ok, _ := r.hasBlock(h)
+	return ok
+}
 
-func (r *Repo) has(key []byte) bool {
-	err := r.db.View(func(txn *badger.Txn) error {
+func (r *Repo) hasTree(h Hash) (bool, error) { return r.has(treeKey(h)) }
+
+// has reports whether key is recorded. Only badger's "not found" is
+// absence; any other error is returned, never taken for absence.
+func (r *Repo) has(key []byte) (bool, error) {
+	err := r.view(func(txn *badger.Txn) error {
 		_, err := txn.Get(key)
 		return err
 	})
-	return err == nil
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("read record %q: %w", key[:1], err)
 }
 
 // Snapshots lists a volume's snapshots, oldest first.
@@ -584,7 +615,7 @@ func (r *Repo) Snapshots(ctx context.Context, volume string) ([]Snapshot, error)
 		return nil, err
 	}
 	var snaps []Snapshot
-	err = r.db.View(func(txn *badger.Txn) error {
+	err = r.view(func(txn *badger.Txn) error {
 		return scanJSON(txn, snapshotPrefix(v.ID), func(_ []byte, s *Snapshot) error {
 			snaps = append(snaps, *s)
 			return nil
@@ -600,7 +631,7 @@ func (r *Repo) Snapshot(ctx context.Context, volume, name string) (*Snapshot, er
 		return nil, err
 	}
 	var s Snapshot
-	err = r.db.View(func(txn *badger.Txn) error {
+	err = r.view(func(txn *badger.Txn) error {
 		seq := v.Head
 		if name != "latest" {
 			item, err := txn.Get(snapNameKey(v.ID, name))

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -13,8 +14,11 @@ type SnapshotUsage struct {
 	Snapshot string `json:"snapshot"`
 	// Logical is the size of its files: what it shows.
 	Logical uint64 `json:"logical_bytes"`
-	// Added is the data it holds itself (first in its chain).
-	Added uint64 `json:"added_bytes"`
+	// Added and AddedBlocks are the data it holds itself (first in its
+	// chain), as the chain is now: deleting an earlier snapshot hands
+	// this one the blocks it kept.
+	Added       uint64 `json:"added_bytes"`
+	AddedBlocks uint64 `json:"added_blocks"`
 	// Exclusive is what deleting it would free: blocks no other snapshot
 	// or image references.
 	Exclusive uint64 `json:"exclusive_bytes"`
@@ -76,7 +80,7 @@ func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 				return nil, err
 			}
 			if name, ok := strings.CutPrefix(v.Name, imagePrefix); ok {
-				su.Volume, su.Snapshot, su.Added = "", name, 0
+				su.Volume, su.Snapshot, su.Added, su.AddedBlocks = "", name, 0, 0
 				u.Images = append(u.Images, su)
 				continue
 			}
@@ -106,7 +110,7 @@ func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 // countKeys counts the keys under prefix.
 func (r *Repo) countKeys(prefix []byte) (uint64, error) {
 	var n uint64
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -120,11 +124,13 @@ func (r *Repo) countKeys(prefix []byte) (uint64, error) {
 // snapshotUsage is one snapshot's sizes; next is the snapshot after it in
 // its chain (0 for none).
 func (r *Repo) snapshotUsage(ctx context.Context, v *Volume, s *Snapshot, next uint64, opts UsageOptions) (SnapshotUsage, error) {
-	excl, err := r.exclusive(v.ID, s.Seq, next)
+	held, err := r.holdings(v.ID, s.Seq, next, true)
 	if err != nil {
 		return SnapshotUsage{}, err
 	}
-	su := SnapshotUsage{Volume: v.Name, Snapshot: s.Name, Logical: s.Stats.LogicalBytes, Added: s.Stats.AddedBytes, Exclusive: excl}
+	excl := held.Exclusive
+	su := SnapshotUsage{Volume: v.Name, Snapshot: s.Name, Logical: s.Stats.LogicalBytes,
+		Added: held.AddedBytes, AddedBlocks: held.AddedBlocks, Exclusive: excl}
 	if opts.Shared {
 		blocks := map[Hash]uint32{}
 		if err := r.collectBlocks(ctx, s.Root, blocks); err != nil {
@@ -139,17 +145,37 @@ func (r *Repo) snapshotUsage(ctx context.Context, v *Volume, s *Snapshot, next u
 	return su, nil
 }
 
-// exclusive adds up the blocks snapshot seq holds alone: its runs that no
-// later surviving snapshot (next, 0 for none) continues and no other run
-// or image shares. Every run starting at seq is named by its delta.
-func (r *Repo) exclusive(vol, seq, next uint64) (uint64, error) {
-	hs, err := r.deltaHashes(vol, seq)
-	if err != nil {
-		return 0, err
-	}
-	var total uint64
-	err = r.db.View(func(txn *badger.Txn) error {
-		for _, h := range hs {
+// holding is what a snapshot holds itself, as the chain is now.
+type holding struct {
+	// AddedBytes and AddedBlocks are the blocks whose run starts at the
+	// snapshot: the data it holds itself.
+	AddedBytes, AddedBlocks uint64
+	// Exclusive is the part of it no later surviving snapshot continues
+	// and no other run or image shares: what deleting it would free.
+	Exclusive uint64
+}
+
+// holdings adds up the blocks snapshot seq holds: its runs (every run
+// starting at seq is named by its delta: a deletion merges the deleted
+// snapshot's delta into the next one's), and with exclusive those that
+// next (the next surviving snapshot, 0 for none) does not continue and no
+// other run shares. It costs one seek per block of the delta, whatever
+// the chain's length; the figures follow every deletion, unlike a count
+// kept from the snapshot's commit.
+func (r *Repo) holdings(vol, seq, next uint64, exclusive bool) (holding, error) {
+	var held holding
+	err := r.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: deltaPrefix(vol, seq)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			h, err := parseDeltaKey(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			var d blockDelta
+			if err := it.Item().Value(func(v []byte) (e error) { d, e = decodeBlockDelta(v); return e }); err != nil {
+				return fmt.Errorf("block %s delta: %w", h.Short(), err)
+			}
 			start, iv, found, err := lastInterval(txn, vol, h, seq)
 			if err != nil {
 				return err
@@ -157,7 +183,9 @@ func (r *Repo) exclusive(vol, seq, next uint64) (uint64, error) {
 			if !found || start != seq {
 				continue
 			}
-			if next != 0 && (iv.End == 0 || iv.End > next) {
+			held.AddedBytes += uint64(d.Length)
+			held.AddedBlocks++
+			if !exclusive || next != 0 && (iv.End == 0 || iv.End > next) {
 				continue // the next snapshot has it too
 			}
 			rec, err := getBlockRecord(txn, h)
@@ -165,10 +193,10 @@ func (r *Repo) exclusive(vol, seq, next uint64) (uint64, error) {
 				return err
 			}
 			if rec.Refs == 1 {
-				total += uint64(rec.Length)
+				held.Exclusive += uint64(rec.Length)
 			}
 		}
 		return nil
 	})
-	return total, err
+	return held, err
 }

@@ -134,7 +134,7 @@ func (r *Repo) addVolume(v Volume) (*Volume, error) {
 	}
 	v.Created = time.Now().UTC()
 	v.Head, v.Applying, v.NextSeq, v.Removing = 0, 0, 1, false
-	err := r.db.Update(func(txn *badger.Txn) error {
+	err := r.update(func(txn *badger.Txn) error {
 		var old Volume
 		if err := getJSON(txn, volumeKey(v.Name), &old); err == nil {
 			return fmt.Errorf("volume %s: %w", v.Name, ErrExists)
@@ -158,7 +158,7 @@ func (r *Repo) addVolume(v Volume) (*Volume, error) {
 // Volume returns the named volume.
 func (r *Repo) Volume(ctx context.Context, name string) (*Volume, error) {
 	var v Volume
-	err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(name), &v) })
+	err := r.view(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(name), &v) })
 	if errors.Is(err, ErrNotFound) || (err == nil && v.Removing) {
 		return nil, fmt.Errorf("volume %s: %w", name, ErrNotFound)
 	}
@@ -185,7 +185,7 @@ func (r *Repo) Volumes(ctx context.Context) ([]Volume, error) {
 
 func (r *Repo) allVolumes() ([]Volume, error) {
 	var vols []Volume
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		return scanJSON(txn, []byte{prefixVolume}, func(_ []byte, v *Volume) error {
 			vols = append(vols, *v)
 			return nil
@@ -210,7 +210,7 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 		return err
 	}
 	defer release()
-	err = r.db.Update(func(txn *badger.Txn) error {
+	err = r.update(func(txn *badger.Txn) error {
 		var v Volume
 		if err := getJSON(txn, volumeKey(name), &v); err != nil {
 			return err
@@ -239,7 +239,7 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 // idempotent, so a crash part-way is finished by the next Open.
 func (r *Repo) finishRemoval(ctx context.Context, name string) error {
 	var v Volume
-	if err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(name), &v) }); err != nil {
+	if err := r.view(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(name), &v) }); err != nil {
 		return fmt.Errorf("volume %s: %w", name, err)
 	}
 	if err := r.dropIntervals(ctx, v.ID); err != nil {
@@ -250,7 +250,7 @@ func (r *Repo) finishRemoval(ctx context.Context, name string) error {
 			return fmt.Errorf("volume %s: %w", name, err)
 		}
 	}
-	return r.db.Update(func(txn *badger.Txn) error { return txn.Delete(volumeKey(name)) })
+	return r.update(func(txn *badger.Txn) error { return txn.Delete(volumeKey(name)) })
 }
 
 // claimVolume marks a volume busy with an operation that must run alone
@@ -307,7 +307,7 @@ func (r *Repo) deletePrefix(ctx context.Context, prefix []byte) error {
 			return err
 		}
 		var keys [][]byte
-		err := r.db.View(func(txn *badger.Txn) error {
+		err := r.view(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 			defer it.Close()
 			for it.Rewind(); it.Valid() && len(keys) < 5000; it.Next() {
@@ -318,7 +318,7 @@ func (r *Repo) deletePrefix(ctx context.Context, prefix []byte) error {
 		if err != nil || len(keys) == 0 {
 			return err
 		}
-		if err := r.db.Update(func(txn *badger.Txn) error {
+		if err := r.update(func(txn *badger.Txn) error {
 			for _, k := range keys {
 				if err := txn.Delete(k); err != nil {
 					return err

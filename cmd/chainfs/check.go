@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -22,7 +23,7 @@ func checkCommand() *cli.Command {
 			&cli.BoolFlag{Name: "repair", Usage: "mend what can be mended (implies --read-data) and list what is lost"},
 			jsonFlag,
 		},
-		Action: repoAction(0, 0, func(c *cli.Context, r *store.Repo) error {
+		Action: withMetadataAdvice(repoAction(0, 0, func(c *cli.Context, r *store.Repo) error {
 			if c.Bool("repair") {
 				return repair(c, r)
 			}
@@ -51,7 +52,19 @@ func checkCommand() *cli.Command {
 				err = fmt.Errorf("%d problem%s found (listed above)", len(rep.Problems), plural(len(rep.Problems), "", "s"))
 			}
 			return err
-		}),
+		})),
+	}
+}
+
+// withMetadataAdvice adds to a damaged-metadata error (the repository
+// does not even open) what check --repair can and cannot do about it.
+func withMetadataAdvice(action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		err := action(c)
+		if errors.Is(err, store.ErrDamagedMetadata) {
+			return adviceError{err: err, advice: store.MetadataRepairNote + "."}
+		}
+		return err
 	}
 }
 

@@ -70,11 +70,23 @@ func report(err error, stderr io.Writer) int {
 	return exitFailure
 }
 
+// adviceError is an error with a line of advice printed after it.
+type adviceError struct {
+	err    error
+	advice string
+}
+
+func (e adviceError) Error() string { return e.err.Error() + "\n" + e.advice }
+func (e adviceError) Unwrap() error { return e.err }
+
 // errorText is err as a user reads it. The store's sentinel texts are for
 // errors.Is; the context before them already says it in words.
 func errorText(err error) string {
+	if ae, ok := err.(adviceError); ok {
+		return errorText(ae.err) + "\n" + ae.advice
+	}
 	msg := err.Error()
-	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid, store.ErrUntrusted} {
+	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid, store.ErrUntrusted, store.ErrDamagedMetadata} {
 		msg = strings.TrimSuffix(msg, ": "+s.Error())
 	}
 	return msg

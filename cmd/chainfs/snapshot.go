@@ -224,9 +224,11 @@ func snapshotList(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		exclusive := map[[2]string]uint64{}
+		// Sizes come from the chain as it is now (a deletion moves what a
+		// snapshot holds), not from the figures of its commit.
+		usage := map[[2]string]store.SnapshotUsage{}
 		for _, s := range u.Snapshots {
-			exclusive[[2]string{s.Volume, s.Snapshot}] = s.Exclusive
+			usage[[2]string{s.Volume, s.Snapshot}] = s
 		}
 		type listed struct {
 			store.Snapshot
@@ -239,7 +241,9 @@ func snapshotList(c *cli.Context) error {
 				return err
 			}
 			for _, s := range snaps {
-				all = append(all, listed{s, exclusive[[2]string{s.Volume, s.Name}]})
+				su := usage[[2]string{s.Volume, s.Name}]
+				s.Stats.AddedBytes, s.Stats.AddedBlocks = su.Added, su.AddedBlocks
+				all = append(all, listed{s, su.Exclusive})
 			}
 		}
 		return output(c, all, func() {
