@@ -86,7 +86,7 @@ uninstall:
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(RACE_PKGS)
-	$(GO) test -count=1 ./cmd/chainfs/ ./cmd/chainfs/config/ ./cmd/chainfs/journal/
+	$(GO) test -count=1 ./cmd/chainfs/ ./cmd/chainfs/config/ ./cmd/chainfs/journal/ ./cmd/chainfs/redact/
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./integration/...
 	SYSTEMD_CHECK_OPTIONAL=1 bash integration/systemd/check.sh
@@ -109,7 +109,7 @@ fuzz:
 	done
 
 unit:
-	$(GO) test -race -count=1 $(RACE_PKGS) ./cmd/chainfs/ ./cmd/chainfs/config/ ./cmd/chainfs/journal/
+	$(GO) test -race -count=1 $(RACE_PKGS) ./cmd/chainfs/ ./cmd/chainfs/config/ ./cmd/chainfs/journal/ ./cmd/chainfs/redact/
 
 integration: build
 	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/...
