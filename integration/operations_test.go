@@ -626,7 +626,7 @@ COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _chainfs_complete; printf '%s\n' "${COMPREP
 		"chainfs config ":             {"show"},
 		"chainfs image export --form": {"--format"},
 		"chainfs gc --":               {"--json", "--help"},
-		"chainfs restore --":          {"--overwrite", "--no-owners", "--json", "--help"},
+		"chainfs restore --":          {"--overwrite", "--delete", "--no-owners", "--json", "--help"},
 	} {
 		if got := bash(line); strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("bash completion of %q: %v, want %v", line, got, want)
