@@ -109,3 +109,46 @@ func TestRestoreIntoOthersDirectory(t *testing.T) {
 	e.fails(2, "--overwrite takes never, if-changed or always", "restore", "--overwrite", "v/s", dst)
 	e.fails(2, "--delete removes from a directory", "restore", "--delete", "v/s/d/f0001", dst)
 }
+
+// TestRestoreDeleteKeepsWhatSnapshotsLeaveOut: restore --delete rolls a
+// source back to a snapshot, but keeps what the volume's snapshots leave
+// out on purpose: the repository inside the source, what the volume
+// excludes (also below a directory the snapshot does not hold), and a file
+// system mounted in the source.
+func TestRestoreDeleteKeepsWhatSnapshotsLeaveOut(t *testing.T) {
+	e := newEnv(t)
+	src := e.dir // the repository is inside the source
+	os.WriteFile(filepath.Join(src, "kept.txt"), []byte("in the snapshot"), 0o644)
+	e.ok("volume", "add", "v", src, "--exclude", "*.tmp")
+	e.snapshot("v", "--name", "s")
+
+	os.WriteFile(filepath.Join(src, "extra.txt"), []byte("not in the snapshot"), 0o644)
+	os.MkdirAll(filepath.Join(src, "newdir"), 0o755)
+	os.WriteFile(filepath.Join(src, "newdir", "b"), []byte("not in the snapshot"), 0o644)
+	os.WriteFile(filepath.Join(src, "newdir", "a.tmp"), []byte("excluded"), 0o644)
+	os.WriteFile(filepath.Join(src, "top.tmp"), []byte("excluded"), 0o644)
+	mnt := filepath.Join(src, "mnt")
+	os.Mkdir(mnt, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	os.WriteFile(filepath.Join(mnt, "other-fs"), []byte("another file system"), 0o644)
+
+	out := e.ok("restore", "v/s", src, "--overwrite", "if-changed", "--delete")
+	for _, gone := range []string{"extra.txt", "newdir/b"} {
+		if _, err := os.Lstat(filepath.Join(src, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s, not in the snapshot, is still there after --delete (%v)", gone, err)
+		}
+	}
+	for _, kept := range []string{"kept.txt", "newdir/a.tmp", "top.tmp", "mnt/other-fs", "repo/chainfs.json"} {
+		if _, err := os.Lstat(filepath.Join(src, kept)); err != nil {
+			t.Errorf("%s was deleted: %v", kept, err)
+		}
+	}
+	if !strings.Contains(out, "kept although not in it") {
+		t.Errorf("the restore does not say what it kept:\n%s", out)
+	}
+	e.ok("check", "--read-data")
+	e.ok("snapshot", "list", "v")
+}

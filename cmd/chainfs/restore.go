@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	pathpkg "path"
+	"strings"
 	"time"
 
 	"github.com/chainfs/chainfs/fs/restore"
+	"github.com/chainfs/chainfs/fs/source/ignore"
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 func restoreCommand() *cli.Command {
@@ -89,6 +93,11 @@ func restoreAction(c *cli.Context) error {
 				volume, snap.Name, path, target)
 		}
 		opts := restore.Options{Overwrite: overwrite, Delete: c.Bool("delete"), Progress: new(restore.Progress), Logger: logger(c)}
+		if opts.Delete {
+			if opts.Spare, err = spareFromDelete(c, r, volume, path); err != nil {
+				return err
+			}
+		}
 		if c.Bool("no-owners") {
 			no := false
 			opts.Owners = &no
@@ -133,25 +142,62 @@ func restoreAction(c *cli.Context) error {
 			if path != "" {
 				what += "/" + path
 			}
-			if res.Existing > 0 {
-				fmt.Fprintf(c.App.ErrWriter, "%s; --overwrite if-changed|always replaces them\n", leftAsWere(res.Existing))
+			if res.Existing > 0 && len(res.Problems) > 0 {
+				// Else it is the command's closing line.
+				fmt.Fprintln(c.App.ErrWriter, leftAsWere(res.Existing))
 			}
 			fmt.Fprintf(c.App.Writer, "restored %s to %s: %s, %s, %d other; %s in %s\n", what, target,
 				count(res.Files, "file"), count(res.Dirs, "directory"), res.Others, size(res.Bytes), out.Duration.Round(time.Millisecond))
-			if res.Unchanged+res.Deleted > 0 {
-				fmt.Fprintf(c.App.Writer, "  %d unchanged (not rewritten), %d deleted (not in the snapshot)\n", res.Unchanged, res.Deleted)
+			if res.Unchanged+res.Deleted+res.Spared > 0 {
+				fmt.Fprintf(c.App.Writer, "  %d unchanged (not rewritten), %d deleted (not in the snapshot)", res.Unchanged, res.Deleted)
+				if res.Spared > 0 {
+					fmt.Fprintf(c.App.Writer, ", %d kept although not in it (excluded from the volume's snapshots, the repository, or on another file system)", res.Spared)
+				}
+				fmt.Fprintln(c.App.Writer)
 			}
 		})
-		if err == nil && len(res.Problems)+int(res.Existing) > 0 {
-			// Entries left as they were make TARGET differ from the
-			// snapshot: done, but not all of it (3), as problems do.
-			err = partialError{n: len(res.Problems) + int(res.Existing)}
-			if len(res.Problems) == 0 {
-				err = partialError{n: int(res.Existing), text: leftAsWere(res.Existing)}
-			}
+		// Entries left as they were make TARGET differ from the snapshot:
+		// done, but not all of it (3), as problems do.
+		switch {
+		case err != nil:
+		case len(res.Problems) > 0:
+			err = partialError{n: len(res.Problems)}
+		case res.Existing > 0:
+			err = partialError{n: int(res.Existing), text: leftAsWere(res.Existing)}
 		}
 		return err
 	})
+}
+
+// spareFromDelete is what restore --delete leaves although the snapshot
+// does not hold it, because snapshots of the volume leave it out on
+// purpose: what the volume excludes (matched from the volume's root, so
+// below path), the repository itself and the daemon's mount. A roll-back
+// of a source into itself must not delete its own repository.
+func spareFromDelete(c *cli.Context, r *store.Repo, volume, path string) (func(string, *unix.Stat_t) bool, error) {
+	v, err := r.Volume(c.Context, volume)
+	if err != nil {
+		return nil, err
+	}
+	excl, err := ignore.Compile(v.Excludes)
+	if err != nil {
+		return nil, fmt.Errorf("volume %s: excludes: %w", volume, err)
+	}
+	left := map[[2]uint64]bool{}
+	dirs := []string{r.Dir()}
+	if m, _ := c.App.Metadata[metaMount].(string); m != "" {
+		dirs = append(dirs, m)
+	}
+	for _, d := range dirs {
+		var st unix.Stat_t
+		if unix.Stat(d, &st) == nil {
+			left[[2]uint64{st.Dev, st.Ino}] = true
+		}
+	}
+	return func(rel string, st *unix.Stat_t) bool {
+		return left[[2]uint64{st.Dev, st.Ino}] ||
+			excl.Excluded(pathpkg.Join(strings.TrimPrefix(path, "/"), rel), st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	}, nil
 }
 
 // isBlockDevice reports whether path is a block device (following links:
@@ -183,5 +229,6 @@ func diskFile(ctx context.Context, r *store.Repo, snap *store.Snapshot, path str
 
 // leftAsWere says how many existing entries a restore left alone.
 func leftAsWere(n uint64) string {
-	return count(n, "existing entry") + " left as " + plural(int(n), "it was", "they were")
+	return count(n, "existing entry") + " left as " + plural(int(n), "it was", "they were") +
+		"; --overwrite if-changed|always replaces them"
 }

@@ -125,49 +125,75 @@ func createTemp(dir int, mk func(name string) (int, error)) (string, int, error)
 }
 
 // replace renames tmp over name in dir; a directory in the way is
-// removed first (fd-relative, following nothing).
-func replace(dir int, tmp, name string) error {
+// removed first (fd-relative, following nothing, on dir's file system
+// only and but what Spare spares: a repository in it stays, and then so
+// does the directory, and the replacement fails). rel is name's path
+// below the target.
+func (r *restorer) replace(dir int, tmp, name, rel string) error {
 	err := unix.Renameat(dir, tmp, dir, name)
 	if errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
-		if _, err = removeAll(dir, name); err == nil {
+		var st unix.Stat_t
+		if err = unix.Fstat(dir, &st); err == nil {
+			_, _, err = removeAll(dir, name, rel, st.Dev, r.opts.Spare)
+		}
+		if err == nil {
 			err = unix.Renameat(dir, tmp, dir, name)
 		}
 	}
 	if err != nil {
+		unix.Unlinkat(dir, tmp, 0)
 		return fmt.Errorf("replace: %w", err)
 	}
 	return nil
 }
 
 // removeAll removes name from dir, a directory with everything in it,
-// through descriptors and following no symlink. It returns how many
-// entries it removed.
-func removeAll(dir int, name string) (uint64, error) {
-	err := unix.Unlinkat(dir, name, 0)
+// through descriptors and following no symlink. It stays on file system
+// dev, and keeps what spare (may be nil) spares below: a directory on
+// another file system (a mount point) or spared is left, and so, as not
+// empty, is every directory above it. rel is name's path for spare. It
+// returns how many entries it removed and how many it left.
+func removeAll(dir int, name, rel string, dev uint64, spare func(string, *unix.Stat_t) bool) (removed, left uint64, err error) {
+	err = unix.Unlinkat(dir, name, 0)
 	if err == nil {
-		return 1, nil
+		return 1, 0, nil
 	}
 	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
-		return 0, err
+		return 0, 0, err
 	}
 	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var n uint64
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, 0, err
+	}
+	if st.Dev != dev {
+		return 0, 1, nil
+	}
 	err = eachName(fd, func(child string) error {
-		m, err := removeAll(fd, child)
-		n += m
+		childRel := filepath.Join(rel, child)
+		var cst unix.Stat_t
+		if err := unix.Fstatat(fd, child, &cst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		if spare != nil && spare(childRel, &cst) {
+			left++
+			return nil
+		}
+		r, l, err := removeAll(fd, child, childRel, dev, spare)
+		removed, left = removed+r, left+l
 		return err
 	})
-	unix.Close(fd)
-	if err != nil {
-		return n, err
+	if err != nil || left > 0 {
+		return removed, left, err
 	}
 	if err := unix.Unlinkat(dir, name, unix.AT_REMOVEDIR); err != nil {
-		return n, err
+		return removed, left, err
 	}
-	return n + 1, nil
+	return removed + 1, left, nil
 }
 
 // eachName calls fn with the names in directory fd (not . and ..), read
@@ -221,23 +247,51 @@ func isEmpty(fd int) bool {
 }
 
 // deleteExtra removes from directory d what the snapshot does not hold
-// there (Delete).
+// there (Delete), but what Spare spares and what lies on another file
+// system (a mount point below d, or d itself one).
 func (r *restorer) deleteExtra(d *dirState, entries []store.Entry) {
 	keep := make(map[string]struct{}, len(entries))
 	for i := range entries {
 		keep[entries[i].Name] = struct{}{}
 	}
-	var deleted uint64
+	var dst, pst unix.Stat_t
+	if err := unix.Fstat(d.fd, &dst); err != nil {
+		r.problem(d.rel, err)
+		return
+	}
+	if d.parent != nil {
+		// d's parent is held open until d is complete.
+		if err := unix.Fstat(d.parent.fd, &pst); err != nil || pst.Dev != dst.Dev {
+			// A file system mounted at d: its contents are not the
+			// snapshot's to judge.
+			r.mu.Lock()
+			r.res.Spared++
+			r.mu.Unlock()
+			return
+		}
+	}
+	var deleted, spared uint64
 	err := eachName(d.fd, func(name string) error {
 		if _, ok := keep[name]; ok {
 			return nil
 		}
-		n, err := removeAll(d.fd, name)
-		if n > 0 {
+		rel := filepath.Join(d.rel, name)
+		var st unix.Stat_t
+		if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			r.problem(rel, fmt.Errorf("delete: %w", err))
+			return nil
+		}
+		if st.Dev != dst.Dev || r.opts.Spare != nil && r.opts.Spare(rel, &st) {
+			spared++
+			return nil
+		}
+		n, left, err := removeAll(d.fd, name, rel, st.Dev, r.opts.Spare)
+		if n > 0 && left == 0 {
 			deleted++
 		}
+		spared += left
 		if err != nil {
-			r.problem(filepath.Join(d.rel, name), fmt.Errorf("delete: %w", err))
+			r.problem(rel, fmt.Errorf("delete: %w", err))
 		}
 		return nil
 	})
@@ -246,6 +300,7 @@ func (r *restorer) deleteExtra(d *dirState, entries []store.Entry) {
 	}
 	r.mu.Lock()
 	r.res.Deleted += deleted
+	r.res.Spared += spared
 	r.mu.Unlock()
 }
 

@@ -26,7 +26,7 @@
 //     metadata set through the fd (fchown, fsetxattr, fchmod, futimens);
 //     symlinks, fifos, sockets and devices with symlinkat and mknodat, then
 //     reopened with O_PATH|O_NOFOLLOW, checked with fstat, and set through
-//     that fd (see setMetaPath for the /proc/self/fd detail).
+//     that fd (see setMetaMade for the /proc/self/fd detail).
 //   - hard links re-resolve the group's first name beneath the target
 //     (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or one O_NOFOLLOW
 //     openat per component), check its inode, and link that inode.
@@ -35,8 +35,9 @@
 //     written through, never truncated in place (another user may hold a
 //     hard link to it).
 //
-// Depth is no limit: no call takes a path longer than one name, so trees
-// deeper than PATH_MAX restore as any other.
+// Depth is no limit but the open-file limit (a descriptor is held per
+// level): no call takes a path longer than one name, so trees deeper than
+// PATH_MAX restore as any other.
 //
 // A directory's fd is held while its subtree is written, and closed when
 // the subtree is complete (a pending count of its children in flight): the
@@ -100,8 +101,16 @@ type Options struct {
 	// Overwrite says what becomes of entries that exist (default: never).
 	Overwrite Overwrite
 	// Delete removes, from every directory the snapshot holds, the entries
-	// it does not hold: a roll-back. Only for a directory.
+	// it does not hold: a roll-back. Only for a directory. It never
+	// removes what Spare spares, nor anything on another file system than
+	// the directory it is in (a mount point's contents were never the
+	// snapshot's to judge).
 	Delete bool
+	// Spare reports whether Delete must leave an entry the snapshot does
+	// not hold because the snapshot left it out on purpose: what the
+	// volume excludes, the repository itself, the daemon's mount. rel is
+	// the entry's path below the restored directory; st is its lstat.
+	Spare func(rel string, st *unix.Stat_t) bool
 	// Owners restores uid and gid; the default (nil) is to do so when
 	// running as root.
 	Owners *bool
@@ -140,7 +149,10 @@ type Result struct {
 	Unchanged uint64
 	// Deleted counts entries removed because the snapshot does not hold
 	// them (Delete); a directory counts once.
-	Deleted  uint64
+	Deleted uint64
+	// Spared counts entries Delete left although the snapshot does not
+	// hold them: spared (Options.Spare) or on another file system.
+	Spared   uint64
 	Problems []Problem
 }
 
@@ -563,15 +575,20 @@ func (r *restorer) file(job fileJob, buf []byte) (ino uint64) {
 	if err == nil {
 		err = unix.Fstat(job.fd, &st)
 	}
+	if errors.Is(err, store.ErrCorrupt) {
+		// Never leave a file with bytes that failed their check: not at
+		// this name, removed below, nor at the names of its hard links,
+		// which may already have linked this inode.
+		unix.Ftruncate(job.fd, 0)
+	}
 	unix.Close(job.fd)
 	if err == nil && tmp != "" {
-		err = replace(dirfd, tmp, job.e.Name)
+		err = r.replace(dirfd, tmp, job.e.Name, job.rel)
 	}
 	if err != nil {
 		if tmp != "" {
 			unix.Unlinkat(dirfd, tmp, 0)
 		} else if errors.Is(err, store.ErrCorrupt) {
-			// Never leave a file with bytes that failed their check.
 			unix.Unlinkat(dirfd, name, 0)
 		}
 		r.problem(job.rel, err)
@@ -689,7 +706,7 @@ func (r *restorer) other(d *dirState, e *store.Entry) (uint64, error) {
 	}
 	ino, err := r.setMetaMade(d.fd, name, e)
 	if err == nil && tmp != "" {
-		err = replace(d.fd, tmp, e.Name)
+		err = r.replace(d.fd, tmp, e.Name, filepath.Join(d.rel, e.Name))
 	}
 	if err != nil {
 		if tmp != "" {
@@ -736,9 +753,7 @@ func (r *restorer) linkFirst(d *dirState, e *store.Entry, first linkFirst) error
 		}
 		var tmp string
 		if tmp, _, err = createTemp(d.fd, func(tmp string) (int, error) { return 0, linkFd(fd, d.fd, tmp) }); err == nil {
-			if err = replace(d.fd, tmp, e.Name); err != nil {
-				unix.Unlinkat(d.fd, tmp, 0)
-			}
+			err = r.replace(d.fd, tmp, e.Name, filepath.Join(d.rel, e.Name))
 		}
 	}
 	if err != nil {
