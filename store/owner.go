@@ -32,44 +32,55 @@ func checkTrusted(dir string) error {
 	if err != nil {
 		return err
 	}
-	for _, sub := range []string{metaDir, packsDir} {
-		if err := trustedDir(filepath.Join(abs, sub), false); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for _, p := range []string{abs, filepath.Join(abs, metaDir), filepath.Join(abs, packsDir)} {
+		if err := trustedPath(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
-	if err := trustedDir(abs, false); err != nil {
-		return err
-	}
-	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
-		if err := trustedDir(d, true); err != nil {
-			return err
-		}
-		if d == "/" {
-			return nil
-		}
-	}
+	return nil
 }
 
-// trustedDir checks one directory: root's, and writable by nobody else
-// (but for a sticky ancestor).
+// trustedPath checks the directory at abs and every folder above it, both
+// as written and as resolved: a symlink on the way (/var/lib/chainfs →
+// /srv/chainfs) must be root's, and so must the folders above where it
+// leads.
+func trustedPath(abs string) error {
+	for _, p := range []string{abs, ""} {
+		if p == "" {
+			real, err := filepath.EvalSymlinks(abs)
+			if err != nil {
+				return fmt.Errorf("open repository: %w", err)
+			}
+			p = real
+		}
+		if err := trustedDir(p, false); err != nil {
+			return err
+		}
+		for d := filepath.Dir(p); ; d = filepath.Dir(d) {
+			if err := trustedDir(d, true); err != nil {
+				return err
+			}
+			if d == "/" {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// trustedDir checks one folder: root's, and writable by nobody else (but
+// for a sticky ancestor); a symlink must be root's, and where it leads is
+// checked by trustedPath.
 func trustedDir(dir string, ancestor bool) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {
 		return fmt.Errorf("open repository: %s: %w", dir, err)
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		// A symlink the admin made (/var/lib/chainfs → /srv/chainfs) is
-		// judged by where it points, and by who may change the link.
-		target, err := filepath.EvalSymlinks(dir)
-		if err != nil {
-			return fmt.Errorf("open repository: %s: %w", dir, err)
-		}
-		if st.Uid != 0 {
-			return untrusted(dir, fmt.Sprintf("is a symlink of uid %d", st.Uid))
-		}
-		return trustedDir(target, ancestor)
-	}
 	switch {
+	case st.Uid != 0 && st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return untrusted(dir, fmt.Sprintf("is a symlink of uid %d", st.Uid))
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return nil
 	case st.Uid != 0:
 		return untrusted(dir, fmt.Sprintf("belongs to uid %d", st.Uid))
 	case st.Mode&0o022 != 0 && !(ancestor && st.Mode&unix.S_ISVTX != 0):

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -29,6 +31,8 @@ func TestRootRefusesRepositoriesOthersCanChange(t *testing.T) {
 		{"parent writable by all", func(p, r string) error { return os.Chmod(p, 0o777) }, true},
 		{"parent writable by all but sticky, like /tmp", func(p, r string) error { return os.Chmod(p, os.ModeSticky|0o777) }, false},
 		{"repository reached by a user's symlink", nil, true},
+		{"repository reached by root's symlink into a user's folder", nil, true},
+		{"repository reached by root's symlink", nil, false},
 	}
 	for i, tc := range cases {
 		parent := filepath.Join(base, string(rune('a'+i)))
@@ -44,11 +48,18 @@ func TestRootRefusesRepositoriesOthersCanChange(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			link := filepath.Join(base, "link")
+			link := filepath.Join(base, fmt.Sprintf("link%d", i))
 			if err := os.Symlink(repo, link); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Lchown(link, 1001, 1001); err != nil {
+			var err error
+			switch {
+			case strings.Contains(tc.name, "a user's symlink"):
+				err = os.Lchown(link, 1001, 1001)
+			case strings.Contains(tc.name, "a user's folder"):
+				err = os.Chown(parent, 1001, 1001)
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 			repo = link
