@@ -93,4 +93,9 @@ func TestDownloadHidesPassword(t *testing.T) {
 	if _, _, _, err := download(context.Background(), wrong+"/x"); err == nil || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("refused download: %v", err)
 	}
+	// A token alone, to a port where nothing listens: the transport's own
+	// error quotes the URL with the token in it.
+	if _, _, _, err := download(context.Background(), "http://TOKEN123@127.0.0.1:1/x"); err == nil || strings.Contains(err.Error(), "TOKEN123") {
+		t.Errorf("download with a token to a closed port: %v", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/user"
 	"path"
@@ -499,7 +500,13 @@ func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, e
 	resp, err := client.Do(req)
 	if err != nil {
 		// The stall, or the caller's interrupt, says more than the
-		// transport's "context canceled".
+		// transport's "context canceled". The transport's error quotes
+		// the URL with only a password hidden, not a token: its cause
+		// alone is shown after ours.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fail(fmt.Errorf("download %s: %w", shown, cmp.Or(context.Cause(ctx), err)))
 	}
 	if resp.StatusCode != http.StatusOK {
