@@ -397,7 +397,7 @@ func imageExport(c *cli.Context, r *store.Repo) error {
 		report = c.App.ErrWriter
 		st, err = imagefile.Export(c.Context, rd, img, out, format, prog)
 	} else if dest, err = absPath(c, dest); err == nil {
-		st, err = imagefile.ExportFile(c.Context, rd, img, dest, format, c.Bool("overwrite"), prog, nil)
+		st, err = imagefile.ExportFile(c.Context, rd, img, dest, format, c.Bool("overwrite"), prog)
 	}
 	bar.finish()
 	if err != nil {

@@ -399,28 +399,15 @@ func eachBlockData(ctx context.Context, rd store.Reader, e *store.Entry, fn func
 // is refused (store.ErrExists) unless overwrite, and so is one that came
 // into being while the export ran; a directory is refused always. The file
 // is 0600: an image holds the repository's data, which is 0600 too.
-//
-// as, if set, runs each step that touches path's directory (the check,
-// the creation, the move into place, the removal of the temporary file),
-// so that a daemon acting for a caller does them as that caller
-// (identity.Identity.Do); the data goes through the open file.
-func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path string, format Format, overwrite bool, prog *Progress, as func(func() error) error) (*ExportStats, error) {
-	if as == nil {
-		as = func(fn func() error) error { return fn() }
+func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path string, format Format, overwrite bool, prog *Progress) (*ExportStats, error) {
+	if err := checkTarget(path, overwrite); err != nil {
+		return nil, err
 	}
-	var f *os.File
-	err := as(func() error {
-		if err := checkTarget(path, overwrite); err != nil {
-			return err
-		}
-		var err error
-		f, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
-		return err
-	})
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
 	if err != nil {
 		return nil, err
 	}
-	defer as(func() error { return os.Remove(f.Name()) })
+	defer os.Remove(f.Name())
 	st, err := Export(ctx, rd, img, f, format, prog)
 	if err == nil {
 		err = f.Sync()
@@ -429,17 +416,12 @@ func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path str
 		err = cerr
 	}
 	if err == nil {
-		err = as(func() error {
-			if overwrite {
-				return os.Rename(f.Name(), path)
-			}
+		if overwrite {
+			err = os.Rename(f.Name(), path)
+		} else if err = os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
 			// A link, unlike a rename, fails on a name taken meanwhile.
-			err := os.Link(f.Name(), path)
-			if errors.Is(err, os.ErrExist) {
-				err = checkTarget(path, false)
-			}
-			return err
-		})
+			err = checkTarget(path, false)
+		}
 	}
 	if err != nil {
 		return nil, err

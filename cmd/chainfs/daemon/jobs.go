@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/redact"
-	"github.com/chainfs/chainfs/fs/identity"
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
@@ -195,14 +194,14 @@ func (r *runner) Delete(ctx context.Context, volume, snapshot string) (func(cont
 // Export starts making an image from a snapshot and, with a file, writing
 // it there (chainfs.Controller). It returns once the image is made; the
 // file is wait's business. The image belongs to the caller that wrote the
-// command, and the file is made as that caller: the kernel judges where
-// it may be created (a root daemon writes nowhere its caller could not),
-// it belongs to the caller, and it is 0600, as the repository's data is.
+// command. The file is 0600, as the repository's data is, and made by the
+// daemon as the repository's owner: only root and that owner may write
+// the command, and root opens no repository another user can change, so
+// the writer may create the file wherever the daemon may.
 func (r *runner) Export(ctx context.Context, volume, snapshot, image, file string) (func(context.Context) error, error) {
 	owner := uint32(0)
-	var as *identity.Identity // nil: the daemon itself
 	if c, ok := fuse.FromContext(ctx); ok {
-		owner, as = c.Uid, identity.OfProcess(c.Pid, c.Uid, c.Gid)
+		owner = c.Uid
 	}
 	command := volume + "/" + snapshot + " " + image + " " + file
 	return r.start(ctx, "export", volume, snapshot, command, func(ctx context.Context, begun func()) (any, error) {
@@ -219,10 +218,10 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image, file strin
 		if strings.HasSuffix(file, ".tar") {
 			format = imagefile.FormatTar
 		}
-		st, err := imagefile.ExportFile(ctx, r.repo, img, file, format, false, nil, as.Do)
+		st, err := imagefile.ExportFile(ctx, r.repo, img, file, format, false, nil)
 		if err != nil {
 			r.repo.RemoveImage(context.WithoutCancel(ctx), image)
-			return nil, fmt.Errorf("export %s to %s as %s: %w", image, file, as, err)
+			return nil, fmt.Errorf("export %s to %s: %w", image, file, err)
 		}
 		out["file"], out["format"], out["bytes"] = file, format, st.StreamBytes
 		return out, nil
