@@ -490,18 +490,29 @@ func (r *Repo) undoDelta(ctx context.Context, vol, seq uint64) error {
 func (r *Repo) deltaHashes(vol, seq uint64) ([]Hash, error) {
 	var hs []Hash
 	err := r.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: deltaPrefix(vol, seq)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			h, err := parseDeltaKey(it.Item().Key())
-			if err != nil {
-				return err
-			}
+		return eachDelta(txn, vol, seq, func(h Hash, _ *badger.Item) error {
 			hs = append(hs, h)
-		}
-		return nil
+			return nil
+		})
 	})
 	return hs, err
+}
+
+// eachDelta calls fn with the hash and the record of every block in the
+// delta of snapshot seq, in hash order.
+func eachDelta(txn *badger.Txn, vol, seq uint64, fn func(h Hash, item *badger.Item) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: deltaPrefix(vol, seq)})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		h, err := parseDeltaKey(it.Item().Key())
+		if err != nil {
+			return err
+		}
+		if err := fn(h, it.Item()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dropIntervals removes every run of a volume and the references they held.

@@ -165,15 +165,9 @@ type holding struct {
 func (r *Repo) holdings(vol, seq, next uint64, exclusive bool) (holding, error) {
 	var held holding
 	err := r.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: deltaPrefix(vol, seq)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			h, err := parseDeltaKey(it.Item().Key())
-			if err != nil {
-				return err
-			}
+		return eachDelta(txn, vol, seq, func(h Hash, item *badger.Item) error {
 			var d blockDelta
-			if err := it.Item().Value(func(v []byte) (e error) { d, e = decodeBlockDelta(v); return e }); err != nil {
+			if err := item.Value(func(v []byte) (e error) { d, e = decodeBlockDelta(v); return e }); err != nil {
 				return fmt.Errorf("block %s delta: %w", h.Short(), err)
 			}
 			start, iv, found, err := lastInterval(txn, vol, h, seq)
@@ -181,12 +175,12 @@ func (r *Repo) holdings(vol, seq, next uint64, exclusive bool) (holding, error) 
 				return err
 			}
 			if !found || start != seq {
-				continue
+				return nil
 			}
 			held.AddedBytes += uint64(d.Length)
 			held.AddedBlocks++
 			if !exclusive || next != 0 && (iv.End == 0 || iv.End > next) {
-				continue // the next snapshot has it too
+				return nil // the next snapshot has it too
 			}
 			rec, err := getBlockRecord(txn, h)
 			if err != nil {
@@ -195,8 +189,8 @@ func (r *Repo) holdings(vol, seq, next uint64, exclusive bool) (holding, error) 
 			if rec.Refs == 1 {
 				held.Exclusive += uint64(rec.Length)
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	return held, err
 }
