@@ -353,12 +353,16 @@ func TestNextRun(t *testing.T) {
 // not run: keep 1 still has the good snapshot.
 func TestSchedulerRefusedSnapshotDoesNotPrune(t *testing.T) {
 	loc := time.UTC
-	e := newSchedEnv(t, loc, store.Policy{At: []string{"03:00"}, Keep: 1})
+	// By age: with the clock at day 10 both good runs (made now) are past
+	// their 2 days, and only the newest is kept whatever its age, so a
+	// retention that ran after the refusal would prune the other.
+	e := newSchedEnv(t, loc, store.Policy{At: []string{"03:00"}, RetainDays: 2})
 	e.s.seen["v"] = day(loc, 1, 0, 0)
 	e.tick(day(loc, 1, 3, 0))
+	e.tick(day(loc, 2, 3, 0))
 	good := e.autos()
-	if len(good) != 1 {
-		t.Fatalf("first run: %v", good)
+	if len(good) != 2 {
+		t.Fatalf("two runs: %v", good)
 	}
 	v, err := e.repo.Volume(e.ctx, "v")
 	if err != nil {
@@ -367,7 +371,8 @@ func TestSchedulerRefusedSnapshotDoesNotPrune(t *testing.T) {
 	if err := os.Remove(filepath.Join(v.Source, "f")); err != nil {
 		t.Fatal(err)
 	}
-	e.tick(day(loc, 2, 3, 0))
+	e.s.clock = fixedClock(day(loc, 10, 0, 0))
+	e.tick(day(loc, 10, 3, 0))
 	if got := e.autos(); strings.Join(got, " ") != strings.Join(good, " ") {
 		t.Errorf("after a run on the emptied source: %v, want %v kept and nothing added", got, good)
 	}
