@@ -37,6 +37,43 @@ func checkTrusted(dir string) error {
 			return err
 		}
 	}
+	// Folders made root's after a user had them may still hold what the
+	// user left: a symlink as the lock or a table, a hard link to a file
+	// elsewhere. Root opens those files for writing. (Packs are made
+	// anew, never opened for writing, and read with every block checked.)
+	for _, d := range []string{abs, filepath.Join(abs, metaDir)} {
+		if err := trustedEntries(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// trustedEntries checks every entry of folder dir: root's, no symlink, and
+// a file of one link.
+func trustedEntries(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // gone meanwhile (a log badger rotated)
+			}
+			return fmt.Errorf("open repository: %s: %w", p, err)
+		}
+		switch {
+		case st.Uid != 0:
+			return untrusted(p, fmt.Sprintf("belongs to uid %d", st.Uid))
+		case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+			return untrusted(p, "is a symlink")
+		case st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink != 1:
+			return untrusted(p, fmt.Sprintf("is a file of %d links", st.Nlink))
+		}
+	}
 	return nil
 }
 
@@ -91,6 +128,6 @@ func trustedDir(dir string, ancestor bool) error {
 
 func untrusted(dir, why string) error {
 	return fmt.Errorf("%s %s: root does not open a repository another user can change "+
-		"(its files could point root's writes anywhere); run the command as that user, or make the folders root's and not writable by others: %w",
+		"(its files could point root's writes anywhere); run the command as that user, or make the repository root's (chown -R) and its folders writable by nobody else: %w",
 		dir, why, ErrUntrusted)
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestRootRefusesRepositoriesOthersCanChange: root opens no repository
@@ -30,6 +32,17 @@ func TestRootRefusesRepositoriesOthersCanChange(t *testing.T) {
 		{"parent a user's", func(p, r string) error { return os.Chown(p, 1001, 1001) }, true},
 		{"parent writable by all", func(p, r string) error { return os.Chmod(p, 0o777) }, true},
 		{"parent writable by all but sticky, like /tmp", func(p, r string) error { return os.Chmod(p, os.ModeSticky|0o777) }, false},
+		{"lock a user's symlink in root's folders", func(p, r string) error {
+			os.Remove(filepath.Join(r, lockFile))
+			if err := os.Symlink(filepath.Join(p, "victim"), filepath.Join(r, lockFile)); err != nil {
+				return err
+			}
+			return os.Lchown(filepath.Join(r, lockFile), 1001, 1001)
+		}, true},
+		{"a table a user left in root's folders", func(p, r string) error {
+			names, _ := filepath.Glob(filepath.Join(r, metaDir, "*"))
+			return os.Chown(names[0], 1001, 1001)
+		}, true},
 		{"repository reached by a user's symlink", nil, true},
 		{"repository reached by root's symlink into a user's folder", nil, true},
 		{"repository reached by root's symlink", nil, false},
@@ -71,5 +84,35 @@ func TestRootRefusesRepositoriesOthersCanChange(t *testing.T) {
 		if got := errors.Is(err, ErrUntrusted); got != tc.refuse {
 			t.Errorf("%s: open: %v; refused %v, want %v", tc.name, err, got, tc.refuse)
 		}
+	}
+}
+
+// TestLockFollowsNothing: the lock, truncated and written at every open,
+// is never a symlink's or a fifo's (whoever could write the folder once
+// may have left one).
+func TestLockFollowsNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	if _, err := Init(Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("precious"), 0o600)
+	lock := filepath.Join(dir, lockFile)
+	for _, plant := range []func() error{
+		func() error { return os.Symlink(victim, lock) },
+		func() error { return os.Link(victim, lock) },
+		func() error { return unix.Mkfifo(lock, 0o600) },
+	} {
+		os.Remove(lock)
+		if err := plant(); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := Open(context.Background(), Options{Dir: dir}); err == nil {
+			r.Close()
+			t.Errorf("opened with %s planted as the lock", lock)
+		}
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious" {
+		t.Errorf("the file a symlink pointed at became %q", b)
 	}
 }

@@ -399,9 +399,16 @@ func dropUninitialisedLogs(dir string, log *slog.Logger) error {
 // names the holder for the error another process prints.
 func acquireLock(dir, purpose string) (*os.File, error) {
 	path := filepath.Join(dir, lockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// Truncated and written: never through a symlink, a fifo or a hard
+	// link to a file elsewhere that whoever could write the folder left.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink != 1 {
+		f.Close()
+		return nil, fmt.Errorf("open repository %s: %s is not a plain file of one link: %w", dir, path, ErrCorrupt)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(path)
