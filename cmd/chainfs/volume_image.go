@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 // fromImageResult is what volume add --from-image reports.
@@ -70,13 +72,24 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 		if _, err := r.Volume(c.Context, v.Name); err == nil {
 			return fmt.Errorf("volume %s: %w", v.Name, store.ErrExists)
 		}
-		var made, device bool
+		// undo takes back what was written at target, through the
+		// directory held open since it was checked.
+		var device bool
+		var undo func()
 		if img.Kind == store.KindDisk {
 			v.Kind = store.KindDisk
-			device, err = prepareDiskTarget(target)
-			made = !device
+			var parent *os.File
+			if device, parent, err = prepareDiskTarget(target); parent != nil {
+				defer parent.Close()
+				undo = func() { unix.Unlinkat(int(parent.Fd()), filepath.Base(target), 0) }
+			}
 		} else {
-			made, err = prepareTarget(target)
+			var dir *os.File
+			var made bool
+			if dir, made, err = prepareTarget(target); dir != nil {
+				defer dir.Close()
+				undo = func() { clearTarget(dir, made) }
+			}
 		}
 		if err != nil {
 			return err
@@ -89,8 +102,8 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 			if added {
 				r.RemoveVolume(c.Context, v.Name, true)
 			}
-			if !device {
-				clearTarget(target, made)
+			if undo != nil {
+				undo()
 			}
 		}()
 		if err = writeImage(c, img, rd, target, device); err != nil {
@@ -130,56 +143,73 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 	})
 }
 
-// prepareTarget checks that target is a new or empty directory and makes
-// it; made says it did not exist.
-func prepareTarget(target string) (made bool, err error) {
-	st, err := os.Stat(target)
-	if errors.Is(err, os.ErrNotExist) {
-		if err := os.Mkdir(target, 0o755); err != nil {
-			return false, fmt.Errorf("target %s: %w", target, unwrapPathError(err))
-		}
-		return true, nil
+// prepareTarget checks that target is a new or empty directory, makes it
+// if new and opens it; made says it did not exist. What is written there
+// is undone through the open directory (clearTarget).
+func prepareTarget(target string) (dir *os.File, made bool, err error) {
+	if err := unix.Mkdir(target, 0o755); err == nil {
+		made = true
+	} else if !errors.Is(err, unix.EEXIST) {
+		return nil, false, fmt.Errorf("target %s: %w", target, err)
 	}
-	if err != nil {
-		return false, fmt.Errorf("target %s: %w", target, unwrapPathError(err))
+	// What was just made is not followed if it became a symlink; an
+	// existing target is resolved as written.
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if made {
+		flags |= unix.O_NOFOLLOW
 	}
-	if !st.IsDir() {
-		return false, fmt.Errorf("target %s: not a directory", target)
+	fd, err := unix.Open(target, flags, 0)
+	if errors.Is(err, unix.ENOTDIR) {
+		return nil, false, fmt.Errorf("target %s: not a directory", target)
+	} else if err != nil {
+		return nil, false, fmt.Errorf("target %s: %w", target, err)
 	}
-	names, err := os.ReadDir(target)
-	if err != nil {
-		return false, fmt.Errorf("target %s: %w", target, unwrapPathError(err))
+	dir = os.NewFile(uintptr(fd), target)
+	names, err := dir.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		dir.Close()
+		return nil, false, fmt.Errorf("target %s: %w", target, err)
 	}
 	if len(names) > 0 {
-		return false, fmt.Errorf("target %s: not empty; a volume from an image starts in a new or empty directory", target)
+		dir.Close()
+		return nil, false, fmt.Errorf("target %s: not empty; a volume from an image starts in a new or empty directory", target)
 	}
-	return false, nil
+	return dir, made, nil
 }
 
-// clearTarget undoes what was written into target.
-func clearTarget(target string, made bool) {
+// clearTarget undoes what was written into the target through dir, the
+// directory prepareTarget opened, never by its path: whoever can write
+// the target's parent may have swapped it for a symlink meanwhile. A
+// target made here is removed, if it is still the directory made.
+func clearTarget(dir *os.File, made bool) {
+	restore.Clear(int(dir.Fd()))
 	if made {
-		os.RemoveAll(target)
-		return
-	}
-	ents, _ := os.ReadDir(target)
-	for _, e := range ents {
-		os.RemoveAll(filepath.Join(target, e.Name()))
+		var held, now unix.Stat_t
+		if unix.Fstat(int(dir.Fd()), &held) == nil && unix.Lstat(dir.Name(), &now) == nil &&
+			held.Dev == now.Dev && held.Ino == now.Ino {
+			unix.Rmdir(dir.Name())
+		}
 	}
 }
 
-// prepareDiskTarget checks that target is a new file or a block device.
-func prepareDiskTarget(target string) (device bool, err error) {
+// prepareDiskTarget checks that target is a new file or a block device;
+// for a file it opens the directory it goes into, through which it is
+// removed if what follows fails.
+func prepareDiskTarget(target string) (device bool, parent *os.File, err error) {
 	if isBlockDevice(target) {
-		return true, nil
+		return true, nil, nil
 	}
 	if _, err := os.Lstat(target); err == nil {
-		return false, fmt.Errorf("target %s: exists; a volume from the image of a disk starts in a new file or on a block device", target)
+		return false, nil, fmt.Errorf("target %s: exists; a volume from the image of a disk starts in a new file or on a block device", target)
 	}
-	if st, err := os.Stat(filepath.Dir(target)); err != nil || !st.IsDir() {
-		return false, fmt.Errorf("target %s: no such directory %s", target, filepath.Dir(target))
+	parent, err = os.Open(filepath.Dir(target))
+	if st, serr := os.Stat(filepath.Dir(target)); err != nil || serr != nil || !st.IsDir() {
+		if parent != nil {
+			parent.Close()
+		}
+		return false, nil, fmt.Errorf("target %s: no such directory %s", target, filepath.Dir(target))
 	}
-	return false, nil
+	return false, parent, nil
 }
 
 // writeImage writes an image into target, every block verified: a tree

@@ -196,6 +196,22 @@ func removeAll(dir int, name, rel string, dev uint64, spare func(string, *unix.S
 	return removed + 1, left, nil
 }
 
+// Clear removes everything in directory fd, through descriptors and
+// following no symlink, on fd's file system only (a file system mounted
+// below is left, and so are the directories above it). A writer of a tree
+// undoes what it wrote with it, never by path: whoever can write a
+// parent of the path may have swapped a directory for a symlink meanwhile.
+func Clear(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	return eachName(fd, func(name string) error {
+		_, _, err := removeAll(fd, name, name, st.Dev, nil)
+		return err
+	})
+}
+
 // eachName calls fn with the names in directory fd (not . and ..), read
 // from its start. The names are read before fn runs on any, so that fn may
 // remove them.
