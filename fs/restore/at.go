@@ -13,40 +13,111 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openTarget opens directory path as the admin wrote it (following
-// symlinks in it: /home may rightly be a link), making what is missing,
-// the last with mode and its parents 0755. made says path itself was
-// made. A path longer than PATH_MAX is opened a parent at a time.
-func openTarget(path string, mode uint32) (fd int, made bool, err error) {
-	fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err == nil || (!errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENAMETOOLONG)) {
-		return fd, false, err
+// maxHops bounds the symlinks followed to resolve a target, as the
+// kernel's own limit (40) does.
+const maxHops = 40
+
+// openTarget opens directory path as the admin wrote it, making what is
+// missing (the last with mode, its parents 0755) when create; made says
+// path itself was made. It resolves path one name at a time from a held
+// descriptor, so that no path is looked up twice. A symlink on the way is
+// followed only when it belongs to this process's user: run as root, a
+// user's symlink (a name the admin takes for a new directory in that
+// user's home) would lead the restore, and its --delete, anywhere.
+// Relative paths start at the working directory.
+func openTarget(path string, mode uint32, create bool) (fd int, made bool, err error) {
+	start := "."
+	if filepath.IsAbs(path) {
+		start = "/"
 	}
-	dir, name := filepath.Split(filepath.Clean(path))
-	if name == "" || dir == "" && name == "." {
+	fd, err = unix.Open(start, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return -1, false, err
 	}
-	if dir == "" {
-		dir = "."
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+			fd = -1
+		}
+	}()
+	euid := uint32(unix.Geteuid())
+	names := strings.Split(path, "/")
+	hops := 0
+	for len(names) > 0 {
+		name := names[0]
+		names = names[1:]
+		if name == "" || name == "." {
+			continue
+		}
+		last := len(names) == 0 || strings.Trim(strings.Join(names, "/"), "/.") == ""
+		made = false
+		next, err := unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) && create && name != ".." {
+			m := uint32(0o755)
+			if last {
+				m = mode
+			}
+			if err = unix.Mkdirat(fd, name, m); err == nil || errors.Is(err, unix.EEXIST) {
+				made = err == nil
+				next, err = unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			}
+		}
+		if err != nil {
+			return -1, false, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(next, &st); err != nil {
+			unix.Close(next)
+			return -1, false, err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			to, err := readlinkFd(next)
+			unix.Close(next)
+			switch {
+			case err != nil:
+				return -1, false, err
+			case st.Uid != euid:
+				return -1, false, fmt.Errorf("%s: a symlink of uid %d on the way, not followed: name the directory it leads to (%s)", name, st.Uid, to)
+			case hops >= maxHops:
+				return -1, false, unix.ELOOP
+			}
+			hops++
+			if filepath.IsAbs(to) {
+				root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+				if err != nil {
+					return -1, false, err
+				}
+				unix.Close(fd)
+				fd = root
+			}
+			names = append(strings.Split(to, "/"), names...)
+			continue
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			unix.Close(next)
+			return -1, false, unix.ENOTDIR
+		}
+		unix.Close(fd)
+		fd = next
 	}
-	parent, _, perr := openTarget(dir, 0o755)
-	if perr != nil {
-		return -1, false, perr
-	}
-	defer unix.Close(parent)
-	if err := unix.Mkdirat(parent, name, mode); err == nil {
-		made = true
-	} else if !errors.Is(err, unix.EEXIST) {
+	// The O_PATH descriptor of the walk becomes one to read and write
+	// through; "." is the directory itself, no name to swap.
+	dir, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return -1, false, err
 	}
-	// What was just made is not followed if it became a symlink; what
-	// existed (too long a path to open at once) is the admin's.
-	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
-	if made {
-		flags |= unix.O_NOFOLLOW
+	unix.Close(fd)
+	return dir, made, nil
+}
+
+// readlinkFd reads the symlink an O_PATH|O_NOFOLLOW descriptor holds.
+func readlinkFd(fd int) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(fd, "", buf)
+	if err != nil {
+		return "", err
 	}
-	fd, err = unix.Openat(parent, name, flags, 0)
-	return fd, made, err
+	return string(buf[:n]), nil
 }
 
 // openBeneath opens rel below the restore's root as O_PATH, following no

@@ -244,16 +244,19 @@ func openTop(e *store.Entry, target string) (top *dirState, name string, err err
 	d.pending.Store(1) // the walk of its children
 	if e.Type == store.TypeDir {
 		var made bool
-		d.fd, made, err = openTarget(target, 0o700)
+		d.fd, made, err = openTarget(target, 0o700, true)
 		d.rel, d.meta, d.existed = target, made, !made
 		return d, "", err
 	}
-	// A file goes into target when that is a directory (following a
-	// symlink: the admin named it), else becomes target. The directory
-	// it goes into keeps its metadata: the snapshot has none for it.
-	if d.fd, err = unix.Open(target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+	// A file goes into target when that is a directory, else becomes
+	// target. The directory it goes into keeps its metadata: the snapshot
+	// has none for it.
+	if d.fd, _, err = openTarget(target, 0, false); err == nil {
 		d.rel = target
 		return d, e.Name, nil
+	}
+	if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
+		return nil, "", err
 	}
 	dir, name := filepath.Split(target)
 	if name == "" || name == "." || name == ".." {
@@ -263,7 +266,7 @@ func openTop(e *store.Entry, target string) (top *dirState, name string, err err
 		dir = "."
 	}
 	// As a directory's target is, a file's is made where it is asked for.
-	if d.fd, _, err = openTarget(dir, 0o755); err != nil {
+	if d.fd, _, err = openTarget(dir, 0o755, true); err != nil {
 		return nil, "", err
 	}
 	d.rel = filepath.Clean(dir)

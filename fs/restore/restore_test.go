@@ -402,3 +402,49 @@ func TestSwappedDirectoryIsNotFollowed(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetThroughAUsersSymlink: run as root, a restore follows no
+// symlink of another user on the way to its target, neither for a tree
+// (with --delete, which would empty where it leads) nor for a single
+// file; a symlink of root's own is followed, as an admin's /home ->
+// /data/home must be.
+func TestTargetThroughAUsersSymlink(t *testing.T) {
+	needRoot(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "f"), []byte("from the snapshot"), 0o644)
+	r, s := snapshotOf(t, src)
+	base := t.TempDir()
+	victim := filepath.Join(base, "victim")
+	os.Mkdir(victim, 0o700)
+	write(t, filepath.Join(victim, "keepme"), []byte("precious"), 0o600)
+	home := filepath.Join(base, "home")
+	os.Mkdir(home, 0o755)
+	os.Chown(home, 1001, 1001)
+	for _, link := range []string{"restored", "file-here"} {
+		if err := os.Symlink(victim, filepath.Join(home, link)); err != nil {
+			t.Fatal(err)
+		}
+		os.Lchown(filepath.Join(home, link), 1001, 1001)
+	}
+	ctx := context.Background()
+	if _, err := Restore(ctx, r, s, "", filepath.Join(home, "restored"), Options{Overwrite: OverwriteAlways, Delete: true}); err == nil ||
+		!strings.Contains(err.Error(), "a symlink of uid 1001") {
+		t.Errorf("tree through uid 1001's symlink: %v, want refused", err)
+	}
+	if _, err := Restore(ctx, r, s, "f", filepath.Join(home, "file-here", "f"), Options{Overwrite: OverwriteAlways}); err == nil {
+		t.Error("file through uid 1001's symlink: restored")
+	}
+	if names, _ := os.ReadDir(victim); len(names) != 1 || names[0].Name() != "keepme" {
+		t.Errorf("where the symlinks lead: %v, want keepme alone", names)
+	}
+	if st := lstat(t, victim); st.Mode&0o7777 != 0o700 {
+		t.Errorf("where the symlinks lead became %o", st.Mode&0o7777)
+	}
+
+	rootLink := filepath.Join(base, "admins-link")
+	os.Symlink(filepath.Join(base, "data"), rootLink)
+	res := restoreTo(t, r, s, "", filepath.Join(rootLink, "restored"), Options{})
+	if res.Files != 1 || string(mustRead(t, filepath.Join(base, "data", "restored", "f"))) != "from the snapshot" {
+		t.Errorf("through root's own symlink: %+v", res)
+	}
+}
