@@ -448,6 +448,10 @@ func (r *restorer) openDir(d *dirState, e *store.Entry, rel string) (*dirState, 
 		}
 		fd, err := unix.Openat(d.fd, e.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == nil {
+			if err := r.claimExisting(fd, e); err != nil {
+				unix.Close(fd)
+				return nil, err
+			}
 			sub.fd, sub.existed, sub.meta = fd, true, r.opts.Overwrite != OverwriteNever
 			return sub, nil
 		}
@@ -463,6 +467,35 @@ func (r *restorer) openDir(d *dirState, e *store.Entry, rel string) (*dirState, 
 			return nil, fmt.Errorf("remove what is in the way: %w", err)
 		}
 	}
+}
+
+// claimExisting decides whether the restore may write into fd, an
+// existing directory where the snapshot has directory e. One that belongs
+// to neither the restore's user nor e's owner is another user's: what the
+// restore put there would be that user's to read, rename or replace,
+// although in the snapshot a directory closed to them may have kept it.
+// Without Overwrite it is left as it was, nothing written into it; with
+// it, it is first made the restore's and closed to others (its final
+// metadata is set when it is complete), which no descriptor that user
+// already holds gets around: every lookup in it is judged anew.
+func (r *restorer) claimExisting(fd int, e *store.Entry) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Uid == r.euid || *r.opts.Owners && st.Uid == e.UID {
+		return nil
+	}
+	if r.opts.Overwrite == OverwriteNever {
+		return fmt.Errorf("exists and belongs to uid %d, not to the snapshot's owner: left as it was, nothing restored into it (--overwrite if-changed|always makes it the snapshot's)", st.Uid)
+	}
+	if err := unix.Fchown(fd, int(r.euid), -1); err != nil {
+		return fmt.Errorf("take over uid %d's directory: %w", st.Uid, err)
+	}
+	if err := unix.Fchmod(fd, 0o700); err != nil {
+		return fmt.Errorf("close uid %d's directory: %w", st.Uid, err)
+	}
+	return nil
 }
 
 // openMade opens the directory the restore just made as name in parent,
@@ -740,7 +773,10 @@ func (r *restorer) linkFirst(d *dirState, e *store.Entry, first linkFirst) error
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("hard link to %s: %w", first.rel, err)
 	}
-	if st.Ino != first.ino {
+	// The inode number alone could be another file's that took a freed
+	// number: its owner must be the restore's (a worker may not have set
+	// the snapshot's yet) or the snapshot's.
+	if st.Ino != first.ino || st.Uid != r.euid && !(*r.opts.Owners && st.Uid == e.UID) {
 		return fmt.Errorf("hard link to %s: replaced since it was restored", first.rel)
 	}
 	err = linkFd(fd, d.fd, e.Name)

@@ -227,13 +227,13 @@ func TestExistingDirectoryKeepsItsMetadata(t *testing.T) {
 	os.Chown(dst, 1001, 1001)
 	os.Mkdir(filepath.Join(dst, "d"), 0o700)
 	unix.Chmod(filepath.Join(dst, "d"), 0o1770)
-	os.Chown(filepath.Join(dst, "d"), 1001, 1002)
+	os.Chown(filepath.Join(dst, "d"), 0, 1002)
 	write(t, filepath.Join(dst, "d", "a"), []byte("mine"), 0o600)
 	res := restoreTo(t, r, s, "", dst, Options{})
-	for p, want := range map[string]uint32{".": 0o1777, "d": 0o1770} {
+	for p, want := range map[string][2]uint32{".": {0o1777, 1001}, "d": {0o1770, 1002}} {
 		st := lstat(t, filepath.Join(dst, p))
-		if st.Mode&0o7777 != want || st.Uid != 1001 {
-			t.Errorf("%s: mode %o uid %d, want %o 1001: an existing directory took the snapshot's metadata", p, st.Mode&0o7777, st.Uid, want)
+		if st.Mode&0o7777 != want[0] || st.Gid != want[1] {
+			t.Errorf("%s: mode %o gid %d, want %o %d: an existing directory took the snapshot's metadata", p, st.Mode&0o7777, st.Gid, want[0], want[1])
 		}
 	}
 	if got := string(mustRead(t, filepath.Join(dst, "d", "a"))); got != "mine" {
@@ -251,6 +251,40 @@ func TestExistingDirectoryKeepsItsMetadata(t *testing.T) {
 		t.Fatal(res.Problems)
 	}
 	sameTree(t, src, dst)
+}
+
+// TestOthersDirectoryNotFilled: an existing directory of another user
+// than the snapshot's owner, where the snapshot has a directory closed to
+// that user (0700), receives nothing: its files would be that user's to
+// read. With Overwrite it is made the snapshot's first.
+func TestOthersDirectoryNotFilled(t *testing.T) {
+	needRoot(t)
+	src := t.TempDir()
+	os.Mkdir(filepath.Join(src, "priv"), 0o700)
+	write(t, filepath.Join(src, "priv", "notes"), []byte("secret"), 0o644)
+	r, s := snapshotOf(t, src)
+	dst := t.TempDir()
+	unix.Chmod(dst, 0o1777)
+	priv := filepath.Join(dst, "priv")
+	os.Mkdir(priv, 0o755)
+	os.Chown(priv, 1001, 1001)
+	res := restoreTo(t, r, s, "", dst, Options{})
+	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(), "belongs to uid 1001") {
+		t.Errorf("problems %v, want the directory of uid 1001 named", res.Problems)
+	}
+	if _, err := os.Lstat(filepath.Join(priv, "notes")); !os.IsNotExist(err) {
+		t.Errorf("notes was written into uid 1001's directory (%v)", err)
+	}
+	res = restoreTo(t, r, s, "", dst, Options{Overwrite: OverwriteAlways})
+	if len(res.Problems) > 0 {
+		t.Fatal(res.Problems)
+	}
+	if st := lstat(t, priv); st.Uid != 0 || st.Mode&0o7777 != 0o700 {
+		t.Errorf("priv after Overwrite: uid %d mode %o, want the snapshot's 0 and 700", st.Uid, st.Mode&0o7777)
+	}
+	if string(mustRead(t, filepath.Join(priv, "notes"))) != "secret" {
+		t.Error("notes not restored with Overwrite")
+	}
 }
 
 // TestOverwriteIfChanged: only what differs is rewritten: a file whose
