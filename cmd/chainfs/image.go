@@ -479,7 +479,7 @@ func rawFile(name, src string, mtime time.Time) *store.Entry {
 func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, error) {
 	// What names the URL (the label that becomes the image's origin,
 	// errors) never shows a password it carries.
-	shown := redact.URLs(url)
+	shown := redact.Arg(url)
 	// A server that stops sending would hold the import forever: the
 	// request ends after stallTimeout without a byte.
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -492,7 +492,7 @@ func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, e
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fail(usagef("URL %q: %s", shown, redact.URLs(err.Error())))
+		return fail(usagef("URL %q: %s", shown, redact.Arg(err.Error())))
 	}
 	req.Header.Set("User-Agent", "chainfs")
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute,

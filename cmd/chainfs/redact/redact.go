@@ -19,6 +19,11 @@ const Mask = "xxxxx"
 // so). Group 1 is the scheme and "//", group 2 the userinfo.
 var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#\s]*)@`)
 
+// argUserinfo is userinfo within one argument, which is all one URL or
+// --flag=URL: everything up to the last '@' before the path, spaces too (a
+// malformed URL still carries the password someone typed).
+var argUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@`)
+
 // URLs returns s with the userinfo of every URL in it redacted:
 // "user:password" becomes "user:xxxxx" (as net/url's URL.Redacted does),
 // and a userinfo without a password becomes "xxxxx" entirely, since that
@@ -27,8 +32,21 @@ func URLs(s string) string {
 	if !strings.Contains(s, "://") {
 		return s
 	}
-	return userinfo.ReplaceAllStringFunc(s, func(m string) string {
-		sub := userinfo.FindStringSubmatch(m)
+	return mask(userinfo, s)
+}
+
+// Arg returns one argument (a URL, or --flag=URL) with its URL's userinfo
+// redacted, also where it holds spaces.
+func Arg(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	return mask(argUserinfo, s)
+}
+
+func mask(re *regexp.Regexp, s string) string {
+	return re.ReplaceAllStringFunc(s, func(m string) string {
+		sub := re.FindStringSubmatch(m)
 		user, _, hasPassword := strings.Cut(sub[2], ":")
 		if !hasPassword {
 			return sub[1] + Mask + "@"
@@ -37,7 +55,12 @@ func URLs(s string) string {
 	})
 }
 
-// Args joins a command line with spaces, its URLs redacted.
+// Args joins a command line with spaces, the URLs of each argument
+// redacted.
 func Args(args []string) string {
-	return URLs(strings.Join(args, " "))
+	shown := make([]string, len(args))
+	for i, a := range args {
+		shown[i] = Arg(a)
+	}
+	return strings.Join(shown, " ")
 }

@@ -25,3 +25,13 @@ func TestURLs(t *testing.T) {
 		t.Errorf("Args: %q", got)
 	}
 }
+
+// TestArgsWithSpaces: a password with a space (a malformed URL still
+// carries what someone typed) is redacted within its argument.
+func TestArgsWithSpaces(t *testing.T) {
+	got := Args([]string{"image", "import", "t1", "https://user:pa ss@127.0.0.1:1/a", "--from=https://tok en@h/x"})
+	want := "image import t1 https://user:xxxxx@127.0.0.1:1/a --from=https://xxxxx@h/x"
+	if got != want {
+		t.Errorf("Args: %q\nwant %q", got, want)
+	}
+}
