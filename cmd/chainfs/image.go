@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	"github.com/chainfs/chainfs/cmd/chainfs/redact"
+	"github.com/chainfs/chainfs/fs/restore"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/urfave/cli/v2"
@@ -397,7 +399,11 @@ func imageExport(c *cli.Context, r *store.Repo) error {
 		report = c.App.ErrWriter
 		st, err = imagefile.Export(c.Context, rd, img, out, format, prog)
 	} else if dest, err = absPath(c, dest); err == nil {
-		st, err = imagefile.ExportFile(c.Context, rd, img, dest, format, c.Bool("overwrite"), prog)
+		var dir *os.File
+		if dir, err = restore.OpenDir(filepath.Dir(dest)); err == nil {
+			st, err = imagefile.ExportFile(c.Context, rd, img, dir, filepath.Base(dest), format, c.Bool("overwrite"), prog)
+			dir.Close()
+		}
 	}
 	bar.finish()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -108,6 +109,18 @@ func openTarget(path string, mode uint32, create bool) (fd int, made bool, err e
 	}
 	unix.Close(fd)
 	return dir, made, nil
+}
+
+// OpenDir opens directory path for a writer of files beside a restore
+// (an image export), resolved as a restore's target is: one name at a
+// time, and, run as root, following no other user's symlink on the way.
+// The writer then works relative to it.
+func OpenDir(path string) (*os.File, error) {
+	fd, _, err := openTarget(path, 0, false)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // readlinkFd reads the symlink an O_PATH|O_NOFOLLOW descriptor holds.

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/chainfs/chainfs/store"
+	"golang.org/x/sys/unix"
 )
 
 // Progress counts an export's or an import's block data as it goes; safe
@@ -393,21 +396,36 @@ func eachBlockData(ctx context.Context, rd store.Reader, e *store.Entry, fn func
 	return flush()
 }
 
-// ExportFile writes an image to the file path under a temporary name in
-// the same directory, synced and moved into place once complete: a failed
-// or interrupted export leaves no partial file at path. A path that exists
-// is refused (store.ErrExists) unless overwrite, and so is one that came
-// into being while the export ran; a directory is refused always. The file
-// is 0600: an image holds the repository's data, which is 0600 too.
-func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path string, format Format, overwrite bool, prog *Progress) (*ExportStats, error) {
-	if err := checkTarget(path, overwrite); err != nil {
+// ExportFile writes an image to the file name in directory dir under a
+// temporary name there, synced and moved into place once complete: a
+// failed or interrupted export leaves no partial file at name. Every step
+// is relative to dir, which the caller opened and holds: a path through a
+// directory another user can write could be swapped for a symlink while
+// the export runs. A name that exists is refused (store.ErrExists) unless
+// overwrite, and so is one that came into being while the export ran; a
+// directory is refused always. The file is 0600: an image holds the
+// repository's data, which is 0600 too.
+func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, dir *os.File, name string, format Format, overwrite bool, prog *Progress) (*ExportStats, error) {
+	dirfd := int(dir.Fd())
+	path := filepath.Join(dir.Name(), name)
+	if err := checkTarget(dirfd, name, path, overwrite); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	var tmp string
+	var fd int
+	var err error
+	for range 8 {
+		tmp = "." + name + ".partial-" + strconv.FormatUint(rand.Uint64(), 36)
+		fd, err = unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	defer os.Remove(f.Name())
+	defer unix.Unlinkat(dirfd, tmp, 0)
+	f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), tmp))
 	st, err := Export(ctx, rd, img, f, format, prog)
 	if err == nil {
 		err = f.Sync()
@@ -417,28 +435,30 @@ func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, path str
 	}
 	if err == nil {
 		if overwrite {
-			err = os.Rename(f.Name(), path)
-		} else if err = os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
+			err = unix.Renameat(dirfd, tmp, dirfd, name)
+		} else if err = unix.Linkat(dirfd, tmp, dirfd, name, 0); errors.Is(err, unix.EEXIST) {
 			// A link, unlike a rename, fails on a name taken meanwhile.
-			err = checkTarget(path, false)
+			err = checkTarget(dirfd, name, path, false)
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return st, nil
 }
 
-// checkTarget refuses an export's target that is a directory, or that
-// exists when it may not be replaced.
-func checkTarget(path string, overwrite bool) error {
-	st, err := os.Lstat(path)
+// checkTarget refuses an export's target, name in dirfd (path in
+// messages), that is a directory, or that exists when it may not be
+// replaced.
+func checkTarget(dirfd int, name, path string, overwrite bool) error {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, unix.ENOENT):
 		return nil
 	case err != nil:
-		return err
-	case st.IsDir():
+		return fmt.Errorf("%s: %w", path, err)
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 		return fmt.Errorf("%s is a directory: name the file to write", path)
 	case !overwrite:
 		return fmt.Errorf("%s: %w (use --overwrite to replace it)", path, store.ErrExists)

@@ -832,7 +832,13 @@ func TestExportFileMode(t *testing.T) {
 		if strings.HasSuffix(name, ".tar") {
 			format = FormatTar
 		}
-		if _, err := ExportFile(ctx, r, img, path, format, false, nil); err != nil {
+		d, err := os.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ExportFile(ctx, r, img, d, name, format, false, nil)
+		d.Close()
+		if err != nil {
 			t.Fatal(err)
 		}
 		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
@@ -841,5 +847,42 @@ func TestExportFileMode(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".*partial*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+// TestExportFileStaysInItsDirectory: an export works in the directory it
+// was handed, not by path: a directory swapped for a symlink meanwhile
+// (by whoever can write its parent) does not lead the file elsewhere.
+func TestExportFileStaysInItsDirectory(t *testing.T) {
+	ctx := context.Background()
+	r := testRepo(t, "eu")
+	s := makeSnapshot(t, r)
+	img, err := r.CreateImage(ctx, "img", "v", s.Name, store.ImageMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	dir, victim, moved := filepath.Join(base, "dir"), filepath.Join(base, "victim"), filepath.Join(base, "moved")
+	os.Mkdir(dir, 0o755)
+	os.Mkdir(victim, 0o755)
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ExportFile(ctx, r, img, d, "out.img", FormatNative, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := os.ReadDir(victim); len(names) != 0 {
+		t.Errorf("the export went through the symlink: %v", names)
+	}
+	if names, _ := os.ReadDir(moved); len(names) != 1 || names[0].Name() != "out.img" {
+		t.Errorf("the directory handed over holds %v, want out.img alone", names)
 	}
 }

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/redact"
+	"github.com/chainfs/chainfs/fs/restore"
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
@@ -218,7 +220,12 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image, file strin
 		if strings.HasSuffix(file, ".tar") {
 			format = imagefile.FormatTar
 		}
-		st, err := imagefile.ExportFile(ctx, r.repo, img, file, format, false, nil)
+		dir, err := restore.OpenDir(filepath.Dir(file))
+		var st *imagefile.ExportStats
+		if err == nil {
+			st, err = imagefile.ExportFile(ctx, r.repo, img, dir, filepath.Base(file), format, false, nil)
+			dir.Close()
+		}
 		if err != nil {
 			r.repo.RemoveImage(context.WithoutCancel(ctx), image)
 			return nil, fmt.Errorf("export %s to %s: %w", image, file, err)
