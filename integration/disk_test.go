@@ -149,9 +149,22 @@ func TestDiskImagesAndDevices(t *testing.T) {
 		t.Errorf("volume list:\n%s", out)
 	}
 
-	// Restore onto a device, and the device mounted: refused.
+	// A symlink of another user to a device, named as a target, is not
+	// followed: the device keeps its zeros. Root's own (as
+	// /dev/disk/by-id/...) is.
 	other := losetup(t, sh(t, fmt.Sprintf("f=%s/other.img; truncate -s 32M $f; echo -n $f", e.dir)))
-	e.ok("restore", "d/s1", other)
+	home := filepath.Join(e.dir, "home")
+	os.Mkdir(home, 0o755)
+	os.Chown(home, 1001, 1001)
+	trap := filepath.Join(home, "restored")
+	os.Symlink(other, trap)
+	os.Lchown(trap, 1001, 1001)
+	e.fails(1, "a symlink of uid 1001", "restore", "d/s1", trap)
+	b.fails(1, "a symlink of uid 1001", "volume", "add", "trap", trap, "--from-image", "fromraw")
+	sh(t, fmt.Sprintf("cmp -n %d %q /dev/zero", 32<<20, other))
+	byID := filepath.Join(e.dir, "by-id")
+	os.Symlink(other, byID)
+	e.ok("restore", "d/s1", byID)
 	sh(t, fmt.Sprintf("cmp %q %q", other, img))
 	m := filepath.Join(e.dir, "m")
 	loopMount(t, other, m, "ro")

@@ -502,6 +502,17 @@ func TestMountHelper(t *testing.T) {
 			t.Fatalf("mount %v: mounted anyway", c.args)
 		}
 	}
+
+	// A repository another user can change is refused before anything
+	// in it is touched: its daemon.log is neither moved nor made.
+	os.Remove(filepath.Join(e.repo, "daemon.log"))
+	sh(t, fmt.Sprintf("chown -R %d:%d %s", user, user, e.repo))
+	if out, err := mount("-t", "fuse.chainfs", e.repo, mnt); err == nil || !strings.Contains(out, "another user can change") || mounted(mnt) {
+		t.Errorf("mount of uid %d's repository as root: %v, %q; want refused", user, err, out)
+	}
+	if _, err := os.Lstat(filepath.Join(e.repo, "daemon.log")); !os.IsNotExist(err) {
+		t.Errorf("root made daemon.log in uid %d's repository (%v)", user, err)
+	}
 }
 
 // waitUnlocked waits until no process holds the repository (a daemon

@@ -13,7 +13,7 @@ import (
 // change.
 var ErrUntrusted = errors.New("repository another user can change")
 
-// checkTrusted refuses, when this process is root, a repository directory
+// CheckTrusted refuses, when this process is root, a repository directory
 // that another user could change under it. Whoever can rename or replace a
 // repository's folders, or its files' folders, chooses what root opens,
 // writes and truncates there: badger's tables and logs and the packs could
@@ -24,7 +24,7 @@ var ErrUntrusted = errors.New("repository another user can change")
 // ancestor writable by others (/tmp) passes when it is sticky, since then
 // only the owner of an entry may rename it. A user's repository is served
 // by that user's own daemon and used by that user's own commands.
-func checkTrusted(dir string) error {
+func CheckTrusted(dir string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}

@@ -188,7 +188,7 @@ func Init(opts Options) (*Info, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
-	if err := checkTrusted(dir); err != nil {
+	if err := CheckTrusted(dir); err != nil {
 		return nil, err
 	}
 	var id [16]byte
@@ -260,7 +260,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTrusted(dir); err != nil {
+	if err := CheckTrusted(dir); err != nil {
 		return nil, err
 	}
 	r, err := openDB(dir, opts, *info)

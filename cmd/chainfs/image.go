@@ -448,7 +448,7 @@ func openImageSource(c *cli.Context, src string, raw bool) (r io.ReadCloser, siz
 		return nil, 0, "", fmt.Errorf("import from %s: %w", src, unwrapPathError(err))
 	}
 	st, err := f.Stat()
-	if err == nil && raw && isBlockDevice(path) {
+	if err == nil && raw && isBlockDevice(st) {
 		size, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_END)
 		if err == nil {
 			_, err = f.Seek(0, io.SeekStart)
@@ -598,8 +598,8 @@ func imageImport(c *cli.Context, r *store.Repo) error {
 	}
 	if raw {
 		mtime := time.Now()
-		if f, ok := in.(*os.File); ok && !isBlockDevice(f.Name()) {
-			if st, err := f.Stat(); err == nil {
+		if f, ok := in.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && !isBlockDevice(st) {
 				mtime = st.ModTime()
 			}
 		}

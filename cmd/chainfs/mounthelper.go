@@ -165,7 +165,12 @@ func mountHelper(ctx context.Context, args []string, stderr io.Writer) int {
 	if req.fake {
 		return 0
 	}
+	// The repository is checked before the daemon's log is moved or
+	// opened in it: as root, not in a folder another user can change.
 	repo := repoDirFromArgs(append([]string{"chainfs"}, serveArgs...))
+	if err := store.CheckTrusted(repo); err != nil {
+		return fail(err)
+	}
 	if _, err := store.ReadInfo(repo); err != nil {
 		return fail(err)
 	}

@@ -87,8 +87,14 @@ func restoreAction(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("restore %s/%s/%s: %w", volume, snap.Name, path, err)
 		}
-		device := isBlockDevice(target)
-		if c.Bool("delete") && (e.Type != store.TypeDir || device) {
+		dev, err := restore.FindDevice(target)
+		if err != nil {
+			return err
+		}
+		if dev != nil {
+			defer dev.Close()
+		}
+		if c.Bool("delete") && (e.Type != store.TypeDir || dev != nil) {
 			return usagef("--delete removes from a directory what the snapshot does not hold; %s/%s/%s to %s is no directory restore",
 				volume, snap.Name, path, target)
 		}
@@ -107,10 +113,10 @@ func restoreAction(c *cli.Context) error {
 		})
 		start := time.Now()
 		var res *restore.Result
-		if device {
+		if dev != nil {
 			var e *store.Entry
 			if e, err = diskFile(c.Context, r, snap, path); err == nil {
-				res, err = restore.Device(c.Context, r, e, target, opts)
+				res, err = restore.Device(c.Context, r, e, dev, opts)
 			}
 		} else {
 			res, err = restore.Restore(c.Context, r, snap, path, target, opts)
@@ -200,11 +206,9 @@ func spareFromDelete(c *cli.Context, r *store.Repo, volume, path string) (func(s
 	}, nil
 }
 
-// isBlockDevice reports whether path is a block device (following links:
-// /dev/disk/by-id/... are links).
-func isBlockDevice(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0
+// isBlockDevice reports whether fi, of a file open, is a block device.
+func isBlockDevice(fi os.FileInfo) bool {
+	return fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
 }
 
 // diskFile is what a block device takes from a snapshot: the file path

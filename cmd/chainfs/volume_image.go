@@ -72,23 +72,24 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 		if _, err := r.Volume(c.Context, v.Name); err == nil {
 			return fmt.Errorf("volume %s: %w", v.Name, store.ErrExists)
 		}
-		// undo takes back what was written at target, through the
-		// directory held open since it was checked.
-		var device bool
+		// The target is resolved and checked once and held open: what is
+		// written there, and undone on failure, goes through it.
+		var into, dev *os.File
 		var undo func()
 		if img.Kind == store.KindDisk {
 			v.Kind = store.KindDisk
-			var parent *os.File
-			if device, parent, err = prepareDiskTarget(target); parent != nil {
-				defer parent.Close()
-				undo = func() { unix.Unlinkat(int(parent.Fd()), filepath.Base(target), 0) }
+			var name string
+			if dev, into, name, err = prepareDiskTarget(target); into != nil {
+				defer into.Close()
+				undo = func() { unix.Unlinkat(int(into.Fd()), name, 0) }
+			} else if dev != nil {
+				defer dev.Close()
 			}
 		} else {
-			var dir *os.File
 			var made bool
-			if dir, made, err = prepareTarget(target); dir != nil {
-				defer dir.Close()
-				undo = func() { clearTarget(dir, made) }
+			if into, made, err = prepareTarget(target); into != nil {
+				defer into.Close()
+				undo = func() { clearTarget(into, made) }
 			}
 		}
 		if err != nil {
@@ -106,7 +107,7 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 				undo()
 			}
 		}()
-		if err = writeImage(c, img, rd, target, device); err != nil {
+		if err = writeImage(c, img, rd, target, into, dev); err != nil {
 			return err
 		}
 		vol, err := r.AddVolume(c.Context, v)
@@ -121,7 +122,7 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 		// A public image's blocks are in its catalog file, not here: the
 		// snapshot stores them. A device cannot tell whether it changed
 		// since it was written: it is read back (its blocks are here).
-		if img.Type != store.ImagePublic && !device {
+		if img.Type != store.ImagePublic && dev == nil {
 			opts.Seed = &img.Snapshot.RootDir
 		}
 		res, err := source.Snapshot(c.Context, r, v.Name, store.SnapshotOptions{Description: "from image " + img.Name,
@@ -144,27 +145,13 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 }
 
 // prepareTarget checks that target is a new or empty directory, makes it
-// if new and opens it; made says it did not exist. What is written there
-// is undone through the open directory (clearTarget).
+// if new (closed to others until the image's metadata is set) and opens
+// it; made says it did not exist.
 func prepareTarget(target string) (dir *os.File, made bool, err error) {
-	if err := unix.Mkdir(target, 0o755); err == nil {
-		made = true
-	} else if !errors.Is(err, unix.EEXIST) {
-		return nil, false, fmt.Errorf("target %s: %w", target, err)
+	dir, made, err = restore.MakeDir(target, 0o700)
+	if err != nil {
+		return nil, false, fmt.Errorf("target %w", err)
 	}
-	// What was just made is not followed if it became a symlink; an
-	// existing target is resolved as written.
-	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
-	if made {
-		flags |= unix.O_NOFOLLOW
-	}
-	fd, err := unix.Open(target, flags, 0)
-	if errors.Is(err, unix.ENOTDIR) {
-		return nil, false, fmt.Errorf("target %s: not a directory", target)
-	} else if err != nil {
-		return nil, false, fmt.Errorf("target %s: %w", target, err)
-	}
-	dir = os.NewFile(uintptr(fd), target)
 	names, err := dir.Readdirnames(1)
 	if err != nil && !errors.Is(err, io.EOF) {
 		dir.Close()
@@ -180,45 +167,47 @@ func prepareTarget(target string) (dir *os.File, made bool, err error) {
 // clearTarget undoes what was written into the target through dir, the
 // directory prepareTarget opened, never by its path: whoever can write
 // the target's parent may have swapped it for a symlink meanwhile. A
-// target made here is removed, if it is still the directory made.
+// target made here is removed.
 func clearTarget(dir *os.File, made bool) {
 	restore.Clear(int(dir.Fd()))
 	if made {
-		var held, now unix.Stat_t
-		if unix.Fstat(int(dir.Fd()), &held) == nil && unix.Lstat(dir.Name(), &now) == nil &&
-			held.Dev == now.Dev && held.Ino == now.Ino {
-			unix.Rmdir(dir.Name())
-		}
+		restore.RemoveDir(dir)
 	}
 }
 
-// prepareDiskTarget checks that target is a new file or a block device;
-// for a file it opens the directory it goes into, through which it is
-// removed if what follows fails.
-func prepareDiskTarget(target string) (device bool, parent *os.File, err error) {
-	if isBlockDevice(target) {
-		return true, nil, nil
+// prepareDiskTarget checks that target is a block device (dev) or a new
+// file, which it makes, empty, in parent as name: the image is written
+// there through parent, and the file removed through it if what follows
+// fails.
+func prepareDiskTarget(target string) (dev, parent *os.File, name string, err error) {
+	if dev, err = restore.FindDevice(target); dev != nil || err != nil {
+		return dev, nil, "", err
 	}
-	if _, err := os.Lstat(target); err == nil {
-		return false, nil, fmt.Errorf("target %s: exists; a volume from the image of a disk starts in a new file or on a block device", target)
+	dir, name := filepath.Split(target)
+	if parent, err = restore.OpenDir(dir); err != nil {
+		return nil, nil, "", fmt.Errorf("target %s: %w", target, err)
 	}
-	parent, err = os.Open(filepath.Dir(target))
-	if st, serr := os.Stat(filepath.Dir(target)); err != nil || serr != nil || !st.IsDir() {
-		if parent != nil {
-			parent.Close()
+	fd, err := unix.Openat(int(parent.Fd()), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		parent.Close()
+		if errors.Is(err, unix.EEXIST) {
+			return nil, nil, "", fmt.Errorf("target %s: exists; a volume from the image of a disk starts in a new file or on a block device", target)
 		}
-		return false, nil, fmt.Errorf("target %s: no such directory %s", target, filepath.Dir(target))
+		return nil, nil, "", fmt.Errorf("target %s: %w", target, err)
 	}
-	return false, parent, nil
+	unix.Close(fd)
+	return nil, parent, name, nil
 }
 
-// writeImage writes an image into target, every block verified: a tree
-// into a directory; a disk into a new file (sparse) or onto a device.
-func writeImage(c *cli.Context, img *store.Image, rd store.Reader, target string, device bool) error {
+// writeImage writes an image to target, every block verified: a tree
+// into dir; a disk onto dev or into a new file, target's name in dir
+// (sparse).
+func writeImage(c *cli.Context, img *store.Image, rd store.Reader, target string, dir, dev *os.File) error {
 	prog := new(restore.Progress)
 	bar := startProgress(c, "write "+img.Name, func() (uint64, uint64) { return prog.Bytes.Load(), prog.ExpectedSize.Load() })
 	// The target is new or empty (prepareTarget): always is what makes
-	// it, made here or not, take the image root's owner, mode and times.
+	// it, made here or not, take the image root's owner, mode and times,
+	// and a disk's file replace the empty one prepareDiskTarget made.
 	opts := restore.Options{Overwrite: restore.OverwriteAlways, Progress: prog, Logger: logger(c)}
 	e := &img.Snapshot.RootDir
 	if img.Kind == store.KindDisk {
@@ -227,13 +216,16 @@ func writeImage(c *cli.Context, img *store.Image, rd store.Reader, target string
 			bar.finish()
 			return err
 		}
+		file := *e
+		file.Name = filepath.Base(target)
+		e = &file
 	}
 	var res *restore.Result
 	var err error
-	if device {
-		res, err = restore.Device(c.Context, rd, e, target, opts)
+	if dev != nil {
+		res, err = restore.Device(c.Context, rd, e, dev, opts)
 	} else {
-		res, err = restore.Entry(c.Context, rd, e, img.Snapshot.Stats.LogicalBytes, target, opts)
+		res, err = restore.Into(c.Context, rd, e, img.Snapshot.Stats.LogicalBytes, dir, opts)
 	}
 	bar.finish()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -20,13 +21,32 @@ const maxHops = 40
 
 // openTarget opens directory path as the admin wrote it, making what is
 // missing (the last with mode, its parents 0755) when create; made says
-// path itself was made. It resolves path one name at a time from a held
-// descriptor, so that no path is looked up twice. A symlink on the way is
-// followed only when it belongs to this process's user: run as root, a
-// user's symlink (a name the admin takes for a new directory in that
-// user's home) would lead the restore, and its --delete, anywhere.
-// Relative paths start at the working directory.
+// path itself was made. See walk for how path is resolved.
 func openTarget(path string, mode uint32, create bool) (fd int, made bool, err error) {
+	fd, made, err = walk(path, mode, create, true)
+	if err != nil {
+		return -1, false, err
+	}
+	// The O_PATH descriptor of the walk becomes one to read and write
+	// through; "." is the directory itself, no name to swap.
+	dir, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	unix.Close(fd)
+	if err != nil {
+		return -1, false, err
+	}
+	return dir, made, nil
+}
+
+// walk resolves path one name at a time from a held descriptor, so that
+// no path is looked up twice, and returns an O_PATH descriptor of what it
+// names: a directory when dirOnly, else anything but a symlink. A symlink
+// on the way is followed only when it belongs to this process's user: run
+// as root, a user's symlink (a name the admin takes for a new directory,
+// or a device, in that user's home) would lead the restore, and its
+// --delete, anywhere. With create, what is missing is made (the last
+// with mode, its parents 0755) and checked to be what was made; made says
+// path itself was. Relative paths start at the working directory.
+func walk(path string, mode uint32, create, dirOnly bool) (fd int, made bool, err error) {
 	start := "."
 	if filepath.IsAbs(path) {
 		start = "/"
@@ -52,14 +72,17 @@ func openTarget(path string, mode uint32, create bool) (fd int, made bool, err e
 		}
 		last := len(names) == 0 || strings.Trim(strings.Join(names, "/"), "/.") == ""
 		made = false
+		want := uint32(0o755)
+		if last {
+			want = mode
+		}
 		next, err := unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if errors.Is(err, unix.ENOENT) && create && name != ".." {
-			m := uint32(0o755)
-			if last {
-				m = mode
-			}
-			if err = unix.Mkdirat(fd, name, m); err == nil || errors.Is(err, unix.EEXIST) {
+			if err = unix.Mkdirat(fd, name, want); err == nil || errors.Is(err, unix.EEXIST) {
 				made = err == nil
+				if made && afterMkdir != nil {
+					afterMkdir(fd, name)
+				}
 				next, err = unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			}
 		}
@@ -71,6 +94,12 @@ func openTarget(path string, mode uint32, create bool) (fd int, made bool, err e
 			unix.Close(next)
 			return -1, false, err
 		}
+		if made {
+			if err := checkMadeAt(next, &st, euid, want); err != nil {
+				unix.Close(next)
+				return -1, false, fmt.Errorf("%s: %w", name, err)
+			}
+		}
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			to, err := readlinkFd(next)
 			unix.Close(next)
@@ -78,7 +107,7 @@ func openTarget(path string, mode uint32, create bool) (fd int, made bool, err e
 			case err != nil:
 				return -1, false, err
 			case st.Uid != euid:
-				return -1, false, fmt.Errorf("%s: a symlink of uid %d on the way, not followed: name the directory it leads to (%s)", name, st.Uid, to)
+				return -1, false, fmt.Errorf("%s: a symlink of uid %d on the way, not followed: name what it leads to (%s)", name, st.Uid, to)
 			case hops >= maxHops:
 				return -1, false, unix.ELOOP
 			}
@@ -94,21 +123,71 @@ func openTarget(path string, mode uint32, create bool) (fd int, made bool, err e
 			names = append(strings.Split(to, "/"), names...)
 			continue
 		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR && (dirOnly || !last) {
 			unix.Close(next)
 			return -1, false, unix.ENOTDIR
 		}
 		unix.Close(fd)
 		fd = next
 	}
-	// The O_PATH descriptor of the walk becomes one to read and write
-	// through; "." is the directory itself, no name to swap.
+	return fd, made, nil
+}
+
+// errReplaced is what checkMade finds when a directory just made is no
+// longer the one made.
+var errReplaced = errors.New("replaced by another directory while the restore made it; nothing written into it")
+
+// checkMadeAt is checkMade for an O_PATH descriptor, which cannot be read.
+func checkMadeAt(fd int, st *unix.Stat_t, euid, mode uint32) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return errReplaced
+	}
 	dir, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, false, err
+		return err
 	}
-	unix.Close(fd)
-	return dir, made, nil
+	defer unix.Close(dir)
+	return checkMade(dir, st, euid, mode)
+}
+
+// checkMade checks that dir, a directory this process just made with
+// mode and opened by name, is still that one: a user who can write its
+// parent may have renamed it away and put their own in its place. Only
+// euid makes a directory owned by it; one with no permission bits beyond
+// mode (setgid is the parent's to pass on) and empty is one made here and
+// not yet used. It then drops the POSIX ACLs the directory inherited from
+// its parent: they would give users the restore knows nothing of what is
+// written below it.
+func checkMade(dir int, st *unix.Stat_t, euid, mode uint32) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != euid || st.Mode&0o777&^mode != 0 || !isEmpty(dir) {
+		return errReplaced
+	}
+	return dropACLs(dir, nil)
+}
+
+// aclXattrs hold a file's POSIX ACLs. What is made in a directory with a
+// default ACL inherits it: named users and groups, masked by the mode it
+// is made with (nothing, as the restore makes everything closed) until a
+// chmod to the snapshot's mode widens the mask and lets them in.
+var aclXattrs = [...]string{"system.posix_acl_access", "system.posix_acl_default"}
+
+// dropACLs removes from fd (open, not O_PATH) the POSIX ACLs e does not
+// hold (e nil: all). Where ACLs are not supported there are none to drop.
+func dropACLs(fd int, e *store.Entry) error {
+	return removeACLs(func(name string) error { return unix.Fremovexattr(fd, name) }, e)
+}
+
+func removeACLs(remove func(name string) error, e *store.Entry) error {
+	for _, name := range aclXattrs {
+		if e != nil && slices.ContainsFunc(e.Xattrs, func(x store.Xattr) bool { return x.Name == name }) {
+			continue
+		}
+		err := remove(name)
+		if err != nil && !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP) {
+			return fmt.Errorf("drop inherited ACL %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // OpenDir opens directory path for a writer of files beside a restore
@@ -121,6 +200,41 @@ func OpenDir(path string) (*os.File, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return os.NewFile(uintptr(fd), path), nil
+}
+
+// MakeDir opens directory path for a writer of a tree (a volume from an
+// image), resolved as a restore's target is, and makes it (with mode) and
+// its missing parents (0755) when missing; made says path itself was.
+func MakeDir(path string, mode uint32) (f *os.File, made bool, err error) {
+	fd, made, err := openTarget(path, mode, true)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), made, nil
+}
+
+// RemoveDir removes dir, an empty directory that MakeDir made, through
+// the directory it is in now, and only while it still has the name it
+// was made with there. No path is looked up: whoever can write a parent
+// may have moved it, or put a symlink in its place.
+func RemoveDir(dir *os.File) error {
+	parent, err := unix.Openat(int(dir.Fd()), "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parent)
+	name := filepath.Base(dir.Name())
+	var held, now unix.Stat_t
+	if err := unix.Fstat(int(dir.Fd()), &held); err != nil {
+		return err
+	}
+	if err := unix.Fstatat(parent, name, &now, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if now.Dev != held.Dev || now.Ino != held.Ino {
+		return fmt.Errorf("%s: moved away, left", dir.Name())
+	}
+	return unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
 }
 
 // readlinkFd reads the symlink an O_PATH|O_NOFOLLOW descriptor holds.
@@ -419,6 +533,9 @@ func (r *restorer) setMeta(fd int, e *store.Entry) error {
 			return fmt.Errorf("xattr %s: %w", x.Name, err)
 		}
 	}
+	if err := dropACLs(fd, e); err != nil {
+		return err
+	}
 	if err := unix.Fchmod(fd, e.Mode); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
@@ -456,6 +573,9 @@ func (r *restorer) setMetaMade(dir int, name string, e *store.Entry) (uint64, er
 		}
 	}
 	if e.Type != store.TypeSymlink {
+		if err := removeACLs(func(name string) error { return unix.Removexattr(procPath(fd), name) }, e); err != nil {
+			return 0, err
+		}
 		// The path is absolute, so the fd argument is not used.
 		if err := unix.Fchmodat(fd, procPath(fd), e.Mode, 0); err != nil {
 			return 0, fmt.Errorf("chmod: %w", err)

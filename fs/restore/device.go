@@ -11,29 +11,54 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Device writes a file's data onto a block device, which must hold it:
-// every block, verified, and the holes as zeros (the device's old
-// contents must not show through), then syncs. The device is opened
-// exclusively, so one that is mounted or otherwise in use is refused.
-// Bytes past the file's size are left as they were.
-func Device(ctx context.Context, rd store.Reader, e *store.Entry, device string, opts Options) (*Result, error) {
+// FindDevice resolves path as a restore's target is (one name at a time,
+// run as root following no other user's symlink: /dev/disk/by-id links
+// are root's) and returns what it names when that is a block device, as
+// an O_PATH file for Device; nil when path names something else or
+// nothing. Deciding on the resolved inode, not the path, keeps a user who
+// can write a directory on the way from turning a tree's restore into a
+// disk's, onto the device of their choice.
+func FindDevice(path string) (*os.File, error) {
+	fd, _, err := walk(path, 0, false, false)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		unix.Close(fd)
+		return nil, nil
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// Device writes a file's data onto dev, a block device FindDevice found,
+// which must hold it: every block, verified, and the holes as zeros (the
+// device's old contents must not show through), then syncs. The device
+// is opened exclusively, so one that is mounted or otherwise in use is
+// refused. Bytes past the file's size are left as they were.
+func Device(ctx context.Context, rd store.Reader, e *store.Entry, dev *os.File, opts Options) (*Result, error) {
+	device := dev.Name()
 	if e.Type != store.TypeRegular {
 		return nil, fmt.Errorf("restore onto %s: a block device takes a disk image (a regular file), not a %s", device, e.Type)
 	}
-	// The device is the admin's path and may be a link (/dev/disk/by-id).
-	// What it leads to is checked on the open fd before a byte is
-	// written: O_EXCL without O_CREAT is an exclusive claim on a block
-	// device and nothing else; O_NONBLOCK keeps a fifo swapped in from
-	// blocking the open (it fails, no reader); O_NOCTTY keeps a tty from
-	// becoming ours. No O_TRUNC, O_CREAT or O_APPEND: a regular file there
-	// is opened, refused by the fstat check, and left as it was.
-	f, err := os.OpenFile(device, os.O_WRONLY|unix.O_EXCL|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	var found unix.Stat_t
+	if err := unix.Fstat(int(dev.Fd()), &found); err != nil {
 		return nil, fmt.Errorf("restore onto %s: %w", device, err)
+	}
+	// The inode found is opened through its descriptor, no name looked up
+	// again. O_EXCL without O_CREAT is an exclusive claim on a block
+	// device; O_NOCTTY and O_NONBLOCK are for anything else, which the
+	// check below refuses before a byte is written.
+	f, err := os.OpenFile(procPath(int(dev.Fd())), os.O_WRONLY|unix.O_EXCL|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("restore onto %s: %w", device, unwrapPath(err))
 	}
 	defer f.Close()
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Rdev != found.Rdev {
 		return nil, fmt.Errorf("restore onto %s: not a block device", device)
 	}
 	size, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_END)
@@ -79,6 +104,16 @@ func Device(ctx context.Context, rd store.Reader, e *store.Entry, device string,
 	}
 	opts.Progress.Files.Add(1)
 	return &Result{Files: 1, Bytes: e.Size}, nil
+}
+
+// unwrapPath drops an os.PathError's path (here /proc/self/fd/N, which
+// says nothing to the user).
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // zeroRange makes [off, off+n) of a block device zeros: with BLKZEROOUT,

@@ -178,8 +178,37 @@ func Restore(ctx context.Context, repo *store.Repo, snap *store.Snapshot, path, 
 // target is a directory). total is the data expected, for progress (0
 // when unknown).
 func Entry(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, target string, opts Options) (*Result, error) {
+	if err := checkOptions(e, target, &opts); err != nil {
+		return nil, err
+	}
+	top, fileName, err := openTop(e, target)
+	if err != nil {
+		return nil, fmt.Errorf("restore to %s: %w", target, err)
+	}
+	return run(ctx, rd, e, total, top, fileName, opts)
+}
+
+// Into writes e, read from rd, into dir, a directory that its caller
+// resolved, checked and holds open (MakeDir): a directory's entries (dir
+// taking e's metadata unless OverwriteNever), a single file as e.Name in
+// dir. It is Entry for a writer that must not look its target up twice.
+func Into(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, dir *os.File, opts Options) (*Result, error) {
+	if err := checkOptions(e, dir.Name(), &opts); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Dup(int(dir.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("restore to %s: %w", dir.Name(), err)
+	}
+	top := &dirState{e: *e, fd: fd, rel: dir.Name(), existed: e.Type == store.TypeDir}
+	top.pending.Store(1)
+	return run(ctx, rd, e, total, top, e.Name, opts)
+}
+
+// checkOptions refuses what opts cannot do with e and fills in defaults.
+func checkOptions(e *store.Entry, target string, opts *Options) error {
 	if opts.Delete && e.Type != store.TypeDir {
-		return nil, fmt.Errorf("restore %s to %s: delete removes what a directory does not hold, and a %s is no directory: %w",
+		return fmt.Errorf("restore %s to %s: delete removes what a directory does not hold, and a %s is no directory: %w",
 			e.Name, target, e.Type, store.ErrInvalid)
 	}
 	if opts.Workers <= 0 {
@@ -195,11 +224,14 @@ func Entry(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, t
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	return nil
+}
+
+// run restores e into top, which it closes: a directory's entries, or a
+// single file as fileName.
+func run(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, top *dirState, fileName string, opts Options) (*Result, error) {
+	target := top.rel
 	opts.Progress.ExpectedSize.Store(total)
-	top, fileName, err := openTop(e, target)
-	if err != nil {
-		return nil, fmt.Errorf("restore to %s: %w", target, err)
-	}
 	if e.Type == store.TypeDir && opts.Overwrite != OverwriteNever {
 		top.meta = true // the target too takes the snapshot's metadata
 	}
@@ -211,9 +243,18 @@ func Entry(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, t
 		return nil, fmt.Errorf("restore to %s: %w", target, err)
 	}
 	defer unix.Close(rootFd)
-	r := &restorer{ctx: ctx, repo: rd, opts: opts, root: rootFd, base: top.rel, euid: uint32(os.Geteuid()),
+	r := &restorer{ctx: ctx, repo: rd, opts: opts, root: rootFd, base: target, euid: uint32(os.Geteuid()),
 		links: map[[2]uint64]linkFirst{}, jobs: make(chan fileJob, opts.Workers*4)}
 	top.rel = ""
+	if top.existed && opts.Overwrite != OverwriteNever {
+		// The target is the caller's choice, another user's home too, and
+		// what goes in keeps its own modes. Only to take the snapshot's
+		// metadata is it first made the restore's, as below.
+		if err := r.claimExisting(top.fd, e); err != nil {
+			unix.Close(top.fd)
+			return nil, fmt.Errorf("restore to %s: %w", target, err)
+		}
+	}
 	for i := 0; i < opts.Workers; i++ {
 		r.wg.Add(1)
 		go r.worker()
@@ -475,9 +516,10 @@ func (r *restorer) openDir(d *dirState, e *store.Entry, rel string) (*dirState, 
 // restore put there would be that user's to read, rename or replace,
 // although in the snapshot a directory closed to them may have kept it.
 // Without Overwrite it is left as it was, nothing written into it; with
-// it, it is first made the restore's and closed to others (its final
-// metadata is set when it is complete), which no descriptor that user
-// already holds gets around: every lookup in it is judged anew.
+// it, it is first made the restore's and closed to others, its ACLs
+// dropped (its final metadata is set when it is complete), which no
+// descriptor that user already holds gets around: every lookup in it is
+// judged anew.
 func (r *restorer) claimExisting(fd int, e *store.Entry) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
@@ -492,26 +534,27 @@ func (r *restorer) claimExisting(fd int, e *store.Entry) error {
 	if err := unix.Fchown(fd, int(r.euid), -1); err != nil {
 		return fmt.Errorf("take over uid %d's directory: %w", st.Uid, err)
 	}
+	if err := dropACLs(fd, nil); err != nil {
+		return fmt.Errorf("close uid %d's directory: %w", st.Uid, err)
+	}
 	if err := unix.Fchmod(fd, 0o700); err != nil {
 		return fmt.Errorf("close uid %d's directory: %w", st.Uid, err)
 	}
 	return nil
 }
 
-// openMade opens the directory the restore just made as name in parent,
-// and checks that it is still that one: a user who can write parent may
-// have renamed it away and put their own (or a symlink) in its place.
-// Only the restore's uid can make a directory owned by it; closed to
-// others (0700) and empty, it is one the restore made and has not used.
+// openMade opens the directory the restore just made (0700) as name in
+// parent, and checks that it is still that one (checkMade): a user who
+// can write parent may have renamed it away and put their own (or a
+// symlink) in its place.
 func (r *restorer) openMade(parent int, name string) (int, error) {
 	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("replaced while the restore made it: %w", err)
 	}
 	var st unix.Stat_t
-	err = unix.Fstat(fd, &st)
-	if err == nil && (st.Uid != r.euid || st.Mode&0o077 != 0 || !isEmpty(fd)) {
-		err = errors.New("replaced by another directory while the restore made it; nothing written into it")
+	if err = unix.Fstat(fd, &st); err == nil {
+		err = checkMade(fd, &st, r.euid, 0o700)
 	}
 	if err != nil {
 		unix.Close(fd)

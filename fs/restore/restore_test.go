@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -480,5 +481,149 @@ func TestTargetThroughAUsersSymlink(t *testing.T) {
 	res := restoreTo(t, r, s, "", filepath.Join(rootLink, "restored"), Options{})
 	if res.Files != 1 || string(mustRead(t, filepath.Join(base, "data", "restored", "f"))) != "from the snapshot" {
 		t.Errorf("through root's own symlink: %+v", res)
+	}
+}
+
+// posixACL encodes a POSIX ACL as the kernel's system.posix_acl_* xattr
+// value: version 2, then tag, permissions and id of each entry, sorted.
+func posixACL(entries ...[3]uint32) []byte {
+	b := []byte{2, 0, 0, 0}
+	for _, e := range entries {
+		b = append(b, byte(e[0]), byte(e[0]>>8), byte(e[1]), byte(e[1]>>8), byte(e[2]), byte(e[2]>>8), byte(e[2]>>16), byte(e[2]>>24))
+	}
+	return b
+}
+
+// grantACL gives uid rwx: an access ACL, or with def the default ACL that
+// what is made inside inherits.
+func grantACL(t *testing.T, path string, uid uint32, def bool) {
+	t.Helper()
+	const userObj, user, groupObj, mask, other = 0x01, 0x02, 0x04, 0x10, 0x20
+	const none = ^uint32(0)
+	acl := posixACL([3]uint32{userObj, 7, none}, [3]uint32{user, 7, uid}, [3]uint32{groupObj, 5, none},
+		[3]uint32{mask, 7, none}, [3]uint32{other, 0, none})
+	name := "system.posix_acl_access"
+	if def {
+		name = "system.posix_acl_default"
+	}
+	if err := unix.Setxattr(path, name, acl, 0); err != nil {
+		t.Skipf("no POSIX ACLs here: %v", err)
+	}
+}
+
+// noACLs fails for each POSIX ACL the entries below dir hold.
+func noACLs(t *testing.T, dir string) {
+	t.Helper()
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		for _, name := range []string{"system.posix_acl_access", "system.posix_acl_default"} {
+			if _, err := unixGetxattr(path, name); !errors.Is(err, unix.ENODATA) {
+				t.Errorf("%s: %s %v: an ACL the snapshot does not hold", path, name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// TestInheritedACLsDropped: what the restore makes in a directory with a
+// default ACL (a user's, who names themselves in it) does not inherit
+// it: with the snapshot's modes set, its mask would let that user read
+// root's 0640 files. An ACL that the snapshot holds comes back.
+func TestInheritedACLsDropped(t *testing.T) {
+	needRoot(t)
+	src := t.TempDir()
+	os.Mkdir(filepath.Join(src, "d"), 0o750)
+	write(t, filepath.Join(src, "d", "f"), []byte("root's"), 0o640)
+	write(t, filepath.Join(src, "g"), []byte("root's too"), 0o640)
+	write(t, filepath.Join(src, "shared"), []byte("for 1003"), 0o640)
+	grantACL(t, filepath.Join(src, "shared"), 1003, false)
+	if err := unix.Mkfifo(filepath.Join(src, "pipe"), 0o660); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(src, 0o755)
+	r, s := snapshotOf(t, src)
+	home := t.TempDir()
+	os.Chmod(filepath.Dir(home), 0o755)
+	os.Chown(home, 1001, 1001)
+	grantACL(t, home, 1001, true)
+	for _, overwrite := range []Overwrite{OverwriteNever, OverwriteAlways} {
+		dst := filepath.Join(home, "new", "restored")
+		res := restoreTo(t, r, s, "", dst, Options{Overwrite: overwrite})
+		if len(res.Problems) > 0 {
+			t.Fatal(res.Problems)
+		}
+		if acl, err := unixGetxattr(filepath.Join(dst, "shared"), "system.posix_acl_access"); err != nil || len(acl) != 44 {
+			t.Errorf("%v: the snapshot's ACL of shared: %x %v", overwrite, acl, err)
+		}
+		os.Remove(filepath.Join(dst, "shared"))
+		noACLs(t, filepath.Join(home, "new"))
+		if out, err := exec.Command("setpriv", "--reuid", "1001", "--regid", "1001", "--clear-groups", "cat", filepath.Join(dst, "d", "f")).CombinedOutput(); err == nil {
+			t.Errorf("%v: uid 1001 reads root's 0640 file: %s", overwrite, out)
+		}
+		os.RemoveAll(filepath.Join(home, "new"))
+	}
+
+	// A directory of another user that the restore takes (Overwrite)
+	// loses the ACLs that user gave it, before anything is written in.
+	src2 := t.TempDir()
+	os.Mkdir(filepath.Join(src2, "priv"), 0o700)
+	write(t, filepath.Join(src2, "priv", "notes"), []byte("secret"), 0o640)
+	r2, s2 := snapshotOf(t, src2)
+	dst := t.TempDir()
+	priv := filepath.Join(dst, "priv")
+	os.Mkdir(priv, 0o755)
+	grantACL(t, priv, 1002, false)
+	grantACL(t, priv, 1002, true)
+	os.Chown(priv, 1001, 1001)
+	if res := restoreTo(t, r2, s2, "", dst, Options{Overwrite: OverwriteAlways}); len(res.Problems) > 0 {
+		t.Fatal(res.Problems)
+	}
+	noACLs(t, priv)
+}
+
+// TestMadeTargetSwapped: a target the restore makes, replaced by another
+// user's directory between mkdir and open, gets nothing written into it.
+func TestMadeTargetSwapped(t *testing.T) {
+	needRoot(t)
+	src := sourceTree(t)
+	r, s := snapshotOf(t, src)
+	home := t.TempDir()
+	dst := filepath.Join(home, "restored")
+	afterMkdir = func(parent int, name string) {
+		if name != "restored" {
+			return
+		}
+		unix.Renameat(parent, name, parent, name+".moved")
+		unix.Mkdirat(parent, name, 0o700)
+		unix.Fchownat(parent, name, 1001, 1001, 0)
+	}
+	t.Cleanup(func() { afterMkdir = nil })
+	_, err := Restore(context.Background(), r, s, "", dst, Options{})
+	if err == nil || !strings.Contains(err.Error(), "replaced") {
+		t.Errorf("restore into a swapped target: %v, want refused", err)
+	}
+	if names, _ := os.ReadDir(dst); len(names) != 0 {
+		t.Errorf("written into the swapped-in directory: %d entries", len(names))
+	}
+}
+
+// TestFindDevice: a block device as target is found on the resolved
+// inode, and a symlink of another user on the way is not followed (it
+// would turn a tree's restore into a disk's, onto a device of that
+// user's choosing).
+func TestFindDevice(t *testing.T) {
+	needRoot(t)
+	base := t.TempDir()
+	plain := filepath.Join(base, "plain")
+	write(t, plain, nil, 0o644)
+	for _, p := range []string{plain, filepath.Join(base, "missing"), base} {
+		if dev, err := FindDevice(p); dev != nil || err != nil {
+			t.Errorf("%s: %v %v, want no device and no error", p, dev, err)
+		}
+	}
+	link := filepath.Join(base, "link")
+	os.Symlink("/dev/loop0", link)
+	os.Lchown(link, 1001, 1001)
+	if dev, err := FindDevice(link); dev != nil || err == nil || !strings.Contains(err.Error(), "symlink of uid 1001") {
+		t.Errorf("through uid 1001's symlink: %v %v, want refused", dev, err)
 	}
 }

@@ -430,6 +430,10 @@ func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, dir *os.
 	if err == nil {
 		err = f.Sync()
 	}
+	var made unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(fd, &made)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -439,6 +443,15 @@ func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, dir *os.
 		} else if err = unix.Linkat(dirfd, tmp, dirfd, name, 0); errors.Is(err, unix.EEXIST) {
 			// A link, unlike a rename, fails on a name taken meanwhile.
 			err = checkTarget(dirfd, name, path, false)
+		}
+	}
+	if err == nil {
+		// In a directory that another user can write, the temporary
+		// name may have been given to a file of theirs: say so, rather
+		// than report their file as the export.
+		var now unix.Stat_t
+		if err = unix.Fstatat(dirfd, name, &now, unix.AT_SYMLINK_NOFOLLOW); err == nil && (now.Dev != made.Dev || now.Ino != made.Ino) {
+			err = errors.New("replaced while the export wrote it")
 		}
 	}
 	if err != nil {
