@@ -152,3 +152,48 @@ func TestRestoreDeleteKeepsWhatSnapshotsLeaveOut(t *testing.T) {
 	e.ok("check", "--read-data")
 	e.ok("snapshot", "list", "v")
 }
+
+// TestVolumeSourceSwappedForSymlink: a volume made from an image in uid
+// 1001's home, whose directory 1001 then swaps for a symlink to a folder
+// under a root-only (0700) directory, is not snapshotted through it: the
+// snapshot would show that folder's files to 1001 through the mount. A
+// symlink of root's own as a source is followed.
+func TestVolumeSourceSwappedForSymlink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("from the image"), 0o644)
+	e.ok("volume", "add", "t", src)
+	e.snapshot("t")
+	e.ok("image", "create", "img", "--from", "t/latest")
+
+	base, err := os.MkdirTemp("", "chainfs-source")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	private := filepath.Join(base, "private", "sub")
+	os.MkdirAll(private, 0o755)
+	os.Chmod(filepath.Dir(private), 0o700)
+	os.WriteFile(filepath.Join(private, "note"), []byte("root's note"), 0o644)
+	home := filepath.Join(base, "home")
+	os.Mkdir(home, 0o755)
+	os.Chown(home, user, user)
+	plain := filepath.Join(home, "plain")
+	e.ok("volume", "add", "vp", plain, "--from-image", "img")
+
+	if out, err := asUser("bash", "-c", fmt.Sprintf("mv %q %q.old && ln -s %q %q", plain, plain, private, plain)); err != nil {
+		t.Fatalf("the swap as uid %d: %v\n%s", user, err, out)
+	}
+	e.fails(1, fmt.Sprintf("a symlink of uid %d on the way, not followed", user), "snapshot", "create", "vp", "--allow-empty")
+	if out := e.ok("snapshot", "list", "vp"); strings.Count(out, "\n") > 2 {
+		t.Errorf("a snapshot was made through the symlink:\n%s", out)
+	}
+	os.Lchown(plain, 0, 0)
+	s := e.snapshot("vp", "--allow-empty")
+	e.ok("restore", "vp/"+s.Name+"/note", filepath.Join(e.dir, "note"))
+}

@@ -115,7 +115,18 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 			return err
 		}
 		added = true
-		opts := source.Options{Logger: logger(c)}
+		// The first snapshot reads what was written, through what is held,
+		// not what the target's path names by now.
+		root := into
+		if dev != nil {
+			root = dev
+		} else if img.Kind == store.KindDisk {
+			if root, err = openWritten(into, filepath.Base(target)); err != nil {
+				return err
+			}
+			defer root.Close()
+		}
+		opts := source.Options{Logger: logger(c), Root: root}
 		if m, _ := c.App.Metadata[metaMount].(string); m != "" {
 			opts.Skip = []string{m}
 		}
@@ -154,6 +165,9 @@ func prepareTarget(target string) (dir *os.File, made bool, err error) {
 	}
 	names, err := dir.Readdirnames(1)
 	if err != nil && !errors.Is(err, io.EOF) {
+		if made {
+			restore.RemoveDir(dir)
+		}
 		dir.Close()
 		return nil, false, fmt.Errorf("target %s: %w", target, err)
 	}
@@ -197,6 +211,20 @@ func prepareDiskTarget(target string) (dev, parent *os.File, name string, err er
 	}
 	unix.Close(fd)
 	return nil, parent, name, nil
+}
+
+// openWritten opens, O_PATH, the disk file written as name in dir.
+func openWritten(dir *os.File, name string) (*os.File, error) {
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", filepath.Join(dir.Name(), name), err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("target %s: replaced while the image was written", filepath.Join(dir.Name(), name))
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir.Name(), name)), nil
 }
 
 // writeImage writes an image to target, every block verified: a tree

@@ -11,24 +11,22 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/chainfs/chainfs/fs/resolve"
 	"github.com/chainfs/chainfs/store"
 	"golang.org/x/sys/unix"
 )
 
-// maxHops bounds the symlinks followed to resolve a target, as the
-// kernel's own limit (40) does.
-const maxHops = 40
-
-// openTarget opens directory path as the admin wrote it, making what is
-// missing (the last with mode, its parents 0755) when create; made says
-// path itself was made. See walk for how path is resolved.
+// openTarget opens directory path as the admin wrote it (resolve.Open),
+// making what is missing (the last with mode, its parents 0755, each
+// checked to be the one made) when create; made says path itself was
+// made.
 func openTarget(path string, mode uint32, create bool) (fd int, made bool, err error) {
-	fd, made, err = walk(path, mode, create, true)
+	fd, made, err = resolve.Open(path, resolve.Options{Create: create, Mode: mode, DirOnly: true, Made: checkMadeAt})
 	if err != nil {
 		return -1, false, err
 	}
-	// The O_PATH descriptor of the walk becomes one to read and write
-	// through; "." is the directory itself, no name to swap.
+	// The O_PATH descriptor becomes one to read and write through; "."
+	// is the directory itself, no name to swap.
 	dir, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	unix.Close(fd)
 	if err != nil {
@@ -37,108 +35,12 @@ func openTarget(path string, mode uint32, create bool) (fd int, made bool, err e
 	return dir, made, nil
 }
 
-// walk resolves path one name at a time from a held descriptor, so that
-// no path is looked up twice, and returns an O_PATH descriptor of what it
-// names: a directory when dirOnly, else anything but a symlink. A symlink
-// on the way is followed only when it belongs to this process's user: run
-// as root, a user's symlink (a name the admin takes for a new directory,
-// or a device, in that user's home) would lead the restore, and its
-// --delete, anywhere. With create, what is missing is made (the last
-// with mode, its parents 0755) and checked to be what was made; made says
-// path itself was. Relative paths start at the working directory.
-func walk(path string, mode uint32, create, dirOnly bool) (fd int, made bool, err error) {
-	start := "."
-	if filepath.IsAbs(path) {
-		start = "/"
-	}
-	fd, err = unix.Open(start, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, false, err
-	}
-	defer func() {
-		if err != nil {
-			unix.Close(fd)
-			fd = -1
-		}
-	}()
-	euid := uint32(unix.Geteuid())
-	names := strings.Split(path, "/")
-	hops := 0
-	for len(names) > 0 {
-		name := names[0]
-		names = names[1:]
-		if name == "" || name == "." {
-			continue
-		}
-		last := len(names) == 0 || strings.Trim(strings.Join(names, "/"), "/.") == ""
-		made = false
-		want := uint32(0o755)
-		if last {
-			want = mode
-		}
-		next, err := unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) && create && name != ".." {
-			if err = unix.Mkdirat(fd, name, want); err == nil || errors.Is(err, unix.EEXIST) {
-				made = err == nil
-				if made && afterMkdir != nil {
-					afterMkdir(fd, name)
-				}
-				next, err = unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			}
-		}
-		if err != nil {
-			return -1, false, err
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(next, &st); err != nil {
-			unix.Close(next)
-			return -1, false, err
-		}
-		if made {
-			if err := checkMadeAt(next, &st, euid, want); err != nil {
-				unix.Close(next)
-				return -1, false, fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			to, err := readlinkFd(next)
-			unix.Close(next)
-			switch {
-			case err != nil:
-				return -1, false, err
-			case st.Uid != euid:
-				return -1, false, fmt.Errorf("%s: a symlink of uid %d on the way, not followed: name what it leads to (%s)", name, st.Uid, to)
-			case hops >= maxHops:
-				return -1, false, unix.ELOOP
-			}
-			hops++
-			if filepath.IsAbs(to) {
-				root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-				if err != nil {
-					return -1, false, err
-				}
-				unix.Close(fd)
-				fd = root
-			}
-			names = append(strings.Split(to, "/"), names...)
-			continue
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR && (dirOnly || !last) {
-			unix.Close(next)
-			return -1, false, unix.ENOTDIR
-		}
-		unix.Close(fd)
-		fd = next
-	}
-	return fd, made, nil
-}
-
 // errReplaced is what checkMade finds when a directory just made is no
 // longer the one made.
 var errReplaced = errors.New("replaced by another directory while the restore made it; nothing written into it")
 
 // checkMadeAt is checkMade for an O_PATH descriptor, which cannot be read.
-func checkMadeAt(fd int, st *unix.Stat_t, euid, mode uint32) error {
+func checkMadeAt(fd int, st *unix.Stat_t, mode uint32) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return errReplaced
 	}
@@ -147,7 +49,7 @@ func checkMadeAt(fd int, st *unix.Stat_t, euid, mode uint32) error {
 		return err
 	}
 	defer unix.Close(dir)
-	return checkMade(dir, st, euid, mode)
+	return checkMade(dir, st, uint32(unix.Geteuid()), mode)
 }
 
 // checkMade checks that dir, a directory this process just made with
@@ -214,37 +116,33 @@ func MakeDir(path string, mode uint32) (f *os.File, made bool, err error) {
 }
 
 // RemoveDir removes dir, an empty directory that MakeDir made, through
-// the directory it is in now, and only while it still has the name it
-// was made with there. No path is looked up: whoever can write a parent
-// may have moved it, or put a symlink in its place.
+// the directory it is in now, by the name that holds it there (the path
+// given may have ended in a symlink). No path is looked up: whoever can
+// write a parent may have moved it, or put a symlink in its place.
 func RemoveDir(dir *os.File) error {
-	parent, err := unix.Openat(int(dir.Fd()), "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	parent, err := unix.Openat(int(dir.Fd()), "..", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(parent)
-	name := filepath.Base(dir.Name())
-	var held, now unix.Stat_t
+	var held unix.Stat_t
 	if err := unix.Fstat(int(dir.Fd()), &held); err != nil {
 		return err
 	}
-	if err := unix.Fstatat(parent, name, &now, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return err
-	}
-	if now.Dev != held.Dev || now.Ino != held.Ino {
-		return fmt.Errorf("%s: moved away, left", dir.Name())
+	errFound := errors.New("found")
+	var name string
+	err = eachName(parent, func(n string) error {
+		var st unix.Stat_t
+		if unix.Fstatat(parent, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == held.Dev && st.Ino == held.Ino {
+			name = n
+			return errFound
+		}
+		return nil
+	})
+	if !errors.Is(err, errFound) {
+		return fmt.Errorf("%s: no longer in its directory, left (%v)", dir.Name(), err)
 	}
 	return unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
-}
-
-// readlinkFd reads the symlink an O_PATH|O_NOFOLLOW descriptor holds.
-func readlinkFd(fd int) (string, error) {
-	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlinkat(fd, "", buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
 }
 
 // openBeneath opens rel below the restore's root as O_PATH, following no

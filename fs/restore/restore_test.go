@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chainfs/chainfs/fs/resolve"
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"golang.org/x/sys/unix"
@@ -588,7 +589,7 @@ func TestMadeTargetSwapped(t *testing.T) {
 	r, s := snapshotOf(t, src)
 	home := t.TempDir()
 	dst := filepath.Join(home, "restored")
-	afterMkdir = func(parent int, name string) {
+	resolve.AfterMkdir = func(parent int, name string) {
 		if name != "restored" {
 			return
 		}
@@ -596,7 +597,7 @@ func TestMadeTargetSwapped(t *testing.T) {
 		unix.Mkdirat(parent, name, 0o700)
 		unix.Fchownat(parent, name, 1001, 1001, 0)
 	}
-	t.Cleanup(func() { afterMkdir = nil })
+	t.Cleanup(func() { resolve.AfterMkdir = nil })
 	_, err := Restore(context.Background(), r, s, "", dst, Options{})
 	if err == nil || !strings.Contains(err.Error(), "replaced") {
 		t.Errorf("restore into a swapped target: %v, want refused", err)

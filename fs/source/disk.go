@@ -26,9 +26,9 @@ const diskSegment = 64
 // runDisk makes a snapshot of a disk volume.
 func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Options, prog *Progress) (*Result, error) {
 	vol := w.Volume()
-	fd, err := openNoatime(vol.Source, 0)
+	fd, _, err := openRoot(vol, opts.Root, false)
 	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", vol.Source, err)
+		return nil, err
 	}
 	defer unix.Close(fd)
 	var before unix.Stat_t
@@ -46,7 +46,7 @@ func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opt
 	e := entryFromStat(filepath.Base(vol.Source), &before)
 	e.Type, e.Size, e.Nlink, e.Rdev = store.TypeRegular, uint64(size), 1, 0
 	if !device {
-		if e.Xattrs, err = readXattrs(vol.Source); err != nil {
+		if e.Xattrs, err = readXattrsFd(fd); err != nil {
 			return nil, fmt.Errorf("source %s: xattrs: %w", vol.Source, err)
 		}
 	}

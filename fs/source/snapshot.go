@@ -40,6 +40,10 @@ type Options struct {
 	// type, size, mtime and mode match the image's entry at its path
 	// takes the image's blocks unread, so the snapshot links them.
 	Seed *store.Entry
+	// Root, if set, is the source as its caller opened and holds it (a
+	// volume just written from an image: what was written, not what its
+	// path names by now); vol.Source then only names it.
+	Root *os.File
 	// AllowEmpty takes the snapshot even if the source looks replaced
 	// (ErrSourceReplaced): empty where the previous snapshot was not, or
 	// on another file system than the volume's record. The file system
@@ -182,15 +186,19 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 		}
 	}
 
+	rootFd, rootPath, err := openRoot(vol, opts.Root, true)
+	if errors.Is(err, unix.ENOTDIR) {
+		return nil, fmt.Errorf("source %s: not a directory: %w", vol.Source, store.ErrInvalid)
+	} else if err != nil {
+		return nil, err
+	}
+	defer unix.Close(rootFd)
 	var st unix.Stat_t
-	if err := unix.Stat(vol.Source, &st); err != nil {
+	if err := unix.Fstat(rootFd, &st); err != nil {
 		return nil, fmt.Errorf("source %s: %w", vol.Source, err)
 	}
-	if fileType(st.Mode) != store.TypeDir {
-		return nil, fmt.Errorf("source %s: not a directory: %w", vol.Source, store.ErrInvalid)
-	}
 	wk.rootDev = st.Dev
-	fsNow, err := FileSystemOf(vol.Source)
+	fsNow, err := FileSystemOf(rootPath)
 	if err != nil {
 		// Not knowing the mounts (no /proc) must not stop every snapshot;
 		// the emptiness check below still holds.
@@ -200,7 +208,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 			vol.Source, fsNow, vol.SourceFS, ErrSourceReplaced)
 	}
 	rootDir := entryFromStat("", &st)
-	if rootDir.Xattrs, err = readXattrs(vol.Source); err != nil {
+	if rootDir.Xattrs, err = readXattrsFd(rootFd); err != nil {
 		return nil, fmt.Errorf("source %s: xattrs: %w", vol.Source, err)
 	}
 	var prevRoot *store.Entry
@@ -214,7 +222,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 		wk.workers.Add(1)
 		go wk.worker()
 	}
-	rootDir.Subtree, err = wk.dir(vol.Source, vol.Source, "", prevRoot)
+	rootDir.Subtree, err = wk.dir(rootPath, vol.Source, "", prevRoot)
 	close(wk.jobs)
 	wk.workers.Wait()
 	if cause := context.Cause(ctx); cause != nil {
@@ -304,7 +312,8 @@ func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, er
 	flags := unix.O_DIRECTORY
 	if rel != "" {
 		// A directory swapped for a symlink since its stat is not
-		// followed; the volume's own source may be a symlink.
+		// followed; the source itself is reached through the inode
+		// openRoot resolved (a /proc/self/fd link).
 		flags |= unix.O_NOFOLLOW
 	}
 	fd, err := openNoatime(open, flags)

@@ -61,10 +61,14 @@ func unchanged(prev *store.Entry, cur *store.Entry) bool {
 }
 
 // sameAsSeed reports whether a file written from an image entry is still
-// what was written: its inode and ctime are new, so they cannot count.
+// what was written: its inode and ctime are new, so they cannot count. Its
+// owner must be the image's or this process's (which wrote it without
+// owners): another user's file of the same size, time and mode would
+// otherwise take the image's blocks under that user's name.
 func sameAsSeed(seed *store.Entry, cur *store.Entry) bool {
 	return seed != nil && seed.Type == cur.Type && seed.Size == cur.Size &&
-		seed.Mtime == cur.Mtime && seed.Mode == cur.Mode
+		seed.Mtime == cur.Mtime && seed.Mode == cur.Mode &&
+		(cur.UID == seed.UID && cur.GID == seed.GID || cur.UID == uint32(os.Geteuid()))
 }
 
 // sameVersion reports whether two stats of one open file describe the same
@@ -76,7 +80,19 @@ func sameVersion(a, b *unix.Stat_t) bool {
 // readXattrs reads all extended attributes of path (not following a
 // symlink), sorted by name as the tree encoding wants them.
 func readXattrs(path string) ([]store.Xattr, error) {
-	size, err := unix.Llistxattr(path, nil)
+	return xattrsOf(func(b []byte) (int, error) { return unix.Llistxattr(path, b) },
+		func(name string, b []byte) (int, error) { return unix.Lgetxattr(path, name, b) })
+}
+
+// readXattrsFd reads all extended attributes of what fd is open on.
+func readXattrsFd(fd int) ([]store.Xattr, error) {
+	return xattrsOf(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) },
+		func(name string, b []byte) (int, error) { return unix.Fgetxattr(fd, name, b) })
+}
+
+// xattrsOf reads the extended attributes that list names and get reads.
+func xattrsOf(list func([]byte) (int, error), get func(string, []byte) (int, error)) ([]store.Xattr, error) {
+	size, err := list(nil)
 	if err != nil || size == 0 {
 		if errors.Is(err, unix.ENOTSUP) {
 			err = nil
@@ -85,7 +101,7 @@ func readXattrs(path string) ([]store.Xattr, error) {
 	}
 	buf := make([]byte, size)
 	for {
-		size, err = unix.Llistxattr(path, buf)
+		size, err = list(buf)
 		if errors.Is(err, unix.ERANGE) {
 			buf = make([]byte, len(buf)*2)
 			continue
@@ -97,7 +113,7 @@ func readXattrs(path string) ([]store.Xattr, error) {
 	}
 	var out []store.Xattr
 	for _, name := range splitNames(buf[:size]) {
-		val, err := getXattr(path, name)
+		val, err := getXattr(get, name)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed since the list was read
 		}
@@ -110,12 +126,12 @@ func readXattrs(path string) ([]store.Xattr, error) {
 	return out, nil
 }
 
-func getXattr(path, name string) ([]byte, error) {
+func getXattr(get func(string, []byte) (int, error), name string) ([]byte, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Lgetxattr(path, name, buf)
+		n, err := get(name, buf)
 		if errors.Is(err, unix.ERANGE) {
-			sz, err := unix.Lgetxattr(path, name, nil)
+			sz, err := get(name, nil)
 			if err != nil {
 				return nil, err
 			}
