@@ -193,6 +193,7 @@ func TestVolumeSourceSwappedForSymlink(t *testing.T) {
 	if out := e.ok("snapshot", "list", "vp"); strings.Count(out, "\n") > 2 {
 		t.Errorf("a snapshot was made through the symlink:\n%s", out)
 	}
+	e.fails(1, fmt.Sprintf("a symlink of uid %d on the way, not followed", user), "volume", "add", "vq", plain)
 	os.Lchown(plain, 0, 0)
 	s := e.snapshot("vp", "--allow-empty")
 	e.ok("restore", "vp/"+s.Name+"/note", filepath.Join(e.dir, "note"))

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/chainfs/chainfs/fs/resolve"
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/fs/source/ignore"
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 func volumeCommand() *cli.Command {
@@ -82,13 +84,20 @@ func volumeAdd(c *cli.Context) error {
 		v.Source = abs
 		return volumeFromImage(c, v, ref)
 	}
-	st, err := os.Stat(abs)
-	if err != nil {
-		return fmt.Errorf("source %s: %w", src, unwrapPathError(err))
+	// Resolved as every snapshot will resolve it: run as root, through no
+	// other user's symlink.
+	fd, _, err := resolve.Open(abs, resolve.Options{})
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
 	}
-	switch {
-	case st.IsDir():
-	case st.Mode().IsRegular() || st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
+	if err != nil {
+		return fmt.Errorf("source %s: %w", src, err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+	case unix.S_IFREG, unix.S_IFBLK:
 		// A disk-image file or a block device: a disk volume.
 		if len(v.Excludes) > 0 || v.OneFileSystem {
 			return usagef("source %s is a disk, not a tree: --exclude and --one-file-system do not apply", src)
