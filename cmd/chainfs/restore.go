@@ -89,7 +89,7 @@ func restoreAction(c *cli.Context) error {
 		}
 		dev, err := restore.FindDevice(target)
 		if err != nil {
-			return err
+			return fmt.Errorf("restore to %s: %w", target, err)
 		}
 		if dev != nil {
 			defer dev.Close()

@@ -194,8 +194,10 @@ func clearTarget(dir *os.File, made bool) {
 // there through parent, and the file removed through it if what follows
 // fails.
 func prepareDiskTarget(target string) (dev, parent *os.File, name string, err error) {
-	if dev, err = restore.FindDevice(target); dev != nil || err != nil {
-		return dev, nil, "", err
+	if dev, err = restore.FindDevice(target); err != nil {
+		return nil, nil, "", fmt.Errorf("target %s: %w", target, err)
+	} else if dev != nil {
+		return dev, nil, "", nil
 	}
 	dir, name := filepath.Split(target)
 	if parent, err = restore.OpenDir(dir); err != nil {

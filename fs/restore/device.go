@@ -14,18 +14,18 @@ import (
 
 // FindDevice resolves path as a restore's target is (resolve.Open: no
 // other user's symlink followed; /dev/disk/by-id links are root's) and
-// returns what it names when that is a block device, as
-// an O_PATH file for Device; nil when path names something else or
-// nothing. Deciding on the resolved inode, not the path, keeps a user who
-// can write a directory on the way from turning a tree's restore into a
-// disk's, onto the device of their choice.
+// returns what it names when that is a block device, as an O_PATH file
+// for Device; nil when path names something else or nothing. Deciding on
+// the resolved inode, not the path, keeps a user who can write a
+// directory on the way from turning a tree's restore into a disk's, onto
+// the device of their choice.
 func FindDevice(path string) (*os.File, error) {
 	fd, _, err := resolve.Open(path, resolve.Options{})
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("restore to %s: %w", path, err)
+		return nil, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {

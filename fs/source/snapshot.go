@@ -37,8 +37,8 @@ type Options struct {
 	Started func(name string)
 	// Seed, for the first snapshot of a volume whose source was just
 	// written from an image, is the image's top directory: a file whose
-	// type, size, mtime and mode match the image's entry at its path
-	// takes the image's blocks unread, so the snapshot links them.
+	// type, size, mtime, mode and owner match the image's entry at its
+	// path takes the image's blocks unread, so the snapshot links them.
 	Seed *store.Entry
 	// Root, if set, is the source as its caller opened and holds it (a
 	// volume just written from an image: what was written, not what its
