@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/chainfs/chainfs/fs/resolve"
@@ -87,12 +88,12 @@ func volumeAdd(c *cli.Context) error {
 	// Resolved as every snapshot will resolve it: run as root, through no
 	// other user's symlink.
 	fd, _, err := resolve.Open(abs, resolve.Options{})
-	var st unix.Stat_t
-	if err == nil {
-		err = unix.Fstat(fd, &st)
-		unix.Close(fd)
-	}
 	if err != nil {
+		return fmt.Errorf("source %s: %w", src, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("source %s: %w", src, err)
 	}
 	switch st.Mode & unix.S_IFMT {
@@ -113,7 +114,7 @@ func volumeAdd(c *cli.Context) error {
 	if v.Kind != store.KindDisk {
 		// A later snapshot from another file system (the disk not mounted)
 		// is refused; if this fails the first snapshot records it.
-		if fs, err := source.FileSystemOf(abs); err == nil {
+		if fs, err := source.FileSystemOf("/proc/self/fd/" + strconv.Itoa(fd)); err == nil {
 			v.SourceFS = fs
 		}
 	}

@@ -1,8 +1,8 @@
 // Package resolve opens a path that an administrator named (a restore's
 // target, a volume's source, an export's directory) the way a process
 // running as root beside untrusted users must: one name at a time from a
-// held descriptor, so that nothing is looked up twice, and following no
-// symlink of another user. Whoever owns a directory on the way can put a
+// held descriptor, so that nothing is looked up twice, and, as root,
+// following no symlink of another user. Whoever owns a directory on the way can put a
 // symlink of theirs in it; followed with root's rights, it would lead a
 // restore (and its --delete) anywhere, or a snapshot into files that user
 // may not read.
@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -37,26 +38,29 @@ type Options struct {
 }
 
 // Open resolves path and returns an O_PATH descriptor of what it names;
-// made says the last name was made (Options.Create). A symlink on the way
-// is followed only when it belongs to this process's user or to root
-// (root's own links, /home -> /data/home or /dev/disk/by-id/..., are
-// every user's to trust). Relative paths start at the working directory.
+// made says the last name was made (Options.Create). Run as root, a
+// symlink on the way is followed only when it belongs to root (root's own
+// links, /home -> /data/home or /dev/disk/by-id/..., are every user's to
+// trust); another user's is refused. Other users follow every symlink, as
+// the kernel would: it gains them no right they lack. Relative paths
+// start at the working directory.
 func Open(path string, opts Options) (fd int, made bool, err error) {
 	start := "."
 	if filepath.IsAbs(path) {
 		start = "/"
 	}
-	fd, err = unix.Open(start, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	cur, err := unix.Open(start, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, false, err
 	}
+	// cur is the descriptor held: closed here on every way out but the
+	// one that returns it.
 	defer func() {
-		if err != nil {
-			unix.Close(fd)
-			fd = -1
+		if cur >= 0 {
+			unix.Close(cur)
 		}
 	}()
-	euid := uint32(unix.Geteuid())
+	root := unix.Geteuid() == 0
 	names := strings.Split(path, "/")
 	hops := 0
 	for len(names) > 0 {
@@ -65,20 +69,20 @@ func Open(path string, opts Options) (fd int, made bool, err error) {
 		if name == "" || name == "." {
 			continue
 		}
-		last := len(names) == 0 || strings.Trim(strings.Join(names, "/"), "/.") == ""
+		last := !slices.ContainsFunc(names, func(n string) bool { return n != "" && n != "." })
 		made = false
 		want := uint32(0o755)
 		if last {
 			want = opts.Mode
 		}
-		next, err := unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		next, err := openName(cur, name, !last || opts.DirOnly)
 		if errors.Is(err, unix.ENOENT) && opts.Create && name != ".." {
-			if err = unix.Mkdirat(fd, name, want); err == nil || errors.Is(err, unix.EEXIST) {
+			if err = unix.Mkdirat(cur, name, want); err == nil || errors.Is(err, unix.EEXIST) {
 				made = err == nil
 				if made && AfterMkdir != nil {
-					AfterMkdir(fd, name)
+					AfterMkdir(cur, name)
 				}
-				next, err = unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+				next, err = openName(cur, name, true)
 			}
 		}
 		if err != nil {
@@ -101,19 +105,19 @@ func Open(path string, opts Options) (fd int, made bool, err error) {
 			switch {
 			case err != nil:
 				return -1, false, err
-			case st.Uid != euid && st.Uid != 0:
+			case root && st.Uid != 0:
 				return -1, false, fmt.Errorf("%s: a symlink of uid %d on the way, not followed: name what it leads to (%s)", name, st.Uid, to)
 			case hops >= maxHops:
 				return -1, false, unix.ELOOP
 			}
 			hops++
 			if filepath.IsAbs(to) {
-				root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+				top, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 				if err != nil {
 					return -1, false, err
 				}
-				unix.Close(fd)
-				fd = root
+				unix.Close(cur)
+				cur = top
 			}
 			names = append(strings.Split(to, "/"), names...)
 			continue
@@ -122,10 +126,26 @@ func Open(path string, opts Options) (fd int, made bool, err error) {
 			unix.Close(next)
 			return -1, false, unix.ENOTDIR
 		}
-		unix.Close(fd)
-		fd = next
+		unix.Close(cur)
+		cur = next
 	}
+	fd, cur = cur, -1
 	return fd, made, nil
+}
+
+// openName opens name in dir O_PATH, not following a symlink. A
+// directory is asked for when one is expected: only then does the kernel
+// trigger an automount there (an O_PATH open alone leaves an automount
+// point unmounted); a symlink then fails ENOTDIR and is opened as such.
+func openName(dir int, name string, wantDir bool) (int, error) {
+	const flags = unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if wantDir {
+		fd, err := unix.Openat(dir, name, flags|unix.O_DIRECTORY, 0)
+		if !errors.Is(err, unix.ENOTDIR) {
+			return fd, err
+		}
+	}
+	return unix.Openat(dir, name, flags, 0)
 }
 
 // AfterMkdir, when set (by tests only), runs after Open makes a directory

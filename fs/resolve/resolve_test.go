@@ -68,3 +68,31 @@ func procName(t *testing.T, fd int) string {
 	}
 	return p
 }
+
+// TestOpenFailsWithoutLeaking: a path that fails, on the way or at the
+// end, leaves no descriptor open (a daemon resolves a vanished source on
+// every scheduled snapshot).
+func TestOpenFailsWithoutLeaking(t *testing.T) {
+	base := t.TempDir()
+	os.Mkdir(filepath.Join(base, "d"), 0o755)
+	os.WriteFile(filepath.Join(base, "d", "file"), nil, 0o644)
+	count := func() int {
+		names, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc")
+		}
+		return len(names)
+	}
+	before := count()
+	for range 50 {
+		for _, p := range []string{"d/missing", "d/missing/deeper", "d/file/below"} {
+			if _, _, err := Open(filepath.Join(base, p), Options{DirOnly: true}); err == nil {
+				t.Fatalf("%s opened", p)
+			}
+		}
+	}
+	if after := count(); after > before+2 {
+		t.Errorf("%d descriptors before 150 failed opens, %d after", before, after)
+	}
+}
+

@@ -30,10 +30,8 @@ func openRoot(vol *store.Volume, root *os.File, dir bool) (fd int, path string, 
 		return -1, "", fmt.Errorf("source %s: %w", vol.Source, err)
 	}
 	defer unix.Close(pathFd)
-	if !haveProcFD {
-		// No way to reopen the inode held: the path, as it is now.
-		path = vol.Source
-	} else {
+	path = vol.Source
+	if haveProcFD {
 		path = "/proc/self/fd/" + strconv.Itoa(pathFd)
 	}
 	flags := 0
@@ -43,9 +41,16 @@ func openRoot(vol *store.Volume, root *os.File, dir bool) (fd int, path string, 
 	if fd, err = openNoatime(path, flags|unix.O_NONBLOCK|unix.O_NOCTTY); err != nil {
 		return -1, "", fmt.Errorf("source %s: %w", vol.Source, err)
 	}
-	// The O_PATH descriptor goes; the readable one names the inode.
-	if haveProcFD {
-		path = "/proc/self/fd/" + strconv.Itoa(fd)
+	if !haveProcFD {
+		// The path was opened again, as it is now: it must still be what
+		// was resolved.
+		var held, opened unix.Stat_t
+		if err := unix.Fstat(pathFd, &held); err != nil || unix.Fstat(fd, &opened) != nil || held.Dev != opened.Dev || held.Ino != opened.Ino {
+			unix.Close(fd)
+			return -1, "", fmt.Errorf("source %s: replaced while it was opened", vol.Source)
+		}
+		return fd, path, nil
 	}
-	return fd, path, nil
+	// The O_PATH descriptor goes; the readable one names the inode.
+	return fd, "/proc/self/fd/" + strconv.Itoa(fd), nil
 }
