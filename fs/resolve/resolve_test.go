@@ -95,4 +95,3 @@ func TestOpenFailsWithoutLeaking(t *testing.T) {
 		t.Errorf("%d descriptors before 150 failed opens, %d after", before, after)
 	}
 }
-
