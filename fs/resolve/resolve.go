@@ -2,10 +2,10 @@
 // target, a volume's source, an export's directory) the way a process
 // running as root beside untrusted users must: one name at a time from a
 // held descriptor, so that nothing is looked up twice, and, as root,
-// following no symlink of another user. Whoever owns a directory on the way can put a
-// symlink of theirs in it; followed with root's rights, it would lead a
-// restore (and its --delete) anywhere, or a snapshot into files that user
-// may not read.
+// following no symlink of another user. Whoever owns a directory on the
+// way can put a symlink of theirs in it; followed with root's rights, it
+// would lead a restore (and its --delete) anywhere, or a snapshot into
+// files that user may not read.
 package resolve
 
 import (
