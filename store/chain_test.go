@@ -71,7 +71,7 @@ func wantHolders(t *testing.T, r *Repo, s *Snapshot, want ...uint64) {
 	}
 }
 
-// TestSpecChainExample reproduces SPEC's A B C D example.
+// TestSpecChainExample reproduces the A B C D example of docs/design.md.
 func TestSpecChainExample(t *testing.T) {
 	r := testRepo(t)
 	if _, err := r.AddVolume(context.Background(), Volume{Name: "v", Source: "/nowhere"}); err != nil {
@@ -199,7 +199,7 @@ func dumpPrefix(t *testing.T, r *Repo, prefix []byte) map[string]string {
 	return out
 }
 
-// TestChainMapSpecExample draws SPEC's example: snapshot 3 holds B2, links
+// TestChainMapSpecExample draws the example of docs/design.md: snapshot 3 holds B2, links
 // C1 to snapshot 2 and A, D to snapshot 1.
 func TestChainMapSpecExample(t *testing.T) {
 	r := testRepo(t)

@@ -20,8 +20,9 @@ type ChainRow struct {
 }
 
 // ChainMap returns, for every snapshot of a volume, where its data lies:
-// SPEC's A/B/C/D picture for the volume's own data. It reads every
-// snapshot's block list; each block's holder is one index seek.
+// the A/B/C/D picture of docs/design.md for the volume's own data. It
+// reads every snapshot's block list; each block's holder is one index
+// seek.
 func (r *Repo) ChainMap(ctx context.Context, volume string) ([]ChainRow, error) {
 	v, err := r.Volume(ctx, volume)
 	if err != nil {

@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// TestDeleteSpecExample deletes snapshot 1 of SPEC's example: A and D pass
-// to snapshot 2, B and C lose their last reference.
+// TestDeleteSpecExample deletes snapshot 1 of the example in
+// docs/design.md: A and D pass to snapshot 2, B and C lose their last
+// reference.
 func TestDeleteSpecExample(t *testing.T) {
 	r := testRepo(t)
 	ctx := context.Background()
@@ -220,7 +221,7 @@ func TestImageHoldsItsBlocks(t *testing.T) {
 	}
 }
 
-// TestDeleteSpecChainEveryOrder builds SPEC's A/B/C/D chain and deletes its
+// TestDeleteSpecChainEveryOrder builds the A/B/C/D chain of docs/design.md and deletes its
 // snapshots in every order: after each deletion every survivor reads back
 // exactly and each block is held by the earliest survivor of its run.
 func TestDeleteSpecChainEveryOrder(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 
 // flagsFirst reorders a command line so that flags given after positional
 // arguments come before them. urfave/cli v2 stops reading flags at the
-// first positional argument, but SPEC's syntax (and habit) puts them after:
+// first positional argument, but the documented syntax (and habit) puts them after:
 // `chainfs snapshot create home --name x`. Everything after "--" stays as
 // it is.
 func flagsFirst(app *cli.App, args []string) []string {
