@@ -199,8 +199,8 @@ func dumpPrefix(t *testing.T, r *Repo, prefix []byte) map[string]string {
 	return out
 }
 
-// TestChainMapSpecExample draws the example of docs/design.md: snapshot 3 holds B2, links
-// C1 to snapshot 2 and A, D to snapshot 1.
+// TestChainMapSpecExample draws the example of docs/design.md: snapshot 3
+// holds B2, links C1 to snapshot 2 and A, D to snapshot 1.
 func TestChainMapSpecExample(t *testing.T) {
 	r := testRepo(t)
 	ctx := context.Background()

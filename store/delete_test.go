@@ -221,9 +221,10 @@ func TestImageHoldsItsBlocks(t *testing.T) {
 	}
 }
 
-// TestDeleteSpecChainEveryOrder builds the A/B/C/D chain of docs/design.md and deletes its
-// snapshots in every order: after each deletion every survivor reads back
-// exactly and each block is held by the earliest survivor of its run.
+// TestDeleteSpecChainEveryOrder builds the A/B/C/D chain of
+// docs/design.md and deletes its snapshots in every order: after each
+// deletion every survivor reads back exactly and each block is held by
+// the earliest survivor of its run.
 func TestDeleteSpecChainEveryOrder(t *testing.T) {
 	ctx := context.Background()
 	A, B, C, D := block('A'), block('B'), block('C'), block('D')
