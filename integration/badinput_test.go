@@ -66,6 +66,8 @@ func TestBadArguments(t *testing.T) {
 	e.fails(2, `volume name "../x"`, "volume", "add", "../x", src)
 	e.fails(2, `volume name "latest"`, "volume", "add", "latest", src)
 	e.fails(2, "block size", "volume", "add", "v", src, "--block-size", "3000")
+	e.fails(2, "a power of two from 4.0 KiB", "volume", "add", "v", src, "--block-size", "0")
+	e.fails(2, "want a number of bytes, or with a unit", "volume", "add", "v", src, "--block-size", "12X")
 	e.fails(2, "--exclude", "volume", "add", "v", src, "--exclude", "a[")
 	e.fails(1, "volume nope: not found", "snapshot", "create", "nope")
 	e.fails(1, "volume nope: not found", "snapshot", "list", "nope")

@@ -62,12 +62,13 @@ func TestRepoDirAndForwarding(t *testing.T) {
 }
 
 func TestParseSizeAndCount(t *testing.T) {
-	for in, want := range map[string]uint64{"262144": 262144, "256K": 256 << 10, "256KiB": 256 << 10, "1M": 1 << 20, "1mib": 1 << 20, "2G": 2 << 30} {
+	for in, want := range map[string]uint64{"262144": 262144, "256K": 256 << 10, "256KB": 256 << 10, "256KiB": 256 << 10,
+		"1M": 1 << 20, "1mib": 1 << 20, "2G": 2 << 30, "1.5G": 3 << 29, "1T": 1 << 40, "2 GiB": 2 << 30, "0": 0, "12B": 12} {
 		if got, err := parseSize(in); err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "K", "0", "-1", "1.5M", "12X"} {
+	for _, bad := range []string{"", "K", "-1", "-1K", "12X", "1KK", "1.5.1M", "abc"} {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("parseSize(%q) accepted", bad)
 		}

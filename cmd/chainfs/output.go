@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
+	"github.com/dustin/go-humanize"
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 )
@@ -52,28 +53,30 @@ func size(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// parseSize reads "262144", "256K", "256KiB", "1M", "1MiB".
+// parseSize reads a size: bytes ("262144") or a number with a unit,
+// every unit binary as the rest of chainfs counts ("256K", "256KB" and
+// "256KiB" are 262,144 bytes; "1.5G", "1T"). Zero is a size: callers that
+// cannot take it say so.
 func parseSize(s string) (uint64, error) {
-	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
-	mult := uint64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
+	t := strings.TrimSpace(s)
+	// go-humanize reads K and KB as 1,000: the unit is rewritten as the
+	// binary one it means here.
+	if i := strings.IndexFunc(t, unicode.IsLetter); i >= 0 {
+		unit := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(t[i:]), "B"), "I")
+		switch {
+		case unit == "":
+			t = t[:i]
+		case len(unit) == 1 && strings.Contains("KMGTPE", unit):
+			t = t[:i] + unit + "iB"
+		default:
+			t = "?"
 		}
 	}
-	n, err := strconv.ParseUint(t, 10, 64)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("size %q: want a number with an optional K, M or G suffix", s)
+	n, err := humanize.ParseBytes(t)
+	if err != nil || strings.HasPrefix(t, "-") {
+		return 0, fmt.Errorf("size %q: want a number of bytes, or with a unit: K, M, G, T, P or E (binary: 1K = 1,024), as in 256K or 1.5G", s)
 	}
-	return n * mult, nil
+	return n, nil
 }
 
 func formatTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -165,6 +166,9 @@ func openRepo(c *cli.Context) (*store.Repo, error) {
 	}
 	if v := c.String("metadata-cache"); v != "" { // serve's
 		n, err := parseSize(v)
+		if err == nil && n == 0 {
+			err = errors.New("at least one byte")
+		}
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--metadata-cache: %w", err)}
 		}

@@ -69,8 +69,8 @@ func volumeAdd(c *cli.Context) error {
 		if err != nil {
 			return usageError{err}
 		}
-		if n > store.MaxBlockSize {
-			return usagef("block size %s: at most %s", s, size(store.MaxBlockSize))
+		if n == 0 || n > store.MaxBlockSize {
+			return usagef("block size %s: a power of two from %s to %s", s, size(store.MinBlockSize), size(store.MaxBlockSize))
 		}
 		v.BlockSize = uint32(n)
 	}
