@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/chainfs/chainfs/store"
+	"golang.org/x/sys/unix"
 )
 
 // TestEmptiedSourceRefused: a tree whose files are all gone where the
@@ -91,11 +92,24 @@ func TestFileSystemOfMountPoint(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/x\134y`: `/x\y`, `/end\04`: `/end\04`} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
+// TestFileSystemOfOddMountPoint: a mount point whose name holds what the
+// mount table escapes (space, tab, newline, backslash) is named exactly.
+func TestFileSystemOfOddMountPoint(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := filepath.Join(t.TempDir(), "a b\\c\td\ne")
+	os.Mkdir(dir, 0o755)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	fs, err := FileSystemOf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs.Mount != dir || fs.Type != "tmpfs" {
+		t.Errorf("FileSystemOf(%q) = %+v", dir, fs)
 	}
 }
 

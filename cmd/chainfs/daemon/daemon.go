@@ -6,7 +6,6 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/moby/sys/mountinfo"
 )
 
 // Options configure Run.
@@ -236,25 +236,13 @@ type MountEntry struct {
 
 // mountTable reads this process's mount table.
 func mountTable() []MountEntry {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	var out []MountEntry
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		m := MountEntry{Dir: unescapeMount(fields[4]), Type: "unknown"}
-		for i, field := range fields {
-			if field == "-" && i+2 < len(fields) {
-				m.Type, m.Source = fields[i+1], unescapeMount(fields[i+2])
-			}
-		}
-		out = append(out, m)
+	out := make([]MountEntry, 0, len(mounts))
+	for _, m := range mounts {
+		out = append(out, MountEntry{Dir: m.Mountpoint, Type: m.FSType, Source: m.Source})
 	}
 	return out
 }
@@ -289,11 +277,6 @@ func Stale(dir string) (stale bool, err error) {
 	case <-time.After(5 * time.Second):
 		return false, fmt.Errorf("%s: no answer in 5 s: the daemon hangs", dir)
 	}
-}
-
-func unescapeMount(s string) string {
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(s)
 }
 
 // notifier delivers change notices in order on its own goroutine.
