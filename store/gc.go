@@ -3,7 +3,6 @@ package store
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -386,23 +385,16 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 		return err
 	}
 	var (
-		w     PackWriter
-		newID uint64
+		pack  *packBuilder
 		moved []struct {
 			pendingBlock
 			pack uint64
 		}
 	)
 	finish := func() error {
-		size := w.Size()
-		if err := w.Finish(); err != nil {
-			w.Abort()
-			return err
-		}
-		w = nil
-		if err := r.update(func(txn *badger.Txn) error {
-			return txn.Set(packKey(newID), binary.BigEndian.AppendUint64(nil, uint64(size)))
-		}); err != nil {
+		size, err := pack.finish()
+		pack = nil
+		if err != nil {
 			return err
 		}
 		st.BytesMoved += uint64(size)
@@ -420,35 +412,32 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			continue
 		}
 		if err != nil {
-			if w != nil {
-				w.Abort()
+			if pack != nil {
+				pack.abort()
 			}
 			return fmt.Errorf("rewriting packs: %w", err)
 		}
-		if w == nil {
-			if err := r.update(func(txn *badger.Txn) (err error) { newID, err = nextID(txn, "pack"); return err }); err != nil {
-				return err
-			}
-			if w, err = r.blocks.Create(newID); err != nil {
+		if pack == nil {
+			if pack, err = r.newPack(); err != nil {
 				return err
 			}
 		}
-		off, err := w.Append(buf[:n])
+		pb, err := pack.add(h, buf[:n])
 		if err != nil {
-			w.Abort()
+			pack.abort()
 			return err
 		}
 		moved = append(moved, struct {
 			pendingBlock
 			pack uint64
-		}{pendingBlock{hash: h, offset: off, length: uint32(n)}, newID})
-		if w.Size() >= r.packSize {
+		}{pb, pack.id})
+		if pack.size() >= r.packSize {
 			if err := finish(); err != nil {
 				return err
 			}
 		}
 	}
-	if w != nil {
+	if pack != nil {
 		if err := finish(); err != nil {
 			return err
 		}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -267,32 +266,20 @@ func (r *Repo) heal(ctx context.Context, bad map[Hash][]blockSite, runs map[Hash
 	if len(found) == 0 {
 		return nil
 	}
-	var id uint64
-	if err := r.update(func(txn *badger.Txn) (err error) { id, err = nextID(txn, "pack"); return err }); err != nil {
-		return err
-	}
-	w, err := r.blocks.Create(id)
+	pack, err := r.newPack()
 	if err != nil {
 		return err
 	}
 	for i := range found {
-		off, err := w.Append(data[i])
-		if err != nil {
-			w.Abort()
+		if found[i], err = pack.add(found[i].hash, data[i]); err != nil {
+			pack.abort()
 			return err
 		}
-		found[i].offset = off
 	}
-	size := w.Size()
-	if err := w.Finish(); err != nil {
-		w.Abort()
+	if _, err := pack.finish(); err != nil {
 		return err
 	}
-	if err := r.update(func(txn *badger.Txn) error {
-		return txn.Set(packKey(id), binary.BigEndian.AppendUint64(nil, uint64(size)))
-	}); err != nil {
-		return err
-	}
+	id := pack.id
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	for i, b := range found {

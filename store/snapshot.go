@@ -108,9 +108,7 @@ type SnapshotWriter struct {
 	committed      bool
 
 	mu       sync.Mutex
-	pack     PackWriter
-	packID   uint64
-	inPack   []pendingBlock // blocks of the open pack
+	pack     *packBuilder // the open pack
 	pending  map[Hash]struct{}
 	treeSeen map[Hash]struct{}
 	done     bool
@@ -275,21 +273,19 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 			return err
 		}
 	}
-	off, err := w.pack.Append(data)
-	if err != nil {
+	if _, err := w.pack.add(h, data); err != nil {
 		return err
 	}
 	w.pending[h] = struct{}{}
-	w.inPack = append(w.inPack, pendingBlock{hash: h, offset: off, length: uint32(len(data))})
 	w.stored.Add(uint64(len(data)))
-	if w.pack.Size() >= w.repo.packSize {
-		pack, id, blocks := w.pack, w.packID, w.inPack
-		w.pack, w.inPack = nil, nil
-		w.finished = append(w.finished, newFinishedPack(id, blocks))
+	if w.pack.size() >= w.repo.packSize {
+		pack := w.pack
+		w.pack = nil
+		w.finished = append(w.finished, newFinishedPack(pack.id, pack.blocks))
 		w.finishing.Add(1)
 		go func() {
 			defer w.finishing.Done()
-			if err := w.repo.finishPack(pack, id, blocks); err != nil {
+			if err := w.repo.finishPack(pack); err != nil {
 				w.mu.Lock()
 				w.finishErr = cmp.Or(w.finishErr, err)
 				w.mu.Unlock()
@@ -300,30 +296,22 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 }
 
 func (w *SnapshotWriter) openPack() error {
-	var id uint64
-	err := w.repo.update(func(txn *badger.Txn) (err error) {
-		id, err = nextID(txn, "pack")
-		return err
-	})
+	p, err := w.repo.newPack()
 	if err != nil {
 		return err
 	}
-	p, err := w.repo.blocks.Create(id)
-	if err != nil {
-		return err
-	}
-	w.pack, w.packID, w.inPack = p, id, nil
+	w.pack = p
 	return nil
 }
 
-// finishPack makes a pack durable and only then records its blocks, so
-// that no block record ever points at bytes a crash could lose.
-func (r *Repo) finishPack(pack PackWriter, id uint64, blocks []pendingBlock) error {
-	size := pack.Size()
-	if err := pack.Finish(); err != nil {
-		pack.Abort()
+// finishPack makes a snapshot's pack durable and recorded (packBuilder),
+// and only then records its blocks, so that no block record ever points
+// at bytes a crash could lose.
+func (r *Repo) finishPack(pack *packBuilder) error {
+	if _, err := pack.finish(); err != nil {
 		return err
 	}
+	id, blocks := pack.id, pack.blocks
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	for len(blocks) > 0 {
@@ -348,25 +336,24 @@ func (r *Repo) finishPack(pack PackWriter, id uint64, blocks []pendingBlock) err
 		if err != nil {
 			return err
 		}
+		crashPoint("blocks")
 	}
-	return r.update(func(txn *badger.Txn) error {
-		return txn.Set(packKey(id), binary.BigEndian.AppendUint64(nil, uint64(size)))
-	})
+	return nil
 }
 
 // flush finishes the open pack and waits for those finishing in the
 // background.
 func (w *SnapshotWriter) flush() error {
 	w.mu.Lock()
-	pack, id, blocks := w.pack, w.packID, w.inPack
-	w.pack, w.inPack, w.done = nil, nil, true
+	pack := w.pack
+	w.pack, w.done = nil, true
 	if pack != nil {
-		w.finished = append(w.finished, newFinishedPack(id, blocks))
+		w.finished = append(w.finished, newFinishedPack(pack.id, pack.blocks))
 	}
 	w.mu.Unlock()
 	var err error
 	if pack != nil {
-		err = w.repo.finishPack(pack, id, blocks)
+		err = w.repo.finishPack(pack)
 	}
 	w.finishing.Wait()
 	w.mu.Lock()
@@ -460,7 +447,7 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 func (w *SnapshotWriter) Abort() {
 	w.mu.Lock()
 	if w.pack != nil {
-		w.pack.Abort()
+		w.pack.abort()
 		w.pack = nil
 	}
 	w.done = true

@@ -1,0 +1,82 @@
+package store
+
+import (
+	"encoding/binary"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// packBuilder writes one new pack, the one way every writer of packs (a
+// snapshot, gc's rewrite, repair) does. Its order is what keeps a crash
+// from losing anything: the pack's bytes are made durable (the file, then
+// its directory: PackWriter.Finish), then the pack is recorded, and only
+// then may block records point into it. A crash before the record leaves
+// a pack file that no record names, which the next open deletes; a crash
+// after it leaves a recorded pack that no block names yet, which gc
+// drops. No block record ever names a pack that could vanish.
+type packBuilder struct {
+	r      *Repo
+	id     uint64
+	w      PackWriter
+	blocks []pendingBlock
+}
+
+// packCrash, when set (by tests only), runs at each step of finish after
+// which a crash must leave the repository whole.
+var packCrash func(step string)
+
+// newPack starts a pack under a new id.
+func (r *Repo) newPack() (*packBuilder, error) {
+	var id uint64
+	if err := r.update(func(txn *badger.Txn) (err error) { id, err = nextID(txn, "pack"); return err }); err != nil {
+		return nil, err
+	}
+	w, err := r.blocks.Create(id)
+	if err != nil {
+		return nil, err
+	}
+	return &packBuilder{r: r, id: id, w: w}, nil
+}
+
+// add appends a block's bytes and returns where they went.
+func (p *packBuilder) add(h Hash, data []byte) (pendingBlock, error) {
+	off, err := p.w.Append(data)
+	if err != nil {
+		return pendingBlock{}, err
+	}
+	b := pendingBlock{hash: h, offset: off, length: uint32(len(data))}
+	p.blocks = append(p.blocks, b)
+	return b, nil
+}
+
+// size is the bytes appended so far.
+func (p *packBuilder) size() int64 { return p.w.Size() }
+
+// abort removes the pack, unfinished.
+func (p *packBuilder) abort() { p.w.Abort() }
+
+// finish makes the pack durable and records it, and returns its size; the
+// caller records its blocks after. A pack that cannot be made durable is
+// removed; one made durable but not recorded is removed at the next open.
+func (p *packBuilder) finish() (int64, error) {
+	size := p.w.Size()
+	if err := p.w.Finish(); err != nil {
+		p.w.Abort()
+		return 0, err
+	}
+	crashPoint("durable")
+	err := p.r.update(func(txn *badger.Txn) error {
+		return txn.Set(packKey(p.id), binary.BigEndian.AppendUint64(nil, uint64(size)))
+	})
+	if err != nil {
+		return 0, err
+	}
+	crashPoint("recorded")
+	return size, nil
+}
+
+func crashPoint(step string) {
+	if packCrash != nil {
+		packCrash(step)
+	}
+}
