@@ -1,15 +1,18 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // BlockStore keeps block bytes in packs: append-only containers named by a
@@ -50,7 +53,43 @@ type packDir struct {
 	dir string
 
 	mu   sync.RWMutex
-	open map[uint64]*os.File // read handles, kept because packs never change
+	open map[uint64]*packHandle // read handles, kept because packs never change
+	tick atomic.Uint64          // orders uses, for eviction
+}
+
+// packHandle is a read handle of one pack, shared by readers. It is
+// closed when it has left the cache and its last reader is done, never
+// under a read in flight.
+type packHandle struct {
+	f       *os.File
+	refs    atomic.Int64 // readers using it now
+	used    atomic.Uint64
+	evicted atomic.Bool
+	closed  atomic.Bool
+}
+
+// release ends one reader's use; the last one of an evicted handle
+// closes it.
+func (h *packHandle) release() {
+	if h.refs.Add(-1) == 0 && h.evicted.Load() {
+		h.close()
+	}
+}
+
+func (h *packHandle) close() {
+	if h.closed.CompareAndSwap(false, true) {
+		h.f.Close()
+	}
+}
+
+// evict takes h out of the cache: closed now if no reader uses it, else
+// by its last reader. Called with the cache's write lock held, so no
+// reader is between finding h and counting itself in.
+func (h *packHandle) evict() {
+	h.evicted.Store(true)
+	if h.refs.Load() == 0 {
+		h.close()
+	}
 }
 
 // maxOpenPacks bounds the read handles packDir keeps.
@@ -61,7 +100,7 @@ func NewPackDir(dir string) (BlockStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pack directory: %w", err)
 	}
-	return &packDir{dir: dir, open: make(map[uint64]*os.File)}, nil
+	return &packDir{dir: dir, open: make(map[uint64]*packHandle)}, nil
 }
 
 func (d *packDir) path(id uint64) string {
@@ -76,12 +115,18 @@ func (d *packDir) Create(id uint64) (PackWriter, error) {
 	return &packFile{f: f, dir: d.dir}, nil
 }
 
-func (d *packDir) handle(id uint64) (*os.File, error) {
+// acquire returns pack id's read handle, counted as in use until its
+// release.
+func (d *packDir) acquire(id uint64) (*packHandle, error) {
 	d.mu.RLock()
-	f := d.open[id]
+	h := d.open[id]
+	if h != nil {
+		h.refs.Add(1)
+	}
 	d.mu.RUnlock()
-	if f != nil {
-		return f, nil
+	if h != nil {
+		h.used.Store(d.tick.Add(1))
+		return h, nil
 	}
 	f, err := os.Open(d.path(id))
 	if err != nil {
@@ -92,26 +137,44 @@ func (d *packDir) handle(id uint64) (*os.File, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if old := d.open[id]; old != nil {
+	if h := d.open[id]; h != nil {
 		f.Close()
-		return old, nil
+		h.refs.Add(1)
+		h.used.Store(d.tick.Add(1))
+		return h, nil
 	}
 	if len(d.open) >= maxOpenPacks {
-		// Closing a handle another reader is using would fail its read, so
-		// handles are only dropped when nobody can hold them: the map is
-		// simply cleared and old handles are left to the finalizer.
-		d.open = make(map[uint64]*os.File)
+		d.evictOldest()
 	}
-	d.open[id] = f
-	return f, nil
+	h = &packHandle{f: f}
+	h.refs.Store(1)
+	h.used.Store(d.tick.Add(1))
+	d.open[id] = h
+	return h, nil
+}
+
+// evictOldest drops the least recently used quarter of the cache, so that
+// a scan of every pack evicts once per hundred-odd opens, not per open.
+// Called with the write lock held.
+func (d *packDir) evictOldest() {
+	ids := make([]uint64, 0, len(d.open))
+	for id := range d.open {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b uint64) int { return cmp.Compare(d.open[a].used.Load(), d.open[b].used.Load()) })
+	for _, id := range ids[:len(ids)/4+1] {
+		d.open[id].evict()
+		delete(d.open, id)
+	}
 }
 
 func (d *packDir) ReadAt(id uint64, p []byte, off int64) error {
-	f, err := d.handle(id)
+	h, err := d.acquire(id)
 	if err != nil {
 		return err
 	}
-	n, err := f.ReadAt(p, off)
+	defer h.release()
+	n, err := h.f.ReadAt(p, off)
 	if n == len(p) {
 		return nil
 	}
@@ -122,10 +185,13 @@ func (d *packDir) ReadAt(id uint64, p []byte, off int64) error {
 }
 
 func (d *packDir) Remove(id uint64) error {
-	// The handle is not closed: a reader may be using it, and an unlinked
-	// file stays readable through it. The finalizer closes it.
+	// A reader may be using the handle, and an unlinked file stays
+	// readable through it: the last reader closes it.
 	d.mu.Lock()
-	delete(d.open, id)
+	if h := d.open[id]; h != nil {
+		h.evict()
+		delete(d.open, id)
+	}
 	d.mu.Unlock()
 	if err := os.Remove(d.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -164,8 +230,8 @@ func (d *packDir) Size() (int64, error) {
 func (d *packDir) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for id, f := range d.open {
-		f.Close()
+	for id, h := range d.open {
+		h.evict()
 		delete(d.open, id)
 	}
 	return nil

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+)
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	names, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	return len(names)
+}
+
+// TestPackHandlesBounded: readers of more packs than the handle cache
+// keeps, at once and again, never hold more than the cache's bound plus
+// the readers in flight, and a handle is never closed under a read (also
+// when its pack is removed meanwhile). Handles are closed by count, not
+// left to the garbage collector.
+func TestPackHandlesBounded(t *testing.T) {
+	bs, err := NewPackDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	const packs = maxOpenPacks + 300
+	data := func(id uint64) []byte { return bytes.Repeat([]byte{byte(id)}, 64) }
+	for id := uint64(1); id <= packs; id++ {
+		w, err := bs.Create(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Append(data(id))
+		if err := w.Finish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := openFDs(t)
+	const readers = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, readers)
+	for g := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64)
+			for round := range 3 {
+				for i := uint64(0); i < packs; i++ {
+					id := 1 + (i+uint64(g*97+round*31))%packs
+					if err := bs.ReadAt(id, buf, 0); err != nil {
+						errs <- fmt.Errorf("pack %d: %w", id, err)
+						return
+					}
+					if !bytes.Equal(buf, data(id)) {
+						errs <- fmt.Errorf("pack %d: wrong bytes", id)
+						return
+					}
+				}
+			}
+		}()
+	}
+	// A pack removed while it is read: reads in flight finish.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for id := uint64(packs - 10); id <= packs; id++ {
+			bs.Remove(id)
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil && !bytes.Contains([]byte(err.Error()), []byte("repository data corrupt")) {
+			t.Error(err)
+		}
+	}
+	if after := openFDs(t); after-before > maxOpenPacks+readers {
+		t.Errorf("%d descriptors open after reading %d packs, %d before: the cache keeps at most %d", after, packs, before, maxOpenPacks)
+	}
+}
