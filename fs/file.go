@@ -27,12 +27,16 @@ type fileHandle struct {
 
 // fetch is one block being read or read.
 type fetch struct {
-	done chan struct{}
-	data []byte
-	err  error
+	done   chan struct{}
+	data   []byte
+	err    error
+	cancel context.CancelFunc // ends the read when no one will want it
 }
 
-var _ = (gofs.FileReader)((*fileHandle)(nil))
+var (
+	_ = (gofs.FileReader)((*fileHandle)(nil))
+	_ = (gofs.FileReleaser)((*fileHandle)(nil))
+)
 
 func newFileHandle(n *entryNode, blocks *store.BlockList) *fileHandle {
 	return &fileHandle{n: n, blocks: blocks, bs: int64(n.entry.BlockSize), cache: map[int]*fetch{}}
@@ -106,15 +110,16 @@ func (h *fileHandle) start(i int) *fetch {
 	if f := h.cache[i]; f != nil {
 		return f
 	}
-	f := &fetch{done: make(chan struct{})}
+	// Not the request's context: a block fetched ahead outlives the read
+	// that asked for it. Its own, which the handle's release cancels.
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fetch{done: make(chan struct{}), cancel: cancel}
 	h.cache[i] = f
 	length := h.n.entry.BlockLen(i)
 	go func() {
+		defer cancel()
 		defer close(f.done)
 		f.data = make([]byte, length)
-		// Not the request's context: a block fetched ahead outlives the
-		// read that asked for it.
-		ctx := context.Background()
 		hash, err := h.blocks.At(ctx, i)
 		if err != nil || hash.IsHole() {
 			f.err = err
@@ -127,4 +132,17 @@ func (h *fileHandle) start(i int) *fetch {
 		}
 	}()
 	return f
+}
+
+// Release ends the reads still fetched ahead for this handle, which no
+// one will read now (FileReleaser): a reader that read a little and
+// closed leaves no block reads behind it.
+func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, f := range h.cache {
+		f.cancel()
+		delete(h.cache, i)
+	}
+	return 0
 }

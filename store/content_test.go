@@ -99,7 +99,7 @@ func TestChunkedBlockLists(t *testing.T) {
 	// One block changed in the third chunk: the second snapshot's delta
 	// takes out one block and puts in one, and reads only that chunk: the
 	// first chunk's blob is taken away while the commit computes it.
-	first, err := r.blob(c.Hashes[0])
+	first, err := r.blob(context.Background(), c.Hashes[0])
 	if err != nil {
 		t.Fatal(err)
 	}

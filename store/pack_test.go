@@ -75,3 +75,27 @@ func TestPackCrashPoints(t *testing.T) {
 		})
 	}
 }
+
+// TestReadsHonourTheirContext: a read asked for under a cancelled
+// context ends with its error, not with the data.
+func TestReadsHonourTheirContext(t *testing.T) {
+	r := testRepo(t)
+	if _, err := r.AddVolume(context.Background(), Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {
+		t.Fatal(err)
+	}
+	s := snapFile(t, r, "v", block('a'))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := r.Tree(ctx, s.RootDir.Subtree); !errors.Is(err, context.Canceled) {
+		t.Errorf("Tree: %v", err)
+	}
+	if _, err := r.Blob(ctx, s.RootDir.Subtree); !errors.Is(err, context.Canceled) {
+		t.Errorf("Blob: %v", err)
+	}
+	if _, err := r.ReadBlock(ctx, Sum(block('a')), make([]byte, testBS)); !errors.Is(err, context.Canceled) {
+		t.Errorf("ReadBlock: %v", err)
+	}
+	if _, err := r.ReadBlock(context.Background(), Sum(block('a')), make([]byte, testBS)); err != nil {
+		t.Errorf("ReadBlock, not cancelled: %v", err)
+	}
+}

@@ -12,7 +12,7 @@ import (
 
 // Tree loads and decodes a tree blob.
 func (r *Repo) Tree(ctx context.Context, h Hash) ([]Entry, error) {
-	blob, err := r.blob(h)
+	blob, err := r.blob(ctx, h)
 	if err != nil {
 		return nil, err
 	}
@@ -23,8 +23,12 @@ func (r *Repo) Tree(ctx context.Context, h Hash) ([]Entry, error) {
 	return entries, nil
 }
 
-// blob reads a tree or content blob and checks its hash.
-func (r *Repo) blob(h Hash) ([]byte, error) {
+// blob reads a tree or content blob and checks its hash. A cancelled
+// ctx ends it before the read.
+func (r *Repo) blob(ctx context.Context, h Hash) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	var blob []byte
 	err := r.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(treeKey(h))
@@ -51,7 +55,7 @@ func (r *Repo) blob(h Hash) ([]byte, error) {
 func (r *Repo) VerifyFailures() uint64 { return r.verifyFailures.Load() }
 
 // Blob returns a tree or content blob as stored, checked against its hash.
-func (r *Repo) Blob(ctx context.Context, h Hash) ([]byte, error) { return r.blob(h) }
+func (r *Repo) Blob(ctx context.Context, h Hash) ([]byte, error) { return r.blob(ctx, h) }
 
 // FileBlocks returns a regular file's block list.
 func (r *Repo) FileBlocks(ctx context.Context, e *Entry) ([]Hash, error) {
@@ -88,6 +92,9 @@ func FileBlocks(ctx context.Context, rd Reader, e *Entry) ([]Hash, error) {
 // against its hash and returns its length. A hole reads as zeros of the
 // length the caller gives. A mismatch is ErrCorrupt, never wrong bytes.
 func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	if h.IsHole() {
 		clear(p)
 		return len(p), nil
