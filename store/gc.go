@@ -365,6 +365,13 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 	if err := r.update(func(txn *badger.Txn) error { return txn.Delete(packKey(id)) }); err != nil {
 		return err
 	}
+	// The metadata is written without a sync per write: what dropped or
+	// moved this pack's records must be on disk before the file goes, or a
+	// power loss could bring back records naming bytes that are gone (one
+	// sync per pack of up to 256 MiB).
+	if err := r.db.Sync(); err != nil {
+		return err
+	}
 	st.PacksRemoved++
 	return r.blocks.Remove(id)
 }

@@ -10,8 +10,9 @@ import (
 )
 
 // TestPackCrashPoints kills a process at each step of finishing a pack
-// (its bytes durable; the pack recorded; its block records being
-// written) while a snapshot, gc's rewrite or repair writes one. The
+// (its bytes durable; the pack recorded; its block records written)
+// while a snapshot writes one; gc's rewrite and repair finish theirs
+// through the same packBuilder. The
 // repository opens, checks clean with every byte read, and the next
 // snapshot of the same blocks stores what it must and reads back exactly:
 // no block record was left naming a pack the open removed.
