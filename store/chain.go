@@ -277,18 +277,15 @@ func (s deltaSet) sortedHashes() []Hash {
 // writeDelta records a snapshot's delta: the journal from which its chain
 // update is undone after a crash, and later merged when it is deleted.
 func (r *Repo) writeDelta(ctx context.Context, vol, seq uint64, delta deltaSet, hs []Hash) error {
-	wb := r.db.NewWriteBatch()
-	defer wb.Cancel()
+	b := r.newBatch()
+	defer b.cancel()
 	for _, h := range hs {
-		if err := wb.Set(deltaKey(vol, seq, h), delta[h].encode()); err != nil {
+		if err := b.putDelta(vol, seq, h, *delta[h]); err != nil {
 			return err
 		}
 	}
-	return wb.Flush()
+	return b.flush()
 }
-
-// kv is one planned write; a nil val deletes the key.
-type kv struct{ key, val []byte }
 
 // applyPlanned runs plan over hs in chunks: plan reads in a read-only
 // transaction and returns the writes, which then go in one write
@@ -316,29 +313,11 @@ func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badge
 		if err != nil {
 			return err
 		}
-		if err := r.writeAll(writes); err != nil {
+		if err := r.applyWrites(writes); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// writeAll applies planned writes in one transaction.
-func (r *Repo) writeAll(writes []kv) error {
-	return r.update(func(txn *badger.Txn) error {
-		for _, w := range writes {
-			var err error
-			if w.val == nil {
-				err = txn.Delete(w.key)
-			} else {
-				err = txn.Set(w.key, w.val)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // dropRef plans the loss of one of a block's references.
@@ -443,19 +422,6 @@ func getBlockRecord(txn *badger.Txn, h Hash) (blockRecord, error) {
 	return rec, err
 }
 
-// addRefs changes a block's reference count.
-func addRefs(txn *badger.Txn, h Hash, n int64) error {
-	rec, err := getBlockRecord(txn, h)
-	if err != nil {
-		return err
-	}
-	if n < 0 && rec.Refs < uint64(-n) {
-		return fmt.Errorf("block reference count below zero: %w", ErrCorrupt)
-	}
-	rec.Refs = uint64(int64(rec.Refs) + n)
-	return txn.Set(blockKey(h), rec.encode())
-}
-
 // undoDelta reverses an interrupted applyDelta of snapshot seq, using the
 // delta journal. Undo checks Upd, so an undo interrupted by another crash
 // is done again safely: a run whose start is seq is deleted together with
@@ -536,16 +502,16 @@ func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
 			return err
 		}
 		r.commitMu.Lock()
-		err = r.update(func(txn *badger.Txn) error {
+		err = r.commit(func(m metaTxn) error {
 			for _, k := range keys {
-				_, h, _, err := parseIntervalKey(k)
+				vol, h, start, err := parseIntervalKey(k)
 				if err != nil {
 					return err
 				}
-				if err := txn.Delete(k); err != nil {
+				if err := m.deleteInterval(vol, h, start); err != nil {
 					return err
 				}
-				if err := addRefs(txn, h, -1); err != nil {
+				if err := m.addRefs(h, -1); err != nil {
 					return err
 				}
 			}

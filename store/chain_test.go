@@ -139,11 +139,9 @@ func TestUndoInterruptedCommit(t *testing.T) {
 	delta.add(Sum(B), -1, testBS)
 	delta.add(Sum(C), 1, testBS)
 	hs := delta.sortedHashes()
-	r.db.Update(func(txn *badgerTxn) error {
-		var cur Volume
-		getJSON(txn, volumeKey("v"), &cur)
+	r.updateVolume("v", func(cur *Volume) error {
 		cur.Applying = w.snap.Seq
-		return setJSON(txn, volumeKey("v"), &cur)
+		return nil
 	})
 	if err := r.writeDelta(ctx, v.ID, w.snap.Seq, delta, hs); err != nil {
 		t.Fatal(err)

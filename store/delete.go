@@ -79,20 +79,6 @@ func (r *Repo) refuseLatest(ctx context.Context, op, volume, name string) error 
 	return e
 }
 
-// updateVolume changes a volume record in one transaction.
-func (r *Repo) updateVolume(volume string, fn func(*Volume) error) error {
-	return r.update(func(txn *badger.Txn) error {
-		var v Volume
-		if err := getJSON(txn, volumeKey(volume), &v); err != nil {
-			return fmt.Errorf("volume %s: %w", volume, err)
-		}
-		if err := fn(&v); err != nil {
-			return err
-		}
-		return setJSON(txn, volumeKey(volume), &v)
-	})
-}
-
 // neighbours returns the surviving snapshots just before and after seq
 // (0 when there is none).
 func (r *Repo) neighbours(vol, seq uint64) (prev, next uint64, err error) {
@@ -161,37 +147,32 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 			return err
 		}
 	}
-	return r.update(func(txn *badger.Txn) error {
+	return r.commit(func(m metaTxn) error {
 		var snap Snapshot
-		if err := getJSON(txn, snapshotKey(v.ID, k), &snap); err != nil {
+		if err := getJSON(m.txn, snapshotKey(v.ID, k), &snap); err != nil {
 			return err
 		}
-		if err := txn.Delete(snapshotKey(v.ID, k)); err != nil {
-			return err
-		}
-		if err := txn.Delete(snapNameKey(v.ID, snap.Name)); err != nil {
+		if err := m.deleteSnapshot(&snap); err != nil {
 			return err
 		}
 		if next != 0 {
 			var n Snapshot
-			if err := getJSON(txn, snapshotKey(v.ID, next), &n); err != nil {
+			if err := getJSON(m.txn, snapshotKey(v.ID, next), &n); err != nil {
 				return err
 			}
 			n.Parent = prev
 			n.Stats.AddedBytes, n.Stats.AddedBlocks = nextHeld.AddedBytes, nextHeld.AddedBlocks
-			if err := setJSON(txn, snapshotKey(v.ID, next), &n); err != nil {
+			if err := m.putSnapshot(&n); err != nil {
 				return err
 			}
 		}
-		var cur Volume
-		if err := getJSON(txn, volumeKey(volume), &cur); err != nil {
-			return err
-		}
-		cur.Deleting = 0
-		if cur.Head == k {
-			cur.Head = prev
-		}
-		return setJSON(txn, volumeKey(volume), &cur)
+		return m.updateVolume(volume, func(cur *Volume) error {
+			cur.Deleting = 0
+			if cur.Head == k {
+				cur.Head = prev
+			}
+			return nil
+		})
 	})
 }
 

@@ -55,7 +55,7 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 	}
 	for r.db.RunValueLogGC(0.5) == nil {
 	}
-	r.db.Sync()
+	r.syncMeta()
 	st.SizeAfter, _ = r.SpaceUsed()
 	return st, nil
 }
@@ -134,7 +134,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 		for i, k := range chunk {
 			writes[i] = kv{key: k}
 		}
-		if err := r.writeAll(writes); err != nil {
+		if err := r.applyWrites(writes); err != nil {
 			return err
 		}
 	}
@@ -336,13 +336,13 @@ func (r *Repo) dropDead(id uint64, dead []Hash, st *GCStats) error {
 	for len(dead) > 0 {
 		chunk := dead[:min(chunkSize, len(dead))]
 		dead = dead[len(chunk):]
-		err := r.update(func(txn *badger.Txn) error {
+		err := r.commit(func(m metaTxn) error {
 			for _, h := range chunk {
-				rec, err := getBlockRecord(txn, h)
+				rec, err := getBlockRecord(m.txn, h)
 				if err != nil || rec.Refs != 0 || rec.Pack != id {
 					continue
 				}
-				if err := txn.Delete(blockKey(h)); err != nil {
+				if err := m.deleteBlock(h); err != nil {
 					return err
 				}
 				st.BlocksFreed++
@@ -362,14 +362,14 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 	if err := r.dropDead(id, p.dead, st); err != nil {
 		return err
 	}
-	if err := r.update(func(txn *badger.Txn) error { return txn.Delete(packKey(id)) }); err != nil {
+	if err := r.commit(func(m metaTxn) error { return m.deletePack(id) }); err != nil {
 		return err
 	}
 	// The metadata is written without a sync per write: what dropped or
 	// moved this pack's records must be on disk before the file goes, or a
 	// power loss could bring back records naming bytes that are gone (one
 	// sync per pack of up to 256 MiB).
-	if err := r.db.Sync(); err != nil {
+	if err := r.syncMeta(); err != nil {
 		return err
 	}
 	st.PacksRemoved++
@@ -453,14 +453,14 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	for len(moved) > 0 {
 		chunk := moved[:min(chunkSize, len(moved))]
 		moved = moved[len(chunk):]
-		err := r.update(func(txn *badger.Txn) error {
+		err := r.commit(func(m metaTxn) error {
 			for _, b := range chunk {
-				rec, err := getBlockRecord(txn, b.hash)
+				rec, err := getBlockRecord(m.txn, b.hash)
 				if err != nil {
 					return err
 				}
 				rec.Pack, rec.Offset = b.pack, uint64(b.offset)
-				if err := txn.Set(blockKey(b.hash), rec.encode()); err != nil {
+				if err := m.putBlock(b.hash, rec); err != nil {
 					return err
 				}
 			}
@@ -515,7 +515,7 @@ func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64
 			for i, h := range chunk {
 				writes[i] = kv{key: treeKey(h)}
 			}
-			if err := r.writeAll(writes); err != nil {
+			if err := r.applyWrites(writes); err != nil {
 				r.log.Warn("giving back an unfinished snapshot's trees; gc will", "err", err)
 				return
 			}

@@ -1,11 +1,5 @@
 package store
 
-import (
-	"encoding/binary"
-
-	"github.com/dgraph-io/badger/v4"
-)
-
 // packBuilder writes one new pack, the one way every writer of packs (a
 // snapshot, gc's rewrite, repair) does. Its order is what keeps a crash
 // from losing anything: the pack's bytes are made durable (the file, then
@@ -28,7 +22,7 @@ var packCrash func(step string)
 // newPack starts a pack under a new id.
 func (r *Repo) newPack() (*packBuilder, error) {
 	var id uint64
-	if err := r.update(func(txn *badger.Txn) (err error) { id, err = nextID(txn, "pack"); return err }); err != nil {
+	if err := r.commit(func(m metaTxn) (err error) { id, err = m.nextID("pack"); return err }); err != nil {
 		return nil, err
 	}
 	w, err := r.blocks.Create(id)
@@ -65,10 +59,7 @@ func (p *packBuilder) finish() (int64, error) {
 		return 0, err
 	}
 	crashPoint("durable")
-	err := p.r.update(func(txn *badger.Txn) error {
-		return txn.Set(packKey(p.id), binary.BigEndian.AppendUint64(nil, uint64(size)))
-	})
-	if err != nil {
+	if err := p.r.commit(func(m metaTxn) error { return m.putPack(p.id, size) }); err != nil {
 		return 0, err
 	}
 	crashPoint("recorded")

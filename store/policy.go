@@ -133,13 +133,13 @@ func (r *Repo) CreatePolicy(ctx context.Context, p Policy) (*Policy, error) {
 		return nil, err
 	}
 	p.Created = time.Now().UTC()
-	err := r.update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(policyKey(p.Name)); err == nil {
+	err := r.commit(func(m metaTxn) error {
+		if _, err := m.txn.Get(policyKey(p.Name)); err == nil {
 			return fmt.Errorf("policy %s: %w", p.Name, ErrExists)
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("policy %s: %w", p.Name, err)
 		}
-		return setJSON(txn, policyKey(p.Name), &p)
+		return m.putPolicy(&p)
 	})
 	if err != nil {
 		return nil, err
@@ -213,6 +213,6 @@ func (r *Repo) RemovePolicy(ctx context.Context, name string) ([]string, error) 
 			detached = append(detached, v.Name)
 		}
 	}
-	err = r.update(func(txn *badger.Txn) error { return txn.Delete(policyKey(name)) })
+	err = r.commit(func(m metaTxn) error { return m.deletePolicy(name) })
 	return detached, err
 }

@@ -238,7 +238,7 @@ func (r *Repo) fixRefs(rep *RepairReport) (map[Hash]uint64, error) {
 	for len(writes) > 0 {
 		chunk := writes[:min(chunkSize, len(writes))]
 		writes = writes[len(chunk):]
-		if err := r.writeAll(chunk); err != nil {
+		if err := r.applyWrites(chunk); err != nil {
 			return nil, err
 		}
 		rep.RefsFixed += uint64(len(chunk))
@@ -284,7 +284,7 @@ func (r *Repo) heal(ctx context.Context, bad map[Hash][]blockSite, runs map[Hash
 	defer r.commitMu.Unlock()
 	for i, b := range found {
 		rec := blockRecord{Pack: id, Offset: uint64(b.offset), Length: b.length, Refs: runs[b.hash]}
-		if err := r.writeAll([]kv{{key: blockKey(b.hash), val: rec.encode()}}); err != nil {
+		if err := r.applyWrites([]kv{{key: blockKey(b.hash), val: rec.encode()}}); err != nil {
 			return err
 		}
 		rep.Healed = append(rep.Healed, Healed{Block: b.hash.String(), From: from[i]})

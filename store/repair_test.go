@@ -24,7 +24,7 @@ func TestRepairRefsAndLostTrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Refs = 7
-	if err := r.writeAll([]kv{{key: blockKey(h), val: rec.encode()}, {key: treeKey(s1.Root)}}); err != nil {
+	if err := r.applyWrites([]kv{{key: blockKey(h), val: rec.encode()}, {key: treeKey(s1.Root)}}); err != nil {
 		t.Fatal(err)
 	}
 	if rep, _ := r.Check(ctx, CheckOptions{}); len(rep.Problems) < 2 {

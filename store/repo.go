@@ -206,9 +206,7 @@ func Init(opts Options) (*Info, error) {
 		os.Remove(tmp)
 		return nil, err
 	}
-	err = r.update(func(txn *badger.Txn) error {
-		return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
-	})
+	err = r.commit(func(m metaTxn) error { return m.setSchema() })
 	if cerr := r.Close(); err == nil {
 		err = cerr
 	}
@@ -444,8 +442,8 @@ func (r *Repo) setActivity(purpose string) {
 }
 
 func (r *Repo) checkSchema() error {
-	return r.update(func(txn *badger.Txn) error {
-		item, err := txn.Get(metaSchemaKey)
+	return r.commit(func(m metaTxn) error {
+		item, err := m.txn.Get(metaSchemaKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%s: no schema record: %w", r.dir, ErrCorrupt)
 		} else if err != nil {
@@ -465,7 +463,7 @@ func (r *Repo) checkSchema() error {
 		case SchemaVersion:
 			return nil
 		case 1:
-			return txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+			return m.setSchema()
 		}
 		return fmt.Errorf("%s: metadata schema %d, this chainfs reads up to %d: %w", r.dir, s, SchemaVersion, ErrFormat)
 	})
@@ -488,7 +486,7 @@ func (r *Repo) Dir() string { return r.dir }
 func (r *Repo) Info() Info { return r.info }
 
 // Sync makes every committed change durable.
-func (r *Repo) Sync() error { return r.db.Sync() }
+func (r *Repo) Sync() error { return r.syncMeta() }
 
 // badgerLogger passes badger's warnings and errors to slog and drops its
 // chatter.
@@ -522,28 +520,6 @@ func validLabel(s string) bool {
 	return true
 }
 
-// nextID allocates the next number of a named counter.
-func nextID(txn *badger.Txn, name string) (uint64, error) {
-	var n uint64
-	item, err := txn.Get(counterKey(name))
-	switch {
-	case err == nil:
-		if err := item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("counter %s: %w", name, ErrCorrupt)
-			}
-			n = binary.BigEndian.Uint64(v)
-			return nil
-		}); err != nil {
-			return 0, err
-		}
-	case !errors.Is(err, badger.ErrKeyNotFound):
-		return 0, err
-	}
-	n++
-	return n, txn.Set(counterKey(name), binary.BigEndian.AppendUint64(nil, n))
-}
-
 // getJSON reads a JSON record; a missing key is ErrNotFound.
 func getJSON(txn *badger.Txn, key []byte, v any) error {
 	item, err := txn.Get(key)
@@ -563,12 +539,4 @@ func getItemJSON(item *badger.Item, v any) error {
 		}
 		return nil
 	})
-}
-
-func setJSON(txn *badger.Txn, key []byte, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return txn.Set(key, b)
 }

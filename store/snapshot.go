@@ -100,7 +100,7 @@ type SnapshotWriter struct {
 	release func()
 	started time.Time
 
-	trees *badger.WriteBatch
+	trees *metaBatch
 	// commitsAtBegin is the repository's commit count when the writer
 	// began: if it has not moved when an aborted writer's trees are
 	// reclaimed, no snapshot can have linked one.
@@ -173,7 +173,8 @@ func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 	release := func() { r.gcMu.RUnlock(); claim() }
 	w := &SnapshotWriter{repo: r, release: release, started: started, commitsAtBegin: r.commits.Load(),
 		pending: map[Hash]struct{}{}, treeSeen: map[Hash]struct{}{}}
-	err = r.update(func(txn *badger.Txn) error {
+	err = r.commit(func(m metaTxn) error {
+		txn := m.txn
 		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing {
 			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
 		}
@@ -200,14 +201,14 @@ func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		if w.parent != nil {
 			w.snap.Parent = w.parent.Seq
 		}
-		return setJSON(txn, volumeKey(volume), &w.vol)
+		return m.putVolume(&w.vol)
 	})
 	if err != nil {
 		release()
 		return nil, err
 	}
 	r.setActivity(fmt.Sprintf("snapshot %s/%s", volume, name))
-	w.trees = r.db.NewWriteBatch()
+	w.trees = r.newBatch()
 	return w, nil
 }
 
@@ -317,17 +318,17 @@ func (r *Repo) finishPack(pack *packBuilder) error {
 	for len(blocks) > 0 {
 		chunk := blocks[:min(chunkSize, len(blocks))]
 		blocks = blocks[len(chunk):]
-		err := r.update(func(txn *badger.Txn) error {
+		err := r.commit(func(m metaTxn) error {
 			for _, b := range chunk {
 				// Another snapshot may have stored the same block since
 				// PutBlock looked; its record stays and this copy is garbage.
-				if _, err := txn.Get(blockKey(b.hash)); err == nil {
+				if _, err := m.txn.Get(blockKey(b.hash)); err == nil {
 					continue
 				} else if !errors.Is(err, badger.ErrKeyNotFound) {
 					return err
 				}
 				rec := blockRecord{Pack: id, Offset: uint64(b.offset), Length: b.length}
-				if err := txn.Set(blockKey(b.hash), rec.encode()); err != nil {
+				if err := m.putBlock(b.hash, rec); err != nil {
 					return err
 				}
 			}
@@ -391,7 +392,7 @@ func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error)
 	} else if ok {
 		return h, nil
 	}
-	if err := w.trees.Set(treeKey(h), blob); err != nil {
+	if err := w.trees.putTree(h, blob); err != nil {
 		return h, fmt.Errorf("store tree: %w", err)
 	}
 	w.mu.Lock()
@@ -410,7 +411,7 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	if err := w.flush(); err != nil {
 		return nil, err
 	}
-	if err := w.trees.Flush(); err != nil {
+	if err := w.trees.flush(); err != nil {
 		return nil, fmt.Errorf("store trees: %w", err)
 	}
 	if ok, err := w.repo.hasTree(root); err != nil {
@@ -462,7 +463,7 @@ func (w *SnapshotWriter) close() {
 	if w.release == nil {
 		return
 	}
-	w.trees.Cancel()
+	w.trees.cancel()
 	w.release()
 	w.release = nil
 	w.repo.setActivity("")
@@ -491,13 +492,9 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	hs := delta.sortedHashes()
-	err := r.update(func(txn *badger.Txn) error {
-		var cur Volume
-		if err := getJSON(txn, volumeKey(vol.Name), &cur); err != nil {
-			return err
-		}
+	err := r.updateVolume(vol.Name, func(cur *Volume) error {
 		cur.Applying = snap.Seq
-		return setJSON(txn, volumeKey(vol.Name), &cur)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -520,26 +517,21 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	}
 	snap.Stats.AddedBytes, snap.Stats.AddedBlocks = added, addedBlocks
 	snap.Stats.Duration = time.Since(snap.Time)
-	err = r.update(func(txn *badger.Txn) error {
-		var cur Volume
-		if err := getJSON(txn, volumeKey(vol.Name), &cur); err != nil {
+	err = r.commit(func(m metaTxn) error {
+		if err := m.putSnapshot(snap); err != nil {
 			return err
 		}
-		cur.Applying = 0
-		cur.Head = snap.Seq
-		if err := setJSON(txn, snapshotKey(vol.ID, snap.Seq), snap); err != nil {
-			return err
-		}
-		if err := txn.Set(snapNameKey(vol.ID, snap.Name), binary.BigEndian.AppendUint64(nil, snap.Seq)); err != nil {
-			return err
-		}
-		return setJSON(txn, volumeKey(vol.Name), &cur)
+		return m.updateVolume(vol.Name, func(cur *Volume) error {
+			cur.Applying = 0
+			cur.Head = snap.Seq
+			return nil
+		})
 	})
 	if err != nil {
 		return undo(err)
 	}
 	r.commits.Add(1)
-	if err := r.db.Sync(); err != nil {
+	if err := r.syncMeta(); err != nil {
 		r.log.Warn("sync after commit", "err", err)
 	}
 	return nil
@@ -557,13 +549,9 @@ func (r *Repo) rollback(ctx context.Context, volume string) error {
 	if err := r.undoDelta(ctx, v.ID, v.Applying); err != nil {
 		return err
 	}
-	return r.update(func(txn *badger.Txn) error {
-		var cur Volume
-		if err := getJSON(txn, volumeKey(volume), &cur); err != nil {
-			return err
-		}
+	return r.updateVolume(volume, func(cur *Volume) error {
 		cur.Applying = 0
-		return setJSON(txn, volumeKey(volume), &cur)
+		return nil
 	})
 }
 

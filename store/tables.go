@@ -153,17 +153,12 @@ func (r *Repo) verifyMetadata() error {
 	return checkTables(filepath.Join(r.dir, metaDir), true)
 }
 
-// view is r.db.View, and update r.db.Update, with a panic raised inside
-// badger (reading a damaged table) turned into an error naming the table.
-// A panic raised by the store's own code goes on: that is a bug to see.
+// view is r.db.View with a panic raised inside badger (reading a damaged
+// table) turned into an error naming the table. A panic raised by the
+// store's own code goes on: that is a bug to see. (Writes: commit.go.)
 func (r *Repo) view(fn func(txn *badger.Txn) error) (err error) {
 	defer r.recoverBadger(&err)
 	return r.db.View(fn)
-}
-
-func (r *Repo) update(fn func(txn *badger.Txn) error) (err error) {
-	defer r.recoverBadger(&err)
-	return r.db.Update(fn)
 }
 
 // recoverBadger, deferred, turns a panic that began inside badger into

@@ -134,19 +134,19 @@ func (r *Repo) addVolume(v Volume) (*Volume, error) {
 	}
 	v.Created = time.Now().UTC()
 	v.Head, v.Applying, v.NextSeq, v.Removing = 0, 0, 1, false
-	err := r.update(func(txn *badger.Txn) error {
+	err := r.commit(func(m metaTxn) error {
 		var old Volume
-		if err := getJSON(txn, volumeKey(v.Name), &old); err == nil {
+		if err := getJSON(m.txn, volumeKey(v.Name), &old); err == nil {
 			return fmt.Errorf("volume %s: %w", v.Name, ErrExists)
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		id, err := nextID(txn, "volume")
+		id, err := m.nextID("volume")
 		if err != nil {
 			return err
 		}
 		v.ID = id
-		return setJSON(txn, volumeKey(v.Name), &v)
+		return m.putVolume(&v)
 	})
 	if err != nil {
 		return nil, err
@@ -210,22 +210,18 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 		return err
 	}
 	defer release()
-	err = r.update(func(txn *badger.Txn) error {
-		var v Volume
-		if err := getJSON(txn, volumeKey(name), &v); err != nil {
-			return err
-		}
+	err = r.updateVolume(name, func(v *Volume) error {
 		if v.Removing {
-			return ErrNotFound
+			return fmt.Errorf("volume %s: %w", name, ErrNotFound)
 		}
 		if v.Head != 0 && !withSnapshots {
-			return ErrHasSnapshots
+			return fmt.Errorf("volume %s: %w", name, ErrHasSnapshots)
 		}
 		v.Removing = true
-		return setJSON(txn, volumeKey(name), &v)
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("volume %s: %w", name, err)
+		return err
 	}
 	if err := r.finishRemoval(ctx, name); err != nil {
 		return err
@@ -250,7 +246,7 @@ func (r *Repo) finishRemoval(ctx context.Context, name string) error {
 			return fmt.Errorf("volume %s: %w", name, err)
 		}
 	}
-	return r.update(func(txn *badger.Txn) error { return txn.Delete(volumeKey(name)) })
+	return r.commit(func(m metaTxn) error { return m.deleteVolume(name) })
 }
 
 // claimVolume marks a volume busy with an operation that must run alone
@@ -297,36 +293,4 @@ func scanJSON[T any](txn *badger.Txn, prefix []byte, fn func(key []byte, v *T) e
 		}
 	}
 	return nil
-}
-
-// deletePrefix removes every key under prefix, in transactions small
-// enough for badger.
-func (r *Repo) deletePrefix(ctx context.Context, prefix []byte) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var keys [][]byte
-		err := r.view(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-			defer it.Close()
-			for it.Rewind(); it.Valid() && len(keys) < 5000; it.Next() {
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
-			return nil
-		})
-		if err != nil || len(keys) == 0 {
-			return err
-		}
-		if err := r.update(func(txn *badger.Txn) error {
-			for _, k := range keys {
-				if err := txn.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-	}
 }
