@@ -66,35 +66,3 @@ func (r *Repo) ChainMap(ctx context.Context, volume string) ([]ChainRow, error) 
 	}
 	return rows, nil
 }
-
-// collectBlocks adds every data block below a tree, with its length.
-func (r *Repo) collectBlocks(ctx context.Context, tree Hash, out map[Hash]uint32) error {
-	entries, err := r.Tree(ctx, tree)
-	if err != nil {
-		return err
-	}
-	for i := range entries {
-		e := &entries[i]
-		switch e.Type {
-		case TypeDir:
-			if err := r.collectBlocks(ctx, e.Subtree, out); err != nil {
-				return err
-			}
-		case TypeRegular:
-			l, err := OpenBlocks(ctx, r, e)
-			if err != nil {
-				return err
-			}
-			err = l.Each(ctx, func(j int, h Hash) error {
-				if !h.IsHole() {
-					out[h] = e.BlockLen(j)
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-	}
-	return ctx.Err()
-}

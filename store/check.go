@@ -94,7 +94,9 @@ func (r *Repo) Check(ctx context.Context, opts CheckOptions) (*CheckReport, erro
 			return nil, err
 		}
 		c.vol, c.snap = s.vol, &s.snap
-		c.dir(ctx, s.snap.Root, "")
+		if err := c.walk(ctx, s.snap.Root); err != nil {
+			return nil, err
+		}
 		if s.vol.Image != nil {
 			rep.Images++
 		} else {
@@ -141,27 +143,25 @@ func displayVolume(name string) string {
 	return name
 }
 
-func (c *checker) dir(ctx context.Context, tree Hash, path string) {
-	entries, err := c.r.Tree(ctx, tree)
-	if _, seen := c.trees[tree]; !seen {
-		c.rep.Trees++
-	}
-	if err != nil {
-		c.trees[tree] = false
-		c.problem(path+"/", "directory unreadable: %v", err)
-		return
-	}
-	c.trees[tree] = true
-	for i := range entries {
-		e := &entries[i]
-		p := path + "/" + e.Name
-		switch e.Type {
-		case TypeDir:
-			c.dir(ctx, e.Subtree, p)
-		case TypeRegular:
-			c.file(ctx, e, p)
-		}
-	}
+// walk checks every path of a snapshot: a subtree shared by several is
+// checked in each, since a block's chain run is per snapshot.
+func (c *checker) walk(ctx context.Context, root Hash) error {
+	return c.r.newWalk(treeVisitor{
+		dir: func(path string, tree Hash, _ []Entry, err error) error {
+			if _, seen := c.trees[tree]; !seen {
+				c.rep.Trees++
+			}
+			c.trees[tree] = err == nil
+			if err != nil {
+				c.problem(path+"/", "directory unreadable: %v", err)
+			}
+			return nil
+		},
+		file: func(dir string, e *Entry) error {
+			c.file(ctx, e, dir+"/"+e.Name)
+			return nil
+		},
+	}).walk(ctx, root)
 }
 
 func (c *checker) file(ctx context.Context, e *Entry, path string) {

@@ -62,53 +62,31 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 
 // sweepTrees deletes tree and content blobs no snapshot or image reaches.
 func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
-	vols, err := r.allVolumes()
-	if err != nil {
-		return err
-	}
 	live := map[Hash]bool{}
-	var mark func(h Hash) error
-	mark = func(h Hash) error {
-		if live[h] {
-			return nil
-		}
-		live[h] = true
-		entries, err := r.Tree(ctx, h)
-		if err != nil {
+	w := r.newWalk(treeVisitor{
+		once: true,
+		dir: func(_ string, tree Hash, _ []Entry, err error) error {
+			live[tree] = true
 			return err
-		}
-		for i := range entries {
-			e := &entries[i]
-			switch {
-			case e.Type == TypeDir:
-				if err := mark(e.Subtree); err != nil {
-					return err
-				}
-			case e.Type == TypeRegular && e.HasContent:
-				blobs, err := ContentBlobs(ctx, r, e)
-				if err != nil {
-					return err
-				}
-				for _, h := range blobs {
-					live[h] = true
-				}
+		},
+		file: func(_ string, e *Entry) error {
+			blobs, err := ContentBlobs(ctx, r, e)
+			for _, h := range blobs {
+				live[h] = true
 			}
-		}
-		return ctx.Err()
-	}
-	for _, v := range vols {
-		if v.Removing {
-			continue
-		}
-		snaps, err := r.snapshotsOf(v.ID)
-		if err != nil {
 			return err
-		}
+		},
+	})
+	err := r.liveSnapshots(ctx, func(v *Volume, snaps []Snapshot) error {
 		for _, s := range snaps {
-			if err := mark(s.Root); err != nil {
+			if err := w.walk(ctx, s.Root); err != nil {
 				return fmt.Errorf("snapshot %s/%s: %w", v.Name, s.Name, err)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	var dead [][]byte
 	err = r.view(func(txn *badger.Txn) error {
@@ -248,61 +226,31 @@ func (r *Repo) newestOrder(ctx context.Context, packs map[uint64]*packUse) ([]li
 	}
 	order := make([]Hash, 0, len(where))
 	taken := map[Hash]bool{}
-	seenTree := map[Hash]bool{}
-	var walk func(h Hash) error
-	walk = func(h Hash) error {
-		if seenTree[h] {
-			return nil
-		}
-		seenTree[h] = true
-		entries, err := r.Tree(ctx, h)
+	w := r.newWalk(treeVisitor{once: true, file: func(_ string, e *Entry) error {
+		list, err := OpenBlocks(ctx, r, e)
 		if err != nil {
 			return err
 		}
-		for i := range entries {
-			e := &entries[i]
-			switch e.Type {
-			case TypeDir:
-				if err := walk(e.Subtree); err != nil {
-					return err
-				}
-			case TypeRegular:
-				list, err := OpenBlocks(ctx, r, e)
-				if err != nil {
-					return err
-				}
-				for j := 0; j < list.Len(); j++ {
-					b, err := list.At(ctx, j)
-					if err != nil {
-						return err
-					}
-					if _, ok := where[b]; ok && !taken[b] {
-						taken[b] = true
-						order = append(order, b)
-					}
-				}
+		return list.Each(ctx, func(_ int, b Hash) error {
+			if _, ok := where[b]; ok && !taken[b] {
+				taken[b] = true
+				order = append(order, b)
 			}
+			return nil
+		})
+	}})
+	err := r.liveSnapshots(ctx, func(v *Volume, snaps []Snapshot) error {
+		if len(snaps) == 0 {
+			return nil
 		}
-		return ctx.Err()
-	}
-	vols, err := r.allVolumes()
+		newest := slices.MaxFunc(snaps, func(a, b Snapshot) int { return cmp.Compare(a.Seq, b.Seq) })
+		if err := w.walk(ctx, newest.Root); err != nil {
+			return fmt.Errorf("snapshot %s/%s: %w", v.Name, newest.Name, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	for _, v := range vols {
-		if v.Removing {
-			continue
-		}
-		snaps, err := r.snapshotsOf(v.ID)
-		if err != nil {
-			return nil, err
-		}
-		if len(snaps) > 0 {
-			newest := slices.MaxFunc(snaps, func(a, b Snapshot) int { return cmp.Compare(a.Seq, b.Seq) })
-			if err := walk(newest.Root); err != nil {
-				return nil, fmt.Errorf("snapshot %s/%s: %w", v.Name, newest.Name, err)
-			}
-		}
 	}
 	var rest []Hash
 	for h := range where {

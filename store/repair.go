@@ -89,22 +89,10 @@ func (r *Repo) repair(ctx context.Context, rep *RepairReport) error {
 	if err != nil {
 		return err
 	}
-	vols, err := r.allVolumes()
-	if err != nil {
-		return err
-	}
 	bad := map[Hash][]blockSite{}
 	good := map[Hash]bool{}
 	buf := make([]byte, MaxBlockSize)
-	for i := range vols {
-		v := &vols[i]
-		if v.Removing {
-			continue
-		}
-		snaps, err := r.snapshotsOf(v.ID)
-		if err != nil {
-			return err
-		}
+	err = r.liveSnapshots(ctx, func(v *Volume, snaps []Snapshot) error {
 		for _, s := range snaps {
 			if _, err := r.Tree(ctx, s.Root); err != nil {
 				if !errors.Is(err, ErrCorrupt) {
@@ -117,7 +105,10 @@ func (r *Repo) repair(ctx context.Context, rep *RepairReport) error {
 				rep.Dropped = append(rep.Dropped, name)
 				continue
 			}
-			err := r.walkFiles(ctx, s.Root, "", func(path string, e *Entry) error {
+			// Every path, not each subtree once: each is a place in the
+			// source where a bad block may still be found.
+			walk := r.newWalk(treeVisitor{dir: skipUnreadable, file: func(dir string, e *Entry) error {
+				path := dir + "/" + e.Name
 				l, err := OpenBlocks(ctx, r, e)
 				if err != nil {
 					return nil // the list is lost; check reports it
@@ -138,11 +129,15 @@ func (r *Repo) repair(ctx context.Context, rep *RepairReport) error {
 					}
 					return nil
 				})
-			})
-			if err != nil {
+			}})
+			if err := walk.walk(ctx, s.Root); err != nil {
 				return err
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := r.heal(ctx, bad, runs, rep); err != nil {
 		return err
@@ -180,28 +175,9 @@ func (r *Repo) dropLostPacks(rep *RepairReport) error {
 	return nil
 }
 
-// walkFiles calls fn for every regular file below a tree; directories that
-// cannot be read are skipped (check reports them).
-func (r *Repo) walkFiles(ctx context.Context, tree Hash, dir string, fn func(path string, e *Entry) error) error {
-	entries, err := r.Tree(ctx, tree)
-	if err != nil {
-		return nil
-	}
-	for i := range entries {
-		e := &entries[i]
-		p := dir + "/" + e.Name
-		switch e.Type {
-		case TypeDir:
-			err = r.walkFiles(ctx, e.Subtree, p, fn)
-		case TypeRegular:
-			err = fn(p, e)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
+// skipUnreadable is a walk's dir func that passes over directories that
+// cannot be read (check reports them).
+func skipUnreadable(string, Hash, []Entry, error) error { return nil }
 
 // fixRefs sets every block record's reference count to its chain runs and
 // returns the runs counted.

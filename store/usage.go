@@ -58,26 +58,15 @@ type Usage struct {
 // snapshot's exclusive size costs one seek per block its delta names.
 func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 	u := &Usage{Snapshots: []SnapshotUsage{}, Images: []SnapshotUsage{}}
-	vols, err := r.allVolumes()
-	if err != nil {
-		return nil, err
-	}
-	for _, v := range vols {
-		if v.Removing {
-			continue
-		}
-		snaps, err := r.snapshotsOf(v.ID)
-		if err != nil {
-			return nil, err
-		}
+	err := r.liveSnapshots(ctx, func(v *Volume, snaps []Snapshot) error {
 		for i, s := range snaps {
 			var next uint64
 			if i+1 < len(snaps) {
 				next = snaps[i+1].Seq
 			}
-			su, err := r.snapshotUsage(ctx, &v, &s, next, opts)
+			su, err := r.snapshotUsage(ctx, v, &s, next, opts)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if name, ok := strings.CutPrefix(v.Name, imagePrefix); ok {
 				su.Volume, su.Snapshot, su.Added, su.AddedBlocks = "", name, 0, 0
@@ -87,6 +76,10 @@ func (r *Repo) Usage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 			u.Snapshots = append(u.Snapshots, su)
 			u.LogicalBytes += s.Stats.LogicalBytes
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	err = r.scanBlocks(func(_ Hash, rec blockRecord) error {
 		if rec.Refs == 0 {
