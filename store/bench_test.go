@@ -25,7 +25,7 @@ func BenchmarkReadBlock(b *testing.B) {
 	ctx := context.Background()
 	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
 	s := snapFile(b, r, "v", block('x'))
-	e, _ := r.Lookup(ctx, s, "disk")
+	e, _ := Lookup(ctx, r, &s.RootDir, "disk")
 	buf := make([]byte, testBS)
 	b.SetBytes(testBS)
 	for b.Loop() {
@@ -143,7 +143,7 @@ func BenchmarkChainDepth(b *testing.B) {
 						dropCaches()
 						b.StartTimer()
 					}
-					e, err := c.r.Lookup(ctx, s, "file")
+					e, err := Lookup(ctx, c.r, &s.RootDir, "file")
 					if err != nil {
 						b.Fatal(err)
 					}

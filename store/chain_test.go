@@ -56,7 +56,7 @@ func snapFile(t testing.TB, r *Repo, vol string, blocks ...[]byte) *Snapshot {
 
 func wantHolders(t *testing.T, r *Repo, s *Snapshot, want ...uint64) {
 	t.Helper()
-	e, err := r.Lookup(context.Background(), s, "disk")
+	e, err := Lookup(context.Background(), r, &s.RootDir, "disk")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestSpecChainExample(t *testing.T) {
 	// Every block of every snapshot reads back exact.
 	buf := make([]byte, testBS)
 	for _, s := range []*Snapshot{s1, s2, s3} {
-		e, _ := r.Lookup(context.Background(), s, "disk")
+		e, _ := Lookup(context.Background(), r, &s.RootDir, "disk")
 		for i, h := range e.Blocks {
 			if _, err := r.ReadBlock(context.Background(), h, buf); err != nil || Sum(buf) != h {
 				t.Errorf("snapshot %d block %d: %v", s.Seq, i, err)

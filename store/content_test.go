@@ -69,7 +69,7 @@ func TestChunkedBlockLists(t *testing.T) {
 	}
 	n := 3*ChunkBlocks + 5
 	s1 := longFile(t, r, "v", n, pattern("a"))
-	e, err := r.Lookup(ctx, s1, "disk")
+	e, err := Lookup(ctx, r, &s1.RootDir, "disk")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,7 +244,7 @@ func TestDeleteSpecChainEveryOrder(t *testing.T) {
 			}
 			alive = slices.DeleteFunc(alive, func(i int) bool { return i == victim })
 			for k, i := range alive {
-				e, err := r.Lookup(ctx, snaps[i], "disk")
+				e, err := Lookup(ctx, r, &snaps[i].RootDir, "disk")
 				if err != nil {
 					t.Fatal(err)
 				}

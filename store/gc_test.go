@@ -37,7 +37,7 @@ func TestGCFreesOnlyUnreferenced(t *testing.T) {
 			t.Errorf("block %c survived gc", b[0])
 		}
 	}
-	e, err := r.Lookup(ctx, s2, "disk")
+	e, err := Lookup(ctx, r, &s2.RootDir, "disk")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestGCMergesSmallPacks(t *testing.T) {
 		t.Fatalf("after gc: %d packs, stats %+v", len(ids), st)
 	}
 	last := snaps[len(snaps)-1]
-	e, err := r.Lookup(ctx, last, "disk")
+	e, err := Lookup(ctx, r, &last.RootDir, "disk")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestGCLeavesDamagedBlocks(t *testing.T) {
 		t.Errorf("the damaged pack went: %v", err)
 	}
 	buf := make([]byte, testBS)
-	e, _ := r.Lookup(ctx, s2, "disk")
+	e, _ := Lookup(ctx, r, &s2.RootDir, "disk")
 	for i, h := range e.Blocks {
 		_, err := r.ReadBlock(ctx, h, buf)
 		if wantBad := i == 0; wantBad != errors.Is(err, ErrCorrupt) {
@@ -230,7 +230,7 @@ func readEvery(t *testing.T, r *Repo, snaps []*Snapshot) {
 	ctx := context.Background()
 	buf := make([]byte, testBS)
 	for _, s := range snaps {
-		se, err := r.Lookup(ctx, s, "disk")
+		se, err := Lookup(ctx, r, &s.RootDir, "disk")
 		if err != nil {
 			t.Fatal(err)
 		}

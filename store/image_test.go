@@ -137,7 +137,7 @@ func TestAbortKeepsWhatOthersLinked(t *testing.T) {
 	if rep, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(rep.Problems) > 0 {
 		t.Fatalf("check: %v %+v", err, rep)
 	}
-	got, err := r.Lookup(ctx, s, "disk")
+	got, err := Lookup(ctx, r, &s.RootDir, "disk")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func TestPackCrashPoints(t *testing.T) {
 				t.Fatalf("check after a crash at %s: %v %+v", step, err, rep)
 			}
 			s := snapFile(t, r, "v", block('a'), block('b'), block('c'))
-			e, err := r.Lookup(ctx, s, "disk")
+			e, err := Lookup(ctx, r, &s.RootDir, "disk")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -57,11 +57,6 @@ func (r *Repo) VerifyFailures() uint64 { return r.verifyFailures.Load() }
 // Blob returns a tree or content blob as stored, checked against its hash.
 func (r *Repo) Blob(ctx context.Context, h Hash) ([]byte, error) { return r.blob(ctx, h) }
 
-// FileBlocks returns a regular file's block list.
-func (r *Repo) FileBlocks(ctx context.Context, e *Entry) ([]Hash, error) {
-	return FileBlocks(ctx, r, e)
-}
-
 // Reader reads what a tree names, by hash: a repository, or an image file
 // served from a catalog. A file's block list is read with OpenBlocks.
 type Reader interface {
@@ -171,13 +166,8 @@ func (r *Repo) blockRecord(h Hash) (blockRecord, error) {
 	return rec, nil
 }
 
-// Lookup resolves a slash-separated path in a snapshot. The empty path (or
-// "/") is the snapshot's root directory.
-func (r *Repo) Lookup(ctx context.Context, snap *Snapshot, path string) (*Entry, error) {
-	return Lookup(ctx, r, &snap.RootDir, path)
-}
-
-// Lookup resolves a slash-separated path below the directory root.
+// Lookup resolves a slash-separated path below the directory root (a
+// snapshot's RootDir, say). The empty path (or "/") is root itself.
 func Lookup(ctx context.Context, rd Reader, root *Entry, path string) (*Entry, error) {
 	cur := root
 	for _, name := range strings.Split(strings.Trim(path, "/"), "/") {

@@ -40,7 +40,7 @@ func TestRepairRefsAndLostTrees(t *testing.T) {
 	if _, err := r.Snapshot(ctx, "v", s1.Name); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("dropped snapshot: %v", err)
 	}
-	e, err := r.Lookup(ctx, s2, "disk")
+	e, err := Lookup(ctx, r, &s2.RootDir, "disk")
 	if err != nil {
 		t.Fatal(err)
 	}

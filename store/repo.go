@@ -485,9 +485,6 @@ func (r *Repo) Dir() string { return r.dir }
 // Info is the repository's marker record.
 func (r *Repo) Info() Info { return r.info }
 
-// Sync makes every committed change durable.
-func (r *Repo) Sync() error { return r.syncMeta() }
-
 // badgerLogger passes badger's warnings and errors to slog and drops its
 // chatter.
 type badgerLogger struct{ log *slog.Logger }

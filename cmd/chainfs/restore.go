@@ -83,7 +83,7 @@ func restoreAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		e, err := r.Lookup(c.Context, snap, path)
+		e, err := store.Lookup(c.Context, r, &snap.RootDir, path)
 		if err != nil {
 			return fmt.Errorf("restore %s/%s/%s: %w", volume, snap.Name, path, err)
 		}
@@ -214,7 +214,7 @@ func isBlockDevice(fi os.FileInfo) bool {
 // diskFile is what a block device takes from a snapshot: the file path
 // names, or, for the whole snapshot, its only file (a disk volume's).
 func diskFile(ctx context.Context, r *store.Repo, snap *store.Snapshot, path string) (*store.Entry, error) {
-	e, err := r.Lookup(ctx, snap, path)
+	e, err := store.Lookup(ctx, r, &snap.RootDir, path)
 	if err != nil {
 		return nil, err
 	}

@@ -160,7 +160,7 @@ type Result struct {
 // is restored into target, which may exist; a single file becomes target,
 // or target/name when target is a directory.
 func Restore(ctx context.Context, repo *store.Repo, snap *store.Snapshot, path, target string, opts Options) (*Result, error) {
-	e, err := repo.Lookup(ctx, snap, path)
+	e, err := store.Lookup(ctx, repo, &snap.RootDir, path)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s/%s/%s: %w", snap.Volume, snap.Name, path, err)
 	}

@@ -119,7 +119,7 @@ func parentDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, 
 	if p == nil {
 		return nil
 	}
-	e, err := repo.Lookup(ctx, p, name)
+	e, err := store.Lookup(ctx, repo, &p.RootDir, name)
 	if err != nil || e.Type != store.TypeRegular {
 		return nil
 	}

@@ -64,7 +64,7 @@ func TestDiskSnapshots(t *testing.T) {
 	if got := readBack(t, r, s, "disk.img"); !bytes.Equal(got, mustRead(t, path)) {
 		t.Fatalf("the snapshot's disk.img differs from the image")
 	}
-	e, _ := r.Lookup(ctx, s, "disk.img")
+	e, _ := store.Lookup(ctx, r, &s.RootDir, "disk.img")
 	if !e.Sparse || len(e.Extents) != 2 || e.Extents[0] != (store.Extent{Off: 1 << 20, Len: 64 << 10}) {
 		t.Errorf("extents %v (sparse %v)", e.Extents, e.Sparse)
 	}
@@ -103,7 +103,7 @@ func TestZeroDiskCostsNothing(t *testing.T) {
 	if st := res.Snapshot.Stats; st.StoredBytes != 0 || st.ReadBytes != 8<<20 || st.LogicalBytes != 1<<30 {
 		t.Errorf("zero image: %+v", st)
 	}
-	e, _ := r.Lookup(ctx, res.Snapshot, "zero.img")
+	e, _ := store.Lookup(ctx, r, &res.Snapshot.RootDir, "zero.img")
 	if !e.Sparse || len(e.Extents) != 0 || e.Size != 1<<30 {
 		t.Errorf("zero image entry: sparse %v, extents %v, size %d", e.Sparse, e.Extents, e.Size)
 	}

@@ -32,11 +32,11 @@ func testRepo(t *testing.T, src string) *store.Repo {
 func readBack(t *testing.T, r *store.Repo, s *store.Snapshot, path string) []byte {
 	t.Helper()
 	ctx := context.Background()
-	e, err := r.Lookup(ctx, s, path)
+	e, err := store.Lookup(ctx, r, &s.RootDir, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks, err := r.FileBlocks(ctx, e)
+	blocks, err := store.FileBlocks(ctx, r, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestFileAlwaysChanging(t *testing.T) {
 	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0].String(), "busy.log: changed while it was read") {
 		t.Fatalf("warnings: %v", res.Warnings)
 	}
-	if _, err := r.Lookup(context.Background(), res.Snapshot, "busy.log"); err == nil {
+	if _, err := store.Lookup(context.Background(), r, &res.Snapshot.RootDir, "busy.log"); err == nil {
 		t.Error("a file that never held still was stored")
 	}
 	if got := readBack(t, r, res.Snapshot, "calm"); string(got) != "calm" {
@@ -133,7 +133,7 @@ func TestHardLinkGroupReadOnce(t *testing.T) {
 		t.Errorf("read %d bytes for a %d-byte file with three names", res.Snapshot.Stats.ReadBytes, len(data))
 	}
 	for _, p := range []string{"a/one", "two", "three"} {
-		e, err := r.Lookup(context.Background(), res.Snapshot, p)
+		e, err := store.Lookup(context.Background(), r, &res.Snapshot.RootDir, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +164,7 @@ func TestCarriedSparseFileKeepsExtents(t *testing.T) {
 		snaps = append(snaps, res.Snapshot)
 	}
 	for i, s := range snaps {
-		e, err := r.Lookup(ctx, s, "sparse")
+		e, err := store.Lookup(ctx, r, &s.RootDir, "sparse")
 		if err != nil {
 			t.Fatal(err)
 		}
