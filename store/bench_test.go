@@ -53,7 +53,7 @@ func BenchmarkHolder(b *testing.B) {
 			h := Sum(block('A'))
 			b.ResetTimer()
 			for b.Loop() {
-				holder, err := r.Holder(ctx, s.VolumeID, s.Seq, h)
+				holder, err := r.Index().Holder(ctx, s.VolumeID, s.Seq, h)
 				if err != nil || holder != 1 {
 					b.Fatalf("holder %d, %v", holder, err)
 				}

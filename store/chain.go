@@ -152,7 +152,7 @@ func (r *Repo) treeDelta(ctx context.Context, oldRoot, newRoot Hash, hasOld bool
 			switch {
 			case o.Type == TypeDir && n.Type == TypeDir:
 				err = r.treeDelta(ctx, o.Subtree, n.Subtree, true, acc)
-			case sameContent(o, n):
+			case o.SameContent(n):
 			case o.Type == TypeRegular && n.Type == TypeRegular:
 				err = r.contentDelta(ctx, o, n, acc)
 			default:
@@ -230,7 +230,7 @@ func (r *Repo) contentDelta(ctx context.Context, o, n *Entry, acc deltaSet) erro
 			if c >= len(side.c.Hashes) {
 				continue
 			}
-			hs, err := side.l.loadChunk(ctx, c)
+			hs, err := side.l.Chunk(ctx, c)
 			if err != nil {
 				return err
 			}
@@ -242,15 +242,17 @@ func (r *Repo) contentDelta(ctx context.Context, o, n *Entry, acc deltaSet) erro
 	return nil
 }
 
-func sameContent(a, b *Entry) bool {
-	if a.Type != TypeRegular || b.Type != TypeRegular || a.Size != b.Size || a.BlockSize != b.BlockSize || a.HasContent != b.HasContent {
+// SameContent reports whether two regular files hold the same data, by
+// their block lists alone (no block is read).
+func (e *Entry) SameContent(o *Entry) bool {
+	if e.Type != TypeRegular || o.Type != TypeRegular || e.Size != o.Size || e.BlockSize != o.BlockSize || e.HasContent != o.HasContent {
 		return false
 	}
-	if a.HasContent {
-		return a.Content == b.Content
+	if e.HasContent {
+		return e.Content == o.Content
 	}
-	for i := range a.Blocks {
-		if a.Blocks[i] != b.Blocks[i] {
+	for i := range e.Blocks {
+		if e.Blocks[i] != o.Blocks[i] {
 			return false
 		}
 	}
@@ -522,24 +524,4 @@ func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
 			return err
 		}
 	}
-}
-
-// Holder returns the seq of the snapshot of the volume that holds block h
-// as referenced by snapshot seq: the first snapshot of the run of
-// consecutive snapshots that reference it. It costs one index seek,
-// whatever the chain's length.
-func (r *Repo) Holder(ctx context.Context, vol, seq uint64, h Hash) (uint64, error) {
-	var holder uint64
-	err := r.view(func(txn *badger.Txn) error {
-		start, iv, found, err := lastInterval(txn, vol, h, seq)
-		if err != nil {
-			return err
-		}
-		if !found || (iv.End != 0 && iv.End <= seq) {
-			return fmt.Errorf("block %s in snapshot %d: %w", h.Short(), seq, ErrNotFound)
-		}
-		holder = start
-		return nil
-	})
-	return holder, err
 }

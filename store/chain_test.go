@@ -61,7 +61,7 @@ func wantHolders(t *testing.T, r *Repo, s *Snapshot, want ...uint64) {
 		t.Fatal(err)
 	}
 	for i, h := range e.Blocks {
-		got, err := r.Holder(context.Background(), s.VolumeID, s.Seq, h)
+		got, err := r.Index().Holder(context.Background(), s.VolumeID, s.Seq, h)
 		if err != nil {
 			t.Fatalf("snapshot %d block %d: %v", s.Seq, i, err)
 		}
@@ -112,7 +112,7 @@ func TestSpecChainExample(t *testing.T) {
 	// B is dropped at 2 and comes back at 4: a new run, held by 4.
 	s4 := snapFile(t, r, "v", A, B, C1, D)
 	wantHolders(t, r, s4, 1, 4, 2, 1)
-	if _, err := r.Holder(context.Background(), s4.VolumeID, 3, Sum(B)); !errors.Is(err, ErrNotFound) {
+	if _, err := r.Index().Holder(context.Background(), s4.VolumeID, 3, Sum(B)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("block B in snapshot 3: %v, want not found", err)
 	}
 }
@@ -195,32 +195,4 @@ func dumpPrefix(t *testing.T, r *Repo, prefix []byte) map[string]string {
 		return nil
 	})
 	return out
-}
-
-// TestChainMapSpecExample draws the example of docs/design.md: snapshot 3
-// holds B2, links C1 to snapshot 2 and A, D to snapshot 1.
-func TestChainMapSpecExample(t *testing.T) {
-	r := testRepo(t)
-	ctx := context.Background()
-	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
-	A, B, C, D := block('A'), block('B'), block('C'), block('D')
-	snapFile(t, r, "v", A, B, C, D)
-	snapFile(t, r, "v", A, block('b'), block('c'), D)
-	snapFile(t, r, "v", A, block('2'), block('c'), D)
-	rows, err := r.ChainMap(ctx, "v")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []map[uint64]uint64{{1: 4 * testBS}, {1: 2 * testBS, 2: 2 * testBS}, {1: 2 * testBS, 2: testBS, 3: testBS}}
-	for i, w := range want {
-		if len(rows[i].Held) != len(w) {
-			t.Errorf("snapshot %d holders %v, want %v", i+1, rows[i].Held, w)
-			continue
-		}
-		for k, v := range w {
-			if rows[i].Held[k] != v {
-				t.Errorf("snapshot %d holders %v, want %v", i+1, rows[i].Held, w)
-			}
-		}
-	}
 }

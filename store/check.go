@@ -146,8 +146,8 @@ func displayVolume(name string) string {
 // walk checks every path of a snapshot: a subtree shared by several is
 // checked in each, since a block's chain run is per snapshot.
 func (c *checker) walk(ctx context.Context, root Hash) error {
-	return c.r.newWalk(treeVisitor{
-		dir: func(path string, tree Hash, _ []Entry, err error) error {
+	return NewWalk(c.r, TreeVisitor{
+		Dir: func(path string, tree Hash, _ []Entry, err error) error {
 			if _, seen := c.trees[tree]; !seen {
 				c.rep.Trees++
 			}
@@ -157,11 +157,11 @@ func (c *checker) walk(ctx context.Context, root Hash) error {
 			}
 			return nil
 		},
-		file: func(dir string, e *Entry) error {
+		File: func(dir string, e *Entry) error {
 			c.file(ctx, e, dir+"/"+e.Name)
 			return nil
 		},
-	}).walk(ctx, root)
+	}).Walk(ctx, root)
 }
 
 func (c *checker) file(ctx context.Context, e *Entry, path string) {
@@ -181,7 +181,7 @@ func (c *checker) file(ctx context.Context, e *Entry, path string) {
 				c.problem(path, "block %d (%s) is damaged or missing", i, h.Short())
 				return nil
 			}
-			if _, err := c.r.Holder(ctx, c.vol.ID, c.snap.Seq, h); err != nil {
+			if _, err := c.r.Index().Holder(ctx, c.vol.ID, c.snap.Seq, h); err != nil {
 				c.problem(path, "block %d (%s) has no chain run covering this snapshot", i, h.Short())
 			}
 			return nil

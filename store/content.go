@@ -200,7 +200,7 @@ func (l *BlockList) chunk(ctx context.Context, c int) ([]Hash, error) {
 		return hs, nil
 	}
 	l.mu.Unlock()
-	hs, err := l.loadChunk(ctx, c)
+	hs, err := l.Chunk(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -217,8 +217,9 @@ func (l *BlockList) chunk(ctx context.Context, c int) ([]Hash, error) {
 	return hs, nil
 }
 
-// loadChunk reads and checks chunk c.
-func (l *BlockList) loadChunk(ctx context.Context, c int) ([]Hash, error) {
+// Chunk reads and checks chunk c of a chunked list (see Chunked): its
+// block hashes.
+func (l *BlockList) Chunk(ctx context.Context, c int) ([]Hash, error) {
 	n := l.chunks.ChunkLen(c)
 	h := l.chunks.Hashes[c]
 	if h.IsHole() {
@@ -252,7 +253,7 @@ func (l *BlockList) Each(ctx context.Context, fn func(i int, h Hash) error) erro
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		hs, err := l.loadChunk(ctx, c)
+		hs, err := l.Chunk(ctx, c)
 		if err != nil {
 			return err
 		}

@@ -141,7 +141,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	// keeps, and no longer those whose runs merged into an earlier one:
 	// its record's figures are counted again from its runs. (Repeated
 	// after a crash, this counts the same.)
-	var nextHeld holding
+	var nextHeld Holding
 	if next != 0 {
 		if nextHeld, err = r.holdings(v.ID, next, 0, false); err != nil {
 			return err

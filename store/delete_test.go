@@ -102,7 +102,7 @@ func TestDeleteRandomChains(t *testing.T) {
 					for j > 0 && contains(live[j-1].blocks, h) {
 						j--
 					}
-					got, err := r.Holder(ctx, s.snap.VolumeID, s.snap.Seq, h)
+					got, err := r.Index().Holder(ctx, s.snap.VolumeID, s.snap.Seq, h)
 					if err != nil || got != live[j].snap.Seq {
 						t.Fatalf("round %d %s: snapshot %d block %c: holder %d (%v), want %d",
 							round, step, s.snap.Seq, b[0], got, err, live[j].snap.Seq)
@@ -259,7 +259,7 @@ func TestDeleteSpecChainEveryOrder(t *testing.T) {
 					for j > 0 && containsBlock(contents[alive[j-1]], contents[i][b]) {
 						j--
 					}
-					holder, err := r.Holder(ctx, snaps[i].VolumeID, snaps[i].Seq, h)
+					holder, err := r.Index().Holder(ctx, snaps[i].VolumeID, snaps[i].Seq, h)
 					if err != nil || holder != snaps[alive[j]].Seq {
 						t.Fatalf("order %v after deleting %d: snapshot %d block %d held by %d (%v), want %d",
 							order, victim+1, i+1, b, holder, err, snaps[alive[j]].Seq)
@@ -279,8 +279,9 @@ func containsBlock(bs [][]byte, b []byte) bool {
 	return false
 }
 
-// addedFigures is what a snapshot holds itself, as its record, usage and
-// the chain map say.
+// addedFigures is what a snapshot holds itself, as its record, its
+// holdings (what usage reports) and the holders of its blocks (what the
+// chain map draws) say.
 func addedFigures(t *testing.T, r *Repo, vol string, s *Snapshot) [3]uint64 {
 	t.Helper()
 	ctx := context.Background()
@@ -290,22 +291,28 @@ func addedFigures(t *testing.T, r *Repo, vol string, s *Snapshot) [3]uint64 {
 		t.Fatal(err)
 	}
 	got[0] = rec.Stats.AddedBytes
-	u, err := r.Usage(ctx, UsageOptions{})
+	snaps, err := r.Snapshots(ctx, vol)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, su := range u.Snapshots {
-		if su.Volume == vol && su.Snapshot == s.Name {
-			got[1] = su.Added
+	var next uint64
+	for i := range snaps {
+		if snaps[i].Seq == s.Seq && i+1 < len(snaps) {
+			next = snaps[i+1].Seq
 		}
 	}
-	rows, err := r.ChainMap(ctx, vol)
+	held, err := r.Index().Holdings(ctx, s.VolumeID, s.Seq, next)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range rows {
-		if row.Seq == s.Seq {
-			got[2] = row.Held[s.Seq]
+	got[1] = held.AddedBytes
+	blocks := map[Hash]uint32{}
+	if err := CollectBlocks(ctx, r, s.Root, blocks); err != nil {
+		t.Fatal(err)
+	}
+	for h, n := range blocks {
+		if holder, err := r.Index().Holder(ctx, s.VolumeID, s.Seq, h); err == nil && holder == s.Seq {
+			got[2] += uint64(n)
 		}
 	}
 	return got

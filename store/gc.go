@@ -63,13 +63,13 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 // sweepTrees deletes tree and content blobs no snapshot or image reaches.
 func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 	live := map[Hash]bool{}
-	w := r.newWalk(treeVisitor{
-		once: true,
-		dir: func(_ string, tree Hash, _ []Entry, err error) error {
+	w := NewWalk(r, TreeVisitor{
+		Once: true,
+		Dir: func(_ string, tree Hash, _ []Entry, err error) error {
 			live[tree] = true
 			return err
 		},
-		file: func(_ string, e *Entry) error {
+		File: func(_ string, e *Entry) error {
 			blobs, err := ContentBlobs(ctx, r, e)
 			for _, h := range blobs {
 				live[h] = true
@@ -79,7 +79,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 	})
 	err := r.liveSnapshots(ctx, func(v *Volume, snaps []Snapshot) error {
 		for _, s := range snaps {
-			if err := w.walk(ctx, s.Root); err != nil {
+			if err := w.Walk(ctx, s.Root); err != nil {
 				return fmt.Errorf("snapshot %s/%s: %w", v.Name, s.Name, err)
 			}
 		}
@@ -226,7 +226,7 @@ func (r *Repo) newestOrder(ctx context.Context, packs map[uint64]*packUse) ([]li
 	}
 	order := make([]Hash, 0, len(where))
 	taken := map[Hash]bool{}
-	w := r.newWalk(treeVisitor{once: true, file: func(_ string, e *Entry) error {
+	w := NewWalk(r, TreeVisitor{Once: true, File: func(_ string, e *Entry) error {
 		list, err := OpenBlocks(ctx, r, e)
 		if err != nil {
 			return err
@@ -244,7 +244,7 @@ func (r *Repo) newestOrder(ctx context.Context, packs map[uint64]*packUse) ([]li
 			return nil
 		}
 		newest := slices.MaxFunc(snaps, func(a, b Snapshot) int { return cmp.Compare(a.Seq, b.Seq) })
-		if err := w.walk(ctx, newest.Root); err != nil {
+		if err := w.Walk(ctx, newest.Root); err != nil {
 			return fmt.Errorf("snapshot %s/%s: %w", v.Name, newest.Name, err)
 		}
 		return nil

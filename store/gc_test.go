@@ -80,50 +80,6 @@ func TestGCWaitsForSnapshots(t *testing.T) {
 	<-done
 }
 
-// TestExclusiveIsWhatDeletionFrees: each snapshot's exclusive size is
-// exactly what deleting it and running gc frees.
-func TestExclusiveIsWhatDeletionFrees(t *testing.T) {
-	r := testRepo(t)
-	ctx := context.Background()
-	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
-	A, B, C, D, E := block('A'), block('B'), block('C'), block('D'), block('E')
-	snapFile(t, r, "v", A, B, C)
-	s2 := snapFile(t, r, "v", A, D, C)
-	snapFile(t, r, "v", A, E, C)
-	u, err := r.Usage(ctx, UsageOptions{Shared: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]uint64{}
-	for _, s := range u.Snapshots {
-		want[s.Snapshot] = s.Exclusive
-	}
-	// B only in s1, D only in s2, E only in s3 (the head); A and C shared.
-	for name, w := range want {
-		if w != testBS {
-			t.Errorf("snapshot %s exclusive %d, want %d", name, w, testBS)
-		}
-	}
-	for _, s := range u.Snapshots {
-		if s.Shared != 2*testBS {
-			t.Errorf("snapshot %s shared %d, want %d", s.Snapshot, s.Shared, 2*testBS)
-		}
-	}
-	if u.Blocks != 5 || u.StoredBytes != 5*testBS || u.GarbageBytes != 0 {
-		t.Errorf("usage %+v", u)
-	}
-	if err := r.DeleteSnapshot(ctx, "v", s2.Name); err != nil {
-		t.Fatal(err)
-	}
-	st, err := r.GC(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.BytesFreed != want[s2.Name] {
-		t.Errorf("deleting %s freed %d, its exclusive size was %d", s2.Name, st.BytesFreed, want[s2.Name])
-	}
-}
-
 // TestGCMergesSmallPacks: a chain of small snapshots leaves a pack each;
 // gc merges them into one, the newest snapshot's file laid out in order,
 // everything still readable, and a second gc leaves it alone.

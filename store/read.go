@@ -50,10 +50,6 @@ func (r *Repo) blob(ctx context.Context, h Hash) ([]byte, error) {
 	return blob, nil
 }
 
-// VerifyFailures is how many blocks and trees read since Open failed
-// their hash check.
-func (r *Repo) VerifyFailures() uint64 { return r.verifyFailures.Load() }
-
 // Blob returns a tree or content blob as stored, checked against its hash.
 func (r *Repo) Blob(ctx context.Context, h Hash) ([]byte, error) { return r.blob(ctx, h) }
 

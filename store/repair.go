@@ -105,9 +105,9 @@ func (r *Repo) repair(ctx context.Context, rep *RepairReport) error {
 				rep.Dropped = append(rep.Dropped, name)
 				continue
 			}
-			// Every path, not each subtree once: each is a place in the
+			// Every path, not each subtree Once: each is a place in the
 			// source where a bad block may still be found.
-			walk := r.newWalk(treeVisitor{dir: skipUnreadable, file: func(dir string, e *Entry) error {
+			walk := NewWalk(r, TreeVisitor{Dir: SkipUnreadable, File: func(dir string, e *Entry) error {
 				path := dir + "/" + e.Name
 				l, err := OpenBlocks(ctx, r, e)
 				if err != nil {
@@ -130,7 +130,7 @@ func (r *Repo) repair(ctx context.Context, rep *RepairReport) error {
 					return nil
 				})
 			}})
-			if err := walk.walk(ctx, s.Root); err != nil {
+			if err := walk.Walk(ctx, s.Root); err != nil {
 				return err
 			}
 		}
@@ -174,10 +174,6 @@ func (r *Repo) dropLostPacks(rep *RepairReport) error {
 	}
 	return nil
 }
-
-// skipUnreadable is a walk's dir func that passes over directories that
-// cannot be read (check reports them).
-func skipUnreadable(string, Hash, []Entry, error) error { return nil }
 
 // fixRefs sets every block record's reference count to its chain runs and
 // returns the runs counted.

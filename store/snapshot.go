@@ -557,14 +557,6 @@ func (r *Repo) rollback(ctx context.Context, volume string) error {
 
 func (r *Repo) hasBlock(h Hash) (bool, error) { return r.has(blockKey(h)) }
 
-// HasBlock reports whether the repository holds block h. It is false too
-// when the record cannot be read: callers use it only to decide whether to
-// send or store a block again, never to delete anything.
-func (r *Repo) HasBlock(h Hash) bool {
-	ok, _ := r.hasBlock(h)
-	return ok
-}
-
 func (r *Repo) hasTree(h Hash) (bool, error) { return r.has(treeKey(h)) }
 
 // has reports whether key is recorded. Only badger's "not found" is

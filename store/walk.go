@@ -10,57 +10,58 @@ import (
 // directory and at a file, in whether a subtree met twice is entered
 // again, and in what an unreadable directory means to them.
 
-// treeVisitor is what a walk does. Both funcs may be nil.
-type treeVisitor struct {
+// TreeVisitor is what a walk does. Both funcs may be nil.
+type TreeVisitor struct {
 	// dir is called for each directory before its entries, with the
 	// tree's hash and the directory's path ("" for a root, then "/a",
 	// "/a/b"). err is the failure to read it, entries then nil: a nil
 	// return skips the directory and the walk goes on, an error ends the
 	// walk. With no dir func, a directory that cannot be read ends it.
-	dir func(path string, tree Hash, entries []Entry, err error) error
+	Dir func(path string, tree Hash, entries []Entry, err error) error
 	// file is called for each regular file, with its directory's path.
-	file func(dir string, e *Entry) error
+	File func(dir string, e *Entry) error
 	// once enters each subtree once per walk, however many directories
 	// (of one snapshot or of all those walked) hold it: for walks that
 	// want what is reachable, not where. Without it every path is
 	// visited, for walks that report by path.
-	once bool
+	Once bool
 }
 
-// treeWalk visits the trees below any number of roots with one visitor;
-// with once, what one root's walk entered is not entered again by the
+// A Walk visits the trees below any number of roots with one visitor;
+// with Once, what one root's walk entered is not entered again by the
 // next's.
-type treeWalk struct {
-	r    *Repo
-	v    treeVisitor
+type Walk struct {
+	rd   Reader
+	v    TreeVisitor
 	seen map[Hash]struct{}
 }
 
-func (r *Repo) newWalk(v treeVisitor) *treeWalk {
-	return &treeWalk{r: r, v: v, seen: map[Hash]struct{}{}}
+// NewWalk starts a walk of trees read from rd.
+func NewWalk(rd Reader, v TreeVisitor) *Walk {
+	return &Walk{rd: rd, v: v, seen: map[Hash]struct{}{}}
 }
 
-// walk visits the tree below root. It honours ctx at every directory.
-func (w *treeWalk) walk(ctx context.Context, root Hash) error {
+// Walk visits the tree below root. It honours ctx at every directory.
+func (w *Walk) Walk(ctx context.Context, root Hash) error {
 	return w.dir(ctx, "", root)
 }
 
-func (w *treeWalk) dir(ctx context.Context, path string, tree Hash) error {
+func (w *Walk) dir(ctx context.Context, path string, tree Hash) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if w.v.once {
+	if w.v.Once {
 		if _, ok := w.seen[tree]; ok {
 			return nil
 		}
 		w.seen[tree] = struct{}{}
 	}
-	entries, err := w.r.Tree(ctx, tree)
-	if err != nil && (w.v.dir == nil || ctx.Err() != nil) {
+	entries, err := w.rd.Tree(ctx, tree)
+	if err != nil && (w.v.Dir == nil || ctx.Err() != nil) {
 		return fmt.Errorf("directory %s/: %w", path, err)
 	}
-	if w.v.dir != nil {
-		if verr := w.v.dir(path, tree, entries, err); verr != nil || err != nil {
+	if w.v.Dir != nil {
+		if verr := w.v.Dir(path, tree, entries, err); verr != nil || err != nil {
 			return verr
 		}
 	}
@@ -72,8 +73,8 @@ func (w *treeWalk) dir(ctx context.Context, path string, tree Hash) error {
 				return err
 			}
 		case TypeRegular:
-			if w.v.file != nil {
-				if err := w.v.file(path, e); err != nil {
+			if w.v.File != nil {
+				if err := w.v.File(path, e); err != nil {
 					return err
 				}
 			}
@@ -108,10 +109,14 @@ func (r *Repo) liveSnapshots(ctx context.Context, fn func(v *Volume, snaps []Sna
 	return nil
 }
 
-// collectBlocks adds every data block below a tree, with its length.
-func (r *Repo) collectBlocks(ctx context.Context, tree Hash, out map[Hash]uint32) error {
-	return r.newWalk(treeVisitor{once: true, file: func(_ string, e *Entry) error {
-		l, err := OpenBlocks(ctx, r, e)
+// SkipUnreadable is a Dir func that passes over directories that cannot
+// be read (check reports them).
+func SkipUnreadable(string, Hash, []Entry, error) error { return nil }
+
+// CollectBlocks adds every data block below a tree, with its length.
+func CollectBlocks(ctx context.Context, rd Reader, tree Hash, out map[Hash]uint32) error {
+	return NewWalk(rd, TreeVisitor{Once: true, File: func(_ string, e *Entry) error {
+		l, err := OpenBlocks(ctx, rd, e)
 		if err != nil {
 			return err
 		}
@@ -121,5 +126,5 @@ func (r *Repo) collectBlocks(ctx context.Context, tree Hash, out map[Hash]uint32
 			}
 			return nil
 		})
-	}}).walk(ctx, tree)
+	}}).Walk(ctx, tree)
 }

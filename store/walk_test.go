@@ -57,10 +57,10 @@ func TestWalk(t *testing.T) {
 	r, s := walkTree(t)
 	ctx := context.Background()
 	var visited []string
-	visitor := func(once bool) treeVisitor {
-		return treeVisitor{
-			once: once,
-			dir: func(path string, _ Hash, entries []Entry, err error) error {
+	visitor := func(once bool) TreeVisitor {
+		return TreeVisitor{
+			Once: once,
+			Dir: func(path string, _ Hash, entries []Entry, err error) error {
 				if err != nil {
 					visited = append(visited, "unreadable "+path)
 					return nil
@@ -68,7 +68,7 @@ func TestWalk(t *testing.T) {
 				visited = append(visited, path+"/")
 				return nil
 			},
-			file: func(dir string, e *Entry) error {
+			File: func(dir string, e *Entry) error {
 				visited = append(visited, dir+"/"+e.Name)
 				return nil
 			},
@@ -76,7 +76,7 @@ func TestWalk(t *testing.T) {
 	}
 
 	// Every path, and the unreadable directory reported, not fatal.
-	if err := r.newWalk(visitor(false)).walk(ctx, s.Root); err != nil {
+	if err := NewWalk(r, visitor(false)).Walk(ctx, s.Root); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"/", "/a/", "/a/f", "/b/", "/b/f", "unreadable /c", "/g"}
@@ -87,19 +87,19 @@ func TestWalk(t *testing.T) {
 	// Once: b/ holds a/'s tree and is not entered; a second root already
 	// walked is not entered either.
 	visited = nil
-	w := r.newWalk(visitor(true))
+	w := NewWalk(r, visitor(true))
 	for range 2 {
-		if err := w.walk(ctx, s.Root); err != nil {
+		if err := w.Walk(ctx, s.Root); err != nil {
 			t.Fatal(err)
 		}
 	}
 	want = []string{"/", "/a/", "/a/f", "unreadable /c", "/g"}
 	if !slices.Equal(visited, want) {
-		t.Errorf("once: %q, want %q", visited, want)
+		t.Errorf("Once: %q, want %q", visited, want)
 	}
 
 	// Without a dir func an unreadable directory ends the walk, named.
-	err := r.newWalk(treeVisitor{}).walk(ctx, s.Root)
+	err := NewWalk(r, TreeVisitor{}).Walk(ctx, s.Root)
 	if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) || err == nil {
 		t.Errorf("walk over a lost tree: %v", err)
 	}
@@ -109,12 +109,12 @@ func TestWalk(t *testing.T) {
 
 	// A visitor's error ends the walk; so does a cancelled context.
 	stop := errors.New("stop")
-	if err := r.newWalk(treeVisitor{file: func(string, *Entry) error { return stop }}).walk(ctx, s.Root); err != stop {
+	if err := NewWalk(r, TreeVisitor{File: func(string, *Entry) error { return stop }}).Walk(ctx, s.Root); err != stop {
 		t.Errorf("visitor's error: %v", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := r.newWalk(visitor(false)).walk(cctx, s.Root); !errors.Is(err, context.Canceled) {
+	if err := NewWalk(r, visitor(false)).Walk(cctx, s.Root); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled walk: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/report"
 	"github.com/urfave/cli/v2"
 )
 
@@ -25,7 +26,7 @@ func chainCommand() *cli.Command {
 				return err
 			}
 			return withRepo(c, func(r *store.Repo) error {
-				rows, err := r.ChainMap(c.Context, c.Args().First())
+				rows, err := report.ChainMap(c.Context, r, c.Args().First())
 				if err != nil {
 					return err
 				}
@@ -45,7 +46,7 @@ func chainCommand() *cli.Command {
 }
 
 // holders lists a row's holders, the snapshot itself first, then oldest first.
-func holders(row store.ChainRow) []uint64 {
+func holders(row report.ChainRow) []uint64 {
 	var hs []uint64
 	for h := range row.Held {
 		if h != row.Seq {
@@ -63,7 +64,7 @@ func holders(row store.ChainRow) []uint64 {
 // is solid, links to earlier snapshots lighter, cycling.
 var barChars = []rune{'█', '▓', '▒', '░', '#', '=', '+', ':'}
 
-func printChain(c *cli.Context, rows []store.ChainRow) {
+func printChain(c *cli.Context, rows []report.ChainRow) {
 	names := map[uint64]string{}
 	var max uint64
 	for _, r := range rows {
@@ -91,7 +92,7 @@ func printChain(c *cli.Context, rows []store.ChainRow) {
 }
 
 // chainSVG draws the map: one bar per snapshot, a colour per holder.
-func chainSVG(volume string, rows []store.ChainRow) string {
+func chainSVG(volume string, rows []report.ChainRow) string {
 	const left, barW, rowH, top = 180, 560, 28, 50
 	var max uint64
 	order := map[uint64]int{}

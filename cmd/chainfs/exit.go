@@ -43,8 +43,8 @@ func (e partialError) Error() string {
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
-// report prints err, if any, as one line and returns the exit status.
-func report(err error, stderr io.Writer) int {
+// reportError prints err, if any, as one line and returns the exit status.
+func reportError(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}

@@ -670,7 +670,7 @@ func imageCopy(c *cli.Context, r *store.Repo) error {
 		res.Region = dst.Info().Region
 		pr, pw := io.Pipe()
 		go func() {
-			_, err := imagefile.WriteNative(c.Context, rd, img.Snapshot.RootDir, pw, imagefile.ExportOptions{Header: hdr, Skip: dst.HasBlock})
+			_, err := imagefile.WriteNative(c.Context, rd, img.Snapshot.RootDir, pw, imagefile.ExportOptions{Header: hdr, Skip: dst.Index().HasBlock})
 			pw.CloseWithError(err)
 		}()
 		_, res.Stats, err = imagefile.Import(c.Context, dst, as, pr, imagefile.ImportOptions{Thin: true,

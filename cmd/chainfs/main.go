@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string) int {
 		args = flagsFirst(newApp(), args)
 		repo, err := filepath.Abs(repoDirFromArgs(args))
 		if err != nil {
-			return report(err, os.Stderr)
+			return reportError(err, os.Stderr)
 		}
 		// The daemon runs in another directory and environment: it is told
 		// the repository and the other paths the command means, absolute
@@ -81,13 +81,13 @@ func run(ctx context.Context, args []string) int {
 		// configuration file named here rather than its own).
 		fwd, err := absoluteGlobals(args, "repo", "config", "catalog")
 		if err != nil {
-			return report(err, os.Stderr)
+			return reportError(err, os.Stderr)
 		}
 		fwd = append([]string{"--repo", repo}, fwd[1:]...)
 		code, served, err := daemon.Forward(ctx, repo, fwd,
 			daemon.Streams{In: os.Stdin, Out: os.Stdout, Stdout: os.Stdout, Stderr: os.Stderr, StderrTTY: term.IsTerminal(int(os.Stderr.Fd()))})
 		if err != nil {
-			return report(err, os.Stderr)
+			return reportError(err, os.Stderr)
 		}
 		if served {
 			return code

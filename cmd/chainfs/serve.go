@@ -127,7 +127,7 @@ func runIn(ctx context.Context, args []string, cwd string, stdout, stderr io.Wri
 	if unknown, _ := app.Metadata[metaUnknownCommand].(error); err == nil && unknown != nil {
 		err = unknown
 	}
-	return report(requiredFlagIsUsage(err), stderr)
+	return reportError(requiredFlagIsUsage(err), stderr)
 }
 
 // requiredFlagIsUsage makes urfave/cli's error for a missing required flag

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/report"
 	"github.com/urfave/cli/v2"
 )
 
@@ -159,9 +160,9 @@ func snapshotDiff(c *cli.Context) error {
 			}
 			snaps[i] = s
 		}
-		changes := []store.Change{}
+		changes := []report.Change{}
 		human := !c.Bool("json")
-		err := r.Diff(c.Context, snaps[0], snaps[1], func(ch store.Change) error {
+		err := report.Diff(c.Context, r, snaps[0], snaps[1], func(ch report.Change) error {
 			if human {
 				// Print as found: a diff of a large change streams.
 				fmt.Fprintln(c.App.Writer, formatChange(&ch))
@@ -179,7 +180,7 @@ func snapshotDiff(c *cli.Context) error {
 
 // formatChange is one line of snapshot diff: + added, - removed, M content
 // changed, m metadata only.
-func formatChange(ch *store.Change) string {
+func formatChange(ch *report.Change) string {
 	switch ch.Kind {
 	case "added":
 		return "+ " + ch.Path
@@ -220,13 +221,13 @@ func snapshotList(c *cli.Context) error {
 				names = append(names, v.Name)
 			}
 		}
-		u, err := r.Usage(c.Context, store.UsageOptions{})
+		u, err := report.Usage(c.Context, r, report.UsageOptions{})
 		if err != nil {
 			return err
 		}
 		// Sizes come from the chain as it is now (a deletion moves what a
 		// snapshot holds), not from the figures of its commit.
-		usage := map[[2]string]store.SnapshotUsage{}
+		usage := map[[2]string]report.SnapshotUsage{}
 		for _, s := range u.Snapshots {
 			usage[[2]string{s.Volume, s.Snapshot}] = s
 		}

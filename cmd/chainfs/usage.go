@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/report"
 	"github.com/urfave/cli/v2"
 )
 
@@ -14,7 +15,7 @@ func usageCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: repoAction(0, 0, func(c *cli.Context, r *store.Repo) error {
-			u, err := r.Usage(c.Context, store.UsageOptions{Shared: true})
+			u, err := report.Usage(c.Context, r, report.UsageOptions{Shared: true})
 			if err != nil {
 				return err
 			}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/report"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 )
@@ -371,7 +372,7 @@ func repoContents(t *testing.T, r *store.Repo) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := r.Usage(ctx, store.UsageOptions{})
+	u, err := report.Usage(ctx, r, report.UsageOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +439,7 @@ func TestThinCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	var tb bytes.Buffer
-	tst, err := WriteNative(ctx, src, s.RootDir, &tb, ExportOptions{Skip: dst.HasBlock})
+	tst, err := WriteNative(ctx, src, s.RootDir, &tb, ExportOptions{Skip: dst.Index().HasBlock})
 	if err != nil {
 		t.Fatal(err)
 	}

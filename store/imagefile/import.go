@@ -98,7 +98,7 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 	case FormatNative:
 		var has func(store.Hash) bool
 		if opts.Thin {
-			has = repo.HasBlock
+			has = repo.Index().HasBlock
 		}
 		res, err = readNative(ctx, br, w, has, opts.Progress)
 	case FormatTar:

@@ -102,7 +102,7 @@ func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, ne
 		m.mountReadBytes, m.mountReads, m.mountReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectorFunc{descs: []*prometheus.Desc{verify, size, next, build}, collect: func(ch chan<- prometheus.Metric) {
-			ch <- prometheus.MustNewConstMetric(verify, prometheus.CounterValue, float64(repo.VerifyFailures()), "repository")
+			ch <- prometheus.MustNewConstMetric(verify, prometheus.CounterValue, float64(repo.Index().VerifyFailures()), "repository")
 			if catalog != nil {
 				ch <- prometheus.MustNewConstMetric(verify, prometheus.CounterValue, float64(catalog.VerifyFailures()), "catalog")
 			}

@@ -1,45 +1,54 @@
-package store
+package report
 
 import (
 	"context"
 	"slices"
+
+	"github.com/chainfs/chainfs/store"
 )
 
 // Change is one path that differs between two snapshots.
 type Change struct {
 	Path string `json:"path"`
 	// Kind is "added", "removed" or "changed".
-	Kind string   `json:"kind"`
-	Type FileType `json:"type"`
+	Kind string         `json:"kind"`
+	Type store.FileType `json:"type"`
 	// Content and Meta say what changed: the data (or a symlink's target),
 	// and the mode, owner, mtime or xattrs.
 	Content bool `json:"content,omitempty"`
 	Meta    bool `json:"meta,omitempty"`
 	// Ranges are a changed file's byte ranges that differ, block by block.
-	Ranges []Extent `json:"ranges,omitempty"`
+	Ranges []store.Extent `json:"ranges,omitempty"`
+}
+
+// differ walks two trees side by side.
+type differ struct {
+	rd store.Reader
+	fn func(Change) error
 }
 
 // Diff calls fn for every path that differs from snapshot a to snapshot b,
 // in path order. Subtrees with the same hash are skipped, so its cost
 // follows the size of the difference.
-func (r *Repo) Diff(ctx context.Context, a, b *Snapshot, fn func(Change) error) error {
+func Diff(ctx context.Context, rd store.Reader, a, b *store.Snapshot, fn func(Change) error) error {
+	d := differ{rd: rd, fn: fn}
 	if metaChanged(&a.RootDir, &b.RootDir) {
-		if err := fn(Change{Path: "/", Kind: "changed", Type: TypeDir, Meta: true}); err != nil {
+		if err := fn(Change{Path: "/", Kind: "changed", Type: store.TypeDir, Meta: true}); err != nil {
 			return err
 		}
 	}
-	return r.diffDir(ctx, "", a.Root, b.Root, fn)
+	return d.dir(ctx, "", a.Root, b.Root)
 }
 
-func (r *Repo) diffDir(ctx context.Context, dir string, oldTree, newTree Hash, fn func(Change) error) error {
+func (d *differ) dir(ctx context.Context, dir string, oldTree, newTree store.Hash) error {
 	if oldTree == newTree {
 		return nil
 	}
-	olds, err := r.Tree(ctx, oldTree)
+	olds, err := d.rd.Tree(ctx, oldTree)
 	if err != nil {
 		return err
 	}
-	news, err := r.Tree(ctx, newTree)
+	news, err := d.rd.Tree(ctx, newTree)
 	if err != nil {
 		return err
 	}
@@ -50,13 +59,13 @@ func (r *Repo) diffDir(ctx context.Context, dir string, oldTree, newTree Hash, f
 		}
 		switch {
 		case j == len(news) || (i < len(olds) && olds[i].Name < news[j].Name):
-			err = r.diffAll(ctx, dir, &olds[i], "removed", fn)
+			err = d.all(ctx, dir, &olds[i], "removed")
 			i++
 		case i == len(olds) || news[j].Name < olds[i].Name:
-			err = r.diffAll(ctx, dir, &news[j], "added", fn)
+			err = d.all(ctx, dir, &news[j], "added")
 			j++
 		default:
-			err = r.diffEntry(ctx, dir, &olds[i], &news[j], fn)
+			err = d.entry(ctx, dir, &olds[i], &news[j])
 			i++
 			j++
 		}
@@ -75,82 +84,82 @@ func join(dir, name string) string {
 }
 
 // diffAll reports an entry, and everything below it, as added or removed.
-func (r *Repo) diffAll(ctx context.Context, dir string, e *Entry, kind string, fn func(Change) error) error {
+func (d *differ) all(ctx context.Context, dir string, e *store.Entry, kind string) error {
 	path := join(dir, e.Name)
-	if err := fn(Change{Path: path, Kind: kind, Type: e.Type}); err != nil {
+	if err := d.fn(Change{Path: path, Kind: kind, Type: e.Type}); err != nil {
 		return err
 	}
-	if e.Type != TypeDir {
+	if e.Type != store.TypeDir {
 		return nil
 	}
-	entries, err := r.Tree(ctx, e.Subtree)
+	entries, err := d.rd.Tree(ctx, e.Subtree)
 	if err != nil {
 		return err
 	}
 	for i := range entries {
-		if err := r.diffAll(ctx, path, &entries[i], kind, fn); err != nil {
+		if err := d.all(ctx, path, &entries[i], kind); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *Repo) diffEntry(ctx context.Context, dir string, o, n *Entry, fn func(Change) error) error {
+func (d *differ) entry(ctx context.Context, dir string, o, n *store.Entry) error {
 	path := join(dir, n.Name)
 	if o.Type != n.Type {
-		if err := r.diffAll(ctx, dir, o, "removed", fn); err != nil {
+		if err := d.all(ctx, dir, o, "removed"); err != nil {
 			return err
 		}
-		return r.diffAll(ctx, dir, n, "added", fn)
+		return d.all(ctx, dir, n, "added")
 	}
 	c := Change{Path: path, Kind: "changed", Type: n.Type, Meta: metaChanged(o, n)}
 	switch n.Type {
-	case TypeRegular:
-		if !sameContent(o, n) {
+	case store.TypeRegular:
+		if !o.SameContent(n) {
 			c.Content = true
-			ranges, err := r.changedRanges(ctx, o, n)
+			ranges, err := d.changedRanges(ctx, o, n)
 			if err != nil {
 				return err
 			}
 			c.Ranges = ranges
 		}
-	case TypeSymlink:
+	case store.TypeSymlink:
 		c.Content = o.Target != n.Target
-	case TypeCharDev, TypeBlockDev:
+	case store.TypeCharDev, store.TypeBlockDev:
 		c.Content = o.Rdev != n.Rdev
 	}
 	if c.Content || c.Meta {
-		if err := fn(c); err != nil {
+		if err := d.fn(c); err != nil {
 			return err
 		}
 	}
-	if n.Type == TypeDir {
-		return r.diffDir(ctx, path, o.Subtree, n.Subtree, fn)
+	if n.Type == store.TypeDir {
+		return d.dir(ctx, path, o.Subtree, n.Subtree)
 	}
 	return nil
 }
 
 // metaChanged compares what a user changes with chmod, chown, touch and
 // setfattr. atime and ctime are left out: reading and any change move them.
-func metaChanged(o, n *Entry) bool {
+func metaChanged(o, n *store.Entry) bool {
 	return o.Mode != n.Mode || o.UID != n.UID || o.GID != n.GID || o.Mtime != n.Mtime ||
-		!slices.EqualFunc(o.Xattrs, n.Xattrs, func(a, b Xattr) bool { return a.Name == b.Name && string(a.Value) == string(b.Value) })
+		!slices.EqualFunc(o.Xattrs, n.Xattrs, func(a, b store.Xattr) bool { return a.Name == b.Name && string(a.Value) == string(b.Value) })
 }
 
 // changedRanges returns the byte ranges of n whose blocks differ from o's,
 // merged where adjacent.
 // Chunks equal in both lists are skipped unread.
-func (r *Repo) changedRanges(ctx context.Context, o, n *Entry) ([]Extent, error) {
-	lo, err := OpenBlocks(ctx, r, o)
+func (d *differ) changedRanges(ctx context.Context, o, n *store.Entry) ([]store.Extent, error) {
+	lo, err := store.OpenBlocks(ctx, d.rd, o)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := OpenBlocks(ctx, r, n)
+	ln, err := store.OpenBlocks(ctx, d.rd, n)
 	if err != nil {
 		return nil, err
 	}
-	var out []Extent
-	compare := func(i int, h Hash) error {
+	var out []store.Extent
+	compare := func(i int, h store.Hash) error {
 		if i < lo.Len() && o.BlockSize == n.BlockSize && o.BlockLen(i) == n.BlockLen(i) {
 			oh, err := lo.At(ctx, i)
 			if err != nil || oh == h {
@@ -161,7 +170,7 @@ func (r *Repo) changedRanges(ctx context.Context, o, n *Entry) ([]Extent, error)
 		if k := len(out) - 1; k >= 0 && out[k].Off+out[k].Len == off {
 			out[k].Len += l
 		} else {
-			out = append(out, Extent{Off: off, Len: l})
+			out = append(out, store.Extent{Off: off, Len: l})
 		}
 		return nil
 	}
@@ -174,7 +183,7 @@ func (r *Repo) changedRanges(ctx context.Context, o, n *Entry) ([]Extent, error)
 		if c < len(co.Hashes) && co.Hashes[c] == cn.Hashes[c] && co.ChunkLen(c) == cn.ChunkLen(c) {
 			continue
 		}
-		hs, err := ln.loadChunk(ctx, c)
+		hs, err := ln.Chunk(ctx, c)
 		if err != nil {
 			return nil, err
 		}

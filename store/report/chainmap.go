@@ -1,10 +1,12 @@
-package store
+package report
 
 import (
+	"bytes"
 	"context"
-	"sort"
+	"errors"
+	"slices"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/chainfs/chainfs/store"
 )
 
 // ChainRow is one snapshot of a chain map: how many bytes of its data each
@@ -23,44 +25,33 @@ type ChainRow struct {
 // the A/B/C/D picture of docs/design.md for the volume's own data. It
 // reads every snapshot's block list; each block's holder is one index
 // seek.
-func (r *Repo) ChainMap(ctx context.Context, volume string) ([]ChainRow, error) {
-	v, err := r.Volume(ctx, volume)
-	if err != nil {
-		return nil, err
-	}
-	snaps, err := r.snapshotsOf(v.ID)
+func ChainMap(ctx context.Context, r *store.Repo, volume string) ([]ChainRow, error) {
+	snaps, err := r.Snapshots(ctx, volume)
 	if err != nil {
 		return nil, err
 	}
 	rows := make([]ChainRow, 0, len(snaps))
 	for i := range snaps {
 		s := &snaps[i]
-		blocks := map[Hash]uint32{}
-		if err := r.collectBlocks(ctx, s.Root, blocks); err != nil {
+		blocks := map[store.Hash]uint32{}
+		if err := store.CollectBlocks(ctx, r, s.Root, blocks); err != nil {
 			return nil, err
 		}
-		hs := make([]Hash, 0, len(blocks))
+		hs := make([]store.Hash, 0, len(blocks))
 		for h := range blocks {
 			hs = append(hs, h)
 		}
-		sort.Slice(hs, func(i, j int) bool { return string(hs[i][:]) < string(hs[j][:]) })
+		slices.SortFunc(hs, func(a, b store.Hash) int { return bytes.Compare(a[:], b[:]) })
 		row := ChainRow{Snapshot: s.Name, Seq: s.Seq, Held: map[uint64]uint64{}}
-		err := r.view(func(txn *badger.Txn) error {
-			for _, h := range hs {
-				start, _, found, err := lastInterval(txn, v.ID, h, s.Seq)
-				if err != nil {
-					return err
-				}
-				if !found {
-					start = s.Seq
-				}
-				row.Held[start] += uint64(blocks[h])
-				row.Total += uint64(blocks[h])
+		for _, h := range hs {
+			holder, err := r.Index().Holder(ctx, s.VolumeID, s.Seq, h)
+			if errors.Is(err, store.ErrNotFound) {
+				holder = s.Seq
+			} else if err != nil {
+				return nil, err
 			}
-			return ctx.Err()
-		})
-		if err != nil {
-			return nil, err
+			row.Held[holder] += uint64(blocks[h])
+			row.Total += uint64(blocks[h])
 		}
 		rows = append(rows, row)
 	}

@@ -1,0 +1,220 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/chainfs/chainfs/store"
+)
+
+const testBS = store.MinBlockSize
+
+func testRepo(t *testing.T) *store.Repo {
+	t.Helper()
+	dir := t.TempDir() + "/repo"
+	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Open(context.Background(), store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if _, err := r.AddVolume(context.Background(), store.Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func block(c byte) []byte { return bytes.Repeat([]byte{c}, testBS) }
+
+// snapFile commits a snapshot of volume v whose tree is one file "disk"
+// made of blocks (nil: a hole).
+func snapFile(t *testing.T, r *store.Repo, blocks ...[]byte) *store.Snapshot {
+	t.Helper()
+	ctx := context.Background()
+	w, err := r.BeginSnapshot(ctx, "v", store.SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := make([]store.Hash, len(blocks))
+	for i, b := range blocks {
+		if b == nil {
+			continue
+		}
+		hs[i] = store.Sum(b)
+		if err := w.PutBlock(ctx, hs[i], b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := store.Entry{Name: "disk", Type: store.TypeRegular, Mode: 0o644, Size: uint64(len(blocks) * testBS), BlockSize: testBS, Nlink: 1}
+	if err := e.SetBlocks(hs, func(b []byte) (store.Hash, error) { return w.PutTree(ctx, b) }); err != nil {
+		t.Fatal(err)
+	}
+	root, err := w.PutTree(ctx, store.EncodeTree([]store.Entry{e}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestExclusiveIsWhatDeletionFrees: each snapshot's exclusive size is
+// exactly what deleting it and running gc frees; shared is the rest.
+func TestExclusiveIsWhatDeletionFrees(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	A, B, C, D, E := block('A'), block('B'), block('C'), block('D'), block('E')
+	snapFile(t, r, A, B, C)
+	s2 := snapFile(t, r, A, D, C)
+	snapFile(t, r, A, E, C)
+	if _, err := r.CreateImage(ctx, "img", "v", s2.Name, store.ImageMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := Usage(ctx, r, UsageOptions{Shared: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B only in s1, E only in s3 (the head); A and C shared; D is s2's
+	// and the image's.
+	excl := map[string]uint64{}
+	for _, s := range u.Snapshots {
+		excl[s.Snapshot] = s.Exclusive
+		want := uint64(testBS)
+		if s.Snapshot == s2.Name {
+			want = 0
+		}
+		if s.Exclusive != want || s.Shared != 3*testBS-want {
+			t.Errorf("snapshot %s: exclusive %d, shared %d; want %d, %d", s.Snapshot, s.Exclusive, s.Shared, want, 3*testBS-want)
+		}
+	}
+	if len(u.Images) != 1 || u.Images[0].Snapshot != "img" || u.Images[0].Volume != "" || u.Images[0].Added != 0 || u.Images[0].Logical != s2.Stats.LogicalBytes {
+		t.Errorf("images: %+v", u.Images)
+	}
+	if u.Blocks != 5 || u.StoredBytes != 5*testBS || u.GarbageBytes != 0 || u.Trees == 0 || u.SpaceUsed == 0 {
+		t.Errorf("usage %+v", u)
+	}
+	if err := r.RemoveImage(ctx, "img"); err != nil {
+		t.Fatal(err)
+	}
+	if u, err = Usage(ctx, r, UsageOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range u.Snapshots {
+		excl[s.Snapshot] = s.Exclusive
+	}
+	if excl[s2.Name] != testBS {
+		t.Errorf("without the image, %s has %d bytes of its own, want %d", s2.Name, excl[s2.Name], testBS)
+	}
+	if err := r.DeleteSnapshot(ctx, "v", s2.Name); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BytesFreed != excl[s2.Name] {
+		t.Errorf("deleting %s freed %d, its exclusive size was %d", s2.Name, st.BytesFreed, excl[s2.Name])
+	}
+}
+
+// TestChainMapSpecExample draws the example of docs/design.md: snapshot 3
+// holds B2, links C1 to snapshot 2 and A, D to snapshot 1.
+func TestChainMapSpecExample(t *testing.T) {
+	r := testRepo(t)
+	A, B, C, D := block('A'), block('B'), block('C'), block('D')
+	snapFile(t, r, A, B, C, D)
+	snapFile(t, r, A, block('b'), block('c'), D)
+	snapFile(t, r, A, block('2'), block('c'), D)
+	rows, err := ChainMap(context.Background(), r, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []map[uint64]uint64{{1: 4 * testBS}, {1: 2 * testBS, 2: 2 * testBS}, {1: 2 * testBS, 2: testBS, 3: testBS}}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows, want %d", len(rows), len(want))
+	}
+	for i, w := range want {
+		if !reflect.DeepEqual(rows[i].Held, w) || rows[i].Total != 4*testBS {
+			t.Errorf("snapshot %d holders %v (total %d), want %v", i+1, rows[i].Held, rows[i].Total, w)
+		}
+	}
+}
+
+// TestDiff: a changed block of a file long enough to be kept in chunks is
+// one range; an added, a removed and a re-moded file are named; equal
+// snapshots differ in nothing.
+func TestDiff(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	n := 2*store.ChunkBlocks + 300
+	data := func(i int, tag string) []byte {
+		if i >= store.ChunkBlocks && i < 2*store.ChunkBlocks {
+			return nil // a chunk of holes
+		}
+		b := make([]byte, testBS)
+		copy(b, fmt.Sprint(tag, i%97))
+		return b
+	}
+	blocks := make([][]byte, n)
+	for i := range blocks {
+		blocks[i] = data(i, "a")
+	}
+	s1 := snapFile(t, r, blocks...)
+	blocks[2*store.ChunkBlocks+100] = block('Z')
+	s2 := snapFile(t, r, blocks...)
+
+	var changes []Change
+	collect := func(ch Change) error { changes = append(changes, ch); return nil }
+	if err := Diff(ctx, r, s1, s2, collect); err != nil {
+		t.Fatal(err)
+	}
+	wantRange := []store.Extent{{Off: uint64(2*store.ChunkBlocks+100) * testBS, Len: testBS}}
+	if len(changes) != 1 || changes[0].Path != "/disk" || !changes[0].Content || changes[0].Meta || !reflect.DeepEqual(changes[0].Ranges, wantRange) {
+		t.Errorf("one block changed: %+v", changes)
+	}
+	changes = nil
+	if err := Diff(ctx, r, s2, s2, collect); err != nil || len(changes) != 0 {
+		t.Errorf("a snapshot against itself: %+v %v", changes, err)
+	}
+
+	// Trees differing in names and metadata.
+	tree := func(es ...store.Entry) *store.Snapshot {
+		w, err := r.BeginSnapshot(ctx, "v", store.SnapshotOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := w.PutTree(ctx, store.EncodeTree(es))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	file := func(name string, mode uint32) store.Entry {
+		return store.Entry{Name: name, Type: store.TypeRegular, Mode: mode, Nlink: 1}
+	}
+	a := tree(file("kept", 0o644), file("gone", 0o644), file("moded", 0o644))
+	b := tree(file("added", 0o644), file("kept", 0o644), file("moded", 0o600))
+	changes = nil
+	if err := Diff(ctx, r, a, b, collect); err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{
+		{Path: "/added", Kind: "added", Type: store.TypeRegular},
+		{Path: "/gone", Kind: "removed", Type: store.TypeRegular},
+		{Path: "/moded", Kind: "changed", Type: store.TypeRegular, Meta: true},
+	}
+	if !reflect.DeepEqual(changes, want) {
+		t.Errorf("changes %+v\nwant %+v", changes, want)
+	}
+}
