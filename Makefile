@@ -27,7 +27,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
 # Fuzz targets, as "Target package".
-FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzDecodeChunks ./store" "FuzzParseClock ./store" \
+FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzDecodeChunks ./store" "FuzzParseClock ./store/policy" \
 	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore" "FuzzParseRequest ./cmd/chainfs/daemon" \
 	"FuzzReadNative ./store/imagefile" "FuzzReadTar ./store/imagefile"
 FUZZTIME ?= 5m

@@ -138,11 +138,9 @@ func (m metaTxn) putPack(id uint64, size int64) error {
 // deletePack removes a pack's record (its file goes after).
 func (m metaTxn) deletePack(id uint64) error { return m.txn.Delete(packKey(id)) }
 
-// putPolicy writes a policy.
-func (m metaTxn) putPolicy(p *Policy) error { return m.setJSON(policyKey(p.Name), p) }
-
-// deletePolicy removes a policy.
-func (m metaTxn) deletePolicy(name string) error { return m.txn.Delete(policyKey(name)) }
+// deleteRecord removes a record of a package built on the store
+// (records.go writes them with setJSON).
+func (m metaTxn) deleteRecord(key []byte) error { return m.txn.Delete(key) }
 
 func (m metaTxn) setJSON(key []byte, v any) error {
 	b, err := json.Marshal(v)

@@ -51,19 +51,3 @@ func FuzzDecodeContent(f *testing.F) {
 		}
 	})
 }
-
-// FuzzParseClock: policy times parse only as valid HH:MM.
-func FuzzParseClock(f *testing.F) {
-	for _, s := range []string{"00:00", "23:59", "24:00", "7:00", "12:5x", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		h, m, err := ParseClock(s)
-		if err != nil {
-			return
-		}
-		if h < 0 || h > 23 || m < 0 || m > 59 || len(s) != 5 {
-			t.Fatalf("%q parsed as %d:%d", s, h, m)
-		}
-	})
-}

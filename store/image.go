@@ -143,7 +143,7 @@ func typeOf(m *ImageMeta) ImageType {
 }
 
 // ValidImageName reports whether s can name an image.
-func ValidImageName(s string) bool { return validLabel(s) }
+func ValidImageName(s string) bool { return ValidLabel(s) }
 
 func checkImageName(name string) error {
 	if !ValidImageName(name) {

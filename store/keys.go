@@ -19,7 +19,7 @@ const (
 	prefixDelta    = 'd' // d volID:8 seq:8 hash:32        → deltaRecord (binary)
 	prefixInterval = 'i' // i volID:8 hash:32 start:8      → intervalRecord (binary)
 	prefixPack     = 'p' // p packID:8                     → packRecord (binary)
-	prefixPolicy   = 'o' // o name                         → Policy (JSON)
+	prefixPolicy   = 'o' // o name                         → policy.Policy (JSON), through Records
 )
 
 // SchemaVersion is stored under metaSchemaKey and checked at Open.
@@ -116,9 +116,6 @@ func parseIntervalKey(k []byte) (vol uint64, h Hash, start uint64, err error) {
 	copy(h[:], k[9:41])
 	return binary.BigEndian.Uint64(k[1:]), h, binary.BigEndian.Uint64(k[41:]), nil
 }
-
-// policyKey: 'o' name
-func policyKey(name string) []byte { return append([]byte{prefixPolicy}, name...) }
 
 // packKey: 'p' packID:8
 func packKey(id uint64) []byte {

@@ -182,7 +182,7 @@ func Init(opts Options) (*Info, error) {
 	if region == "" {
 		region = DefaultRegion
 	}
-	if !validLabel(region) {
+	if !ValidLabel(region) {
 		return nil, fmt.Errorf("region %q: use letters, digits, '.', '_' and '-': %w", region, ErrInvalid)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -498,10 +498,10 @@ func (l badgerLogger) Warningf(f string, a ...any) {
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
 
-// validLabel reports whether s is a safe volume, snapshot or region name:
-// 1–128 bytes of letters, digits, '.', '_', '-', '+', ':', '@', not
-// starting with '.' or '-'.
-func validLabel(s string) bool {
+// ValidLabel reports whether s is a safe name for a volume, a snapshot,
+// an image, a policy or a region: 1–128 bytes of letters, digits, '.',
+// '_', '-', '+', ':', '@', not starting with '.' or '-'.
+func ValidLabel(s string) bool {
 	if s == "" || len(s) > 128 || s[0] == '.' || s[0] == '-' {
 		return false
 	}

@@ -75,7 +75,7 @@ func (h *Hash) UnmarshalText(b []byte) error {
 
 // ValidSnapshotName reports whether s can name a snapshot: it becomes a
 // directory name in the mount.
-func ValidSnapshotName(s string) bool { return validLabel(s) && s != "latest" }
+func ValidSnapshotName(s string) bool { return ValidLabel(s) && s != "latest" }
 
 // SnapshotOptions describe a snapshot to be made.
 type SnapshotOptions struct {

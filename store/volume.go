@@ -96,16 +96,32 @@ func (f *SourceFS) String() string {
 	return s
 }
 
-// SetSourceFS records the file system a volume's source lies on.
-func (r *Repo) SetSourceFS(ctx context.Context, volume string, fs *SourceFS) error {
-	return r.updateVolume(volume, func(v *Volume) error {
-		v.SourceFS = fs
+// UpdateVolume changes what a volume's record says of it (its source,
+// policy, excludes, image metadata) in one transaction; fn's changes to
+// what the store keeps of the chain (name, id, kind, block size, head,
+// sequence, the state of an operation, creation time) are not kept.
+func (r *Repo) UpdateVolume(ctx context.Context, name string, fn func(*Volume) error) error {
+	err := r.updateVolume(name, func(v *Volume) error {
+		if v.Removing {
+			return fmt.Errorf("volume %s: %w", name, ErrNotFound)
+		}
+		kept := *v
+		if err := fn(v); err != nil {
+			return err
+		}
+		v.Name, v.ID, v.Kind, v.BlockSize, v.Created = kept.Name, kept.ID, kept.Kind, kept.BlockSize, kept.Created
+		v.Head, v.NextSeq, v.Applying, v.Deleting, v.Removing = kept.Head, kept.NextSeq, kept.Applying, kept.Deleting, kept.Removing
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	r.changed(name, "")
+	return nil
 }
 
 // ValidVolumeName reports whether s can name a volume.
-func ValidVolumeName(s string) bool { return validLabel(s) && s != "latest" }
+func ValidVolumeName(s string) bool { return ValidLabel(s) && s != "latest" }
 
 // AddVolume records a new volume. The caller checks the source.
 func (r *Repo) AddVolume(ctx context.Context, v Volume) (*Volume, error) {

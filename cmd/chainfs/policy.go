@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/policy"
 	"github.com/urfave/cli/v2"
 )
 
@@ -21,7 +22,7 @@ func policyCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "at", Required: true, Usage: "local times, HH:MM[,HH:MM...]"},
 					&cli.StringFlag{Name: "weekdays", Usage: "mon,tue,... (default: every day)"},
-					&cli.IntFlag{Name: "retain-days", Usage: fmt.Sprintf("delete automatic snapshots older than N calendar days (%d to %d)", store.MinRetainDays, store.MaxRetainDays)},
+					&cli.IntFlag{Name: "retain-days", Usage: fmt.Sprintf("delete automatic snapshots older than N calendar days (%d to %d)", policy.MinRetainDays, policy.MaxRetainDays)},
 					&cli.IntFlag{Name: "keep", Usage: "keep the newest N automatic snapshots"},
 					&cli.BoolFlag{Name: "forever", Usage: "keep automatic snapshots until deleted (no age limit)"},
 					jsonFlag,
@@ -56,7 +57,7 @@ func policyCommand() *cli.Command {
 				Usage:     "remove a policy (its volumes are no longer scheduled)",
 				ArgsUsage: "NAME",
 				Action: repoAction(1, 1, func(c *cli.Context, r *store.Repo) error {
-					detached, err := r.RemovePolicy(c.Context, c.Args().First())
+					detached, err := policy.Remove(c.Context, r, c.Args().First())
 					if err != nil {
 						return err
 					}
@@ -73,12 +74,12 @@ func policyCommand() *cli.Command {
 }
 
 func policyCreate(c *cli.Context, r *store.Repo) error {
-	p := store.Policy{Name: c.Args().First(), At: strings.Split(c.String("at"), ","),
+	p := policy.Policy{Name: c.Args().First(), At: strings.Split(c.String("at"), ","),
 		RetainDays: c.Int("retain-days"), Keep: c.Int("keep"), Forever: c.Bool("forever")}
 	if w := c.String("weekdays"); w != "" {
 		p.Weekdays = strings.Split(w, ",")
 	}
-	created, err := r.CreatePolicy(c.Context, p)
+	created, err := policy.Create(c.Context, r, p)
 	if err != nil {
 		return err
 	}
@@ -87,22 +88,22 @@ func policyCreate(c *cli.Context, r *store.Repo) error {
 	})
 }
 
-func applyPolicy(c *cli.Context, r *store.Repo, policy string, volumes []string) error {
+func applyPolicy(c *cli.Context, r *store.Repo, name string, volumes []string) error {
 	for _, v := range volumes {
-		if err := r.ApplyPolicy(c.Context, policy, v); err != nil {
+		if err := policy.Apply(c.Context, r, name, v); err != nil {
 			return err
 		}
-		if policy == "" {
+		if name == "" {
 			fmt.Fprintf(c.App.Writer, "volume %s: no policy\n", v)
 		} else {
-			fmt.Fprintf(c.App.Writer, "volume %s: policy %s\n", v, policy)
+			fmt.Fprintf(c.App.Writer, "volume %s: policy %s\n", v, name)
 		}
 	}
 	return nil
 }
 
 // describePolicy says a policy in words: "at 02:00, 14:00 on mon, fri; keep 7".
-func describePolicy(p *store.Policy) string {
+func describePolicy(p *policy.Policy) string {
 	s := "at " + strings.Join(p.At, ", ")
 	if len(p.Weekdays) > 0 {
 		s += " on " + strings.Join(p.Weekdays, ", ")
@@ -123,12 +124,12 @@ func describePolicy(p *store.Policy) string {
 
 // policyInfo is a policy with the volumes it schedules, as listed.
 type policyInfo struct {
-	store.Policy
+	policy.Policy
 	Volumes []string `json:"volumes"`
 }
 
 func policyList(c *cli.Context, r *store.Repo) error {
-	policies, err := r.Policies(c.Context)
+	policies, err := policy.List(c.Context, r)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func TestSourceOnAnotherFileSystem(t *testing.T) {
 		t.Fatalf("first snapshot recorded %+v, want %+v", v.SourceFS, here)
 	}
 	other := &store.SourceFS{Mount: filepath.Join(src, "elsewhere"), Type: "ext4", Device: "/dev/sdz1"}
-	if err := r.SetSourceFS(ctx, "v", other); err != nil {
+	if err := r.UpdateVolume(ctx, "v", func(v *store.Volume) error { v.SourceFS = other; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Snapshot(ctx, r, "v", store.SnapshotOptions{Name: "moved"}, Options{})

@@ -246,7 +246,8 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 	if fsNow != nil && (vol.SourceFS == nil || !vol.SourceFS.Same(fsNow)) {
 		// A volume added by an older version gets its record now; one
 		// snapshotted on another file system by request keeps the new one.
-		if err := repo.SetSourceFS(ctx, vol.Name, fsNow); err != nil {
+		err := repo.UpdateVolume(ctx, vol.Name, func(v *store.Volume) error { v.SourceFS = fsNow; return nil })
+		if err != nil {
 			log.Warn("cannot record the source's file system", "volume", vol.Name, "err", err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/policy"
 )
 
 // Clock is the time the scheduler runs by; tests bring their own.
@@ -79,7 +80,7 @@ func (s *scheduler) tick(ctx context.Context, now time.Time) {
 			delete(s.seen, v.Name)
 			continue
 		}
-		p, err := s.repo.Policy(ctx, v.Policy)
+		p, err := policy.Get(ctx, s.repo, v.Policy)
 		if err != nil {
 			s.log.Error("scheduler: policy", "volume", v.Name, "policy", v.Policy, "err", err)
 			continue
@@ -110,7 +111,7 @@ func (s *scheduler) nextRuns(ctx context.Context) map[[2]string]time.Time {
 		if v.Policy == "" {
 			continue
 		}
-		if p, err := s.repo.Policy(ctx, v.Policy); err == nil {
+		if p, err := policy.Get(ctx, s.repo, v.Policy); err == nil {
 			if at, ok := nextRun(p, s.clock.Now(), s.loc); ok {
 				out[[2]string{v.Name, v.Policy}] = at
 			}
@@ -137,7 +138,7 @@ func (s *scheduler) lastAuto(ctx context.Context, v *store.Volume) (time.Time, e
 
 // newestOccurrence returns the wall-clock label (20060102-1504) of the
 // newest run of p in (from, to], if any.
-func newestOccurrence(p *store.Policy, from, to time.Time, loc *time.Location) (string, bool) {
+func newestOccurrence(p *policy.Policy, from, to time.Time, loc *time.Location) (string, bool) {
 	if !to.After(from) {
 		return "", false
 	}
@@ -157,7 +158,7 @@ func newestOccurrence(p *store.Policy, from, to time.Time, loc *time.Location) (
 }
 
 // nextRun is the first run of p after now.
-func nextRun(p *store.Policy, now time.Time, loc *time.Location) (time.Time, bool) {
+func nextRun(p *policy.Policy, now time.Time, loc *time.Location) (time.Time, bool) {
 	for i := 0; i < 8; i++ {
 		for _, r := range runsOnDate(p, now.In(loc).AddDate(0, 0, i), loc) {
 			if r.at.After(now) {
@@ -175,14 +176,14 @@ type run struct {
 }
 
 // runsOnDate lists p's runs on day's date, earliest first.
-func runsOnDate(p *store.Policy, day time.Time, loc *time.Location) []run {
+func runsOnDate(p *policy.Policy, day time.Time, loc *time.Location) []run {
 	y, m, d := day.Date()
 	if !p.RunsOn(time.Date(y, m, d, 12, 0, 0, 0, loc).Weekday()) {
 		return nil
 	}
 	var runs []run
 	for _, at := range p.At {
-		hh, mm, _ := store.ParseClock(at)
+		hh, mm, _ := policy.ParseClock(at)
 		runs = append(runs, run{fmt.Sprintf("%04d%02d%02d-%02d%02d", y, m, d, hh, mm), wallTime(y, m, d, hh, mm, loc)})
 	}
 	return runs
@@ -203,7 +204,7 @@ func wallTime(y int, m time.Month, d, hh, mm int, loc *time.Location) time.Time 
 }
 
 // fire starts an automatic snapshot, or records why it did not.
-func (s *scheduler) fire(ctx context.Context, volume string, p *store.Policy, label string) {
+func (s *scheduler) fire(ctx context.Context, volume string, p *policy.Policy, label string) {
 	name := "auto-" + label
 	if _, err := s.repo.Snapshot(ctx, volume, name); err == nil {
 		return // already taken: a repeated wall-clock time, or a restart
@@ -238,7 +239,7 @@ func (s *scheduler) fire(ctx context.Context, volume string, p *store.Policy, la
 
 // prune deletes the volume's automatic snapshots past the policy's
 // retention; manual snapshots are never touched.
-func (s *scheduler) prune(ctx context.Context, volume string, p *store.Policy) []string {
+func (s *scheduler) prune(ctx context.Context, volume string, p *policy.Policy) []string {
 	if p.Forever {
 		return nil
 	}
@@ -256,7 +257,7 @@ func (s *scheduler) prune(ctx context.Context, volume string, p *store.Policy) [
 	if p.Keep == 0 && p.RetainDays != 0 {
 		if _, ok := p.RetentionCutoff(s.clock.Now()); !ok {
 			s.log.Warn("retention: the policy's --retain-days is out of range (from an older version); nothing pruned: recreate the policy",
-				"policy", p.Name, "volume", volume, "retain_days", p.RetainDays, "min", store.MinRetainDays, "max", store.MaxRetainDays)
+				"policy", p.Name, "volume", volume, "retain_days", p.RetainDays, "min", policy.MinRetainDays, "max", policy.MaxRetainDays)
 		}
 	}
 	doomed := expired(p, autos, s.clock.Now().In(s.loc))
@@ -275,7 +276,7 @@ func (s *scheduler) prune(ctx context.Context, volume string, p *store.Policy) [
 // expired is which of autos (a volume's automatic snapshots, oldest first)
 // p's retention deletes at now: past Keep, or older than RetainDays
 // calendar days in now's location, never the newest.
-func expired(p *store.Policy, autos []store.Snapshot, now time.Time) []store.Snapshot {
+func expired(p *policy.Policy, autos []store.Snapshot, now time.Time) []store.Snapshot {
 	if p.Keep > 0 {
 		if len(autos) > p.Keep {
 			return autos[:len(autos)-p.Keep]

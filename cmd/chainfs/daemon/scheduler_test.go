@@ -14,6 +14,7 @@ import (
 
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/policy"
 )
 
 // schedEnv is a repository with one volume and a scheduler driven by hand.
@@ -25,7 +26,7 @@ type schedEnv struct {
 	s    *scheduler
 }
 
-func newSchedEnv(t *testing.T, loc *time.Location, p store.Policy) *schedEnv {
+func newSchedEnv(t *testing.T, loc *time.Location, p policy.Policy) *schedEnv {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -44,10 +45,10 @@ func newSchedEnv(t *testing.T, loc *time.Location, p store.Policy) *schedEnv {
 		t.Fatal(err)
 	}
 	p.Name = "p"
-	if _, err := repo.CreatePolicy(ctx, p); err != nil {
+	if _, err := policy.Create(ctx, repo, p); err != nil {
 		t.Fatal(err)
 	}
-	if err := repo.ApplyPolicy(ctx, "p", "v"); err != nil {
+	if err := policy.Apply(ctx, repo, "p", "v"); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
@@ -92,7 +93,7 @@ func (e *schedEnv) manual(name string) {
 // marked automatic; keep 2 prunes automatic snapshots only.
 func TestSchedulerRunsAndKeeps(t *testing.T) {
 	loc := time.UTC
-	e := newSchedEnv(t, loc, store.Policy{At: []string{"14:00", "02:00"}, Keep: 2})
+	e := newSchedEnv(t, loc, policy.Policy{At: []string{"14:00", "02:00"}, Keep: 2})
 	e.s.seen["v"] = day(loc, 1, 0, 0) // the scheduler last looked at midnight
 	e.manual("by-hand")
 	e.tick(day(loc, 1, 1, 59))
@@ -116,7 +117,7 @@ func TestSchedulerRunsAndKeeps(t *testing.T) {
 // newest stays whatever its age.
 func TestSchedulerRetainDays(t *testing.T) {
 	loc := time.UTC
-	e := newSchedEnv(t, loc, store.Policy{At: []string{"03:00"}, RetainDays: 2})
+	e := newSchedEnv(t, loc, policy.Policy{At: []string{"03:00"}, RetainDays: 2})
 	e.s.seen["v"] = day(loc, 1, 0, 0)
 	for d := 1; d <= 5; d++ {
 		e.tick(day(loc, d, 3, 0))
@@ -142,7 +143,7 @@ func (c fixedClock) After(d time.Duration) <-chan time.Time { return time.After(
 // snapshot is still running is skipped, recorded, and not run later.
 func TestSchedulerSkipsBusyVolume(t *testing.T) {
 	loc := time.UTC
-	e := newSchedEnv(t, loc, store.Policy{At: []string{"06:00"}, Forever: true})
+	e := newSchedEnv(t, loc, policy.Policy{At: []string{"06:00"}, Forever: true})
 	var skipped []string
 	e.s.skipped = func(v string) { skipped = append(skipped, v) }
 	e.s.seen["v"] = day(loc, 1, 0, 0)
@@ -169,7 +170,7 @@ func TestSchedulerSkipsBusyVolume(t *testing.T) {
 // up by one snapshot, named after the newest missed run.
 func TestSchedulerCatchUp(t *testing.T) {
 	loc := time.UTC
-	e := newSchedEnv(t, loc, store.Policy{At: []string{"04:00"}, Forever: true})
+	e := newSchedEnv(t, loc, policy.Policy{At: []string{"04:00"}, Forever: true})
 	e.tick(day(loc, 3, 12, 0)) // first look, three days after the policy was applied
 	want := "auto-" + day(loc, 3, 0, 0).Format("20060102") + "-0400"
 	if got := e.autos(); len(got) != 1 || got[0] != want {
@@ -191,7 +192,7 @@ func TestSchedulerAcrossDST(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &store.Policy{At: []string{"02:30"}, Forever: true}
+	p := &policy.Policy{At: []string{"02:30"}, Forever: true}
 	from := time.Date(2027, 3, 14, 1, 0, 0, 0, ny) // 2027-03-14: 02:00 EST → 03:00 EDT
 	if _, due := newestOccurrence(p, from, time.Date(2027, 3, 14, 1, 59, 0, 0, ny), ny); due {
 		t.Error("02:30 ran before the gap it falls in")
@@ -201,7 +202,7 @@ func TestSchedulerAcrossDST(t *testing.T) {
 		t.Errorf("spring forward: %q %v, want 20270314-0230", label, due)
 	}
 
-	e := newSchedEnv(t, ny, store.Policy{At: []string{"01:30"}, Forever: true})
+	e := newSchedEnv(t, ny, policy.Policy{At: []string{"01:30"}, Forever: true})
 	// 2027-11-07: 02:00 EDT → 01:00 EST; 01:30 happens at 05:30 and 06:30 UTC.
 	e.s.seen["v"] = time.Date(2027, 11, 7, 4, 0, 0, 0, time.UTC)
 	for _, utc := range []int{5, 6, 7} {
@@ -213,7 +214,7 @@ func TestSchedulerAcrossDST(t *testing.T) {
 }
 
 func TestPolicyValidation(t *testing.T) {
-	for _, p := range []store.Policy{
+	for _, p := range []policy.Policy{
 		{Name: "p", At: []string{"24:00"}, Keep: 1},
 		{Name: "p", At: []string{"7:00"}, Keep: 1},
 		{Name: "p", At: []string{"07:00"}},
@@ -221,7 +222,7 @@ func TestPolicyValidation(t *testing.T) {
 		{Name: "p", At: []string{"07:00"}, Keep: 1, Weekdays: []string{"funday"}},
 		{Name: "p", Keep: 1},
 		{Name: "p", At: []string{"07:00"}, RetainDays: -1},
-		{Name: "p", At: []string{"07:00"}, RetainDays: store.MaxRetainDays + 1},
+		{Name: "p", At: []string{"07:00"}, RetainDays: policy.MaxRetainDays + 1},
 		{Name: "p", At: []string{"07:00"}, RetainDays: 106752}, // past int64 nanoseconds
 		{Name: "p", At: []string{"07:00"}, RetainDays: 1 << 40},
 	} {
@@ -229,8 +230,8 @@ func TestPolicyValidation(t *testing.T) {
 			t.Errorf("policy %+v accepted", p)
 		}
 	}
-	for _, days := range []int{store.MinRetainDays, 30, store.MaxRetainDays} {
-		p := store.Policy{Name: "p", At: []string{"07:00"}, RetainDays: days}
+	for _, days := range []int{policy.MinRetainDays, 30, policy.MaxRetainDays} {
+		p := policy.Policy{Name: "p", At: []string{"07:00"}, RetainDays: days}
 		if err := p.Validate(); err != nil {
 			t.Errorf("--retain-days %d refused: %v", days, err)
 		}
@@ -247,8 +248,8 @@ func TestRetentionEveryDayCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, now := range []time.Time{time.Date(2027, 3, 14, 12, 0, 0, 0, ny), time.Date(2027, 11, 7, 0, 30, 0, 0, time.UTC)} {
-		for days := store.MinRetainDays; days <= store.MaxRetainDays; days++ {
-			p := &store.Policy{RetainDays: days}
+		for days := policy.MinRetainDays; days <= policy.MaxRetainDays; days++ {
+			p := &policy.Policy{RetainDays: days}
 			cutoff, ok := p.RetentionCutoff(now)
 			if !ok || !cutoff.Before(now) {
 				t.Fatalf("%d days at %v: cut-off %v, %v; want before now", days, now, cutoff, ok)
@@ -272,13 +273,13 @@ func TestRetentionEveryDayCount(t *testing.T) {
 // the future) prunes nothing.
 func TestRetentionStoredOutOfRange(t *testing.T) {
 	loc := time.UTC
-	e := newSchedEnv(t, loc, store.Policy{At: []string{"03:00"}, Forever: true})
+	e := newSchedEnv(t, loc, policy.Policy{At: []string{"03:00"}, Forever: true})
 	e.s.seen["v"] = day(loc, 1, 0, 0)
 	for d := 1; d <= 3; d++ {
 		e.tick(day(loc, d, 3, 0))
 	}
-	for _, days := range []int{106752, store.MaxRetainDays + 1, 1 << 40, -5} {
-		if deleted := e.s.prune(e.ctx, "v", &store.Policy{Name: "p", RetainDays: days}); len(deleted) != 0 {
+	for _, days := range []int{106752, policy.MaxRetainDays + 1, 1 << 40, -5} {
+		if deleted := e.s.prune(e.ctx, "v", &policy.Policy{Name: "p", RetainDays: days}); len(deleted) != 0 {
 			t.Errorf("stored --retain-days %d pruned %v", days, deleted)
 		}
 	}
@@ -291,7 +292,7 @@ func TestRetentionStoredOutOfRange(t *testing.T) {
 // only, over two weeks of ticks every hour.
 func TestSchedulerWeekdays(t *testing.T) {
 	loc := time.UTC
-	e := newSchedEnv(t, loc, store.Policy{At: []string{"08:00"}, Weekdays: []string{"mon", "thu"}, Forever: true})
+	e := newSchedEnv(t, loc, policy.Policy{At: []string{"08:00"}, Weekdays: []string{"mon", "thu"}, Forever: true})
 	start := day(loc, 1, 0, 0)
 	e.s.seen["v"] = start
 	for h := 1; h <= 14*24; h++ {
@@ -314,7 +315,7 @@ func TestSchedulerWeekdays(t *testing.T) {
 // not take that run again.
 func TestSchedulerClockBackwards(t *testing.T) {
 	loc := time.UTC
-	e := newSchedEnv(t, loc, store.Policy{At: []string{"10:00"}, Forever: true})
+	e := newSchedEnv(t, loc, policy.Policy{At: []string{"10:00"}, Forever: true})
 	e.s.seen["v"] = day(loc, 1, 9, 0)
 	e.tick(day(loc, 1, 10, 0))
 	e.tick(day(loc, 1, 9, 30)) // the clock jumps back
@@ -330,7 +331,7 @@ func TestNextRun(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	p := &store.Policy{At: []string{"02:30", "18:00"}, Weekdays: []string{"sat", "sun"}}
+	p := &policy.Policy{At: []string{"02:30", "18:00"}, Weekdays: []string{"sat", "sun"}}
 	for _, c := range []struct{ now, want time.Time }{
 		// Thursday: the next run is Saturday's first.
 		{time.Date(2027, 3, 11, 9, 0, 0, 0, ny), time.Date(2027, 3, 13, 2, 30, 0, 0, ny)},
@@ -356,7 +357,7 @@ func TestSchedulerRefusedSnapshotDoesNotPrune(t *testing.T) {
 	// By age: with the clock at day 10 both good runs (made now) are past
 	// their 2 days, and only the newest is kept whatever its age, so a
 	// retention that ran after the refusal would prune the other.
-	e := newSchedEnv(t, loc, store.Policy{At: []string{"03:00"}, RetainDays: 2})
+	e := newSchedEnv(t, loc, policy.Policy{At: []string{"03:00"}, RetainDays: 2})
 	e.s.seen["v"] = day(loc, 1, 0, 0)
 	e.tick(day(loc, 1, 3, 0))
 	e.tick(day(loc, 2, 3, 0))

@@ -1,14 +1,16 @@
-package store
+// Package policy keeps the automatic-snapshot policies: their schedule and
+// retention rules, stored as records of the repository, and which volume
+// has which. The daemon's scheduler runs them.
+package policy
 
 import (
 	"context"
-	"errors"
-
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/chainfs/chainfs/store"
 )
 
 // Policy is an automatic-snapshot schedule: local times of day, optional
@@ -40,21 +42,21 @@ var weekdayNames = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monda
 // ParseClock reads "HH:MM".
 func ParseClock(s string) (hour, min int, err error) {
 	if len(s) != 5 || s[2] != ':' {
-		return 0, 0, fmt.Errorf("time %q: want HH:MM: %w", s, ErrInvalid)
+		return 0, 0, fmt.Errorf("time %q: want HH:MM: %w", s, store.ErrInvalid)
 	}
 	if _, err := fmt.Sscanf(s, "%02d:%02d", &hour, &min); err != nil || hour > 23 || min > 59 || hour < 0 || min < 0 {
-		return 0, 0, fmt.Errorf("time %q: want HH:MM from 00:00 to 23:59: %w", s, ErrInvalid)
+		return 0, 0, fmt.Errorf("time %q: want HH:MM from 00:00 to 23:59: %w", s, store.ErrInvalid)
 	}
 	return hour, min, nil
 }
 
 // Validate checks a policy and puts it in canonical form.
 func (p *Policy) Validate() error {
-	if !validLabel(p.Name) {
-		return fmt.Errorf("policy name %q: use letters, digits, '.', '_', '-': %w", p.Name, ErrInvalid)
+	if !store.ValidLabel(p.Name) {
+		return fmt.Errorf("policy name %q: use letters, digits, '.', '_', '-': %w", p.Name, store.ErrInvalid)
 	}
 	if len(p.At) == 0 {
-		return fmt.Errorf("policy %s: at least one time (--at HH:MM): %w", p.Name, ErrInvalid)
+		return fmt.Errorf("policy %s: at least one time (--at HH:MM): %w", p.Name, store.ErrInvalid)
 	}
 	seen := map[string]bool{}
 	var at []string
@@ -67,18 +69,18 @@ func (p *Policy) Validate() error {
 			at = append(at, t)
 		}
 	}
-	sortStrings(at)
+	slices.Sort(at)
 	p.At = at
 	for i, d := range p.Weekdays {
 		d = strings.ToLower(d)
 		if _, ok := weekdayNames[d]; !ok {
-			return fmt.Errorf("weekday %q: want mon, tue, wed, thu, fri, sat or sun: %w", d, ErrInvalid)
+			return fmt.Errorf("weekday %q: want mon, tue, wed, thu, fri, sat or sun: %w", d, store.ErrInvalid)
 		}
 		p.Weekdays[i] = d
 	}
 	if p.RetainDays != 0 && (p.RetainDays < MinRetainDays || p.RetainDays > MaxRetainDays) {
 		return fmt.Errorf("policy %s: --retain-days %d: give %d to %d days, or --forever to keep automatic snapshots until deleted: %w",
-			p.Name, p.RetainDays, MinRetainDays, MaxRetainDays, ErrInvalid)
+			p.Name, p.RetainDays, MinRetainDays, MaxRetainDays, store.ErrInvalid)
 	}
 	n := 0
 	for _, set := range []bool{p.RetainDays > 0, p.Keep > 0, p.Forever} {
@@ -87,17 +89,9 @@ func (p *Policy) Validate() error {
 		}
 	}
 	if n != 1 || p.Keep < 0 {
-		return fmt.Errorf("policy %s: give exactly one of --retain-days N, --keep N or --forever: %w", p.Name, ErrInvalid)
+		return fmt.Errorf("policy %s: give exactly one of --retain-days N, --keep N or --forever: %w", p.Name, store.ErrInvalid)
 	}
 	return nil
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 // RetentionCutoff is the instant before which p's automatic snapshots
@@ -127,77 +121,55 @@ func (p *Policy) RunsOn(d time.Weekday) bool {
 	return false
 }
 
-// CreatePolicy records a new policy.
-func (r *Repo) CreatePolicy(ctx context.Context, p Policy) (*Policy, error) {
+func records(r *store.Repo) store.Records { return r.Records(store.PolicyRecords) }
+
+// Create records a new policy.
+func Create(ctx context.Context, r *store.Repo, p Policy) (*Policy, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	p.Created = time.Now().UTC()
-	err := r.commit(func(m metaTxn) error {
-		if _, err := m.txn.Get(policyKey(p.Name)); err == nil {
-			return fmt.Errorf("policy %s: %w", p.Name, ErrExists)
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return fmt.Errorf("policy %s: %w", p.Name, err)
-		}
-		return m.putPolicy(&p)
-	})
-	if err != nil {
-		return nil, err
+	if err := records(r).Create(ctx, p.Name, &p); err != nil {
+		return nil, fmt.Errorf("policy %s: %w", p.Name, err)
 	}
 	return &p, nil
 }
 
-// Policy returns a policy by name.
-func (r *Repo) Policy(ctx context.Context, name string) (*Policy, error) {
+// Get returns a policy by name.
+func Get(ctx context.Context, r *store.Repo, name string) (*Policy, error) {
 	var p Policy
-	err := r.view(func(txn *badger.Txn) error { return getJSON(txn, policyKey(name), &p) })
-	if err != nil {
+	if err := records(r).Get(ctx, name, &p); err != nil {
 		return nil, fmt.Errorf("policy %s: %w", name, err)
 	}
 	return &p, nil
 }
 
-// Policies lists the policies in name order.
-func (r *Repo) Policies(ctx context.Context) ([]Policy, error) {
-	var ps []Policy
-	err := r.view(func(txn *badger.Txn) error {
-		return scanJSON(txn, []byte{prefixPolicy}, func(_ []byte, p *Policy) error {
-			ps = append(ps, *p)
-			return nil
-		})
-	})
-	return ps, err
+// List lists the policies in name order.
+func List(ctx context.Context, r *store.Repo) ([]Policy, error) {
+	return store.ListRecords[Policy](ctx, records(r))
 }
 
-// ApplyPolicy makes policy (empty: none) the volume's schedule.
-func (r *Repo) ApplyPolicy(ctx context.Context, policy, volume string) error {
+// Apply makes policy (empty: none) the volume's schedule.
+func Apply(ctx context.Context, r *store.Repo, policy, volume string) error {
 	if policy != "" {
-		if _, err := r.Policy(ctx, policy); err != nil {
+		if _, err := Get(ctx, r, policy); err != nil {
 			return err
 		}
 	}
-	v, err := r.Volume(ctx, volume)
-	if err != nil {
-		return err
-	}
-	if v.Kind == KindImage {
-		return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
-	}
-	err = r.updateVolume(volume, func(v *Volume) error {
+	return r.UpdateVolume(ctx, volume, func(v *store.Volume) error {
+		if v.Kind == store.KindImage {
+			return fmt.Errorf("volume %s: %w", volume, store.ErrNotFound)
+		}
 		v.Policy = policy
 		v.PolicyApplied = time.Now().UTC()
 		return nil
 	})
-	if err == nil {
-		r.changed(volume, "")
-	}
-	return err
 }
 
-// RemovePolicy deletes a policy and detaches it from the volumes that
-// have it; it returns those volumes.
-func (r *Repo) RemovePolicy(ctx context.Context, name string) ([]string, error) {
-	if _, err := r.Policy(ctx, name); err != nil {
+// Remove deletes a policy and detaches it from the volumes that have it;
+// it returns those volumes.
+func Remove(ctx context.Context, r *store.Repo, name string) ([]string, error) {
+	if _, err := Get(ctx, r, name); err != nil {
 		return nil, err
 	}
 	vols, err := r.Volumes(ctx)
@@ -207,12 +179,11 @@ func (r *Repo) RemovePolicy(ctx context.Context, name string) ([]string, error) 
 	var detached []string
 	for _, v := range vols {
 		if v.Policy == name {
-			if err := r.ApplyPolicy(ctx, "", v.Name); err != nil {
+			if err := Apply(ctx, r, "", v.Name); err != nil {
 				return nil, err
 			}
 			detached = append(detached, v.Name)
 		}
 	}
-	err = r.commit(func(m metaTxn) error { return m.deletePolicy(name) })
-	return detached, err
+	return detached, records(r).Delete(ctx, name)
 }

@@ -1,0 +1,171 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chainfs/chainfs/store"
+)
+
+func testRepo(t *testing.T) *store.Repo {
+	t.Helper()
+	dir := t.TempDir() + "/repo"
+	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Open(context.Background(), store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// TestPolicies: a policy is created in canonical form, found, listed,
+// applied to volumes (not to an image's), and removed with every volume
+// detached; what the store keeps of a volume's chain does not move.
+func TestPolicies(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	for _, name := range []string{"a", "b"} {
+		if _, err := r.AddVolume(ctx, store.Volume{Name: name, Source: "/nowhere"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := Create(ctx, r, Policy{Name: "nightly", At: []string{"23:00", "01:30", "23:00"}, Weekdays: []string{"MON", "fri"}, Keep: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.At, []string{"01:30", "23:00"}) || !slices.Equal(p.Weekdays, []string{"mon", "fri"}) || p.Created.IsZero() {
+		t.Errorf("created %+v", p)
+	}
+	if _, err := Create(ctx, r, Policy{Name: "nightly", At: []string{"01:00"}, Forever: true}); !errors.Is(err, store.ErrExists) {
+		t.Errorf("a second nightly: %v", err)
+	}
+	if _, err := Create(ctx, r, Policy{Name: "weekly", At: []string{"01:00"}, RetainDays: 30}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Get(ctx, r, "nightly")
+	if err != nil || !slices.Equal(got.At, p.At) || got.Keep != 7 {
+		t.Errorf("get: %+v %v", got, err)
+	}
+	if _, err := Get(ctx, r, "hourly"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("get a missing policy: %v", err)
+	}
+	all, err := List(ctx, r)
+	if err != nil || len(all) != 2 || all[0].Name != "nightly" || all[1].Name != "weekly" {
+		t.Errorf("list: %+v %v", all, err)
+	}
+
+	before, _ := r.Volume(ctx, "a")
+	for _, v := range []string{"a", "b"} {
+		if err := Apply(ctx, r, "nightly", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, _ := r.Volume(ctx, "a")
+	if after.Policy != "nightly" || after.PolicyApplied.IsZero() || after.ID != before.ID || after.NextSeq != before.NextSeq || after.Kind != before.Kind {
+		t.Errorf("volume a after apply: %+v (before %+v)", after, before)
+	}
+	if err := Apply(ctx, r, "hourly", "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("apply a missing policy: %v", err)
+	}
+	if err := Apply(ctx, r, "nightly", "nosuch"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("apply to a missing volume: %v", err)
+	}
+
+	detached, err := Remove(ctx, r, "nightly")
+	if err != nil || !slices.Equal(detached, []string{"a", "b"}) {
+		t.Errorf("remove: %v %v", detached, err)
+	}
+	if v, _ := r.Volume(ctx, "b"); v.Policy != "" {
+		t.Errorf("volume b keeps the removed policy %q", v.Policy)
+	}
+	if all, _ := List(ctx, r); len(all) != 1 {
+		t.Errorf("after remove: %+v", all)
+	}
+	if _, err := Remove(ctx, r, "nightly"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("remove twice: %v", err)
+	}
+}
+
+// TestPolicyImageRefused: an image's volume takes no policy.
+func TestPolicyImageRefused(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	if _, err := Create(ctx, r, Policy{Name: "p", At: []string{"01:00"}, Forever: true}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := r.BeginImage(ctx, "img", store.ImageMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := w.PutTree(ctx, store.EncodeTree(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(ctx, r, "p", ".image/img"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("policy applied to an image: %v", err)
+	}
+}
+
+// TestValidate: what a policy must say, each refused with a reason.
+func TestValidate(t *testing.T) {
+	for _, p := range []Policy{
+		{Name: "", At: []string{"01:00"}, Forever: true},
+		{Name: "-x", At: []string{"01:00"}, Forever: true},
+		{Name: "p", Forever: true},
+		{Name: "p", At: []string{"24:00"}, Forever: true},
+		{Name: "p", At: []string{"1:00"}, Forever: true},
+		{Name: "p", At: []string{"01:00"}, Weekdays: []string{"someday"}, Forever: true},
+		{Name: "p", At: []string{"01:00"}},
+		{Name: "p", At: []string{"01:00"}, Keep: 3, Forever: true},
+		{Name: "p", At: []string{"01:00"}, RetainDays: MaxRetainDays + 1},
+		{Name: "p", At: []string{"01:00"}, Keep: -1},
+	} {
+		if err := p.Validate(); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("%+v: %v", p, err)
+		}
+	}
+}
+
+// TestRetentionCutoff: calendar days across a DST change; no age limit
+// for keep, forever, or a day count out of range.
+func TestRetentionCutoff(t *testing.T) {
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Skip(err)
+	}
+	now := time.Date(2026, 3, 30, 12, 0, 0, 0, loc) // the day after DST began
+	cut, ok := (&Policy{RetainDays: 2}).RetentionCutoff(now)
+	if want := time.Date(2026, 3, 28, 12, 0, 0, 0, loc); !ok || !cut.Equal(want) {
+		t.Errorf("cutoff %v %v, want %v", cut, ok, want)
+	}
+	for _, p := range []Policy{{Keep: 3}, {Forever: true}, {RetainDays: MaxRetainDays + 1}} {
+		if _, ok := p.RetentionCutoff(now); ok {
+			t.Errorf("%+v has an age limit", p)
+		}
+	}
+}
+
+// FuzzParseClock: policy times parse only as valid HH:MM.
+func FuzzParseClock(f *testing.F) {
+	for _, s := range []string{"00:00", "23:59", "24:00", "7:00", "12:5x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, m, err := ParseClock(s)
+		if err != nil {
+			return
+		}
+		if h < 0 || h > 23 || m < 0 || m > 59 || len(s) != 5 {
+			t.Fatalf("%q parsed as %d:%d", s, h, m)
+		}
+	})
+}
