@@ -25,7 +25,7 @@
 //
 // # Images and callers
 //
-// images/ shows each caller the images store.Image.VisibleTo allows for
+// images/ shows each caller the images images.Image.VisibleTo allows for
 // the uid FUSE gives; an image's entry is never cached (timeout 0), since
 // the kernel shares cached entries among callers. The mount has no default
 // entry timeout, so that 0 stays 0: every lookup sets its own. Below

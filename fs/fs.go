@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
@@ -31,9 +32,9 @@ type Repository interface {
 // Images lists and finds images: the repository's own and a catalog's.
 // *imagefile.Library implements it.
 type Images interface {
-	Images(ctx context.Context) ([]store.Image, error)
+	Images(ctx context.Context) ([]images.Image, error)
 	// Image returns an image and the reader of its trees and blocks.
-	Image(ctx context.Context, name string) (*store.Image, store.Reader, error)
+	Image(ctx context.Context, name string) (*images.Image, store.Reader, error)
 }
 
 // Controller runs the commands written to the control directory; the jobs

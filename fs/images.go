@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // imagesNode is images/: one read-only tree per image the caller may see
-// (store.Image.VisibleTo with the uid FUSE gives). Every other name is
+// (images.Image.VisibleTo with the uid FUSE gives). Every other name is
 // ENOENT for that caller, and no image's entry is cached by the kernel,
 // which caches for all callers alike.
 type imagesNode struct {
@@ -48,15 +49,15 @@ func callerUID(ctx context.Context) uint32 {
 
 // Readdir lists the images the caller sees (NodeReaddirer).
 func (n *imagesNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	images, err := n.fs.images.Images(ctx)
+	imgs, err := n.fs.images.Images(ctx)
 	if err != nil {
 		return nil, errno(n.fs.log, err, "readdir images")
 	}
 	uid := callerUID(ctx)
-	list := make([]fuse.DirEntry, 0, len(images))
-	for i := range images {
-		if images[i].VisibleTo(uid) {
-			list = append(list, fuse.DirEntry{Name: images[i].Name, Mode: syscall.S_IFDIR, Ino: rootIno(imageID(&images[i]))})
+	list := make([]fuse.DirEntry, 0, len(imgs))
+	for i := range imgs {
+		if imgs[i].VisibleTo(uid) {
+			list = append(list, fuse.DirEntry{Name: imgs[i].Name, Mode: syscall.S_IFDIR, Ino: rootIno(imageID(&imgs[i]))})
 		}
 	}
 	return gofs.NewListDirStream(list), 0
@@ -66,8 +67,8 @@ func (n *imagesNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 // volume and snapshot, or for a catalog image a number from its name and
 // its top tree, so that a catalog file replaced under the same name is
 // new to the kernel, not a cached old tree.
-func imageID(img *store.Image) (volID, seq uint64) {
-	if img.Type == store.ImagePublic {
+func imageID(img *images.Image) (volID, seq uint64) {
+	if img.Type == images.Public {
 		root := img.Snapshot.RootDir.Subtree
 		return inodeNumber("catalog", nil, img.Name+"\x00"+string(root[:])), 0
 	}
@@ -109,7 +110,7 @@ type imageAccess struct {
 
 // imageGrant is what the store said of an image and when.
 type imageGrant struct {
-	img *store.Image // nil: no such image
+	img *images.Image // nil: no such image
 	at  time.Time
 }
 
@@ -121,7 +122,7 @@ func (a *imageAccess) generation() uint64 {
 
 // remember keeps img (nil: none) as image name's, unless a change came
 // since generation gen.
-func (a *imageAccess) remember(name string, img *store.Image, gen uint64) {
+func (a *imageAccess) remember(name string, img *images.Image, gen uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.gen == gen {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
@@ -27,12 +28,12 @@ func TestImageAccessBelowTop(t *testing.T) {
 		os.WriteFile(filepath.Join(src, "d", name), []byte(name), 0o644)
 	}
 	fsys, mnt, repo, _ := mountSnapshotFS(t, src, store.MinBlockSize)
-	if _, err := repo.CreateImage(ctx, "img", "v", "s", store.ImageMeta{}); err != nil {
+	if _, err := images.Create(ctx, repo, "img", "v", "s", images.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	share := func(on bool) {
 		t.Helper()
-		_, err := repo.UpdateImage(ctx, "img", func(m *store.ImageMeta) error {
+		_, err := images.Update(ctx, repo, "img", func(m *images.Meta) error {
 			if on {
 				m.Share(1001)
 			} else {
@@ -92,7 +93,7 @@ func TestImageAccessBelowTop(t *testing.T) {
 	time.Sleep(imageAccessTTL)
 	expect("shared again, unannounced", 1001, "c", 0)
 
-	if err := repo.RemoveImage(ctx, "img"); err != nil {
+	if err := images.Remove(ctx, repo, "img"); err != nil {
 		t.Fatal(err)
 	}
 	fsys.Changed("", "img")

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
@@ -224,7 +225,7 @@ func TestEveryNodeRefusesChanges(t *testing.T) {
 	os.Symlink("f", filepath.Join(src, "l"))
 	syscall.Mkfifo(filepath.Join(src, "p"), 0o644)
 	fsys, mnt, repo, _ := mountSnapshotFS(t, src, store.MinBlockSize)
-	if _, err := repo.CreateImage(ctx, "img", "v", "s", store.ImageMeta{}); err != nil {
+	if _, err := images.Create(ctx, repo, "img", "v", "s", images.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// Look everything up, so that every node exists.

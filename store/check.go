@@ -97,7 +97,7 @@ func (r *Repo) Check(ctx context.Context, opts CheckOptions) (*CheckReport, erro
 		if err := c.walk(ctx, s.snap.Root); err != nil {
 			return nil, err
 		}
-		if s.vol.Image != nil {
+		if s.vol.Kind == KindImage {
 			rep.Images++
 		} else {
 			rep.Snapshots++
@@ -132,15 +132,15 @@ type checker struct {
 }
 
 func (c *checker) problem(path, format string, a ...any) {
-	c.rep.Problems = append(c.rep.Problems, Problem{Volume: displayVolume(c.vol.Name), Snapshot: c.snap.Name, Path: path, What: fmt.Sprintf(format, a...)})
+	c.rep.Problems = append(c.rep.Problems, Problem{Volume: displayVolume(c.vol), Snapshot: c.snap.Name, Path: path, What: fmt.Sprintf(format, a...)})
 }
 
-// displayVolume names an image's hidden volume as the image.
-func displayVolume(name string) string {
-	if len(name) > len(imagePrefix) && name[:len(imagePrefix)] == imagePrefix {
-		return "image " + name[len(imagePrefix):]
+// displayVolume names an image's volume as the image.
+func displayVolume(v *Volume) string {
+	if v.Kind == KindImage {
+		return "image " + imageName(v)
 	}
-	return name
+	return v.Name
 }
 
 // walk checks every path of a snapshot: a subtree shared by several is

@@ -18,9 +18,7 @@ func TestCheckFindsDamage(t *testing.T) {
 	ctx := context.Background()
 	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
 	s1 := snapFile(t, r, "v", block('A'), block('B'))
-	if _, err := r.CreateImage(ctx, "img", "v", s1.Name, ImageMeta{}); err != nil {
-		t.Fatal(err)
-	}
+	imageOf(t, r, "img", s1)
 	rep, err := r.Check(ctx, CheckOptions{ReadData: true})
 	if err != nil || len(rep.Problems) != 0 || rep.Snapshots != 1 || rep.Images != 1 || rep.BytesRead != 2*testBS {
 		t.Fatalf("healthy repository: %+v %v", rep, err)

@@ -186,14 +186,11 @@ func TestImageHoldsItsBlocks(t *testing.T) {
 	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
 	A, B := block('A'), block('B')
 	s1 := snapFile(t, r, "v", A, B)
-	img, err := r.CreateImage(ctx, "golden", "v", s1.Name, ImageMeta{Owner: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if img.Owner != 7 || img.Origin.Snapshot != s1.Name || img.Snapshot.Root != s1.Root {
+	img := imageOf(t, r, "golden", s1)
+	if img.Name != "golden" || img.Snapshot.Root != s1.Root || string(img.Volume.Image) != `{"owner":7}` {
 		t.Errorf("image %+v", img)
 	}
-	if _, err := r.CreateImage(ctx, "golden", "v", s1.Name, ImageMeta{}); !errors.Is(err, ErrExists) {
+	if _, err := r.ImageVolumes().Begin(ctx, "golden", nil, "", ""); !errors.Is(err, ErrExists) {
 		t.Errorf("second image of the same name: %v", err)
 	}
 	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
@@ -208,7 +205,10 @@ func TestImageHoldsItsBlocks(t *testing.T) {
 	if len(vols) != 1 {
 		t.Errorf("the image shows as a volume: %v", vols)
 	}
-	if err := r.RemoveImage(ctx, "golden"); err != nil {
+	if err := r.RemoveVolume(ctx, img.Volume.Name, true); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an image's volume removed as a volume: %v", err)
+	}
+	if err := r.ImageVolumes().Remove(ctx, "golden"); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range [][]byte{A, B} {
@@ -216,7 +216,7 @@ func TestImageHoldsItsBlocks(t *testing.T) {
 			t.Errorf("block %c after the image went: refs %d, want 0", b[0], rec.Refs)
 		}
 	}
-	if _, err := r.Image(ctx, "golden"); !errors.Is(err, ErrNotFound) {
+	if _, err := r.ImageVolumes().Get(ctx, "golden"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("removed image: %v", err)
 	}
 }

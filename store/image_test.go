@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -74,39 +75,61 @@ func writeImageData(t *testing.T, w *SnapshotWriter, seed byte, n int) Entry {
 	return Entry{Type: TypeDir, Mode: 0o755, Subtree: root}
 }
 
+// imageOf makes image name of snapshot s, as store/images does, with the
+// metadata {"owner":7}.
+func imageOf(t *testing.T, r *Repo, name string, s *Snapshot) *ImageVolume {
+	t.Helper()
+	ctx := context.Background()
+	w, err := r.ImageVolumes().Begin(ctx, name, json.RawMessage(`{"owner":7}`), "v/"+s.Name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(ctx, s.RootDir, s.Stats); err != nil {
+		t.Fatal(err)
+	}
+	iv, err := r.ImageVolumes().Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iv
+}
+
 // TestAbortedImageLeavesNothing: an image writer that stored several
 // packs' worth of blocks and its trees, then aborted, leaves no image, no
 // block, no tree and no pack behind.
 func TestAbortedImageLeavesNothing(t *testing.T) {
 	r := smallPackRepo(t)
 	ctx := context.Background()
-	w, err := r.BeginImage(ctx, "broken", ImageMeta{Owner: 1000})
+	iv := r.ImageVolumes()
+	w, err := iv.Begin(ctx, "broken", nil, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeImageData(t, w.SnapshotWriter, 'x', 40) // 160 KiB: two finished packs and an open one
+	writeImageData(t, w, 'x', 40) // 160 KiB: two finished packs and an open one
 	if len(w.finished) < 2 {
 		t.Fatalf("%d finished packs, want at least 2", len(w.finished))
 	}
 	w.Abort()
+	if _, err := iv.Get(ctx, "broken"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("aborted image before its volume went: %v", err)
+	}
+	if err := iv.Remove(ctx, "broken"); err != nil {
+		t.Fatal(err)
+	}
 	if b, tr, p := contents(t, r); b+tr+p != 0 {
 		t.Errorf("after abort: %d blocks, %d trees, %d packs left", b, tr, p)
 	}
-	if _, err := r.Image(ctx, "broken"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("aborted image: %v", err)
-	}
 	// The name is free again.
-	w, err = r.BeginImage(ctx, "broken", ImageMeta{})
+	w, err = iv.Begin(ctx, "broken", nil, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := writeImageData(t, w.SnapshotWriter, 'y', 3)
-	img, err := w.Commit(ctx, root, SnapshotStats{})
-	if err != nil {
+	root := writeImageData(t, w, 'y', 3)
+	if _, err := w.Commit(ctx, root, SnapshotStats{}); err != nil {
 		t.Fatal(err)
 	}
-	if img.Snapshot.Root != root.Subtree || img.Type != ImageCustom || img.Origin.Region != DefaultRegion {
-		t.Errorf("image: %+v", img)
+	if img, err := iv.Get(ctx, "broken"); err != nil || img.Snapshot.Root != root.Subtree || img.Volume.Kind != KindImage {
+		t.Errorf("image: %+v %v", img, err)
 	}
 }
 
@@ -118,11 +141,11 @@ func TestAbortKeepsWhatOthersLinked(t *testing.T) {
 	if _, err := r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := r.BeginImage(ctx, "img", ImageMeta{})
+	w, err := r.ImageVolumes().Begin(ctx, "img", nil, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeImageData(t, w.SnapshotWriter, 'x', 20) // one finished pack
+	writeImageData(t, w, 'x', 20) // one finished pack
 	if len(w.finished) == 0 {
 		t.Fatal("no finished pack")
 	}
@@ -147,48 +170,6 @@ func TestAbortKeepsWhatOthersLinked(t *testing.T) {
 	}
 }
 
-// TestImageVisibility: who sees an image follows its type.
-func TestImageVisibility(t *testing.T) {
-	r := testRepo(t)
-	ctx := context.Background()
-	if _, err := r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"}); err != nil {
-		t.Fatal(err)
-	}
-	s := snapFile(t, r, "v", block('a'))
-	img, err := r.CreateImage(ctx, "img", "v", s.Name, ImageMeta{Owner: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sees := func(img *Image, uids ...uint32) string {
-		out := ""
-		for _, u := range uids {
-			if img.VisibleTo(u) {
-				out += fmt.Sprint(u, " ")
-			}
-		}
-		return out
-	}
-	all := []uint32{0, 1000, 1001, 1002}
-	if got := sees(img, all...); got != "0 1000 " || img.Type != ImageCustom {
-		t.Errorf("custom %s: seen by %s", img.Type, got)
-	}
-	img, err = r.UpdateImage(ctx, "img", func(m *ImageMeta) error { m.Share(1002, 1000, 1002); return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := sees(img, all...); got != "0 1000 1002 " || img.Type != ImageShared || len(img.SharedWith) != 1 {
-		t.Errorf("shared %s %v: seen by %s", img.Type, img.SharedWith, got)
-	}
-	img, _ = r.UpdateImage(ctx, "img", func(m *ImageMeta) error { m.Community = true; return nil })
-	if got := sees(img, all...); got != "0 1000 1001 1002 " || img.Type != ImageCommunity {
-		t.Errorf("community %s: seen by %s", img.Type, got)
-	}
-	img, _ = r.UpdateImage(ctx, "img", func(m *ImageMeta) error { m.Community = false; m.Unshare(1002); return nil })
-	if got := sees(img, all...); got != "0 1000 " || img.Type != ImageCustom || img.SharedWith != nil {
-		t.Errorf("back to custom %s: seen by %s", img.Type, got)
-	}
-}
-
 // TestUnfinishedImageRemovedAtOpen: an image whose making was cut short
 // by a crash (volume recorded, never committed) is gone at the next Open
 // and its name is free.
@@ -202,7 +183,7 @@ func TestUnfinishedImageRemovedAtOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.addVolume(Volume{Name: imagePrefix + "cut", Kind: KindImage, Image: &ImageMeta{}}); err != nil {
+	if _, err := r.addVolume(Volume{Name: imagePrefix + "cut", Kind: KindImage, Image: json.RawMessage(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -215,7 +196,7 @@ func TestUnfinishedImageRemovedAtOpen(t *testing.T) {
 		t.Errorf("unfinished image's volume: %v", err)
 	}
 	s := Entry{Type: TypeDir, Mode: 0o755}
-	w, err := r.BeginImage(ctx, "cut", ImageMeta{})
+	w, err := r.ImageVolumes().Begin(ctx, "cut", nil, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,11 +229,11 @@ func TestSnapshotEndHook(t *testing.T) {
 	}
 	writeImageData(t, w, 2, 2)
 	w.Abort()
-	iw, err := r.BeginImage(ctx, "img", ImageMeta{})
+	iw, err := r.ImageVolumes().Begin(ctx, "img", nil, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := iw.Commit(ctx, writeImageData(t, iw.SnapshotWriter, 3, 1), SnapshotStats{}); err != nil {
+	if _, err := iw.Commit(ctx, writeImageData(t, iw, 3, 1), SnapshotStats{}); err != nil {
 		t.Fatal(err)
 	}
 	if len(ends) != 2 {

@@ -68,7 +68,7 @@ func (r *Repo) Repair(ctx context.Context) (*RepairReport, error) {
 	for _, name := range rep.Dropped {
 		vol, snap, _ := strings.Cut(name, "/")
 		if strings.HasPrefix(name, "image ") {
-			err = r.RemoveImage(ctx, strings.TrimPrefix(name, "image "))
+			err = r.ImageVolumes().Remove(ctx, strings.TrimPrefix(name, "image "))
 		} else {
 			err = r.DeleteSnapshot(ctx, vol, snap)
 		}
@@ -99,8 +99,8 @@ func (r *Repo) repair(ctx context.Context, rep *RepairReport) error {
 					return err // not known to be lost
 				}
 				name := v.Name + "/" + s.Name
-				if img, ok := strings.CutPrefix(v.Name, imagePrefix); ok {
-					name = "image " + img
+				if v.Kind == KindImage {
+					name = displayVolume(v)
 				}
 				rep.Dropped = append(rep.Dropped, name)
 				continue

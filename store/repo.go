@@ -143,7 +143,7 @@ func (r *Repo) OnChange(fn func(volume, snapshot string)) {
 }
 
 func (r *Repo) changed(volume, snapshot string) {
-	if name, ok := strings.CutPrefix(volume, imagePrefix); ok {
+	if name, ok := imageNamed(volume); ok {
 		volume, snapshot = "", name
 	}
 	r.mu.Lock()

@@ -476,7 +476,7 @@ func (w *SnapshotWriter) close() {
 	w.repo.mu.Lock()
 	fn := w.repo.onEnd
 	w.repo.mu.Unlock()
-	if fn != nil && !strings.HasPrefix(w.vol.Name, imagePrefix) {
+	if fn != nil && w.vol.Kind != KindImage {
 		end := SnapshotEnd{Volume: w.vol.Name, Name: w.snap.Name, Auto: w.snap.Auto, Took: time.Since(w.started)}
 		if w.committed {
 			snap := w.snap

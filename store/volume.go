@@ -2,9 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -58,8 +58,10 @@ type Volume struct {
 	// PolicyApplied when: missed runs before it are not caught up.
 	Policy        string    `json:"policy,omitempty"`
 	PolicyApplied time.Time `json:"policy_applied,omitzero"`
-	// Image is the metadata of an image's hidden volume.
-	Image *ImageMeta `json:"image,omitempty"`
+	// Image is the metadata of the image an image volume holds, as
+	// store/images wrote it (ImageVolumes); nil for other volumes, and for
+	// images made before images had a record of their own.
+	Image json.RawMessage `json:"image,omitempty"`
 	// SourceFS is the file system a tree volume's source lay on when it was
 	// added (or, for a volume added by an older version, at its first
 	// snapshot since): a snapshot from another one is refused unless asked
@@ -212,9 +214,12 @@ func (r *Repo) allVolumes() ([]Volume, error) {
 
 // RemoveVolume deletes a volume. With snapshots left it fails with
 // ErrHasSnapshots unless withSnapshots is set, in which case they go too.
-// An image's hidden volume is not a volume here: RemoveImage removes it.
+// An image's volume is not a volume here: it goes with its image
+// (ImageVolumes.Remove).
 func (r *Repo) RemoveVolume(ctx context.Context, name string, withSnapshots bool) error {
-	if strings.HasPrefix(name, imagePrefix) {
+	if v, err := r.Volume(ctx, name); err != nil {
+		return err
+	} else if v.Kind == KindImage {
 		return fmt.Errorf("volume %s: %w", name, ErrNotFound)
 	}
 	return r.removeVolume(ctx, name, withSnapshots)

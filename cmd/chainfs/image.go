@@ -22,6 +22,7 @@ import (
 	"github.com/chainfs/chainfs/fs/restore"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
+	"github.com/chainfs/chainfs/store/images"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
@@ -221,7 +222,7 @@ func imageCreate(c *cli.Context, r *store.Repo) error {
 	if err != nil {
 		return err
 	}
-	img, err := r.CreateImage(c.Context, c.Args().First(), volume, snap, store.ImageMeta{Description: c.String("description"), Owner: owner})
+	img, err := images.Create(c.Context, r, c.Args().First(), volume, snap, images.Meta{Description: c.String("description"), Owner: owner})
 	if err != nil {
 		return err
 	}
@@ -232,13 +233,13 @@ func imageCreate(c *cli.Context, r *store.Repo) error {
 }
 
 func imageList(c *cli.Context, r *store.Repo) error {
-	images, err := library(c, r).Images(c.Context)
+	all, err := library(c, r).Images(c.Context)
 	if err != nil {
 		return err
 	}
-	var typ store.ImageType
+	var typ images.Type
 	if s := c.String("type"); s != "" {
-		if typ, err = store.ParseImageType(s); err != nil {
+		if typ, err = images.ParseType(s); err != nil {
 			return usageError{err}
 		}
 	}
@@ -250,8 +251,8 @@ func imageList(c *cli.Context, r *store.Repo) error {
 		}
 		viewer = &uid
 	}
-	shown := []store.Image{}
-	for _, img := range images {
+	shown := []images.Image{}
+	for _, img := range all {
 		if (typ == "" || img.Type == typ) && (viewer == nil || img.VisibleTo(*viewer)) {
 			shown = append(shown, img)
 		}
@@ -260,7 +261,7 @@ func imageList(c *cli.Context, r *store.Repo) error {
 		t := newTable(c, "NAME", "TYPE", "OWNER", "CREATED", "FILES", "SIZE", "FROM", "DESCRIPTION")
 		for _, img := range shown {
 			owner := userName(img.Owner)
-			if img.Type == store.ImagePublic {
+			if img.Type == images.Public {
 				owner = "-"
 			}
 			t.row(img.Name, string(img.Type), owner, formatTime(img.Created), fmt.Sprint(img.Snapshot.Stats.Files),
@@ -280,7 +281,7 @@ func imageShow(c *cli.Context, r *store.Repo) error {
 		st := img.Snapshot.Stats
 		fmt.Fprintf(w, "name:        %s\n", img.Name)
 		fmt.Fprintf(w, "type:        %s\n", img.Type)
-		if img.Type == store.ImagePublic {
+		if img.Type == images.Public {
 			fmt.Fprintf(w, "catalog:     %s\n", img.Catalog)
 		} else {
 			fmt.Fprintf(w, "owner:       %s\n", userName(img.Owner))
@@ -304,7 +305,7 @@ func imageRemove(c *cli.Context, r *store.Repo) error {
 	if _, err := library(c, r).Own(c.Context, name); err != nil {
 		return err
 	}
-	if err := r.RemoveImage(c.Context, name); err != nil {
+	if err := images.Remove(c.Context, r, name); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "removed image %s\n", name)
@@ -322,7 +323,7 @@ func imageShare(c *cli.Context, r *store.Repo) error {
 		return err
 	}
 	share := c.Command.Name == "share"
-	img, err := r.UpdateImage(c.Context, name, func(m *store.ImageMeta) error {
+	img, err := images.Update(c.Context, r, name, func(m *images.Meta) error {
 		if share {
 			m.Share(uids...)
 		} else {
@@ -343,7 +344,7 @@ func imagePublish(c *cli.Context, r *store.Repo) error {
 		return err
 	}
 	publish := c.Command.Name == "publish"
-	img, err := r.UpdateImage(c.Context, name, func(m *store.ImageMeta) error {
+	img, err := images.Update(c.Context, r, name, func(m *images.Meta) error {
 		m.Community = publish
 		return nil
 	})
@@ -353,12 +354,12 @@ func imagePublish(c *cli.Context, r *store.Repo) error {
 	return reportVisibility(c, img)
 }
 
-func reportVisibility(c *cli.Context, img *store.Image) error {
+func reportVisibility(c *cli.Context, img *images.Image) error {
 	var who string
 	switch img.Type {
-	case store.ImageCommunity:
+	case images.Community:
 		who = "every user"
-	case store.ImageShared:
+	case images.Shared:
 		who = userName(img.Owner) + " and " + userNames(img.SharedWith)
 	default:
 		who = userName(img.Owner) + " only"
@@ -421,7 +422,7 @@ func imageExport(c *cli.Context, r *store.Repo) error {
 
 // importResult is what image import reports.
 type importResult struct {
-	Image *store.Image           `json:"image"`
+	Image *images.Image          `json:"image"`
 	Stats *imagefile.ImportStats `json:"stats"`
 }
 
@@ -591,10 +592,10 @@ func imageImport(c *cli.Context, r *store.Repo) error {
 		return err
 	}
 	defer in.Close()
-	opts := imagefile.ImportOptions{Meta: store.ImageMeta{Owner: owner, Description: c.String("description")},
-		Origin: store.ImageOrigin{Kind: "import", Source: label}}
+	opts := imagefile.ImportOptions{Meta: images.Meta{Owner: owner, Description: c.String("description")},
+		Origin: images.Origin{Kind: "import", Source: label}}
 	if from := c.String("copied-from"); from != "" {
-		opts.Origin = store.ImageOrigin{Kind: "copy", Source: from}
+		opts.Origin = images.Origin{Kind: "copy", Source: from}
 	}
 	if raw {
 		mtime := time.Now()
@@ -650,7 +651,7 @@ func imageCopy(c *cli.Context, r *store.Repo) error {
 	}
 	hdr := imagefile.HeaderOf(img)
 	from := fmt.Sprintf("%s (region %s)", r.Dir(), r.Info().Region)
-	if img.Type == store.ImagePublic {
+	if img.Type == images.Public {
 		from = img.Catalog
 	}
 	res := copyResult{Image: name, To: dir, As: as}
@@ -674,8 +675,8 @@ func imageCopy(c *cli.Context, r *store.Repo) error {
 			pw.CloseWithError(err)
 		}()
 		_, res.Stats, err = imagefile.Import(c.Context, dst, as, pr, imagefile.ImportOptions{Thin: true,
-			Meta:   store.ImageMeta{Owner: img.Owner, Description: img.Description},
-			Origin: store.ImageOrigin{Kind: "copy", Source: from}})
+			Meta:   images.Meta{Owner: img.Owner, Description: img.Description},
+			Origin: images.Origin{Kind: "copy", Source: from}})
 		pr.CloseWithError(errors.New("copy ended"))
 		if err != nil {
 			return fmt.Errorf("copy %s to %s: %w", name, dir, err)
@@ -700,7 +701,7 @@ func statOf(path string) os.FileInfo {
 
 // copyThroughDaemon copies an image into a repository its daemon holds:
 // the daemon imports a native stream written into a pipe it is handed.
-func copyThroughDaemon(c *cli.Context, dir, as, from string, img *store.Image, rd store.Reader, hdr imagefile.Header) error {
+func copyThroughDaemon(c *cli.Context, dir, as, from string, img *images.Image, rd store.Reader, hdr imagefile.Header) error {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err

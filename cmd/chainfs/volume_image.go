@@ -13,6 +13,7 @@ import (
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
+	"github.com/chainfs/chainfs/store/images"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -133,7 +134,7 @@ func volumeFromImage(c *cli.Context, v store.Volume, ref string) error {
 		// A public image's blocks are in its catalog file, not here: the
 		// snapshot stores them. A device cannot tell whether it changed
 		// since it was written: it is read back (its blocks are here).
-		if img.Type != store.ImagePublic && dev == nil {
+		if img.Type != images.Public && dev == nil {
 			opts.Seed = &img.Snapshot.RootDir
 		}
 		res, err := source.Snapshot(c.Context, r, v.Name, store.SnapshotOptions{Description: "from image " + img.Name,
@@ -232,7 +233,7 @@ func openWritten(dir *os.File, name string) (*os.File, error) {
 // writeImage writes an image to target, every block verified: a tree
 // into dir; a disk onto dev or into a new file, target's name in dir
 // (sparse).
-func writeImage(c *cli.Context, img *store.Image, rd store.Reader, target string, dir, dev *os.File) error {
+func writeImage(c *cli.Context, img *images.Image, rd store.Reader, target string, dir, dev *os.File) error {
 	prog := new(restore.Progress)
 	bar := startProgress(c, "write "+img.Name, func() (uint64, uint64) { return prog.Bytes.Load(), prog.ExpectedSize.Load() })
 	// The target is new or empty (prepareTarget): always is what makes

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 )
 
 // Catalog serves the native image files of a directory as public images:
@@ -42,7 +43,7 @@ type catalogImage struct {
 	// info is the file as indexed: one renamed over it is another file
 	// (os.SameFile), even with the same size and time.
 	info  os.FileInfo
-	image store.Image
+	image images.Image
 	f     *os.File
 	// failures is the catalog's count of blocks that failed their check.
 	failures *atomic.Uint64
@@ -113,24 +114,24 @@ func (c *Catalog) refresh(ctx context.Context) error {
 }
 
 // Images lists the catalog's valid images in name order.
-func (c *Catalog) Images(ctx context.Context) ([]store.Image, error) {
+func (c *Catalog) Images(ctx context.Context) ([]images.Image, error) {
 	if err := c.refresh(ctx); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []store.Image
+	var out []images.Image
 	for _, ci := range c.images {
 		if ci.openErr == nil {
 			out = append(out, ci.image)
 		}
 	}
-	slices.SortFunc(out, func(a, b store.Image) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b images.Image) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
 // Image finds a catalog image and the reader of its content.
-func (c *Catalog) Image(ctx context.Context, name string) (*store.Image, store.Reader, error) {
+func (c *Catalog) Image(ctx context.Context, name string) (*images.Image, store.Reader, error) {
 	if err := c.refresh(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -188,8 +189,8 @@ func indexFile(ctx context.Context, path, name string, info os.FileInfo) (*catal
 	snap := store.Snapshot{Name: name, Time: info.ModTime().UTC(), Description: h.Description,
 		Root: nr.res.root.Subtree, RootDir: nr.res.root, Stats: nr.res.stats}
 	snap.Stats.StoredBytes = nr.res.blockBytes
-	ci.image = store.Image{Name: name, Type: store.ImagePublic, Region: h.Region, Created: h.Created, Catalog: path,
-		ImageMeta: store.ImageMeta{Description: h.Description, Origin: h.Origin, Kind: h.Kind}, Snapshot: snap}
+	ci.image = images.Image{Name: name, Type: images.Public, Region: h.Region, Created: h.Created, Catalog: path,
+		Meta: images.Meta{Description: h.Description, Origin: h.Origin, Kind: h.Kind}, Snapshot: snap}
 	return ci, nil
 }
 

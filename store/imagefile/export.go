@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 	"golang.org/x/sys/unix"
 )
 
@@ -271,14 +272,14 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // HeaderOf is the native header that describes an image.
-func HeaderOf(img *store.Image) Header {
+func HeaderOf(img *images.Image) Header {
 	return Header{Name: img.Name, Description: img.Description, Created: img.Created, Region: img.Region,
 		Origin: img.Origin, Kind: img.Kind}
 }
 
 // Export writes an image to w in a format: native, tar, or raw (the disk
 // of an image of a disk volume).
-func Export(ctx context.Context, rd store.Reader, img *store.Image, w io.Writer, format Format, prog *Progress) (*ExportStats, error) {
+func Export(ctx context.Context, rd store.Reader, img *images.Image, w io.Writer, format Format, prog *Progress) (*ExportStats, error) {
 	opts := ExportOptions{Progress: prog, Header: HeaderOf(img)}
 	switch format {
 	case FormatNative:
@@ -294,7 +295,7 @@ func Export(ctx context.Context, rd store.Reader, img *store.Image, w io.Writer,
 }
 
 // DiskFile is the disk of an image of a disk volume: its one file.
-func DiskFile(ctx context.Context, rd store.Reader, img *store.Image) (*store.Entry, error) {
+func DiskFile(ctx context.Context, rd store.Reader, img *images.Image) (*store.Entry, error) {
 	entries, err := rd.Tree(ctx, img.Snapshot.RootDir.Subtree)
 	if err != nil {
 		return nil, err
@@ -405,7 +406,7 @@ func eachBlockData(ctx context.Context, rd store.Reader, e *store.Entry, fn func
 // overwrite, and so is one that came into being while the export ran; a
 // directory is refused always. The file is 0600: an image holds the
 // repository's data, which is 0600 too.
-func ExportFile(ctx context.Context, rd store.Reader, img *store.Image, dir *os.File, name string, format Format, overwrite bool, prog *Progress) (*ExportStats, error) {
+func ExportFile(ctx context.Context, rd store.Reader, img *images.Image, dir *os.File, name string, format Format, overwrite bool, prog *Progress) (*ExportStats, error) {
 	dirfd := int(dir.Fd())
 	path := filepath.Join(dir.Name(), name)
 	if err := checkTarget(dirfd, name, path, overwrite); err != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 	"github.com/chainfs/chainfs/store/report"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
@@ -268,7 +269,7 @@ func TestNativeRoundTrip(t *testing.T) {
 	s := makeSnapshot(t, src)
 	stream := exportNative(t, src, s.RootDir, ExportOptions{Header: Header{Name: "golden", Description: "prepared", Region: "eu"}})
 	dst := testRepo(t, "us")
-	img, st, err := Import(ctx, dst, "copy", bytes.NewReader(stream), ImportOptions{Meta: store.ImageMeta{Owner: 1000}, Origin: store.ImageOrigin{Source: "golden.img"}})
+	img, st, err := Import(ctx, dst, "copy", bytes.NewReader(stream), ImportOptions{Meta: images.Meta{Owner: 1000}, Origin: images.Origin{Source: "golden.img"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,9 +355,9 @@ func TestTarRoundTrip(t *testing.T) {
 	}
 }
 
-func mustImage(t *testing.T, r *store.Repo, name string) *store.Image {
+func mustImage(t *testing.T, r *store.Repo, name string) *images.Image {
 	t.Helper()
-	img, err := r.Image(context.Background(), name)
+	img, err := images.Get(context.Background(), r, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +369,7 @@ func mustImage(t *testing.T, r *store.Repo, name string) *store.Image {
 func repoContents(t *testing.T, r *store.Repo) string {
 	t.Helper()
 	ctx := context.Background()
-	imgs, err := r.Images(ctx)
+	imgs, err := images.List(ctx, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -711,7 +712,7 @@ func TestCatalog(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, ".hidden"), []byte("not an image name"), 0o644)
 	cat := OpenCatalog(dir, nil)
 	imgs, err := cat.Images(ctx)
-	if err != nil || len(imgs) != 1 || imgs[0].Name != "pub" || imgs[0].Type != store.ImagePublic || imgs[0].Description != "from the catalog" {
+	if err != nil || len(imgs) != 1 || imgs[0].Name != "pub" || imgs[0].Type != images.Public || imgs[0].Description != "from the catalog" {
 		t.Fatalf("catalog images: %+v %v", imgs, err)
 	}
 	img, rd, err := cat.Image(ctx, "pub")
@@ -820,7 +821,7 @@ func TestExportFileMode(t *testing.T) {
 	ctx := context.Background()
 	r := testRepo(t, "eu")
 	s := makeSnapshot(t, r)
-	img, err := r.CreateImage(ctx, "img", "v", s.Name, store.ImageMeta{})
+	img, err := images.Create(ctx, r, "img", "v", s.Name, images.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -858,7 +859,7 @@ func TestExportFileStaysInItsDirectory(t *testing.T) {
 	ctx := context.Background()
 	r := testRepo(t, "eu")
 	s := makeSnapshot(t, r)
-	img, err := r.CreateImage(ctx, "img", "v", s.Name, store.ImageMeta{})
+	img, err := images.Create(ctx, r, "img", "v", s.Name, images.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

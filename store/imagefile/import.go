@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -37,10 +38,10 @@ func ParseFormat(s string) (Format, error) {
 type ImportOptions struct {
 	// Meta is the new image's owner and description; its origin is filled
 	// in. An empty description takes the native header's.
-	Meta store.ImageMeta
+	Meta images.Meta
 	// Origin says where the image comes from (default: an import); its
 	// region is the stream's when the stream names one.
-	Origin store.ImageOrigin
+	Origin images.Origin
 	// Thin accepts a native stream that leaves out blocks the repository
 	// holds (image copy between repositories).
 	Thin bool
@@ -73,7 +74,7 @@ type ImportStats struct {
 // Every block is verified before it is stored and blocks the repository
 // holds are not stored again. It is atomic: on any error there is no image
 // and nothing it stored is left.
-func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opts ImportOptions) (*store.Image, *ImportStats, error) {
+func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opts ImportOptions) (*images.Image, *ImportStats, error) {
 	cr := &countingReader{r: r}
 	st := &ImportStats{}
 	br, format, err := detect(bufio.NewReaderSize(cr, 1<<20), st, opts.Raw != nil)
@@ -89,7 +90,7 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 	if format == FormatRaw {
 		meta.Kind = store.KindDisk
 	}
-	w, err := repo.BeginImage(ctx, name, meta)
+	w, err := images.Begin(ctx, repo, name, meta)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,7 +114,7 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 	if h := res.header; h != nil {
 		// The header is the exporter's word; it is taken only now that the
 		// whole stream checked out.
-		err = w.UpdateMeta(func(m *store.ImageMeta) {
+		err = w.UpdateMeta(ctx, func(m *images.Meta) {
 			if m.Description == "" {
 				m.Description = h.Description
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 )
 
 // Library is every image a repository offers: its own, and the public
@@ -19,8 +20,8 @@ type Library struct {
 }
 
 // Images lists every image in name order.
-func (l *Library) Images(ctx context.Context) ([]store.Image, error) {
-	imgs, err := l.Repo.Images(ctx)
+func (l *Library) Images(ctx context.Context) ([]images.Image, error) {
+	imgs, err := images.List(ctx, l.Repo)
 	if err != nil || l.Catalog == nil {
 		return imgs, err
 	}
@@ -29,17 +30,17 @@ func (l *Library) Images(ctx context.Context) ([]store.Image, error) {
 		return nil, err
 	}
 	for _, p := range public {
-		if !slices.ContainsFunc(imgs, func(i store.Image) bool { return i.Name == p.Name }) {
+		if !slices.ContainsFunc(imgs, func(i images.Image) bool { return i.Name == p.Name }) {
 			imgs = append(imgs, p)
 		}
 	}
-	slices.SortFunc(imgs, func(a, b store.Image) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(imgs, func(a, b images.Image) int { return strings.Compare(a.Name, b.Name) })
 	return imgs, nil
 }
 
 // Image finds an image and the reader of its content.
-func (l *Library) Image(ctx context.Context, name string) (*store.Image, store.Reader, error) {
-	img, err := l.Repo.Image(ctx, name)
+func (l *Library) Image(ctx context.Context, name string) (*images.Image, store.Reader, error) {
+	img, err := images.Get(ctx, l.Repo, name)
 	if err == nil {
 		return img, l.Repo, nil
 	}
@@ -51,12 +52,12 @@ func (l *Library) Image(ctx context.Context, name string) (*store.Image, store.R
 
 // Own finds an image of the repository itself: a public image of the
 // catalog cannot be changed or removed.
-func (l *Library) Own(ctx context.Context, name string) (*store.Image, error) {
+func (l *Library) Own(ctx context.Context, name string) (*images.Image, error) {
 	img, _, err := l.Image(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	if img.Type == store.ImagePublic {
+	if img.Type == images.Public {
 		return nil, fmt.Errorf("image %s is public, from the catalog file %s; it is changed there", name, img.Catalog)
 	}
 	return img, nil

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 	"github.com/zeebo/blake3"
 )
 
@@ -71,8 +72,8 @@ type Header struct {
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
 	// Region is the region of the repository it was exported from.
-	Region string            `json:"region"`
-	Origin store.ImageOrigin `json:"origin"`
+	Region string        `json:"region"`
+	Origin images.Origin `json:"origin"`
 	// Thin says blocks the receiving repository already holds may be left
 	// out: only image copy between repositories writes such streams.
 	Thin bool `json:"thin,omitempty"`

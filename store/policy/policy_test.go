@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 )
 
 func testRepo(t *testing.T) *store.Repo {
@@ -99,7 +100,7 @@ func TestPolicyImageRefused(t *testing.T) {
 	if _, err := Create(ctx, r, Policy{Name: "p", At: []string{"01:00"}, Forever: true}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := r.BeginImage(ctx, "img", store.ImageMeta{})
+	w, err := images.Begin(ctx, r, "img", images.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

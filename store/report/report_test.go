@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 )
 
 const testBS = store.MinBlockSize
@@ -74,7 +75,7 @@ func TestExclusiveIsWhatDeletionFrees(t *testing.T) {
 	snapFile(t, r, A, B, C)
 	s2 := snapFile(t, r, A, D, C)
 	snapFile(t, r, A, E, C)
-	if _, err := r.CreateImage(ctx, "img", "v", s2.Name, store.ImageMeta{}); err != nil {
+	if _, err := images.Create(ctx, r, "img", "v", s2.Name, images.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	u, err := Usage(ctx, r, UsageOptions{Shared: true})
@@ -100,7 +101,7 @@ func TestExclusiveIsWhatDeletionFrees(t *testing.T) {
 	if u.Blocks != 5 || u.StoredBytes != 5*testBS || u.GarbageBytes != 0 || u.Trees == 0 || u.SpaceUsed == 0 {
 		t.Errorf("usage %+v", u)
 	}
-	if err := r.RemoveImage(ctx, "img"); err != nil {
+	if err := images.Remove(ctx, r, "img"); err != nil {
 		t.Fatal(err)
 	}
 	if u, err = Usage(ctx, r, UsageOptions{}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
 )
 
 // SnapshotUsage is what one snapshot shows and costs.
@@ -79,11 +80,11 @@ func Usage(ctx context.Context, r *store.Repo, opts UsageOptions) (*Report, erro
 			u.LogicalBytes += s.Stats.LogicalBytes
 		}
 	}
-	images, err := r.Images(ctx)
+	imgs, err := images.List(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	for _, img := range images {
+	for _, img := range imgs {
 		// An image is a chain of its own: it holds all it references.
 		su, err := snapshotUsage(ctx, r, "", &img.Snapshot, 0, opts)
 		if err != nil {

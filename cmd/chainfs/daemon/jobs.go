@@ -19,6 +19,7 @@ import (
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
+	"github.com/chainfs/chainfs/store/images"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -207,7 +208,7 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image, file strin
 	}
 	command := volume + "/" + snapshot + " " + image + " " + file
 	return r.start(ctx, "export", volume, snapshot, command, func(ctx context.Context, begun func()) (any, error) {
-		img, err := r.repo.CreateImage(ctx, image, volume, snapshot, store.ImageMeta{Owner: owner})
+		img, err := images.Create(ctx, r.repo, image, volume, snapshot, images.Meta{Owner: owner})
 		if err != nil {
 			return nil, err
 		}
@@ -227,7 +228,7 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image, file strin
 			dir.Close()
 		}
 		if err != nil {
-			r.repo.RemoveImage(context.WithoutCancel(ctx), image)
+			images.Remove(context.WithoutCancel(ctx), r.repo, image)
 			return nil, fmt.Errorf("export %s to %s: %w", image, file, err)
 		}
 		out["file"], out["format"], out["bytes"] = file, format, st.StreamBytes
