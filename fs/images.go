@@ -141,7 +141,7 @@ func (a *imageAccess) forget(name string) {
 // ImageChanged tells the file system that image name was made, changed
 // (shared, unshared, published...) or removed: the next lookup or open
 // below it checks the caller against the new sharing. It is quick and
-// never waits for the kernel, so a store's OnChange may call it, before
+// never waits for the kernel, so a store's Watcher may call it, before
 // Changed tells the kernel.
 func (f *FS) ImageChanged(name string) { f.access.forget(name) }
 

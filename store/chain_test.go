@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -20,6 +21,64 @@ func testRepo(t testing.TB) *Repo {
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// problemsOf is what check would find, as the store sees it: its metadata
+// tables, packs and reference counts (Index.Problems), and every block of
+// every snapshot and image read back, with a chain run covering it.
+// (store/check cannot be imported by the store's own tests.)
+func problemsOf(t testing.TB, r *Repo) []string {
+	t.Helper()
+	ctx := context.Background()
+	x := r.Index()
+	var out []string
+	if err := x.VerifyMetadata(); err != nil {
+		out = append(out, err.Error())
+	}
+	buf := make([]byte, MaxBlockSize)
+	err := x.EachVolume(ctx, func(v *Volume, snaps []Snapshot) error {
+		for _, s := range snaps {
+			where := v.Name + "/" + s.Name
+			err := NewWalk(r, TreeVisitor{
+				Dir: func(path string, _ Hash, _ []Entry, err error) error {
+					if err != nil {
+						out = append(out, fmt.Sprintf("%s%s/: %v", where, path, err))
+					}
+					return nil
+				},
+				File: func(dir string, e *Entry) error {
+					l, err := OpenBlocks(ctx, r, e)
+					if err != nil {
+						out = append(out, fmt.Sprintf("%s%s/%s: %v", where, dir, e.Name, err))
+						return nil
+					}
+					return l.Each(ctx, func(i int, h Hash) error {
+						if h.IsHole() {
+							return nil
+						}
+						if _, err := x.ReadRecorded(h, buf); err != nil {
+							out = append(out, fmt.Sprintf("%s%s/%s: block %d: %v", where, dir, e.Name, i, err))
+						} else if _, err := x.Holder(ctx, v.ID, s.Seq, h); err != nil {
+							out = append(out, fmt.Sprintf("%s%s/%s: block %d: no chain run", where, dir, e.Name, i))
+						}
+						return nil
+					})
+				},
+			}).Walk(ctx, s.Root)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := x.Problems(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, found...)
 }
 
 const testBS = MinBlockSize

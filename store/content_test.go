@@ -123,8 +123,8 @@ func TestChunkedBlockLists(t *testing.T) {
 	if err != nil || len(hs) != 2 {
 		t.Errorf("delta of a one-block change names %d blocks (%v)", len(hs), err)
 	}
-	if rep, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(rep.Problems) > 0 {
-		t.Fatalf("check: %v %+v", err, rep)
+	if p := problemsOf(t, r); len(p) > 0 {
+		t.Fatalf("check: %q", p)
 	}
 	// Deleting the first snapshot and gc keep every chunk the second needs.
 	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
@@ -133,8 +133,8 @@ func TestChunkedBlockLists(t *testing.T) {
 	if _, err := r.GC(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(rep.Problems) > 0 {
-		t.Fatalf("check after delete and gc: %v %+v", err, rep)
+	if p := problemsOf(t, r); len(p) > 0 {
+		t.Fatalf("check after delete and gc: %q", p)
 	}
 }
 

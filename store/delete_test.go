@@ -89,8 +89,8 @@ func TestDeleteRandomChains(t *testing.T) {
 		}
 		check := func(step string) {
 			t.Helper()
-			if rep, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(rep.Problems) != 0 {
-				t.Fatalf("round %d %s: check: %v %v", round, step, err, rep.Problems)
+			if p := problemsOf(t, r); len(p) != 0 {
+				t.Fatalf("round %d %s: check: %q", round, step, p)
 			}
 			runs := map[Hash]uint64{}
 			for i, s := range live {

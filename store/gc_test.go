@@ -171,8 +171,8 @@ func TestGCLeavesDamagedBlocks(t *testing.T) {
 			t.Errorf("block %d after gc: %v", i, err)
 		}
 	}
-	if rep, _ := r.Check(ctx, CheckOptions{ReadData: true}); len(rep.Problems) != 1 {
-		t.Errorf("check after gc: %v", rep.Problems)
+	if p := problemsOf(t, r); len(p) != 1 {
+		t.Errorf("check after gc: %q", p)
 	}
 	// Another gc meets the same block and leaves it again.
 	if _, err := r.GC(ctx); err != nil {

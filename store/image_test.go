@@ -157,8 +157,8 @@ func TestAbortKeepsWhatOthersLinked(t *testing.T) {
 	if b, _, p := contents(t, r); b < 1 || p < 1 {
 		t.Errorf("after abort: %d blocks in %d packs; the committed snapshot's block must stay", b, p)
 	}
-	if rep, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(rep.Problems) > 0 {
-		t.Fatalf("check: %v %+v", err, rep)
+	if p := problemsOf(t, r); len(p) > 0 {
+		t.Fatalf("check: %q", p)
 	}
 	got, err := Lookup(ctx, r, &s.RootDir, "disk")
 	if err != nil {
@@ -215,7 +215,7 @@ func TestSnapshotEndHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ends []SnapshotEnd
-	r.OnSnapshotEnd(func(e SnapshotEnd) { ends = append(ends, e) })
+	r.Watch(Watcher{SnapshotEnded: func(e SnapshotEnd) { ends = append(ends, e) }})
 	w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{Name: "kept", Auto: true})
 	if err != nil {
 		t.Fatal(err)

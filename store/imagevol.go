@@ -43,7 +43,8 @@ type ImageVolume struct {
 // ValidImageName reports whether s can name an image.
 func ValidImageName(s string) bool { return ValidLabel(s) }
 
-func imageName(v *Volume) string { return strings.TrimPrefix(v.Name, imagePrefix) }
+// ImageNameOf is the name of the image an image volume holds.
+func ImageNameOf(v *Volume) string { return strings.TrimPrefix(v.Name, imagePrefix) }
 
 // imageNamed returns the name of the image whose volume is called volume.
 func imageNamed(volume string) (string, bool) { return strings.CutPrefix(volume, imagePrefix) }
@@ -104,7 +105,7 @@ func (iv ImageVolumes) List(ctx context.Context) ([]ImageVolume, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ImageVolume{Name: imageName(v), Volume: *v, Snapshot: *s})
+		out = append(out, ImageVolume{Name: ImageNameOf(v), Volume: *v, Snapshot: *s})
 	}
 	return out, nil
 }

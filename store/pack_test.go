@@ -56,8 +56,8 @@ func TestPackCrashPoints(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer r.Close()
-			if rep, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(rep.Problems) > 0 {
-				t.Fatalf("check after a crash at %s: %v %+v", step, err, rep)
+			if p := problemsOf(t, r); len(p) > 0 {
+				t.Fatalf("check after a crash at %s: %q", step, p)
 			}
 			s := snapFile(t, r, "v", block('a'), block('b'), block('c'))
 			e, err := Lookup(ctx, r, &s.RootDir, "disk")
@@ -70,8 +70,8 @@ func TestPackCrashPoints(t *testing.T) {
 					t.Errorf("block %d after a crash at %s: %v", i, step, err)
 				}
 			}
-			if rep, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(rep.Problems) > 0 {
-				t.Errorf("check after the next snapshot: %v %+v", err, rep)
+			if p := problemsOf(t, r); len(p) > 0 {
+				t.Errorf("check after the next snapshot: %q", p)
 			}
 		})
 	}

@@ -103,10 +103,9 @@ type Repo struct {
 	background sync.WaitGroup
 	closing    chan struct{}
 
-	mu       sync.Mutex
-	running  map[string]string // volume name → snapshot being made
-	onChange func(volume, snapshot string)
-	onEnd    func(SnapshotEnd)
+	mu      sync.Mutex
+	running map[string]string // volume name → snapshot being made
+	watcher Watcher
 }
 
 // SnapshotEnd is how a snapshot of a volume that had begun ended.
@@ -121,24 +120,24 @@ type SnapshotEnd struct {
 	Took time.Duration
 }
 
-// OnSnapshotEnd sets a function called when a snapshot of a volume that
-// had begun is committed or given up, for metrics. Like OnChange's, it
-// runs outside the store's locks and must not block.
-func (r *Repo) OnSnapshotEnd(fn func(SnapshotEnd)) {
-	r.mu.Lock()
-	r.onEnd = fn
-	r.mu.Unlock()
+// Watcher hears of what changes in the repository. Its funcs, either of
+// which may be nil, run on the goroutine that made the change, after the
+// change is durable and outside every lock of the store, and must not
+// block.
+type Watcher struct {
+	// Changed hears that a snapshot of a volume was committed or deleted,
+	// a volume added, changed or removed (snapshot empty), or an image
+	// made, changed or removed (volume empty, snapshot the image's name).
+	Changed func(volume, snapshot string)
+	// SnapshotEnded hears how each snapshot of a volume that had begun
+	// ended, committed or given up (for logs and metrics).
+	SnapshotEnded func(SnapshotEnd)
 }
 
-// OnChange sets a function called after a snapshot of a volume is
-// committed or deleted, or a volume added or removed (snapshot empty), or
-// an image made, changed or removed (volume empty, snapshot the image's
-// name). It
-// runs on the goroutine that made the change, after the change is durable
-// and outside every lock of the store, and must not block.
-func (r *Repo) OnChange(fn func(volume, snapshot string)) {
+// Watch sets the repository's watcher; the zero Watcher stops it.
+func (r *Repo) Watch(w Watcher) {
 	r.mu.Lock()
-	r.onChange = fn
+	r.watcher = w
 	r.mu.Unlock()
 }
 
@@ -147,7 +146,7 @@ func (r *Repo) changed(volume, snapshot string) {
 		volume, snapshot = "", name
 	}
 	r.mu.Lock()
-	fn := r.onChange
+	fn := r.watcher.Changed
 	r.mu.Unlock()
 	if fn != nil {
 		fn(volume, snapshot)

@@ -474,7 +474,7 @@ func (w *SnapshotWriter) close() {
 		w.repo.reclaim(packs, trees, w.commitsAtBegin)
 	}
 	w.repo.mu.Lock()
-	fn := w.repo.onEnd
+	fn := w.repo.watcher.SnapshotEnded
 	w.repo.mu.Unlock()
 	if fn != nil && w.vol.Kind != KindImage {
 		end := SnapshotEnd{Volume: w.vol.Name, Name: w.snap.Name, Auto: w.snap.Auto, Took: time.Since(w.started)}

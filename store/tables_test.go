@@ -108,12 +108,15 @@ func TestDamagedPackRecordKeepsPack(t *testing.T) {
 	if !strings.Contains(log.String(), "pack files without a pack record are kept") || !strings.Contains(log.String(), ".sst") {
 		t.Errorf("open did not report why it kept the pack:\n%s", log.String())
 	}
-	rep, err := r.Check(ctx, CheckOptions{})
+	if err := r.Index().VerifyMetadata(); !errors.Is(err, ErrDamagedMetadata) {
+		t.Errorf("metadata verified: %v", err)
+	}
+	found, err := r.Index().Problems(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := fmt.Sprint(rep.Problems); !strings.Contains(p, "metadata tables fail their checksums") || !strings.Contains(p, "no readable pack record names it") {
-		t.Errorf("check problems: %v", rep.Problems)
+	if p := fmt.Sprint(found); !strings.Contains(p, "no readable pack record names it") {
+		t.Errorf("check problems: %v", found)
 	}
 	if _, err := r.GC(ctx); !errors.Is(err, ErrDamagedMetadata) {
 		t.Errorf("gc over damaged metadata: %v, want ErrDamagedMetadata", err)
@@ -197,9 +200,10 @@ func TestRepairOverDamagedMetadata(t *testing.T) {
 		t.Fatalf("open: %v", err)
 	}
 	defer r.Close()
-	rep, err := r.Repair(ctx)
-	if !errors.Is(err, ErrDamagedMetadata) {
-		t.Errorf("repair over damaged metadata: %v %+v, want ErrDamagedMetadata", err, rep)
+	mended := false
+	err = r.Index().Mend(ctx, func(Mender) error { mended = true; return nil })
+	if !errors.Is(err, ErrDamagedMetadata) || mended {
+		t.Errorf("mending over damaged metadata: %v (mended %v), want ErrDamagedMetadata", err, mended)
 	}
 	if _, err := r.Snapshot(ctx, "v", s.Name); err != nil {
 		t.Errorf("repair dropped the snapshot whose tree it could not read: %v", err)

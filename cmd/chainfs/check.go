@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/check"
 	"github.com/urfave/cli/v2"
 )
 
@@ -29,7 +31,7 @@ func checkCommand() *cli.Command {
 			}
 			var done, total atomic.Uint64
 			bar := startProgress(c, "check", func() (uint64, uint64) { return done.Load(), total.Load() })
-			rep, err := r.Check(c.Context, store.CheckOptions{ReadData: c.Bool("read-data"), Progress: func(d, t int) {
+			rep, err := check.Check(c.Context, r, check.Options{ReadData: c.Bool("read-data"), Progress: func(d, t int) {
 				done.Store(uint64(d))
 				total.Store(uint64(t))
 			}})
@@ -62,14 +64,14 @@ func withMetadataAdvice(action cli.ActionFunc) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		err := action(c)
 		if errors.Is(err, store.ErrDamagedMetadata) {
-			return adviceError{err: err, advice: store.MetadataRepairNote + "."}
+			return adviceError{err: err, advice: check.MetadataRepairNote + "."}
 		}
 		return err
 	}
 }
 
 func repair(c *cli.Context, r *store.Repo) error {
-	rep, err := r.Repair(c.Context)
+	rep, err := check.Repair(c.Context, r, source.Blocks{})
 	if err != nil {
 		return err
 	}

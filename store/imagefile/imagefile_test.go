@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/check"
 	"github.com/chainfs/chainfs/store/images"
 	"github.com/chainfs/chainfs/store/report"
 	"github.com/klauspost/compress/zstd"
@@ -294,7 +295,7 @@ func TestNativeRoundTrip(t *testing.T) {
 	if st2.StoredBytes != 0 || img2.Snapshot.Root != s.Root {
 		t.Errorf("second import stored %d bytes", st2.StoredBytes)
 	}
-	if rep, err := dst.Check(ctx, store.CheckOptions{ReadData: true}); err != nil || len(rep.Problems) > 0 {
+	if rep, err := check.Check(ctx, dst, check.Options{ReadData: true}); err != nil || len(rep.Problems) > 0 {
 		t.Fatalf("check: %v %+v", err, rep)
 	}
 	// The stream is deterministic.

@@ -86,22 +86,32 @@ func Run(ctx context.Context, o Options) error {
 		sched.skipped = m.skipped
 		observer = m
 	}
-	// Every snapshot the daemon makes, however asked for, is logged (and
-	// counted).
-	o.Repo.OnSnapshotEnd(func(e store.SnapshotEnd) {
-		if e.Snapshot != nil {
-			log.Info("snapshot made", "volume", e.Volume, "snapshot", e.Name, "auto", e.Auto, "took", e.Took.Round(time.Millisecond),
-				"read", e.Snapshot.Stats.ReadBytes, "stored", e.Snapshot.Stats.StoredBytes)
-		} else {
-			log.Warn("snapshot failed", "volume", e.Volume, "snapshot", e.Name, "auto", e.Auto, "took", e.Took.Round(time.Millisecond))
-		}
-		if m != nil {
-			m.snapshotEnded(e)
-		}
-	})
-	defer o.Repo.OnSnapshotEnd(nil)
 	fsys := chainfs.New(chainfs.Options{Repo: o.Repo, Images: &imagefile.Library{Repo: o.Repo, Catalog: o.Catalog},
 		Controller: jobs, Logger: log, OwnerUID: owner, TreeCache: o.TreeCache, ReadAhead: o.ReadAhead, Observer: observer})
+	o.Repo.Watch(store.Watcher{
+		Changed: func(volume, snapshot string) {
+			if volume == "" {
+				// Who sees an image changes before the command that
+				// changed it returns, not when the kernel has been told.
+				fsys.ImageChanged(snapshot)
+			}
+			notes.post(volume, snapshot)
+		},
+		// Every snapshot the daemon makes, however asked for, is logged
+		// (and counted).
+		SnapshotEnded: func(e store.SnapshotEnd) {
+			if e.Snapshot != nil {
+				log.Info("snapshot made", "volume", e.Volume, "snapshot", e.Name, "auto", e.Auto, "took", e.Took.Round(time.Millisecond),
+					"read", e.Snapshot.Stats.ReadBytes, "stored", e.Snapshot.Stats.StoredBytes)
+			} else {
+				log.Warn("snapshot failed", "volume", e.Volume, "snapshot", e.Name, "auto", e.Auto, "took", e.Took.Round(time.Millisecond))
+			}
+			if m != nil {
+				m.snapshotEnded(e)
+			}
+		},
+	})
+	defer o.Repo.Watch(store.Watcher{})
 	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug, Source: o.Repo.Dir()})
 	if err != nil {
 		return err
@@ -114,15 +124,6 @@ func Run(ctx context.Context, o Options) error {
 	// notification waits for the directory's lock, which a mkdir or rmdir
 	// that started the change may hold until its job is done.
 	go notes.run(fsys.Changed)
-	o.Repo.OnChange(func(volume, snapshot string) {
-		if volume == "" {
-			// Who sees an image changes before the command that changed
-			// it returns, not when the kernel has been told.
-			fsys.ImageChanged(snapshot)
-		}
-		notes.post(volume, snapshot)
-	})
-	defer o.Repo.OnChange(nil)
 
 	sock, err := listen(ctx, o.Repo.Dir(), o.RunCLI, jobs, log)
 	if err != nil {
@@ -153,7 +154,7 @@ func Run(ctx context.Context, o Options) error {
 	jobs.wait()
 	// A command that outlived the socket's wait may still commit: it
 	// finds no one to tell.
-	o.Repo.OnChange(nil)
+	o.Repo.Watch(store.Watcher{})
 	notes.close()
 	if external {
 		return nil

@@ -167,7 +167,7 @@ func (m *metrics) syncVolumes(ctx context.Context) {
 	}
 }
 
-// snapshotEnded counts a snapshot that had begun (store.Repo.OnSnapshotEnd).
+// snapshotEnded counts a snapshot that had begun (store.Watcher.SnapshotEnded).
 func (m *metrics) snapshotEnded(e store.SnapshotEnd) {
 	if e.Snapshot == nil {
 		m.snapshots.WithLabelValues(e.Volume, resultFailed).Inc()

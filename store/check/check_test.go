@@ -1,0 +1,208 @@
+package check
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/images"
+	"github.com/dgraph-io/badger/v4"
+)
+
+const testBS = store.MinBlockSize
+
+// testRepo is a repository of volume v that tests may damage: reopen
+// closes it, lets edit change its metadata as stored (the key schema of
+// docs/format.md) and opens it again.
+type testRepo struct {
+	t   *testing.T
+	dir string
+	*store.Repo
+}
+
+func newRepo(t *testing.T) *testRepo {
+	t.Helper()
+	tr := &testRepo{t: t, dir: t.TempDir() + "/repo"}
+	if _, err := store.Init(store.Options{Dir: tr.dir}); err != nil {
+		t.Fatal(err)
+	}
+	tr.open()
+	t.Cleanup(func() { tr.Close() })
+	if _, err := tr.AddVolume(context.Background(), store.Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func (tr *testRepo) open() {
+	r, err := store.Open(context.Background(), store.Options{Dir: tr.dir})
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	tr.Repo = r
+}
+
+// edit changes the metadata with the repository closed.
+func (tr *testRepo) edit(fn func(txn *badger.Txn) error) {
+	tr.t.Helper()
+	tr.Close()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(tr.dir, "meta")).WithLogger(nil))
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	if err := db.Update(fn); err != nil {
+		tr.t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		tr.t.Fatal(err)
+	}
+	tr.open()
+}
+
+// setRefs sets the reference count in block h's record ('b' hash: its
+// count is the big-endian u64 at bytes 21-28).
+func (tr *testRepo) setRefs(h store.Hash, n uint64) {
+	tr.edit(func(txn *badger.Txn) error {
+		key := append([]byte{'b'}, h[:]...)
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		binary.BigEndian.PutUint64(v[21:], n)
+		return txn.Set(key, v)
+	})
+}
+
+// dropTree deletes a tree blob ('t' hash).
+func (tr *testRepo) dropTree(h store.Hash) {
+	tr.edit(func(txn *badger.Txn) error { return txn.Delete(append([]byte{'t'}, h[:]...)) })
+}
+
+func block(c byte) []byte { return bytes.Repeat([]byte{c}, testBS) }
+
+// snapFile commits a snapshot of v whose tree is one file "disk".
+func (tr *testRepo) snapFile(blocks ...[]byte) *store.Snapshot {
+	tr.t.Helper()
+	ctx := context.Background()
+	w, err := tr.BeginSnapshot(ctx, "v", store.SnapshotOptions{})
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	e := store.Entry{Name: "disk", Type: store.TypeRegular, Mode: 0o644, Size: uint64(len(blocks) * testBS), BlockSize: testBS, Nlink: 1}
+	for _, b := range blocks {
+		h := store.Sum(b)
+		if err := w.PutBlock(ctx, h, b); err != nil {
+			tr.t.Fatal(err)
+		}
+		e.Blocks = append(e.Blocks, h)
+	}
+	root, err := w.PutTree(ctx, store.EncodeTree([]store.Entry{e}))
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	s, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{})
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	return s
+}
+
+func (tr *testRepo) flipByte(at int64) {
+	tr.t.Helper()
+	packs, _ := filepath.Glob(filepath.Join(tr.dir, "packs", "*.pack"))
+	if len(packs) == 0 {
+		tr.t.Fatal("no pack")
+	}
+	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{'!'}, at); err != nil {
+		tr.t.Fatal(err)
+	}
+}
+
+func problems(rep *Report) string {
+	var out []string
+	for _, p := range rep.Problems {
+		out = append(out, p.String())
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestCheckFindsDamage: a healthy repository checks clean; a wrong
+// reference count, a flipped data byte (with ReadData) and a missing pack
+// are each found and named.
+func TestCheckFindsDamage(t *testing.T) {
+	r := newRepo(t)
+	ctx := context.Background()
+	s1 := r.snapFile(block('A'), block('B'))
+	if _, err := images.Create(ctx, r.Repo, "img", "v", s1.Name, images.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Check(ctx, r.Repo, Options{ReadData: true})
+	if err != nil || len(rep.Problems) != 0 || rep.Snapshots != 1 || rep.Images != 1 || rep.BytesRead != 2*testBS || rep.Blocks != 2 || rep.Trees != 1 {
+		t.Fatalf("healthy repository: %+v %v", rep, err)
+	}
+
+	// A wrong reference count.
+	h := store.Sum(block('A'))
+	r.setRefs(h, 7)
+	rep, _ = Check(ctx, r.Repo, Options{})
+	if len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].What, "reference count 7, but 2 chain runs") {
+		t.Errorf("wrong refs: %v", problems(rep))
+	}
+	r.setRefs(h, 2)
+
+	// A flipped byte: found only when the data is read, named by path.
+	r.flipByte(testBS + 10) // in block B
+	if rep, _ := Check(ctx, r.Repo, Options{}); len(rep.Problems) != 0 {
+		t.Errorf("metadata check found data damage: %v", problems(rep))
+	}
+	var progress []int
+	rep, _ = Check(ctx, r.Repo, Options{ReadData: true, Progress: func(done, total int) { progress = append(progress, done, total) }})
+	if got := problems(rep); len(rep.Problems) != 2 || !strings.Contains(got, "v/"+s1.Name+"/disk: block 1") ||
+		!strings.Contains(got, "image img/image/disk: block 1") {
+		t.Errorf("flipped byte: %q", got)
+	}
+	if len(progress) != 4 || progress[2] != 2 || progress[3] != 2 {
+		t.Errorf("progress %v", progress)
+	}
+
+	// A missing pack.
+	packs, _ := filepath.Glob(filepath.Join(r.dir, "packs", "*.pack"))
+	os.Remove(packs[0])
+	rep, _ = Check(ctx, r.Repo, Options{})
+	if !strings.Contains(problems(rep), "missing or short") {
+		t.Errorf("missing pack: %v", problems(rep))
+	}
+}
+
+// TestCheckLostTree: a directory that cannot be read is named, and check
+// goes on; a cancelled check ends.
+func TestCheckLostTree(t *testing.T) {
+	r := newRepo(t)
+	ctx := context.Background()
+	s := r.snapFile(block('A'))
+	r.dropTree(s.Root)
+	rep, err := Check(ctx, r.Repo, Options{})
+	if err != nil || !strings.Contains(problems(rep), "v/"+s.Name+"/: directory unreadable") {
+		t.Errorf("lost tree: %q %v", problems(rep), err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Check(cctx, r.Repo, Options{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled check: %v", err)
+	}
+}

@@ -1,0 +1,257 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// What check and repair (store/check) ask of the store itself: the
+// consistency of what only it can read, and the few writes that mend it.
+
+// VerifyMetadata checks every block of every metadata table against its
+// checksum. A damaged table is an error wrapping ErrDamagedMetadata that
+// names it: its records read as absent, so nothing may act on their
+// absence.
+func (x *Index) VerifyMetadata() error { return x.r.verifyMetadata() }
+
+// Problems checks what the store alone can: that every recorded pack is
+// whole, and that every block's reference count equals the chain runs
+// that reference it. With unrecorded (over damaged metadata, which Open
+// then leaves alone) pack files no record names are problems too. Each
+// problem is a sentence.
+func (x *Index) Problems(ctx context.Context, unrecorded bool) ([]string, error) {
+	r := x.r
+	var out []string
+	sizes, err := r.packSizes()
+	if err != nil {
+		return nil, err
+	}
+	for id, size := range sizes {
+		if got, err := r.blocks.PackSize(id); err != nil || uint64(got) < size {
+			out = append(out, fmt.Sprintf("pack %016x: missing or short (%d of %d bytes): %v", id, got, size, err))
+		}
+	}
+	if unrecorded {
+		ids, err := r.blocks.List()
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if _, ok := sizes[id]; !ok {
+				out = append(out, fmt.Sprintf("pack %016x: no readable pack record names it (kept: the damaged metadata cannot tell whether it is used)", id))
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	runs, err := r.countRuns()
+	if err != nil {
+		return nil, err
+	}
+	err = r.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var h Hash
+			copy(h[:], it.Item().Key()[1:])
+			var rec blockRecord
+			if err := it.Item().Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
+				out = append(out, fmt.Sprintf("block %s: unreadable record", h.Short()))
+				continue
+			}
+			if rec.Refs != runs[h] {
+				out = append(out, fmt.Sprintf("block %s: reference count %d, but %d chain runs", h.Short(), rec.Refs, runs[h]))
+			}
+			delete(runs, h)
+		}
+		return nil
+	})
+	for h := range runs {
+		out = append(out, fmt.Sprintf("block %s: chain runs reference it but it has no record", h.Short()))
+	}
+	return out, err
+}
+
+// countRuns counts the chain runs that reference each block.
+func (r *Repo) countRuns() (map[Hash]uint64, error) {
+	runs := map[Hash]uint64{}
+	err := r.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixInterval}, PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			_, h, _, err := parseIntervalKey(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			runs[h]++
+		}
+		return nil
+	})
+	return runs, err
+}
+
+// ReadRecorded reads block h from where its record says into p, checked
+// against its hash, past every cache: what check reads to know the data
+// is there.
+func (x *Index) ReadRecorded(h Hash, p []byte) (int, error) { return x.r.readRecorded(h, p) }
+
+// EachVolume calls fn for every volume record as stored (images' and
+// those being removed too) with its snapshots, oldest first.
+func (x *Index) EachVolume(ctx context.Context, fn func(v *Volume, snaps []Snapshot) error) error {
+	vols, err := x.r.allVolumes()
+	if err != nil {
+		return err
+	}
+	for i := range vols {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		snaps, err := x.r.snapshotsOf(vols[i].ID)
+		if err != nil {
+			return err
+		}
+		if err := fn(&vols[i], snaps); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Mender makes the writes that repair the indexes.
+type Mender struct{ r *Repo }
+
+// Mend runs fn alone: no snapshot, deletion or gc runs meanwhile. Over a
+// damaged metadata table, whose records read as absent, mending would
+// destroy what is still there: then fn is not run and the error wraps
+// ErrDamagedMetadata.
+func (x *Index) Mend(ctx context.Context, fn func(m Mender) error) error {
+	if err := x.r.verifyMetadata(); err != nil {
+		return fmt.Errorf("nothing changed: %w", err)
+	}
+	x.r.gcMu.Lock()
+	defer x.r.gcMu.Unlock()
+	return fn(Mender{r: x.r})
+}
+
+// FixRefs sets every block record's reference count to the chain runs
+// that reference it, and returns how many it changed.
+func (m Mender) FixRefs(ctx context.Context) (uint64, error) {
+	r := m.r
+	runs, err := r.countRuns()
+	if err != nil {
+		return 0, err
+	}
+	var writes []kv
+	err = r.scanBlocks(func(h Hash, rec blockRecord) error {
+		if rec.Refs != runs[h] {
+			rec.Refs = runs[h]
+			writes = append(writes, kv{key: blockKey(h), val: rec.encode()})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	var fixed uint64
+	for len(writes) > 0 {
+		if err := ctx.Err(); err != nil {
+			return fixed, err
+		}
+		chunk := writes[:min(chunkSize, len(writes))]
+		writes = writes[len(chunk):]
+		if err := r.applyWrites(chunk); err != nil {
+			return fixed, err
+		}
+		fixed += uint64(len(chunk))
+	}
+	return fixed, nil
+}
+
+// Block is a block's bytes and their hash.
+type Block struct {
+	Hash Hash
+	Data []byte
+}
+
+// StoreAgain writes blocks whose stored bytes are damaged or missing into
+// a new pack and points their records there, each with the reference
+// count of its chain runs. A block whose bytes do not match its hash is
+// refused.
+func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
+	if len(blocks) == 0 {
+		return nil
+	}
+	r := m.r
+	for _, b := range blocks {
+		if Sum(b.Data) != b.Hash {
+			return fmt.Errorf("block %s: the bytes offered do not match it: %w", b.Hash.Short(), ErrInvalid)
+		}
+	}
+	runs, err := r.countRuns()
+	if err != nil {
+		return err
+	}
+	pack, err := r.newPack()
+	if err != nil {
+		return err
+	}
+	for _, b := range blocks {
+		if _, err := pack.add(b.Hash, b.Data); err != nil {
+			pack.abort()
+			return err
+		}
+	}
+	if _, err := pack.finish(); err != nil {
+		return err
+	}
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	for start := 0; start < len(pack.blocks); start += chunkSize {
+		chunk := pack.blocks[start:min(start+chunkSize, len(pack.blocks))]
+		writes := make([]kv, len(chunk))
+		for i, b := range chunk {
+			rec := blockRecord{Pack: pack.id, Offset: uint64(b.offset), Length: b.length, Refs: runs[b.hash]}
+			writes[i] = kv{key: blockKey(b.hash), val: rec.encode()}
+		}
+		if err := r.applyWrites(writes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DropLostPacks forgets recorded packs that are missing or short once no
+// referenced block lies in them any more (their blocks were stored again,
+// or were garbage).
+func (m Mender) DropLostPacks(ctx context.Context) error {
+	r := m.r
+	sizes, err := r.packSizes()
+	if err != nil {
+		return err
+	}
+	used := map[uint64]bool{}
+	dead := map[uint64][]Hash{}
+	if err := r.scanBlocks(func(h Hash, rec blockRecord) error {
+		if rec.Refs > 0 {
+			used[rec.Pack] = true
+		} else {
+			dead[rec.Pack] = append(dead[rec.Pack], h)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for id, size := range sizes {
+		if got, err := r.blocks.PackSize(id); (err != nil || uint64(got) < size) && !used[id] {
+			if err := r.dropPack(id, &packUse{dead: dead[id]}, &GCStats{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
