@@ -24,9 +24,10 @@ type Repository interface {
 	Volume(ctx context.Context, name string) (*store.Volume, error)
 	Snapshots(ctx context.Context, volume string) ([]store.Snapshot, error)
 	Snapshot(ctx context.Context, volume, name string) (*store.Snapshot, error)
-	// SpaceUsed is what the repository takes on disk.
-	SpaceUsed() (int64, error)
-	Dir() string
+	// Info says where the repository is (statfs reports its file
+	// system), Index what it takes there.
+	Info() store.Info
+	Index() *store.Index
 }
 
 // Images lists and finds images: the repository's own and a catalog's.
@@ -304,12 +305,12 @@ func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	f := r.fs
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(f.repo.Dir(), &st); err != nil {
+	if err := syscall.Statfs(f.repo.Info().Dir, &st); err != nil {
 		return errno(f.log, err, "statfs")
 	}
 	f.statMu.Lock()
 	if time.Since(f.statAt) > 2*time.Second {
-		if used, err := f.repo.SpaceUsed(); err == nil {
+		if used, err := f.repo.Index().SpaceUsed(); err == nil {
 			f.statUsed, f.statAt = used, time.Now()
 		}
 	}

@@ -41,7 +41,7 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 	r.gcMu.Lock()
 	defer r.gcMu.Unlock()
 	st := &GCStats{}
-	st.SizeBefore, _ = r.SpaceUsed()
+	st.SizeBefore, _ = r.spaceUsed()
 	// gc deletes what no record names, and badger shows the records in a
 	// damaged table as absent: it runs on whole metadata only.
 	if err := r.verifyMetadata(); err != nil {
@@ -56,7 +56,7 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 	for r.db.RunValueLogGC(0.5) == nil {
 	}
 	r.syncMeta()
-	st.SizeAfter, _ = r.SpaceUsed()
+	st.SizeAfter, _ = r.spaceUsed()
 	return st, nil
 }
 

@@ -142,7 +142,7 @@ func TestGCLeavesDamagedBlocks(t *testing.T) {
 	A, B, C, D := block('A'), block('B'), block('C'), block('D')
 	s1 := snapFile(t, r, "v", A, B, C, D) // one pack: A B C D
 	s2 := snapFile(t, r, "v", A, B, block('x'), block('y'))
-	packs, _ := filepath.Glob(filepath.Join(r.Dir(), "packs", "*.pack"))
+	packs, _ := filepath.Glob(filepath.Join(r.Info().Dir, "packs", "*.pack"))
 	if len(packs) != 2 {
 		t.Fatalf("%d packs, want 2", len(packs))
 	}

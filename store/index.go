@@ -23,6 +23,9 @@ func (x *Index) HasBlock(h Hash) bool {
 	return ok
 }
 
+// SpaceUsed is what the repository's files take on disk.
+func (x *Index) SpaceUsed() (int64, error) { return x.r.spaceUsed() }
+
 // VerifyFailures is how many blocks and trees read since Open failed
 // their hash check.
 func (x *Index) VerifyFailures() uint64 { return x.r.verifyFailures.Load() }

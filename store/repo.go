@@ -39,6 +39,8 @@ type Info struct {
 	ID      string    `json:"id"`
 	Region  string    `json:"region"`
 	Created time.Time `json:"created"`
+	// Dir is the repository's directory: where it was found, not stored.
+	Dir string `json:"-"`
 }
 
 // Options configure Open and Init.
@@ -153,8 +155,8 @@ func (r *Repo) changed(volume, snapshot string) {
 	}
 }
 
-// SpaceUsed is what the repository takes on disk.
-func (r *Repo) SpaceUsed() (int64, error) { return dirSize(r.dir) }
+// spaceUsed is what the repository takes on disk.
+func (r *Repo) spaceUsed() (int64, error) { return dirSize(r.dir) }
 
 // DefaultRegion is the region of a repository made without --region.
 const DefaultRegion = "local"
@@ -192,7 +194,7 @@ func Init(opts Options) (*Info, error) {
 	}
 	var id [16]byte
 	rand.Read(id[:])
-	info := Info{Format: FormatVersion, ID: hex.EncodeToString(id[:]), Region: region, Created: time.Now().UTC()}
+	info := Info{Format: FormatVersion, ID: hex.EncodeToString(id[:]), Region: region, Created: time.Now().UTC(), Dir: dir}
 	b, _ := json.MarshalIndent(info, "", "  ")
 	tmp := filepath.Join(dir, markerFile+".tmp")
 	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
@@ -246,6 +248,7 @@ func ReadInfo(dir string) (*Info, error) {
 	if info.Format != FormatVersion {
 		return nil, fmt.Errorf("%s: format version %d, this chainfs reads version %d: %w", dir, info.Format, FormatVersion, ErrFormat)
 	}
+	info.Dir = dir
 	return &info, nil
 }
 
@@ -478,10 +481,7 @@ func (r *Repo) Close() error {
 	return err
 }
 
-// Dir is the repository's directory.
-func (r *Repo) Dir() string { return r.dir }
-
-// Info is the repository's marker record.
+// Info is the repository's marker record, and where it is.
 func (r *Repo) Info() Info { return r.info }
 
 // badgerLogger passes badger's warnings and errors to slog and drops its

@@ -67,6 +67,10 @@ type Volume struct {
 	// snapshot since): a snapshot from another one is refused unless asked
 	// for, since it is most likely a mount point whose disk is not mounted.
 	SourceFS *SourceFS `json:"source_fs,omitempty"`
+	// Running is what runs on the volume now (a snapshot, a deletion, its
+	// removal), empty when nothing does: the state of this process, not
+	// a record.
+	Running string `json:"-"`
 }
 
 // SourceFS identifies the file system holding a source: the mount point
@@ -183,7 +187,9 @@ func (r *Repo) Volume(ctx context.Context, name string) (*Volume, error) {
 	if err != nil {
 		return nil, fmt.Errorf("volume %s: %w", name, err)
 	}
-	return &v, nil
+	vs := []Volume{v}
+	r.withRunning(vs)
+	return &vs[0], nil
 }
 
 // Volumes lists the volumes in name order.
@@ -198,6 +204,7 @@ func (r *Repo) Volumes(ctx context.Context) ([]Volume, error) {
 			out = append(out, v)
 		}
 	}
+	r.withRunning(out)
 	return out, nil
 }
 
@@ -288,15 +295,13 @@ func (r *Repo) claimVolume(name, what string) (func(), error) {
 	}), nil
 }
 
-// Running reports what runs on each busy volume.
-func (r *Repo) Running() map[string]string {
+// withRunning fills in what runs on each volume now.
+func (r *Repo) withRunning(vols []Volume) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]string, len(r.running))
-	for k, v := range r.running {
-		out[k] = v
+	for i := range vols {
+		vols[i].Running = r.running[vols[i].Name]
 	}
-	return out
 }
 
 // scanJSON calls fn for every JSON record under prefix.

@@ -642,7 +642,7 @@ func imageCopy(c *cli.Context, r *store.Repo) error {
 	if err != nil {
 		return err
 	}
-	if a, b := statOf(dir), statOf(r.Dir()); a != nil && b != nil && os.SameFile(a, b) {
+	if a, b := statOf(dir), statOf(r.Info().Dir); a != nil && b != nil && os.SameFile(a, b) {
 		return usagef("--to-repo %s is this repository", dir)
 	}
 	as := c.String("as")
@@ -650,7 +650,7 @@ func imageCopy(c *cli.Context, r *store.Repo) error {
 		as = name
 	}
 	hdr := imagefile.HeaderOf(img)
-	from := fmt.Sprintf("%s (region %s)", r.Dir(), r.Info().Region)
+	from := fmt.Sprintf("%s (region %s)", r.Info().Dir, r.Info().Region)
 	if img.Type == images.Public {
 		from = img.Catalog
 	}

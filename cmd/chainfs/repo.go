@@ -181,8 +181,8 @@ func openRepo(c *cli.Context) (*store.Repo, error) {
 // the command, else one opened here and closed after.
 func withRepo(c *cli.Context, fn func(*store.Repo) error) error {
 	if r, _ := c.App.Metadata[metaRepo].(*store.Repo); r != nil {
-		if !sameDir(repoDir(c), r.Dir()) {
-			return fmt.Errorf("the daemon that got this command serves %s, not %s", r.Dir(), repoDir(c))
+		if !sameDir(repoDir(c), r.Info().Dir) {
+			return fmt.Errorf("the daemon that got this command serves %s, not %s", r.Info().Dir, repoDir(c))
 		}
 		return fn(r)
 	}

@@ -190,7 +190,7 @@ func spareFromDelete(c *cli.Context, r *store.Repo, volume, path string) (func(s
 		return nil, fmt.Errorf("volume %s: excludes: %w", volume, err)
 	}
 	left := map[[2]uint64]bool{}
-	dirs := []string{r.Dir()}
+	dirs := []string{r.Info().Dir}
 	if m, _ := c.App.Metadata[metaMount].(string); m != "" {
 		dirs = append(dirs, m)
 	}

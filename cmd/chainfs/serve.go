@@ -91,7 +91,7 @@ func serveCommand() *cli.Command {
 						if c.App.Writer == os.Stdout && term.IsTerminal(int(os.Stdout.Fd())) {
 							hint = fmt.Sprintf(" (stop with Ctrl-C or 'chainfs umount %s')", mnt)
 						}
-						fmt.Fprintf(c.App.Writer, "serving %s at %s%s\n", r.Dir(), mnt, hint)
+						fmt.Fprintf(c.App.Writer, "serving %s at %s%s\n", r.Info().Dir, mnt, hint)
 						if metricsAddr != "" {
 							fmt.Fprintf(c.App.Writer, "metrics at http://%s/metrics\n", metricsAddr)
 						}

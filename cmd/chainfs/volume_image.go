@@ -46,12 +46,12 @@ func otherRegion(c *cli.Context, r *store.Repo, ref string) (string, error) {
 		return ref, nil // a name with a colon
 	case err != nil:
 		return "", usagef("--from-image %s: %s is not a chainfs repository (%v)", ref, dir, err)
-	case sameDir(dir, r.Dir()):
+	case sameDir(dir, r.Info().Dir):
 		return name, nil
 	}
 	return "", fmt.Errorf("--from-image %s names an image of another repository (%s, region %s), not of this one (%s, region %s); "+
 		"images are used only in their own region: copy it here first with 'chainfs --repo %s image copy %s --to-repo %s'",
-		ref, dir, info.Region, r.Dir(), r.Info().Region, dir, name, r.Dir())
+		ref, dir, info.Region, r.Info().Dir, r.Info().Region, dir, name, r.Info().Dir)
 }
 
 // volumeFromImage writes an image's tree into v.Source (a new or empty

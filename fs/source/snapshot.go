@@ -179,7 +179,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 		jobs: make(chan *fileRead, opts.Workers*4), slots: make(chan struct{}, opts.Workers),
 		links: map[devIno]*fileRead{}}
 	wk.bufs.New = func() any { b := make([]byte, vol.BlockSize); return &b }
-	for _, p := range append(opts.Skip, repo.Dir()) {
+	for _, p := range append(opts.Skip, repo.Info().Dir) {
 		var st unix.Stat_t
 		if unix.Stat(p, &st) == nil {
 			wk.skip[devIno{st.Dev, st.Ino}] = true

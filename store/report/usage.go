@@ -98,7 +98,7 @@ func Usage(ctx context.Context, r *store.Repo, opts UsageOptions) (*Report, erro
 		return nil, err
 	}
 	u.Blocks, u.StoredBytes, u.GarbageBytes, u.Trees = t.Blocks, t.StoredBytes, t.GarbageBytes, t.Trees
-	u.SpaceUsed, err = r.SpaceUsed()
+	u.SpaceUsed, err = r.Index().SpaceUsed()
 	return u, err
 }
 

@@ -65,7 +65,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	owner := uint32(0)
-	if st, err := os.Stat(o.Repo.Dir()); err == nil {
+	if st, err := os.Stat(o.Repo.Info().Dir); err == nil {
 		owner = st.Sys().(*syscall.Stat_t).Uid
 	}
 	clock := o.Clock
@@ -112,7 +112,7 @@ func Run(ctx context.Context, o Options) error {
 		},
 	})
 	defer o.Repo.Watch(store.Watcher{})
-	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug, Source: o.Repo.Dir()})
+	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug, Source: o.Repo.Info().Dir})
 	if err != nil {
 		return err
 	}
@@ -125,18 +125,18 @@ func Run(ctx context.Context, o Options) error {
 	// that started the change may hold until its job is done.
 	go notes.run(fsys.Changed)
 
-	sock, err := listen(ctx, o.Repo.Dir(), o.RunCLI, jobs, log)
+	sock, err := listen(ctx, o.Repo.Info().Dir, o.RunCLI, jobs, log)
 	if err != nil {
 		unmount(server, mnt, log)
 		return err
 	}
 	go sched.run(ctx)
 	go watchdog(ctx, mnt, log)
-	log.Info("serving", "repo", o.Repo.Dir(), "mount", mnt, "metrics", metricsAddr)
+	log.Info("serving", "repo", o.Repo.Info().Dir, "mount", mnt, "metrics", metricsAddr)
 	if o.Ready != nil {
 		o.Ready(metricsAddr)
 	}
-	notify(log, "READY=1\nSTATUS=serving "+o.Repo.Dir()+" at "+mnt)
+	notify(log, "READY=1\nSTATUS=serving "+o.Repo.Info().Dir+" at "+mnt)
 	unmounted := make(chan struct{})
 	go func() { server.Wait(); close(unmounted) }()
 	external := false

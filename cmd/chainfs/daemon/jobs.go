@@ -186,8 +186,8 @@ func (r *runner) Delete(ctx context.Context, volume, snapshot string) (func(cont
 		if _, err := r.repo.Snapshot(ctx, volume, snapshot); err != nil {
 			return nil, err
 		}
-		if running, busy := r.repo.Running()[volume]; busy {
-			return nil, fmt.Errorf("volume %s: %s is running: %w", volume, running, store.ErrBusy)
+		if v, err := r.repo.Volume(ctx, volume); err == nil && v.Running != "" {
+			return nil, fmt.Errorf("volume %s: %s is running: %w", volume, v.Running, store.ErrBusy)
 		}
 		begun()
 		return nil, r.repo.DeleteSnapshot(ctx, volume, snapshot)

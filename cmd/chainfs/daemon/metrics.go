@@ -107,7 +107,7 @@ func newMetrics(repo *store.Repo, catalog *imagefile.Catalog, version string, ne
 				ch <- prometheus.MustNewConstMetric(verify, prometheus.CounterValue, float64(catalog.VerifyFailures()), "catalog")
 			}
 			// Without a figure the metric is left out, not the scrape.
-			if used, err := repo.SpaceUsed(); err == nil {
+			if used, err := repo.Index().SpaceUsed(); err == nil {
 				ch <- prometheus.MustNewConstMetric(size, prometheus.GaugeValue, float64(used))
 			} else {
 				m.log.Warn("metrics: repository size", "err", err)

@@ -209,12 +209,12 @@ func (s *scheduler) fire(ctx context.Context, volume string, p *policy.Policy, l
 	if _, err := s.repo.Snapshot(ctx, volume, name); err == nil {
 		return // already taken: a repeated wall-clock time, or a restart
 	}
-	if running, busy := s.repo.Running()[volume]; busy {
-		s.jobs.skip("auto", volume+" "+name, fmt.Sprintf("skipped: %s", running))
+	if v, err := s.repo.Volume(ctx, volume); err == nil && v.Running != "" {
+		s.jobs.skip("auto", volume+" "+name, "skipped: "+v.Running)
 		if s.skipped != nil {
 			s.skipped(volume)
 		}
-		s.log.Warn("automatic snapshot skipped: the volume is busy", "volume", volume, "snapshot", name, "running", running)
+		s.log.Warn("automatic snapshot skipped: the volume is busy", "volume", volume, "snapshot", name, "running", v.Running)
 		return
 	}
 	_, err := s.jobs.start(ctx, "auto", volume, name, volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
