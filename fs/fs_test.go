@@ -108,12 +108,11 @@ func mountSnapshotFS(t testing.TB, src string, blockSize uint32, with ...func(*O
 		fn(&opts)
 	}
 	fsys = New(opts)
-	server, err := Mount(mnt, fsys, MountOptions{})
+	mount, err := Mount(mnt, fsys, MountOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { server.Unmount() })
-	server.WaitMount()
+	t.Cleanup(func() { mount.Unmount() })
 	return fsys, mnt, repo, ctl
 }
 

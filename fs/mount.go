@@ -4,10 +4,18 @@ package fs
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/moby/sys/mountinfo"
 )
 
 // MountOptions configure Mount.
@@ -21,10 +29,31 @@ type MountOptions struct {
 	// Source is what the mount table shows as the mount's source (the
 	// repository's directory); default "chainfs".
 	Source string
+	// Logger hears of a stale mount cleared and a busy one detached; nil
+	// discards.
+	Logger *slog.Logger
 }
 
-// Mount mounts f at dir. The caller waits on the server and unmounts it.
-func Mount(dir string, f *FS, o MountOptions) (*fuse.Server, error) {
+// A MountPoint is a file system mounted at a directory: the one handle
+// on its kernel mount, from the mount to the unmount.
+type MountPoint struct {
+	server *fuse.Server
+	dir    string
+	log    *slog.Logger
+	done   chan struct{}
+}
+
+// Mount mounts f at dir, an absolute path, and returns once the kernel
+// serves it. A stale mount a crashed daemon left at dir is cleared first;
+// a live one, or a directory that is not empty, is refused.
+func Mount(dir string, f *FS, o MountOptions) (*MountPoint, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := prepareMountpoint(dir, log); err != nil {
+		return nil, err
+	}
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther: o.AllowOther,
@@ -56,7 +85,168 @@ func Mount(dir string, f *FS, o MountOptions) (*fuse.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	return server, nil
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	m := &MountPoint{server: server, dir: dir, log: log, done: make(chan struct{})}
+	go func() { server.Wait(); close(m.done) }()
+	return m, nil
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Dir is where the file system is mounted.
+func (m *MountPoint) Dir() string { return m.dir }
+
+// Done is closed once the file system is unmounted, by Unmount or from
+// outside (umount(8), fusermount3 -u, chainfs umount).
+func (m *MountPoint) Done() <-chan struct{} { return m.done }
+
+// Unmount unmounts, retrying while the mount is busy, then detaches it
+// lazily so that the caller can exit: the kernel finishes once the last
+// user lets go. A mount already gone is no error.
+func (m *MountPoint) Unmount() error {
+	var err error
+	for range 10 {
+		select {
+		case <-m.done:
+			return nil
+		default:
+		}
+		if err = m.server.Unmount(); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	m.log.Warn("mount busy, detaching it", "mount", m.dir, "err", err)
+	return Unmount(m.dir, true)
+}
+
+// Probe asks the daemon serving the mount for its root, waiting at most
+// timeout: the kernel never answers that listing from its cache.
+func (m *MountPoint) Probe(timeout time.Duration) error { return probe(m.dir, timeout) }
+
+// ErrNoAnswer: a mount's daemon did not answer in time; it hangs.
+var ErrNoAnswer = errors.New("no answer")
+
+func probe(dir string, timeout time.Duration) error {
+	answered := make(chan error, 1)
+	go func() {
+		_, err := os.ReadDir(dir)
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		return err
+	case <-time.After(timeout):
+		return fmt.Errorf("%s: %w in %v: the daemon hangs", dir, ErrNoAnswer, timeout)
+	}
+}
+
+// Unmount unmounts the FUSE mount at dir, lazily (detached now, finished
+// when its last user lets go) or not. A user who is not root unmounts
+// what they mounted through fusermount3.
+func Unmount(dir string, lazy bool) error {
+	flags, args := 0, []string{"-u", dir}
+	if lazy {
+		flags, args = syscall.MNT_DETACH, []string{"-u", "-z", dir}
+	}
+	err := syscall.Unmount(dir, flags)
+	if err == nil {
+		return nil
+	}
+	if out, ferr := exec.Command("fusermount3", args...).CombinedOutput(); ferr != nil {
+		return fmt.Errorf("umount %s: %v (%s)", dir, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Stale reports whether the FUSE mount at dir has lost its daemon. One
+// that does not answer in time counts as hung, not stale.
+func Stale(dir string) (stale bool, err error) {
+	err = probe(dir, 5*time.Second)
+	if errors.Is(err, syscall.ENOTCONN) {
+		return true, nil
+	}
+	return false, err
+}
+
+// prepareMountpoint checks the mount point and clears a stale mount a
+// crashed daemon left behind.
+func prepareMountpoint(dir string, log *slog.Logger) error {
+	_, err := os.Stat(dir)
+	if mounted, fstype := isMountpoint(dir); err == nil && mounted && strings.HasPrefix(fstype, "fuse") {
+		if stale, _ := Stale(dir); stale {
+			err = syscall.ENOTCONN
+		}
+	}
+	if errors.Is(err, syscall.ENOTCONN) {
+		log.Warn("clearing stale mount left by a crash", "mount", dir)
+		if err := Unmount(dir, true); err != nil {
+			return fmt.Errorf("mount point %s: stale mount, and unmounting it failed: %w", dir, err)
+		}
+		_, err = os.Stat(dir)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("mount point %s does not exist", dir)
+	}
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	if mounted, fstype := isMountpoint(dir); mounted {
+		return fmt.Errorf("mount point %s: already mounted (%s); unmount it first", dir, fstype)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	defer f.Close()
+	if st, _ := f.Stat(); !st.IsDir() {
+		return fmt.Errorf("mount point %s: not a directory", dir)
+	}
+	if names, _ := f.Readdirnames(1); len(names) > 0 {
+		return fmt.Errorf("mount point %s: not empty", dir)
+	}
+	return nil
+}
+
+// isMountpoint looks dir up in the mount table.
+func isMountpoint(dir string) (bool, string) {
+	for _, m := range mountTable() {
+		if m.Dir == dir {
+			return true, m.Type
+		}
+	}
+	return false, ""
+}
+
+// MountEntry is one line of the mount table.
+type MountEntry struct {
+	Dir, Type, Source string
+}
+
+// mountTable reads this process's mount table.
+func mountTable() []MountEntry {
+	mounts, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return nil
+	}
+	out := make([]MountEntry, 0, len(mounts))
+	for _, m := range mounts {
+		out = append(out, MountEntry{Dir: m.Mountpoint, Type: m.FSType, Source: m.Source})
+	}
+	return out
+}
+
+// Mounts lists the chainfs mounts of this machine; Source is the
+// repository each serves.
+func Mounts() []MountEntry {
+	var out []MountEntry
+	for _, m := range mountTable() {
+		if m.Type == "fuse.chainfs" {
+			out = append(out, m)
+		}
+	}
+	return out
+}

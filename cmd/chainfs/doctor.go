@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
+	chainfs "github.com/chainfs/chainfs/fs"
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
 )
@@ -127,8 +128,8 @@ func diagnose(c *cli.Context) []finding {
 	}
 
 	// The daemon and its mount.
-	mounts := daemon.Mounts()
-	var mine []daemon.MountEntry
+	mounts := chainfs.Mounts()
+	var mine []chainfs.MountEntry
 	for _, m := range mounts {
 		if m.Source == dir {
 			mine = append(mine, m)
@@ -150,7 +151,7 @@ func diagnose(c *cli.Context) []finding {
 		default:
 			add("daemon", checkWarn, "not running: nothing is mounted and no policy runs",
 				"systemctl enable --now chainfs, or chainfs serve --mount DIR (see docs/operations.md)")
-			if v, ok := configFile(c).Get("serve.mount"); ok && !slices.ContainsFunc(mounts, func(m daemon.MountEntry) bool { return m.Dir == v.Text }) {
+			if v, ok := configFile(c).Get("serve.mount"); ok && !slices.ContainsFunc(mounts, func(m chainfs.MountEntry) bool { return m.Dir == v.Text }) {
 				if st, err := os.Stat(v.Text); err != nil || !st.IsDir() {
 					add("mount point", checkWarn, fmt.Sprintf("%s (%s:%d) is not a directory: serve will refuse it", v.Text, configFile(c).Path, v.Line),
 						"mkdir -p "+v.Text)
@@ -159,7 +160,7 @@ func diagnose(c *cli.Context) []finding {
 		}
 	}
 	for _, m := range mounts {
-		stale, err := daemon.Stale(m.Dir)
+		stale, err := chainfs.Stale(m.Dir)
 		switch {
 		case errors.Is(err, fs.ErrPermission):
 			// Another user's mount without allow_other: not ours to judge.

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime/debug"
 	"strings"
-	"syscall"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/config"
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
@@ -153,13 +151,7 @@ func umountCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if err := syscall.Unmount(dir, 0); err != nil {
-				// Not root: fusermount3 unmounts what the user mounted.
-				if out, ferr := exec.Command("fusermount3", "-u", dir).CombinedOutput(); ferr != nil {
-					return fmt.Errorf("umount %s: %v (%s)", dir, err, out)
-				}
-			}
-			return nil
+			return chainfs.Unmount(dir, false)
 		},
 	}
 }

@@ -7,14 +7,10 @@ package daemon
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,8 +18,6 @@ import (
 	chainfs "github.com/chainfs/chainfs/fs"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
-	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/moby/sys/mountinfo"
 )
 
 // Options configure Run.
@@ -59,9 +53,6 @@ func Run(ctx context.Context, o Options) error {
 	log := o.Logger
 	mnt, err := filepath.Abs(o.Mount)
 	if err != nil {
-		return err
-	}
-	if err := prepareMountpoint(mnt, log); err != nil {
 		return err
 	}
 	owner := uint32(0)
@@ -112,13 +103,9 @@ func Run(ctx context.Context, o Options) error {
 		},
 	})
 	defer o.Repo.Watch(store.Watcher{})
-	server, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug, Source: o.Repo.Info().Dir})
+	mount, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug, Source: o.Repo.Info().Dir, Logger: log})
 	if err != nil {
 		return err
-	}
-	if err := server.WaitMount(); err != nil {
-		server.Unmount()
-		return fmt.Errorf("mount %s: %w", mnt, err)
 	}
 	// The kernel is told of changes from a goroutine of its own: a
 	// notification waits for the directory's lock, which a mkdir or rmdir
@@ -127,23 +114,21 @@ func Run(ctx context.Context, o Options) error {
 
 	sock, err := listen(ctx, o.Repo.Info().Dir, o.RunCLI, jobs, log)
 	if err != nil {
-		unmount(server, mnt, log)
+		mount.Unmount()
 		return err
 	}
 	go sched.run(ctx)
-	go watchdog(ctx, mnt, log)
+	go watchdog(ctx, mount, log)
 	log.Info("serving", "repo", o.Repo.Info().Dir, "mount", mnt, "metrics", metricsAddr)
 	if o.Ready != nil {
 		o.Ready(metricsAddr)
 	}
 	notify(log, "READY=1\nSTATUS=serving "+o.Repo.Info().Dir+" at "+mnt)
-	unmounted := make(chan struct{})
-	go func() { server.Wait(); close(unmounted) }()
 	external := false
 	select {
 	case <-ctx.Done():
 		log.Info("stopping", "mount", mnt)
-	case <-unmounted:
+	case <-mount.Done():
 		// umount(8), fusermount3 -u or chainfs umount: a normal way to stop.
 		log.Info("unmounted from outside; stopping", "mount", mnt)
 		external = true
@@ -159,125 +144,7 @@ func Run(ctx context.Context, o Options) error {
 	if external {
 		return nil
 	}
-	return unmount(server, mnt, log)
-}
-
-// unmount retries while the mount is busy, then detaches it lazily so the
-// daemon can exit; the kernel finishes once the last user lets go.
-func unmount(server *fuse.Server, mnt string, log *slog.Logger) error {
-	var err error
-	for i := 0; i < 10; i++ {
-		if err = server.Unmount(); err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log.Warn("mount busy, detaching it", "mount", mnt, "err", err)
-	if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
-		return fmt.Errorf("unmount %s: %w", mnt, err)
-	}
-	return nil
-}
-
-// prepareMountpoint checks the mount point and clears a stale mount a
-// crashed daemon left behind.
-func prepareMountpoint(dir string, log *slog.Logger) error {
-	_, err := os.Stat(dir)
-	if mounted, fstype := isMountpoint(dir); err == nil && mounted && strings.HasPrefix(fstype, "fuse") {
-		if stale, _ := Stale(dir); stale {
-			err = syscall.ENOTCONN
-		}
-	}
-	if errors.Is(err, syscall.ENOTCONN) {
-		log.Warn("clearing stale mount left by a crash", "mount", dir)
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			if out, ferr := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput(); ferr != nil {
-				return fmt.Errorf("mount point %s: stale mount, and unmounting it failed: %v: %s", dir, err, out)
-			}
-		}
-		_, err = os.Stat(dir)
-	}
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("mount point %s does not exist", dir)
-	}
-	if err != nil {
-		return fmt.Errorf("mount point %s: %w", dir, err)
-	}
-	if mounted, fstype := isMountpoint(dir); mounted {
-		return fmt.Errorf("mount point %s: already mounted (%s); unmount it first", dir, fstype)
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("mount point %s: %w", dir, err)
-	}
-	defer f.Close()
-	if st, _ := f.Stat(); !st.IsDir() {
-		return fmt.Errorf("mount point %s: not a directory", dir)
-	}
-	if names, _ := f.Readdirnames(1); len(names) > 0 {
-		return fmt.Errorf("mount point %s: not empty", dir)
-	}
-	return nil
-}
-
-// isMountpoint looks dir up in the mount table.
-func isMountpoint(dir string) (bool, string) {
-	for _, m := range mountTable() {
-		if m.Dir == dir {
-			return true, m.Type
-		}
-	}
-	return false, ""
-}
-
-// MountEntry is one line of the mount table.
-type MountEntry struct {
-	Dir, Type, Source string
-}
-
-// mountTable reads this process's mount table.
-func mountTable() []MountEntry {
-	mounts, err := mountinfo.GetMounts(nil)
-	if err != nil {
-		return nil
-	}
-	out := make([]MountEntry, 0, len(mounts))
-	for _, m := range mounts {
-		out = append(out, MountEntry{Dir: m.Mountpoint, Type: m.FSType, Source: m.Source})
-	}
-	return out
-}
-
-// Mounts lists the chainfs mounts of this machine; Source is the
-// repository each serves.
-func Mounts() []MountEntry {
-	var out []MountEntry
-	for _, m := range mountTable() {
-		if m.Type == "fuse.chainfs" {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// Stale reports whether the FUSE mount at dir has lost its daemon.
-// Listing asks the daemon (stat may be answered from the kernel's cache);
-// one that does not answer in time counts as hung, not stale.
-func Stale(dir string) (stale bool, err error) {
-	answered := make(chan error, 1)
-	go func() {
-		_, err := os.ReadDir(dir)
-		answered <- err
-	}()
-	select {
-	case err := <-answered:
-		if errors.Is(err, syscall.ENOTCONN) {
-			return true, nil
-		}
-		return false, err
-	case <-time.After(5 * time.Second):
-		return false, fmt.Errorf("%s: no answer in 5 s: the daemon hangs", dir)
-	}
+	return mount.Unmount()
 }
 
 // notifier delivers change notices in order on its own goroutine.

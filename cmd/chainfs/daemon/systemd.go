@@ -4,10 +4,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
-	"os"
 	"time"
 
+	chainfs "github.com/chainfs/chainfs/fs"
 	sd "github.com/coreos/go-systemd/v22/daemon"
 )
 
@@ -25,7 +26,7 @@ func notify(log *slog.Logger, state string) {
 // watchdog pings systemd while the mount answers, when the unit sets
 // WatchdogSec: a daemon whose mount hangs is then restarted. It returns
 // when ctx is done.
-func watchdog(ctx context.Context, mnt string, log *slog.Logger) {
+func watchdog(ctx context.Context, mount *chainfs.MountPoint, log *slog.Logger) {
 	interval, err := sd.SdWatchdogEnabled(false)
 	if err != nil || interval == 0 {
 		return
@@ -38,24 +39,13 @@ func watchdog(ctx context.Context, mnt string, log *slog.Logger) {
 			return
 		case <-tick.C:
 		}
-		// Listing the root always reaches the daemon: the kernel does not
-		// cache it.
-		answered := make(chan error, 1)
-		go func() {
-			_, err := os.ReadDir(mnt)
-			answered <- err
-		}()
-		select {
-		case err := <-answered:
-			if err != nil {
-				log.Error("watchdog: the mount does not answer", "mount", mnt, "err", err)
-				continue
-			}
+		switch err := mount.Probe(interval / 3); {
+		case err == nil:
 			notify(log, "WATCHDOG=1")
-		case <-time.After(interval / 3):
-			log.Error("watchdog: listing the mount took longer than a third of WatchdogSec", "mount", mnt)
-		case <-ctx.Done():
-			return
+		case errors.Is(err, chainfs.ErrNoAnswer):
+			log.Error("watchdog: listing the mount took longer than a third of WatchdogSec", "mount", mount.Dir())
+		default:
+			log.Error("watchdog: the mount does not answer", "mount", mount.Dir(), "err", err)
 		}
 	}
 }
