@@ -115,9 +115,41 @@ type FS struct {
 	imagesDir *gofs.Inode
 	access    imageAccess
 
-	statMu   sync.Mutex
-	statAt   time.Time
-	statUsed int64
+	space spaceUsed
+}
+
+// spaceUsed is the repository's size for statfs, measured at most every
+// two seconds and never under a lock: the measure walks the repository,
+// and one statfs waiting on another's walk would stall df, and every
+// caller behind it.
+type spaceUsed struct {
+	mu        sync.Mutex
+	at        time.Time
+	used      int64
+	measuring bool
+}
+
+// get measures again (on this goroutine, without the lock) when the last
+// figure is older than two seconds and no one else is measuring, and
+// returns the newest figure; a caller that comes while another measures
+// gets the last one (0 before the first) at once.
+func (s *spaceUsed) get(measure func() (int64, error)) int64 {
+	s.mu.Lock()
+	if s.measuring || time.Since(s.at) <= 2*time.Second {
+		used := s.used
+		s.mu.Unlock()
+		return used
+	}
+	s.measuring = true
+	s.mu.Unlock()
+	used, err := measure()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.measuring = false
+	if err == nil {
+		s.used, s.at = used, time.Now()
+	}
+	return s.used
 }
 
 // New makes the file system's root; mount it with Mount.
@@ -308,14 +340,7 @@ func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 	if err := syscall.Statfs(f.repo.Info().Dir, &st); err != nil {
 		return errno(f.log, err, "statfs")
 	}
-	f.statMu.Lock()
-	if time.Since(f.statAt) > 2*time.Second {
-		if used, err := f.repo.Index().SpaceUsed(); err == nil {
-			f.statUsed, f.statAt = used, time.Now()
-		}
-	}
-	used := f.statUsed
-	f.statMu.Unlock()
+	used := f.space.get(f.repo.Index().SpaceUsed)
 	bsize := uint64(st.Bsize)
 	avail := st.Bavail * bsize
 	out.Bsize = uint32(bsize)

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"syscall"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -149,9 +148,25 @@ const smallPackShare = 1.0 / 8
 // sweepBlocks drops unreferenced blocks: packs with nothing live go, packs
 // mostly dead are rewritten with their live blocks only.
 func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
+	rewrite, order, err := r.planRepack(ctx, st)
+	if err != nil || len(rewrite) == 0 {
+		return err
+	}
+	if err := r.repack(ctx, rewrite, order, st); errors.Is(err, syscall.ENOSPC) {
+		// No room to copy the live blocks: the packs stay as they are.
+		r.log.Warn("gc: packs not rewritten", "packs", len(rewrite), "err", err)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// planRepack drops the packs nothing live is in, and returns those to
+// rewrite with their live blocks in the order to write them.
+func (r *Repo) planRepack(ctx context.Context, st *GCStats) (map[uint64]*packUse, []liveBlock, error) {
 	sizes, err := r.packSizes()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	packs := map[uint64]*packUse{}
 	for id, size := range sizes {
@@ -173,19 +188,19 @@ func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	// Packs mostly dead are rewritten with their live blocks; small packs
 	// are merged, when there are several.
 	rewrite, small := map[uint64]*packUse{}, map[uint64]*packUse{}
 	for id, p := range packs {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, nil, err
 		}
 		switch {
 		case len(p.live) == 0:
 			if err := r.dropPack(id, p, st); err != nil {
-				return err
+				return nil, nil, err
 			}
 		case p.deadBytes > 0 && float64(p.liveBytes) < repackBelow*float64(p.size):
 			rewrite[id] = p
@@ -198,19 +213,10 @@ func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
 		maps.Copy(rewrite, small)
 	}
 	if len(rewrite) == 0 {
-		return nil
+		return nil, nil, nil
 	}
 	order, err := r.newestOrder(ctx, rewrite)
-	if err != nil {
-		return err
-	}
-	if err := r.repack(ctx, rewrite, order, st); errors.Is(err, syscall.ENOSPC) {
-		// No room to copy the live blocks: the packs stay as they are.
-		r.log.Warn("gc: packs not rewritten", "packs", len(rewrite), "err", err)
-	} else if err != nil {
-		return err
-	}
-	return nil
+	return rewrite, order, err
 }
 
 // newestOrder orders the live blocks of packs the way the newest snapshot
@@ -328,7 +334,9 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 // new packs, then points their records at them and removes the old packs.
 // The new packs are durable and recorded before any record moves, so a
 // crash at any point loses nothing: an old pack stays until nothing points
-// into it.
+// into it. Cancelled while it copies, it removes the packs it made, which
+// nothing points into yet, and returns ctx's error; once records move, it
+// finishes.
 func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []liveBlock, st *GCStats) error {
 	var liveBytes, liveBlocks uint64
 	for _, p := range packs {
@@ -341,6 +349,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	}
 	var (
 		pack  *packBuilder
+		made  []uint64
 		moved []struct {
 			pendingBlock
 			pack uint64
@@ -348,6 +357,9 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	)
 	finish := func() error {
 		size, err := pack.finish()
+		if err == nil {
+			made = append(made, pack.id)
+		}
 		pack = nil
 		if err != nil {
 			return err
@@ -357,6 +369,18 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	}
 	buf := make([]byte, MaxBlockSize)
 	for _, b := range order {
+		if err := ctx.Err(); err != nil {
+			if pack != nil {
+				pack.abort()
+			}
+			for _, id := range made {
+				if derr := r.dropPack(id, &packUse{}, &GCStats{}); derr != nil {
+					r.log.Warn("gc: cancelled; a new pack stays until the next gc", "pack", fmt.Sprintf("%016x", id), "err", derr)
+				}
+			}
+			st.BytesMoved = 0
+			return err
+		}
 		h := b.hash
 		n, err := r.readRecorded(h, buf)
 		if errors.Is(err, ErrCorrupt) {
@@ -441,15 +465,12 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 // commits need the gc lock shared, so this runs under it held exclusively:
 // a pack goes unless one of its blocks is referenced, and the trees go
 // only if no snapshot was committed since the writer began (else gc takes
-// them later). When the lock is taken it runs in the background, trying
-// again every second rather than queueing for the lock, which would hold
-// up every new snapshot behind the running ones.
+// them later). When the lock is taken it runs once it is free (gcLock).
 func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64) {
 	if len(packs) == 0 && len(trees) == 0 {
 		return
 	}
-	run := func() {
-		defer r.gcMu.Unlock()
+	r.gcMu.whenFree(func() {
 		if err := r.reclaimPacks(packs); err != nil {
 			r.log.Warn("giving back an unfinished snapshot's packs; gc will", "err", err)
 		}
@@ -468,23 +489,7 @@ func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64
 				return
 			}
 		}
-	}
-	if r.gcMu.TryLock() {
-		run()
-		return
-	}
-	r.background.Add(1)
-	go func() {
-		defer r.background.Done()
-		for !r.gcMu.TryLock() {
-			select {
-			case <-r.closing:
-				return // gc reclaims it later
-			case <-time.After(time.Second):
-			}
-		}
-		run()
-	}()
+	})
 }
 
 func (r *Repo) reclaimPacks(packs []finishedPack) error {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -129,6 +130,59 @@ func TestGCMergesSmallPacks(t *testing.T) {
 	if st, _ := r.GC(ctx); st.PacksRepacked != 0 {
 		t.Errorf("second gc rewrote %d packs", st.PacksRepacked)
 	}
+}
+
+// TestRepackStopsWhenCancelled: a rewrite cancelled while it copies
+// removes the packs it made (two finished, one open) and leaves every
+// block where it was; the next gc does the whole rewrite.
+func TestRepackStopsWhenCancelled(t *testing.T) {
+	r := smallPackRepo(t) // 64 KiB packs: 16 blocks
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS})
+	// Each snapshot adds one block to the file: 48 packs of one block,
+	// all small, all live.
+	var snaps []*Snapshot
+	var blocks [][]byte
+	for k := range 48 {
+		blocks = append(blocks, block(byte('0'+k)))
+		snaps = append(snaps, snapFile(t, r, "v", blocks...))
+	}
+	before, _ := r.blocks.List()
+	rewrite, order, err := r.planRepack(ctx, &GCStats{})
+	if err != nil || len(rewrite) != len(before) || len(order) != 48 {
+		t.Fatalf("plan: %d packs of %d, %d blocks, %v", len(rewrite), len(before), len(order), err)
+	}
+	st := &GCStats{}
+	cctx := &cancelAfter{Context: ctx}
+	cctx.left.Store(35)
+	if err := r.repack(cctx, rewrite, order, st); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled repack: %v", err)
+	}
+	if after, _ := r.blocks.List(); !slices.Equal(after, before) || st.PacksRepacked != 0 || st.BytesMoved != 0 {
+		t.Errorf("after a cancelled repack: packs %v (were %v), stats %+v", after, before, st)
+	}
+	readEvery(t, r, snaps)
+	if p := problemsOf(t, r); len(p) != 0 {
+		t.Errorf("check: %q", p)
+	}
+	if st, err := r.GC(ctx); err != nil || st.PacksRepacked != uint64(len(before)) {
+		t.Errorf("gc after: %+v %v", st, err)
+	}
+	readEvery(t, r, snaps)
+}
+
+// cancelAfter is a context whose Err is nil for its first left calls and
+// context.Canceled after: repack asks once per block.
+type cancelAfter struct {
+	context.Context
+	left atomic.Int64
+}
+
+func (c *cancelAfter) Err() error {
+	if c.left.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
 }
 
 // TestGCLeavesDamagedBlocks: a rewrite that meets a block failing its hash

@@ -89,10 +89,8 @@ type Repo struct {
 	// different volumes cannot lose each other's updates. It is never held
 	// while reading a source.
 	commitMu sync.Mutex
-	// gcMu keeps gc and snapshots apart: a snapshot holds it shared from
-	// Begin to Commit or Abort, gc exclusively, so gc never frees a block
-	// a running snapshot is about to link.
-	gcMu sync.RWMutex
+	// gcMu keeps gc and snapshots apart (gclock.go).
+	gcMu gcLock
 	// verifyFailures counts blocks and trees that failed their hash check.
 	verifyFailures atomic.Uint64
 	// places remembers where blocks were read from (ReadBlock).
@@ -100,10 +98,6 @@ type Repo struct {
 	// commits counts committed snapshots, so that reclaiming an aborted
 	// writer's trees can tell whether anything could have linked them.
 	commits atomic.Uint64
-	// background runs reclaims that wait for the gc lock; Close ends
-	// them (closing) and waits.
-	background sync.WaitGroup
-	closing    chan struct{}
 
 	mu      sync.Mutex
 	running map[string]string // volume name → snapshot being made
@@ -334,7 +328,7 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		packSize = defaultPackSize
 	}
 	return &Repo{dir: dir, info: info, db: db, blocks: blocks, places: newPlaceCache(), lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
-		running: map[string]string{}, closing: make(chan struct{})}, nil
+		running: map[string]string{}}, nil
 }
 
 // openBadger is badger.Open, with a panic on the calling goroutine (badger
@@ -473,8 +467,7 @@ func (r *Repo) checkSchema() error {
 
 // Close releases the repository.
 func (r *Repo) Close() error {
-	close(r.closing)
-	r.background.Wait()
+	r.gcMu.close()
 	err := r.db.Close()
 	r.blocks.Close()
 	r.lock.Close()

@@ -1,0 +1,80 @@
+package store
+
+import "sync"
+
+// gcLock keeps gc and snapshots apart: a snapshot holds it shared from
+// Begin to Commit or Abort, gc exclusively, so gc never frees a block a
+// running snapshot is about to link. Some work needs it exclusively but
+// must not queue for it (giving back an aborted snapshot's packs): a
+// writer queued on an RWMutex holds up every new reader, so every new
+// snapshot would wait behind the running ones. Such work waits in a list
+// instead, and runs as soon as the lock is let go and free: no polling,
+// no waiting in line.
+type gcLock struct {
+	sync.RWMutex
+
+	mu      sync.Mutex
+	pending []func()
+	closed  bool
+	running sync.WaitGroup
+}
+
+// RUnlock lets go of a shared hold, and runs the waiting work if the lock
+// is now free.
+func (l *gcLock) RUnlock() {
+	l.RWMutex.RUnlock()
+	l.kick()
+}
+
+// Unlock lets go of an exclusive hold, and runs the waiting work if the
+// lock is now free.
+func (l *gcLock) Unlock() {
+	l.RWMutex.Unlock()
+	l.kick()
+}
+
+// whenFree runs fn with the lock held exclusively: at once when the lock
+// is free, else on a goroutine of its own when it next is. After close,
+// fn is dropped.
+func (l *gcLock) whenFree(fn func()) {
+	if l.RWMutex.TryLock() {
+		fn()
+		l.Unlock()
+		return
+	}
+	l.mu.Lock()
+	if !l.closed {
+		l.pending = append(l.pending, fn)
+	}
+	l.mu.Unlock()
+	// The holders may have let go before fn was listed.
+	l.kick()
+}
+
+// kick starts the waiting work if the lock is free.
+func (l *gcLock) kick() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pending) == 0 || l.closed || !l.RWMutex.TryLock() {
+		return
+	}
+	work := l.pending
+	l.pending = nil
+	l.running.Add(1)
+	go func() {
+		defer l.running.Done()
+		for _, fn := range work {
+			fn()
+		}
+		l.Unlock()
+	}()
+}
+
+// close drops the work still waiting (gc does it later) and waits for
+// the work running.
+func (l *gcLock) close() {
+	l.mu.Lock()
+	l.closed, l.pending = true, nil
+	l.mu.Unlock()
+	l.running.Wait()
+}
