@@ -534,9 +534,11 @@ var stallTimeout = 2 * time.Minute
 // lengthChecked fails a read that ends before the promised length, and
 // one that waited stallTimeout for a byte.
 type lengthChecked struct {
-	r      io.ReadCloser
-	want   int64 // -1: unknown
-	got    int64
+	r    io.ReadCloser
+	want int64 // -1: unknown
+	got  int64
+	// ctx is the download's: an io.Reader's Read takes none, and Read
+	// returns why the download was cancelled (a stall, an interrupt).
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	stall  *time.Timer

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"slices"
 
@@ -13,7 +14,7 @@ import (
 // holds e (OverwriteIfChanged): metadata first (cheap), then its content,
 // block by block with the snapshot's block size, against the snapshot's
 // block hashes. It returns the file's inode.
-func (r *restorer) sameFile(dir int, name string, e *store.Entry, buf []byte) (bool, uint64) {
+func (r *restorer) sameFile(ctx context.Context, dir int, name string, e *store.Entry, buf []byte) (bool, uint64) {
 	var st unix.Stat_t
 	// Stat first: opening a device or fifo that is in the way could act
 	// on it or block.
@@ -33,11 +34,11 @@ func (r *restorer) sameFile(dir int, name string, e *store.Entry, buf []byte) (b
 		func(n string, b []byte) (int, error) { return unix.Fgetxattr(fd, n, b) }) {
 		return false, 0
 	}
-	blocks, err := store.OpenBlocks(r.ctx, r.repo, e)
+	blocks, err := store.OpenBlocks(ctx, r.repo, e)
 	if err != nil {
 		return false, 0
 	}
-	err = blocks.Each(r.ctx, func(i int, h store.Hash) error {
+	err = blocks.Each(ctx, func(i int, h store.Hash) error {
 		b := buf[:e.BlockLen(i)]
 		if n, err := unix.Pread(fd, b, int64(i)*int64(e.BlockSize)); err != nil || n != len(b) {
 			return errDiffers

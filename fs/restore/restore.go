@@ -243,7 +243,7 @@ func run(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, top
 		return nil, fmt.Errorf("restore to %s: %w", target, err)
 	}
 	defer unix.Close(rootFd)
-	r := &restorer{ctx: ctx, repo: rd, opts: opts, root: rootFd, base: target, euid: uint32(os.Geteuid()),
+	r := &restorer{repo: rd, opts: opts, root: rootFd, base: target, euid: uint32(os.Geteuid()),
 		links: map[[2]uint64]linkFirst{}, jobs: make(chan fileJob, opts.Workers*4)}
 	top.rel = ""
 	if top.existed && opts.Overwrite != OverwriteNever {
@@ -257,14 +257,14 @@ func run(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, top
 	}
 	for i := 0; i < opts.Workers; i++ {
 		r.wg.Add(1)
-		go r.worker()
+		go r.worker(ctx)
 	}
 	if e.Type == store.TypeDir {
-		r.children(top)
+		r.children(ctx, top)
 	} else {
 		file := *e
 		file.Name = fileName
-		r.entry(top, &file)
+		r.entry(ctx, top, &file)
 	}
 	r.release(top)
 	close(r.jobs)
@@ -315,7 +315,6 @@ func openTop(e *store.Entry, target string) (top *dirState, name string, err err
 }
 
 type restorer struct {
-	ctx  context.Context
 	repo store.Reader
 	opts Options
 	root int    // the target directory: hard links are re-resolved beneath it
@@ -405,8 +404,8 @@ func (r *restorer) release(d *dirState) {
 }
 
 // children restores the entries of directory d.
-func (r *restorer) children(d *dirState) {
-	entries, err := r.repo.Tree(r.ctx, d.e.Subtree)
+func (r *restorer) children(ctx context.Context, d *dirState) {
+	entries, err := r.repo.Tree(ctx, d.e.Subtree)
 	if err != nil {
 		r.problem(d.rel, err)
 		return
@@ -415,15 +414,15 @@ func (r *restorer) children(d *dirState) {
 		r.deleteExtra(d, entries)
 	}
 	for i := range entries {
-		if r.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
 		}
-		r.entry(d, &entries[i])
+		r.entry(ctx, d, &entries[i])
 	}
 }
 
 // entry restores e into directory d.
-func (r *restorer) entry(d *dirState, e *store.Entry) {
+func (r *restorer) entry(ctx context.Context, d *dirState, e *store.Entry) {
 	rel := filepath.Join(d.rel, e.Name)
 	if e.Type == store.TypeDir {
 		sub, err := r.openDir(d, e, rel)
@@ -436,7 +435,7 @@ func (r *restorer) entry(d *dirState, e *store.Entry) {
 		}
 		r.count(&r.res.Dirs)
 		d.pending.Add(1)
-		r.children(sub)
+		r.children(ctx, sub)
 		r.release(sub)
 		return
 	}
@@ -452,7 +451,7 @@ func (r *restorer) entry(d *dirState, e *store.Entry) {
 		}
 	}
 	if e.Type == store.TypeRegular {
-		r.regular(d, e, rel, key)
+		r.regular(ctx, d, e, rel, key)
 		return
 	}
 	ino, err := r.other(d, e)
@@ -565,7 +564,7 @@ func (r *restorer) openMade(parent int, name string) (int, error) {
 
 // regular restores a regular file: made here and handed to a worker, or,
 // when one of its name exists, handed to a worker that decides.
-func (r *restorer) regular(d *dirState, e *store.Entry, rel string, key [2]uint64) {
+func (r *restorer) regular(ctx context.Context, d *dirState, e *store.Entry, rel string, key [2]uint64) {
 	fd, err := unix.Openat(d.fd, e.Name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if errors.Is(err, unix.EEXIST) {
 		if r.opts.Overwrite == OverwriteNever {
@@ -583,7 +582,7 @@ func (r *restorer) regular(d *dirState, e *store.Entry, rel string, key [2]uint6
 	if !e.IsHardLink() {
 		select {
 		case r.jobs <- job:
-		case <-r.ctx.Done():
+		case <-ctx.Done():
 			if fd >= 0 {
 				unix.Close(fd)
 			}
@@ -602,7 +601,7 @@ func (r *restorer) regular(d *dirState, e *store.Entry, rel string, key [2]uint6
 		}
 		r.jobs <- job
 	} else {
-		ino = r.file(job, make([]byte, e.BlockSize))
+		ino = r.file(ctx, job, make([]byte, e.BlockSize))
 	}
 	if ino != 0 {
 		r.mu.Lock()
@@ -611,27 +610,27 @@ func (r *restorer) regular(d *dirState, e *store.Entry, rel string, key [2]uint6
 	}
 }
 
-func (r *restorer) worker() {
+func (r *restorer) worker(ctx context.Context) {
 	defer r.wg.Done()
 	var buf []byte // grown to the largest block met
 	for job := range r.jobs {
 		if need := int(job.e.BlockSize); len(buf) < need {
 			buf = make([]byte, need)
 		}
-		r.file(job, buf)
+		r.file(ctx, job, buf)
 	}
 }
 
 // file writes a regular file: into job.fd, or, replacing an existing one,
 // into a new file renamed over it. It returns the inode it left at the
 // name, 0 if none.
-func (r *restorer) file(job fileJob, buf []byte) (ino uint64) {
+func (r *restorer) file(ctx context.Context, job fileJob, buf []byte) (ino uint64) {
 	defer r.release(job.dir)
 	dirfd, name := job.dir.fd, job.e.Name
 	var tmp string
 	if job.fd < 0 {
 		if r.opts.Overwrite == OverwriteIfChanged {
-			if same, ino := r.sameFile(dirfd, name, &job.e, buf); same {
+			if same, ino := r.sameFile(ctx, dirfd, name, &job.e, buf); same {
 				r.count(&r.res.Unchanged)
 				return ino
 			}
@@ -646,7 +645,7 @@ func (r *restorer) file(job fileJob, buf []byte) (ino uint64) {
 		}
 		name = tmp
 	}
-	err := r.writeFile(job, buf)
+	err := r.writeFile(ctx, job, buf)
 	if err == nil {
 		err = r.setMeta(job.fd, &job.e)
 	}
@@ -683,22 +682,22 @@ func (r *restorer) file(job fileJob, buf []byte) (ino uint64) {
 
 // writeFile writes a file's blocks, skipping holes, and sets its size so
 // that trailing holes stay holes.
-func (r *restorer) writeFile(job fileJob, buf []byte) error {
-	if r.ctx.Err() != nil {
-		return r.ctx.Err()
+func (r *restorer) writeFile(ctx context.Context, job fileJob, buf []byte) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	blocks, err := store.OpenBlocks(r.ctx, r.repo, &job.e)
+	blocks, err := store.OpenBlocks(ctx, r.repo, &job.e)
 	if err != nil {
 		return err
 	}
-	err = blocks.Each(r.ctx, func(i int, h store.Hash) error {
-		if err := r.ctx.Err(); err != nil {
+	err = blocks.Each(ctx, func(i int, h store.Hash) error {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if h.IsHole() {
 			return nil
 		}
-		n, err := r.repo.ReadBlock(r.ctx, h, buf[:job.e.BlockLen(i)])
+		n, err := r.repo.ReadBlock(ctx, h, buf[:job.e.BlockLen(i)])
 		if err != nil {
 			return fmt.Errorf("block %d: %w", i, err)
 		}

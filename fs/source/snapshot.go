@@ -114,7 +114,6 @@ type devIno struct{ dev, ino uint64 }
 
 // walker holds the state of one snapshot run.
 type walker struct {
-	ctx    context.Context
 	cancel context.CancelCauseFunc
 	repo   *store.Repo
 	w      *store.SnapshotWriter
@@ -174,7 +173,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	wk := &walker{ctx: ctx, cancel: cancel, repo: repo, w: w, vol: vol, opts: opts, prog: prog, log: log,
+	wk := &walker{cancel: cancel, repo: repo, w: w, vol: vol, opts: opts, prog: prog, log: log,
 		excl: excl, skip: map[devIno]bool{}, bs: int64(vol.BlockSize),
 		jobs: make(chan *fileRead, opts.Workers*4), slots: make(chan struct{}, opts.Workers),
 		links: map[devIno]*fileRead{}}
@@ -220,9 +219,9 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 
 	for i := 0; i < opts.Workers; i++ {
 		wk.workers.Add(1)
-		go wk.worker()
+		go wk.worker(ctx)
 	}
-	rootDir.Subtree, err = wk.dir(rootPath, vol.Source, "", prevRoot)
+	rootDir.Subtree, err = wk.dir(ctx, rootPath, vol.Source, "", prevRoot)
 	close(wk.jobs)
 	wk.workers.Wait()
 	if cause := context.Cause(ctx); cause != nil {
@@ -280,8 +279,8 @@ func (wk *walker) fatal(err error) { wk.cancel(err) }
 
 // putTree stores a directory's tree; failing to is the repository's
 // failure (a full disk), not the directory's, so it stops the run.
-func (wk *walker) putTree(entries []store.Entry) (store.Hash, error) {
-	h, err := wk.w.PutTree(wk.ctx, store.EncodeTree(entries))
+func (wk *walker) putTree(ctx context.Context, entries []store.Entry) (store.Hash, error) {
+	h, err := wk.w.PutTree(ctx, store.EncodeTree(entries))
 	if err != nil {
 		wk.fatal(err)
 	}
@@ -306,8 +305,8 @@ func openNoatime(path string, flags int) (int, error) {
 // every call below it that takes a path, reach its entries through it
 // (procAlias), so no path is ever longer than PATH_MAX however deep the
 // tree.
-func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, error) {
-	if err := wk.ctx.Err(); err != nil {
+func (wk *walker) dir(ctx context.Context, open, path, rel string, prev *store.Entry) (store.Hash, error) {
+	if err := ctx.Err(); err != nil {
 		return store.Hash{}, err
 	}
 	flags := unix.O_DIRECTORY
@@ -330,7 +329,7 @@ func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, er
 	sort.Strings(names)
 	var prevEntries []store.Entry
 	if prev != nil && prev.Type == store.TypeDir {
-		if prevEntries, err = wk.repo.Tree(wk.ctx, prev.Subtree); err != nil {
+		if prevEntries, err = wk.repo.Tree(ctx, prev.Subtree); err != nil {
 			wk.fatal(fmt.Errorf("parent snapshot: %w", err))
 			return store.Hash{}, err
 		}
@@ -379,12 +378,12 @@ func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, er
 		case store.TypeDir:
 			if wk.vol.OneFileSystem && st.Dev != wk.rootDev {
 				// A mount point: kept, but not entered.
-				e.Subtree, err = wk.putTree(nil)
+				e.Subtree, err = wk.putTree(ctx, nil)
 			} else {
-				e.Subtree, err = wk.dir(child, childPath, childRel, p)
+				e.Subtree, err = wk.dir(ctx, child, childPath, childRel, p)
 			}
 			if err != nil {
-				if wk.ctx.Err() != nil {
+				if ctx.Err() != nil {
 					return store.Hash{}, err
 				}
 				wk.warn(childPath, err)
@@ -399,14 +398,14 @@ func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, er
 			wk.symlinks.Add(1)
 		case store.TypeRegular:
 			if e.Nlink > 1 {
-				if fr := wk.linkGroup(childPath, child, &e, p, carry); fr != nil {
+				if fr := wk.linkGroup(ctx, childPath, child, &e, p, carry); fr != nil {
 					reads[len(entries)] = fr
 				}
 			} else if carry {
 				copyContent(&e, p)
 				wk.prog.CarriedBytes.Add(e.Size)
 			} else {
-				reads[len(entries)] = wk.startRead(childPath, child, &e)
+				reads[len(entries)] = wk.startRead(ctx, childPath, child, &e)
 			}
 		default:
 			wk.others.Add(1)
@@ -419,8 +418,8 @@ func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, er
 			if fr := reads[i]; fr != nil {
 				select {
 				case <-fr.done:
-				case <-wk.ctx.Done():
-					return store.Hash{}, wk.ctx.Err()
+				case <-ctx.Done():
+					return store.Hash{}, ctx.Err()
 				}
 				if err := fr.result(); err != nil {
 					wk.warn(fr.path, err)
@@ -439,13 +438,13 @@ func (wk *walker) dir(open, path, rel string, prev *store.Entry) (store.Hash, er
 		}
 	}
 	wk.prog.Dirs.Add(1)
-	return wk.putTree(entries)
+	return wk.putTree(ctx, entries)
 }
 
 // linkGroup handles one name of a multiply linked file: the first name met
 // is read (or carried over) and every later name of the same inode takes
 // its content, so the group stays one file in the snapshot.
-func (wk *walker) linkGroup(path, open string, e *store.Entry, prev *store.Entry, carry bool) *fileRead {
+func (wk *walker) linkGroup(ctx context.Context, path, open string, e *store.Entry, prev *store.Entry, carry bool) *fileRead {
 	key := devIno{e.Dev, e.Ino}
 	wk.mu.Lock()
 	fr := wk.links[key]
@@ -458,7 +457,7 @@ func (wk *walker) linkGroup(path, open string, e *store.Entry, prev *store.Entry
 		fr = &fileRead{path: path, done: make(chan struct{}), entry: *e}
 		close(fr.done)
 	} else {
-		fr = wk.startRead(path, open, e)
+		fr = wk.startRead(ctx, path, open, e)
 	}
 	wk.mu.Lock()
 	wk.links[key] = fr
@@ -532,24 +531,24 @@ func (fr *fileRead) fill(e *store.Entry) {
 	e.Name, e.Xattrs = name, xattrs
 }
 
-func (wk *walker) startRead(path, open string, e *store.Entry) *fileRead {
+func (wk *walker) startRead(ctx context.Context, path, open string, e *store.Entry) *fileRead {
 	fr := &fileRead{path: path, open: open, entry: *e, done: make(chan struct{})}
 	select {
 	case wk.jobs <- fr:
-	case <-wk.ctx.Done():
-		fr.err = wk.ctx.Err()
+	case <-ctx.Done():
+		fr.err = ctx.Err()
 		close(fr.done)
 	}
 	return fr
 }
 
-func (wk *walker) worker() {
+func (wk *walker) worker(ctx context.Context) {
 	defer wk.workers.Done()
 	for fr := range wk.jobs {
-		if wk.ctx.Err() == nil {
-			fr.err = wk.readFile(fr)
+		if ctx.Err() == nil {
+			fr.err = wk.readFile(ctx, fr)
 		} else {
-			fr.err = wk.ctx.Err()
+			fr.err = ctx.Err()
 		}
 		close(fr.done)
 	}
@@ -557,7 +556,7 @@ func (wk *walker) worker() {
 
 // readFile reads a file's data into the store, again if it changed while
 // it was read.
-func (wk *walker) readFile(fr *fileRead) error {
+func (wk *walker) readFile(ctx context.Context, fr *fileRead) error {
 	fd, err := openNoatime(fr.open, unix.O_NOFOLLOW)
 	if err != nil {
 		return err
@@ -575,7 +574,7 @@ func (wk *walker) readFile(fr *fileRead) error {
 		if err != nil {
 			return err
 		}
-		blocks, err := wk.readBlocks(fd, &before, extents, sparse)
+		blocks, err := wk.readBlocks(ctx, fd, &before, extents, sparse)
 		if err != nil {
 			return err
 		}
@@ -589,7 +588,7 @@ func (wk *walker) readFile(fr *fileRead) error {
 			e := entryFromStat(fr.entry.Name, &before)
 			e.BlockSize = uint32(wk.bs)
 			e.Sparse, e.Extents = sparse, extents
-			if err := e.SetBlocks(blocks, func(b []byte) (store.Hash, error) { return wk.w.PutTree(wk.ctx, b) }); err != nil {
+			if err := e.SetBlocks(blocks, func(b []byte) (store.Hash, error) { return wk.w.PutTree(ctx, b) }); err != nil {
 				wk.fatal(err)
 				return err
 			}
@@ -607,7 +606,7 @@ func (wk *walker) readFile(fr *fileRead) error {
 // goroutines share a large file, each taking the next segment. It returns
 // nil blocks (and no error) when the file turned out shorter than its stat
 // said, so that the caller reads it again.
-func (wk *walker) readBlocks(fd int, st *unix.Stat_t, extents []store.Extent, sparse bool) ([]store.Hash, error) {
+func (wk *walker) readBlocks(ctx context.Context, fd int, st *unix.Stat_t, extents []store.Extent, sparse bool) ([]store.Hash, error) {
 	size := st.Size
 	n := int((size + wk.bs - 1) / wk.bs)
 	blocks := make([]store.Hash, n)
@@ -624,7 +623,7 @@ func (wk *walker) readBlocks(fd int, st *unix.Stat_t, extents []store.Extent, sp
 		defer wk.bufs.Put(bufp)
 		for {
 			seg := int(next.Add(1) - 1)
-			if seg >= segments || short.Load() || wk.ctx.Err() != nil {
+			if seg >= segments || short.Load() || ctx.Err() != nil {
 				return
 			}
 			for i := seg * segmentBlocks; i < min(n, (seg+1)*segmentBlocks); i++ {
@@ -646,7 +645,7 @@ func (wk *walker) readBlocks(fd int, st *unix.Stat_t, extents []store.Extent, sp
 					return
 				}
 				h := store.Sum(buf)
-				if err := wk.w.PutBlock(wk.ctx, h, buf); err != nil {
+				if err := wk.w.PutBlock(ctx, h, buf); err != nil {
 					wk.fatal(err)
 					return
 				}
@@ -671,8 +670,8 @@ func (wk *walker) readBlocks(fd int, st *unix.Stat_t, extents []store.Extent, sp
 	}
 	read()
 	helpers.Wait()
-	if err := wk.ctx.Err(); err != nil {
-		return nil, context.Cause(wk.ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, context.Cause(ctx)
 	}
 	if firstErr != nil {
 		return nil, firstErr

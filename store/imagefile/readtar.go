@@ -36,7 +36,6 @@ type tarNode struct {
 
 // tarImport builds a tree from a tar stream.
 type tarImport struct {
-	ctx     context.Context
 	dst     sink
 	prog    *Progress
 	root    *tarNode
@@ -55,7 +54,7 @@ type tarImport struct {
 // twice, a hard link to anything not earlier in the archive are refused.
 func readTar(ctx context.Context, r *bufio.Reader, dst sink, prog *Progress, maxSize int64) (*readResult, error) {
 	now := time.Now()
-	ti := &tarImport{ctx: ctx, dst: dst, prog: prog, maxSize: maxSize,
+	ti := &tarImport{dst: dst, prog: prog, maxSize: maxSize,
 		now: store.Timespec{Sec: now.Unix(), Nsec: uint32(now.Nanosecond())}}
 	ti.root = ti.dir(true)
 	tail := &tailReader{r: r}
@@ -71,7 +70,7 @@ func readTar(ctx context.Context, r *bufio.Reader, dst sink, prog *Progress, max
 		if err != nil {
 			return nil, tarError("", err)
 		}
-		if err := ti.add(hdr, tr); err != nil {
+		if err := ti.add(ctx, hdr, tr); err != nil {
 			return nil, err
 		}
 	}
@@ -92,7 +91,7 @@ func readTar(ctx context.Context, r *bufio.Reader, dst sink, prog *Progress, max
 			m.entry.Nlink = uint32(len(*n))
 		}
 	}
-	if _, err := ti.store(ti.root); err != nil {
+	if _, err := ti.store(ctx, ti.root); err != nil {
 		return nil, err
 	}
 	ti.res.root = ti.root.entry
@@ -181,7 +180,7 @@ func (ti *tarImport) lookup(names []string) *tarNode {
 }
 
 // add takes one archive entry.
-func (ti *tarImport) add(hdr *tar.Header, tr *tar.Reader) error {
+func (ti *tarImport) add(ctx context.Context, hdr *tar.Header, tr *tar.Reader) error {
 	name := hdr.Name
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
@@ -234,7 +233,7 @@ func (ti *tarImport) add(hdr *tar.Header, tr *tar.Reader) error {
 		if hdr.Typeflag == tar.TypeLink {
 			return ti.link(dir, base, name, hdr)
 		}
-		if err := ti.data(&e, hdr, tr); err != nil {
+		if err := ti.data(ctx, &e, hdr, tr); err != nil {
 			return err
 		}
 		ti.res.stats.Files++
@@ -435,7 +434,7 @@ func xattrsOf(recs map[string]string) ([]store.Xattr, error) {
 // data reads a regular file's data into blocks. Of a sparse entry, blocks
 // that are all zeros are stored as holes and its extents are the blocks
 // that are not (tar's own map is read by archive/tar and not shown).
-func (ti *tarImport) data(e *store.Entry, hdr *tar.Header, r io.Reader) error {
+func (ti *tarImport) data(ctx context.Context, e *store.Entry, hdr *tar.Header, r io.Reader) error {
 	name := hdr.Name
 	if hdr.Size < 0 || hdr.Size > ti.maxSize {
 		return ti.malformed(name, "size %d, more than %d", hdr.Size, ti.maxSize)
@@ -457,7 +456,7 @@ func (ti *tarImport) data(e *store.Entry, hdr *tar.Header, r io.Reader) error {
 	var blocks []store.Hash
 	var extents []store.Extent
 	for off := uint64(0); off < e.Size; {
-		if err := ti.ctx.Err(); err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		n := min(uint64(len(ti.buf)), e.Size-off)
@@ -470,7 +469,7 @@ func (ti *tarImport) data(e *store.Entry, hdr *tar.Header, r io.Reader) error {
 			blocks = append(blocks, store.HoleHash)
 		} else {
 			h := store.Sum(b)
-			if err := ti.dst.PutBlock(ti.ctx, h, b); err != nil {
+			if err := ti.dst.PutBlock(ctx, h, b); err != nil {
 				return err
 			}
 			blocks = append(blocks, h)
@@ -487,15 +486,15 @@ func (ti *tarImport) data(e *store.Entry, hdr *tar.Header, r io.Reader) error {
 	if sparse && (len(extents) != 1 || extents[0].Len != e.Size) {
 		e.Sparse, e.Extents = true, extents
 	}
-	return e.SetBlocks(blocks, func(b []byte) (store.Hash, error) { return ti.dst.PutTree(ti.ctx, b) })
+	return e.SetBlocks(blocks, func(b []byte) (store.Hash, error) { return ti.dst.PutTree(ctx, b) })
 }
 
 // store writes the tree below n, deepest first, and returns its hash.
-func (ti *tarImport) store(n *tarNode) (store.Hash, error) {
+func (ti *tarImport) store(ctx context.Context, n *tarNode) (store.Hash, error) {
 	entries := make([]store.Entry, 0, len(n.children))
 	for _, c := range n.children {
 		if c.entry.Type == store.TypeDir {
-			h, err := ti.store(c)
+			h, err := ti.store(ctx, c)
 			if err != nil {
 				return h, err
 			}
@@ -504,7 +503,7 @@ func (ti *tarImport) store(n *tarNode) (store.Hash, error) {
 		}
 		entries = append(entries, c.entry)
 	}
-	h, err := ti.dst.PutTree(ti.ctx, store.EncodeTree(entries))
+	h, err := ti.dst.PutTree(ctx, store.EncodeTree(entries))
 	n.entry.Subtree = h
 	return h, err
 }
