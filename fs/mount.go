@@ -54,7 +54,22 @@ func Mount(dir string, f *FS, o MountOptions) (*MountPoint, error) {
 	if err := prepareMountpoint(dir, log); err != nil {
 		return nil, err
 	}
-	opts := &gofs.Options{
+	server, err := gofs.Mount(dir, f.root, nodeOptions(o))
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	m := &MountPoint{server: server, dir: dir, log: log, done: make(chan struct{})}
+	go func() { server.Wait(); close(m.done) }()
+	return m, nil
+}
+
+// nodeOptions are the mount's and the kernel's settings for the tree.
+func nodeOptions(o MountOptions) *gofs.Options {
+	return &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther: o.AllowOther,
 			FsName:     cmp.Or(o.Source, "chainfs"),
@@ -81,17 +96,6 @@ func Mount(dir string, f *FS, o MountOptions) (*MountPoint, error) {
 		// A mode of 0000 is a real mode here, not "unset".
 		NullPermissions: true,
 	}
-	server, err := gofs.Mount(dir, f.root, opts)
-	if err != nil {
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
-	}
-	if err := server.WaitMount(); err != nil {
-		server.Unmount()
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
-	}
-	m := &MountPoint{server: server, dir: dir, log: log, done: make(chan struct{})}
-	go func() { server.Wait(); close(m.done) }()
-	return m, nil
 }
 
 func ptr[T any](v T) *T { return &v }
