@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync/atomic"
 	"testing"
 )
 
@@ -84,6 +85,32 @@ func BenchmarkPutBlock(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkPutBlockParallel is BenchmarkPutBlock from as many writers
+// as cores, each hashing its blocks as a snapshot's workers do: what the
+// writer's lock costs them when one of them is writing a pack buffer out.
+func BenchmarkPutBlockParallel(b *testing.B) {
+	r := testRepo(b)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: DefaultBlockSize})
+	w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Abort()
+	b.SetBytes(DefaultBlockSize)
+	var next atomic.Uint64
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, DefaultBlockSize)
+		for pb.Next() {
+			binary.LittleEndian.PutUint64(buf, next.Add(1))
+			if err := w.PutBlock(ctx, Sum(buf), buf); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkChainDepth reads a 16 MiB file (256 blocks of 64 KiB) as the

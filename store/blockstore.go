@@ -237,57 +237,107 @@ func (d *packDir) Close() error {
 	return nil
 }
 
-// packFile is a pack being written. Appends gather in a buffer and reach
-// the file a megabyte at a time: nothing reads a pack before Finish, and
-// one write per block costs a syscall per block.
+// packFile is a pack being written. Appends gather in a buffer of a
+// megabyte (one write per block would cost a syscall per block); a full
+// buffer goes to a goroutine of the pack's that writes it out, so that an
+// Append, made under a snapshot writer's lock, copies bytes and does not
+// wait for the disk unless the disk falls two buffers behind. Nothing
+// reads a pack before Finish.
 type packFile struct {
-	f       *os.File
-	dir     string
-	buf     []byte
-	size    int64 // bytes appended
-	written int64 // bytes written to the file
-	flushed int64 // bytes whose writeback has been started
+	f    *os.File
+	dir  string
+	buf  []byte
+	size int64 // bytes appended
+
+	queue chan []byte   // full buffers to write; nil until the first
+	free  chan []byte   // written buffers, for reuse
+	done  chan struct{} // closed when the writer has ended
+	err   atomic.Pointer[error]
+
+	written int64 // bytes written to the file (the writer's)
+	flushed int64 // bytes whose writeback has been started (the writer's)
 }
 
 // packBuffer is how much a pack gathers before writing it.
 const packBuffer = 1 << 20
+
+// packQueue is how many full buffers may wait for the disk.
+const packQueue = 2
 
 // writebackChunk is how much a pack may have dirty in the page cache before
 // its writeback is started; the fsync at Finish then has little left to do.
 const writebackChunk = 8 << 20
 
 func (p *packFile) Append(b []byte) (int64, error) {
+	if err := p.failed(); err != nil {
+		return 0, err
+	}
 	off := p.size
-	if len(p.buf)+len(b) > packBuffer {
-		if err := p.write(); err != nil {
-			return 0, err
-		}
+	if len(p.buf) > 0 && len(p.buf)+len(b) > packBuffer {
+		p.send()
 	}
-	if len(b) >= packBuffer {
-		if _, err := p.f.Write(b); err != nil {
-			return 0, fmt.Errorf("write pack: %w", err)
-		}
-		p.written += int64(len(b))
-	} else {
-		if p.buf == nil {
-			p.buf = make([]byte, 0, packBuffer)
-		}
-		p.buf = append(p.buf, b...)
+	if p.buf == nil {
+		p.buf = p.newBuffer(len(b))
 	}
+	p.buf = append(p.buf, b...)
 	p.size += int64(len(b))
 	return off, nil
 }
 
-// write writes the buffer to the file and starts the writeback of what
-// has gathered there, so that the fsync at Finish has little left to do.
-func (p *packFile) write() error {
-	if len(p.buf) > 0 {
-		if _, err := p.f.Write(p.buf); err != nil {
-			return fmt.Errorf("write pack: %w", err)
-		}
-		p.written += int64(len(p.buf))
-		p.buf = p.buf[:0]
+func (p *packFile) failed() error {
+	if e := p.err.Load(); e != nil {
+		return *e
 	}
+	return nil
+}
+
+// newBuffer is a written buffer again, or a new one, for at least n bytes.
+func (p *packFile) newBuffer(n int) []byte {
+	select {
+	case b := <-p.free:
+		if cap(b) >= n {
+			return b[:0]
+		}
+	default:
+	}
+	return make([]byte, 0, max(n, packBuffer))
+}
+
+// send hands the buffer to the writer, started with the first.
+func (p *packFile) send() {
+	if p.queue == nil {
+		p.queue = make(chan []byte, packQueue)
+		p.free = make(chan []byte, packQueue+1)
+		p.done = make(chan struct{})
+		go p.writer()
+	}
+	p.queue <- p.buf
+	p.buf = nil
+}
+
+// writer writes the buffers it is sent, in order, and starts the
+// writeback of what has gathered in the page cache. After an error it
+// writes nothing more; Append and Finish return the error.
+func (p *packFile) writer() {
+	defer close(p.done)
+	for b := range p.queue {
+		if p.failed() == nil {
+			if err := p.write(b); err != nil {
+				p.err.Store(&err)
+			}
+		}
+		select {
+		case p.free <- b:
+		default:
+		}
+	}
+}
+
+func (p *packFile) write(b []byte) error {
+	if _, err := p.f.Write(b); err != nil {
+		return fmt.Errorf("write pack: %w", err)
+	}
+	p.written += int64(len(b))
 	if p.written-p.flushed >= writebackChunk {
 		startWriteback(p.f, p.flushed, p.written-p.flushed)
 		p.flushed = p.written
@@ -295,10 +345,23 @@ func (p *packFile) write() error {
 	return nil
 }
 
+// drain sends what is gathered and waits for the writer to end.
+func (p *packFile) drain() {
+	if len(p.buf) > 0 {
+		p.send()
+	}
+	if p.queue != nil {
+		close(p.queue)
+		<-p.done
+		p.queue = nil
+	}
+}
+
 func (p *packFile) Size() int64 { return p.size }
 
 func (p *packFile) Finish() error {
-	if err := p.write(); err != nil {
+	p.drain()
+	if err := p.failed(); err != nil {
 		p.f.Close()
 		return err
 	}
@@ -313,6 +376,8 @@ func (p *packFile) Finish() error {
 }
 
 func (p *packFile) Abort() error {
+	p.buf = nil
+	p.drain()
 	p.f.Close()
 	return os.Remove(p.f.Name())
 }

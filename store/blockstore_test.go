@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -82,5 +83,57 @@ func TestPackHandlesBounded(t *testing.T) {
 	}
 	if after := openFDs(t); after-before > maxOpenPacks+readers {
 		t.Errorf("%d descriptors open after reading %d packs, %d before: the cache keeps at most %d", after, packs, before, maxOpenPacks)
+	}
+}
+
+// TestPackFileWrites: appends of every size, gathered and written by the
+// pack's writer, reach the file in order and whole; a write that fails is
+// returned by the next Append or by Finish, never lost; Abort removes the
+// file whatever was queued.
+func TestPackFileWrites(t *testing.T) {
+	dir := t.TempDir()
+	open := func(name string) *packFile {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &packFile{f: f, dir: dir}
+	}
+	p := open("whole")
+	var want []byte
+	for i, n := range []int{1, 4096, packBuffer - 4097, 3, packBuffer, 2*packBuffer + 5, 256 << 10, 17} {
+		b := bytes.Repeat([]byte{byte(i + 1)}, n)
+		off, err := p.Append(b)
+		if err != nil || off != int64(len(want)) {
+			t.Fatalf("append %d bytes: offset %d, %v", n, off, err)
+		}
+		want = append(want, b...)
+		clear(b) // the caller's buffer is its own again at once
+	}
+	if err := p.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "whole")); !bytes.Equal(got, want) {
+		t.Errorf("pack holds %d bytes, want %d as appended", len(got), len(want))
+	}
+
+	p = open("failing")
+	p.f.Close() // every write now fails
+	var err error
+	for i := 0; i < 8 && err == nil; i++ {
+		_, err = p.Append(make([]byte, packBuffer))
+	}
+	if ferr := p.Finish(); ferr == nil {
+		t.Error("Finish of a pack whose writes failed succeeded")
+	}
+
+	p = open("aborted")
+	p.Append(make([]byte, 3*packBuffer))
+	p.Append(make([]byte, 10))
+	if err := p.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "aborted")); !os.IsNotExist(err) {
+		t.Errorf("aborted pack: %v", err)
 	}
 }
