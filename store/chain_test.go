@@ -74,11 +74,15 @@ func problemsOf(t testing.TB, r *Repo) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	found, err := x.Problems(ctx, false)
+	packs, err := x.PackProblems(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(out, found...)
+	refs, err := x.RefProblems(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(append(out, packs...), refs...)
 }
 
 const testBS = MinBlockSize

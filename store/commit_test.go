@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -47,5 +49,40 @@ func TestMetadataWritesInOneFile(t *testing.T) {
 	}
 	if checked < 10 {
 		t.Fatalf("checked %d files: the test does not see the package", checked)
+	}
+}
+
+// TestRecordsOnlyKnownKinds: a package built on the store keeps records of
+// its own kind only: no other prefix (the store's own records) is read or
+// written through Records.
+func TestRecordsOnlyKnownKinds(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	blocks := r.Records(RecordKind(prefixBlock))
+	if err := blocks.Create(ctx, "x", map[string]int{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("create under the block prefix: %v", err)
+	}
+	var v map[string]int
+	if err := blocks.Get(ctx, "x", &v); !errors.Is(err, ErrInvalid) {
+		t.Errorf("get under the block prefix: %v", err)
+	}
+	if _, err := ListRecords[map[string]int](ctx, blocks); !errors.Is(err, ErrInvalid) {
+		t.Errorf("list under the block prefix: %v", err)
+	}
+	policies := r.Records(PolicyRecords)
+	if err := policies.Create(ctx, "p", map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := policies.Create(ctx, "p", map[string]int{}); !errors.Is(err, ErrExists) {
+		t.Errorf("create twice: %v", err)
+	}
+	if err := policies.Get(ctx, "p", &v); err != nil || v["a"] != 1 {
+		t.Errorf("get: %v %v", v, err)
+	}
+	if err := policies.Delete(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := policies.Get(ctx, "p", &v); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after delete: %v", err)
 	}
 }

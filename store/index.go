@@ -15,12 +15,13 @@ type Index struct{ r *Repo }
 // Index returns the repository's indexes.
 func (r *Repo) Index() *Index { return &Index{r: r} }
 
-// HasBlock reports whether the repository holds block h. It is false too
-// when the record cannot be read: callers use it only to decide whether to
-// send or store a block again, never to delete anything.
+// HasBlock reports whether the repository holds block h: its record is
+// there and reads. It is false too when the record cannot be read:
+// callers use it to decide whether to send or store a block again, or to
+// report it damaged, never to delete anything.
 func (x *Index) HasBlock(h Hash) bool {
-	ok, _ := x.r.hasBlock(h)
-	return ok
+	_, err := x.r.blockRecord(h)
+	return err == nil
 }
 
 // SpaceUsed is what the repository's files take on disk.

@@ -16,22 +16,15 @@ import (
 // absence.
 func (x *Index) VerifyMetadata() error { return x.r.verifyMetadata() }
 
-// Problems checks what the store alone can: that every recorded pack is
-// whole, and that every block's reference count equals the chain runs
-// that reference it. With unrecorded (over damaged metadata, which Open
-// then leaves alone) pack files no record names are problems too. Each
-// problem is a sentence.
-func (x *Index) Problems(ctx context.Context, unrecorded bool) ([]string, error) {
+// PackProblems finds recorded packs that are missing or shorter than
+// recorded; with unrecorded (over damaged metadata, which Open then
+// leaves alone) pack files no record names too. Each is a sentence.
+func (x *Index) PackProblems(ctx context.Context, unrecorded bool) ([]string, error) {
 	r := x.r
 	var out []string
 	sizes, err := r.packSizes()
 	if err != nil {
 		return nil, err
-	}
-	for id, size := range sizes {
-		if got, err := r.blocks.PackSize(id); err != nil || uint64(got) < size {
-			out = append(out, fmt.Sprintf("pack %016x: missing or short (%d of %d bytes): %v", id, got, size, err))
-		}
 	}
 	if unrecorded {
 		ids, err := r.blocks.List()
@@ -44,14 +37,27 @@ func (x *Index) Problems(ctx context.Context, unrecorded bool) ([]string, error)
 			}
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	for id, size := range sizes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if got, err := r.blocks.PackSize(id); err != nil || uint64(got) < size {
+			out = append(out, fmt.Sprintf("pack %016x: missing or short (%d of %d bytes): %v", id, got, size, err))
+		}
 	}
-	runs, err := r.countRuns()
-	if err != nil {
-		return nil, err
-	}
-	err = r.view(func(txn *badger.Txn) error {
+	return out, nil
+}
+
+// RefProblems compares every block's reference count with the chain runs
+// that reference it, both read in one view of the metadata, so that a
+// snapshot committing meanwhile is never a problem. Each is a sentence.
+func (x *Index) RefProblems(ctx context.Context) ([]string, error) {
+	var out []string
+	err := x.r.view(func(txn *badger.Txn) error {
+		runs, err := countRuns(ctx, txn)
+		if err != nil {
+			return err
+		}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -67,28 +73,34 @@ func (x *Index) Problems(ctx context.Context, unrecorded bool) ([]string, error)
 			}
 			delete(runs, h)
 		}
-		return nil
+		for h := range runs {
+			out = append(out, fmt.Sprintf("block %s: chain runs reference it but it has no record", h.Short()))
+		}
+		return ctx.Err()
 	})
-	for h := range runs {
-		out = append(out, fmt.Sprintf("block %s: chain runs reference it but it has no record", h.Short()))
-	}
 	return out, err
 }
 
 // countRuns counts the chain runs that reference each block.
-func (r *Repo) countRuns() (map[Hash]uint64, error) {
+func countRuns(ctx context.Context, txn *badger.Txn) (map[Hash]uint64, error) {
 	runs := map[Hash]uint64{}
-	err := r.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixInterval}, PrefetchValues: false})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			_, h, _, err := parseIntervalKey(it.Item().Key())
-			if err != nil {
-				return err
-			}
-			runs[h]++
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixInterval}, PrefetchValues: false})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		_, h, _, err := parseIntervalKey(it.Item().Key())
+		if err != nil {
+			return nil, err
 		}
-		return nil
+		runs[h]++
+	}
+	return runs, ctx.Err()
+}
+
+// runsNow counts the chain runs in a view of their own.
+func (r *Repo) runsNow(ctx context.Context) (runs map[Hash]uint64, err error) {
+	err = r.view(func(txn *badger.Txn) error {
+		runs, err = countRuns(ctx, txn)
+		return err
 	})
 	return runs, err
 }
@@ -99,9 +111,17 @@ func (r *Repo) countRuns() (map[Hash]uint64, error) {
 func (x *Index) ReadRecorded(h Hash, p []byte) (int, error) { return x.r.readRecorded(h, p) }
 
 // EachVolume calls fn for every volume record as stored (images' and
-// those being removed too) with its snapshots, oldest first.
+// those being removed too, with what runs on each) with its snapshots,
+// oldest first.
 func (x *Index) EachVolume(ctx context.Context, fn func(v *Volume, snaps []Snapshot) error) error {
+	// Read with the claims held still: a volume whose record shows an
+	// operation under way and that no one claims was cut short by a crash.
+	x.r.mu.Lock()
 	vols, err := x.r.allVolumes()
+	for i := range vols {
+		vols[i].Running = x.r.running[vols[i].Name]
+	}
+	x.r.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -123,10 +143,12 @@ func (x *Index) EachVolume(ctx context.Context, fn func(v *Volume, snaps []Snaps
 // Mender makes the writes that repair the indexes.
 type Mender struct{ r *Repo }
 
-// Mend runs fn alone: no snapshot, deletion or gc runs meanwhile. Over a
-// damaged metadata table, whose records read as absent, mending would
-// destroy what is still there: then fn is not run and the error wraps
-// ErrDamagedMetadata.
+// Mend runs fn with the gc lock held: no snapshot and no gc runs
+// meanwhile. A deletion may (it changes chain runs under the commit lock,
+// which each of the Mender's writes takes, counting the runs under it).
+// Over a damaged metadata table, whose records read as absent, mending
+// would destroy what is still there: then fn is not run and the error
+// wraps ErrDamagedMetadata.
 func (x *Index) Mend(ctx context.Context, fn func(m Mender) error) error {
 	if err := x.r.verifyMetadata(); err != nil {
 		return fmt.Errorf("nothing changed: %w", err)
@@ -140,7 +162,9 @@ func (x *Index) Mend(ctx context.Context, fn func(m Mender) error) error {
 // that reference it, and returns how many it changed.
 func (m Mender) FixRefs(ctx context.Context) (uint64, error) {
 	r := m.r
-	runs, err := r.countRuns()
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	runs, err := r.runsNow(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -155,8 +179,6 @@ func (m Mender) FixRefs(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	r.commitMu.Lock()
-	defer r.commitMu.Unlock()
 	var fixed uint64
 	for len(writes) > 0 {
 		if err := ctx.Err(); err != nil {
@@ -192,10 +214,6 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 			return fmt.Errorf("block %s: the bytes offered do not match it: %w", b.Hash.Short(), ErrInvalid)
 		}
 	}
-	runs, err := r.countRuns()
-	if err != nil {
-		return err
-	}
 	pack, err := r.newPack()
 	if err != nil {
 		return err
@@ -211,6 +229,10 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 	}
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
+	runs, err := r.runsNow(ctx)
+	if err != nil {
+		return err
+	}
 	for start := 0; start < len(pack.blocks); start += chunkSize {
 		chunk := pack.blocks[start:min(start+chunkSize, len(pack.blocks))]
 		writes := make([]kv, len(chunk))

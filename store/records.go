@@ -30,13 +30,28 @@ func (r *Repo) Records(kind RecordKind) Records { return Records{r: r, kind: kin
 
 func (s Records) key(name string) []byte { return append([]byte{byte(s.kind)}, name...) }
 
+// known refuses a kind the store does not keep for others: any other
+// prefix is the store's own records, which no one else may write.
+func (s Records) known() error {
+	if s.kind != PolicyRecords {
+		return fmt.Errorf("record kind %q: %w", byte(s.kind), ErrInvalid)
+	}
+	return nil
+}
+
 // Get reads the record called name into v; a missing one is ErrNotFound.
 func (s Records) Get(ctx context.Context, name string, v any) error {
+	if err := s.known(); err != nil {
+		return err
+	}
 	return s.r.view(func(txn *badger.Txn) error { return getJSON(txn, s.key(name), v) })
 }
 
 // Create writes a new record; a name taken is ErrExists.
 func (s Records) Create(ctx context.Context, name string, v any) error {
+	if err := s.known(); err != nil {
+		return err
+	}
 	return s.r.commit(func(m metaTxn) error {
 		if _, err := m.txn.Get(s.key(name)); err == nil {
 			return ErrExists
@@ -49,11 +64,17 @@ func (s Records) Create(ctx context.Context, name string, v any) error {
 
 // Delete removes a record; a missing one is not an error.
 func (s Records) Delete(ctx context.Context, name string) error {
+	if err := s.known(); err != nil {
+		return err
+	}
 	return s.r.commit(func(m metaTxn) error { return m.deleteRecord(s.key(name)) })
 }
 
 // ListRecords reads every record of s, in name order.
 func ListRecords[T any](ctx context.Context, s Records) ([]T, error) {
+	if err := s.known(); err != nil {
+		return nil, err
+	}
 	var out []T
 	err := s.r.view(func(txn *badger.Txn) error {
 		return scanJSON(txn, []byte{byte(s.kind)}, func(key []byte, v *T) error {

@@ -111,7 +111,7 @@ func TestDamagedPackRecordKeepsPack(t *testing.T) {
 	if err := r.Index().VerifyMetadata(); !errors.Is(err, ErrDamagedMetadata) {
 		t.Errorf("metadata verified: %v", err)
 	}
-	found, err := r.Index().Problems(ctx, true)
+	found, err := r.Index().PackProblems(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}

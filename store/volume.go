@@ -103,12 +103,13 @@ func (f *SourceFS) String() string {
 }
 
 // UpdateVolume changes what a volume's record says of it (its source,
-// policy, excludes, image metadata) in one transaction; fn's changes to
-// what the store keeps of the chain (name, id, kind, block size, head,
-// sequence, the state of an operation, creation time) are not kept.
+// policy, excludes) in one transaction; fn's changes to what the store
+// keeps of the chain (name, id, kind, block size, head, sequence, the
+// state of an operation, creation time) are not kept. An image's volume
+// is not a volume here (ImageVolumes.SetMeta changes its metadata).
 func (r *Repo) UpdateVolume(ctx context.Context, name string, fn func(*Volume) error) error {
 	err := r.updateVolume(name, func(v *Volume) error {
-		if v.Removing {
+		if v.Removing || v.Kind == KindImage {
 			return fmt.Errorf("volume %s: %w", name, ErrNotFound)
 		}
 		kept := *v

@@ -10,17 +10,17 @@ import (
 // directory and at a file, in whether a subtree met twice is entered
 // again, and in what an unreadable directory means to them.
 
-// TreeVisitor is what a walk does. Both funcs may be nil.
+// TreeVisitor is what a walk does. Dir and File may be nil.
 type TreeVisitor struct {
-	// dir is called for each directory before its entries, with the
+	// Dir is called for each directory before its entries, with the
 	// tree's hash and the directory's path ("" for a root, then "/a",
 	// "/a/b"). err is the failure to read it, entries then nil: a nil
 	// return skips the directory and the walk goes on, an error ends the
-	// walk. With no dir func, a directory that cannot be read ends it.
+	// walk. Without Dir, a directory that cannot be read ends it.
 	Dir func(path string, tree Hash, entries []Entry, err error) error
-	// file is called for each regular file, with its directory's path.
+	// File is called for each regular file, with its directory's path.
 	File func(dir string, e *Entry) error
-	// once enters each subtree once per walk, however many directories
+	// Once enters each subtree once per walk, however many directories
 	// (of one snapshot or of all those walked) hold it: for walks that
 	// want what is reachable, not where. Without it every path is
 	// visited, for walks that report by path.

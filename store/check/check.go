@@ -68,13 +68,22 @@ func Check(ctx context.Context, r *store.Repo, opts Options) (*Report, error) {
 	if damaged != nil {
 		rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf("metadata tables fail their checksums (entries in them are unreadable; %s): %v", MetadataRepairNote, damaged)})
 	}
+	packs, err := x.PackProblems(ctx, damaged != nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range packs {
+		rep.Problems = append(rep.Problems, Problem{What: p})
+	}
 	type snapOf struct {
 		vol  *store.Volume
 		snap store.Snapshot
 	}
 	var all []snapOf
-	err := x.EachVolume(ctx, func(v *store.Volume, snaps []store.Snapshot) error {
-		if v.Applying != 0 || v.Deleting != 0 || v.Removing {
+	err = x.EachVolume(ctx, func(v *store.Volume, snaps []store.Snapshot) error {
+		// A commit, deletion or removal running now is not one a crash
+		// interrupted.
+		if (v.Applying != 0 || v.Deleting != 0 || v.Removing) && v.Running == "" {
 			rep.Problems = append(rep.Problems, Problem{Volume: v.Name, What: "an interrupted operation was not finished"})
 		}
 		for _, s := range snaps {
@@ -100,11 +109,11 @@ func Check(ctx context.Context, r *store.Repo, opts Options) (*Report, error) {
 			opts.Progress(i+1, len(all))
 		}
 	}
-	found, err := x.Problems(ctx, damaged != nil)
+	refs, err := x.RefProblems(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range found {
+	for _, p := range refs {
 		rep.Problems = append(rep.Problems, Problem{What: p})
 	}
 	return rep, nil

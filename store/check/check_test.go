@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/images"
@@ -184,8 +185,47 @@ func TestCheckFindsDamage(t *testing.T) {
 	packs, _ := filepath.Glob(filepath.Join(r.dir, "packs", "*.pack"))
 	os.Remove(packs[0])
 	rep, _ = Check(ctx, r.Repo, Options{})
-	if !strings.Contains(problems(rep), "missing or short") {
-		t.Errorf("missing pack: %v", problems(rep))
+	if len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0].What, "missing or short") {
+		t.Errorf("missing pack (first: what the repository lacks comes before what it costs): %v", problems(rep))
+	}
+}
+
+// TestCheckWhileSnapshotsCommit: a check that runs while snapshots commit
+// sees each commit whole or not at all: no reference count is ever off.
+func TestCheckWhileSnapshotsCommit(t *testing.T) {
+	r := newRepo(t)
+	ctx := context.Background()
+	r.snapFile(block('a'))
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		defer func() { done <- n }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r.snapFile(block('a'), block(byte(i)), block(byte(i+1)))
+			n++
+		}
+	}()
+	checks := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); checks++ {
+		rep, err := Check(ctx, r.Repo, Options{})
+		if err != nil {
+			t.Error(err)
+			break
+		}
+		if len(rep.Problems) > 0 {
+			t.Errorf("check %d while snapshots commit: %s", checks, problems(rep))
+			break
+		}
+	}
+	close(stop)
+	if n := <-done; n < 2 || checks < 2 {
+		t.Errorf("%d snapshots and %d checks ran side by side: too few to tell", n, checks)
 	}
 }
 
@@ -204,5 +244,60 @@ func TestCheckLostTree(t *testing.T) {
 	cancel()
 	if _, err := Check(cctx, r.Repo, Options{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled check: %v", err)
+	}
+}
+
+// damageTable closes the repository, flips a byte early in each metadata
+// table (inside its first block: Open reads only footers and indexes, so
+// it opens) and opens it again.
+func (tr *testRepo) damageTable() {
+	tr.t.Helper()
+	tr.Close()
+	tables, _ := filepath.Glob(filepath.Join(tr.dir, "meta", "*.sst"))
+	if len(tables) == 0 {
+		tr.t.Fatal("no metadata table")
+	}
+	for _, p := range tables {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			tr.t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		f.ReadAt(b, 40)
+		f.WriteAt([]byte{b[0] ^ 0xff}, 40)
+		f.Close()
+	}
+	tr.open()
+}
+
+// TestDamagedMetadata: check says the metadata tables fail their
+// checksums, and what --repair cannot do about it; repair changes
+// nothing.
+func TestDamagedMetadata(t *testing.T) {
+	r := newRepo(t)
+	ctx := context.Background()
+	// Enough records for tables of several blocks: the first can be
+	// damaged while the last, which Open reads, is whole.
+	var blocks [][]byte
+	for i := range 400 {
+		b := block('x')
+		binary.BigEndian.PutUint32(b, uint32(i))
+		blocks = append(blocks, b)
+	}
+	s := r.snapFile(blocks...)
+	r.damageTable()
+	rep, err := Check(ctx, r.Repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0].What, "metadata tables fail their checksums") ||
+		!strings.Contains(rep.Problems[0].What, MetadataRepairNote) {
+		t.Errorf("check over damaged metadata: %s", problems(rep))
+	}
+	if _, err := Repair(ctx, r.Repo, noSource); !errors.Is(err, store.ErrDamagedMetadata) {
+		t.Errorf("repair over damaged metadata: %v, want ErrDamagedMetadata", err)
+	}
+	if _, err := r.Snapshot(ctx, "v", s.Name); err != nil {
+		t.Errorf("the snapshot after repair was refused: %v", err)
 	}
 }

@@ -157,9 +157,6 @@ func Apply(ctx context.Context, r *store.Repo, policy, volume string) error {
 		}
 	}
 	return r.UpdateVolume(ctx, volume, func(v *store.Volume) error {
-		if v.Kind == store.KindImage {
-			return fmt.Errorf("volume %s: %w", volume, store.ErrNotFound)
-		}
 		v.Policy = policy
 		v.PolicyApplied = time.Now().UTC()
 		return nil

@@ -44,6 +44,9 @@ func ChainMap(ctx context.Context, r *store.Repo, volume string) ([]ChainRow, er
 		slices.SortFunc(hs, func(a, b store.Hash) int { return bytes.Compare(a[:], b[:]) })
 		row := ChainRow{Snapshot: s.Name, Seq: s.Seq, Held: map[uint64]uint64{}}
 		for _, h := range hs {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			holder, err := r.Index().Holder(ctx, s.VolumeID, s.Seq, h)
 			if errors.Is(err, store.ErrNotFound) {
 				holder = s.Seq

@@ -219,3 +219,42 @@ func TestDiff(t *testing.T) {
 		t.Errorf("changes %+v\nwant %+v", changes, want)
 	}
 }
+
+// TestFiguresAgreeAfterDeletions: after every deletion of a chain, what
+// each survivor holds itself is the same in its record, in usage and in
+// the chain map.
+func TestFiguresAgreeAfterDeletions(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	A, B, C, D := block('A'), block('B'), block('C'), block('D')
+	var snaps []*store.Snapshot
+	for _, blocks := range [][][]byte{{A, B, C, D}, {A, block('b'), C, D}, {A, block('b'), block('c'), D}, {A, B, block('c'), block('d')}, {block('a'), B, C, D}} {
+		snaps = append(snaps, snapFile(t, r, blocks...))
+	}
+	for _, del := range []int{1, 3, 0, 2} {
+		if err := r.DeleteSnapshot(ctx, "v", snaps[del].Name); err != nil {
+			t.Fatal(err)
+		}
+		u, err := Usage(ctx, r, UsageOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := ChainMap(ctx, r, "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := map[string]uint64{}
+		for _, row := range rows {
+			held[row.Snapshot] = row.Held[row.Seq]
+		}
+		survivors, _ := r.Snapshots(ctx, "v")
+		if len(u.Snapshots) != len(survivors) || len(rows) != len(survivors) {
+			t.Fatalf("after deleting %d: %d survivors, usage %d, chain %d", del, len(survivors), len(u.Snapshots), len(rows))
+		}
+		for i, s := range survivors {
+			if su := u.Snapshots[i]; su.Snapshot != s.Name || su.Added != s.Stats.AddedBytes || held[s.Name] != s.Stats.AddedBytes {
+				t.Errorf("after deleting %d, %s holds %d (record), %d (usage), %d (chain map)", del, s.Name, s.Stats.AddedBytes, su.Added, held[s.Name])
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package report
 
 import (
 	"context"
+	"errors"
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/images"
@@ -64,7 +65,9 @@ func Usage(ctx context.Context, r *store.Repo, opts UsageOptions) (*Report, erro
 	for i := range vols {
 		v := &vols[i]
 		snaps, err := r.Snapshots(ctx, v.Name)
-		if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			continue // removed since it was listed
+		} else if err != nil {
 			return nil, err
 		}
 		for i, s := range snaps {

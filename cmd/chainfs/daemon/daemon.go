@@ -79,7 +79,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	fsys := chainfs.New(chainfs.Options{Repo: o.Repo, Images: &imagefile.Library{Repo: o.Repo, Catalog: o.Catalog},
 		Controller: jobs, Logger: log, OwnerUID: owner, TreeCache: o.TreeCache, ReadAhead: o.ReadAhead, Observer: observer})
-	o.Repo.Watch(store.Watcher{
+	// Every snapshot the daemon makes, however asked for, is logged (and
+	// counted), until the daemon returns.
+	watcher := store.Watcher{
 		Changed: func(volume, snapshot string) {
 			if volume == "" {
 				// Who sees an image changes before the command that
@@ -88,8 +90,6 @@ func Run(ctx context.Context, o Options) error {
 			}
 			notes.post(volume, snapshot)
 		},
-		// Every snapshot the daemon makes, however asked for, is logged
-		// (and counted).
 		SnapshotEnded: func(e store.SnapshotEnd) {
 			if e.Snapshot != nil {
 				log.Info("snapshot made", "volume", e.Volume, "snapshot", e.Name, "auto", e.Auto, "took", e.Took.Round(time.Millisecond),
@@ -101,7 +101,8 @@ func Run(ctx context.Context, o Options) error {
 				m.snapshotEnded(e)
 			}
 		},
-	})
+	}
+	o.Repo.Watch(watcher)
 	defer o.Repo.Watch(store.Watcher{})
 	mount, err := chainfs.Mount(mnt, fsys, chainfs.MountOptions{AllowOther: o.AllowOther, Debug: o.Debug, Source: o.Repo.Info().Dir, Logger: log})
 	if err != nil {
@@ -138,8 +139,8 @@ func Run(ctx context.Context, o Options) error {
 	sock.Close()
 	jobs.wait()
 	// A command that outlived the socket's wait may still commit: it
-	// finds no one to tell.
-	o.Repo.Watch(store.Watcher{})
+	// finds no mount to tell, and is still logged.
+	o.Repo.Watch(store.Watcher{SnapshotEnded: watcher.SnapshotEnded})
 	notes.close()
 	if external {
 		return nil
