@@ -5,6 +5,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -183,4 +184,57 @@ func Remove(ctx context.Context, r *store.Repo, name string) ([]string, error) {
 		}
 	}
 	return detached, records(r).Delete(ctx, name)
+}
+
+// Expired is which of autos (a volume's automatic snapshots, oldest
+// first) p's retention deletes at now: past Keep, or older than
+// RetainDays calendar days in now's location, never the newest.
+func Expired(p *Policy, autos []store.Snapshot, now time.Time) []store.Snapshot {
+	if p.Keep > 0 {
+		if len(autos) > p.Keep {
+			return autos[:len(autos)-p.Keep]
+		}
+		return nil
+	}
+	cutoff, ok := p.RetentionCutoff(now)
+	if !ok {
+		return nil
+	}
+	var doomed []store.Snapshot
+	for _, sn := range autos[:max(len(autos)-1, 0)] { // never the newest
+		if sn.Time.Before(cutoff) {
+			doomed = append(doomed, sn)
+		}
+	}
+	return doomed
+}
+
+// Prune deletes the automatic snapshots of volume that p's retention
+// lets go at now (Expired), and returns their names. Manual snapshots
+// are never touched. A snapshot that cannot be deleted is passed over
+// and named in the error; the rest go.
+func Prune(ctx context.Context, r *store.Repo, p *Policy, volume string, now time.Time) ([]string, error) {
+	if p.Forever {
+		return nil, nil
+	}
+	snaps, err := r.Snapshots(ctx, volume)
+	if err != nil {
+		return nil, fmt.Errorf("retention of %s: %w", volume, err)
+	}
+	var autos []store.Snapshot
+	for _, sn := range snaps {
+		if sn.Auto {
+			autos = append(autos, sn)
+		}
+	}
+	var deleted []string
+	var errs []error
+	for _, sn := range Expired(p, autos, now) {
+		if err := r.DeleteSnapshot(ctx, volume, sn.Name); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s/%s: %w", volume, sn.Name, err))
+			continue
+		}
+		deleted = append(deleted, sn.Name)
+	}
+	return deleted, errors.Join(errs...)
 }

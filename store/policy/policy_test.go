@@ -155,6 +155,82 @@ func TestRetentionCutoff(t *testing.T) {
 	}
 }
 
+// TestRetentionEveryDayCount: for every --retain-days accepted, at a fixed
+// time (a DST day in New York, and in UTC), the cut-off is before now, a
+// snapshot younger than that many days is kept and an older one goes, and
+// the newest stays.
+func TestRetentionEveryDayCount(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, now := range []time.Time{time.Date(2027, 3, 14, 12, 0, 0, 0, ny), time.Date(2027, 11, 7, 0, 30, 0, 0, time.UTC)} {
+		for days := MinRetainDays; days <= MaxRetainDays; days++ {
+			p := &Policy{RetainDays: days}
+			cutoff, ok := p.RetentionCutoff(now)
+			if !ok || !cutoff.Before(now) {
+				t.Fatalf("%d days at %v: cut-off %v, %v; want before now", days, now, cutoff, ok)
+			}
+			// A calendar day is 23 to 25 hours: two hours either side of
+			// days*24h is inside or outside, whatever DST did meanwhile.
+			span := time.Duration(days) * 24 * time.Hour
+			old := store.Snapshot{Name: "old", Time: now.Add(-span - 2*time.Hour)}
+			young := store.Snapshot{Name: "young", Time: now.Add(-span + 2*time.Hour)}
+			newest := store.Snapshot{Name: "newest", Time: now.Add(-span - time.Hour)} // old, but the newest
+			got := Expired(p, []store.Snapshot{old, young, newest}, now)
+			if len(got) != 1 || got[0].Name != "old" {
+				t.Fatalf("%d days at %v: pruned %v, want only the older one", days, now, got)
+			}
+		}
+	}
+}
+
+// TestPrune: retention deletes the oldest automatic snapshots past the
+// policy, never a manual one, and says which it deleted.
+func TestPrune(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	if _, err := r.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere"}); err != nil {
+		t.Fatal(err)
+	}
+	snap := func(name string, auto bool) {
+		w, err := r.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: name, Auto: auto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := w.PutTree(ctx, store.EncodeTree(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap("manual-1", false)
+	snap("auto-1", true)
+	snap("auto-2", true)
+	snap("manual-2", false)
+	snap("auto-3", true)
+	deleted, err := Prune(ctx, r, &Policy{Name: "p", Keep: 1}, "v", time.Now())
+	if err != nil || !slices.Equal(deleted, []string{"auto-1", "auto-2"}) {
+		t.Errorf("pruned %v, %v", deleted, err)
+	}
+	left, _ := r.Snapshots(ctx, "v")
+	var names []string
+	for _, s := range left {
+		names = append(names, s.Name)
+	}
+	if !slices.Equal(names, []string{"manual-1", "manual-2", "auto-3"}) {
+		t.Errorf("left %v", names)
+	}
+	if deleted, err := Prune(ctx, r, &Policy{Name: "p", Forever: true}, "v", time.Now()); err != nil || len(deleted) != 0 {
+		t.Errorf("forever pruned %v, %v", deleted, err)
+	}
+	if _, err := Prune(ctx, r, &Policy{Name: "p", Keep: 1}, "nosuch", time.Now()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("prune of a missing volume: %v", err)
+	}
+}
+
 // FuzzParseClock: policy times parse only as valid HH:MM.
 func FuzzParseClock(f *testing.F) {
 	for _, s := range []string{"00:00", "23:59", "24:00", "7:00", "12:5x", ""} {

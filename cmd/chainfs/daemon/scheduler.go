@@ -237,61 +237,22 @@ func (s *scheduler) fire(ctx context.Context, volume string, p *policy.Policy, l
 	}
 }
 
-// prune deletes the volume's automatic snapshots past the policy's
-// retention; manual snapshots are never touched.
+// prune runs the policy's retention on the volume: its automatic
+// snapshots past it are deleted (policy.Prune); manual ones are never
+// touched.
 func (s *scheduler) prune(ctx context.Context, volume string, p *policy.Policy) []string {
-	if p.Forever {
-		return nil
-	}
-	snaps, err := s.repo.Snapshots(ctx, volume)
-	if err != nil {
-		s.log.Error("retention: list snapshots", "volume", volume, "err", err)
-		return nil
-	}
-	var autos []store.Snapshot
-	for _, sn := range snaps {
-		if sn.Auto {
-			autos = append(autos, sn)
-		}
-	}
-	if p.Keep == 0 && p.RetainDays != 0 {
+	if p.Keep == 0 && p.RetainDays != 0 && !p.Forever {
 		if _, ok := p.RetentionCutoff(s.clock.Now()); !ok {
 			s.log.Warn("retention: the policy's --retain-days is out of range (from an older version); nothing pruned: recreate the policy",
 				"policy", p.Name, "volume", volume, "retain_days", p.RetainDays, "min", policy.MinRetainDays, "max", policy.MaxRetainDays)
 		}
 	}
-	doomed := expired(p, autos, s.clock.Now().In(s.loc))
-	var deleted []string
-	for _, sn := range doomed {
-		if err := s.repo.DeleteSnapshot(ctx, volume, sn.Name); err != nil {
-			s.log.Warn("retention: delete", "volume", volume, "snapshot", sn.Name, "err", err)
-			continue
-		}
-		deleted = append(deleted, sn.Name)
-		s.log.Info("retention: deleted", "volume", volume, "snapshot", sn.Name)
+	deleted, err := policy.Prune(ctx, s.repo, p, volume, s.clock.Now().In(s.loc))
+	for _, name := range deleted {
+		s.log.Info("retention: deleted", "volume", volume, "snapshot", name)
+	}
+	if err != nil {
+		s.log.Warn("retention", "volume", volume, "err", err)
 	}
 	return deleted
-}
-
-// expired is which of autos (a volume's automatic snapshots, oldest first)
-// p's retention deletes at now: past Keep, or older than RetainDays
-// calendar days in now's location, never the newest.
-func expired(p *policy.Policy, autos []store.Snapshot, now time.Time) []store.Snapshot {
-	if p.Keep > 0 {
-		if len(autos) > p.Keep {
-			return autos[:len(autos)-p.Keep]
-		}
-		return nil
-	}
-	cutoff, ok := p.RetentionCutoff(now)
-	if !ok {
-		return nil
-	}
-	var doomed []store.Snapshot
-	for _, sn := range autos[:max(len(autos)-1, 0)] { // never the newest
-		if sn.Time.Before(cutoff) {
-			doomed = append(doomed, sn)
-		}
-	}
-	return doomed
 }

@@ -238,36 +238,6 @@ func TestPolicyValidation(t *testing.T) {
 	}
 }
 
-// TestRetentionEveryDayCount: for every --retain-days accepted, at a fixed
-// time (a DST day in New York, and in UTC), the cut-off is before now, a
-// snapshot younger than that many days is kept and an older one goes, and
-// the newest stays.
-func TestRetentionEveryDayCount(t *testing.T) {
-	ny, err := time.LoadLocation("America/New_York")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, now := range []time.Time{time.Date(2027, 3, 14, 12, 0, 0, 0, ny), time.Date(2027, 11, 7, 0, 30, 0, 0, time.UTC)} {
-		for days := policy.MinRetainDays; days <= policy.MaxRetainDays; days++ {
-			p := &policy.Policy{RetainDays: days}
-			cutoff, ok := p.RetentionCutoff(now)
-			if !ok || !cutoff.Before(now) {
-				t.Fatalf("%d days at %v: cut-off %v, %v; want before now", days, now, cutoff, ok)
-			}
-			// A calendar day is 23 to 25 hours: two hours either side of
-			// days*24h is inside or outside, whatever DST did meanwhile.
-			span := time.Duration(days) * 24 * time.Hour
-			old := store.Snapshot{Name: "old", Time: now.Add(-span - 2*time.Hour)}
-			young := store.Snapshot{Name: "young", Time: now.Add(-span + 2*time.Hour)}
-			newest := store.Snapshot{Name: "newest", Time: now.Add(-span - time.Hour)} // old, but the newest
-			got := expired(p, []store.Snapshot{old, young, newest}, now)
-			if len(got) != 1 || got[0].Name != "old" {
-				t.Fatalf("%d days at %v: pruned %v, want only the older one", days, now, got)
-			}
-		}
-	}
-}
-
 // TestRetentionStoredOutOfRange: a policy stored by an older version with
 // --retain-days past the range (106,752 days overflowed to a cut-off in
 // the future) prunes nothing.
