@@ -671,16 +671,7 @@ func imageCopy(c *cli.Context, r *store.Repo) error {
 	} else {
 		defer dst.Close()
 		res.Region = dst.Info().Region
-		pr, pw := io.Pipe()
-		go func() {
-			_, err := imagefile.WriteNative(c.Context, rd, img.Snapshot.RootDir, pw, imagefile.ExportOptions{Header: hdr, Skip: dst.Index().HasBlock})
-			pw.CloseWithError(err)
-		}()
-		_, res.Stats, err = imagefile.Import(c.Context, dst, as, pr, imagefile.ImportOptions{Thin: true,
-			Meta:   images.Meta{Owner: img.Owner, Description: img.Description},
-			Origin: images.Origin{Kind: "copy", Source: from}})
-		pr.CloseWithError(errors.New("copy ended"))
-		if err != nil {
+		if _, res.Stats, err = imagefile.Copy(c.Context, rd, img, dst, as, from); err != nil {
 			return fmt.Errorf("copy %s to %s: %w", name, dir, err)
 		}
 	}

@@ -463,6 +463,38 @@ func TestThinCopy(t *testing.T) {
 	}
 }
 
+// TestCopy: an image copied into another repository sends only the
+// blocks it lacks, keeps its owner, description and content, and names
+// where it came from; a name taken there is refused and leaves nothing.
+func TestCopy(t *testing.T) {
+	ctx := context.Background()
+	src := testRepo(t, "")
+	s := makeSnapshot(t, src)
+	img, err := images.Create(ctx, src, "golden", "v", s.Name, images.Meta{Owner: 1000, Description: "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := testRepo(t, "")
+	copied, st, err := Copy(ctx, src, img, dst, "gold", "src (region local)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copied.Snapshot.Root != img.Snapshot.Root || copied.Owner != 1000 || copied.Description != "base" ||
+		copied.Origin.Kind != "copy" || copied.Origin.Source != "src (region local)" || st.Blocks == 0 || st.LinkedBlocks != 0 {
+		t.Errorf("copy: %+v, %+v", copied, st)
+	}
+	// Again under another name: every block is there, none is sent.
+	if _, st, err = Copy(ctx, src, img, dst, "gold2", "src"); err != nil || st.Blocks != 0 || st.LinkedBlocks == 0 {
+		t.Errorf("second copy: %+v %v", st, err)
+	}
+	if _, _, err := Copy(ctx, src, img, dst, "gold", "src"); !errors.Is(err, store.ErrExists) {
+		t.Errorf("copy onto a taken name: %v", err)
+	}
+	if rep, err := check.Check(ctx, dst, check.Options{ReadData: true}); err != nil || len(rep.Problems) > 0 || rep.Images != 2 {
+		t.Errorf("check of the copies: %+v %v", rep, err)
+	}
+}
+
 func compress(t *testing.T, how string, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
