@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +48,10 @@ type MountPoint struct {
 // serves it. A stale mount a crashed daemon left at dir is cleared first;
 // a live one, or a directory that is not empty, is refused.
 func Mount(dir string, f *FS, o MountOptions) (*MountPoint, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("mount point %s: not an absolute path", dir)
+	}
+	dir = filepath.Clean(dir) // as the mount table names it
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -123,6 +128,11 @@ func (m *MountPoint) Unmount() error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	select {
+	case <-m.done:
+		return nil // gone meanwhile: what is at dir now is not this mount
+	default:
+	}
 	m.log.Warn("mount busy, detaching it", "mount", m.dir, "err", err)
 	return Unmount(m.dir, true)
 }
@@ -161,7 +171,7 @@ func Unmount(dir string, lazy bool) error {
 		return nil
 	}
 	if out, ferr := exec.Command("fusermount3", args...).CombinedOutput(); ferr != nil {
-		return fmt.Errorf("umount %s: %v (%s)", dir, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("umount %s: %w (%s)", dir, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -38,7 +38,9 @@ type BlockStore interface {
 
 // PackWriter appends blocks to one new pack.
 type PackWriter interface {
-	// Append writes p at the end and returns its offset.
+	// Append adds p at the end and returns its offset. The bytes may reach
+	// the file later: an error writing them comes back from a later Append
+	// or from Finish.
 	Append(p []byte) (int64, error)
 	// Size is the number of bytes appended so far.
 	Size() int64
@@ -375,8 +377,12 @@ func (p *packFile) Finish() error {
 	return syncDir(p.dir)
 }
 
+// errAborted stops a pack's writer: what is queued is not written.
+var errAborted = errors.New("pack aborted")
+
 func (p *packFile) Abort() error {
 	p.buf = nil
+	p.err.CompareAndSwap(nil, &errAborted)
 	p.drain()
 	p.f.Close()
 	return os.Remove(p.f.Name())

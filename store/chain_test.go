@@ -24,9 +24,9 @@ func testRepo(t testing.TB) *Repo {
 }
 
 // problemsOf is what check would find, as the store sees it: its metadata
-// tables, packs and reference counts (Index.Problems), and every block of
-// every snapshot and image read back, with a chain run covering it.
-// (store/check cannot be imported by the store's own tests.)
+// tables, packs and reference counts (Index.PackProblems, RefProblems),
+// and every block of every snapshot and image read back, with a chain run
+// covering it. (store/check cannot be imported by the store's own tests.)
 func problemsOf(t testing.TB, r *Repo) []string {
 	t.Helper()
 	ctx := context.Background()

@@ -355,31 +355,35 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			pack uint64
 		}
 	)
-	finish := func() error {
-		size, err := pack.finish()
-		if err == nil {
-			made = append(made, pack.id)
+	// giveUp removes what the copy made, which nothing points into yet:
+	// the pack being written and those finished.
+	giveUp := func(err error) error {
+		if pack != nil {
+			pack.abort()
 		}
+		for _, id := range made {
+			if derr := r.dropPack(id, &packUse{}, &GCStats{}); derr != nil {
+				r.log.Warn("gc: a new pack stays until the next gc", "pack", fmt.Sprintf("%016x", id), "err", derr)
+			}
+		}
+		st.BytesMoved = 0
+		return err
+	}
+	finish := func() error {
+		id := pack.id
+		size, err := pack.finish() // removes the pack when it fails
 		pack = nil
 		if err != nil {
 			return err
 		}
+		made = append(made, id)
 		st.BytesMoved += uint64(size)
 		return nil
 	}
 	buf := make([]byte, MaxBlockSize)
 	for _, b := range order {
 		if err := ctx.Err(); err != nil {
-			if pack != nil {
-				pack.abort()
-			}
-			for _, id := range made {
-				if derr := r.dropPack(id, &packUse{}, &GCStats{}); derr != nil {
-					r.log.Warn("gc: cancelled; a new pack stays until the next gc", "pack", fmt.Sprintf("%016x", id), "err", derr)
-				}
-			}
-			st.BytesMoved = 0
-			return err
+			return giveUp(err)
 		}
 		h := b.hash
 		n, err := r.readRecorded(h, buf)
@@ -391,20 +395,16 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			continue
 		}
 		if err != nil {
-			if pack != nil {
-				pack.abort()
-			}
-			return fmt.Errorf("rewriting packs: %w", err)
+			return giveUp(fmt.Errorf("rewriting packs: %w", err))
 		}
 		if pack == nil {
 			if pack, err = r.newPack(); err != nil {
-				return err
+				return giveUp(err)
 			}
 		}
 		pb, err := pack.add(h, buf[:n])
 		if err != nil {
-			pack.abort()
-			return err
+			return giveUp(err)
 		}
 		moved = append(moved, struct {
 			pendingBlock
@@ -412,13 +412,13 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 		}{pb, pack.id})
 		if pack.size() >= r.packSize {
 			if err := finish(); err != nil {
-				return err
+				return giveUp(err)
 			}
 		}
 	}
 	if pack != nil {
 		if err := finish(); err != nil {
-			return err
+			return giveUp(err)
 		}
 	}
 	r.commitMu.Lock()

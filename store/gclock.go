@@ -37,13 +37,23 @@ func (l *gcLock) Unlock() {
 // is free, else on a goroutine of its own when it next is. After close,
 // fn is dropped.
 func (l *gcLock) whenFree(fn func()) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.running.Add(1) // close waits for fn, now or later
+	l.mu.Unlock()
 	if l.RWMutex.TryLock() {
 		fn()
+		l.running.Done()
 		l.Unlock()
 		return
 	}
 	l.mu.Lock()
-	if !l.closed {
+	if l.closed {
+		l.running.Done()
+	} else {
 		l.pending = append(l.pending, fn)
 	}
 	l.mu.Unlock()
@@ -60,11 +70,10 @@ func (l *gcLock) kick() {
 	}
 	work := l.pending
 	l.pending = nil
-	l.running.Add(1)
 	go func() {
-		defer l.running.Done()
 		for _, fn := range work {
 			fn()
+			l.running.Done()
 		}
 		l.Unlock()
 	}()
@@ -74,7 +83,11 @@ func (l *gcLock) kick() {
 // the work running.
 func (l *gcLock) close() {
 	l.mu.Lock()
-	l.closed, l.pending = true, nil
+	l.closed = true
+	for range l.pending {
+		l.running.Done()
+	}
+	l.pending = nil
 	l.mu.Unlock()
 	l.running.Wait()
 }

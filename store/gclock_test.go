@@ -47,17 +47,33 @@ func TestGCLockWork(t *testing.T) {
 		t.Fatal("the work did not run once the lock was free")
 	}
 
+	// Closed while the work waits: it is dropped (gc does it later), and
+	// nothing given after close runs, the lock free or not.
 	l.RLock()
-	l.whenFree(func() { ran <- "dropped" })
-	l.RUnlock()
+	l.whenFree(func() { ran <- "waiting at close" })
 	l.close()
+	l.RUnlock()
+	l.whenFree(func() { ran <- "after close, lock free" })
 	l.RLock()
-	l.whenFree(func() { ran <- "after close" })
+	l.whenFree(func() { ran <- "after close, lock held" })
 	l.RUnlock()
+	time.Sleep(50 * time.Millisecond)
+	if len(ran) > 0 {
+		t.Errorf("%s ran after close", <-ran)
+	}
+}
+
+// TestGCLockCloseWaits: close returns only once the work that runs has
+// ended, so that the store it gives back to is still open.
+func TestGCLockCloseWaits(t *testing.T) {
+	var l gcLock
+	l.RLock()
+	ended := false
+	l.whenFree(func() { time.Sleep(100 * time.Millisecond); ended = true })
+	l.RUnlock() // starts the work on its own goroutine
+	time.Sleep(10 * time.Millisecond)
 	l.close()
-	for len(ran) > 0 {
-		if w := <-ran; w != "dropped" {
-			t.Errorf("%s ran after close", w)
-		}
+	if !ended {
+		t.Error("close returned before the running work ended")
 	}
 }

@@ -79,7 +79,12 @@ func Make(ctx context.Context, r *store.Repo, v store.Volume, img *images.Image,
 			return
 		}
 		if added {
-			r.RemoveVolume(context.WithoutCancel(ctx), v.Name, true)
+			if rerr := r.RemoveVolume(context.WithoutCancel(ctx), v.Name, true); rerr != nil {
+				// The volume stays, and so does what it was made of: its
+				// source is not emptied under it.
+				err = errors.Join(err, fmt.Errorf("undo: volume %s stays: %w", v.Name, rerr))
+				return
+			}
 		}
 		if undo != nil {
 			undo()

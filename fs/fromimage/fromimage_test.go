@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,5 +145,56 @@ func TestMake(t *testing.T) {
 	}
 	if _, err := r.Volume(ctx, "bad"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a volume that failed is left: %v", err)
+	}
+}
+
+// TestMakeUndoneAfterTheVolume: a failure after the volume was added (its
+// first snapshot cancelled) removes the volume and clears the target
+// through the held directory: a target made is removed, one that existed
+// is left empty.
+func TestMakeUndoneAfterTheVolume(t *testing.T) {
+	r := testRepo(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("x"), 100<<10), 0o644)
+	ctx := context.Background()
+	if _, err := r.AddVolume(ctx, store.Volume{Name: "base", Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := source.Snapshot(ctx, r, "base", store.SnapshotOptions{}, source.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := images.Create(ctx, r, "golden", "base", snap.Snapshot.Name, images.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	existing := t.TempDir()
+	for i, target := range []string{filepath.Join(t.TempDir(), "new"), existing} {
+		name := fmt.Sprintf("late%d", i)
+		cctx, cancel := context.WithCancel(ctx)
+		// Cancelled as soon as the volume is added: its first snapshot
+		// fails.
+		r.Watch(store.Watcher{Changed: func(volume, snapshot string) {
+			if volume == name && snapshot == "" {
+				cancel()
+			}
+		}})
+		_, err := Make(cctx, r, store.Volume{Name: name, Source: target}, img, r, Options{})
+		r.Watch(store.Watcher{})
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s: %v, want the cancellation", target, err)
+		}
+		if _, err := r.Volume(ctx, name); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: the volume stays: %v", target, err)
+		}
+		names, err := os.ReadDir(target)
+		if target == existing {
+			if err != nil || len(names) != 0 {
+				t.Errorf("the existing target after the undo: %v %v", names, err)
+			}
+		} else if !os.IsNotExist(err) {
+			t.Errorf("the target made is left: %v %v", names, err)
+		}
 	}
 }

@@ -16,14 +16,18 @@ import (
 // the image's owner and description. Its errors are Import's.
 func Copy(ctx context.Context, src store.Reader, img *images.Image, dst *store.Repo, as, from string) (*images.Image, *ImportStats, error) {
 	pr, pw := io.Pipe()
+	written := make(chan struct{})
 	go func() {
+		defer close(written)
 		_, err := WriteNative(ctx, src, img.Snapshot.RootDir, pw, ExportOptions{Header: HeaderOf(img), Skip: dst.Index().HasBlock})
 		pw.CloseWithError(err)
 	}()
 	copied, st, err := Import(ctx, dst, as, pr, ImportOptions{Thin: true,
 		Meta:   images.Meta{Owner: img.Owner, Description: img.Description},
 		Origin: images.Origin{Kind: "copy", Source: from}})
-	// A writer still going (Import failed early) ends at its next write.
+	// A writer still going (Import failed early) ends at its next write;
+	// it is waited for, so that nothing reads dst once Copy returns.
 	pr.CloseWithError(errors.New("copy ended"))
+	<-written
 	return copied, st, err
 }
