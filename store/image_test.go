@@ -247,3 +247,41 @@ func TestSnapshotEndHook(t *testing.T) {
 		t.Errorf("aborted: %+v", e)
 	}
 }
+
+// TestImageVolumeIsNoVolume: no call of the volume API reaches an image's
+// volume, whatever name it is given: ImageVolumes is the one door.
+func TestImageVolumeIsNoVolume(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	s := snapFile(t, r, "v", block('a'))
+	iv := imageOf(t, r, "img", s)
+	hidden := iv.Volume.Name
+	notFound := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s of an image's volume: %v, want ErrNotFound", what, err)
+		}
+	}
+	_, err := r.Volume(ctx, hidden)
+	notFound("Volume", err)
+	_, err = r.Snapshots(ctx, hidden)
+	notFound("Snapshots", err)
+	_, err = r.Snapshot(ctx, hidden, "image")
+	notFound("Snapshot", err)
+	_, err = r.BeginSnapshot(ctx, hidden, SnapshotOptions{})
+	notFound("BeginSnapshot", err)
+	notFound("DeleteSnapshot", r.DeleteSnapshot(ctx, hidden, "image"))
+	notFound("UpdateVolume", r.UpdateVolume(ctx, hidden, func(*Volume) error { return nil }))
+	notFound("RemoveVolume", r.RemoveVolume(ctx, hidden, true))
+	if vols, _ := r.Volumes(ctx); len(vols) != 1 {
+		t.Errorf("Volumes lists the image's: %+v", vols)
+	}
+	if got, err := r.ImageVolumes().Get(ctx, "img"); err != nil || got.Snapshot.Root != s.Root {
+		t.Errorf("the image itself: %+v %v", got, err)
+	}
+	// And an image's API reaches no volume.
+	if _, err := r.ImageVolumes().Get(ctx, "v"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a volume as an image: %v", err)
+	}
+}

@@ -62,7 +62,7 @@ func (iv ImageVolumes) Begin(ctx context.Context, name string, meta json.RawMess
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", name, err)
 	}
-	w, err := iv.r.BeginSnapshot(ctx, hidden, SnapshotOptions{Name: imageSnapshot, Description: description})
+	w, err := iv.r.beginSnapshot(ctx, hidden, SnapshotOptions{Name: imageSnapshot, Description: description}, KindImage)
 	if err != nil {
 		iv.r.removeVolume(context.WithoutCancel(ctx), hidden, true)
 		return nil, fmt.Errorf("image %s: %w", name, err)
@@ -75,14 +75,14 @@ func (iv ImageVolumes) Get(ctx context.Context, name string) (*ImageVolume, erro
 	if !ValidImageName(name) {
 		return nil, fmt.Errorf("image %s: %w", name, ErrNotFound)
 	}
-	v, err := iv.r.Volume(ctx, imagePrefix+name)
+	v, err := iv.r.anyVolume(imagePrefix + name)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("image %s: %w", name, err)
 	}
 	if err != nil || v.Kind != KindImage || v.Head == 0 {
 		return nil, fmt.Errorf("image %s: %w", name, ErrNotFound)
 	}
-	s, err := iv.r.Snapshot(ctx, v.Name, "latest")
+	s, err := iv.r.snapshotOf(v, "latest")
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", name, err)
 	}
@@ -101,7 +101,7 @@ func (iv ImageVolumes) List(ctx context.Context) ([]ImageVolume, error) {
 		if v.Kind != KindImage || v.Removing || v.Head == 0 {
 			continue
 		}
-		s, err := iv.r.Snapshot(ctx, v.Name, "latest")
+		s, err := iv.r.snapshotOf(v, "latest")
 		if err != nil {
 			return nil, err
 		}

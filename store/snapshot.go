@@ -150,6 +150,13 @@ func newFinishedPack(id uint64, blocks []pendingBlock) finishedPack {
 // BeginSnapshot starts a snapshot of a volume. It fails with ErrBusy while
 // another snapshot or removal of the volume runs.
 func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOptions) (*SnapshotWriter, error) {
+	return r.beginSnapshot(ctx, volume, opts, KindTree)
+}
+
+// beginSnapshot is BeginSnapshot; an image's volume is snapshotted only
+// when kind says it is one (ImageVolumes.Begin), any other only when it
+// says it is not.
+func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOptions, kind VolumeKind) (*SnapshotWriter, error) {
 	started := time.Now()
 	name := opts.Name
 	if name == "" {
@@ -175,7 +182,7 @@ func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		pending: map[Hash]struct{}{}, treeSeen: map[Hash]struct{}{}}
 	err = r.commit(func(m metaTxn) error {
 		txn := m.txn
-		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing {
+		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing || (w.vol.Kind == KindImage) != (kind == KindImage) {
 			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
 		}
 		if opts.Name == "" {
@@ -597,8 +604,13 @@ func (r *Repo) Snapshot(ctx context.Context, volume, name string) (*Snapshot, er
 	if err != nil {
 		return nil, err
 	}
+	return r.snapshotOf(v, name)
+}
+
+// snapshotOf returns a snapshot of v, which may be an image's volume.
+func (r *Repo) snapshotOf(v *Volume, name string) (*Snapshot, error) {
 	var s Snapshot
-	err = r.view(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		seq := v.Head
 		if name != "latest" {
 			item, err := txn.Get(snapNameKey(v.ID, name))
@@ -623,7 +635,7 @@ func (r *Repo) Snapshot(ctx context.Context, volume, name string) (*Snapshot, er
 		return getJSON(txn, snapshotKey(v.ID, seq), &s)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("snapshot %s/%s: %w", volume, name, err)
+		return nil, fmt.Errorf("snapshot %s/%s: %w", v.Name, name, err)
 	}
 	return &s, nil
 }

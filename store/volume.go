@@ -178,8 +178,18 @@ func (r *Repo) addVolume(v Volume) (*Volume, error) {
 	return &v, nil
 }
 
-// Volume returns the named volume.
+// Volume returns the named volume. An image's volume is not a volume
+// here: ImageVolumes is the one way to it.
 func (r *Repo) Volume(ctx context.Context, name string) (*Volume, error) {
+	v, err := r.anyVolume(name)
+	if err == nil && v.Kind == KindImage {
+		return nil, fmt.Errorf("volume %s: %w", name, ErrNotFound)
+	}
+	return v, err
+}
+
+// anyVolume returns the named volume, an image's too.
+func (r *Repo) anyVolume(name string) (*Volume, error) {
 	var v Volume
 	err := r.view(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(name), &v) })
 	if errors.Is(err, ErrNotFound) || (err == nil && v.Removing) {
