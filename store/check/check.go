@@ -21,6 +21,7 @@ type Problem struct {
 	What     string `json:"what"`
 }
 
+// String is the problem as check prints it: where, then what.
 func (p Problem) String() string {
 	where := p.Volume
 	if p.Snapshot != "" {
