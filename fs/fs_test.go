@@ -17,6 +17,7 @@ import (
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
+	"github.com/chainfs/chainfs/store/storetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,26 +81,22 @@ func mountSnapshot(t testing.TB, src string, blockSize uint32, with ...func(*Opt
 	return mnt, repo, ctl
 }
 
+// snapshotRepo is a repository whose volume v, of src, has one snapshot,
+// s.
+func snapshotRepo(t testing.TB, src string, blockSize uint32) *store.Repo {
+	t.Helper()
+	repo := storetest.Repo(t, store.Volume{Name: "v", Source: src, BlockSize: blockSize})
+	if _, err := source.Snapshot(context.Background(), repo, "v", store.SnapshotOptions{Name: "s"}, source.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
 // mountSnapshotFS is mountSnapshot that also returns the mounted FS, for
 // tests that call its nodes directly.
 func mountSnapshotFS(t testing.TB, src string, blockSize uint32, with ...func(*Options)) (fsys *FS, mnt string, repo *store.Repo, ctl *fakeController) {
 	t.Helper()
-	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := store.Open(ctx, store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { repo.Close() })
-	if _, err := repo.AddVolume(ctx, store.Volume{Name: "v", Source: src, BlockSize: blockSize}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := source.Snapshot(ctx, repo, "v", store.SnapshotOptions{Name: "s"}, source.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	repo = snapshotRepo(t, src, blockSize)
 	ctl = &fakeController{}
 	mnt = filepath.Join(t.TempDir(), "mnt")
 	os.Mkdir(mnt, 0o755)

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -33,22 +32,7 @@ type rawFS struct {
 
 func newRawFS(t *testing.T, src string) *rawFS {
 	t.Helper()
-	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := store.Open(ctx, store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { repo.Close() })
-	if _, err := repo.AddVolume(ctx, store.Volume{Name: "v", Source: src}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := source.Snapshot(ctx, repo, "v", store.SnapshotOptions{Name: "s"}, source.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	repo := snapshotRepo(t, src, 0)
 	fsys := New(Options{Repo: repo, Images: &imagefile.Library{Repo: repo}, Controller: &fakeController{}})
 	return &rawFS{t: t, raw: gofs.NewNodeFS(fsys.root, nodeOptions(MountOptions{}))}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/images"
+	"github.com/chainfs/chainfs/store/storetest"
 )
 
 // TestClearTargetFollowsNothing: a volume from an image that fails takes
@@ -60,37 +61,12 @@ func TestClearTargetFollowsNothing(t *testing.T) {
 	}
 }
 
-func testRepo(t *testing.T) *store.Repo {
+// imageOf is a repository holding image golden, made from a snapshot of
+// src as volume base.
+func imageOf(t *testing.T, src string) (*store.Repo, *images.Image) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Open(context.Background(), store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
-
-// TestMake: a volume made from an image holds the image's tree, byte for
-// byte and with its metadata, and its first snapshot stores nothing new;
-// a taken name or a target that is not empty is refused and leaves
-// nothing; a target it made is removed again when the volume cannot be.
-func TestMake(t *testing.T) {
 	ctx := context.Background()
-	r := testRepo(t)
-	src := t.TempDir()
-	os.MkdirAll(filepath.Join(src, "etc"), 0o750)
-	os.WriteFile(filepath.Join(src, "etc", "conf"), []byte("setting=1\n"), 0o640)
-	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10)
-	os.WriteFile(filepath.Join(src, "big"), big, 0o644)
-	when := time.Date(2022, 2, 2, 2, 2, 2, 222222222, time.UTC)
-	os.Chtimes(filepath.Join(src, "big"), when, when)
-	if _, err := r.AddVolume(ctx, store.Volume{Name: "base", Source: src}); err != nil {
-		t.Fatal(err)
-	}
+	r := storetest.Repo(t, store.Volume{Name: "base", Source: src})
 	snap, err := source.Snapshot(ctx, r, "base", store.SnapshotOptions{}, source.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +75,23 @@ func TestMake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, img
+}
+
+// TestMake: a volume made from an image holds the image's tree, byte for
+// byte and with its metadata, and its first snapshot stores nothing new;
+// a taken name or a target that is not empty is refused and leaves
+// nothing; a target it made is removed again when the volume cannot be.
+func TestMake(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "etc"), 0o750)
+	os.WriteFile(filepath.Join(src, "etc", "conf"), []byte("setting=1\n"), 0o640)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10)
+	os.WriteFile(filepath.Join(src, "big"), big, 0o644)
+	when := time.Date(2022, 2, 2, 2, 2, 2, 222222222, time.UTC)
+	os.Chtimes(filepath.Join(src, "big"), when, when)
+	r, img := imageOf(t, src)
 
 	target := filepath.Join(t.TempDir(), "site")
 	res, err := Make(ctx, r, store.Volume{Name: "site", Source: target}, img, r, Options{Progress: new(restore.Progress)})
@@ -153,21 +146,10 @@ func TestMake(t *testing.T) {
 // through the held directory: a target made is removed, one that existed
 // is left empty.
 func TestMakeUndoneAfterTheVolume(t *testing.T) {
-	r := testRepo(t)
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("x"), 100<<10), 0o644)
 	ctx := context.Background()
-	if _, err := r.AddVolume(ctx, store.Volume{Name: "base", Source: src}); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := source.Snapshot(ctx, r, "base", store.SnapshotOptions{}, source.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := images.Create(ctx, r, "golden", "base", snap.Snapshot.Name, images.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, img := imageOf(t, src)
 	existing := t.TempDir()
 	for i, target := range []string{filepath.Join(t.TempDir(), "new"), existing} {
 		name := fmt.Sprintf("late%d", i)

@@ -13,6 +13,7 @@ import (
 	"github.com/chainfs/chainfs/fs/resolve"
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/storetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,18 +22,7 @@ import (
 func snapshotOf(t *testing.T, src string) (*store.Repo, *store.Snapshot) {
 	t.Helper()
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Open(ctx, store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	if _, err := r.AddVolume(ctx, store.Volume{Name: "v", Source: src, BlockSize: store.MinBlockSize}); err != nil {
-		t.Fatal(err)
-	}
+	r := storetest.Repo(t, store.Volume{Name: "v", Source: src, BlockSize: store.MinBlockSize})
 	res, err := source.Snapshot(ctx, r, "v", store.SnapshotOptions{}, source.Options{})
 	if err != nil {
 		t.Fatal(err)

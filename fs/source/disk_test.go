@@ -10,24 +10,13 @@ import (
 	"testing"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/storetest"
 )
 
 // diskRepo is a repository with a disk volume "d" on the image file path.
 func diskRepo(t *testing.T, path string) *store.Repo {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Open(context.Background(), store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	if _, err := r.AddVolume(context.Background(), store.Volume{Name: "d", Kind: store.KindDisk, Source: path, BlockSize: 16 << 10}); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return storetest.Repo(t, store.Volume{Name: "d", Kind: store.KindDisk, Source: path, BlockSize: 16 << 10})
 }
 
 // TestDiskSnapshots: a disk image's snapshot is one file, the image's

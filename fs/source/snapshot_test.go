@@ -9,23 +9,12 @@ import (
 	"testing"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/storetest"
 )
 
 func testRepo(t *testing.T, src string) *store.Repo {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Open(context.Background(), store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	if _, err := r.AddVolume(context.Background(), store.Volume{Name: "v", Source: src, BlockSize: store.MinBlockSize}); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return storetest.Repo(t, store.Volume{Name: "v", Source: src, BlockSize: store.MinBlockSize})
 }
 
 // readBack returns a file's content in a snapshot.

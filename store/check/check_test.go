@@ -1,7 +1,6 @@
 package check
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -13,10 +12,11 @@ import (
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/images"
+	"github.com/chainfs/chainfs/store/storetest"
 	"github.com/dgraph-io/badger/v4"
 )
 
-const testBS = store.MinBlockSize
+const testBS = storetest.BlockSize
 
 // testRepo is a repository of volume v that tests may damage: reopen
 // closes it, lets edit change its metadata as stored (the key schema of
@@ -89,33 +89,12 @@ func (tr *testRepo) dropTree(h store.Hash) {
 	tr.edit(func(txn *badger.Txn) error { return txn.Delete(append([]byte{'t'}, h[:]...)) })
 }
 
-func block(c byte) []byte { return bytes.Repeat([]byte{c}, testBS) }
+var block = storetest.Block
 
 // snapFile commits a snapshot of v whose tree is one file "disk".
 func (tr *testRepo) snapFile(blocks ...[]byte) *store.Snapshot {
 	tr.t.Helper()
-	ctx := context.Background()
-	w, err := tr.BeginSnapshot(ctx, "v", store.SnapshotOptions{})
-	if err != nil {
-		tr.t.Fatal(err)
-	}
-	e := store.Entry{Name: "disk", Type: store.TypeRegular, Mode: 0o644, Size: uint64(len(blocks) * testBS), BlockSize: testBS, Nlink: 1}
-	for _, b := range blocks {
-		h := store.Sum(b)
-		if err := w.PutBlock(ctx, h, b); err != nil {
-			tr.t.Fatal(err)
-		}
-		e.Blocks = append(e.Blocks, h)
-	}
-	root, err := w.PutTree(ctx, store.EncodeTree([]store.Entry{e}))
-	if err != nil {
-		tr.t.Fatal(err)
-	}
-	s, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{})
-	if err != nil {
-		tr.t.Fatal(err)
-	}
-	return s
+	return storetest.FileSnapshot(tr.t, tr.Repo, "v", blocks...)
 }
 
 func (tr *testRepo) flipByte(at int64) {

@@ -23,6 +23,7 @@ import (
 	"github.com/chainfs/chainfs/store/check"
 	"github.com/chainfs/chainfs/store/images"
 	"github.com/chainfs/chainfs/store/report"
+	"github.com/chainfs/chainfs/store/storetest"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 )
@@ -31,16 +32,7 @@ const testBS = store.MinBlockSize
 
 func testRepo(t testing.TB, region string) *store.Repo {
 	t.Helper()
-	dir := t.TempDir() + "/repo"
-	if _, err := store.Init(store.Options{Dir: dir, Region: region}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Open(context.Background(), store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
+	return storetest.RepoWith(t, store.Options{Region: region})
 }
 
 // treeBuilder writes entries into a snapshot being made.

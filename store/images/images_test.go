@@ -1,7 +1,6 @@
 package images
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,52 +8,22 @@ import (
 	"testing"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/storetest"
 )
 
-const testBS = store.MinBlockSize
-
+// testRepo is a repository of region north with a snapshot of volume v:
+// one file, "f".
 func testRepo(t *testing.T) (*store.Repo, *store.Snapshot) {
 	t.Helper()
-	dir := t.TempDir() + "/repo"
-	if _, err := store.Init(store.Options{Dir: dir, Region: "north"}); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	r, err := store.Open(ctx, store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	if _, err := r.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {
-		t.Fatal(err)
-	}
-	w, err := r.BeginSnapshot(ctx, "v", store.SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, commitFile(t, w.PutBlock, w.PutTree, func(root store.Entry) (*store.Snapshot, error) {
-		return w.Commit(ctx, root, store.SnapshotStats{})
-	})
+	r := storetest.RepoWith(t, store.Options{Region: "north"}, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize})
+	return r, storetest.Commit(t, r, "v", store.SnapshotOptions{}, oneFile(t))
 }
 
-// commitFile stores a tree of one file "f" of one block and commits it.
-func commitFile[S any](t *testing.T, put func(context.Context, store.Hash, []byte) error, putTree func(context.Context, []byte) (store.Hash, error), commit func(store.Entry) (S, error)) S {
-	t.Helper()
-	ctx := context.Background()
-	b := bytes.Repeat([]byte{'a'}, testBS)
-	h := store.Sum(b)
-	if err := put(ctx, h, b); err != nil {
-		t.Fatal(err)
+// oneFile stores a file "f" of one block.
+func oneFile(t *testing.T) func(storetest.Writer) []store.Entry {
+	return func(w storetest.Writer) []store.Entry {
+		return []store.Entry{storetest.PutFile(t, w, "f", storetest.Block('a'))}
 	}
-	root, err := putTree(ctx, store.EncodeTree([]store.Entry{{Name: "f", Type: store.TypeRegular, Mode: 0o644, Size: testBS, BlockSize: testBS, Nlink: 1, Blocks: []store.Hash{h}}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := commit(store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // TestImageLifecycle: an image made from a snapshot shares its tree and
@@ -97,9 +66,10 @@ func TestImageLifecycle(t *testing.T) {
 	if err := w.UpdateMeta(ctx, func(m *Meta) { m.Description = "from the header" }); err != nil {
 		t.Fatal(err)
 	}
-	imported := commitFile(t, w.PutBlock, w.PutTree, func(root store.Entry) (*Image, error) {
-		return w.Commit(ctx, root, store.SnapshotStats{})
-	})
+	imported, err := w.Commit(ctx, storetest.PutRoot(t, w, oneFile(t)(w)...), store.SnapshotStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if imported.Description != "from the header" || imported.Origin.String() != "import disk.tar" || imported.Origin.Region != "north" {
 		t.Errorf("imported %+v", imported)
 	}

@@ -9,33 +9,15 @@ import (
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/images"
+	"github.com/chainfs/chainfs/store/storetest"
 )
-
-func testRepo(t *testing.T) *store.Repo {
-	t.Helper()
-	dir := t.TempDir() + "/repo"
-	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Open(context.Background(), store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
 
 // TestPolicies: a policy is created in canonical form, found, listed,
 // applied to volumes (not to an image's), and removed with every volume
 // detached; what the store keeps of a volume's chain does not move.
 func TestPolicies(t *testing.T) {
-	r := testRepo(t)
+	r := storetest.Repo(t, store.Volume{Name: "a", Source: "/nowhere"}, store.Volume{Name: "b", Source: "/nowhere"})
 	ctx := context.Background()
-	for _, name := range []string{"a", "b"} {
-		if _, err := r.AddVolume(ctx, store.Volume{Name: name, Source: "/nowhere"}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	p, err := Create(ctx, r, Policy{Name: "nightly", At: []string{"23:00", "01:30", "23:00"}, Weekdays: []string{"MON", "fri"}, Keep: 7})
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +77,7 @@ func TestPolicies(t *testing.T) {
 
 // TestPolicyImageRefused: an image's volume takes no policy.
 func TestPolicyImageRefused(t *testing.T) {
-	r := testRepo(t)
+	r := storetest.Repo(t)
 	ctx := context.Background()
 	if _, err := Create(ctx, r, Policy{Name: "p", At: []string{"01:00"}, Forever: true}); err != nil {
 		t.Fatal(err)
@@ -104,11 +86,7 @@ func TestPolicyImageRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := w.PutTree(ctx, store.EncodeTree(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{}); err != nil {
+	if _, err := w.Commit(ctx, storetest.PutRoot(t, w), store.SnapshotStats{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := Apply(ctx, r, "p", ".image/img"); !errors.Is(err, store.ErrNotFound) {
@@ -188,23 +166,10 @@ func TestRetentionEveryDayCount(t *testing.T) {
 // TestPrune: retention deletes the oldest automatic snapshots past the
 // policy, never a manual one, and says which it deleted.
 func TestPrune(t *testing.T) {
-	r := testRepo(t)
+	r := storetest.Repo(t, store.Volume{Name: "v", Source: "/nowhere"})
 	ctx := context.Background()
-	if _, err := r.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere"}); err != nil {
-		t.Fatal(err)
-	}
 	snap := func(name string, auto bool) {
-		w, err := r.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: name, Auto: auto})
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, err := w.PutTree(ctx, store.EncodeTree(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{}); err != nil {
-			t.Fatal(err)
-		}
+		storetest.Commit(t, r, "v", store.SnapshotOptions{Name: name, Auto: auto}, func(storetest.Writer) []store.Entry { return nil })
 	}
 	snap("manual-1", false)
 	snap("auto-1", true)

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"reflect"
@@ -9,61 +8,22 @@ import (
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/images"
+	"github.com/chainfs/chainfs/store/storetest"
 )
 
-const testBS = store.MinBlockSize
+const testBS = storetest.BlockSize
 
+var block = storetest.Block
+
+// testRepo is a repository with one volume, v.
 func testRepo(t *testing.T) *store.Repo {
-	t.Helper()
-	dir := t.TempDir() + "/repo"
-	if _, err := store.Init(store.Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Open(context.Background(), store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	if _, err := r.AddVolume(context.Background(), store.Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return storetest.Repo(t, store.Volume{Name: "v", Source: "/nowhere", BlockSize: testBS})
 }
 
-func block(c byte) []byte { return bytes.Repeat([]byte{c}, testBS) }
-
-// snapFile commits a snapshot of volume v whose tree is one file "disk"
-// made of blocks (nil: a hole).
+// snapFile commits a snapshot of v whose tree is one file of blocks.
 func snapFile(t *testing.T, r *store.Repo, blocks ...[]byte) *store.Snapshot {
 	t.Helper()
-	ctx := context.Background()
-	w, err := r.BeginSnapshot(ctx, "v", store.SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := make([]store.Hash, len(blocks))
-	for i, b := range blocks {
-		if b == nil {
-			continue
-		}
-		hs[i] = store.Sum(b)
-		if err := w.PutBlock(ctx, hs[i], b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e := store.Entry{Name: "disk", Type: store.TypeRegular, Mode: 0o644, Size: uint64(len(blocks) * testBS), BlockSize: testBS, Nlink: 1}
-	if err := e.SetBlocks(hs, func(b []byte) (store.Hash, error) { return w.PutTree(ctx, b) }); err != nil {
-		t.Fatal(err)
-	}
-	root, err := w.PutTree(ctx, store.EncodeTree([]store.Entry{e}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return storetest.FileSnapshot(t, r, "v", blocks...)
 }
 
 // TestExclusiveIsWhatDeletionFrees: each snapshot's exclusive size is
@@ -187,19 +147,7 @@ func TestDiff(t *testing.T) {
 
 	// Trees differing in names and metadata.
 	tree := func(es ...store.Entry) *store.Snapshot {
-		w, err := r.BeginSnapshot(ctx, "v", store.SnapshotOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, err := w.PutTree(ctx, store.EncodeTree(es))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := w.Commit(ctx, store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: root}, store.SnapshotStats{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return storetest.Commit(t, r, "v", store.SnapshotOptions{}, func(storetest.Writer) []store.Entry { return es })
 	}
 	file := func(name string, mode uint32) store.Entry {
 		return store.Entry{Name: name, Type: store.TypeRegular, Mode: mode, Nlink: 1}

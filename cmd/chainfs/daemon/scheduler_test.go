@@ -15,6 +15,7 @@ import (
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/policy"
+	"github.com/chainfs/chainfs/store/storetest"
 )
 
 // schedEnv is a repository with one volume and a scheduler driven by hand.
@@ -33,17 +34,7 @@ func newSchedEnv(t *testing.T, loc *time.Location, p policy.Policy) *schedEnv {
 	src := filepath.Join(dir, "src")
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)
-	if _, err := store.Init(store.Options{Dir: filepath.Join(dir, "repo")}); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := store.Open(ctx, store.Options{Dir: filepath.Join(dir, "repo")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { repo.Close() })
-	if _, err := repo.AddVolume(ctx, store.Volume{Name: "v", Source: src}); err != nil {
-		t.Fatal(err)
-	}
+	repo := storetest.Repo(t, store.Volume{Name: "v", Source: src})
 	p.Name = "p"
 	if _, err := policy.Create(ctx, repo, p); err != nil {
 		t.Fatal(err)
