@@ -27,7 +27,7 @@ type Repository interface {
 	// Info says where the repository is (statfs reports its file
 	// system), Index what it takes there.
 	Info() store.Info
-	Index() *store.Index
+	Index() store.Index
 }
 
 // Images lists and finds images: the repository's own and a catalog's.

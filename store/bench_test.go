@@ -63,10 +63,9 @@ func BenchmarkHolder(b *testing.B) {
 	}
 }
 
-// BenchmarkPutBlock stores new 256 KiB blocks through a snapshot writer:
-// the hash is the caller's, so this is the store's write path alone
-// (pack appends, block records, the space checks), committed at the end.
-func BenchmarkPutBlock(b *testing.B) {
+// benchWriter is a snapshot writer of a volume of 256 KiB blocks,
+// aborted when the benchmark ends.
+func benchWriter(b *testing.B) *SnapshotWriter {
 	r := testRepo(b)
 	ctx := context.Background()
 	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: DefaultBlockSize})
@@ -74,7 +73,16 @@ func BenchmarkPutBlock(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer w.Abort()
+	b.Cleanup(w.Abort)
+	return w
+}
+
+// BenchmarkPutBlock stores new 256 KiB blocks through a snapshot writer:
+// the hash is the caller's, so this is the store's write path alone
+// (pack appends, block records, the space checks), committed at the end.
+func BenchmarkPutBlock(b *testing.B) {
+	ctx := context.Background()
+	w := benchWriter(b)
 	buf := make([]byte, DefaultBlockSize)
 	b.SetBytes(DefaultBlockSize)
 	i := uint64(0)
@@ -91,14 +99,8 @@ func BenchmarkPutBlock(b *testing.B) {
 // as cores, each hashing its blocks as a snapshot's workers do: what the
 // writer's lock costs them when one of them is writing a pack buffer out.
 func BenchmarkPutBlockParallel(b *testing.B) {
-	r := testRepo(b)
 	ctx := context.Background()
-	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: DefaultBlockSize})
-	w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Abort()
+	w := benchWriter(b)
 	b.SetBytes(DefaultBlockSize)
 	var next atomic.Uint64
 	b.RunParallel(func(pb *testing.PB) {

@@ -487,24 +487,10 @@ func eachDelta(txn *badger.Txn, vol, seq uint64, fn func(h Hash, item *badger.It
 func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
 	prefix := []byte{prefixInterval, 0, 0, 0, 0, 0, 0, 0, 0}
 	binary.BigEndian.PutUint64(prefix[1:], vol)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var keys [][]byte
-		err := r.view(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-			defer it.Close()
-			for it.Rewind(); it.Valid() && len(keys) < chunkSize; it.Next() {
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
-			return nil
-		})
-		if err != nil || len(keys) == 0 {
-			return err
-		}
+	return r.drainPrefix(ctx, prefix, func(keys [][]byte) error {
 		r.commitMu.Lock()
-		err = r.commit(func(m metaTxn) error {
+		defer r.commitMu.Unlock()
+		return r.commit(func(m metaTxn) error {
 			for _, k := range keys {
 				vol, h, start, err := parseIntervalKey(k)
 				if err != nil {
@@ -519,9 +505,5 @@ func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
 			}
 			return nil
 		})
-		r.commitMu.Unlock()
-		if err != nil {
-			return err
-		}
-	}
+	})
 }

@@ -178,23 +178,8 @@ func (r *Repo) applyWrites(writes []kv) error {
 // deletePrefix removes every key under prefix, in transactions small
 // enough for badger.
 func (r *Repo) deletePrefix(ctx context.Context, prefix []byte) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var keys [][]byte
-		err := r.view(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-			defer it.Close()
-			for it.Rewind(); it.Valid() && len(keys) < 5000; it.Next() {
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
-			return nil
-		})
-		if err != nil || len(keys) == 0 {
-			return err
-		}
-		err = r.commit(func(m metaTxn) error {
+	return r.drainPrefix(ctx, prefix, func(keys [][]byte) error {
+		return r.commit(func(m metaTxn) error {
 			for _, k := range keys {
 				if err := m.txn.Delete(k); err != nil {
 					return err
@@ -202,7 +187,30 @@ func (r *Repo) deletePrefix(ctx context.Context, prefix []byte) error {
 			}
 			return nil
 		})
-		if err != nil {
+	})
+}
+
+// drainPrefix hands the keys under prefix to remove, a chunk at a time,
+// until none is left: remove must take away the keys it is given. It
+// honours ctx between chunks.
+func (r *Repo) drainPrefix(ctx context.Context, prefix []byte, remove func(keys [][]byte) error) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var keys [][]byte
+		err := r.view(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(keys) < chunkSize; it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			return nil
+		})
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		if err := remove(keys); err != nil {
 			return err
 		}
 	}

@@ -13,28 +13,28 @@ import (
 type Index struct{ r *Repo }
 
 // Index returns the repository's indexes.
-func (r *Repo) Index() *Index { return &Index{r: r} }
+func (r *Repo) Index() Index { return Index{r: r} }
 
 // HasBlock reports whether the repository holds block h: its record is
 // there and reads. It is false too when the record cannot be read:
 // callers use it to decide whether to send or store a block again, or to
 // report it damaged, never to delete anything.
-func (x *Index) HasBlock(h Hash) bool {
+func (x Index) HasBlock(h Hash) bool {
 	_, err := x.r.blockRecord(h)
 	return err == nil
 }
 
 // SpaceUsed is what the repository's files take on disk.
-func (x *Index) SpaceUsed() (int64, error) { return x.r.spaceUsed() }
+func (x Index) SpaceUsed() (int64, error) { return x.r.spaceUsed() }
 
 // VerifyFailures is how many blocks and trees read since Open failed
 // their hash check.
-func (x *Index) VerifyFailures() uint64 { return x.r.verifyFailures.Load() }
+func (x Index) VerifyFailures() uint64 { return x.r.verifyFailures.Load() }
 
 // Holdings is what snapshot seq of volume vol holds itself, and what of
 // that deleting it would free; next is the snapshot after it in its chain
 // (0 for none).
-func (x *Index) Holdings(ctx context.Context, vol, seq, next uint64) (Holding, error) {
+func (x Index) Holdings(ctx context.Context, vol, seq, next uint64) (Holding, error) {
 	return x.r.holdings(vol, seq, next, true)
 }
 
@@ -49,7 +49,7 @@ type Totals struct {
 }
 
 // Totals reads every block record.
-func (x *Index) Totals(ctx context.Context) (Totals, error) {
+func (x Index) Totals(ctx context.Context) (Totals, error) {
 	var t Totals
 	err := x.r.scanBlocks(func(_ Hash, rec blockRecord) error {
 		if rec.Refs == 0 {
@@ -71,20 +71,48 @@ func (x *Index) Totals(ctx context.Context) (Totals, error) {
 // as referenced by snapshot seq: the first snapshot of the run of
 // consecutive snapshots that reference it. It costs one index seek,
 // whatever the chain's length.
-func (x *Index) Holder(ctx context.Context, vol, seq uint64, h Hash) (uint64, error) {
+func (x Index) Holder(ctx context.Context, vol, seq uint64, h Hash) (uint64, error) {
 	var holder uint64
 	err := x.r.view(func(txn *badger.Txn) error {
-		start, iv, found, err := lastInterval(txn, vol, h, seq)
-		if err != nil {
-			return err
+		var err error
+		holder, err = holderIn(txn, vol, seq, h)
+		return err
+	})
+	if err == nil && holder == 0 {
+		err = fmt.Errorf("block %s in snapshot %d: %w", h.Short(), seq, ErrNotFound)
+	}
+	return holder, err
+}
+
+// Holders is Holder for many blocks of one snapshot, read in one view: 0
+// for a block no run covering the snapshot references.
+func (x Index) Holders(ctx context.Context, vol, seq uint64, hs []Hash) ([]uint64, error) {
+	out := make([]uint64, len(hs))
+	err := x.r.view(func(txn *badger.Txn) error {
+		for i, h := range hs {
+			if i%chunkSize == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			var err error
+			if out[i], err = holderIn(txn, vol, seq, h); err != nil {
+				return err
+			}
 		}
-		if !found || (iv.End != 0 && iv.End <= seq) {
-			return fmt.Errorf("block %s in snapshot %d: %w", h.Short(), seq, ErrNotFound)
-		}
-		holder = start
 		return nil
 	})
-	return holder, err
+	return out, err
+}
+
+// holderIn is the start of the run of block h that covers snapshot seq,
+// 0 when none does.
+func holderIn(txn *badger.Txn, vol, seq uint64, h Hash) (uint64, error) {
+	start, iv, found, err := lastInterval(txn, vol, h, seq)
+	if err != nil || !found || (iv.End != 0 && iv.End <= seq) {
+		return 0, err
+	}
+	return start, nil
 }
 
 // Holding is what a snapshot holds itself, as the chain is now.

@@ -14,12 +14,12 @@ import (
 // checksum. A damaged table is an error wrapping ErrDamagedMetadata that
 // names it: its records read as absent, so nothing may act on their
 // absence.
-func (x *Index) VerifyMetadata() error { return x.r.verifyMetadata() }
+func (x Index) VerifyMetadata() error { return x.r.verifyMetadata() }
 
 // PackProblems finds recorded packs that are missing or shorter than
 // recorded; with unrecorded (over damaged metadata, which Open then
 // leaves alone) pack files no record names too. Each is a sentence.
-func (x *Index) PackProblems(ctx context.Context, unrecorded bool) ([]string, error) {
+func (x Index) PackProblems(ctx context.Context, unrecorded bool) ([]string, error) {
 	r := x.r
 	var out []string
 	sizes, err := r.packSizes()
@@ -51,27 +51,26 @@ func (x *Index) PackProblems(ctx context.Context, unrecorded bool) ([]string, er
 // RefProblems compares every block's reference count with the chain runs
 // that reference it, both read in one view of the metadata, so that a
 // snapshot committing meanwhile is never a problem. Each is a sentence.
-func (x *Index) RefProblems(ctx context.Context) ([]string, error) {
+func (x Index) RefProblems(ctx context.Context) ([]string, error) {
 	var out []string
 	err := x.r.view(func(txn *badger.Txn) error {
 		runs, err := countRuns(ctx, txn)
 		if err != nil {
 			return err
 		}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var h Hash
-			copy(h[:], it.Item().Key()[1:])
-			var rec blockRecord
-			if err := it.Item().Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
+		err = eachBlock(txn, func(h Hash, rec blockRecord, err error) error {
+			switch {
+			case err != nil:
 				out = append(out, fmt.Sprintf("block %s: unreadable record", h.Short()))
-				continue
-			}
-			if rec.Refs != runs[h] {
+				return nil
+			case rec.Refs != runs[h]:
 				out = append(out, fmt.Sprintf("block %s: reference count %d, but %d chain runs", h.Short(), rec.Refs, runs[h]))
 			}
 			delete(runs, h)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		for h := range runs {
 			out = append(out, fmt.Sprintf("block %s: chain runs reference it but it has no record", h.Short()))
@@ -108,12 +107,12 @@ func (r *Repo) runsNow(ctx context.Context) (runs map[Hash]uint64, err error) {
 // ReadRecorded reads block h from where its record says into p, checked
 // against its hash, past every cache: what check reads to know the data
 // is there.
-func (x *Index) ReadRecorded(h Hash, p []byte) (int, error) { return x.r.readRecorded(h, p) }
+func (x Index) ReadRecorded(h Hash, p []byte) (int, error) { return x.r.readRecorded(h, p) }
 
 // EachVolume calls fn for every volume record as stored (images' and
 // those being removed too, with what runs on each) with its snapshots,
 // oldest first.
-func (x *Index) EachVolume(ctx context.Context, fn func(v *Volume, snaps []Snapshot) error) error {
+func (x Index) EachVolume(ctx context.Context, fn func(v *Volume, snaps []Snapshot) error) error {
 	// Read with the claims held still: a volume whose record shows an
 	// operation under way and that no one claims was cut short by a crash.
 	x.r.mu.Lock()
@@ -149,7 +148,7 @@ type Mender struct{ r *Repo }
 // Over a damaged metadata table, whose records read as absent, mending
 // would destroy what is still there: then fn is not run and the error
 // wraps ErrDamagedMetadata.
-func (x *Index) Mend(ctx context.Context, fn func(m Mender) error) error {
+func (x Index) Mend(ctx context.Context, fn func(m Mender) error) error {
 	if err := x.r.verifyMetadata(); err != nil {
 		return fmt.Errorf("nothing changed: %w", err)
 	}

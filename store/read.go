@@ -305,22 +305,32 @@ func (r *Repo) packSizes() (map[uint64]uint64, error) {
 	return sizes, err
 }
 
-// scanBlocks calls fn for every block record, in hash order.
+// scanBlocks calls fn for every block record, in hash order; a record
+// that does not decode ends it.
 func (r *Repo) scanBlocks(fn func(h Hash, rec blockRecord) error) error {
 	return r.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var h Hash
-			copy(h[:], it.Item().Key()[1:])
-			var rec blockRecord
-			if err := it.Item().Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e }); err != nil {
+		return eachBlock(txn, func(h Hash, rec blockRecord, err error) error {
+			if err != nil {
 				return fmt.Errorf("block %s record: %w", h.Short(), err)
 			}
-			if err := fn(h, rec); err != nil {
-				return err
-			}
-		}
-		return nil
+			return fn(h, rec)
+		})
 	})
+}
+
+// eachBlock calls fn for every block record in txn, in hash order, with
+// the error of a record that does not decode.
+func eachBlock(txn *badger.Txn, fn func(h Hash, rec blockRecord, err error) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		var h Hash
+		copy(h[:], it.Item().Key()[1:])
+		var rec blockRecord
+		err := it.Item().Value(func(v []byte) (e error) { rec, e = decodeBlockRecord(v); return e })
+		if err := fn(h, rec, err); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -173,6 +173,26 @@ func (c *checker) walk(ctx context.Context, root store.Hash) error {
 }
 
 func (c *checker) file(ctx context.Context, e *store.Entry, path string) {
+	// The chain runs of a file's good blocks are looked up a batch at a
+	// time, each batch in one view of the index.
+	var batch []store.Hash
+	var at []int
+	covered := func() error {
+		holders, err := c.r.Index().Holders(ctx, c.vol.ID, c.snap.Seq, batch)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			c.problem(path, "chain runs of blocks %d to %d unreadable: %v", at[0], at[len(at)-1], err)
+		}
+		for k, holder := range holders {
+			if holder == 0 && err == nil {
+				c.problem(path, "block %d (%s) has no chain run covering this snapshot", at[k], batch[k].Short())
+			}
+		}
+		batch, at = batch[:0], at[:0]
+		return nil
+	}
 	l, err := store.OpenBlocks(ctx, c.r, e)
 	if err == nil {
 		err = l.Each(ctx, func(i int, h store.Hash) error {
@@ -189,11 +209,15 @@ func (c *checker) file(ctx context.Context, e *store.Entry, path string) {
 				c.problem(path, "block %d (%s) is damaged or missing", i, h.Short())
 				return nil
 			}
-			if _, err := c.r.Index().Holder(ctx, c.vol.ID, c.snap.Seq, h); err != nil {
-				c.problem(path, "block %d (%s) has no chain run covering this snapshot", i, h.Short())
+			batch, at = append(batch, h), append(at, i)
+			if len(batch) == store.ChunkBlocks {
+				return covered()
 			}
 			return nil
 		})
+	}
+	if err == nil && len(batch) > 0 {
+		err = covered()
 	}
 	if err != nil {
 		c.problem(path, "block list unreadable: %v", err)

@@ -208,6 +208,32 @@ func TestCheckWhileSnapshotsCommit(t *testing.T) {
 	}
 }
 
+// TestCheckMissingRun: a block whose chain run is gone is named, with
+// its place in the file, as not covered by a run, and its reference count
+// as off.
+func TestCheckMissingRun(t *testing.T) {
+	r := newRepo(t)
+	s := r.snapFile(block('a'), block('b'))
+	v, err := r.Volume(context.Background(), "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The run of b ('i' volume:8 hash:32 start:8) goes.
+	h := store.Sum(block('b'))
+	key := binary.BigEndian.AppendUint64([]byte{'i'}, v.ID)
+	key = binary.BigEndian.AppendUint64(append(key, h[:]...), s.Seq)
+	r.edit(func(txn *badger.Txn) error { return txn.Delete(key) })
+	rep, err := Check(context.Background(), r.Repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := problems(rep)
+	if !strings.Contains(got, "v/"+s.Name+"/disk: block 1 ("+h.Short()+") has no chain run covering this snapshot") ||
+		!strings.Contains(got, "block "+h.Short()+": reference count 1, but 0 chain runs") || len(rep.Problems) != 2 {
+		t.Errorf("a block without its run: %s", got)
+	}
+}
+
 // TestCheckLostTree: a directory that cannot be read is named, and check
 // goes on; a cancelled check ends.
 func TestCheckLostTree(t *testing.T) {

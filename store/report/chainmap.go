@@ -3,7 +3,6 @@ package report
 import (
 	"bytes"
 	"context"
-	"errors"
 	"slices"
 
 	"github.com/chainfs/chainfs/store"
@@ -42,16 +41,15 @@ func ChainMap(ctx context.Context, r *store.Repo, volume string) ([]ChainRow, er
 			hs = append(hs, h)
 		}
 		slices.SortFunc(hs, func(a, b store.Hash) int { return bytes.Compare(a[:], b[:]) })
+		holders, err := r.Index().Holders(ctx, s.VolumeID, s.Seq, hs)
+		if err != nil {
+			return nil, err
+		}
 		row := ChainRow{Snapshot: s.Name, Seq: s.Seq, Held: map[uint64]uint64{}}
-		for _, h := range hs {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			holder, err := r.Index().Holder(ctx, s.VolumeID, s.Seq, h)
-			if errors.Is(err, store.ErrNotFound) {
+		for i, h := range hs {
+			holder := holders[i]
+			if holder == 0 {
 				holder = s.Seq
-			} else if err != nil {
-				return nil, err
 			}
 			row.Held[holder] += uint64(blocks[h])
 			row.Total += uint64(blocks[h])
