@@ -212,13 +212,7 @@ func depthRepo(b *testing.B, depth int) (*Repo, [2]*Snapshot) {
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
 	ctx := context.Background()
-	if _, err := Init(Options{Dir: dir + "/repo"}); err != nil {
-		b.Fatal(err)
-	}
-	r, err := Open(ctx, Options{Dir: dir + "/repo"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := newRepoAt(b, dir+"/repo", Options{})
 	b.Cleanup(func() { r.Close() })
 	if _, err := r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: depthBS}); err != nil {
 		b.Fatal(err)

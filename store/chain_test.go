@@ -11,15 +11,23 @@ import (
 // testRepo makes a repository in a temporary directory.
 func testRepo(t testing.TB) *Repo {
 	t.Helper()
-	dir := t.TempDir() + "/repo"
+	r := newRepoAt(t, t.TempDir()+"/repo", Options{})
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// newRepoAt makes a repository in dir and opens it with opts (its Dir
+// set); the caller closes it.
+func newRepoAt(t testing.TB, dir string, opts Options) *Repo {
+	t.Helper()
 	if _, err := Init(Options{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Open(context.Background(), Options{Dir: dir})
+	opts.Dir = dir
+	r, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
 	return r
 }
 

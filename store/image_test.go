@@ -14,14 +14,7 @@ import (
 // tests see writers with finished packs.
 func smallPackRepo(t *testing.T) *Repo {
 	t.Helper()
-	dir := t.TempDir() + "/repo"
-	if _, err := Init(Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := Open(context.Background(), Options{Dir: dir, PackSize: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRepoAt(t, t.TempDir()+"/repo", Options{PackSize: 64 << 10})
 	t.Cleanup(func() { r.Close() })
 	return r
 }
@@ -175,19 +168,13 @@ func TestAbortKeepsWhatOthersLinked(t *testing.T) {
 // and its name is free.
 func TestUnfinishedImageRemovedAtOpen(t *testing.T) {
 	dir := t.TempDir() + "/repo"
-	if _, err := Init(Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	r, err := Open(ctx, Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRepoAt(t, dir, Options{})
 	if _, err := r.addVolume(Volume{Name: imagePrefix + "cut", Kind: KindImage, Image: json.RawMessage(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
-	r, err = Open(ctx, Options{Dir: dir})
+	r, err := Open(ctx, Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,13 +34,7 @@ func TestPackCrashPoints(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir() + "/repo"
-			if _, err := Init(Options{Dir: dir}); err != nil {
-				t.Fatal(err)
-			}
-			r, err := Open(ctx, Options{Dir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := newRepoAt(t, dir, Options{})
 			if _, err := r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {
 				t.Fatal(err)
 			}

@@ -74,13 +74,7 @@ func damageBlockHolding(t *testing.T, metaDir string, key []byte) int {
 func TestDamagedPackRecordKeepsPack(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir() + "/repo"
-	if _, err := Init(Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := Open(ctx, Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRepoAt(t, dir, Options{})
 	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
 	snapFile(t, r, "v", block('A'), block('B'))
 	// Records around the pack records ('o' before, 'q' after: no prefix
@@ -97,7 +91,7 @@ func TestDamagedPackRecordKeepsPack(t *testing.T) {
 		t.Fatal("no table block holds the pack record")
 	}
 	var log strings.Builder
-	r, err = Open(ctx, Options{Dir: dir, Logger: testLogger(&log)})
+	r, err := Open(ctx, Options{Dir: dir, Logger: testLogger(&log)})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -181,13 +175,7 @@ func fillAround(t *testing.T, r *Repo, before, after string) {
 func TestRepairOverDamagedMetadata(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir() + "/repo"
-	if _, err := Init(Options{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := Open(ctx, Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRepoAt(t, dir, Options{})
 	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
 	s := snapFile(t, r, "v", block('A'), block('B'))
 	fillAround(t, r, "s", "u")
@@ -195,7 +183,7 @@ func TestRepairOverDamagedMetadata(t *testing.T) {
 	if n := damageBlockHolding(t, filepath.Join(dir, metaDir), treeKey(s.Root)); n == 0 {
 		t.Fatal("no table block holds the top tree")
 	}
-	r, err = Open(ctx, Options{Dir: dir})
+	r, err := Open(ctx, Options{Dir: dir})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
