@@ -161,3 +161,39 @@ func readlinkFd(fd int) (string, error) {
 	}
 	return string(buf[:n]), nil
 }
+
+// Beneath opens rel, a path below the directory root, as an O_PATH
+// descriptor, following no symlink and never leaving root: with openat2
+// where the kernel has it, else one O_NOFOLLOW openat per name (also for
+// a rel longer than openat2 takes).
+func Beneath(root int, rel string) (int, error) {
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(root, rel, &how)
+	if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.ENAMETOOLONG) && !errors.Is(err, unix.EPERM) {
+		return fd, err
+	}
+	// EPERM: a seccomp filter that refuses openat2 outright.
+	fd, err = unix.Dup(root)
+	if err != nil {
+		return -1, err
+	}
+	names := strings.Split(rel, "/")
+	for i, name := range names {
+		if name == "" || name == "." || name == ".." {
+			unix.Close(fd)
+			return -1, fmt.Errorf("%q: not a name below the directory", rel)
+		}
+		flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if i < len(names)-1 {
+			flags |= unix.O_DIRECTORY
+		}
+		next, err := unix.Openat(fd, name, flags, 0)
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd = next
+	}
+	return fd, nil
+}

@@ -95,3 +95,43 @@ func TestOpenFailsWithoutLeaking(t *testing.T) {
 		t.Errorf("%d descriptors before 150 failed opens, %d after", before, after)
 	}
 }
+
+// TestBeneath: a path below a held directory is opened without
+// following a symlink, on the way or at the end, and never out of the
+// directory.
+func TestBeneath(t *testing.T) {
+	base := t.TempDir()
+	os.MkdirAll(filepath.Join(base, "a", "b"), 0o755)
+	os.WriteFile(filepath.Join(base, "a", "b", "f"), []byte("x"), 0o644)
+	os.Symlink(filepath.Join(base, "a"), filepath.Join(base, "link"))
+	os.Symlink("f", filepath.Join(base, "a", "b", "g"))
+	root, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(root)
+	fd, err := Beneath(root, "a/b/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		t.Errorf("a/b/f: mode %o %v", st.Mode, err)
+	}
+	unix.Close(fd)
+	// A symlink at the end is the link itself, never its target.
+	if fd, err := Beneath(root, "a/b/g"); err != nil {
+		t.Error(err)
+	} else {
+		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			t.Errorf("a/b/g: mode %o, want the symlink", st.Mode)
+		}
+		unix.Close(fd)
+	}
+	for _, rel := range []string{"link/b/f", "../" + filepath.Base(base) + "/a/b/f", "/etc/passwd"} {
+		if fd, err := Beneath(root, rel); err == nil {
+			unix.Close(fd)
+			t.Errorf("%s: opened", rel)
+		}
+	}
+}

@@ -56,6 +56,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/chainfs/chainfs/fs/resolve"
 	"github.com/chainfs/chainfs/store"
 	"golang.org/x/sys/unix"
 )
@@ -806,7 +807,7 @@ func (r *restorer) link(d *dirState, e *store.Entry, rel string, first linkFirst
 }
 
 func (r *restorer) linkFirst(d *dirState, e *store.Entry, first linkFirst) error {
-	fd, err := r.openBeneath(first.rel)
+	fd, err := resolve.Beneath(r.root, first.rel)
 	if err != nil {
 		return fmt.Errorf("hard link to %s: %w", first.rel, err)
 	}

@@ -2,11 +2,14 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
+	"github.com/chainfs/chainfs/fs/resolve"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/check"
 	"golang.org/x/sys/unix"
@@ -15,10 +18,10 @@ import (
 // Blocks reads blocks back from volumes' sources for a repair
 // (check.Source): a tree volume's block from the same file at the same
 // path, a disk volume's from the disk. The source is resolved as a
-// snapshot resolves it; below it no symlink is followed and nothing but a
-// regular file is read, so a user who can write in the source cannot
-// point root's read elsewhere (and a wrong block is refused by its hash
-// anyway).
+// snapshot resolves it; below it no symlink is followed (resolve.Beneath)
+// and nothing but a regular file is opened, so a user who can write in
+// the source cannot point root's read elsewhere (and a wrong block is
+// refused by its hash anyway).
 type Blocks struct{}
 
 // ReadBlock reads the block at site from its volume's source.
@@ -34,17 +37,22 @@ func (Blocks) ReadBlock(ctx context.Context, at check.Site) ([]byte, string, err
 		}
 		defer unix.Close(root)
 		from = filepath.Join(v.Source, filepath.FromSlash(at.Path))
-		fd, err = unix.Openat2(root, strings.TrimPrefix(at.Path, "/"), &unix.OpenHow{
-			Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY,
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-		})
+		path, err := resolve.Beneath(root, strings.TrimPrefix(at.Path, "/"))
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", from, err)
 		}
 		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-			unix.Close(fd)
-			return nil, "", fmt.Errorf("%s: not a regular file", from)
+		err = unix.Fstat(path, &st)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			// Opened again for reading through the inode held: nothing
+			// but a regular file is ever opened.
+			fd, err = unix.Open("/proc/self/fd/"+strconv.Itoa(path), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		} else if err == nil {
+			err = errors.New("not a regular file")
+		}
+		unix.Close(path)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", from, err)
 		}
 	case store.KindDisk:
 		var err error
