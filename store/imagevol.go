@@ -43,6 +43,15 @@ type ImageVolume struct {
 // ValidImageName reports whether s can name an image.
 func ValidImageName(s string) bool { return ValidLabel(s) }
 
+// CheckImageName says, wrapping ErrInvalid, what a name that cannot name
+// an image must be.
+func CheckImageName(name string) error {
+	if !ValidImageName(name) {
+		return fmt.Errorf("image name %q: use 1-128 letters, digits, '.', '_', '-', '+', ':', '@', not starting with '.' or '-': %w", name, ErrInvalid)
+	}
+	return nil
+}
+
 // ImageNameOf is the name of the image an image volume holds.
 func ImageNameOf(v *Volume) string { return strings.TrimPrefix(v.Name, imagePrefix) }
 
@@ -54,8 +63,8 @@ func imageNamed(volume string) (string, bool) { return strings.CutPrefix(volume,
 // ErrExists. The caller commits the writer, or removes the volume (Remove)
 // when it aborts it or its commit fails.
 func (iv ImageVolumes) Begin(ctx context.Context, name string, meta json.RawMessage, source, description string) (*SnapshotWriter, error) {
-	if !ValidImageName(name) {
-		return nil, fmt.Errorf("image name %q: use 1-128 letters, digits, '.', '_', '-', '+', ':', '@', not starting with '.' or '-': %w", name, ErrInvalid)
+	if err := CheckImageName(name); err != nil {
+		return nil, err
 	}
 	hidden := imagePrefix + name
 	_, err := iv.r.addVolume(Volume{Name: hidden, Kind: KindImage, Source: source, BlockSize: DefaultBlockSize, Image: meta})

@@ -574,8 +574,8 @@ func (l *lengthChecked) Close() error {
 
 func imageImport(c *cli.Context, r *store.Repo) error {
 	name, src := c.Args().Get(0), c.Args().Get(1)
-	if !store.ValidImageName(name) {
-		return usagef("image name %q: use 1-128 letters, digits, '.', '_', '-', '+', ':', '@', not starting with '.' or '-'", name)
+	if err := store.CheckImageName(name); err != nil {
+		return usageError{err}
 	}
 	owner, err := ownerOf(c)
 	if err != nil {

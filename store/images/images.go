@@ -187,8 +187,8 @@ func (w *Writer) Abort() {
 
 // Create makes image name from a snapshot without copying data.
 func Create(ctx context.Context, r *store.Repo, name, volume, snapshot string, meta Meta) (*Image, error) {
-	if !store.ValidImageName(name) {
-		return nil, fmt.Errorf("image name %q: use 1-128 letters, digits, '.', '_', '-', '+', ':', '@', not starting with '.' or '-': %w", name, store.ErrInvalid)
+	if err := store.CheckImageName(name); err != nil {
+		return nil, err
 	}
 	src, err := r.Snapshot(ctx, volume, snapshot)
 	if err != nil {
