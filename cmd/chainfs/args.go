@@ -1,10 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -200,49 +196,4 @@ func commandName(c *cli.Context) string {
 		}
 	}
 	return strings.Join(names, " ")
-}
-
-// absoluteGlobals returns args with the leading global flags named made
-// absolute, and each of them that the command line leaves to its
-// environment variable put before them, absolute too: the command means
-// the same files when another process in another directory runs it.
-func absoluteGlobals(args []string, names ...string) ([]string, error) {
-	out := slices.Clone(args)
-	given := map[string]bool{}
-	var err error
-	eachLeadingGlobal(args, func(name, val string, at int, inline bool) {
-		if !slices.Contains(names, name) || val == "" || err != nil {
-			return
-		}
-		var abs string
-		if abs, err = filepath.Abs(val); err != nil {
-			err = fmt.Errorf("--%s %s: %w", name, val, err)
-			return
-		}
-		if inline {
-			abs = "--" + name + "=" + abs
-		}
-		out[at], given[name] = abs, true
-	})
-	if err != nil {
-		return nil, err
-	}
-	var fromEnv []string
-	for _, f := range newApp().Flags {
-		sf, ok := f.(*cli.StringFlag)
-		if !ok || !slices.Contains(names, sf.Name) || given[sf.Name] {
-			continue
-		}
-		for _, env := range sf.EnvVars {
-			if v := os.Getenv(env); v != "" {
-				abs, err := filepath.Abs(v)
-				if err != nil {
-					return nil, fmt.Errorf("$%s %s: %w", env, v, err)
-				}
-				fromEnv = append(fromEnv, "--"+sf.Name, abs)
-				break
-			}
-		}
-	}
-	return append(append([]string{out[0]}, fromEnv...), out[1:]...), nil
 }

@@ -33,30 +33,17 @@ func TestFlagsFirst(t *testing.T) {
 	}
 }
 
-func TestRepoDirAndForwarding(t *testing.T) {
+func TestRepoDirFromArgs(t *testing.T) {
 	t.Setenv("CHAINFS_REPO", "/env/repo")
-	for _, c := range []struct {
-		in      string
-		repo    string
-		forward bool
-	}{
-		{"chainfs snapshot list", "/env/repo", true},
-		{"chainfs --repo /a snapshot list", "/a", true},
-		{"chainfs --repo=/b volume add v s", "/b", true},
-		{"chainfs --log-level info --repo /c restore v/s t", "/c", true},
-		{"chainfs serve --mount /m", "/env/repo", false},
-		{"chainfs init", "/env/repo", false},
-		{"chainfs umount /m", "/env/repo", false},
-		{"chainfs snapshot create --help", "/env/repo", false},
-		{"chainfs --help", "/env/repo", false},
-		{"chainfs", "/env/repo", false},
+	for in, want := range map[string]string{
+		"chainfs snapshot list":                          "/env/repo",
+		"chainfs --repo /a snapshot list":                "/a",
+		"chainfs --repo=/b volume add v s":               "/b",
+		"chainfs --log-level info --repo /c restore v/s": "/c",
+		"chainfs serve --mount /m":                       "/env/repo",
 	} {
-		args := strings.Fields(c.in)
-		if got := repoDirFromArgs(args); got != c.repo {
-			t.Errorf("repoDirFromArgs(%q) = %q, want %q", c.in, got, c.repo)
-		}
-		if got := forwardable(args); got != c.forward {
-			t.Errorf("forwardable(%q) = %v, want %v", c.in, got, c.forward)
+		if got := repoDirFromArgs(strings.Fields(in)); got != want {
+			t.Errorf("repoDirFromArgs(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -96,18 +83,6 @@ func TestRepoDirFromConfig(t *testing.T) {
 	} {
 		if got := repoDirFromArgs(strings.Fields(in)); got != want {
 			t.Errorf("repoDirFromArgs(%q) = %q, want %q", in, got, want)
-		}
-	}
-	// A configuration file that does not load is reported by this process.
-	bad := filepath.Join(dir, "bad.toml")
-	os.WriteFile(bad, []byte("nonsense = 1\n"), 0o644)
-	if forwardable(strings.Fields("chainfs --config " + bad + " volume list")) {
-		t.Error("a command with a broken configuration file would go to the daemon")
-	}
-	for _, local := range []string{"chainfs doctor", "chainfs config show", "chainfs version", "chainfs completion bash",
-		"chainfs man", "chainfs snapshot list --generate-bash-completion", "chainfs --catalog /c serve"} {
-		if forwardable(strings.Fields(local)) {
-			t.Errorf("%q would go to the daemon", local)
 		}
 	}
 }
@@ -157,35 +132,12 @@ func TestParseMountArgs(t *testing.T) {
 	}
 }
 
-// TestAbsoluteGlobals: the path-valued global flags reach the daemon
-// absolute, whether given as flags (either form) or in the environment;
-// the rest of the command line is left as it is.
-func TestAbsoluteGlobals(t *testing.T) {
-	cwd, _ := os.Getwd()
-	t.Setenv("CHAINFS_REPO", "")
-	t.Setenv("CHAINFS_CONFIG", "")
-	t.Setenv("CHAINFS_CATALOG", "cat")
-	for _, c := range []struct{ in, want string }{
-		{"chainfs --config c.toml --repo=r volume list rel",
-			"chainfs --catalog CWD/cat --config CWD/c.toml --repo=CWD/r volume list rel"},
-		{"chainfs --catalog /abs/c --log-level info image list",
-			"chainfs --catalog /abs/c --log-level info image list"},
-		{"chainfs --config=../x.toml image import n file", "chainfs --catalog CWD/cat --config=" + filepath.Dir(cwd) + "/x.toml image import n file"},
-	} {
-		got, err := absoluteGlobals(strings.Fields(c.in), "repo", "config", "catalog")
-		want := strings.ReplaceAll(c.want, "CWD", cwd)
-		if err != nil || strings.Join(got, " ") != want {
-			t.Errorf("absoluteGlobals(%q)\n got %q %v\nwant %q", c.in, strings.Join(got, " "), err, want)
-		}
-	}
-}
-
 // runLine runs one command line here, as the CLI would without a daemon,
 // and returns its exit status, stdout and stderr.
 func runLine(t *testing.T, line string) (int, string, string) {
 	t.Helper()
 	var out, errb strings.Builder
-	code := runIn(context.Background(), strings.Fields(line), "", &out, &errb, nil)
+	code := runIn(context.Background(), strings.Fields(line), &out, &errb)
 	return code, out.String(), errb.String()
 }
 

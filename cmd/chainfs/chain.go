@@ -1,13 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"html"
+	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/report"
 	"github.com/urfave/cli/v2"
 )
@@ -21,28 +23,43 @@ func chainCommand() *cli.Command {
 			&cli.StringFlag{Name: "svg", Usage: "also write the picture as SVG to `FILE`"},
 			jsonFlag,
 		},
-		Action: func(c *cli.Context) error {
+		Action: request(func(c *cli.Context) (operation, error) {
 			if err := wantArgs(c, 1, 1); err != nil {
-				return err
+				return nil, err
 			}
-			return withRepo(c, func(r *store.Repo) error {
-				rows, err := report.ChainMap(c.Context, r, c.Args().First())
-				if err != nil {
-					return err
+			o := &chainOp{Volume: c.Args().First()}
+			if path := c.String("svg"); path != "" {
+				var err error
+				if o.SVG, err = filepath.Abs(path); err != nil {
+					return nil, err
 				}
-				if path := c.String("svg"); path != "" {
-					p, err := absPath(c, path)
-					if err != nil {
-						return err
-					}
-					if err := os.WriteFile(p, []byte(chainSVG(c.Args().First(), rows)), 0o644); err != nil {
-						return err
-					}
-				}
-				return output(c, rows, func() { printChain(c, rows) })
-			})
-		},
+			}
+			return o, nil
+		}),
 	}
+}
+
+// chainOp draws a volume's chain, as text and, if SVG names a file, as
+// a picture there.
+type chainOp struct {
+	Volume string `json:"volume"`
+	SVG    string `json:"svg,omitempty"`
+}
+
+func (o *chainOp) run(ctx context.Context, e *env) error {
+	rows, err := report.ChainMap(ctx, e.repo, o.Volume)
+	if err != nil {
+		return err
+	}
+	if o.SVG != "" {
+		if err := needAbsolute("--svg", o.SVG); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.SVG, []byte(chainSVG(o.Volume, rows)), 0o644); err != nil {
+			return err
+		}
+	}
+	return e.output(rows, func() { printChain(e.stdout, rows) })
 }
 
 // holders lists a row's holders, the snapshot itself first, then oldest first.
@@ -64,7 +81,7 @@ func holders(row report.ChainRow) []uint64 {
 // is solid, links to earlier snapshots lighter, cycling.
 var barChars = []rune{'█', '▓', '▒', '░', '#', '=', '+', ':'}
 
-func printChain(c *cli.Context, rows []report.ChainRow) {
+func printChain(w io.Writer, rows []report.ChainRow) {
 	names := map[uint64]string{}
 	var max uint64
 	for _, r := range rows {
@@ -87,7 +104,7 @@ func printChain(c *cli.Context, rows []report.ChainRow) {
 				parts = append(parts, size(r.Held[h])+" → "+names[h])
 			}
 		}
-		fmt.Fprintf(c.App.Writer, "%-20s %-*s %s: %s\n", r.Snapshot, width, bar.String(), size(r.Total), strings.Join(parts, ", "))
+		fmt.Fprintf(w, "%-20s %-*s %s: %s\n", r.Snapshot, width, bar.String(), size(r.Total), strings.Join(parts, ", "))
 	}
 }
 

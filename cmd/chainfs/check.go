@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -25,37 +26,47 @@ func checkCommand() *cli.Command {
 			&cli.BoolFlag{Name: "repair", Usage: "mend what can be mended (implies --read-data) and list what is lost"},
 			jsonFlag,
 		},
-		Action: withMetadataAdvice(repoAction(0, 0, func(c *cli.Context, r *store.Repo) error {
-			if c.Bool("repair") {
-				return repair(c, r)
-			}
-			var done, total atomic.Uint64
-			bar := startProgress(c, "check", func() (uint64, uint64) { return done.Load(), total.Load() })
-			rep, err := check.Check(c.Context, r, check.Options{ReadData: c.Bool("read-data"), Progress: func(d, t int) {
-				done.Store(uint64(d))
-				total.Store(uint64(t))
-			}})
-			bar.finish()
-			if err != nil {
-				return err
-			}
-			err = output(c, rep, func() {
-				for _, p := range rep.Problems {
-					fmt.Fprintln(c.App.ErrWriter, "problem:", p)
-				}
-				what := "metadata"
-				if c.Bool("read-data") {
-					what = "metadata and " + size(rep.BytesRead) + " of data"
-				}
-				fmt.Fprintf(c.App.Writer, "checked %s: %s, %s, %s, %s\n", what, count(rep.Snapshots, "snapshot"),
-					count(rep.Images, "image"), count(rep.Trees, "directory"), count(rep.Blocks, "block"))
-			})
-			if err == nil && len(rep.Problems) > 0 {
-				err = fmt.Errorf("%d problem%s found (listed above)", len(rep.Problems), plural(len(rep.Problems), "", "s"))
-			}
-			return err
+		Action: withMetadataAdvice(request(func(c *cli.Context) (operation, error) {
+			return &checkOp{ReadData: c.Bool("read-data"), Repair: c.Bool("repair")}, wantArgs(c, 0, 0)
 		})),
 	}
+}
+
+// checkOp verifies the repository, and with Repair mends what it can.
+type checkOp struct {
+	ReadData bool `json:"read_data,omitempty"`
+	Repair   bool `json:"repair,omitempty"`
+}
+
+func (o *checkOp) run(ctx context.Context, e *env) error {
+	if o.Repair {
+		return repair(ctx, e)
+	}
+	var done, total atomic.Uint64
+	bar := e.progress("check", func() (uint64, uint64) { return done.Load(), total.Load() })
+	rep, err := check.Check(ctx, e.repo, check.Options{ReadData: o.ReadData, Progress: func(d, t int) {
+		done.Store(uint64(d))
+		total.Store(uint64(t))
+	}})
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	err = e.output(rep, func() {
+		for _, p := range rep.Problems {
+			fmt.Fprintln(e.stderr, "problem:", p)
+		}
+		what := "metadata"
+		if o.ReadData {
+			what = "metadata and " + size(rep.BytesRead) + " of data"
+		}
+		fmt.Fprintf(e.stdout, "checked %s: %s, %s, %s, %s\n", what, count(rep.Snapshots, "snapshot"),
+			count(rep.Images, "image"), count(rep.Trees, "directory"), count(rep.Blocks, "block"))
+	})
+	if err == nil && len(rep.Problems) > 0 {
+		err = fmt.Errorf("%d problem%s found (listed above)", len(rep.Problems), plural(len(rep.Problems), "", "s"))
+	}
+	return err
 }
 
 // withMetadataAdvice adds to a damaged-metadata error (the repository
@@ -70,13 +81,13 @@ func withMetadataAdvice(action cli.ActionFunc) cli.ActionFunc {
 	}
 }
 
-func repair(c *cli.Context, r *store.Repo) error {
-	rep, err := check.Repair(c.Context, r, source.Blocks{})
+func repair(ctx context.Context, e *env) error {
+	rep, err := check.Repair(ctx, e.repo, source.Blocks{})
 	if err != nil {
 		return err
 	}
-	err = output(c, rep, func() {
-		w := c.App.Writer
+	err = e.output(rep, func() {
+		w := e.stdout
 		for _, h := range rep.Healed {
 			fmt.Fprintf(w, "healed: block %s, read again from %s\n", h.Block[:12], h.From)
 		}
@@ -84,7 +95,7 @@ func repair(c *cli.Context, r *store.Repo) error {
 			fmt.Fprintf(w, "dropped: %s (its top directory is lost)\n", d)
 		}
 		for _, p := range rep.Lost {
-			fmt.Fprintln(c.App.ErrWriter, "lost:", p)
+			fmt.Fprintln(e.stderr, "lost:", p)
 		}
 		fmt.Fprintf(w, "repaired: %s recounted, %s healed, %s dropped; %s\n", count(rep.RefsFixed, "reference count"),
 			count(uint64(len(rep.Healed)), "block"), count(uint64(len(rep.Dropped)), "snapshot"),

@@ -33,7 +33,7 @@ type finding struct {
 	Fix    string `json:"fix,omitempty"`
 }
 
-func doctorCommand() *cli.Command {
+func doctorCommand(ss *session) *cli.Command {
 	return &cli.Command{
 		Name:      "doctor",
 		Usage:     "check what chainfs needs on this machine and say how to fix what is missing",
@@ -45,14 +45,14 @@ func doctorCommand() *cli.Command {
 			if err := wantArgs(c, 0, 0); err != nil {
 				return err
 			}
-			findings := diagnose(c)
+			findings := diagnose(c, ss)
 			failed := 0
 			for _, f := range findings {
 				if f.Result == checkFail {
 					failed++
 				}
 			}
-			err := output(c, findings, func() {
+			err := cliEnv(c).output(findings, func() {
 				for _, f := range findings {
 					fmt.Fprintf(c.App.Writer, "%-4s  %-12s %s\n", f.Result, f.Check, f.Detail)
 					if f.Fix != "" {
@@ -69,7 +69,7 @@ func doctorCommand() *cli.Command {
 }
 
 // diagnose runs every check.
-func diagnose(c *cli.Context) []finding {
+func diagnose(c *cli.Context, ss *session) []finding {
 	var out []finding
 	add := func(check, result, detail, fix string) {
 		out = append(out, finding{check, result, detail, fix})
@@ -100,12 +100,12 @@ func diagnose(c *cli.Context) []finding {
 	}
 
 	// The configuration file.
-	if err, _ := c.App.Metadata[metaConfigErr].(error); err != nil {
+	if err := ss.configErr; err != nil {
 		add("config", checkFail, err.Error(), "correct that line; chainfs config show prints what is in effect")
-	} else if f := configFile(c); f != nil {
+	} else if f := ss.config; f != nil {
 		add("config", checkOK, f.Path+" is valid", "")
 	} else {
-		add("config", checkOK, configPath(c)+" absent: defaults apply", "")
+		add("config", checkOK, ss.configPath(c)+" absent: defaults apply", "")
 	}
 
 	// The repository.
@@ -113,14 +113,14 @@ func diagnose(c *cli.Context) []finding {
 	info, err := store.ReadInfo(dir)
 	repoOK := err == nil
 	switch {
-	case errors.Is(err, store.ErrNotRepository) && c.App.Metadata[metaConfigErr] != nil:
+	case errors.Is(err, store.ErrNotRepository) && ss.configErr != nil:
 		// The file that would name the repository did not load: the path
 		// tried is only the default, and making one there would be wrong.
 		add("repository", checkFail, fmt.Sprintf("%s: not initialised (the configuration file, which may name another, did not load)", dir),
 			"correct the configuration file first")
 	case errors.Is(err, store.ErrNotRepository):
 		add("repository", checkFail, fmt.Sprintf("%s: not initialised", dir),
-			fmt.Sprintf("chainfs --repo %s init (or set repository in %s)", dir, configPath(c)))
+			fmt.Sprintf("chainfs --repo %s init (or set repository in %s)", dir, ss.configPath(c)))
 	case err != nil:
 		add("repository", checkFail, err.Error(), "check the path and its permissions; chainfs check tells more")
 	default:
@@ -151,9 +151,9 @@ func diagnose(c *cli.Context) []finding {
 		default:
 			add("daemon", checkWarn, "not running: nothing is mounted and no policy runs",
 				"systemctl enable --now chainfs, or chainfs serve --mount DIR (see docs/operations.md)")
-			if v, ok := configFile(c).Get("serve.mount"); ok && !slices.ContainsFunc(mounts, func(m chainfs.MountEntry) bool { return m.Dir == v.Text }) {
+			if v, ok := ss.config.Get("serve.mount"); ok && !slices.ContainsFunc(mounts, func(m chainfs.MountEntry) bool { return m.Dir == v.Text }) {
 				if st, err := os.Stat(v.Text); err != nil || !st.IsDir() {
-					add("mount point", checkWarn, fmt.Sprintf("%s (%s:%d) is not a directory: serve will refuse it", v.Text, configFile(c).Path, v.Line),
+					add("mount point", checkWarn, fmt.Sprintf("%s (%s:%d) is not a directory: serve will refuse it", v.Text, ss.config.Path, v.Line),
 						"mkdir -p "+v.Text)
 				}
 			}

@@ -43,10 +43,19 @@ func (e partialError) Error() string {
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
+// exitStatus ends a command whose operation the daemon ran: the daemon
+// has reported its end already, with this status.
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
 // reportError prints err, if any, as one line and returns the exit status.
 func reportError(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
+	}
+	if s, ok := err.(exitStatus); ok {
+		return int(s)
 	}
 	prefix := ""
 	if stderr == os.Stderr && journal.StderrIsJournal() {

@@ -44,7 +44,7 @@ func imageCommand() *cli.Command {
 					&cli.StringFlag{Name: "from", Required: true, Usage: "VOLUME/SNAPSHOT the image is made from"},
 					description, owner, jsonFlag,
 				},
-				Action: repoAction(1, 1, imageCreate),
+				Action: request(parseImageCreate),
 			},
 			{
 				Name:      "list",
@@ -55,14 +55,16 @@ func imageCommand() *cli.Command {
 					&cli.StringFlag{Name: "user", Usage: "only images USER sees under images/"},
 					jsonFlag,
 				},
-				Action: repoAction(0, 0, imageList),
+				Action: request(parseImageList),
 			},
 			{
 				Name:      "show",
 				Usage:     "show one image",
 				ArgsUsage: "NAME",
 				Flags:     []cli.Flag{jsonFlag},
-				Action:    repoAction(1, 1, imageShow),
+				Action: request(func(c *cli.Context) (operation, error) {
+					return &imageShow{Name: c.Args().First()}, wantArgs(c, 1, 1)
+				}),
 			},
 			{
 				Name:      "export",
@@ -78,7 +80,7 @@ func imageCommand() *cli.Command {
 					&cli.BoolFlag{Name: "overwrite", Usage: "replace FILE if it exists"},
 					jsonFlag,
 				},
-				Action: repoAction(2, 2, imageExport),
+				Action: request(parseImageExport),
 			},
 			{
 				Name:      "import",
@@ -89,36 +91,34 @@ func imageCommand() *cli.Command {
 					"is refused and leaves nothing behind. A raw disk image (a file, a block device, a URL,\n" +
 					"maybe compressed) is imported with --format raw as the image of a disk.",
 				Flags: []cli.Flag{description, owner, jsonFlag,
-					&cli.StringFlag{Name: "format", Value: "auto", Usage: "auto (native or tar, detected) or raw"},
-					// image copy into a repository its daemon holds says so.
-					&cli.StringFlag{Name: "copied-from", Hidden: true}},
-				Action: repoAction(2, 2, imageImport),
+					&cli.StringFlag{Name: "format", Value: "auto", Usage: "auto (native or tar, detected) or raw"}},
+				Action: request(parseImageImport),
 			},
 			{
 				Name:      "share",
 				Usage:     "let users see an image under images/ (type shared)",
 				ArgsUsage: "NAME",
 				Flags:     []cli.Flag{users},
-				Action:    repoAction(1, 1, imageShare),
+				Action:    request(parseImageShare(true)),
 			},
 			{
 				Name:      "unshare",
 				Usage:     "stop sharing an image with users",
 				ArgsUsage: "NAME",
 				Flags:     []cli.Flag{users},
-				Action:    repoAction(1, 1, imageShare),
+				Action:    request(parseImageShare(false)),
 			},
 			{
 				Name:      "publish",
 				Usage:     "let every user of the machine see an image (type community)",
 				ArgsUsage: "NAME",
-				Action:    repoAction(1, 1, imagePublish),
+				Action:    request(parseImagePublish(true)),
 			},
 			{
 				Name:      "unpublish",
 				Usage:     "make a published image custom or shared again",
 				ArgsUsage: "NAME",
-				Action:    repoAction(1, 1, imagePublish),
+				Action:    request(parseImagePublish(false)),
 			},
 			{
 				Name:      "copy",
@@ -129,31 +129,18 @@ func imageCommand() *cli.Command {
 					&cli.StringFlag{Name: "as", Usage: "name of the copy (default: the same)"},
 					jsonFlag,
 				},
-				Action: repoAction(1, 1, imageCopy),
+				Action: request(parseImageCopy),
 			},
 			{
 				Name:      "rm",
 				Usage:     "remove an image",
 				ArgsUsage: "NAME",
-				Action:    repoAction(1, 1, imageRemove),
+				Action: request(func(c *cli.Context) (operation, error) {
+					return &imageRemove{Name: c.Args().First()}, wantArgs(c, 1, 1)
+				}),
 			},
 		},
 	}
-}
-
-// library is every image the command may name: the repository's and the
-// catalog's (the daemon's, or --catalog).
-func library(c *cli.Context, r *store.Repo) *imagefile.Library {
-	lib := &imagefile.Library{Repo: r}
-	if cat, _ := c.App.Metadata[metaCatalog].(*imagefile.Catalog); cat != nil {
-		lib.Catalog = cat
-	} else if dir := c.String("catalog"); dir != "" {
-		// Kept for the rest of the command: a catalog indexes its files
-		// once, and warns of a bad one once.
-		lib.Catalog = imagefile.OpenCatalog(dir, logger(c))
-		c.App.Metadata[metaCatalog] = lib.Catalog
-	}
-	return lib
 }
 
 // lookupUser reads a user name or uid.
@@ -205,60 +192,98 @@ func userNames(uids []uint32) string {
 	return strings.Join(names, ",")
 }
 
-// ownerOf is --owner, else the caller.
-func ownerOf(c *cli.Context) (uint32, error) {
-	if s := c.String("owner"); s != "" {
-		return lookupUser(s)
+// parseOwner reads --owner; nil when it is not given, for the caller.
+func parseOwner(c *cli.Context) (*uint32, error) {
+	s := c.String("owner")
+	if s == "" {
+		return nil, nil
 	}
-	return caller(c).UID, nil
+	uid, err := lookupUser(s)
+	return &uid, err
 }
 
-func imageCreate(c *cli.Context, r *store.Repo) error {
-	volume, snap, _, err := parseSnapshotPath(c.String("from"), false)
+// ownerOr is the owner an operation names, else the caller.
+func ownerOr(owner *uint32, e *env) uint32 {
+	if owner != nil {
+		return *owner
+	}
+	return e.caller.UID
+}
+
+// imageCreate makes an image from a snapshot, without copying data.
+type imageCreate struct {
+	Name        string      `json:"name"`
+	From        snapshotRef `json:"from"`
+	Description string      `json:"description,omitempty"`
+	Owner       *uint32     `json:"owner,omitempty"` // nil: the caller
+}
+
+func parseImageCreate(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return nil, err
+	}
+	from, err := parseSnapshotRef(c.String("from"))
+	if err != nil {
+		return nil, err
+	}
+	owner, err := parseOwner(c)
+	return &imageCreate{Name: c.Args().First(), From: from, Description: c.String("description"), Owner: owner}, err
+}
+
+func (o *imageCreate) run(ctx context.Context, e *env) error {
+	img, err := images.Create(ctx, e.repo, o.Name, o.From.Volume, o.From.Snapshot,
+		images.Meta{Description: o.Description, Owner: ownerOr(o.Owner, e)})
 	if err != nil {
 		return err
 	}
-	owner, err := ownerOf(c)
-	if err != nil {
-		return err
-	}
-	img, err := images.Create(c.Context, r, c.Args().First(), volume, snap, images.Meta{Description: c.String("description"), Owner: owner})
-	if err != nil {
-		return err
-	}
-	return output(c, img, func() {
-		fmt.Fprintf(c.App.Writer, "image %s created from %s: %s, %s\n", img.Name, img.Origin, count(img.Snapshot.Stats.Files, "file"),
+	return e.output(img, func() {
+		fmt.Fprintf(e.stdout, "image %s created from %s: %s, %s\n", img.Name, img.Origin, count(img.Snapshot.Stats.Files, "file"),
 			size(img.Snapshot.Stats.LogicalBytes))
 	})
 }
 
-func imageList(c *cli.Context, r *store.Repo) error {
-	all, err := library(c, r).Images(c.Context)
-	if err != nil {
-		return err
+// imageList lists images: the repository's and the catalog's public
+// ones, of one type, or those one user sees.
+type imageList struct {
+	Type string  `json:"type,omitempty"`
+	User *uint32 `json:"user,omitempty"`
+}
+
+func parseImageList(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 0, 0); err != nil {
+		return nil, err
 	}
-	var typ images.Type
-	if s := c.String("type"); s != "" {
-		if typ, err = images.ParseType(s); err != nil {
-			return usageError{err}
-		}
-	}
-	var viewer *uint32
+	o := &imageList{Type: c.String("type")}
 	if s := c.String("user"); s != "" {
 		uid, err := lookupUser(s)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		viewer = &uid
+		o.User = &uid
+	}
+	return o, nil
+}
+
+func (o *imageList) run(ctx context.Context, e *env) error {
+	var typ images.Type
+	if o.Type != "" {
+		var err error
+		if typ, err = images.ParseType(o.Type); err != nil {
+			return usageError{err}
+		}
+	}
+	all, err := e.library().Images(ctx)
+	if err != nil {
+		return err
 	}
 	shown := []images.Image{}
 	for _, img := range all {
-		if (typ == "" || img.Type == typ) && (viewer == nil || img.VisibleTo(*viewer)) {
+		if (typ == "" || img.Type == typ) && (o.User == nil || img.VisibleTo(*o.User)) {
 			shown = append(shown, img)
 		}
 	}
-	return output(c, shown, func() {
-		t := newTable(c, "NAME", "TYPE", "OWNER", "CREATED", "FILES", "SIZE", "FROM", "DESCRIPTION")
+	return e.output(shown, func() {
+		t := newTable(e.stdout, "NAME", "TYPE", "OWNER", "CREATED", "FILES", "SIZE", "FROM", "DESCRIPTION")
 		for _, img := range shown {
 			owner := userName(img.Owner)
 			if img.Type == images.Public {
@@ -271,13 +296,18 @@ func imageList(c *cli.Context, r *store.Repo) error {
 	})
 }
 
-func imageShow(c *cli.Context, r *store.Repo) error {
-	img, _, err := library(c, r).Image(c.Context, c.Args().First())
+// imageShow shows one image.
+type imageShow struct {
+	Name string `json:"name"`
+}
+
+func (o *imageShow) run(ctx context.Context, e *env) error {
+	img, _, err := e.library().Image(ctx, o.Name)
 	if err != nil {
 		return err
 	}
-	return output(c, img, func() {
-		w := c.App.Writer
+	return e.output(img, func() {
+		w := e.stdout
 		st := img.Snapshot.Stats
 		fmt.Fprintf(w, "name:        %s\n", img.Name)
 		fmt.Fprintf(w, "type:        %s\n", img.Type)
@@ -300,61 +330,89 @@ func imageShow(c *cli.Context, r *store.Repo) error {
 	})
 }
 
-func imageRemove(c *cli.Context, r *store.Repo) error {
-	name := c.Args().First()
-	if _, err := library(c, r).Own(c.Context, name); err != nil {
+// imageRemove removes an image.
+type imageRemove struct {
+	Name string `json:"name"`
+}
+
+func (o *imageRemove) run(ctx context.Context, e *env) error {
+	if _, err := e.library().Own(ctx, o.Name); err != nil {
 		return err
 	}
-	if err := images.Remove(c.Context, r, name); err != nil {
+	if err := images.Remove(ctx, e.repo, o.Name); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "removed image %s\n", name)
+	fmt.Fprintf(e.stdout, "removed image %s\n", o.Name)
 	return nil
 }
 
-// imageShare is share and unshare.
-func imageShare(c *cli.Context, r *store.Repo) error {
-	name := c.Args().First()
-	uids, err := lookupUsers(c.String("with"))
-	if err != nil {
+// imageShare lets users see an image under images/, or, with Share
+// false, stops sharing it with them.
+type imageShare struct {
+	Name  string   `json:"name"`
+	Users []uint32 `json:"users"`
+	Share bool     `json:"share"`
+}
+
+func parseImageShare(share bool) func(c *cli.Context) (operation, error) {
+	return func(c *cli.Context) (operation, error) {
+		if err := wantArgs(c, 1, 1); err != nil {
+			return nil, err
+		}
+		uids, err := lookupUsers(c.String("with"))
+		return &imageShare{Name: c.Args().First(), Users: uids, Share: share}, err
+	}
+}
+
+func (o *imageShare) run(ctx context.Context, e *env) error {
+	if len(o.Users) == 0 {
+		return usagef("--with: name at least one user")
+	}
+	if _, err := e.library().Own(ctx, o.Name); err != nil {
 		return err
 	}
-	if _, err := library(c, r).Own(c.Context, name); err != nil {
-		return err
-	}
-	share := c.Command.Name == "share"
-	img, err := images.Update(c.Context, r, name, func(m *images.Meta) error {
-		if share {
-			m.Share(uids...)
+	img, err := images.Update(ctx, e.repo, o.Name, func(m *images.Meta) error {
+		if o.Share {
+			m.Share(o.Users...)
 		} else {
-			m.Unshare(uids...)
+			m.Unshare(o.Users...)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return reportVisibility(c, img)
+	return reportVisibility(e, img)
 }
 
-// imagePublish is publish and unpublish.
-func imagePublish(c *cli.Context, r *store.Repo) error {
-	name := c.Args().First()
-	if _, err := library(c, r).Own(c.Context, name); err != nil {
+// imagePublish lets every user of the machine see an image, or, with
+// Publish false, makes it custom or shared again.
+type imagePublish struct {
+	Name    string `json:"name"`
+	Publish bool   `json:"publish"`
+}
+
+func parseImagePublish(publish bool) func(c *cli.Context) (operation, error) {
+	return func(c *cli.Context) (operation, error) {
+		return &imagePublish{Name: c.Args().First(), Publish: publish}, wantArgs(c, 1, 1)
+	}
+}
+
+func (o *imagePublish) run(ctx context.Context, e *env) error {
+	if _, err := e.library().Own(ctx, o.Name); err != nil {
 		return err
 	}
-	publish := c.Command.Name == "publish"
-	img, err := images.Update(c.Context, r, name, func(m *images.Meta) error {
-		m.Community = publish
+	img, err := images.Update(ctx, e.repo, o.Name, func(m *images.Meta) error {
+		m.Community = o.Publish
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return reportVisibility(c, img)
+	return reportVisibility(e, img)
 }
 
-func reportVisibility(c *cli.Context, img *images.Image) error {
+func reportVisibility(e *env, img *images.Image) error {
 	var who string
 	switch img.Type {
 	case images.Community:
@@ -364,7 +422,7 @@ func reportVisibility(c *cli.Context, img *images.Image) error {
 	default:
 		who = userName(img.Owner) + " only"
 	}
-	fmt.Fprintf(c.App.Writer, "image %s is %s: seen by %s\n", img.Name, img.Type, who)
+	fmt.Fprintf(e.stdout, "image %s is %s: seen by %s\n", img.Name, img.Type, who)
 	return nil
 }
 
@@ -376,46 +434,74 @@ type exportResult struct {
 	Stats  *imagefile.ExportStats `json:"stats"`
 }
 
-func imageExport(c *cli.Context, r *store.Repo) error {
-	name, dest := c.Args().Get(0), c.Args().Get(1)
-	format, err := imagefile.ParseFormat(c.String("format"))
+// imageExport writes an image to File, or to the caller's standard
+// output when File is "-".
+type imageExport struct {
+	Name      string `json:"name"`
+	File      string `json:"file"`
+	Format    string `json:"format"`
+	Overwrite bool   `json:"overwrite,omitempty"`
+}
+
+func parseImageExport(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 2, 2); err != nil {
+		return nil, err
+	}
+	o := &imageExport{Name: c.Args().Get(0), File: c.Args().Get(1), Format: c.String("format"), Overwrite: c.Bool("overwrite")}
+	if o.File != "-" {
+		var err error
+		if o.File, err = filepath.Abs(o.File); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func (o *imageExport) run(ctx context.Context, e *env) error {
+	format, err := imagefile.ParseFormat(o.Format)
 	if err != nil {
 		return usageError{err}
 	}
-	img, rd, err := library(c, r).Image(c.Context, name)
+	if o.File != "-" {
+		if err := needAbsolute("file", o.File); err != nil {
+			return err
+		}
+	}
+	img, rd, err := e.library().Image(ctx, o.Name)
 	if err != nil {
 		return err
 	}
 	prog := new(imagefile.Progress)
-	bar := startProgress(c, "export "+name, func() (uint64, uint64) { return prog.Bytes.Load(), prog.Total.Load() })
+	bar := e.progress("export "+o.Name, func() (uint64, uint64) { return prog.Bytes.Load(), prog.Total.Load() })
 	var st *imagefile.ExportStats
-	report := c.App.Writer
-	if dest == "-" {
-		out := caller(c).Stdout
+	report := e.stdout
+	if o.File == "-" {
+		out := e.caller.Stdout
 		if out == nil || term.IsTerminal(int(out.Fd())) {
 			bar.finish()
 			return fmt.Errorf("will not write an image to a terminal: redirect standard output or give a file")
 		}
 		// The data goes to standard output, so the report goes to stderr.
-		report = c.App.ErrWriter
-		st, err = imagefile.Export(c.Context, rd, img, out, format, prog)
-	} else if dest, err = absPath(c, dest); err == nil {
+		report = e.stderr
+		st, err = imagefile.Export(ctx, rd, img, out, format, prog)
+	} else {
 		var dir *os.File
-		if dir, err = restore.OpenDir(filepath.Dir(dest)); err == nil {
-			st, err = imagefile.ExportFile(c.Context, rd, img, dir, filepath.Base(dest), format, c.Bool("overwrite"), prog)
+		if dir, err = restore.OpenDir(filepath.Dir(o.File)); err == nil {
+			st, err = imagefile.ExportFile(ctx, rd, img, dir, filepath.Base(o.File), format, o.Overwrite, prog)
 			dir.Close()
 		}
 	}
 	bar.finish()
 	if err != nil {
-		return fmt.Errorf("export %s: %w", name, err)
+		return fmt.Errorf("export %s: %w", o.Name, err)
 	}
 	for _, w := range st.Warnings {
-		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
+		fmt.Fprintln(e.stderr, "warning:", w)
 	}
-	c.App.Writer = report
-	return output(c, exportResult{Image: name, Format: format, File: dest, Stats: st}, func() {
-		fmt.Fprintf(report, "exported image %s (%s) to %s: %s, %s of data; %s written\n", name, format, dest,
+	reported := *e
+	reported.stdout = report
+	return reported.output(exportResult{Image: o.Name, Format: format, File: o.File, Stats: st}, func() {
+		fmt.Fprintf(report, "exported image %s (%s) to %s: %s, %s of data; %s written\n", o.Name, format, o.File,
 			count(img.Snapshot.Stats.Files, "file"), size(st.BlockBytes), size(st.StreamBytes))
 	})
 }
@@ -429,21 +515,21 @@ type importResult struct {
 // openImageSource opens what image import reads: standard input, a URL,
 // or a file (or, for a raw disk, a block device). size is its length when
 // known (0 otherwise).
-func openImageSource(c *cli.Context, src string, raw bool) (r io.ReadCloser, size uint64, label string, err error) {
+func openImageSource(ctx context.Context, e *env, src string, raw bool) (r io.ReadCloser, size uint64, label string, err error) {
 	switch {
 	case src == "-":
-		in := caller(c).Stdin
+		in := e.caller.Stdin
 		if in == nil || term.IsTerminal(int(in.Fd())) {
 			return nil, 0, "", fmt.Errorf("will not read an image from a terminal: pipe it into standard input or give a file")
 		}
 		return io.NopCloser(in), 0, "standard input", nil
-	case strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://"):
-		return download(c.Context, src)
+	case isURL(src):
+		return download(ctx, src)
 	}
-	path, err := absPath(c, src)
-	if err != nil {
+	if err := needAbsolute("source", src); err != nil {
 		return nil, 0, "", err
 	}
+	path := src
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("import from %s: %w", src, unwrapPathError(err))
@@ -465,6 +551,11 @@ func openImageSource(c *cli.Context, src string, raw bool) (r io.ReadCloser, siz
 		return nil, 0, "", fmt.Errorf("import from %s: not a regular file", src)
 	}
 	return f, uint64(st.Size()), path, nil
+}
+
+// isURL reports whether an image source is a URL to download.
+func isURL(src string) bool {
+	return strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
 }
 
 // rawFile is the file a raw disk image becomes: named after its source
@@ -572,32 +663,58 @@ func (l *lengthChecked) Close() error {
 	return l.r.Close()
 }
 
-func imageImport(c *cli.Context, r *store.Repo) error {
-	name, src := c.Args().Get(0), c.Args().Get(1)
-	if err := store.CheckImageName(name); err != nil {
+// imageImport makes an image from a native or tar stream, or a raw disk
+// image: a file, an http(s) URL, or the caller's standard input ("-").
+type imageImport struct {
+	Name        string  `json:"name"`
+	Source      string  `json:"source"`
+	Format      string  `json:"format"` // auto or raw
+	Description string  `json:"description,omitempty"`
+	Owner       *uint32 `json:"owner,omitempty"` // nil: the caller
+	// Origin, when set, is recorded instead of the import: image copy
+	// into a repository its daemon holds imports a stream it writes.
+	Origin *images.Origin `json:"origin,omitempty"`
+}
+
+func parseImageImport(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 2, 2); err != nil {
+		return nil, err
+	}
+	owner, err := parseOwner(c)
+	if err != nil {
+		return nil, err
+	}
+	o := &imageImport{Name: c.Args().Get(0), Source: c.Args().Get(1), Format: c.String("format"),
+		Description: c.String("description"), Owner: owner}
+	if o.Source != "-" && !isURL(o.Source) {
+		if o.Source, err = filepath.Abs(o.Source); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func (o *imageImport) run(ctx context.Context, e *env) error {
+	if err := store.CheckImageName(o.Name); err != nil {
 		return usageError{err}
 	}
-	owner, err := ownerOf(c)
-	if err != nil {
-		return err
-	}
 	raw := false
-	switch c.String("format") {
+	switch o.Format {
 	case "auto":
 	case "raw":
 		raw = true
 	default:
-		return usagef("--format %q: want auto or raw (native and tar are detected)", c.String("format"))
+		return usagef("--format %q: want auto or raw (native and tar are detected)", o.Format)
 	}
-	in, total, label, err := openImageSource(c, src, raw)
+	in, total, label, err := openImageSource(ctx, e, o.Source, raw)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	opts := imagefile.ImportOptions{Meta: images.Meta{Owner: owner, Description: c.String("description")},
+	opts := imagefile.ImportOptions{Meta: images.Meta{Owner: ownerOr(o.Owner, e), Description: o.Description},
 		Origin: images.Origin{Kind: "import", Source: label}}
-	if from := c.String("copied-from"); from != "" {
-		opts.Origin = images.Origin{Kind: "copy", Source: from}
+	if o.Origin != nil {
+		opts.Origin = *o.Origin
 	}
 	if raw {
 		mtime := time.Now()
@@ -606,21 +723,21 @@ func imageImport(c *cli.Context, r *store.Repo) error {
 				mtime = st.ModTime()
 			}
 		}
-		opts.Raw = rawFile(name, src, mtime)
+		opts.Raw = rawFile(o.Name, o.Source, mtime)
 	}
 	counted := &readCounter{r: in}
-	bar := startProgress(c, "import "+name, func() (uint64, uint64) { return counted.n.Load(), total })
-	img, st, err := imagefile.Import(c.Context, r, name, counted, opts)
+	bar := e.progress("import "+o.Name, func() (uint64, uint64) { return counted.n.Load(), total })
+	img, st, err := imagefile.Import(ctx, e.repo, o.Name, counted, opts)
 	bar.finish()
 	if err != nil {
 		return err
 	}
-	return output(c, importResult{Image: img, Stats: st}, func() {
+	return e.output(importResult{Image: img, Stats: st}, func() {
 		format := string(st.Format)
 		if st.Compression != "" {
 			format += ", " + st.Compression
 		}
-		fmt.Fprintf(c.App.Writer, "imported image %s from %s (%s): %s, %s; stored %s new, the rest was in the repository\n",
+		fmt.Fprintf(e.stdout, "imported image %s from %s (%s): %s, %s; stored %s new, the rest was in the repository\n",
 			img.Name, label, format, count(img.Snapshot.Stats.Files, "file"), size(img.Snapshot.Stats.LogicalBytes), size(st.StoredBytes))
 	})
 }
@@ -634,33 +751,44 @@ type copyResult struct {
 	Stats  *imagefile.ImportStats `json:"stats,omitempty"`
 }
 
-func imageCopy(c *cli.Context, r *store.Repo) error {
-	name := c.Args().First()
-	img, rd, err := library(c, r).Image(c.Context, name)
+// imageCopy copies an image into the repository at ToRepo (another
+// region), as As, sending only the blocks missing there.
+type imageCopy struct {
+	Name   string `json:"name"`
+	ToRepo string `json:"to_repo"`
+	As     string `json:"as,omitempty"` // "": Name
+}
+
+func parseImageCopy(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(c.String("to-repo"))
+	return &imageCopy{Name: c.Args().First(), ToRepo: dir, As: c.String("as")}, err
+}
+
+func (o *imageCopy) run(ctx context.Context, e *env) error {
+	if err := needAbsolute("--to-repo", o.ToRepo); err != nil {
+		return err
+	}
+	img, rd, err := e.library().Image(ctx, o.Name)
 	if err != nil {
 		return err
 	}
-	dir, err := absPath(c, c.String("to-repo"))
-	if err != nil {
-		return err
-	}
+	dir, r := o.ToRepo, e.repo
 	if a, b := statOf(dir), statOf(r.Info().Dir); a != nil && b != nil && os.SameFile(a, b) {
 		return usagef("--to-repo %s is this repository", dir)
 	}
-	as := c.String("as")
-	if as == "" {
-		as = name
-	}
-	hdr := imagefile.HeaderOf(img)
+	as := cmp.Or(o.As, o.Name)
 	from := fmt.Sprintf("%s (region %s)", r.Info().Dir, r.Info().Region)
 	if img.Type == images.Public {
 		from = img.Catalog
 	}
-	res := copyResult{Image: name, To: dir, As: as}
-	dst, err := store.Open(c.Context, store.Options{Dir: dir, Logger: logger(c), Purpose: "chainfs image copy " + name})
+	res := copyResult{Image: o.Name, To: dir, As: as}
+	dst, err := store.Open(ctx, store.Options{Dir: dir, Logger: e.log, Purpose: "chainfs image copy " + o.Name})
 	if errors.Is(err, store.ErrInUse) {
 		// The repository's daemon holds it: the copy goes through it.
-		if err := copyThroughDaemon(c, dir, as, from, img, rd, hdr); err != nil {
+		if err := copyThroughDaemon(ctx, dir, as, from, img, rd); err != nil {
 			return err
 		}
 		if info, err := store.ReadInfo(dir); err == nil {
@@ -671,16 +799,16 @@ func imageCopy(c *cli.Context, r *store.Repo) error {
 	} else {
 		defer dst.Close()
 		res.Region = dst.Info().Region
-		if _, res.Stats, err = imagefile.Copy(c.Context, rd, img, dst, as, from); err != nil {
-			return fmt.Errorf("copy %s to %s: %w", name, dir, err)
+		if _, res.Stats, err = imagefile.Copy(ctx, rd, img, dst, as, from); err != nil {
+			return fmt.Errorf("copy %s to %s: %w", o.Name, dir, err)
 		}
 	}
-	return output(c, res, func() {
-		fmt.Fprintf(c.App.Writer, "copied image %s to %s (region %s) as %s", name, dir, dash(res.Region), as)
+	return e.output(res, func() {
+		fmt.Fprintf(e.stdout, "copied image %s to %s (region %s) as %s", o.Name, dir, dash(res.Region), as)
 		if st := res.Stats; st != nil {
-			fmt.Fprintf(c.App.Writer, ": sent %s in %d blocks, %d blocks were there already", size(st.BlockBytes), st.Blocks, st.LinkedBlocks)
+			fmt.Fprintf(e.stdout, ": sent %s in %d blocks, %d blocks were there already", size(st.BlockBytes), st.Blocks, st.LinkedBlocks)
 		}
-		fmt.Fprintln(c.App.Writer)
+		fmt.Fprintln(e.stdout)
 	})
 }
 
@@ -694,7 +822,12 @@ func statOf(path string) os.FileInfo {
 
 // copyThroughDaemon copies an image into a repository its daemon holds:
 // the daemon imports a native stream written into a pipe it is handed.
-func copyThroughDaemon(c *cli.Context, dir, as, from string, img *images.Image, rd store.Reader, hdr imagefile.Header) error {
+func copyThroughDaemon(ctx context.Context, dir, as, from string, img *images.Image, rd store.Reader) error {
+	req, err := newRequest(&imageImport{Name: as, Source: "-", Format: "auto", Owner: &img.Owner, Description: img.Description,
+		Origin: &images.Origin{Kind: "copy", Source: from}})
+	if err != nil {
+		return err
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
@@ -706,16 +839,12 @@ func copyThroughDaemon(c *cli.Context, dir, as, from string, img *images.Image, 
 	defer devnull.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := imagefile.WriteNative(c.Context, rd, img.Snapshot.RootDir, pw, imagefile.ExportOptions{Header: hdr})
+		_, err := imagefile.WriteNative(ctx, rd, img.Snapshot.RootDir, pw, imagefile.ExportOptions{Header: imagefile.HeaderOf(img)})
 		pw.Close()
 		done <- err
 	}()
-	args := []string{"--repo", dir, "image", "import", as, "-", "--owner", fmt.Sprint(img.Owner), "--copied-from", from}
-	if img.Description != "" {
-		args = append(args, "--description", img.Description)
-	}
 	var out, errs strings.Builder
-	code, served, ferr := daemon.Forward(c.Context, dir, args, daemon.Streams{In: pr, Out: devnull, Stdout: &out, Stderr: &errs})
+	code, served, ferr := daemon.Send(ctx, dir, req, daemon.Streams{In: pr, Out: devnull, Stdout: &out, Stderr: &errs})
 	pr.Close() // the daemon's copy is its own; a writer left waiting now fails
 	werr := <-done
 	switch {

@@ -16,10 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
-	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 )
 
 func main() {
@@ -65,48 +62,37 @@ func writeHeapProfile(path string) {
 	}
 }
 
-// run runs a command line: in the daemon serving the repository when
-// there is one, else here.
+// run runs a command line. A command that is an operation on the
+// repository runs in the daemon serving it, if one does (submit).
 func run(ctx context.Context, args []string) int {
-	if forwardable(args) {
-		// Global flags given after the command count as well.
-		args = flagsFirst(newApp(), args)
-		repo, err := filepath.Abs(repoDirFromArgs(args))
-		if err != nil {
-			return reportError(err, os.Stderr)
-		}
-		// The daemon runs in another directory and environment: it is told
-		// the repository and the other paths the command means, absolute
-		// (it refuses another repository than its own, and reads the
-		// configuration file named here rather than its own).
-		fwd, err := absoluteGlobals(args, "repo", "config", "catalog")
-		if err != nil {
-			return reportError(err, os.Stderr)
-		}
-		fwd = append([]string{"--repo", repo}, fwd[1:]...)
-		code, served, err := daemon.Forward(ctx, repo, fwd,
-			daemon.Streams{In: os.Stdin, Out: os.Stdout, Stdout: os.Stdout, Stderr: os.Stderr, StderrTTY: term.IsTerminal(int(os.Stderr.Fd()))})
-		if err != nil {
-			return reportError(err, os.Stderr)
-		}
-		if served {
-			return code
-		}
-	}
-	return runCLI(ctx, args, "", os.Stdout, os.Stderr, nil)
+	return runIn(ctx, args, os.Stdout, os.Stderr)
 }
 
-// runCLI runs one command line with the given output. repo, when set, is
-// the daemon's open repository and cwd the calling CLI's directory.
-func runCLI(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, repo *store.Repo) int {
-	var s *served
-	if repo != nil {
-		s = &served{repo: repo}
+// runIn runs a command line with the given output.
+func runIn(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app, ss := newCLI()
+	app.Writer, app.ErrWriter = stdout, stderr
+	if len(args) > 0 && args[len(args)-1] != completionFlag {
+		// A completion request is answered as typed so far.
+		args = flagsFirst(app, args)
 	}
-	return runIn(ctx, args, cwd, stdout, stderr, s)
+	err := app.RunContext(ctx, args)
+	if err == nil && ss.unknown != nil {
+		err = ss.unknown
+	}
+	return reportError(requiredFlagIsUsage(err), stderr)
 }
 
+// newApp is the command line's definition.
 func newApp() *cli.App {
+	app, _ := newCLI()
+	return app
+}
+
+// newCLI is the command line's definition and the session a run of it
+// fills.
+func newCLI() (*cli.App, *session) {
+	ss := &session{}
 	app := &cli.App{
 		Name:  "chainfs",
 		Usage: "incremental snapshots of directory trees, browsable and restorable",
@@ -140,24 +126,24 @@ func newApp() *cli.App {
 			chainCommand(),
 			policyCommand(),
 			checkCommand(),
-			serveCommand(),
+			serveCommand(ss),
 			umountCommand(),
-			configCommand(),
+			configCommand(ss),
 			versionCommand(),
-			doctorCommand(),
+			doctorCommand(ss),
 			completionCommand(),
 			manCommand(),
 		},
 		ExitErrHandler:  func(*cli.Context, error) {}, // main reports and exits
 		OnUsageError:    onUsageError,
 		Action:          groupAction(true),
-		CommandNotFound: commandNotFound,
-		Before:          applyConfig(""),
+		CommandNotFound: ss.commandNotFound,
+		Before:          ss.applyConfig(""),
 	}
 	for _, c := range app.Commands {
 		for _, s := range settings {
 			if s.Command == c.Name {
-				c.Before = applyConfig(c.Name)
+				c.Before = ss.applyConfig(c.Name)
 				break
 			}
 		}
@@ -174,7 +160,7 @@ func newApp() *cli.App {
 		}
 	}
 	setUsage(app.Commands)
-	return app
+	return app, ss
 }
 
 // groupAction is the action of the app, and of each command made of
@@ -227,15 +213,12 @@ func unknownCommand(path []string, word string, cmds []*cli.Command) error {
 // runIn to report (the hook returns nothing); after a command that takes
 // arguments (`chainfs restore v/s /tmp/x --help`) it is that command's
 // help.
-func commandNotFound(c *cli.Context, word string) {
+func (ss *session) commandNotFound(c *cli.Context, word string) {
 	if len(c.Command.Subcommands) == 0 {
 		cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, c.Command)
 		return
 	}
-	if c.App.Metadata == nil {
-		c.App.Metadata = map[string]any{}
-	}
-	c.App.Metadata[metaUnknownCommand] = unknownCommand(strings.Fields(commandName(c)), word, c.Command.Subcommands)
+	ss.unknown = unknownCommand(strings.Fields(commandName(c)), word, c.Command.Subcommands)
 }
 
 // onUsageError marks flag errors as usage errors, for their exit status.

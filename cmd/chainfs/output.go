@@ -17,9 +17,9 @@ import (
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts instead of a table"}
 
 // output prints v as JSON with --json, else calls human.
-func output(c *cli.Context, v any, human func()) error {
-	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
+func (e *env) output(v any, human func()) error {
+	if e.json {
+		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
@@ -27,11 +27,11 @@ func output(c *cli.Context, v any, human func()) error {
 	return nil
 }
 
-// table writes aligned columns to stdout.
+// table writes aligned columns.
 type table struct{ w *tabwriter.Writer }
 
-func newTable(c *cli.Context, header ...string) *table {
-	t := &table{w: tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)}
+func newTable(w io.Writer, header ...string) *table {
+	t := &table{w: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
 	t.row(header...)
 	return t
 }
@@ -92,12 +92,12 @@ type progress struct {
 	done chan struct{}
 }
 
-func startProgress(c *cli.Context, desc string, read func() (cur, total uint64)) *progress {
-	if !caller(c).StderrTTY {
+func (e *env) progress(desc string, read func() (cur, total uint64)) *progress {
+	if !e.caller.StderrTTY {
 		return nil
 	}
 	_, total := read()
-	p := &progress{w: c.App.ErrWriter, stop: make(chan struct{}), done: make(chan struct{}), bar: newBar(c.App.ErrWriter, desc, total)}
+	p := &progress{w: e.stderr, stop: make(chan struct{}), done: make(chan struct{}), bar: newBar(e.stderr, desc, total)}
 	go func() {
 		defer close(p.done)
 		tick := time.NewTicker(200 * time.Millisecond)
@@ -112,7 +112,7 @@ func startProgress(c *cli.Context, desc string, read func() (cur, total uint64))
 					// The total became known (an export walks the trees
 					// first): the spinner gives way to a bar.
 					p.bar.Clear()
-					p.bar, total = newBar(c.App.ErrWriter, desc, now), now
+					p.bar, total = newBar(p.w, desc, now), now
 				}
 				if total > 0 && cur > total {
 					p.bar.ChangeMax64(int64(cur))

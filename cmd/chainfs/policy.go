@@ -1,11 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/policy"
 	"github.com/urfave/cli/v2"
 )
@@ -27,22 +27,28 @@ func policyCommand() *cli.Command {
 					&cli.BoolFlag{Name: "forever", Usage: "keep automatic snapshots until deleted (no age limit)"},
 					jsonFlag,
 				},
-				Action: repoAction(1, 1, policyCreate),
+				Action: request(parsePolicyCreate),
 			},
 			{
 				Name:      "apply",
 				Usage:     "schedule volumes by a policy (replacing any they had)",
 				ArgsUsage: "NAME VOLUME...",
-				Action: repoAction(2, -1, func(c *cli.Context, r *store.Repo) error {
-					return applyPolicy(c, r, c.Args().First(), c.Args().Slice()[1:])
+				Action: request(func(c *cli.Context) (operation, error) {
+					if err := wantArgs(c, 2, -1); err != nil {
+						return nil, err
+					}
+					return &policyApply{Policy: c.Args().First(), Volumes: c.Args().Slice()[1:]}, nil
 				}),
 			},
 			{
 				Name:      "unapply",
 				Usage:     "stop scheduling volumes",
 				ArgsUsage: "VOLUME...",
-				Action: repoAction(1, -1, func(c *cli.Context, r *store.Repo) error {
-					return applyPolicy(c, r, "", c.Args().Slice())
+				Action: request(func(c *cli.Context) (operation, error) {
+					if err := wantArgs(c, 1, -1); err != nil {
+						return nil, err
+					}
+					return &policyApply{Volumes: c.Args().Slice()}, nil
 				}),
 			},
 			{
@@ -50,55 +56,85 @@ func policyCommand() *cli.Command {
 				Usage:     "list policies and the volumes they schedule",
 				ArgsUsage: " ",
 				Flags:     []cli.Flag{jsonFlag},
-				Action:    repoAction(0, 0, policyList),
+				Action: request(func(c *cli.Context) (operation, error) {
+					return &policyList{}, wantArgs(c, 0, 0)
+				}),
 			},
 			{
 				Name:      "rm",
 				Usage:     "remove a policy (its volumes are no longer scheduled)",
 				ArgsUsage: "NAME",
-				Action: repoAction(1, 1, func(c *cli.Context, r *store.Repo) error {
-					detached, err := policy.Remove(c.Context, r, c.Args().First())
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(c.App.Writer, "removed policy %s", c.Args().First())
-					if len(detached) > 0 {
-						fmt.Fprintf(c.App.Writer, "; no longer scheduled: %s", strings.Join(detached, ", "))
-					}
-					fmt.Fprintln(c.App.Writer)
-					return nil
+				Action: request(func(c *cli.Context) (operation, error) {
+					return &policyRemove{Name: c.Args().First()}, wantArgs(c, 1, 1)
 				}),
 			},
 		},
 	}
 }
 
-func policyCreate(c *cli.Context, r *store.Repo) error {
+// policyCreate makes a policy.
+type policyCreate struct {
+	Policy policy.Policy `json:"policy"`
+}
+
+func parsePolicyCreate(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return nil, err
+	}
 	p := policy.Policy{Name: c.Args().First(), At: strings.Split(c.String("at"), ","),
 		RetainDays: c.Int("retain-days"), Keep: c.Int("keep"), Forever: c.Bool("forever")}
 	if w := c.String("weekdays"); w != "" {
 		p.Weekdays = strings.Split(w, ",")
 	}
-	created, err := policy.Create(c.Context, r, p)
+	return &policyCreate{Policy: p}, nil
+}
+
+func (o *policyCreate) run(ctx context.Context, e *env) error {
+	created, err := policy.Create(ctx, e.repo, o.Policy)
 	if err != nil {
 		return err
 	}
-	return output(c, created, func() {
-		fmt.Fprintf(c.App.Writer, "created policy %s: %s\n", created.Name, describePolicy(created))
+	return e.output(created, func() {
+		fmt.Fprintf(e.stdout, "created policy %s: %s\n", created.Name, describePolicy(created))
 	})
 }
 
-func applyPolicy(c *cli.Context, r *store.Repo, name string, volumes []string) error {
-	for _, v := range volumes {
-		if err := policy.Apply(c.Context, r, name, v); err != nil {
+// policyApply schedules volumes by a policy, or by none when Policy is
+// "" (policy unapply).
+type policyApply struct {
+	Policy  string   `json:"policy,omitempty"`
+	Volumes []string `json:"volumes"`
+}
+
+func (o *policyApply) run(ctx context.Context, e *env) error {
+	for _, v := range o.Volumes {
+		if err := policy.Apply(ctx, e.repo, o.Policy, v); err != nil {
 			return err
 		}
-		if name == "" {
-			fmt.Fprintf(c.App.Writer, "volume %s: no policy\n", v)
+		if o.Policy == "" {
+			fmt.Fprintf(e.stdout, "volume %s: no policy\n", v)
 		} else {
-			fmt.Fprintf(c.App.Writer, "volume %s: policy %s\n", v, name)
+			fmt.Fprintf(e.stdout, "volume %s: policy %s\n", v, o.Policy)
 		}
 	}
+	return nil
+}
+
+// policyRemove removes a policy; its volumes are no longer scheduled.
+type policyRemove struct {
+	Name string `json:"name"`
+}
+
+func (o *policyRemove) run(ctx context.Context, e *env) error {
+	detached, err := policy.Remove(ctx, e.repo, o.Name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "removed policy %s", o.Name)
+	if len(detached) > 0 {
+		fmt.Fprintf(e.stdout, "; no longer scheduled: %s", strings.Join(detached, ", "))
+	}
+	fmt.Fprintln(e.stdout)
 	return nil
 }
 
@@ -128,12 +164,15 @@ type policyInfo struct {
 	Volumes []string `json:"volumes"`
 }
 
-func policyList(c *cli.Context, r *store.Repo) error {
-	policies, err := policy.List(c.Context, r)
+// policyList lists policies and the volumes they schedule.
+type policyList struct{}
+
+func (policyList) run(ctx context.Context, e *env) error {
+	policies, err := policy.List(ctx, e.repo)
 	if err != nil {
 		return err
 	}
-	vols, err := r.Volumes(c.Context)
+	vols, err := e.repo.Volumes(ctx)
 	if err != nil {
 		return err
 	}
@@ -147,8 +186,8 @@ func policyList(c *cli.Context, r *store.Repo) error {
 		}
 		infos = append(infos, info)
 	}
-	return output(c, infos, func() {
-		t := newTable(c, "NAME", "SCHEDULE", "VOLUMES")
+	return e.output(infos, func() {
+		t := newTable(e.stdout, "NAME", "SCHEDULE", "VOLUMES")
 		for _, p := range infos {
 			t.row(p.Name, describePolicy(&p.Policy), dash(strings.Join(p.Volumes, ",")))
 		}

@@ -3,17 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
-	"github.com/chainfs/chainfs/cmd/chainfs/journal"
 	"github.com/chainfs/chainfs/store"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 )
 
 // repoDir is --repo, else $CHAINFS_REPO (urfave reads it), else the
@@ -24,7 +20,7 @@ func repoDir(c *cli.Context) string {
 	if d == "" {
 		return defaultRepoDir()
 	}
-	if abs, err := absPath(c, d); err == nil {
+	if abs, err := filepath.Abs(d); err == nil {
 		return abs
 	}
 	return d
@@ -40,59 +36,6 @@ func defaultRepoDir() string {
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".local", "share", "chainfs")
 }
-
-// Keys of app.Metadata.
-const (
-	metaRepo    = "repo"    // *store.Repo: the daemon's open repository, or nil
-	metaCwd     = "cwd"     // string: the calling CLI's directory, or ""
-	metaCaller  = "caller"  // *daemon.Caller: who sent the command to the daemon, or nil
-	metaCatalog = "catalog" // *imagefile.Catalog: the daemon's catalog, or nil
-	// error: an unknown command met by --help, which urfave/cli's hook
-	// cannot return (see commandNotFound)
-	metaUnknownCommand = "unknownCommand"
-)
-
-// caller is who runs the command: the CLI's user and its standard input
-// and output, whether the command runs here or in the daemon.
-func caller(c *cli.Context) daemon.Caller {
-	if cl, _ := c.App.Metadata[metaCaller].(*daemon.Caller); cl != nil {
-		return *cl
-	}
-	return daemon.Caller{UID: uint32(os.Geteuid()), Stdin: os.Stdin, Stdout: os.Stdout, StderrTTY: term.IsTerminal(int(os.Stderr.Fd()))}
-}
-
-// logger is the command's slog logger at the --log-level: to the journal
-// when systemd runs chainfs with its standard error there, else as text
-// to the command's standard error (the calling CLI's, when the daemon
-// runs the command).
-func logger(c *cli.Context) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		level = slog.LevelWarn
-	}
-	if c.App.ErrWriter == os.Stderr && journal.Wanted() {
-		return slog.New(journal.NewHandler(level))
-	}
-	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
-}
-
-// absPath resolves a path argument against the caller's directory (the
-// CLI's, when the daemon runs the command).
-func absPath(c *cli.Context, p string) (string, error) {
-	if filepath.IsAbs(p) {
-		return filepath.Clean(p), nil
-	}
-	if cwd, _ := c.App.Metadata[metaCwd].(string); cwd != "" {
-		return filepath.Join(cwd, p), nil
-	}
-	return filepath.Abs(p)
-}
-
-// localCommands run in the calling process, never in the daemon: they
-// serve, unmount, make a repository, or tell about this process and this
-// machine.
-var localCommands = map[string]bool{"serve": true, "umount": true, "init": true, "help": true, "h": true,
-	"version": true, "doctor": true, "config": true, "completion": true, "man": true}
 
 // leadingGlobals reads the global flags before the command, before the
 // command line is parsed: their values by name, and the index of the
@@ -131,31 +74,6 @@ func configPathFromArgs(globals map[string]string) string {
 	return os.Getenv("CHAINFS_CONFIG")
 }
 
-// forwardable reports whether a command line may run in the daemon: all
-// but the local commands, help, and completion requests.
-func forwardable(args []string) bool {
-	globals, i := leadingGlobals(args)
-	if i == len(args) || localCommands[args[i]] {
-		return false
-	}
-	for name := range globals {
-		if name == "h" || name == "help" || name == "v" || name == "version" {
-			return false
-		}
-	}
-	for _, a := range args[i:] {
-		if a == "--help" || a == "-h" || a == "--generate-bash-completion" {
-			return false
-		}
-	}
-	// A configuration file that does not load is reported here, not by
-	// the daemon, which has its own.
-	if _, err := loadConfig(configPathFromArgs(globals)); err != nil {
-		return false
-	}
-	return true
-}
-
 // openRepo opens the repository for a command.
 func openRepo(c *cli.Context) (*store.Repo, error) {
 	purpose := "chainfs " + strings.Join(os.Args[1:], " ")
@@ -177,15 +95,8 @@ func openRepo(c *cli.Context) (*store.Repo, error) {
 	return store.Open(c.Context, opts)
 }
 
-// withRepo runs fn on the repository: the daemon's, when the daemon runs
-// the command, else one opened here and closed after.
+// withRepo runs fn on the repository, opened here and closed after.
 func withRepo(c *cli.Context, fn func(*store.Repo) error) error {
-	if r, _ := c.App.Metadata[metaRepo].(*store.Repo); r != nil {
-		if !sameDir(repoDir(c), r.Info().Dir) {
-			return fmt.Errorf("the daemon that got this command serves %s, not %s", r.Info().Dir, repoDir(c))
-		}
-		return fn(r)
-	}
 	r, err := openRepo(c)
 	if err != nil {
 		return err
@@ -225,24 +136,13 @@ func initCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return output(c, struct {
+			return cliEnv(c).output(struct {
 				Dir string `json:"dir"`
 				store.Info
 			}{dir, *info}, func() {
 				fmt.Fprintf(c.App.Writer, "initialised repository %s (region %s)\n", dir, info.Region)
 			})
 		},
-	}
-}
-
-// repoAction makes a command's action: check the number of arguments,
-// then run fn on the repository (the daemon's or one opened here).
-func repoAction(min, max int, fn func(c *cli.Context, r *store.Repo) error) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		if err := wantArgs(c, min, max); err != nil {
-			return err
-		}
-		return withRepo(c, func(r *store.Repo) error { return fn(c, r) })
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	pathpkg "path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,7 +37,7 @@ func restoreCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-owners", Usage: "do not restore owners (they are restored when run as root)"},
 			jsonFlag,
 		},
-		Action: restoreAction,
+		Action: request(parseRestore),
 	}
 }
 
@@ -60,119 +61,149 @@ type restoreResult struct {
 	Duration time.Duration `json:"duration_ns"`
 }
 
-func restoreAction(c *cli.Context) error {
+// restoreOp writes a snapshot, a directory or a file of it back to disk.
+type restoreOp struct {
+	snapshotRef
+	Path   string `json:"path,omitempty"` // in the snapshot; "" for all of it
+	Target string `json:"target"`
+	// Overwrite is never, if-changed or always.
+	Overwrite string `json:"overwrite"`
+	Delete    bool   `json:"delete,omitempty"`
+	NoOwners  bool   `json:"no_owners,omitempty"`
+}
+
+// parseOverwrite reads --overwrite.
+func parseOverwrite(s string) (restore.Overwrite, error) {
+	o, err := restore.ParseOverwrite(s)
+	if err != nil {
+		return o, usagef("--overwrite takes never, if-changed or always, not %q", s)
+	}
+	return o, nil
+}
+
+func parseRestore(c *cli.Context) (operation, error) {
 	// First: --overwrite was a switch once, and a bare one now takes the
 	// next argument as its value, which leaves one argument too few.
-	overwrite, err := restore.ParseOverwrite(c.String("overwrite"))
-	if err != nil {
-		return usagef("--overwrite takes never, if-changed or always, not %q", c.String("overwrite"))
+	if _, err := parseOverwrite(c.String("overwrite")); err != nil {
+		return nil, err
 	}
 	if err := wantArgs(c, 2, 2); err != nil {
-		return err
+		return nil, err
 	}
-	volume, snapName, path, err := parseSnapshotPath(c.Args().Get(0), true)
+	volume, snap, path, err := parseSnapshotPath(c.Args().Get(0), true)
+	if err != nil {
+		return nil, err
+	}
+	target, err := filepath.Abs(c.Args().Get(1))
+	if err != nil {
+		return nil, err
+	}
+	return &restoreOp{snapshotRef: snapshotRef{volume, snap}, Path: path, Target: target,
+		Overwrite: c.String("overwrite"), Delete: c.Bool("delete"), NoOwners: c.Bool("no-owners")}, nil
+}
+
+func (o *restoreOp) run(ctx context.Context, e *env) error {
+	overwrite, err := parseOverwrite(o.Overwrite)
 	if err != nil {
 		return err
 	}
-	target, err := absPath(c, c.Args().Get(1))
+	if err := needAbsolute("target", o.Target); err != nil {
+		return err
+	}
+	volume, path, target, r := o.Volume, o.Path, o.Target, e.repo
+	snap, err := r.Snapshot(ctx, volume, o.Snapshot)
 	if err != nil {
 		return err
 	}
-	return withRepo(c, func(r *store.Repo) error {
-		snap, err := r.Snapshot(c.Context, volume, snapName)
-		if err != nil {
+	entry, err := store.Lookup(ctx, r, &snap.RootDir, path)
+	if err != nil {
+		return fmt.Errorf("restore %s/%s/%s: %w", volume, snap.Name, path, err)
+	}
+	dev, err := restore.FindDevice(target)
+	if err != nil {
+		return fmt.Errorf("restore to %s: %w", target, err)
+	}
+	if dev != nil {
+		defer dev.Close()
+	}
+	if o.Delete && (entry.Type != store.TypeDir || dev != nil) {
+		return usagef("--delete removes from a directory what the snapshot does not hold; %s/%s/%s to %s is no directory restore",
+			volume, snap.Name, path, target)
+	}
+	opts := restore.Options{Overwrite: overwrite, Delete: o.Delete, Progress: new(restore.Progress), Logger: e.log}
+	if opts.Delete {
+		if opts.Spare, err = spareFromDelete(ctx, e, volume, path); err != nil {
 			return err
 		}
-		e, err := store.Lookup(c.Context, r, &snap.RootDir, path)
-		if err != nil {
-			return fmt.Errorf("restore %s/%s/%s: %w", volume, snap.Name, path, err)
-		}
-		dev, err := restore.FindDevice(target)
-		if err != nil {
-			return fmt.Errorf("restore to %s: %w", target, err)
-		}
-		if dev != nil {
-			defer dev.Close()
-		}
-		if c.Bool("delete") && (e.Type != store.TypeDir || dev != nil) {
-			return usagef("--delete removes from a directory what the snapshot does not hold; %s/%s/%s to %s is no directory restore",
-				volume, snap.Name, path, target)
-		}
-		opts := restore.Options{Overwrite: overwrite, Delete: c.Bool("delete"), Progress: new(restore.Progress), Logger: logger(c)}
-		if opts.Delete {
-			if opts.Spare, err = spareFromDelete(c, r, volume, path); err != nil {
-				return err
-			}
-		}
-		if c.Bool("no-owners") {
-			no := false
-			opts.Owners = &no
-		}
-		bar := startProgress(c, "restore", func() (uint64, uint64) {
-			return opts.Progress.Bytes.Load(), opts.Progress.ExpectedSize.Load()
-		})
-		start := time.Now()
-		var res *restore.Result
-		if dev != nil {
-			var e *store.Entry
-			if e, err = diskFile(c.Context, r, snap, path); err == nil {
-				res, err = restore.Device(c.Context, r, e, dev, opts)
-			}
-		} else {
-			res, err = restore.Restore(c.Context, r, snap, path, target, opts)
-		}
-		bar.finish()
-		if err != nil {
-			return err
-		}
-		if res.Files+res.Dirs+res.Others+res.Unchanged+res.Deleted == 0 {
-			// Nothing was written: a failure, not a restore with gaps.
-			switch {
-			case len(res.Problems) > 0:
-				return errors.New(res.Problems[0].String())
-			case res.Existing > 0 && e.Type != store.TypeDir:
-				return fmt.Errorf("restore %s/%s/%s to %s: exists (use --overwrite if-changed|always to replace it)", volume, snap.Name, path, target)
-			}
-		}
-		out := restoreResult{Volume: volume, Snapshot: snap.Name, Path: path, Target: target, Files: res.Files,
-			Dirs: res.Dirs, Others: res.Others, Bytes: res.Bytes, Existing: res.Existing, Unchanged: res.Unchanged,
-			Deleted: res.Deleted, Problems: []string{}, Duration: time.Since(start)}
-		for _, p := range res.Problems {
-			out.Problems = append(out.Problems, p.String())
-		}
-		err = output(c, out, func() {
-			for _, p := range out.Problems {
-				fmt.Fprintln(c.App.ErrWriter, "error:", p)
-			}
-			what := volume + "/" + snap.Name
-			if path != "" {
-				what += "/" + path
-			}
-			if res.Existing > 0 && len(res.Problems) > 0 {
-				// Else it is the command's closing line.
-				fmt.Fprintln(c.App.ErrWriter, leftAsWere(res.Existing))
-			}
-			fmt.Fprintf(c.App.Writer, "restored %s to %s: %s, %s, %d other; %s in %s\n", what, target,
-				count(res.Files, "file"), count(res.Dirs, "directory"), res.Others, size(res.Bytes), out.Duration.Round(time.Millisecond))
-			if res.Unchanged+res.Deleted+res.Spared > 0 {
-				fmt.Fprintf(c.App.Writer, "  %d unchanged (not rewritten), %d deleted (not in the snapshot)", res.Unchanged, res.Deleted)
-				if res.Spared > 0 {
-					fmt.Fprintf(c.App.Writer, ", %d kept although not in it (excluded from the volume's snapshots, the repository, or on another file system)", res.Spared)
-				}
-				fmt.Fprintln(c.App.Writer)
-			}
-		})
-		// Entries left as they were make TARGET differ from the snapshot:
-		// done, but not all of it (3), as problems do.
-		switch {
-		case err != nil:
-		case len(res.Problems) > 0:
-			err = partialError{n: len(res.Problems)}
-		case res.Existing > 0:
-			err = partialError{n: int(res.Existing), text: leftAsWere(res.Existing)}
-		}
-		return err
+	}
+	if o.NoOwners {
+		no := false
+		opts.Owners = &no
+	}
+	bar := e.progress("restore", func() (uint64, uint64) {
+		return opts.Progress.Bytes.Load(), opts.Progress.ExpectedSize.Load()
 	})
+	start := time.Now()
+	var res *restore.Result
+	if dev != nil {
+		var file *store.Entry
+		if file, err = diskFile(ctx, r, snap, path); err == nil {
+			res, err = restore.Device(ctx, r, file, dev, opts)
+		}
+	} else {
+		res, err = restore.Restore(ctx, r, snap, path, target, opts)
+	}
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	if res.Files+res.Dirs+res.Others+res.Unchanged+res.Deleted == 0 {
+		// Nothing was written: a failure, not a restore with gaps.
+		switch {
+		case len(res.Problems) > 0:
+			return errors.New(res.Problems[0].String())
+		case res.Existing > 0 && entry.Type != store.TypeDir:
+			return fmt.Errorf("restore %s/%s/%s to %s: exists (use --overwrite if-changed|always to replace it)", volume, snap.Name, path, target)
+		}
+	}
+	out := restoreResult{Volume: volume, Snapshot: snap.Name, Path: path, Target: target, Files: res.Files,
+		Dirs: res.Dirs, Others: res.Others, Bytes: res.Bytes, Existing: res.Existing, Unchanged: res.Unchanged,
+		Deleted: res.Deleted, Problems: []string{}, Duration: time.Since(start)}
+	for _, p := range res.Problems {
+		out.Problems = append(out.Problems, p.String())
+	}
+	err = e.output(out, func() {
+		for _, p := range out.Problems {
+			fmt.Fprintln(e.stderr, "error:", p)
+		}
+		what := volume + "/" + snap.Name
+		if path != "" {
+			what += "/" + path
+		}
+		if res.Existing > 0 && len(res.Problems) > 0 {
+			// Else it is the command's closing line.
+			fmt.Fprintln(e.stderr, leftAsWere(res.Existing))
+		}
+		fmt.Fprintf(e.stdout, "restored %s to %s: %s, %s, %d other; %s in %s\n", what, target,
+			count(res.Files, "file"), count(res.Dirs, "directory"), res.Others, size(res.Bytes), out.Duration.Round(time.Millisecond))
+		if res.Unchanged+res.Deleted+res.Spared > 0 {
+			fmt.Fprintf(e.stdout, "  %d unchanged (not rewritten), %d deleted (not in the snapshot)", res.Unchanged, res.Deleted)
+			if res.Spared > 0 {
+				fmt.Fprintf(e.stdout, ", %d kept although not in it (excluded from the volume's snapshots, the repository, or on another file system)", res.Spared)
+			}
+			fmt.Fprintln(e.stdout)
+		}
+	})
+	// Entries left as they were make TARGET differ from the snapshot:
+	// done, but not all of it (3), as problems do.
+	switch {
+	case err != nil:
+	case len(res.Problems) > 0:
+		err = partialError{n: len(res.Problems)}
+	case res.Existing > 0:
+		err = partialError{n: int(res.Existing), text: leftAsWere(res.Existing)}
+	}
+	return err
 }
 
 // spareFromDelete is what restore --delete leaves although the snapshot
@@ -180,8 +211,8 @@ func restoreAction(c *cli.Context) error {
 // purpose: what the volume excludes (matched from the volume's root, so
 // below path), the repository itself and the daemon's mount. A roll-back
 // of a source into itself must not delete its own repository.
-func spareFromDelete(c *cli.Context, r *store.Repo, volume, path string) (func(string, *unix.Stat_t) bool, error) {
-	v, err := r.Volume(c.Context, volume)
+func spareFromDelete(ctx context.Context, e *env, volume, path string) (func(string, *unix.Stat_t) bool, error) {
+	v, err := e.repo.Volume(ctx, volume)
 	if err != nil {
 		return nil, err
 	}
@@ -190,9 +221,9 @@ func spareFromDelete(c *cli.Context, r *store.Repo, volume, path string) (func(s
 		return nil, fmt.Errorf("volume %s: excludes: %w", volume, err)
 	}
 	left := map[[2]uint64]bool{}
-	dirs := []string{r.Info().Dir}
-	if m, _ := c.App.Metadata[metaMount].(string); m != "" {
-		dirs = append(dirs, m)
+	dirs := []string{e.repo.Info().Dir}
+	if e.mount != "" {
+		dirs = append(dirs, e.mount)
 	}
 	for _, d := range dirs {
 		var st unix.Stat_t

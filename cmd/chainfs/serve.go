@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 
-	"github.com/chainfs/chainfs/cmd/chainfs/config"
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	chainfs "github.com/chainfs/chainfs/fs"
 	"github.com/chainfs/chainfs/store"
@@ -17,9 +15,7 @@ import (
 	"golang.org/x/term"
 )
 
-const metaMount = "mount" // string: the daemon's mount point, which snapshots skip
-
-func serveCommand() *cli.Command {
+func serveCommand(ss *session) *cli.Command {
 	return &cli.Command{
 		Name:      "serve",
 		Usage:     "mount every snapshot read-only and serve the CLI (the daemon; runs in the foreground)",
@@ -40,13 +36,10 @@ func serveCommand() *cli.Command {
 			if err := wantArgs(c, 0, 0); err != nil {
 				return err
 			}
-			if r, _ := c.App.Metadata[metaRepo].(*store.Repo); r != nil {
-				return fmt.Errorf("a daemon already serves this repository")
-			}
 			if c.String("mount") == "" {
-				return usagef("serve: no mount point: give --mount DIR, or set mount under [serve] in %s", configPath(c))
+				return usagef("serve: no mount point: give --mount DIR, or set mount under [serve] in %s", ss.configPath(c))
 			}
-			mnt, err := absPath(c, c.String("mount"))
+			mnt, err := filepath.Abs(c.String("mount"))
 			if err != nil {
 				return err
 			}
@@ -68,7 +61,7 @@ func serveCommand() *cli.Command {
 			log := logger(c)
 			var catalog *imagefile.Catalog
 			if dir := c.String("catalog"); dir != "" {
-				if dir, err = absPath(c, dir); err != nil {
+				if dir, err = filepath.Abs(dir); err != nil {
 					return err
 				}
 				if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -80,10 +73,7 @@ func serveCommand() *cli.Command {
 				return daemon.Run(c.Context, daemon.Options{
 					Repo: r, Catalog: catalog, Mount: mnt, AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug-fuse"), Logger: log,
 					TreeCache: c.Int("tree-cache"), ReadAhead: readAhead, Metrics: c.String("metrics"), Version: versionString(),
-					RunCLI: func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, caller daemon.Caller) int {
-						return runIn(ctx, append([]string{"chainfs"}, args...), cwd, stdout, stderr,
-							&served{repo: r, mount: mnt, catalog: catalog, caller: &caller, config: configFile(c)})
-					},
+					Serve: (&served{repo: r, mount: mnt, catalog: catalog}).serve,
 					Ready: func(metricsAddr string) {
 						hint := ""
 						if c.App.Writer == os.Stdout && term.IsTerminal(int(os.Stdout.Fd())) {
@@ -98,34 +88,6 @@ func serveCommand() *cli.Command {
 			})
 		},
 	}
-}
-
-// served is what the daemon lends a command line it runs.
-type served struct {
-	repo    *store.Repo
-	mount   string
-	catalog *imagefile.Catalog
-	caller  *daemon.Caller
-	config  *config.File
-}
-
-// runIn runs a command line; s is nil when no daemon runs it.
-func runIn(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, s *served) int {
-	app := newApp()
-	app.Writer, app.ErrWriter = stdout, stderr
-	if s != nil {
-		app.Metadata = map[string]any{metaRepo: s.repo, metaCwd: cwd, metaMount: s.mount, metaCaller: s.caller, metaCatalog: s.catalog,
-			metaConfig: s.config}
-	}
-	if len(args) > 0 && args[len(args)-1] != completionFlag {
-		// A completion request is answered as typed so far.
-		args = flagsFirst(app, args)
-	}
-	err := app.RunContext(ctx, args)
-	if unknown, _ := app.Metadata[metaUnknownCommand].(error); err == nil && unknown != nil {
-		err = unknown
-	}
-	return reportError(requiredFlagIsUsage(err), stderr)
 }
 
 // requiredFlagIsUsage makes urfave/cli's error for a missing required flag
@@ -147,7 +109,7 @@ func umountCommand() *cli.Command {
 			if err := wantArgs(c, 1, 1); err != nil {
 				return err
 			}
-			dir, err := absPath(c, c.Args().First())
+			dir, err := filepath.Abs(c.Args().First())
 			if err != nil {
 				return err
 			}

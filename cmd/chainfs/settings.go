@@ -41,12 +41,22 @@ var settings = []setting{
 	{config.Setting{Key: "cache.memory_limit", Type: config.String | config.Integer, Check: checkSize}, "serve", "memory-limit"},
 }
 
-// Keys of app.Metadata for the configuration.
-const (
-	metaConfig    = "config"    // *config.File, or nil when there is none
-	metaSources   = "sources"   // map[string]string: where each setting applied so far came from
-	metaConfigErr = "configErr" // error: why the configuration file did not load (for doctor)
-)
+// session is what one run of a command line learns besides its flags:
+// the configuration file in effect and where each setting came from, and
+// an unknown command that --help met.
+type session struct {
+	loaded bool
+	// config is the configuration file in effect; nil when there is none.
+	config *config.File
+	// configErr is why the configuration file did not load, for doctor,
+	// which reports it among its findings.
+	configErr error
+	// sources say where each setting applied so far came from.
+	sources map[string]string
+	// unknown is an unknown command met by --help, which urfave/cli's
+	// hook cannot return (see commandNotFound).
+	unknown error
+}
 
 func configSchema() []config.Setting {
 	out := make([]config.Setting, len(settings))
@@ -85,16 +95,10 @@ func loadConfig(path string) (*config.File, error) {
 	return f, err
 }
 
-// configFile is the configuration file in effect; nil when there is none.
-func configFile(c *cli.Context) *config.File {
-	f, _ := c.App.Metadata[metaConfig].(*config.File)
-	return f
-}
-
 // configPath is the configuration file in effect, or where one would be
 // read from.
-func configPath(c *cli.Context) string {
-	if f := configFile(c); f != nil {
+func (s *session) configPath(c *cli.Context) string {
+	if f := s.config; f != nil {
 		return f.Path
 	}
 	if p := c.String("config"); p != "" {
@@ -106,40 +110,33 @@ func configPath(c *cli.Context) string {
 // applyConfig is the Before of the app and of each command that has
 // settings: it fills each of the command's flags that the command line
 // and the environment left unset from the configuration file, loading the
-// file first if this process has not (the daemon lends its own).
-func applyConfig(command string) cli.BeforeFunc {
+// file first, once.
+func (ss *session) applyConfig(command string) cli.BeforeFunc {
 	return func(c *cli.Context) error {
-		if c.App.Metadata == nil {
-			c.App.Metadata = map[string]any{}
-		}
-		// The daemon lends its file to the commands it runs, unless the
-		// command names another.
-		if f, loaded := c.App.Metadata[metaConfig].(*config.File); !loaded || (c.String("config") != "" && (f == nil || f.Path != c.String("config"))) {
+		if !ss.loaded {
 			f, err := loadConfig(c.String("config"))
 			if err != nil {
 				switch c.Args().First() {
 				case "doctor":
 					// It reports the mistake among its findings.
-					c.App.Metadata[metaConfigErr] = err
+					ss.configErr = err
 				case "version", "completion", "man":
 					// They need no settings, and make install runs them.
 				default:
 					return err
 				}
 			}
-			c.App.Metadata[metaConfig] = f
+			ss.config, ss.loaded = f, true
 		}
-		file := configFile(c)
-		sources, _ := c.App.Metadata[metaSources].(map[string]string)
-		if sources == nil {
-			sources = map[string]string{}
-			c.App.Metadata[metaSources] = sources
+		if ss.sources == nil {
+			ss.sources = map[string]string{}
 		}
+		file := ss.config
 		for _, s := range settings {
 			if s.Command != command {
 				continue
 			}
-			source := settingSource(c, s)
+			source := settingSource(c, file, s)
 			if source == "config" {
 				v, _ := file.Get(s.Key)
 				if err := c.Set(s.Flag, v.Text); err != nil {
@@ -147,7 +144,7 @@ func applyConfig(command string) cli.BeforeFunc {
 				}
 				source = fmt.Sprintf("config %s:%d", file.Path, v.Line)
 			}
-			sources[s.Key] = source
+			ss.sources[s.Key] = source
 		}
 		return nil
 	}
@@ -156,8 +153,8 @@ func applyConfig(command string) cli.BeforeFunc {
 // settingSource says where the value of s's flag comes from before the
 // configuration file is applied: "flag", "env NAME", "config" or
 // "default".
-func settingSource(c *cli.Context, s setting) string {
-	_, inFile := configFile(c).Get(s.Key)
+func settingSource(c *cli.Context, file *config.File, s setting) string {
+	_, inFile := file.Get(s.Key)
 	env, fromEnv := envOf(c, s.Flag)
 	switch {
 	case c.IsSet(s.Flag) && fromEnv:
@@ -225,7 +222,7 @@ type effective struct {
 	Source string `json:"source"` // flag --NAME, env NAME, config FILE:LINE, default
 }
 
-func configCommand() *cli.Command {
+func configCommand(ss *session) *cli.Command {
 	return &cli.Command{
 		Name:  "config",
 		Usage: "the configuration file and the settings in effect",
@@ -244,10 +241,9 @@ func configCommand() *cli.Command {
 					File     string      `json:"file"`
 					Loaded   bool        `json:"loaded"`
 					Settings []effective `json:"settings"`
-				}{File: configPath(c), Loaded: configFile(c) != nil}
-				sources, _ := c.App.Metadata[metaSources].(map[string]string)
+				}{File: ss.configPath(c), Loaded: ss.config != nil}
 				for _, s := range settings {
-					e := effective{Key: s.Key, Source: sources[s.Key]}
+					e := effective{Key: s.Key, Source: ss.sources[s.Key]}
 					switch {
 					case s.Command == "":
 						e.Value = c.String(s.Flag)
@@ -257,15 +253,15 @@ func configCommand() *cli.Command {
 					default:
 						// Another command's flag: only the file and the
 						// default apply here.
-						if v, ok := configFile(c).Get(s.Key); ok {
-							e.Value, e.Source = v.Text, fmt.Sprintf("config %s:%d", configFile(c).Path, v.Line)
+						if v, ok := ss.config.Get(s.Key); ok {
+							e.Value, e.Source = v.Text, fmt.Sprintf("config %s:%d", ss.config.Path, v.Line)
 						} else {
 							e.Value, e.Source = flagDefault(flagIn(findCommand(c.App.Commands, s.Command).Flags, s.Flag)), "default"
 						}
 					}
 					out.Settings = append(out.Settings, e)
 				}
-				return output(c, out, func() {
+				return cliEnv(c).output(out, func() {
 					state := "read"
 					if !out.Loaded {
 						state = "none there: defaults apply"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,7 +30,7 @@ func snapshotCommand() *cli.Command {
 					&cli.BoolFlag{Name: "allow-empty", Usage: "snapshot the source even if it is empty where the previous snapshot was not, or on another file system than when the volume was added"},
 					jsonFlag,
 				},
-				Action: snapshotCreate,
+				Action: request(parseSnapshotCreate),
 			},
 			{
 				Name:      "delete",
@@ -37,21 +38,21 @@ func snapshotCommand() *cli.Command {
 				ArgsUsage: "VOLUME/SNAPSHOT",
 				Description: "SNAPSHOT is the snapshot's name: 'latest' is refused, as a snapshot made meanwhile\n" +
 					"(an automatic one) would change which snapshot it means.",
-				Action: snapshotDelete,
+				Action: request(parseSnapshotDelete),
 			},
 			{
 				Name:      "diff",
 				Usage:     "what differs between two snapshots: files added, removed, changed (and which byte ranges)",
 				ArgsUsage: "VOLUME/SNAP_A VOLUME/SNAP_B",
 				Flags:     []cli.Flag{jsonFlag},
-				Action:    snapshotDiff,
+				Action:    request(parseSnapshotDiff),
 			},
 			{
 				Name:      "list",
 				Usage:     "list snapshots, of one volume or of all",
 				ArgsUsage: "[VOLUME]",
 				Flags:     []cli.Flag{jsonFlag},
-				Action:    snapshotList,
+				Action:    request(parseSnapshotList),
 			},
 		},
 	}
@@ -63,119 +64,156 @@ type createResult struct {
 	Warnings []string `json:"warnings"`
 }
 
-func snapshotCreate(c *cli.Context) error {
+// snapshotCreate snapshots a volume now.
+type snapshotCreate struct {
+	Volume      string            `json:"volume"`
+	Name        string            `json:"name,omitempty"` // "": the time
+	Description string            `json:"description,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	// Full re-reads every file; AllowEmpty takes a source that looks
+	// lost (source.Options).
+	Full       bool `json:"full,omitempty"`
+	AllowEmpty bool `json:"allow_empty,omitempty"`
+}
+
+func parseSnapshotCreate(c *cli.Context) (operation, error) {
 	if err := wantArgs(c, 1, 1); err != nil {
-		return err
+		return nil, err
 	}
-	volume := c.Args().First()
-	so := store.SnapshotOptions{Name: c.String("name"), Description: c.String("description")}
+	o := &snapshotCreate{Volume: c.Args().First(), Name: c.String("name"), Description: c.String("description"),
+		Full: c.Bool("full"), AllowEmpty: c.Bool("allow-empty")}
 	for _, kv := range c.StringSlice("tag") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return usagef("--tag %q: want KEY=VALUE", kv)
+			return nil, usagef("--tag %q: want KEY=VALUE", kv)
 		}
-		if so.Tags == nil {
-			so.Tags = map[string]string{}
+		if o.Tags == nil {
+			o.Tags = map[string]string{}
 		}
-		so.Tags[k] = v
+		o.Tags[k] = v
 	}
-	return withRepo(c, func(r *store.Repo) error {
-		prog := new(source.Progress)
-		bar := startProgress(c, "snapshot "+volume, func() (uint64, uint64) {
-			return prog.ReadBytes.Load() + prog.CarriedBytes.Load(), prog.Expected.Load()
-		})
-		var skip []string
-		if m, _ := c.App.Metadata[metaMount].(string); m != "" {
-			skip = append(skip, m)
-		}
-		res, err := source.Snapshot(c.Context, r, volume, so, source.Options{
-			Full: c.Bool("full"), AllowEmpty: c.Bool("allow-empty"), Progress: prog, Logger: logger(c), Skip: skip})
-		bar.finish()
-		if err != nil {
-			return err
-		}
-		out := createResult{Snapshot: res.Snapshot, Warnings: []string{}}
-		for _, w := range res.Warnings {
-			out.Warnings = append(out.Warnings, w.String())
-		}
-		err = output(c, out, func() {
-			s := res.Snapshot
-			for _, w := range out.Warnings {
-				fmt.Fprintln(c.App.ErrWriter, "warning:", w)
-			}
-			st := s.Stats
-			fmt.Fprintf(c.App.Writer, "snapshot %s/%s created\n", s.Volume, s.Name)
-			fmt.Fprintf(c.App.Writer, "  %s, %s, %s, %d other; %s\n", count(st.Files, "file"), count(st.Dirs, "directory"),
-				count(st.Symlinks, "symlink"), st.Others, size(st.LogicalBytes))
-			fmt.Fprintf(c.App.Writer, "  read %s; stored %s new, %s already in the repository; holds %s itself\n",
-				size(st.ReadBytes), size(st.StoredBytes), size(st.LinkedBytes), size(st.AddedBytes))
-			fmt.Fprintf(c.App.Writer, "  took %s\n", st.Duration.Round(time.Millisecond))
-		})
-		if err == nil && len(res.Warnings) > 0 {
-			err = partialError{n: len(res.Warnings)}
-		}
-		return err
-	})
+	return o, nil
 }
 
-func snapshotDelete(c *cli.Context) error {
-	if err := wantArgs(c, 1, 1); err != nil {
-		return err
+func (o *snapshotCreate) run(ctx context.Context, e *env) error {
+	prog := new(source.Progress)
+	bar := e.progress("snapshot "+o.Volume, func() (uint64, uint64) {
+		return prog.ReadBytes.Load() + prog.CarriedBytes.Load(), prog.Expected.Load()
+	})
+	var skip []string
+	if e.mount != "" {
+		skip = append(skip, e.mount)
 	}
-	volume, name, _, err := parseSnapshotPath(c.Args().First(), false)
+	so := store.SnapshotOptions{Name: o.Name, Description: o.Description, Tags: o.Tags}
+	res, err := source.Snapshot(ctx, e.repo, o.Volume, so, source.Options{
+		Full: o.Full, AllowEmpty: o.AllowEmpty, Progress: prog, Logger: e.log, Skip: skip})
+	bar.finish()
 	if err != nil {
 		return err
 	}
-	return withRepo(c, func(r *store.Repo) error {
-		if err := r.DeleteSnapshot(c.Context, volume, name); err != nil {
-			var refused *store.LatestRefusedError
-			if errors.As(err, &refused) && refused.Latest != "" {
-				return usagef("%w (chainfs snapshot delete %s/%s)", err, volume, refused.Latest)
-			}
-			return err
+	out := createResult{Snapshot: res.Snapshot, Warnings: []string{}}
+	for _, w := range res.Warnings {
+		out.Warnings = append(out.Warnings, w.String())
+	}
+	err = e.output(out, func() {
+		s := res.Snapshot
+		for _, w := range out.Warnings {
+			fmt.Fprintln(e.stderr, "warning:", w)
 		}
-		fmt.Fprintf(c.App.Writer, "deleted snapshot %s/%s\n", volume, name)
-		return nil
+		st := s.Stats
+		fmt.Fprintf(e.stdout, "snapshot %s/%s created\n", s.Volume, s.Name)
+		fmt.Fprintf(e.stdout, "  %s, %s, %s, %d other; %s\n", count(st.Files, "file"), count(st.Dirs, "directory"),
+			count(st.Symlinks, "symlink"), st.Others, size(st.LogicalBytes))
+		fmt.Fprintf(e.stdout, "  read %s; stored %s new, %s already in the repository; holds %s itself\n",
+			size(st.ReadBytes), size(st.StoredBytes), size(st.LinkedBytes), size(st.AddedBytes))
+		fmt.Fprintf(e.stdout, "  took %s\n", st.Duration.Round(time.Millisecond))
 	})
+	if err == nil && len(res.Warnings) > 0 {
+		err = partialError{n: len(res.Warnings)}
+	}
+	return err
 }
 
-func snapshotDiff(c *cli.Context) error {
-	if err := wantArgs(c, 2, 2); err != nil {
+// snapshotRef names a snapshot of a volume.
+type snapshotRef struct {
+	Volume   string `json:"volume"`
+	Snapshot string `json:"snapshot"`
+}
+
+func (s snapshotRef) String() string { return s.Volume + "/" + s.Snapshot }
+
+// parseSnapshotRef reads VOLUME/SNAPSHOT.
+func parseSnapshotRef(arg string) (snapshotRef, error) {
+	volume, snap, _, err := parseSnapshotPath(arg, false)
+	return snapshotRef{volume, snap}, err
+}
+
+// snapshotDelete deletes a snapshot.
+type snapshotDelete struct {
+	snapshotRef
+}
+
+func parseSnapshotDelete(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return nil, err
+	}
+	ref, err := parseSnapshotRef(c.Args().First())
+	return &snapshotDelete{ref}, err
+}
+
+func (o *snapshotDelete) run(ctx context.Context, e *env) error {
+	if err := e.repo.DeleteSnapshot(ctx, o.Volume, o.Snapshot); err != nil {
+		var refused *store.LatestRefusedError
+		if errors.As(err, &refused) && refused.Latest != "" {
+			return usagef("%w (chainfs snapshot delete %s/%s)", err, o.Volume, refused.Latest)
+		}
 		return err
 	}
-	var ends [2][2]string
-	for i := range ends {
-		vol, snap, _, err := parseSnapshotPath(c.Args().Get(i), false)
+	fmt.Fprintf(e.stdout, "deleted snapshot %s\n", o.snapshotRef)
+	return nil
+}
+
+// snapshotDiff says what differs between two snapshots.
+type snapshotDiff struct {
+	From snapshotRef `json:"from"`
+	To   snapshotRef `json:"to"`
+}
+
+func parseSnapshotDiff(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 2, 2); err != nil {
+		return nil, err
+	}
+	from, err := parseSnapshotRef(c.Args().Get(0))
+	if err != nil {
+		return nil, err
+	}
+	to, err := parseSnapshotRef(c.Args().Get(1))
+	return &snapshotDiff{From: from, To: to}, err
+}
+
+func (o *snapshotDiff) run(ctx context.Context, e *env) error {
+	var snaps [2]*store.Snapshot
+	for i, ref := range []snapshotRef{o.From, o.To} {
+		s, err := e.repo.Snapshot(ctx, ref.Volume, ref.Snapshot)
 		if err != nil {
 			return err
 		}
-		ends[i] = [2]string{vol, snap}
+		snaps[i] = s
 	}
-	return withRepo(c, func(r *store.Repo) error {
-		var snaps [2]*store.Snapshot
-		for i, e := range ends {
-			s, err := r.Snapshot(c.Context, e[0], e[1])
-			if err != nil {
-				return err
-			}
-			snaps[i] = s
-		}
-		changes := []report.Change{}
-		human := !c.Bool("json")
-		err := report.Diff(c.Context, r, snaps[0], snaps[1], func(ch report.Change) error {
-			if human {
-				// Print as found: a diff of a large change streams.
-				fmt.Fprintln(c.App.Writer, formatChange(&ch))
-				return nil
-			}
-			changes = append(changes, ch)
+	changes := []report.Change{}
+	err := report.Diff(ctx, e.repo, snaps[0], snaps[1], func(ch report.Change) error {
+		if !e.json {
+			// Print as found: a diff of a large change streams.
+			fmt.Fprintln(e.stdout, formatChange(&ch))
 			return nil
-		})
-		if err != nil || human {
-			return err
 		}
-		return output(c, changes, func() {})
+		changes = append(changes, ch)
+		return nil
 	})
+	if err != nil || !e.json {
+		return err
+	}
+	return e.output(changes, func() {})
 }
 
 // formatChange is one line of snapshot diff: + added, - removed, M content
@@ -204,57 +242,61 @@ func formatChange(ch *report.Change) string {
 	return line
 }
 
-func snapshotList(c *cli.Context) error {
-	if err := wantArgs(c, 0, 1); err != nil {
-		return err
-	}
-	return withRepo(c, func(r *store.Repo) error {
-		var names []string
-		if c.NArg() == 1 {
-			names = []string{c.Args().First()}
-		} else {
-			vols, err := r.Volumes(c.Context)
-			if err != nil {
-				return err
-			}
-			for _, v := range vols {
-				names = append(names, v.Name)
-			}
-		}
-		u, err := report.Usage(c.Context, r, report.UsageOptions{})
+// snapshotList lists the snapshots of a volume, or of every one when
+// Volume is "".
+type snapshotList struct {
+	Volume string `json:"volume,omitempty"`
+}
+
+func parseSnapshotList(c *cli.Context) (operation, error) {
+	return &snapshotList{Volume: c.Args().First()}, wantArgs(c, 0, 1)
+}
+
+func (o *snapshotList) run(ctx context.Context, e *env) error {
+	names := []string{o.Volume}
+	if o.Volume == "" {
+		vols, err := e.repo.Volumes(ctx)
 		if err != nil {
 			return err
 		}
-		// Sizes come from the chain as it is now (a deletion moves what a
-		// snapshot holds), not from the figures of its commit.
-		usage := map[[2]string]report.SnapshotUsage{}
-		for _, s := range u.Snapshots {
-			usage[[2]string{s.Volume, s.Snapshot}] = s
+		names = names[:0]
+		for _, v := range vols {
+			names = append(names, v.Name)
 		}
-		type listed struct {
-			store.Snapshot
-			Exclusive uint64 `json:"exclusive_bytes"`
+	}
+	u, err := report.Usage(ctx, e.repo, report.UsageOptions{})
+	if err != nil {
+		return err
+	}
+	// Sizes come from the chain as it is now (a deletion moves what a
+	// snapshot holds), not from the figures of its commit.
+	usage := map[snapshotRef]report.SnapshotUsage{}
+	for _, s := range u.Snapshots {
+		usage[snapshotRef{s.Volume, s.Snapshot}] = s
+	}
+	type listed struct {
+		store.Snapshot
+		Exclusive uint64 `json:"exclusive_bytes"`
+	}
+	all := []listed{}
+	for _, n := range names {
+		snaps, err := e.repo.Snapshots(ctx, n)
+		if err != nil {
+			return err
 		}
-		all := []listed{}
-		for _, n := range names {
-			snaps, err := r.Snapshots(c.Context, n)
-			if err != nil {
-				return err
-			}
-			for _, s := range snaps {
-				su := usage[[2]string{s.Volume, s.Name}]
-				s.Stats.AddedBytes, s.Stats.AddedBlocks = su.Added, su.AddedBlocks
-				all = append(all, listed{s, su.Exclusive})
-			}
+		for _, s := range snaps {
+			su := usage[snapshotRef{s.Volume, s.Name}]
+			s.Stats.AddedBytes, s.Stats.AddedBlocks = su.Added, su.AddedBlocks
+			all = append(all, listed{s, su.Exclusive})
 		}
-		return output(c, all, func() {
-			t := newTable(c, "VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "EXCLUSIVE", "DESCRIPTION")
-			for _, s := range all {
-				t.row(s.Volume, s.Name, fmt.Sprint(s.Seq), formatTime(s.Time), s.Kind(), fmt.Sprint(s.Stats.Files),
-					size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), size(s.Exclusive), dash(s.Description))
-			}
-			t.flush()
-		})
+	}
+	return e.output(all, func() {
+		t := newTable(e.stdout, "VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "EXCLUSIVE", "DESCRIPTION")
+		for _, s := range all {
+			t.row(s.Volume, s.Name, fmt.Sprint(s.Seq), formatTime(s.Time), s.Kind(), fmt.Sprint(s.Stats.Files),
+				size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), size(s.Exclusive), dash(s.Description))
+		}
+		t.flush()
 	})
 }
 

@@ -83,7 +83,7 @@ func versionCommand() *cli.Command {
 				return err
 			}
 			b := currentBuild()
-			return output(c, b, func() {
+			return cliEnv(c).output(b, func() {
 				fmt.Fprintf(c.App.Writer, "chainfs %s\n", b.Version)
 				fmt.Fprintf(c.App.Writer, "  commit            %s\n", b.Commit)
 				fmt.Fprintf(c.App.Writer, "  go                %s\n", b.Go)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -36,14 +37,16 @@ func volumeCommand() *cli.Command {
 					&cli.BoolFlag{Name: "one-file-system", Usage: "do not cross into other file systems"},
 					jsonFlag,
 				},
-				Action: volumeAdd,
+				Action: request(parseVolumeAdd),
 			},
 			{
 				Name:      "list",
 				Usage:     "list volumes",
 				ArgsUsage: " ",
 				Flags:     []cli.Flag{jsonFlag},
-				Action:    volumeList,
+				Action: request(func(c *cli.Context) (operation, error) {
+					return &volumeList{}, wantArgs(c, 0, 0)
+				}),
 			},
 			{
 				Name:      "rm",
@@ -52,65 +55,87 @@ func volumeCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "with-snapshots", Usage: "delete the volume's snapshots too"},
 				},
-				Action: volumeRemove,
+				Action: request(func(c *cli.Context) (operation, error) {
+					return &volumeRemove{Name: c.Args().First(), WithSnapshots: c.Bool("with-snapshots")}, wantArgs(c, 1, 1)
+				}),
 			},
 		},
 	}
 }
 
-func volumeAdd(c *cli.Context) error {
+// volumeAdd adds a volume: of the tree, disk-image file or block device
+// at Source, or, with FromImage, of a new tree written there from an
+// image.
+type volumeAdd struct {
+	Name          string   `json:"name"`
+	Source        string   `json:"source"`
+	FromImage     string   `json:"from_image,omitempty"`
+	BlockSize     uint32   `json:"block_size,omitempty"` // 0: the kind's default
+	Excludes      []string `json:"excludes,omitempty"`
+	OneFileSystem bool     `json:"one_file_system,omitempty"`
+}
+
+func parseVolumeAdd(c *cli.Context) (operation, error) {
 	if err := wantArgs(c, 2, 2); err != nil {
-		return err
+		return nil, err
 	}
-	name, src := c.Args().Get(0), c.Args().Get(1)
-	v := store.Volume{Name: name, Excludes: c.StringSlice("exclude"), OneFileSystem: c.Bool("one-file-system")}
+	o := &volumeAdd{Name: c.Args().Get(0), Excludes: c.StringSlice("exclude"), OneFileSystem: c.Bool("one-file-system")}
 	if s := c.String("block-size"); s != "" {
 		n, err := parseSize(s)
 		if err != nil {
-			return usageError{err}
+			return nil, usageError{err}
 		}
 		if n == 0 || n > store.MaxBlockSize {
-			return usagef("block size %s: a power of two from %s to %s", s, size(store.MinBlockSize), size(store.MaxBlockSize))
+			return nil, usagef("block size %s: a power of two from %s to %s", s, size(store.MinBlockSize), size(store.MaxBlockSize))
 		}
-		v.BlockSize = uint32(n)
+		o.BlockSize = uint32(n)
 	}
+	var err error
+	if o.Source, err = filepath.Abs(c.Args().Get(1)); err != nil {
+		return nil, err
+	}
+	if ref := c.String("from-image"); ref != "" {
+		o.FromImage = absoluteImageRef(ref)
+	}
+	return o, nil
+}
+
+func (o *volumeAdd) run(ctx context.Context, e *env) error {
+	if err := needAbsolute("source", o.Source); err != nil {
+		return err
+	}
+	v := store.Volume{Name: o.Name, Source: o.Source, BlockSize: o.BlockSize, Excludes: o.Excludes, OneFileSystem: o.OneFileSystem}
 	if _, err := ignore.Compile(v.Excludes); err != nil {
 		return usageError{fmt.Errorf("--exclude: %w", err)}
 	}
-	abs, err := absPath(c, src)
-	if err != nil {
-		return err
-	}
-	if ref := c.String("from-image"); ref != "" {
-		v.Source = abs
-		return volumeFromImage(c, v, ref)
+	if o.FromImage != "" {
+		return volumeFromImage(ctx, e, v, o.FromImage)
 	}
 	// Resolved as every snapshot will resolve it: run as root, through no
 	// other user's symlink.
-	fd, _, err := resolve.Open(abs, resolve.Options{})
+	fd, _, err := resolve.Open(o.Source, resolve.Options{})
 	if err != nil {
-		return fmt.Errorf("source %s: %w", src, err)
+		return fmt.Errorf("source %s: %w", o.Source, err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("source %s: %w", src, err)
+		return fmt.Errorf("source %s: %w", o.Source, err)
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 	case unix.S_IFREG, unix.S_IFBLK:
 		// A disk-image file or a block device: a disk volume.
 		if len(v.Excludes) > 0 || v.OneFileSystem {
-			return usagef("source %s is a disk, not a tree: --exclude and --one-file-system do not apply", src)
+			return usagef("source %s is a disk, not a tree: --exclude and --one-file-system do not apply", o.Source)
 		}
 		v.Kind = store.KindDisk
 	default:
-		return fmt.Errorf("source %s: not a directory, a disk-image file or a block device", src)
+		return fmt.Errorf("source %s: not a directory, a disk-image file or a block device", o.Source)
 	}
-	if rd, err := filepath.Abs(repoDir(c)); err == nil && (rd == abs || strings.HasPrefix(rd, abs+"/")) {
-		fmt.Fprintf(c.App.ErrWriter, "note: the repository %s lies inside the source; snapshots leave it out\n", rd)
+	if rd := e.repo.Info().Dir; rd == o.Source || strings.HasPrefix(rd, o.Source+"/") {
+		fmt.Fprintf(e.stderr, "note: the repository %s lies inside the source; snapshots leave it out\n", rd)
 	}
-	v.Source = abs
 	if v.Kind != store.KindDisk {
 		// A later snapshot from another file system (the disk not mounted)
 		// is refused; if this fails the first snapshot records it.
@@ -118,14 +143,12 @@ func volumeAdd(c *cli.Context) error {
 			v.SourceFS = fs
 		}
 	}
-	return withRepo(c, func(r *store.Repo) error {
-		added, err := r.AddVolume(c.Context, v)
-		if err != nil {
-			return err
-		}
-		return output(c, added, func() {
-			fmt.Fprintf(c.App.Writer, "added volume %s: %s (block size %s)\n", added.Name, added.Source, size(uint64(added.BlockSize)))
-		})
+	added, err := e.repo.AddVolume(ctx, v)
+	if err != nil {
+		return err
+	}
+	return e.output(added, func() {
+		fmt.Fprintf(e.stdout, "added volume %s: %s (block size %s)\n", added.Name, added.Source, size(uint64(added.BlockSize)))
 	})
 }
 
@@ -145,34 +168,32 @@ type volumeInfo struct {
 	Latest    string `json:"latest,omitempty"`
 }
 
-func volumeList(c *cli.Context) error {
-	if err := wantArgs(c, 0, 0); err != nil {
+// volumeList lists the volumes.
+type volumeList struct{}
+
+func (volumeList) run(ctx context.Context, e *env) error {
+	vols, err := e.repo.Volumes(ctx)
+	if err != nil {
 		return err
 	}
-	return withRepo(c, func(r *store.Repo) error {
-		vols, err := r.Volumes(c.Context)
+	infos := []volumeInfo{}
+	for _, v := range vols {
+		snaps, err := e.repo.Snapshots(ctx, v.Name)
 		if err != nil {
 			return err
 		}
-		infos := []volumeInfo{}
-		for _, v := range vols {
-			snaps, err := r.Snapshots(c.Context, v.Name)
-			if err != nil {
-				return err
-			}
-			vi := volumeInfo{Volume: v, Snapshots: len(snaps)}
-			if len(snaps) > 0 {
-				vi.Latest = snaps[len(snaps)-1].Name
-			}
-			infos = append(infos, vi)
+		vi := volumeInfo{Volume: v, Snapshots: len(snaps)}
+		if len(snaps) > 0 {
+			vi.Latest = snaps[len(snaps)-1].Name
 		}
-		return output(c, infos, func() {
-			t := newTable(c, "NAME", "KIND", "SOURCE", "BLOCK SIZE", "SNAPSHOTS", "LATEST", "EXCLUDES")
-			for _, v := range infos {
-				t.row(v.Name, string(v.Kind), v.Source, size(uint64(v.BlockSize)), fmt.Sprint(v.Snapshots), dash(v.Latest), dash(strings.Join(v.Excludes, ",")))
-			}
-			t.flush()
-		})
+		infos = append(infos, vi)
+	}
+	return e.output(infos, func() {
+		t := newTable(e.stdout, "NAME", "KIND", "SOURCE", "BLOCK SIZE", "SNAPSHOTS", "LATEST", "EXCLUDES")
+		for _, v := range infos {
+			t.row(v.Name, string(v.Kind), v.Source, size(uint64(v.BlockSize)), fmt.Sprint(v.Snapshots), dash(v.Latest), dash(strings.Join(v.Excludes, ",")))
+		}
+		t.flush()
 	})
 }
 
@@ -183,20 +204,20 @@ func dash(s string) string {
 	return s
 }
 
-func volumeRemove(c *cli.Context) error {
-	if err := wantArgs(c, 1, 1); err != nil {
+// volumeRemove removes a volume, and its snapshots with WithSnapshots.
+type volumeRemove struct {
+	Name          string `json:"name"`
+	WithSnapshots bool   `json:"with_snapshots,omitempty"`
+}
+
+func (o *volumeRemove) run(ctx context.Context, e *env) error {
+	err := e.repo.RemoveVolume(ctx, o.Name, o.WithSnapshots)
+	if errors.Is(err, store.ErrHasSnapshots) {
+		return fmt.Errorf("volume %s has snapshots; delete them first or pass --with-snapshots", o.Name)
+	}
+	if err != nil {
 		return err
 	}
-	name := c.Args().First()
-	return withRepo(c, func(r *store.Repo) error {
-		err := r.RemoveVolume(c.Context, name, c.Bool("with-snapshots"))
-		if errors.Is(err, store.ErrHasSnapshots) {
-			return fmt.Errorf("volume %s has snapshots; delete them first or pass --with-snapshots", name)
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.App.Writer, "removed volume %s\n", name)
-		return nil
-	})
+	fmt.Fprintf(e.stdout, "removed volume %s\n", o.Name)
+	return nil
 }

@@ -7,7 +7,6 @@ package daemon
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -35,9 +34,9 @@ type Options struct {
 	Metrics string
 	// Version names this build, for the metrics.
 	Version string
-	// RunCLI runs one chainfs command line in this process against Repo,
-	// for a CLI that reached the daemon; it returns the exit status.
-	RunCLI func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, caller Caller) int
+	// Serve runs one request of a CLI that reached the daemon against
+	// Repo.
+	Serve Handler
 	// Ready is called once the mount, the socket and the metrics serve,
 	// with the metrics' address if any.
 	Ready func(metricsAddr string)
@@ -113,7 +112,7 @@ func Run(ctx context.Context, o Options) error {
 	// that started the change may hold until its job is done.
 	go notes.run(fsys.Changed)
 
-	sock, err := listen(ctx, o.Repo.Info().Dir, o.RunCLI, jobs, log)
+	sock, err := listen(ctx, o.Repo.Info().Dir, o.Serve, jobs, log)
 	if err != nil {
 		mount.Unmount()
 		return err

@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -30,14 +29,6 @@ const SocketName = "daemon.sock"
 // maxRequest bounds a request line.
 const maxRequest = 1 << 20
 
-// request is what the CLI sends: its command line and working directory,
-// and whether its stderr is a terminal (progress bars are drawn there).
-type request struct {
-	Args      []string `json:"args"`
-	Cwd       string   `json:"cwd"`
-	StderrTTY bool     `json:"stderr_tty,omitempty"`
-}
-
 // Frames of the reply: a type byte, a big-endian u32 length, the data.
 const (
 	frameStdout = 'o'
@@ -45,7 +36,7 @@ const (
 	frameExit   = 'x' // data: big-endian u32 exit status
 )
 
-// Caller is who sent a command line over the socket, with the CLI's own
+// Caller is who sent a request over the socket, with the CLI's own
 // standard input and output, which travel with the request (SCM_RIGHTS):
 // "image import NAME -" reads the CLI's input, "image export NAME -"
 // writes its output.
@@ -57,11 +48,9 @@ type Caller struct {
 	StderrTTY bool
 }
 
-type cliFunc func(ctx context.Context, args []string, cwd string, stdout, stderr io.Writer, caller Caller) int
-
 // listen serves the CLI on the repository's socket. Only the daemon's own
 // user and root may connect (checked with SO_PEERCRED).
-func listen(ctx context.Context, repoDir string, run cliFunc, jobs *runner, log *slog.Logger) (io.Closer, error) {
+func listen(ctx context.Context, repoDir string, run Handler, jobs *runner, log *slog.Logger) (io.Closer, error) {
 	path := filepath.Join(repoDir, SocketName)
 	// The repository's lock is ours, so a socket file here is stale.
 	os.Remove(path)
@@ -145,7 +134,7 @@ func (w frameWriter) Write(p []byte) (int, error) {
 	return w.conn.Write(p)
 }
 
-func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runner, log *slog.Logger) {
+func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runner, log *slog.Logger) {
 	defer conn.Close()
 	var mu sync.Mutex
 	stdout := frameWriter{&mu, conn, frameStdout}
@@ -173,7 +162,7 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 	if err == nil {
 		line, err = br.ReadBytes('\n')
 	}
-	var req request
+	var req Request
 	if err == nil {
 		req, err = parseRequest(line)
 	}
@@ -191,10 +180,10 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 		io.Copy(io.Discard, conn)
 		cancel()
 	}()
-	command := redact.Args(req.Args)
+	command := redact.URLs(req.String())
 	j := jobs.add("cli", command, "running", uid)
 	start := time.Now()
-	code := run(ctx, req.Args, req.Cwd, stdout, stderr, caller)
+	code := run(ctx, req, stdout, stderr, caller)
 	var jerr error
 	if code != 0 {
 		jerr = fmt.Errorf("exit status %d", code)
@@ -207,32 +196,8 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run cliFunc, jobs *runne
 	if code != 0 {
 		level = slog.LevelWarn
 	}
-	log.Log(context.Background(), level, "command", "command", command, "uid", uid, "exit", code, "took", time.Since(start).Round(time.Millisecond))
+	log.Log(context.Background(), level, "request", "request", command, "uid", uid, "exit", code, "took", time.Since(start).Round(time.Millisecond))
 	exit(code)
-}
-
-// maxArgs bounds a request's command line.
-const maxArgs = 4096
-
-// parseRequest reads a request line: a command line of at least one
-// argument, none with a NUL, and an absolute working directory.
-func parseRequest(line []byte) (request, error) {
-	var req request
-	if err := json.Unmarshal(line, &req); err != nil {
-		return req, err
-	}
-	if len(req.Args) == 0 || len(req.Args) > maxArgs {
-		return req, fmt.Errorf("%d arguments", len(req.Args))
-	}
-	for _, a := range append(req.Args, req.Cwd) {
-		if strings.ContainsRune(a, 0) {
-			return req, fmt.Errorf("NUL in an argument")
-		}
-	}
-	if !filepath.IsAbs(req.Cwd) {
-		return req, fmt.Errorf("working directory %q is not absolute", req.Cwd)
-	}
-	return req, nil
 }
 
 // readWithFiles reads the first bytes of a request and the descriptors
@@ -283,9 +248,9 @@ func peerUID(conn *net.UnixConn) (uint32, error) {
 	return cred.Uid, nil
 }
 
-// Streams are a forwarded command's standard streams: In and Out go to the
+// Streams are a sent request's standard streams: In and Out go to the
 // daemon as descriptors, for commands that read or write data there
-// ("image import NAME -"); what the command prints comes back to Stdout
+// ("image import NAME -"); what the operation prints comes back to Stdout
 // and Stderr. StderrTTY says Stderr is a terminal, for progress bars.
 type Streams struct {
 	In, Out        *os.File
@@ -293,10 +258,10 @@ type Streams struct {
 	StderrTTY      bool
 }
 
-// Forward runs a command line in the daemon serving repoDir and copies its
+// Send runs a request in the daemon serving repoDir and copies its
 // output. served is false when no daemon serves the repository, and the
-// caller runs the command itself.
-func Forward(ctx context.Context, repoDir string, args []string, s Streams) (code int, served bool, err error) {
+// caller runs the operation itself.
+func Send(ctx context.Context, repoDir string, req Request, s Streams) (code int, served bool, err error) {
 	c, err := net.Dial("unix", filepath.Join(repoDir, SocketName))
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR) {
@@ -306,8 +271,11 @@ func Forward(ctx context.Context, repoDir string, args []string, s Streams) (cod
 	}
 	conn := c.(*net.UnixConn)
 	defer conn.Close()
-	cwd, _ := os.Getwd()
-	b, _ := json.Marshal(request{Args: args, Cwd: cwd, StderrTTY: s.StderrTTY})
+	req.V, req.StderrTTY = RequestVersion, s.StderrTTY
+	b, err := json.Marshal(req)
+	if err != nil {
+		return 0, false, fmt.Errorf("request %s: %w", req.Op, err)
+	}
 	// The daemon may refuse the caller before reading the request, so its
 	// answer is read even when sending failed.
 	var rights []byte

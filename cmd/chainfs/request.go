@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+
+	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
+	"github.com/chainfs/chainfs/cmd/chainfs/journal"
+	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/imagefile"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+// operation is one thing the CLI asks of a repository, with its
+// arguments as fields: parsed from a command line, then run here, or,
+// when a daemon serves the repository, sent to it as a request (the
+// struct as JSON) and run there by the same code. Its paths are absolute
+// and its users uids, so that it means the same in either process.
+type operation interface {
+	run(ctx context.Context, e *env) error
+}
+
+// operations are every operation by the name a request gives it.
+var operations = map[string]func() operation{
+	"volume.add":      func() operation { return new(volumeAdd) },
+	"volume.list":     func() operation { return new(volumeList) },
+	"volume.rm":       func() operation { return new(volumeRemove) },
+	"snapshot.create": func() operation { return new(snapshotCreate) },
+	"snapshot.delete": func() operation { return new(snapshotDelete) },
+	"snapshot.diff":   func() operation { return new(snapshotDiff) },
+	"snapshot.list":   func() operation { return new(snapshotList) },
+	"restore":         func() operation { return new(restoreOp) },
+	"image.create":    func() operation { return new(imageCreate) },
+	"image.list":      func() operation { return new(imageList) },
+	"image.show":      func() operation { return new(imageShow) },
+	"image.export":    func() operation { return new(imageExport) },
+	"image.import":    func() operation { return new(imageImport) },
+	"image.share":     func() operation { return new(imageShare) },
+	"image.publish":   func() operation { return new(imagePublish) },
+	"image.copy":      func() operation { return new(imageCopy) },
+	"image.rm":        func() operation { return new(imageRemove) },
+	"gc":              func() operation { return new(gcOp) },
+	"usage":           func() operation { return new(usageOp) },
+	"chain":           func() operation { return new(chainOp) },
+	"policy.create":   func() operation { return new(policyCreate) },
+	"policy.apply":    func() operation { return new(policyApply) },
+	"policy.list":     func() operation { return new(policyList) },
+	"policy.rm":       func() operation { return new(policyRemove) },
+	"check":           func() operation { return new(checkOp) },
+}
+
+// opNames is operations turned around: the name of each operation's type.
+var opNames = func() map[reflect.Type]string {
+	m := map[reflect.Type]string{}
+	for name, newOp := range operations {
+		m[reflect.TypeOf(newOp())] = name
+	}
+	return m
+}()
+
+// decodeOperation reads a request's body as the operation it names. A
+// field the operation does not have is refused, not ignored: it would be
+// an argument dropped on the floor.
+func decodeOperation(name string, body []byte) (operation, error) {
+	newOp, ok := operations[name]
+	if !ok {
+		return nil, usagef("the daemon knows no operation %q: use the chainfs that started it, or restart the daemon with this one", name)
+	}
+	o := newOp()
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(o); err != nil {
+		return nil, usagef("request %s: %v", name, err)
+	}
+	if dec.More() {
+		return nil, usagef("request %s: data after the body", name)
+	}
+	return o, nil
+}
+
+// env is what an operation runs with: the repository, who asked, and
+// where its output goes.
+type env struct {
+	repo   *store.Repo
+	caller daemon.Caller
+	stdout io.Writer
+	stderr io.Writer
+	json   bool // --json: output for scripts
+	log    *slog.Logger
+	// catalog serves public images; nil when there is none.
+	catalog *imagefile.Catalog
+	// mount is the daemon's mount point, which snapshots and restores
+	// leave out; "" when no daemon runs the operation.
+	mount string
+}
+
+// cliEnv is the environment of a command that runs in this process.
+func cliEnv(c *cli.Context) *env {
+	e := &env{
+		caller: daemon.Caller{UID: uint32(os.Geteuid()), Stdin: os.Stdin, Stdout: os.Stdout,
+			StderrTTY: c.App.ErrWriter == os.Stderr && term.IsTerminal(int(os.Stderr.Fd()))},
+		stdout: c.App.Writer, stderr: c.App.ErrWriter, json: c.Bool("json"), log: logger(c),
+	}
+	if dir := c.String("catalog"); dir != "" {
+		if abs, err := filepath.Abs(dir); err == nil {
+			e.catalog = imagefile.OpenCatalog(abs, e.log)
+		}
+	}
+	return e
+}
+
+// library is every image an operation may name: the repository's and
+// the catalog's.
+func (e *env) library() *imagefile.Library {
+	return &imagefile.Library{Repo: e.repo, Catalog: e.catalog}
+}
+
+// request makes the action of a command that is an operation: the
+// command line is parsed into one, which is submitted.
+func request(parse func(c *cli.Context) (operation, error)) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		o, err := parse(c)
+		if err != nil {
+			return err
+		}
+		return submit(c, o)
+	}
+}
+
+// submit runs an operation on the repository the command line names: in
+// the daemon serving it, when one does, else here on the repository
+// opened for it.
+func submit(c *cli.Context, o operation) error {
+	req, err := newRequest(o)
+	if err != nil {
+		return err
+	}
+	e := cliEnv(c)
+	req.JSON, req.LogLevel = e.json, c.String("log-level")
+	if e.catalog != nil {
+		req.Catalog = e.catalog.Dir()
+	}
+	code, served, err := daemon.Send(c.Context, repoDir(c), req, daemon.Streams{In: os.Stdin, Out: os.Stdout,
+		Stdout: e.stdout, Stderr: e.stderr, StderrTTY: e.caller.StderrTTY})
+	if err != nil {
+		return err
+	}
+	if served {
+		return exitStatus(code)
+	}
+	return withRepo(c, func(r *store.Repo) error {
+		e.repo = r
+		return o.run(c.Context, e)
+	})
+}
+
+// newRequest is the request that asks a daemon to run o.
+func newRequest(o operation) (daemon.Request, error) {
+	name, ok := opNames[reflect.TypeOf(o)]
+	if !ok {
+		panic(fmt.Sprintf("operation %T is not in operations", o))
+	}
+	body, err := json.Marshal(o)
+	if err != nil {
+		return daemon.Request{}, fmt.Errorf("request %s: %w", name, err)
+	}
+	return daemon.Request{Op: name, Body: body}, nil
+}
+
+// served is what the daemon lends the operations it runs.
+type served struct {
+	repo    *store.Repo
+	mount   string
+	catalog *imagefile.Catalog
+}
+
+// serve is the daemon's handler of requests: it runs the operation a
+// request names, as the CLI would have, and reports its end as the CLI
+// does.
+func (s *served) serve(ctx context.Context, req daemon.Request, stdout, stderr io.Writer, caller daemon.Caller) int {
+	log := newLogger(req.LogLevel, stderr)
+	o, err := decodeOperation(req.Op, req.Body)
+	if err != nil {
+		return reportError(err, stderr)
+	}
+	e := &env{repo: s.repo, caller: caller, stdout: stdout, stderr: stderr, json: req.JSON, log: log,
+		catalog: s.catalog, mount: s.mount}
+	if e.catalog == nil && req.Catalog != "" {
+		e.catalog = imagefile.OpenCatalog(req.Catalog, log)
+	}
+	return reportError(o.run(ctx, e), stderr)
+}
+
+// logger is the command's slog logger at the --log-level: to the journal
+// when systemd runs chainfs with its standard error there, else as text
+// to the command's standard error.
+func logger(c *cli.Context) *slog.Logger {
+	if c.App.ErrWriter == os.Stderr && journal.Wanted() {
+		return slog.New(journal.NewHandler(logLevel(c.String("log-level"))))
+	}
+	return newLogger(c.String("log-level"), c.App.ErrWriter)
+}
+
+// newLogger logs as text to w at level (warn when it names none).
+func newLogger(level string, w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: logLevel(level)}))
+}
+
+func logLevel(s string) slog.Level {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s)); err != nil {
+		level = slog.LevelWarn
+	}
+	return level
+}
+
+// needAbsolute refuses a path that is not absolute: the CLI makes every
+// path it sends absolute, as the daemon's own directory means nothing to
+// the caller.
+func needAbsolute(what, p string) error {
+	if !filepath.IsAbs(p) {
+		return usagef("%s %q is not an absolute path", what, p)
+	}
+	return nil
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
+	"github.com/chainfs/chainfs/store"
+)
+
+// fill sets every exported field reachable from v to a value that is not
+// its zero, so that a field the wire drops or renames shows.
+func fill(t *testing.T, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString("/x")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int64, reflect.Uint32, reflect.Uint64:
+		if v.CanInt() {
+			v.SetInt(7)
+		} else {
+			v.SetUint(7)
+		}
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+		fill(t, v.Index(0))
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+		fill(t, k)
+		fill(t, e)
+		m.SetMapIndex(k, e)
+		v.Set(m)
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(t, v.Elem())
+	case reflect.Struct:
+		if v.Type().PkgPath() == "time" {
+			return
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fill(t, v.Field(i))
+			}
+		}
+	default:
+		t.Fatalf("fill: %s", v.Type())
+	}
+}
+
+// TestOperationsOnTheWire: every operation, with every field set, comes
+// out of its request as it went in, and names every field in snake_case
+// (the request format is a promise to daemons of this version).
+func TestOperationsOnTheWire(t *testing.T) {
+	snake := regexp.MustCompile(`^[a-z]+(_[a-z]+)*$`)
+	for name, newOp := range operations {
+		o := newOp()
+		fill(t, reflect.ValueOf(o).Elem())
+		req, err := newRequest(o)
+		if err != nil || req.Op != name {
+			t.Fatalf("%s: newRequest: %+v %v", name, req, err)
+		}
+		got, err := decodeOperation(req.Op, req.Body)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, o) {
+			t.Errorf("%s: sent %+v, got %+v", name, o, got)
+		}
+		typ := reflect.TypeOf(o).Elem()
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if f.IsExported() && !f.Anonymous && !snake.MatchString(tag) {
+				t.Errorf("%s: field %s is sent as %q", name, f.Name, tag)
+			}
+		}
+	}
+}
+
+// TestDecodeOperationRefuses: an operation this chainfs does not know,
+// an argument an operation does not take, and trailing data are usage
+// errors, not guesses.
+func TestDecodeOperationRefuses(t *testing.T) {
+	for _, c := range []struct{ op, body, want string }{
+		{"volume.explode", `{}`, `knows no operation "volume.explode"`},
+		{"volume.rm", `{"name":"v","with_snapshots":true,"force":true}`, `unknown field "force"`},
+		{"volume.rm", `{"name":"v"} {}`, "data after the body"},
+		{"volume.rm", `{"name":7}`, "cannot unmarshal"},
+	} {
+		_, err := decodeOperation(c.op, []byte(c.body))
+		if err == nil || !strings.Contains(err.Error(), c.want) || reportError(err, new(strings.Builder)) != exitUsage {
+			t.Errorf("%s %s: %v, want a usage error with %q", c.op, c.body, err, c.want)
+		}
+	}
+}
+
+// TestServeRequest: the daemon's handler runs what a request asks on the
+// repository it serves, with the caller's identity, and refuses a path
+// that is not absolute rather than resolve it in its own directory.
+func TestServeRequest(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)
+	if _, err := store.Init(store.Options{Dir: filepath.Join(dir, "repo")}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Open(context.Background(), store.Options{Dir: filepath.Join(dir, "repo")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s := &served{repo: r}
+	serve := func(o operation) (int, string, string) {
+		t.Helper()
+		req, err := newRequest(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out, errs strings.Builder
+		code := s.serve(context.Background(), req, &out, &errs, daemon.Caller{UID: 4321})
+		return code, out.String(), errs.String()
+	}
+	if code, _, errs := serve(&volumeAdd{Name: "v", Source: "src"}); code != exitUsage || !strings.Contains(errs, `source "src" is not an absolute path`) {
+		t.Errorf("relative source: exit %d, %q", code, errs)
+	}
+	for _, o := range []operation{&volumeAdd{Name: "v", Source: src}, &snapshotCreate{Volume: "v", Name: "s1"},
+		&imageCreate{Name: "img", From: snapshotRef{"v", "s1"}}} {
+		if code, _, errs := serve(o); code != exitOK {
+			t.Fatalf("%T: exit %d %s", o, code, errs)
+		}
+	}
+	code, out, _ := serve(&imageShow{Name: "img"})
+	if code != exitOK || !strings.Contains(out, "owner:       4321") {
+		t.Errorf("image show: exit %d\n%s", code, out)
+	}
+	if code, _, errs := serve(&restoreOp{snapshotRef: snapshotRef{"v", "s1"}, Target: "rel", Overwrite: "never"}); code != exitUsage ||
+		!strings.Contains(errs, "not an absolute path") {
+		t.Errorf("relative target: exit %d, %q", code, errs)
+	}
+}
