@@ -268,8 +268,9 @@ func diskFull(t *testing.T, fs string) {
 }
 
 // TestUnknownCommand: a mistyped command or subcommand is named with the
-// nearest one and exits 2, the same whether the CLI runs it or forwards
-// it to the daemon serving the repository.
+// nearest one and exits 2, the same whether a daemon serves the
+// repository or not; the CLI answers it, and the daemon, which runs typed
+// requests, never hears of it.
 func TestUnknownCommand(t *testing.T) {
 	e := newEnv(t)
 	check := func(how string) {
@@ -295,8 +296,10 @@ func TestUnknownCommand(t *testing.T) {
 	check("without a daemon")
 	d := e.serve(filepath.Join(e.dir, "mnt"))
 	check("through the daemon")
-	if log := d.log.String(); !strings.Contains(log, "snapshto") {
-		t.Errorf("the daemon did not run the commands:\n%s", log)
+	e.ok("snapshot", "list")
+	if log := d.log.String(); strings.Contains(log, "snapshto") || strings.Contains(log, "xyzzyq") ||
+		!strings.Contains(log, "request=snapshot.list") {
+		t.Errorf("the daemon heard of a command line, or not of the request:\n%s", log)
 	}
 }
 
