@@ -10,8 +10,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/chainfs/chainfs/fs/restore"
 	"github.com/chainfs/chainfs/store/report"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 func chainCommand() *cli.Command {
@@ -55,11 +57,42 @@ func (o *chainOp) run(ctx context.Context, e *env) error {
 		if err := needAbsolute("--svg", o.SVG); err != nil {
 			return err
 		}
-		if err := os.WriteFile(o.SVG, []byte(chainSVG(o.Volume, rows)), 0o644); err != nil {
+		if err := writeSVG(o.SVG, chainSVG(o.Volume, rows)); err != nil {
 			return err
 		}
 	}
 	return e.output(rows, func() { printChain(e.stdout, rows) })
+}
+
+// writeSVG writes a picture to path, through its directory opened as a
+// restore's target is, and only to a regular file: a symlink there is
+// refused, not followed, since the daemon writing it may be root.
+func writeSVG(path, svg string) error {
+	dir, err := restore.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("--svg %s: %w", path, err)
+	}
+	defer dir.Close()
+	// O_NONBLOCK: a fifo without a reader fails rather than waits.
+	fd, err := unix.Openat(int(dir.Fd()), filepath.Base(path), unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("--svg %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("--svg %s: not a regular file", path)
+	}
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("--svg %s: %w", path, err)
+	}
+	if _, err := f.WriteString(svg); err != nil {
+		return fmt.Errorf("--svg %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--svg %s: %w", path, err)
+	}
+	return nil
 }
 
 // holders lists a row's holders, the snapshot itself first, then oldest first.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	"github.com/chainfs/chainfs/store"
+	"golang.org/x/sys/unix"
 )
 
 // fill sets every exported field reachable from v to a value that is not
@@ -144,5 +145,36 @@ func TestServeRequest(t *testing.T) {
 	if code, _, errs := serve(&restoreOp{snapshotRef: snapshotRef{"v", "s1"}, Target: "rel", Overwrite: "never"}); code != exitUsage ||
 		!strings.Contains(errs, "not an absolute path") {
 		t.Errorf("relative target: exit %d, %q", code, errs)
+	}
+}
+
+// TestWriteSVGFollowsNoSymlink: the chain's picture goes to a regular
+// file only; a symlink or a fifo in its place is refused and left as it
+// was, and the file it points to untouched.
+func TestWriteSVGFollowsNoSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("keep"), 0o644)
+	os.Symlink(victim, filepath.Join(dir, "link.svg"))
+	if err := writeSVG(filepath.Join(dir, "link.svg"), "<svg/>"); err == nil {
+		t.Error("wrote through a symlink")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Errorf("the symlink's target became %q", b)
+	}
+	fifo := filepath.Join(dir, "fifo.svg")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSVG(fifo, "<svg/>"); err == nil {
+		t.Error("wrote to a fifo")
+	}
+	out := filepath.Join(dir, "chain.svg")
+	os.WriteFile(out, []byte(strings.Repeat("old ", 100)), 0o644)
+	if err := writeSVG(out, "<svg/>"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "<svg/>" {
+		t.Errorf("chain.svg holds %q", b)
 	}
 }
