@@ -151,25 +151,6 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// eachLeadingGlobal calls fn for each global flag before the command: its
-// name, its value, and the index of the token holding the value (the
-// flag's own, inline, for --name=value). It returns the command's index
-// (len(args) if none).
-func eachLeadingGlobal(args []string, fn func(name, val string, at int, inline bool)) int {
-	flags := newApp().Flags
-	i := 1
-	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
-		name, val, inline := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
-		at := i
-		if !inline && takesValue(flags, args[i]) && i+1 < len(args) {
-			i++
-			at, val = i, args[i]
-		}
-		fn(name, val, at, inline)
-	}
-	return i
-}
-
 // takesValue reports whether token names a flag that reads the next token.
 func takesValue(flags []cli.Flag, token string) bool {
 	if strings.Contains(token, "=") {

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/chainfs/chainfs/fs/restore"
@@ -65,31 +67,35 @@ func (o *chainOp) run(ctx context.Context, e *env) error {
 }
 
 // writeSVG writes a picture to path, through its directory opened as a
-// restore's target is, and only to a regular file: a symlink there is
-// refused, not followed, since the daemon writing it may be root.
+// restore's target is: under a new name, renamed over path when
+// complete, and only where path is new or a regular file. The daemon
+// that writes it may be root: a symlink there is refused, not followed.
 func writeSVG(path, svg string) error {
 	dir, err := restore.OpenDir(filepath.Dir(path))
 	if err != nil {
-		return fmt.Errorf("--svg %s: %w", path, err)
+		return fmt.Errorf("--svg: %w", err)
 	}
 	defer dir.Close()
-	// O_NONBLOCK: a fifo without a reader fails rather than waits.
-	fd, err := unix.Openat(int(dir.Fd()), filepath.Base(path), unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o644)
+	dirfd, name := int(dir.Fd()), filepath.Base(path)
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("--svg %s: not a regular file", path)
+	}
+	tmp := "." + name + ".partial-" + strconv.FormatUint(rand.Uint64(), 36)
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return fmt.Errorf("--svg %s: %w", path, err)
 	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return fmt.Errorf("--svg %s: not a regular file", path)
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.WriteString(svg)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Truncate(0); err != nil {
-		return fmt.Errorf("--svg %s: %w", path, err)
+	if err == nil {
+		err = unix.Renameat(dirfd, tmp, dirfd, name)
 	}
-	if _, err := f.WriteString(svg); err != nil {
-		return fmt.Errorf("--svg %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
+	if err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
 		return fmt.Errorf("--svg %s: %w", path, err)
 	}
 	return nil

@@ -54,8 +54,9 @@ func reportError(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	if s, ok := err.(exitStatus); ok {
-		return int(s)
+	var status exitStatus
+	if errors.As(err, &status) {
+		return int(status)
 	}
 	prefix := ""
 	if stderr == os.Stderr && journal.StderrIsJournal() {
@@ -65,7 +66,10 @@ func reportError(err error, stderr io.Writer) int {
 	var ue usageError
 	var pe partialError
 	var ce *config.Error
+	var re requestError
 	switch {
+	case errors.As(err, &re):
+		return exitUsage
 	case errors.As(err, &ce), errors.Is(err, store.ErrUntrusted):
 		return exitUsage
 	case errors.As(err, &ue), errors.Is(err, store.ErrInvalid):

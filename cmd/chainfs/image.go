@@ -231,6 +231,9 @@ func parseImageCreate(c *cli.Context) (operation, error) {
 }
 
 func (o *imageCreate) run(ctx context.Context, e *env) error {
+	if err := o.From.check(); err != nil {
+		return err
+	}
 	img, err := images.Create(ctx, e.repo, o.Name, o.From.Volume, o.From.Snapshot,
 		images.Meta{Description: o.Description, Owner: ownerOr(o.Owner, e)})
 	if err != nil {
@@ -529,8 +532,7 @@ func openImageSource(ctx context.Context, e *env, src string, raw bool) (r io.Re
 	if err := needAbsolute("source", src); err != nil {
 		return nil, 0, "", err
 	}
-	path := src
-	f, err := os.Open(path)
+	f, err := os.Open(src)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("import from %s: %w", src, unwrapPathError(err))
 	}
@@ -544,13 +546,13 @@ func openImageSource(ctx context.Context, e *env, src string, raw bool) (r io.Re
 			f.Close()
 			return nil, 0, "", fmt.Errorf("import from %s: %w", src, err)
 		}
-		return f, uint64(size), path, nil
+		return f, uint64(size), src, nil
 	}
 	if err != nil || !st.Mode().IsRegular() {
 		f.Close()
 		return nil, 0, "", fmt.Errorf("import from %s: not a regular file", src)
 	}
-	return f, uint64(st.Size()), path, nil
+	return f, uint64(st.Size()), src, nil
 }
 
 // isURL reports whether an image source is a URL to download.
@@ -671,9 +673,10 @@ type imageImport struct {
 	Format      string  `json:"format"` // auto or raw
 	Description string  `json:"description,omitempty"`
 	Owner       *uint32 `json:"owner,omitempty"` // nil: the caller
-	// Origin, when set, is recorded instead of the import: image copy
-	// into a repository its daemon holds imports a stream it writes.
-	Origin *images.Origin `json:"origin,omitempty"`
+	// CopiedFrom, when set, names the repository an image copy comes
+	// from, recorded as its origin instead of the import: image copy into
+	// a repository its daemon holds imports a stream it writes.
+	CopiedFrom string `json:"copied_from,omitempty"`
 }
 
 func parseImageImport(c *cli.Context) (operation, error) {
@@ -713,8 +716,8 @@ func (o *imageImport) run(ctx context.Context, e *env) error {
 	defer in.Close()
 	opts := imagefile.ImportOptions{Meta: images.Meta{Owner: ownerOr(o.Owner, e), Description: o.Description},
 		Origin: images.Origin{Kind: "import", Source: label}}
-	if o.Origin != nil {
-		opts.Origin = *o.Origin
+	if o.CopiedFrom != "" {
+		opts.Origin = images.Origin{Kind: "copy", Source: o.CopiedFrom}
 	}
 	if raw {
 		mtime := time.Now()
@@ -824,7 +827,7 @@ func statOf(path string) os.FileInfo {
 // the daemon imports a native stream written into a pipe it is handed.
 func copyThroughDaemon(ctx context.Context, dir, as, from string, img *images.Image, rd store.Reader) error {
 	req, err := newRequest(&imageImport{Name: as, Source: "-", Format: "auto", Owner: &img.Owner, Description: img.Description,
-		Origin: &images.Origin{Kind: "copy", Source: from}})
+		CopiedFrom: from})
 	if err != nil {
 		return err
 	}

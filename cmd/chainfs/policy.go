@@ -72,25 +72,32 @@ func policyCommand() *cli.Command {
 	}
 }
 
-// policyCreate makes a policy.
+// policyCreate makes a policy: times of day, weekdays, and one of
+// RetainDays, Keep and Forever (policy.Policy).
 type policyCreate struct {
-	Policy policy.Policy `json:"policy"`
+	Name       string   `json:"name"`
+	At         []string `json:"at"`
+	Weekdays   []string `json:"weekdays,omitempty"`
+	RetainDays int      `json:"retain_days,omitempty"`
+	Keep       int      `json:"keep,omitempty"`
+	Forever    bool     `json:"forever,omitempty"`
 }
 
 func parsePolicyCreate(c *cli.Context) (operation, error) {
 	if err := wantArgs(c, 1, 1); err != nil {
 		return nil, err
 	}
-	p := policy.Policy{Name: c.Args().First(), At: strings.Split(c.String("at"), ","),
+	o := &policyCreate{Name: c.Args().First(), At: strings.Split(c.String("at"), ","),
 		RetainDays: c.Int("retain-days"), Keep: c.Int("keep"), Forever: c.Bool("forever")}
 	if w := c.String("weekdays"); w != "" {
-		p.Weekdays = strings.Split(w, ",")
+		o.Weekdays = strings.Split(w, ",")
 	}
-	return &policyCreate{Policy: p}, nil
+	return o, nil
 }
 
 func (o *policyCreate) run(ctx context.Context, e *env) error {
-	created, err := policy.Create(ctx, e.repo, o.Policy)
+	created, err := policy.Create(ctx, e.repo, policy.Policy{Name: o.Name, At: o.At, Weekdays: o.Weekdays,
+		RetainDays: o.RetainDays, Keep: o.Keep, Forever: o.Forever})
 	if err != nil {
 		return err
 	}
@@ -107,6 +114,9 @@ type policyApply struct {
 }
 
 func (o *policyApply) run(ctx context.Context, e *env) error {
+	if len(o.Volumes) == 0 {
+		return usagef("name at least one volume")
+	}
 	for _, v := range o.Volumes {
 		if err := policy.Apply(ctx, e.repo, o.Policy, v); err != nil {
 			return err

@@ -38,19 +38,26 @@ func defaultRepoDir() string {
 }
 
 // leadingGlobals reads the global flags before the command, before the
-// command line is parsed: their values by name, and the index of the
-// command (len(args) if none). It stops at -h, --help and the like.
-func leadingGlobals(args []string) (map[string]string, int) {
+// command line is parsed: their values by name.
+func leadingGlobals(args []string) map[string]string {
+	flags := newApp().Flags
 	vals := map[string]string{}
-	i := eachLeadingGlobal(args, func(name, val string, _ int, _ bool) { vals[name] = val })
-	return vals, i
+	for i := 1; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
+		name, val, inline := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !inline && takesValue(flags, args[i]) && i+1 < len(args) {
+			i++
+			val = args[i]
+		}
+		vals[name] = val
+	}
+	return vals
 }
 
 // repoDirFromArgs finds the repository a command line names, before the
 // command line is parsed: --repo, else $CHAINFS_REPO, else the
 // configuration file's, else the default.
 func repoDirFromArgs(args []string) string {
-	globals, _ := leadingGlobals(args)
+	globals := leadingGlobals(args)
 	if d := globals["repo"]; d != "" {
 		return d
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	"github.com/chainfs/chainfs/cmd/chainfs/journal"
@@ -72,19 +73,29 @@ var opNames = func() map[reflect.Type]string {
 func decodeOperation(name string, body []byte) (operation, error) {
 	newOp, ok := operations[name]
 	if !ok {
-		return nil, usagef("the daemon knows no operation %q: use the chainfs that started it, or restart the daemon with this one", name)
+		return nil, requestError{fmt.Errorf("no operation %q", name)}
 	}
 	o := newOp()
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(o); err != nil {
-		return nil, usagef("request %s: %v", name, err)
+		return nil, requestError{fmt.Errorf("%s: %w", name, err)}
 	}
 	if dec.More() {
-		return nil, usagef("request %s: data after the body", name)
+		return nil, requestError{fmt.Errorf("%s: data after the body", name)}
 	}
 	return o, nil
 }
+
+// requestError is a request the daemon refuses before running anything:
+// one that a chainfs of another version sent.
+type requestError struct{ err error }
+
+func (e requestError) Error() string {
+	// reportError puts "chainfs: " before it.
+	return strings.TrimPrefix(daemon.RefusalPrefix, "chainfs: ") + e.err.Error()
+}
+func (e requestError) Unwrap() error { return e.err }
 
 // env is what an operation runs with: the repository, who asked, and
 // where its output goes.
@@ -108,11 +119,6 @@ func cliEnv(c *cli.Context) *env {
 		caller: daemon.Caller{UID: uint32(os.Geteuid()), Stdin: os.Stdin, Stdout: os.Stdout,
 			StderrTTY: c.App.ErrWriter == os.Stderr && term.IsTerminal(int(os.Stderr.Fd()))},
 		stdout: c.App.Writer, stderr: c.App.ErrWriter, json: c.Bool("json"), log: logger(c),
-	}
-	if dir := c.String("catalog"); dir != "" {
-		if abs, err := filepath.Abs(dir); err == nil {
-			e.catalog = imagefile.OpenCatalog(abs, e.log)
-		}
 	}
 	return e
 }
@@ -144,22 +150,49 @@ func submit(c *cli.Context, o operation) error {
 		return err
 	}
 	e := cliEnv(c)
-	req.JSON, req.LogLevel = e.json, c.String("log-level")
-	if e.catalog != nil {
-		req.Catalog = e.catalog.Dir()
+	// A level slog does not know is warn, here and in the daemon.
+	req.JSON, req.LogLevel = e.json, logLevel(c.String("log-level")).String()
+	if dir := c.String("catalog"); dir != "" {
+		if req.Catalog, err = filepath.Abs(dir); err != nil {
+			return fmt.Errorf("--catalog %s: %w", dir, err)
+		}
+		e.catalog = imagefile.OpenCatalog(req.Catalog, e.log)
 	}
+	refused := &refusalWatch{w: e.stderr}
 	code, served, err := daemon.Send(c.Context, repoDir(c), req, daemon.Streams{In: os.Stdin, Out: os.Stdout,
-		Stdout: e.stdout, Stderr: e.stderr, StderrTTY: e.caller.StderrTTY})
-	if err != nil {
+		Stdout: e.stdout, Stderr: refused, StderrTTY: e.caller.StderrTTY})
+	switch {
+	case err != nil:
 		return err
-	}
-	if served {
+	case served && code == exitUsage && refused.seen:
+		fmt.Fprintln(e.stderr, "chainfs: the daemon serving this repository runs another version of chainfs: "+
+			"restart it with this one (chainfs umount its mount point, then mount or serve again)")
 		return exitStatus(code)
+	case served && code != exitOK:
+		return exitStatus(code)
+	case served:
+		return nil
 	}
 	return withRepo(c, func(r *store.Repo) error {
 		e.repo = r
 		return o.run(c.Context, e)
 	})
+}
+
+// refusalWatch passes a daemon's standard error on and notes whether the
+// daemon refused the request itself (a daemon of another version),
+// rather than an operation failing.
+type refusalWatch struct {
+	w    io.Writer
+	seen bool
+}
+
+func (r *refusalWatch) Write(p []byte) (int, error) {
+	// The second is what daemons said before requests were typed.
+	if bytes.HasPrefix(p, []byte(daemon.RefusalPrefix)) || bytes.HasPrefix(p, []byte("chainfs: malformed request to the daemon")) {
+		r.seen = true
+	}
+	return r.w.Write(p)
 }
 
 // newRequest is the request that asks a daemon to run o.
@@ -222,12 +255,13 @@ func logLevel(s string) slog.Level {
 	return level
 }
 
-// needAbsolute refuses a path that is not absolute: the CLI makes every
-// path it sends absolute, as the daemon's own directory means nothing to
-// the caller.
+// needAbsolute refuses a path that is not absolute and clean: the CLI
+// makes every path it sends so, as the daemon's own directory means
+// nothing to the caller, and a trailing "/" or ".." would mean another
+// name than the one the CLI resolved.
 func needAbsolute(what, p string) error {
-	if !filepath.IsAbs(p) {
-		return usagef("%s %q is not an absolute path", what, p)
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+		return usagef("%s %q is not an absolute, clean path", what, p)
 	}
 	return nil
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -90,14 +93,16 @@ func TestOperationsOnTheWire(t *testing.T) {
 // errors, not guesses.
 func TestDecodeOperationRefuses(t *testing.T) {
 	for _, c := range []struct{ op, body, want string }{
-		{"volume.explode", `{}`, `knows no operation "volume.explode"`},
+		{"volume.explode", `{}`, `no operation "volume.explode"`},
 		{"volume.rm", `{"name":"v","with_snapshots":true,"force":true}`, `unknown field "force"`},
 		{"volume.rm", `{"name":"v"} {}`, "data after the body"},
 		{"volume.rm", `{"name":7}`, "cannot unmarshal"},
 	} {
 		_, err := decodeOperation(c.op, []byte(c.body))
-		if err == nil || !strings.Contains(err.Error(), c.want) || reportError(err, new(strings.Builder)) != exitUsage {
-			t.Errorf("%s %s: %v, want a usage error with %q", c.op, c.body, err, c.want)
+		var stderr strings.Builder
+		if err == nil || !strings.Contains(err.Error(), c.want) || reportError(err, &stderr) != exitUsage ||
+			!strings.HasPrefix(stderr.String(), daemon.RefusalPrefix) || strings.Contains(stderr.String(), "--help") {
+			t.Errorf("%s %s: %v, %q; want the daemon's refusal, status 2, with %q", c.op, c.body, err, stderr.String(), c.want)
 		}
 	}
 }
@@ -129,7 +134,7 @@ func TestServeRequest(t *testing.T) {
 		code := s.serve(context.Background(), req, &out, &errs, daemon.Caller{UID: 4321})
 		return code, out.String(), errs.String()
 	}
-	if code, _, errs := serve(&volumeAdd{Name: "v", Source: "src"}); code != exitUsage || !strings.Contains(errs, `source "src" is not an absolute path`) {
+	if code, _, errs := serve(&volumeAdd{Name: "v", Source: "src"}); code != exitUsage || !strings.Contains(errs, `source "src" is not an absolute, clean path`) {
 		t.Errorf("relative source: exit %d, %q", code, errs)
 	}
 	for _, o := range []operation{&volumeAdd{Name: "v", Source: src}, &snapshotCreate{Volume: "v", Name: "s1"},
@@ -143,14 +148,15 @@ func TestServeRequest(t *testing.T) {
 		t.Errorf("image show: exit %d\n%s", code, out)
 	}
 	if code, _, errs := serve(&restoreOp{snapshotRef: snapshotRef{"v", "s1"}, Target: "rel", Overwrite: "never"}); code != exitUsage ||
-		!strings.Contains(errs, "not an absolute path") {
+		!strings.Contains(errs, "not an absolute, clean path") {
 		t.Errorf("relative target: exit %d, %q", code, errs)
 	}
 }
 
 // TestWriteSVGFollowsNoSymlink: the chain's picture goes to a regular
 // file only; a symlink or a fifo in its place is refused and left as it
-// was, and the file it points to untouched.
+// was, and the file it points to untouched; a file there is replaced
+// whole, its other hard link untouched.
 func TestWriteSVGFollowsNoSymlink(t *testing.T) {
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
@@ -171,10 +177,48 @@ func TestWriteSVGFollowsNoSymlink(t *testing.T) {
 	}
 	out := filepath.Join(dir, "chain.svg")
 	os.WriteFile(out, []byte(strings.Repeat("old ", 100)), 0o644)
+	os.Link(out, filepath.Join(dir, "other-link"))
 	if err := writeSVG(out, "<svg/>"); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(out); string(b) != "<svg/>" {
 		t.Errorf("chain.svg holds %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "other-link")); string(b) != strings.Repeat("old ", 100) {
+		t.Errorf("the other hard link became %q", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 5 {
+		t.Errorf("left behind: %v", ents)
+	}
+}
+
+// TestOlderDaemonRefusal: a daemon of another version (here one from
+// before requests were typed, which took them for malformed command
+// lines) refuses the request; the CLI says what to do about it, with the
+// daemon's status.
+func TestOlderDaemonRefusal(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(dir, daemon.SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		bufio.NewReader(conn).ReadBytes('\n')
+		frame := func(kind byte, data []byte) {
+			conn.Write(append(binary.BigEndian.AppendUint32([]byte{kind}, uint32(len(data))), data...))
+		}
+		frame('e', []byte("chainfs: malformed request to the daemon: 0 arguments\n"))
+		frame('x', binary.BigEndian.AppendUint32(nil, 2))
+	}()
+	t.Setenv("CHAINFS_CONFIG", "")
+	code, _, stderr := runLine(t, "chainfs --repo "+dir+" volume list")
+	if code != exitUsage || !strings.Contains(stderr, "malformed request") || !strings.Contains(stderr, "runs another version of chainfs: restart it") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }

@@ -110,6 +110,9 @@ func (o *restoreOp) run(ctx context.Context, e *env) error {
 	if err := needAbsolute("target", o.Target); err != nil {
 		return err
 	}
+	if err := o.check(); err != nil {
+		return err
+	}
 	volume, path, target, r := o.Volume, o.Path, o.Target, e.repo
 	snap, err := r.Snapshot(ctx, volume, o.Snapshot)
 	if err != nil {

@@ -142,6 +142,15 @@ type snapshotRef struct {
 
 func (s snapshotRef) String() string { return s.Volume + "/" + s.Snapshot }
 
+// check refuses a reference that names no snapshot, as the command
+// line's VOLUME/SNAPSHOT does.
+func (s snapshotRef) check() error {
+	if s.Volume == "" || s.Snapshot == "" {
+		return usagef("%q: want VOLUME/SNAPSHOT", s.String())
+	}
+	return nil
+}
+
 // parseSnapshotRef reads VOLUME/SNAPSHOT.
 func parseSnapshotRef(arg string) (snapshotRef, error) {
 	volume, snap, _, err := parseSnapshotPath(arg, false)
@@ -162,6 +171,9 @@ func parseSnapshotDelete(c *cli.Context) (operation, error) {
 }
 
 func (o *snapshotDelete) run(ctx context.Context, e *env) error {
+	if err := o.check(); err != nil {
+		return err
+	}
 	if err := e.repo.DeleteSnapshot(ctx, o.Volume, o.Snapshot); err != nil {
 		var refused *store.LatestRefusedError
 		if errors.As(err, &refused) && refused.Latest != "" {
@@ -194,6 +206,9 @@ func parseSnapshotDiff(c *cli.Context) (operation, error) {
 func (o *snapshotDiff) run(ctx context.Context, e *env) error {
 	var snaps [2]*store.Snapshot
 	for i, ref := range []snapshotRef{o.From, o.To} {
+		if err := ref.check(); err != nil {
+			return err
+		}
 		s, err := e.repo.Snapshot(ctx, ref.Volume, ref.Snapshot)
 		if err != nil {
 			return err

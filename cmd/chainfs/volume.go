@@ -80,6 +80,9 @@ func parseVolumeAdd(c *cli.Context) (operation, error) {
 		return nil, err
 	}
 	o := &volumeAdd{Name: c.Args().Get(0), Excludes: c.StringSlice("exclude"), OneFileSystem: c.Bool("one-file-system")}
+	if err := checkExcludes(o.Excludes); err != nil {
+		return nil, err
+	}
 	if s := c.String("block-size"); s != "" {
 		n, err := parseSize(s)
 		if err != nil {
@@ -105,8 +108,8 @@ func (o *volumeAdd) run(ctx context.Context, e *env) error {
 		return err
 	}
 	v := store.Volume{Name: o.Name, Source: o.Source, BlockSize: o.BlockSize, Excludes: o.Excludes, OneFileSystem: o.OneFileSystem}
-	if _, err := ignore.Compile(v.Excludes); err != nil {
-		return usageError{fmt.Errorf("--exclude: %w", err)}
+	if err := checkExcludes(v.Excludes); err != nil {
+		return err
 	}
 	if o.FromImage != "" {
 		return volumeFromImage(ctx, e, v, o.FromImage)
@@ -150,6 +153,14 @@ func (o *volumeAdd) run(ctx context.Context, e *env) error {
 	return e.output(added, func() {
 		fmt.Fprintf(e.stdout, "added volume %s: %s (block size %s)\n", added.Name, added.Source, size(uint64(added.BlockSize)))
 	})
+}
+
+// checkExcludes refuses --exclude patterns that do not compile.
+func checkExcludes(patterns []string) error {
+	if _, err := ignore.Compile(patterns); err != nil {
+		return usageError{fmt.Errorf("--exclude: %w", err)}
+	}
+	return nil
 }
 
 // unwrapPathError drops the path that os repeats, since the message names it.

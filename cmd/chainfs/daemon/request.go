@@ -12,7 +12,10 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+
+	"github.com/chainfs/chainfs/cmd/chainfs/redact"
 )
 
 // RequestVersion is the version of the requests the socket carries. A
@@ -25,7 +28,9 @@ const RequestVersion = 1
 // how the caller wants the answer. The daemon never sees a command line:
 // the CLI parsed it, made its paths absolute and its user names uids.
 type Request struct {
-	V    int             `json:"v"`
+	// V is the request format's version, RequestVersion.
+	V int `json:"v"`
+	// Op names the operation ("image.export"); Body holds its arguments.
 	Op   string          `json:"op"`
 	Body json.RawMessage `json:"body"`
 	// JSON asks for output for scripts (--json) instead of text.
@@ -40,6 +45,11 @@ type Request struct {
 	// progress bars are drawn.
 	StderrTTY bool `json:"stderr_tty,omitempty"`
 }
+
+// RefusalPrefix begins the message of a daemon that refuses a request
+// before running anything, as it refuses one of another version: the CLI
+// adds what to do about it.
+const RefusalPrefix = "chainfs: the daemon refuses the request: "
 
 // Handler runs one request against the daemon's repository, with what it
 // prints going to stdout and stderr, and returns the exit status.
@@ -86,11 +96,56 @@ func parseRequest(line []byte) (Request, error) {
 }
 
 // String is the request as the job list and the log show it: the
-// operation and its arguments (the job list hides what URLs carry).
+// operation and its arguments as KEY=VALUE, in the body's order, a
+// nested field's key dotted and a list's key repeated for each item
+// (restore volume=v snapshot=s1 target=/tmp/r overwrite=never). Each
+// value is redacted on its own (redact.Arg), so that a URL's password
+// never shows, whatever it holds (a space) and whatever stands beside it.
 func (r Request) String() string {
-	var b bytes.Buffer
-	if json.Compact(&b, r.Body) != nil || b.String() == "{}" {
-		return r.Op
+	var b strings.Builder
+	b.WriteString(r.Op)
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec.UseNumber()
+	if err := describe(dec, "", &b); err != nil {
+		return r.Op + " (malformed body)"
 	}
-	return r.Op + " " + b.String()
+	return b.String()
+}
+
+// describe writes the JSON value dec is at as KEY=VALUE pairs, key
+// being the path to it.
+func describe(dec *json.Decoder, key string, b *strings.Builder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		for dec.More() {
+			name := key
+			if t == '{' {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				name = strings.TrimPrefix(key+"."+fmt.Sprint(k), ".")
+			}
+			if err := describe(dec, name, b); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // the closing delimiter
+		return err
+	case string:
+		v := redact.Arg(t)
+		if v == "" || strings.ContainsAny(v, " \t\n\"=") {
+			v = strconv.Quote(v)
+		}
+		fmt.Fprintf(b, " %s=%s", key, v)
+	case nil:
+		fmt.Fprintf(b, " %s=null", key)
+	default:
+		fmt.Fprintf(b, " %s=%v", key, t)
+	}
+	return nil
 }

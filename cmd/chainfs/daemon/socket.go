@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chainfs/chainfs/cmd/chainfs/redact"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,20 +85,20 @@ func listen(ctx context.Context, repoDir string, run Handler, jobs *runner, log 
 	return s, nil
 }
 
-// socketServer is the listening socket and the commands it runs.
+// socketServer is the listening socket and the requests it runs.
 type socketServer struct {
 	l     net.Listener
 	conns sync.WaitGroup
 
 	mu     sync.Mutex
-	closed bool // no command is started once set
+	closed bool // no request is started once set
 }
 
-// closeWait bounds how long Close waits for cancelled commands: one
+// closeWait bounds how long Close waits for cancelled requests: one
 // blocked reading its caller's input does not see the cancellation.
 const closeWait = 10 * time.Second
 
-// Close stops listening and waits a while for the commands running,
+// Close stops listening and waits a while for the requests running,
 // which the daemon's context has cancelled, to send their callers their
 // end.
 func (s *socketServer) Close() error {
@@ -168,7 +167,7 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runne
 	}
 	caller.StderrTTY = req.StderrTTY
 	if err != nil {
-		fmt.Fprintf(stderr, "chainfs: malformed request to the daemon: %v\n", err)
+		fmt.Fprintf(stderr, "%s%v\n", RefusalPrefix, err)
 		exit(2)
 		return
 	}
@@ -180,7 +179,7 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runne
 		io.Copy(io.Discard, conn)
 		cancel()
 	}()
-	command := redact.URLs(req.String())
+	command := req.String()
 	j := jobs.add("cli", command, "running", uid)
 	start := time.Now()
 	code := run(ctx, req, stdout, stderr, caller)

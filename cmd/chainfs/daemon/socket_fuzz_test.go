@@ -48,7 +48,26 @@ func TestRequestRefused(t *testing.T) {
 		}
 	}
 	req, err := parseRequest([]byte(`{"v":1,"op":"image.export","body":{"name":"n","file":"/tmp/x"}}`))
-	if err != nil || req.String() != `image.export {"name":"n","file":"/tmp/x"}` {
+	if err != nil || req.String() != `image.export name=n file=/tmp/x` {
 		t.Errorf("%+v %v", req, err)
+	}
+}
+
+// TestRequestString: a request is shown as its operation and KEY=VALUE
+// pairs, each value redacted on its own: a URL's password with a space
+// in it, or beside a field holding '@', never shows, and a field is never
+// run into the next.
+func TestRequestString(t *testing.T) {
+	for body, want := range map[string]string{
+		`{}`: `gc`,
+		`{"name":"t1","source":"https://user:pa ss@127.0.0.1:1/a","format":"auto"}`: `gc name=t1 source=https://user:xxxxx@127.0.0.1:1/a format=auto`,
+		`{"source":"https://tok:en@host","description":"a@b"}`:                      `gc source=https://tok:xxxxx@host description=a@b`,
+		`{"from":{"volume":"v","snapshot":"s 1"},"users":[1001,1002],"share":true}`: `gc from.volume=v from.snapshot="s 1" users=1001 users=1002 share=true`,
+		`{"tags":{"k":""},"owner":null}`:                                            `gc tags.k="" owner=null`,
+		`{"x":`:                                                                     `gc (malformed body)`,
+	} {
+		if got := (Request{Op: "gc", Body: []byte(body)}).String(); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", body, got, want)
+		}
 	}
 }

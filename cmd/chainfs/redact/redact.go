@@ -1,5 +1,5 @@
 // Package redact hides the secrets that URLs carry in their userinfo
-// (https://user:password@host/...) before a command line or a message
+// (https://user:password@host/...) before a request, a command or a message
 // is recorded: in the daemon's job list, its log (or the journal), an
 // image's recorded origin, --json output.
 package redact
@@ -53,14 +53,4 @@ func mask(re *regexp.Regexp, s string) string {
 		}
 		return sub[1] + user + ":" + Mask + "@"
 	})
-}
-
-// Args joins a command line with spaces, the URLs of each argument
-// redacted.
-func Args(args []string) string {
-	shown := make([]string, len(args))
-	for i, a := range args {
-		shown[i] = Arg(a)
-	}
-	return strings.Join(shown, " ")
 }

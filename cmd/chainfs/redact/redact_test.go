@@ -21,17 +21,20 @@ func TestURLs(t *testing.T) {
 			t.Errorf("URLs(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
-	if got := Args([]string{"image", "import", "x", "http://a:b@h/"}); got != "image import x http://a:xxxxx@h/" {
-		t.Errorf("Args: %q", got)
+	if got := Arg("http://a:b@h/"); got != "http://a:xxxxx@h/" {
+		t.Errorf("Arg: %q", got)
 	}
 }
 
-// TestArgsWithSpaces: a password with a space (a malformed URL still
+// TestArgWithSpaces: a password with a space (a malformed URL still
 // carries what someone typed) is redacted within its argument.
-func TestArgsWithSpaces(t *testing.T) {
-	got := Args([]string{"image", "import", "t1", "https://user:pa ss@127.0.0.1:1/a", "--from=https://tok en@h/x"})
-	want := "image import t1 https://user:xxxxx@127.0.0.1:1/a --from=https://xxxxx@h/x"
-	if got != want {
-		t.Errorf("Args: %q\nwant %q", got, want)
+func TestArgWithSpaces(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:pa ss@127.0.0.1:1/a": "https://user:xxxxx@127.0.0.1:1/a",
+		"--from=https://tok en@h/x":        "--from=https://xxxxx@h/x",
+	} {
+		if got := Arg(in); got != want {
+			t.Errorf("Arg(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
