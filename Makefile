@@ -26,6 +26,13 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Packages whose code runs goroutines concurrently: tested under -race.
 RACE_PKGS := ./store/... ./fs/... ./cmd/chainfs/daemon/...
 
+# The MinIO server that tests of object storage run against: a pinned
+# version, built once per machine into a cache outside the repository
+# (a few minutes on 2 cores) and reused after.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO_DIR ?= $(HOME)/.cache/chainfs-test/minio-$(MINIO_VERSION)
+MINIO := $(MINIO_DIR)/minio
+
 # Fuzz targets, as "Target package".
 FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzDecodeChunks ./store" "FuzzParseClock ./store/policy" \
 	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore" "FuzzParseRequest ./cmd/chainfs/daemon" \
@@ -35,7 +42,7 @@ FUZZTIME ?= 5m
 # of tries keeps it short.
 FUZZMINIMIZE ?= 200x
 
-.PHONY: all deps build install uninstall systemd-check test unit integration stress fuzz demo bench bench-compare bench-topics clean
+.PHONY: all deps minio build install uninstall systemd-check test unit integration stress fuzz demo bench bench-compare bench-topics clean
 
 all: build
 
@@ -50,6 +57,12 @@ deps:
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/chainfs
+
+minio: $(MINIO)
+
+$(MINIO):
+	@echo "building MinIO $(MINIO_VERSION) into $(MINIO_DIR), once for this machine (a few minutes)"
+	GOBIN=$(MINIO_DIR) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
 # install puts in place the binary, mount(8)'s helper (a link to it), the
 # systemd unit, the man page and the completions, all generated from the
@@ -83,12 +96,12 @@ uninstall:
 
 # test runs unit tests (with the race detector where code is concurrent)
 # and the integration tests that drive the built binary.
-test: deps build
+test: deps build $(MINIO)
 	$(GO) vet ./...
-	$(GO) test -race -count=1 $(RACE_PKGS)
+	CHAINFS_MINIO=$(MINIO) $(GO) test -race -count=1 $(RACE_PKGS)
 	$(GO) test -count=1 ./cmd/chainfs/ ./cmd/chainfs/config/ ./cmd/chainfs/journal/ ./cmd/chainfs/redact/
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
-	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./integration/...
+	CHAINFS_BIN=$(CURDIR)/$(BIN) CHAINFS_MINIO=$(MINIO) $(GO) test -count=1 -timeout 20m ./integration/...
 	SYSTEMD_CHECK_OPTIONAL=1 bash integration/systemd/check.sh
 
 # fuzz runs every fuzz target for FUZZTIME (make test: 20,000 inputs each;
@@ -108,11 +121,11 @@ fuzz:
 		fi; \
 	done
 
-unit:
-	$(GO) test -race -count=1 $(RACE_PKGS) ./cmd/chainfs/ ./cmd/chainfs/config/ ./cmd/chainfs/journal/ ./cmd/chainfs/redact/
+unit: $(MINIO)
+	CHAINFS_MINIO=$(MINIO) $(GO) test -race -count=1 $(RACE_PKGS) ./cmd/chainfs/ ./cmd/chainfs/config/ ./cmd/chainfs/journal/ ./cmd/chainfs/redact/
 
-integration: build
-	CHAINFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/...
+integration: build $(MINIO)
+	CHAINFS_BIN=$(CURDIR)/$(BIN) CHAINFS_MINIO=$(MINIO) $(GO) test -count=1 -v -timeout 20m ./integration/...
 
 # stress runs, with a race-built binary, 16 readers against snapshots,
 # deletions and gc for 3 minutes, and kills chainfs at 200 random points of

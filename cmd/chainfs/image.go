@@ -23,6 +23,7 @@ import (
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/chainfs/chainfs/store/images"
+	"github.com/chainfs/chainfs/store/s3"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
@@ -84,12 +85,15 @@ func imageCommand() *cli.Command {
 			},
 			{
 				Name:      "import",
-				Usage:     "make an image from a native or tar stream: a file, an http(s) URL or standard input (-)",
-				ArgsUsage: "NAME FILE|URL|-",
+				Usage:     "make an image from a native or tar stream: a file, an http(s) URL, s3://BUCKET/KEY or standard input (-)",
+				ArgsUsage: "NAME FILE|URL|s3://BUCKET/KEY|-",
 				Description: "The format is detected (gzip- and zstd-compressed streams too). Every block is\n" +
 					"verified; blocks the repository holds are not stored again. Malformed or hostile input\n" +
 					"is refused and leaves nothing behind. A raw disk image (a file, a block device, a URL,\n" +
-					"maybe compressed) is imported with --format raw as the image of a disk.",
+					"maybe compressed) is imported with --format raw as the image of a disk. An object of a\n" +
+					"bucket (s3://BUCKET/KEY) is read with the endpoint and credentials of the environment:\n" +
+					"AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), AWS_REGION;\n" +
+					"the daemon's, when a daemon serves the repository.",
 				Flags: []cli.Flag{description, owner, jsonFlag,
 					&cli.StringFlag{Name: "format", Value: "auto", Usage: "auto (native or tar, detected) or raw"}},
 				Action: request(parseImageImport),
@@ -515,8 +519,8 @@ type importResult struct {
 	Stats *imagefile.ImportStats `json:"stats"`
 }
 
-// openImageSource opens what image import reads: standard input, a URL,
-// or a file (or, for a raw disk, a block device). size is its length when
+// openImageSource opens what image import reads: standard input, an
+// http(s) URL, an object of a bucket, or a file (or, for a raw disk, a block device). size is its length when
 // known (0 otherwise).
 func openImageSource(ctx context.Context, e *env, src string, raw bool) (r io.ReadCloser, size uint64, label string, err error) {
 	switch {
@@ -526,7 +530,9 @@ func openImageSource(ctx context.Context, e *env, src string, raw bool) (r io.Re
 			return nil, 0, "", fmt.Errorf("will not read an image from a terminal: pipe it into standard input or give a file")
 		}
 		return io.NopCloser(in), 0, "standard input", nil
-	case isURL(src):
+	case s3.IsURL(src):
+		return fetchObject(ctx, src)
+	case isHTTP(src):
 		return download(ctx, src)
 	}
 	if err := needAbsolute("source", src); err != nil {
@@ -555,8 +561,8 @@ func openImageSource(ctx context.Context, e *env, src string, raw bool) (r io.Re
 	return f, uint64(st.Size()), src, nil
 }
 
-// isURL reports whether an image source is a URL to download.
-func isURL(src string) bool {
+// isHTTP reports whether an image source is an http(s) URL.
+func isHTTP(src string) bool {
 	return strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
 }
 
@@ -574,50 +580,85 @@ func rawFile(name, src string, mtime time.Time) *store.Entry {
 	return &store.Entry{Name: base, Mode: 0o644, Atime: t, Mtime: t, Ctime: t}
 }
 
-// download opens an http(s) URL for reading. When the server gives a
-// length, a body that ends short is an error, not a shorter image.
+// download opens an http(s) URL for reading (fetch).
 func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, error) {
 	// What names the URL (the label that becomes the image's origin,
 	// errors) never shows a password it carries.
 	shown := redact.Arg(url)
-	// A server that stops sending would hold the import forever: the
-	// request ends after stallTimeout without a byte.
+	r, size, err := fetch(ctx, shown, func(ctx context.Context) (io.ReadCloser, int64, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return nil, 0, usagef("URL %q: %s", shown, redact.Arg(err.Error()))
+		}
+		req.Header.Set("User-Agent", "chainfs")
+		client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute,
+			TLSHandshakeTimeout: 30 * time.Second}}
+		resp, err := client.Do(req)
+		if err != nil {
+			// The stall, or the caller's interrupt, says more than the
+			// transport's "context canceled". The transport's error
+			// quotes the URL with only a password hidden, not a token:
+			// its cause alone is shown after ours.
+			var ue *neturl.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, 0, fmt.Errorf("download %s: %w", shown, cmp.Or(context.Cause(ctx), err))
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, 0, fmt.Errorf("download %s: %s", shown, resp.Status)
+		}
+		return resp.Body, resp.ContentLength, nil
+	})
+	return r, size, shown, err
+}
+
+// fetchObject opens an object of a bucket, s3://BUCKET/KEY, for reading
+// (fetch), with the endpoint and credentials of this process's
+// environment (the daemon's, when it runs the import).
+func fetchObject(ctx context.Context, src string) (io.ReadCloser, uint64, string, error) {
+	loc, err := s3.ParseURL(src)
+	if err == nil && (loc.Key == "" || strings.HasSuffix(loc.Key, "/")) {
+		err = fmt.Errorf("%q names no object: want %sBUCKET/KEY", src, s3.Scheme)
+	}
+	if err != nil {
+		return nil, 0, "", usageError{err}
+	}
+	b, err := s3.Open(loc.Bucket, s3.ConfigFromEnv())
+	if err != nil {
+		return nil, 0, "", usageError{err}
+	}
+	r, size, err := fetch(ctx, loc.String(), func(ctx context.Context) (io.ReadCloser, int64, error) {
+		rd, obj, err := b.Get(ctx, loc.Key)
+		if err != nil {
+			return nil, 0, fmt.Errorf("import from %s: %w", loc, cmp.Or(context.Cause(ctx), err))
+		}
+		return rd, obj.Size, nil
+	})
+	return r, size, loc.String(), err
+}
+
+// fetch opens a remote stream with open, under a context that a stall
+// cancels: a server that stops sending would hold the import forever, so
+// the stream ends after stallTimeout without a byte. When open gives a
+// length (not -1), a body that ends short is an error, not a shorter
+// image.
+func fetch(ctx context.Context, shown string, open func(context.Context) (io.ReadCloser, int64, error)) (io.ReadCloser, uint64, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	stalled := fmt.Errorf("download %s: nothing received for %s: %w", shown, stallTimeout, imagefile.ErrMalformed)
 	stall := time.AfterFunc(stallTimeout, func() { cancel(stalled) })
-	fail := func(err error) (io.ReadCloser, uint64, string, error) {
+	r, length, err := open(ctx)
+	if err != nil {
 		stall.Stop()
 		cancel(nil)
-		return nil, 0, "", err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return fail(usagef("URL %q: %s", shown, redact.Arg(err.Error())))
-	}
-	req.Header.Set("User-Agent", "chainfs")
-	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute,
-		TLSHandshakeTimeout: 30 * time.Second}}
-	resp, err := client.Do(req)
-	if err != nil {
-		// The stall, or the caller's interrupt, says more than the
-		// transport's "context canceled". The transport's error quotes
-		// the URL with only a password hidden, not a token: its cause
-		// alone is shown after ours.
-		var ue *neturl.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fail(fmt.Errorf("download %s: %w", shown, cmp.Or(context.Cause(ctx), err)))
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return fail(fmt.Errorf("download %s: %s", shown, resp.Status))
+		return nil, 0, err
 	}
 	var size uint64
-	if resp.ContentLength > 0 {
-		size = uint64(resp.ContentLength)
+	if length > 0 {
+		size = uint64(length)
 	}
-	return &lengthChecked{r: resp.Body, want: resp.ContentLength, ctx: ctx, cancel: cancel, stall: stall}, size, shown, nil
+	return &lengthChecked{r: r, want: length, ctx: ctx, cancel: cancel, stall: stall}, size, nil
 }
 
 // stallTimeout is how long a download may send nothing before it is given
@@ -666,7 +707,8 @@ func (l *lengthChecked) Close() error {
 }
 
 // imageImport makes an image from a native or tar stream, or a raw disk
-// image: a file, an http(s) URL, or the caller's standard input ("-").
+// image: a file, an http(s) URL, an object of a bucket (s3://BUCKET/KEY),
+// or the caller's standard input ("-").
 type imageImport struct {
 	Name        string  `json:"name"`
 	Source      string  `json:"source"`
@@ -689,7 +731,7 @@ func parseImageImport(c *cli.Context) (operation, error) {
 	}
 	o := &imageImport{Name: c.Args().Get(0), Source: c.Args().Get(1), Format: c.String("format"),
 		Description: c.String("description"), Owner: owner}
-	if o.Source != "-" && !isURL(o.Source) {
+	if o.Source != "-" && !isHTTP(o.Source) && !s3.IsURL(o.Source) {
 		if o.Source, err = filepath.Abs(o.Source); err != nil {
 			return nil, err
 		}

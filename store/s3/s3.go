@@ -1,0 +1,337 @@
+// Package s3 reaches a bucket of an S3-compatible object store (AWS S3,
+// Alibaba OSS, Ceph RGW, MinIO, SeaweedFS) through minio-go, configured
+// as the ecosystem configures its tools: the endpoint from
+// AWS_ENDPOINT_URL, credentials from AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN or a profile of
+// ~/.aws/credentials (AWS_PROFILE), the region from AWS_REGION, TLS with
+// the system's certificate authorities.
+//
+// A Bucket reads objects whole or by range and writes them whole, or only
+// if the object is as last seen (a conditional PUT), the one primitive
+// on which a commit to object storage can be made atomic. Probe checks
+// that an engine honours it.
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// Scheme begins a location in a bucket: s3://BUCKET[/KEY].
+const Scheme = "s3://"
+
+var (
+	// ErrNotFound is an object, or a bucket, that is not there.
+	ErrNotFound = errors.New("not found")
+	// ErrChanged is a conditional write refused: the object is not as
+	// the writer last saw it (or exists where it was to be new).
+	ErrChanged = errors.New("changed since last seen")
+	// ErrUnsupported is an engine that does not honour what chainfs
+	// needs of it (Probe).
+	ErrUnsupported = errors.New("unsupported by the object store")
+)
+
+// Location is a bucket and a key in it (or a prefix of keys), as
+// s3://BUCKET/KEY names them.
+type Location struct {
+	Bucket string
+	Key    string
+}
+
+func (l Location) String() string { return strings.TrimSuffix(Scheme+l.Bucket+"/"+l.Key, "/") }
+
+// IsURL reports whether s names a location in a bucket.
+func IsURL(s string) bool { return strings.HasPrefix(s, Scheme) }
+
+// ParseURL reads s3://BUCKET[/KEY]. The bucket name is checked as S3
+// checks it (3 to 63 lower-case letters, digits, '.' and '-'); the key is
+// kept as written, less a leading '/'.
+func ParseURL(s string) (Location, error) {
+	rest, ok := strings.CutPrefix(s, Scheme)
+	if !ok {
+		return Location{}, fmt.Errorf("%q: not an %sBUCKET[/KEY] location", s, Scheme)
+	}
+	bucket, key, _ := strings.Cut(rest, "/")
+	if !validBucket(bucket) {
+		return Location{}, fmt.Errorf("%q: bucket %q: want 3 to 63 lower-case letters, digits, '.' and '-'", s, bucket)
+	}
+	return Location{Bucket: bucket, Key: key}, nil
+}
+
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 {
+		return false
+	}
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '.' || c == '-') && i > 0 && i < len(b)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Config says how to reach an object store. ConfigFromEnv fills it as
+// the ecosystem's tools do.
+type Config struct {
+	// Endpoint is http(s)://HOST[:PORT]; "" is AWS S3.
+	Endpoint string
+	// Region is the bucket's region; "" lets the client find it out.
+	Region string
+	// Profile is the profile of ~/.aws/credentials read when the
+	// environment holds no keys ("" is "default").
+	Profile string
+	// Timeout bounds each request's wait for a connection and for a
+	// response's headers (0: one minute). A request is tried at most
+	// three times, so a dead endpoint fails within about three times
+	// this.
+	Timeout time.Duration
+}
+
+// ConfigFromEnv is the configuration that AWS_ENDPOINT_URL, AWS_REGION
+// and AWS_PROFILE give.
+func ConfigFromEnv() Config {
+	return Config{Endpoint: os.Getenv("AWS_ENDPOINT_URL"), Region: os.Getenv("AWS_REGION"), Profile: os.Getenv("AWS_PROFILE")}
+}
+
+// Bucket is one bucket of an object store.
+type Bucket struct {
+	client *minio.Client
+	name   string
+}
+
+// Open reaches bucket name with cfg. It sends no request: a wrong
+// endpoint or key shows at the first.
+func Open(name string, cfg Config) (*Bucket, error) {
+	if !validBucket(name) {
+		return nil, fmt.Errorf("bucket %q: want 3 to 63 lower-case letters, digits, '.' and '-'", name)
+	}
+	host, secure := "s3.amazonaws.com", true
+	if cfg.Endpoint != "" {
+		u, err := url.Parse(cfg.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("endpoint %q: want http(s)://HOST[:PORT]", cfg.Endpoint)
+		}
+		host, secure = u.Host, u.Scheme == "https"
+	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	tr, err := minio.DefaultTransport(secure)
+	if err != nil {
+		return nil, err
+	}
+	tr.ResponseHeaderTimeout = timeout
+	tr.DialContext = (&net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}).DialContext
+	creds := credentials.NewChainCredentials([]credentials.Provider{
+		&credentials.EnvAWS{},
+		&credentials.FileAWSCredentials{Profile: cfg.Profile},
+	})
+	client, err := minio.New(host, &minio.Options{Creds: creds, Secure: secure, Region: cfg.Region, Transport: tr, MaxRetries: 3})
+	if err != nil {
+		return nil, fmt.Errorf("object store %s: %w", host, err)
+	}
+	return &Bucket{client: client, name: name}, nil
+}
+
+// Name is the bucket's name.
+func (b *Bucket) Name() string { return b.name }
+
+// Create makes the bucket if it is not there.
+func (b *Bucket) Create(ctx context.Context, region string) error {
+	ok, err := b.client.BucketExists(ctx, b.name)
+	if err != nil {
+		return b.wrap("bucket", err)
+	}
+	if ok {
+		return nil
+	}
+	if err := b.client.MakeBucket(ctx, b.name, minio.MakeBucketOptions{Region: region}); err != nil {
+		if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" {
+			return nil
+		}
+		return b.wrap("create bucket", err)
+	}
+	return nil
+}
+
+// Object is what a bucket tells of one object.
+type Object struct {
+	Key  string
+	Size int64
+	// ETag names this content of the object, for a conditional write.
+	ETag     string
+	Modified time.Time
+}
+
+func objectOf(info minio.ObjectInfo) Object {
+	return Object{Key: info.Key, Size: info.Size, ETag: info.ETag, Modified: info.LastModified}
+}
+
+// Stat tells of the object at key.
+func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
+	info, err := b.client.StatObject(ctx, b.name, key, minio.StatObjectOptions{})
+	if err != nil {
+		return Object{}, b.wrap(key, err)
+	}
+	return objectOf(info), nil
+}
+
+// Get opens the object at key for reading, whole, as long as ctx lasts.
+// The reader's caller bounds a body that stalls, by cancelling ctx.
+func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, Object, error) {
+	obj, err := b.client.GetObject(ctx, b.name, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, Object{}, b.wrap(key, err)
+	}
+	info, err := obj.Stat()
+	if err != nil {
+		obj.Close()
+		return nil, Object{}, b.wrap(key, err)
+	}
+	return obj, objectOf(info), nil
+}
+
+// ReadAt reads len(p) bytes of the object at key from off: a ranged GET.
+func (b *Bucket) ReadAt(ctx context.Context, key string, p []byte, off int64) error {
+	if len(p) == 0 {
+		return nil
+	}
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(off, off+int64(len(p))-1); err != nil {
+		return err
+	}
+	rd, err := b.client.GetObject(ctx, b.name, key, opts)
+	if err != nil {
+		return b.wrap(key, err)
+	}
+	defer rd.Close()
+	if _, err := io.ReadFull(rd, p); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s/%s: %d bytes at %d: the object is shorter", b.name, key, len(p), off)
+		}
+		return b.wrap(key, err)
+	}
+	return nil
+}
+
+// Put writes the object at key whole, replacing any.
+func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) (Object, error) {
+	info, err := b.client.PutObject(ctx, b.name, key, r, size, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	if err != nil {
+		return Object{}, b.wrap(key, err)
+	}
+	return Object{Key: key, Size: info.Size, ETag: info.ETag, Modified: info.LastModified}, nil
+}
+
+// PutIf writes data at key only if the object is as last seen: with the
+// ETag etag, or, when etag is "", not there at all. Otherwise it fails
+// with ErrChanged and writes nothing: of two writers that saw the same
+// object, one wins.
+func (b *Bucket) PutIf(ctx context.Context, key string, data []byte, etag string) (Object, error) {
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	if etag == "" {
+		opts.SetMatchETagExcept("*")
+	} else {
+		opts.SetMatchETag(etag)
+	}
+	info, err := b.client.PutObject(ctx, b.name, key, strings.NewReader(string(data)), int64(len(data)), opts)
+	if err != nil {
+		return Object{}, b.wrap(key, err)
+	}
+	return Object{Key: key, Size: info.Size, ETag: info.ETag, Modified: info.LastModified}, nil
+}
+
+// Remove deletes the object at key; one that is not there is no error.
+func (b *Bucket) Remove(ctx context.Context, key string) error {
+	return b.wrap(key, b.client.RemoveObject(ctx, b.name, key, minio.RemoveObjectOptions{}))
+}
+
+// List yields the objects whose keys begin with prefix, in key order.
+func (b *Bucket) List(ctx context.Context, prefix string) iter.Seq2[Object, error] {
+	return func(yield func(Object, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel() // ends the listing's goroutine when the caller stops early
+		for info := range b.client.ListObjects(ctx, b.name, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+			if info.Err != nil {
+				yield(Object{}, b.wrap(prefix, info.Err))
+				return
+			}
+			if !yield(objectOf(info), nil) {
+				return
+			}
+		}
+	}
+}
+
+// probeKey is where Probe writes: under a name of its own, removed after.
+const probeKey = ".chainfs-probe"
+
+// Probe checks, under a key of its own below prefix, that the engine
+// honours what a commit to it rests on: an object written is read back
+// at once (read-after-write), a write that must not replace an existing
+// object is refused, and so is one with an ETag that is no longer the
+// object's. An engine that fails one fails with ErrUnsupported, saying
+// which.
+func (b *Bucket) Probe(ctx context.Context, prefix string) error {
+	key := path.Join(prefix, probeKey)
+	defer b.Remove(context.WithoutCancel(ctx), key)
+	if err := b.Remove(ctx, key); err != nil {
+		return err
+	}
+	first, err := b.PutIf(ctx, key, []byte("1"), "")
+	if err != nil {
+		return fmt.Errorf("%s: probe write: %w", b.name, err)
+	}
+	var got [1]byte
+	if err := b.ReadAt(ctx, key, got[:], 0); err != nil || got[0] != '1' {
+		return fmt.Errorf("%s: an object written is not read back at once (%v): %w", b.name, err, ErrUnsupported)
+	}
+	if _, err := b.PutIf(ctx, key, []byte("2"), ""); !errors.Is(err, ErrChanged) {
+		return fmt.Errorf("%s: a write that must not replace an object replaced it (If-None-Match ignored; %v): %w", b.name, err, ErrUnsupported)
+	}
+	if _, err := b.PutIf(ctx, key, []byte("3"), first.ETag); err != nil {
+		return fmt.Errorf("%s: a write conditional on the current ETag failed: %w", b.name, err)
+	}
+	if _, err := b.PutIf(ctx, key, []byte("4"), first.ETag); !errors.Is(err, ErrChanged) {
+		return fmt.Errorf("%s: a write conditional on a stale ETag replaced the object (If-Match ignored; %v): %w", b.name, err, ErrUnsupported)
+	}
+	if err := b.ReadAt(ctx, key, got[:], 0); err != nil || got[0] != '3' {
+		return fmt.Errorf("%s: after conditional writes the object holds %q, not the one that won (%v): %w", b.name, got[:], err, ErrUnsupported)
+	}
+	return nil
+}
+
+// wrap gives err the bucket's words: ErrNotFound, ErrChanged, or the
+// engine's own message with what was asked.
+func (b *Bucket) wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	resp := minio.ToErrorResponse(err)
+	switch {
+	case resp.Code == "NoSuchKey" || resp.Code == "NoSuchBucket" || resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%s/%s: %w", b.name, what, ErrNotFound)
+	case resp.Code == "PreconditionFailed" || resp.StatusCode == http.StatusPreconditionFailed:
+		return fmt.Errorf("%s/%s: %w", b.name, what, ErrChanged)
+	case resp.Code == "AccessDenied" || resp.Code == "InvalidAccessKeyId" || resp.Code == "SignatureDoesNotMatch":
+		return fmt.Errorf("%s/%s: %s (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)", b.name, what, resp.Message)
+	}
+	return fmt.Errorf("%s/%s: %w", b.name, what, err)
+}

@@ -1,0 +1,203 @@
+package s3_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chainfs/chainfs/store/s3"
+	"github.com/chainfs/chainfs/store/s3/s3test"
+)
+
+func TestParseURL(t *testing.T) {
+	for in, want := range map[string]s3.Location{
+		"s3://bucket":              {Bucket: "bucket"},
+		"s3://bucket/":             {Bucket: "bucket"},
+		"s3://my.bucket-1/a/b.img": {Bucket: "my.bucket-1", Key: "a/b.img"},
+	} {
+		if got, err := s3.ParseURL(in); err != nil || got != want {
+			t.Errorf("ParseURL(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"s3://", "s3://ab", "s3://Bucket/x", "s3://-bucket", "s3://bucket-/x", "s3://buck_et", "https://b/x", "s3:/bucket"} {
+		if _, err := s3.ParseURL(bad); err == nil {
+			t.Errorf("ParseURL(%q) accepted", bad)
+		}
+	}
+	if got := (s3.Location{Bucket: "b1b", Key: "k/x"}).String(); got != "s3://b1b/k/x" {
+		t.Errorf("String: %q", got)
+	}
+}
+
+// open starts a MinIO server and returns a new bucket on it.
+func open(t *testing.T) (*s3test.Server, *s3.Bucket) {
+	t.Helper()
+	srv := s3test.Start(t)
+	srv.Setenv(t)
+	b, err := s3.Open("chainfs-test", s3.ConfigFromEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Create(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Create(ctx, ""); err != nil {
+		t.Fatalf("a second Create: %v", err)
+	}
+	return srv, b
+}
+
+// TestBucket: objects written are read back whole, by range and listed,
+// and a missing one is ErrNotFound.
+func TestBucket(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("0123456789"), 100_000)
+	if _, err := b.Put(ctx, "p/one", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(ctx, "p/two", strings.NewReader("2"), 1); err != nil {
+		t.Fatal(err)
+	}
+	rd, obj, err := b.Get(ctx, "p/one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rd)
+	rd.Close()
+	if err != nil || !bytes.Equal(got, data) || obj.Size != int64(len(data)) || obj.ETag == "" {
+		t.Fatalf("Get: %d bytes, %v, %+v", len(got), err, obj)
+	}
+	part := make([]byte, 7)
+	if err := b.ReadAt(ctx, "p/one", part, 999_993); err != nil || string(part) != "3456789" {
+		t.Errorf("ReadAt: %q %v", part, err)
+	}
+	if err := b.ReadAt(ctx, "p/one", make([]byte, 10), int64(len(data))-5); err == nil {
+		t.Error("a read past the end succeeded")
+	}
+	var keys []string
+	for o, err := range b.List(ctx, "p/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, o.Key)
+	}
+	if strings.Join(keys, " ") != "p/one p/two" {
+		t.Errorf("List: %q", keys)
+	}
+	if err := b.Remove(ctx, "p/two"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Remove(ctx, "p/two"); err != nil {
+		t.Errorf("removing what is gone: %v", err)
+	}
+	if _, err := b.Stat(ctx, "p/two"); !errors.Is(err, s3.ErrNotFound) {
+		t.Errorf("Stat of a removed object: %v", err)
+	}
+	if _, _, err := b.Get(ctx, "nothing"); !errors.Is(err, s3.ErrNotFound) {
+		t.Errorf("Get of nothing: %v", err)
+	}
+}
+
+// TestPutIfOneWins: of writers that all saw the same object, exactly one
+// replaces it; the others fail with ErrChanged and write nothing.
+func TestPutIfOneWins(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	first, err := b.PutIf(ctx, "head", []byte("0"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PutIf(ctx, "head", []byte("x"), ""); !errors.Is(err, s3.ErrChanged) {
+		t.Fatalf("a write of a new object over an existing one: %v", err)
+	}
+	const writers = 8
+	var wg sync.WaitGroup
+	won := make(chan string, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := string(rune('a' + i))
+			if _, err := b.PutIf(ctx, "head", []byte(v), first.ETag); err == nil {
+				won <- v
+			} else if !errors.Is(err, s3.ErrChanged) {
+				t.Errorf("writer %s: %v", v, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(won)
+	var winners []string
+	for v := range won {
+		winners = append(winners, v)
+	}
+	got := make([]byte, 1)
+	if err := b.ReadAt(ctx, "head", got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(winners) != 1 || winners[0] != string(got) {
+		t.Errorf("winners %q, the object holds %q", winners, got)
+	}
+}
+
+// TestProbe: MinIO honours conditional writes and reads its writes.
+func TestProbe(t *testing.T) {
+	_, b := open(t)
+	if err := b.Probe(context.Background(), "repo"); err != nil {
+		t.Fatal(err)
+	}
+	for o, err := range b.List(context.Background(), "") {
+		t.Errorf("the probe left %s behind (%v)", o.Key, err)
+	}
+}
+
+// TestWrongCredentials: a wrong key says which settings to check.
+func TestWrongCredentials(t *testing.T) {
+	srv, _ := open(t)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey+"x")
+	b, err := s3.Open("chainfs-test", s3.ConfigFromEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Stat(context.Background(), "x")
+	if err == nil || !strings.Contains(err.Error(), "AWS_SECRET_ACCESS_KEY") {
+		t.Errorf("wrong secret: %v", err)
+	}
+}
+
+// TestStalledEndpoint: a server that stops answering fails a read within
+// the configured timeout, and serves again once it continues.
+func TestStalledEndpoint(t *testing.T) {
+	srv, _ := open(t)
+	cfg := s3.ConfigFromEnv()
+	cfg.Timeout = time.Second
+	b, err := s3.Open("chainfs-test", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := b.Put(ctx, "k", strings.NewReader("v"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = b.ReadAt(ctx, "k", make([]byte, 1), 0)
+	took := time.Since(start)
+	srv.Resume()
+	if err == nil || took > 10*time.Second {
+		t.Errorf("a read from a stopped server: %v after %s", err, took)
+	}
+	got := make([]byte, 1)
+	if err := b.ReadAt(ctx, "k", got, 0); err != nil || string(got) != "v" {
+		t.Errorf("after the server continued: %q %v", got, err)
+	}
+}

@@ -1,0 +1,143 @@
+// Package s3test starts a real MinIO server for tests: the binary that
+// $CHAINFS_MINIO names (make test builds a pinned one, once per machine,
+// outside the repository), on 127.0.0.1 at a free port, with random
+// credentials and a data directory of the test's own, stopped when the
+// test ends, also when it fails.
+package s3test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a MinIO server a test started.
+type Server struct {
+	// Endpoint is http://127.0.0.1:PORT.
+	Endpoint  string
+	AccessKey string
+	SecretKey string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	log       *os.File
+}
+
+// Binary is the MinIO server the tests run, or "" when none is named.
+func Binary() string { return os.Getenv("CHAINFS_MINIO") }
+
+// Start starts a MinIO server for t, or skips t when $CHAINFS_MINIO names
+// none (make test always names one).
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin := Binary()
+	if bin == "" {
+		t.Skip("$CHAINFS_MINIO names no MinIO server (make test builds one)")
+	}
+	dir := t.TempDir()
+	s := &Server{AccessKey: "ak" + random(8), SecretKey: random(20), exited: make(chan struct{})}
+	var err error
+	if s.log, err = os.Create(filepath.Join(dir, "minio.log")); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddress(t)
+	s.Endpoint = "http://" + addr
+	s.cmd = exec.Command(bin, "server", "--quiet", "--address", addr, filepath.Join(dir, "data"))
+	s.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey, "MINIO_BROWSER=off")
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	// Its own process group, so that nothing it starts outlives it.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start MinIO %s: %v", bin, err)
+	}
+	go func() { s.cmd.Wait(); close(s.exited) }()
+	t.Cleanup(func() { s.stop(t) })
+	// /minio/health/ready answers before the server serves; the
+	// cluster's health only once it does.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(s.Endpoint + "/minio/health/cluster")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("MinIO exited at start:\n%s", s.output())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("MinIO did not serve within a minute:\n%s", s.output())
+		}
+	}
+}
+
+// Env is the environment that points a client at the server.
+func (s *Server) Env() []string {
+	return []string{"AWS_ENDPOINT_URL=" + s.Endpoint, "AWS_ACCESS_KEY_ID=" + s.AccessKey,
+		"AWS_SECRET_ACCESS_KEY=" + s.SecretKey, "AWS_REGION=us-east-1", "AWS_SESSION_TOKEN=", "AWS_PROFILE="}
+}
+
+// Setenv points this process's clients at the server for t.
+func (s *Server) Setenv(t testing.TB) {
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+}
+
+// Pause stops the server's process (SIGSTOP): it holds its connections
+// and answers nothing, as a stalled endpoint does. Resume continues it.
+func (s *Server) Pause() error { return syscall.Kill(-s.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (s *Server) Resume() error { return syscall.Kill(-s.cmd.Process.Pid, syscall.SIGCONT) }
+
+func (s *Server) stop(t testing.TB) {
+	pgid := -s.cmd.Process.Pid
+	syscall.Kill(pgid, syscall.SIGCONT)
+	syscall.Kill(pgid, syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(pgid, syscall.SIGKILL)
+		<-s.exited
+	}
+	if t.Failed() {
+		t.Logf("MinIO's log:\n%s", s.output())
+	}
+	s.log.Close()
+}
+
+func (s *Server) output() string {
+	b, _ := os.ReadFile(s.log.Name())
+	return string(b)
+}
+
+func freeAddress(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func random(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+// String names the server in messages.
+func (s *Server) String() string { return fmt.Sprintf("MinIO at %s", s.Endpoint) }
