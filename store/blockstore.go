@@ -2,6 +2,7 @@ package store
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,18 +21,18 @@ import (
 // another backend (object storage, an image file) needs only these methods.
 type BlockStore interface {
 	// Create starts a new pack for appending.
-	Create(id uint64) (PackWriter, error)
+	Create(ctx context.Context, id uint64) (PackWriter, error)
 	// ReadAt fills p from pack id at offset off.
-	ReadAt(id uint64, p []byte, off int64) error
-	// Remove deletes a pack.
-	Remove(id uint64) error
+	ReadAt(ctx context.Context, id uint64, p []byte, off int64) error
+	// Remove deletes a pack; one that is not there is no error.
+	Remove(ctx context.Context, id uint64) error
 	// List returns the ids of all packs present, finished or not.
-	List() ([]uint64, error)
+	List(ctx context.Context) ([]uint64, error)
 	// PackSize is the size of pack id as stored now (not through a handle
 	// opened earlier).
-	PackSize(id uint64) (int64, error)
+	PackSize(ctx context.Context, id uint64) (int64, error)
 	// Size is the space the packs take.
-	Size() (int64, error)
+	Size(ctx context.Context) (int64, error)
 	// Close releases open handles.
 	Close() error
 }
@@ -45,7 +46,7 @@ type PackWriter interface {
 	// Size is the number of bytes appended so far.
 	Size() int64
 	// Finish makes the pack durable and closes it for writing.
-	Finish() error
+	Finish(ctx context.Context) error
 	// Abort closes the pack and removes it.
 	Abort() error
 }
@@ -98,7 +99,9 @@ func (h *packHandle) evict() {
 const maxOpenPacks = 512
 
 // NewPackDir returns a BlockStore that keeps packs as files in dir.
-func NewPackDir(dir string) (BlockStore, error) {
+func NewPackDir(dir string) (BlockStore, error) { return newPackDir(dir) }
+
+func newPackDir(dir string) (*packDir, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pack directory: %w", err)
 	}
@@ -109,7 +112,7 @@ func (d *packDir) path(id uint64) string {
 	return filepath.Join(d.dir, fmt.Sprintf("%016x.pack", id))
 }
 
-func (d *packDir) Create(id uint64) (PackWriter, error) {
+func (d *packDir) Create(_ context.Context, id uint64) (PackWriter, error) {
 	f, err := os.OpenFile(d.path(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create pack: %w", err)
@@ -170,7 +173,7 @@ func (d *packDir) evictOldest() {
 	}
 }
 
-func (d *packDir) ReadAt(id uint64, p []byte, off int64) error {
+func (d *packDir) ReadAt(_ context.Context, id uint64, p []byte, off int64) error {
 	h, err := d.acquire(id)
 	if err != nil {
 		return err
@@ -186,7 +189,7 @@ func (d *packDir) ReadAt(id uint64, p []byte, off int64) error {
 	return fmt.Errorf("pack %016x: %w", id, err)
 }
 
-func (d *packDir) Remove(id uint64) error {
+func (d *packDir) Remove(_ context.Context, id uint64) error {
 	// A reader may be using the handle, and an unlinked file stays
 	// readable through it: the last reader closes it.
 	d.mu.Lock()
@@ -201,7 +204,7 @@ func (d *packDir) Remove(id uint64) error {
 	return nil
 }
 
-func (d *packDir) List() ([]uint64, error) {
+func (d *packDir) List(context.Context) ([]uint64, error) {
 	names, err := readDirNames(d.dir)
 	if err != nil {
 		return nil, err
@@ -217,7 +220,7 @@ func (d *packDir) List() ([]uint64, error) {
 	return ids, nil
 }
 
-func (d *packDir) PackSize(id uint64) (int64, error) {
+func (d *packDir) PackSize(_ context.Context, id uint64) (int64, error) {
 	st, err := os.Stat(d.path(id))
 	if err != nil {
 		return 0, err
@@ -225,7 +228,7 @@ func (d *packDir) PackSize(id uint64) (int64, error) {
 	return st.Size(), nil
 }
 
-func (d *packDir) Size() (int64, error) {
+func (d *packDir) Size(context.Context) (int64, error) {
 	return dirSize(d.dir)
 }
 
@@ -361,7 +364,7 @@ func (p *packFile) drain() {
 
 func (p *packFile) Size() int64 { return p.size }
 
-func (p *packFile) Finish() error {
+func (p *packFile) Finish(context.Context) error {
 	p.drain()
 	if err := p.failed(); err != nil {
 		p.f.Close()

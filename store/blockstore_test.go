@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,12 +34,12 @@ func TestPackHandlesBounded(t *testing.T) {
 	const packs = maxOpenPacks + 300
 	data := func(id uint64) []byte { return bytes.Repeat([]byte{byte(id)}, 64) }
 	for id := uint64(1); id <= packs; id++ {
-		w, err := bs.Create(id)
+		w, err := bs.Create(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		w.Append(data(id))
-		if err := w.Finish(); err != nil {
+		if err := w.Finish(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,7 +55,7 @@ func TestPackHandlesBounded(t *testing.T) {
 			for round := range 3 {
 				for i := uint64(0); i < packs; i++ {
 					id := 1 + (i+uint64(g*97+round*31))%packs
-					if err := bs.ReadAt(id, buf, 0); err != nil {
+					if err := bs.ReadAt(context.Background(), id, buf, 0); err != nil {
 						errs <- fmt.Errorf("pack %d: %w", id, err)
 						return
 					}
@@ -71,7 +72,7 @@ func TestPackHandlesBounded(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for id := uint64(packs - 10); id <= packs; id++ {
-			bs.Remove(id)
+			bs.Remove(context.Background(), id)
 		}
 	}()
 	wg.Wait()
@@ -110,7 +111,7 @@ func TestPackFileWrites(t *testing.T) {
 		want = append(want, b...)
 		clear(b) // the caller's buffer is its own again at once
 	}
-	if err := p.Finish(); err != nil {
+	if err := p.Finish(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "whole")); !bytes.Equal(got, want) {
@@ -123,7 +124,7 @@ func TestPackFileWrites(t *testing.T) {
 	for i := 0; i < 8 && err == nil; i++ {
 		_, err = p.Append(make([]byte, packBuffer))
 	}
-	if ferr := p.Finish(); ferr == nil {
+	if ferr := p.Finish(context.Background()); ferr == nil {
 		t.Error("Finish of a pack whose writes failed succeeded")
 	}
 

@@ -64,7 +64,7 @@ func problemsOf(t testing.TB, r *Repo) []string {
 						if h.IsHole() {
 							return nil
 						}
-						if _, err := x.ReadRecorded(h, buf); err != nil {
+						if _, err := x.ReadRecorded(ctx, h, buf); err != nil {
 							out = append(out, fmt.Sprintf("%s%s/%s: block %d: %v", where, dir, e.Name, i, err))
 						} else if _, err := x.Holder(ctx, v.ID, s.Seq, h); err != nil {
 							out = append(out, fmt.Sprintf("%s%s/%s: block %d: no chain run", where, dir, e.Name, i))
@@ -203,7 +203,7 @@ func TestUndoInterruptedCommit(t *testing.T) {
 	// committing it: B goes, C comes.
 	w, _ := r.BeginSnapshot(ctx, "v", SnapshotOptions{})
 	w.PutBlock(ctx, Sum(C), C)
-	if err := w.flush(); err != nil {
+	if err := w.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	delta := deltaSet{}

@@ -199,7 +199,7 @@ func (r *Repo) planRepack(ctx context.Context, st *GCStats) (map[uint64]*packUse
 		}
 		switch {
 		case len(p.live) == 0:
-			if err := r.dropPack(id, p, st); err != nil {
+			if err := r.dropPack(ctx, id, p, st); err != nil {
 				return nil, nil, err
 			}
 		case p.deadBytes > 0 && float64(p.liveBytes) < repackBelow*float64(p.size):
@@ -312,7 +312,7 @@ func (r *Repo) dropDead(id uint64, dead []Hash, st *GCStats) error {
 }
 
 // dropPack removes a pack none of whose blocks is referenced.
-func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
+func (r *Repo) dropPack(ctx context.Context, id uint64, p *packUse, st *GCStats) error {
 	if err := r.dropDead(id, p.dead, st); err != nil {
 		return err
 	}
@@ -327,7 +327,7 @@ func (r *Repo) dropPack(id uint64, p *packUse, st *GCStats) error {
 		return err
 	}
 	st.PacksRemoved++
-	return r.blocks.Remove(id)
+	return r.blocks.Remove(ctx, id)
 }
 
 // repack copies the live blocks of packs, each verified, in order, into
@@ -362,7 +362,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			pack.abort()
 		}
 		for _, id := range made {
-			if derr := r.dropPack(id, &packUse{}, &GCStats{}); derr != nil {
+			if derr := r.dropPack(ctx, id, &packUse{}, &GCStats{}); derr != nil {
 				r.log.Warn("gc: a new pack stays until the next gc", "pack", fmt.Sprintf("%016x", id), "err", derr)
 			}
 		}
@@ -371,7 +371,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	}
 	finish := func() error {
 		id := pack.id
-		size, err := pack.finish() // removes the pack when it fails
+		size, err := pack.finish(ctx) // removes the pack when it fails
 		pack = nil
 		if err != nil {
 			return err
@@ -386,7 +386,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			return giveUp(err)
 		}
 		h := b.hash
-		n, err := r.readRecorded(h, buf)
+		n, err := r.readRecorded(ctx, h, buf)
 		if errors.Is(err, ErrCorrupt) {
 			// The damaged block stays where it is, and so does its pack;
 			// the rest of the rewrite goes on. check names what it holds.
@@ -398,7 +398,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			return giveUp(fmt.Errorf("rewriting packs: %w", err))
 		}
 		if pack == nil {
-			if pack, err = r.newPack(); err != nil {
+			if pack, err = r.newPack(ctx); err != nil {
 				return giveUp(err)
 			}
 		}
@@ -453,7 +453,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 			continue
 		}
 		st.PacksRepacked++
-		if err := r.dropPack(id, &packUse{dead: p.dead}, st); err != nil {
+		if err := r.dropPack(ctx, id, &packUse{dead: p.dead}, st); err != nil {
 			return err
 		}
 	}
@@ -466,12 +466,12 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 // a pack goes unless one of its blocks is referenced, and the trees go
 // only if no snapshot was committed since the writer began (else gc takes
 // them later). When the lock is taken it runs once it is free (gcLock).
-func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64) {
+func (r *Repo) reclaim(ctx context.Context, packs []finishedPack, trees []Hash, commitsAtBegin uint64) {
 	if len(packs) == 0 && len(trees) == 0 {
 		return
 	}
 	r.gcMu.whenFree(func() {
-		if err := r.reclaimPacks(packs); err != nil {
+		if err := r.reclaimPacks(ctx, packs); err != nil {
 			r.log.Warn("giving back an unfinished snapshot's packs; gc will", "err", err)
 		}
 		if r.commits.Load() != commitsAtBegin {
@@ -492,7 +492,7 @@ func (r *Repo) reclaim(packs []finishedPack, trees []Hash, commitsAtBegin uint64
 	})
 }
 
-func (r *Repo) reclaimPacks(packs []finishedPack) error {
+func (r *Repo) reclaimPacks(ctx context.Context, packs []finishedPack) error {
 	for _, p := range packs {
 		live := false
 		err := r.view(func(txn *badger.Txn) error {
@@ -518,7 +518,7 @@ func (r *Repo) reclaimPacks(packs []finishedPack) error {
 		if live {
 			continue
 		}
-		if err := r.dropPack(p.id, &packUse{dead: p.blocks}, &GCStats{}); err != nil {
+		if err := r.dropPack(ctx, p.id, &packUse{dead: p.blocks}, &GCStats{}); err != nil {
 			return err
 		}
 	}

@@ -49,7 +49,7 @@ func TestGCFreesOnlyUnreferenced(t *testing.T) {
 		}
 	}
 	wantHolders(t, r, s2, 2, 2, 2, 2)
-	if ids, _ := r.blocks.List(); len(ids) != 1 {
+	if ids, _ := r.blocks.List(context.Background()); len(ids) != 1 {
 		t.Errorf("%d packs after gc, want 1", len(ids))
 	}
 	// A second gc has nothing to do; a new snapshot links A again.
@@ -97,7 +97,7 @@ func TestGCMergesSmallPacks(t *testing.T) {
 		file[i] = block(byte('A' + k))
 		snaps = append(snaps, snapFile(t, r, "v", file...))
 	}
-	if ids, _ := r.blocks.List(); len(ids) != 20 {
+	if ids, _ := r.blocks.List(context.Background()); len(ids) != 20 {
 		t.Fatalf("%d packs before gc, want 20", len(ids))
 	}
 	// Read before gc too: the places remembered then go stale when gc
@@ -107,7 +107,7 @@ func TestGCMergesSmallPacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids, _ := r.blocks.List(); len(ids) != 1 || st.PacksRepacked != 20 || st.BlocksFreed != 0 {
+	if ids, _ := r.blocks.List(context.Background()); len(ids) != 1 || st.PacksRepacked != 20 || st.BlocksFreed != 0 {
 		t.Fatalf("after gc: %d packs, stats %+v", len(ids), st)
 	}
 	last := snaps[len(snaps)-1]
@@ -147,7 +147,7 @@ func TestRepackStopsWhenCancelled(t *testing.T) {
 		blocks = append(blocks, block(byte('0'+k)))
 		snaps = append(snaps, snapFile(t, r, "v", blocks...))
 	}
-	before, _ := r.blocks.List()
+	before, _ := r.blocks.List(context.Background())
 	rewrite, order, err := r.planRepack(ctx, &GCStats{})
 	if err != nil || len(rewrite) != len(before) || len(order) != 48 {
 		t.Fatalf("plan: %d packs of %d, %d blocks, %v", len(rewrite), len(before), len(order), err)
@@ -158,7 +158,7 @@ func TestRepackStopsWhenCancelled(t *testing.T) {
 	if err := r.repack(cctx, rewrite, order, st); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled repack: %v", err)
 	}
-	if after, _ := r.blocks.List(); !slices.Equal(after, before) || st.PacksRepacked != 0 || st.BytesMoved != 0 {
+	if after, _ := r.blocks.List(context.Background()); !slices.Equal(after, before) || st.PacksRepacked != 0 || st.BytesMoved != 0 {
 		t.Errorf("after a cancelled repack: packs %v (were %v), stats %+v", after, before, st)
 	}
 	readEvery(t, r, snaps)

@@ -33,7 +33,7 @@ func contents(t *testing.T, r *Repo) (blocks, trees, packs int) {
 		}
 		return nil
 	})
-	ids, err := r.blocks.List()
+	ids, err := r.blocks.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func (x Index) PackProblems(ctx context.Context, unrecorded bool) ([]string, err
 		return nil, err
 	}
 	if unrecorded {
-		ids, err := r.blocks.List()
+		ids, err := r.blocks.List(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +41,7 @@ func (x Index) PackProblems(ctx context.Context, unrecorded bool) ([]string, err
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if got, err := r.blocks.PackSize(id); err != nil || uint64(got) < size {
+		if got, err := r.blocks.PackSize(ctx, id); err != nil || uint64(got) < size {
 			out = append(out, fmt.Sprintf("pack %016x: missing or short (%d of %d bytes): %v", id, got, size, err))
 		}
 	}
@@ -107,7 +107,9 @@ func (r *Repo) runsNow(ctx context.Context) (runs map[Hash]uint64, err error) {
 // ReadRecorded reads block h from where its record says into p, checked
 // against its hash, past every cache: what check reads to know the data
 // is there.
-func (x Index) ReadRecorded(h Hash, p []byte) (int, error) { return x.r.readRecorded(h, p) }
+func (x Index) ReadRecorded(ctx context.Context, h Hash, p []byte) (int, error) {
+	return x.r.readRecorded(ctx, h, p)
+}
 
 // EachVolume calls fn for every volume record as stored (images' and
 // those being removed too, with what runs on each) with its snapshots,
@@ -213,7 +215,7 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 			return fmt.Errorf("block %s: the bytes offered do not match it: %w", b.Hash.Short(), ErrInvalid)
 		}
 	}
-	pack, err := r.newPack()
+	pack, err := r.newPack(ctx)
 	if err != nil {
 		return err
 	}
@@ -223,7 +225,7 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 			return err
 		}
 	}
-	if _, err := pack.finish(); err != nil {
+	if _, err := pack.finish(ctx); err != nil {
 		return err
 	}
 	r.commitMu.Lock()
@@ -268,8 +270,8 @@ func (m Mender) DropLostPacks(ctx context.Context) error {
 		return err
 	}
 	for id, size := range sizes {
-		if got, err := r.blocks.PackSize(id); (err != nil || uint64(got) < size) && !used[id] {
-			if err := r.dropPack(id, &packUse{dead: dead[id]}, &GCStats{}); err != nil {
+		if got, err := r.blocks.PackSize(ctx, id); (err != nil || uint64(got) < size) && !used[id] {
+			if err := r.dropPack(ctx, id, &packUse{dead: dead[id]}, &GCStats{}); err != nil {
 				return err
 			}
 		}

@@ -1,5 +1,7 @@
 package store
 
+import "context"
+
 // packBuilder writes one new pack, the one way every writer of packs (a
 // snapshot, gc's rewrite, repair) does. Its order is what keeps a crash
 // from losing anything: the pack's bytes are made durable (the file, then
@@ -20,12 +22,12 @@ type packBuilder struct {
 var packCrash func(step string)
 
 // newPack starts a pack under a new id.
-func (r *Repo) newPack() (*packBuilder, error) {
+func (r *Repo) newPack(ctx context.Context) (*packBuilder, error) {
 	var id uint64
 	if err := r.commit(func(m metaTxn) (err error) { id, err = m.nextID("pack"); return err }); err != nil {
 		return nil, err
 	}
-	w, err := r.blocks.Create(id)
+	w, err := r.blocks.Create(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -52,9 +54,9 @@ func (p *packBuilder) abort() { p.w.Abort() }
 // finish makes the pack durable and records it, and returns its size; the
 // caller records its blocks after. A pack that cannot be made durable is
 // removed; one made durable but not recorded is removed at the next open.
-func (p *packBuilder) finish() (int64, error) {
+func (p *packBuilder) finish(ctx context.Context) (int64, error) {
 	size := p.w.Size()
-	if err := p.w.Finish(); err != nil {
+	if err := p.w.Finish(ctx); err != nil {
 		p.w.Abort()
 		return 0, err
 	}

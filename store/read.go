@@ -98,14 +98,14 @@ func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
 		}
 		at = rec.place()
 	}
-	n, err := r.readAt(h, at, p)
+	n, err := r.readAt(ctx, h, at, p)
 	if err != nil {
 		// gc may have moved the block and removed its pack since its place
 		// was read or remembered, or check --repair stored it anew: look
 		// again once.
 		if rec, rerr := r.blockRecord(h); rerr == nil && rec.place() != at {
 			at, cached = rec.place(), false
-			n, err = r.readAt(h, at, p)
+			n, err = r.readAt(ctx, h, at, p)
 		}
 	}
 	if err != nil {
@@ -121,21 +121,21 @@ func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
 // readRecorded reads block h from where its record says, never from a
 // remembered place: check, repair and gc judge and move what the
 // metadata names.
-func (r *Repo) readRecorded(h Hash, p []byte) (int, error) {
+func (r *Repo) readRecorded(ctx context.Context, h Hash, p []byte) (int, error) {
 	rec, err := r.blockRecord(h)
 	if err != nil {
 		return 0, err
 	}
-	return r.readAt(h, rec.place(), p)
+	return r.readAt(ctx, h, rec.place(), p)
 }
 
 // readAt reads block h from where it lies into p and verifies it.
-func (r *Repo) readAt(h Hash, at place, p []byte) (int, error) {
+func (r *Repo) readAt(ctx context.Context, h Hash, at place, p []byte) (int, error) {
 	if int(at.length) > len(p) {
 		return 0, fmt.Errorf("block %s: %d bytes, buffer %d: %w", h.Short(), at.length, len(p), ErrCorrupt)
 	}
 	p = p[:at.length]
-	if err := r.blocks.ReadAt(at.pack, p, int64(at.offset)); err != nil {
+	if err := r.blocks.ReadAt(ctx, at.pack, p, int64(at.offset)); err != nil {
 		return 0, fmt.Errorf("block %s: %w", h.Short(), err)
 	}
 	if Sum(p) != h {
@@ -238,7 +238,7 @@ func (r *Repo) recover(ctx context.Context) error {
 			}
 		}
 	}
-	return r.dropUnrecordedPacks()
+	return r.dropUnrecordedPacks(ctx)
 }
 
 // dropUnrecordedPacks deletes pack files that no pack record names: the
@@ -247,8 +247,8 @@ func (r *Repo) recover(ctx context.Context) error {
 // and since badger shows a record in a damaged table as absent, the
 // metadata tables are checked before anything is deleted. When they fail,
 // every pack file is kept and the damage is logged (check reports it).
-func (r *Repo) dropUnrecordedPacks() error {
-	ids, err := r.blocks.List()
+func (r *Repo) dropUnrecordedPacks(ctx context.Context) error {
+	ids, err := r.blocks.List(ctx)
 	if err != nil {
 		return err
 	}
@@ -272,7 +272,7 @@ func (r *Repo) dropUnrecordedPacks() error {
 	}
 	for _, id := range unrecorded {
 		r.log.Info("removing unfinished pack", "pack", fmt.Sprintf("%016x", id))
-		if err := r.blocks.Remove(id); err != nil {
+		if err := r.blocks.Remove(ctx, id); err != nil {
 			return err
 		}
 	}

@@ -60,6 +60,10 @@ type Options struct {
 	// MetadataCache is the memory kept for metadata read from disk
 	// (default DefaultMetadataCache).
 	MetadataCache int64
+	// Blocks, if set, keeps the packs in place of the repository's packs
+	// directory: in object storage, for one (NewObjectPacks). The store
+	// closes it.
+	Blocks BlockStore
 	// LockWait is how long Open waits for another process to let go of
 	// the repository before it gives up with ErrInUse (default: not at
 	// all). A daemon started right after the last one was unmounted
@@ -317,11 +321,13 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		}
 		return nil, fmt.Errorf("open repository %s: metadata: %v: %w", dir, err, ErrCorrupt)
 	}
-	blocks, err := NewPackDir(filepath.Join(dir, packsDir))
-	if err != nil {
-		db.Close()
-		lock.Close()
-		return nil, err
+	blocks := opts.Blocks
+	if blocks == nil {
+		if blocks, err = NewPackDir(filepath.Join(dir, packsDir)); err != nil {
+			db.Close()
+			lock.Close()
+			return nil, err
+		}
 	}
 	packSize := opts.PackSize
 	if packSize <= 0 {

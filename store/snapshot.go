@@ -277,7 +277,7 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 		return err
 	}
 	if w.pack == nil {
-		if err := w.openPack(); err != nil {
+		if err := w.openPack(ctx); err != nil {
 			return err
 		}
 	}
@@ -291,9 +291,12 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 		w.pack = nil
 		w.finished = append(w.finished, newFinishedPack(pack.id, pack.blocks))
 		w.finishing.Add(1)
+		// The pack is finished whatever becomes of this call: Commit
+		// waits for it, and an aborted snapshot gives it back.
+		finishCtx := context.WithoutCancel(ctx)
 		go func() {
 			defer w.finishing.Done()
-			if err := w.repo.finishPack(pack); err != nil {
+			if err := w.repo.finishPack(finishCtx, pack); err != nil {
 				w.mu.Lock()
 				w.finishErr = cmp.Or(w.finishErr, err)
 				w.mu.Unlock()
@@ -303,8 +306,8 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 	return w.finishErr
 }
 
-func (w *SnapshotWriter) openPack() error {
-	p, err := w.repo.newPack()
+func (w *SnapshotWriter) openPack(ctx context.Context) error {
+	p, err := w.repo.newPack(ctx)
 	if err != nil {
 		return err
 	}
@@ -315,8 +318,8 @@ func (w *SnapshotWriter) openPack() error {
 // finishPack makes a snapshot's pack durable and recorded (packBuilder),
 // and only then records its blocks, so that no block record ever points
 // at bytes a crash could lose.
-func (r *Repo) finishPack(pack *packBuilder) error {
-	if _, err := pack.finish(); err != nil {
+func (r *Repo) finishPack(ctx context.Context, pack *packBuilder) error {
+	if _, err := pack.finish(ctx); err != nil {
 		return err
 	}
 	id, blocks := pack.id, pack.blocks
@@ -351,7 +354,7 @@ func (r *Repo) finishPack(pack *packBuilder) error {
 
 // flush finishes the open pack and waits for those finishing in the
 // background.
-func (w *SnapshotWriter) flush() error {
+func (w *SnapshotWriter) flush(ctx context.Context) error {
 	w.mu.Lock()
 	pack := w.pack
 	w.pack, w.done = nil, true
@@ -361,7 +364,7 @@ func (w *SnapshotWriter) flush() error {
 	w.mu.Unlock()
 	var err error
 	if pack != nil {
-		err = w.repo.finishPack(pack)
+		err = w.repo.finishPack(ctx, pack)
 	}
 	w.finishing.Wait()
 	w.mu.Lock()
@@ -415,7 +418,7 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	root := rootDir.Subtree
 	rootDir.Name = ""
 	defer w.close()
-	if err := w.flush(); err != nil {
+	if err := w.flush(ctx); err != nil {
 		return nil, err
 	}
 	if err := w.trees.flush(); err != nil {
@@ -478,7 +481,9 @@ func (w *SnapshotWriter) close() {
 		w.mu.Lock()
 		packs, trees := w.finished, w.wroteTrees
 		w.mu.Unlock()
-		w.repo.reclaim(packs, trees, w.commitsAtBegin)
+		// The store's own work, done once the gc lock is free, after the
+		// caller has gone: no caller's context bounds it.
+		w.repo.reclaim(context.Background(), packs, trees, w.commitsAtBegin)
 	}
 	w.repo.mu.Lock()
 	fn := w.repo.watcher.SnapshotEnded

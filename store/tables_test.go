@@ -81,7 +81,7 @@ func TestDamagedPackRecordKeepsPack(t *testing.T) {
 	// of the store's), so that they lie in a table block of their own,
 	// apart from the schema record and the volume records.
 	fillAround(t, r, "o", "q")
-	packs, _ := r.blocks.List()
+	packs, _ := r.blocks.List(context.Background())
 	if len(packs) != 1 {
 		t.Fatalf("%d packs, want 1", len(packs))
 	}

@@ -202,7 +202,7 @@ func (c *checker) file(ctx context.Context, e *store.Entry, path string) {
 			good, seen := c.blocks[h]
 			if !seen {
 				c.rep.Blocks++
-				good = c.block(h)
+				good = c.block(ctx, h)
 				c.blocks[h] = good
 			}
 			if !good {
@@ -225,14 +225,14 @@ func (c *checker) file(ctx context.Context, e *store.Entry, path string) {
 }
 
 // block checks one block's record, and with ReadData its bytes.
-func (c *checker) block(h store.Hash) bool {
+func (c *checker) block(ctx context.Context, h store.Hash) bool {
 	if !c.opts.ReadData {
 		return c.r.Index().HasBlock(h)
 	}
 	if c.buf == nil {
 		c.buf = make([]byte, store.MaxBlockSize)
 	}
-	n, err := c.r.Index().ReadRecorded(h, c.buf)
+	n, err := c.r.Index().ReadRecorded(ctx, h, c.buf)
 	c.rep.BytesRead += uint64(n)
 	return err == nil
 }

@@ -147,7 +147,7 @@ func findBad(ctx context.Context, r *store.Repo, rep *RepairReport) (map[store.H
 					}
 					ok, seen := good[h]
 					if !seen {
-						_, rerr := r.Index().ReadRecorded(h, buf[:e.BlockLen(i)])
+						_, rerr := r.Index().ReadRecorded(ctx, h, buf[:e.BlockLen(i)])
 						ok = rerr == nil
 						good[h] = ok
 					}

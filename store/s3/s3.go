@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"iter"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chainfs/chainfs/store"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -34,8 +36,9 @@ import (
 const Scheme = "s3://"
 
 var (
-	// ErrNotFound is an object, or a bucket, that is not there.
-	ErrNotFound = errors.New("not found")
+	// ErrNotFound is an object, or a bucket, that is not there; errors.Is
+	// takes it for fs.ErrNotExist too, as store.Objects asks.
+	ErrNotFound error = notFound{}
 	// ErrChanged is a conditional write refused: the object is not as
 	// the writer last saw it (or exists where it was to be new).
 	ErrChanged = errors.New("changed since last seen")
@@ -43,6 +46,11 @@ var (
 	// needs of it (Probe).
 	ErrUnsupported = errors.New("unsupported by the object store")
 )
+
+type notFound struct{}
+
+func (notFound) Error() string        { return "not found" }
+func (notFound) Is(target error) bool { return target == fs.ErrNotExist }
 
 // Location is a bucket and a key in it (or a prefix of keys), as
 // s3://BUCKET/KEY names them.
@@ -109,7 +117,7 @@ func ConfigFromEnv() Config {
 	return Config{Endpoint: os.Getenv("AWS_ENDPOINT_URL"), Region: os.Getenv("AWS_REGION"), Profile: os.Getenv("AWS_PROFILE")}
 }
 
-// Bucket is one bucket of an object store.
+// Bucket is one bucket of an object store: a store.Objects.
 type Bucket struct {
 	client *minio.Client
 	name   string
@@ -150,6 +158,8 @@ func Open(name string, cfg Config) (*Bucket, error) {
 	return &Bucket{client: client, name: name}, nil
 }
 
+var _ store.Objects = (*Bucket)(nil)
+
 // Name is the bucket's name.
 func (b *Bucket) Name() string { return b.name }
 
@@ -171,14 +181,9 @@ func (b *Bucket) Create(ctx context.Context, region string) error {
 	return nil
 }
 
-// Object is what a bucket tells of one object.
-type Object struct {
-	Key  string
-	Size int64
-	// ETag names this content of the object, for a conditional write.
-	ETag     string
-	Modified time.Time
-}
+// Object is what a bucket tells of one object; its ETag names the
+// content, for a conditional write.
+type Object = store.Object
 
 func objectOf(info minio.ObjectInfo) Object {
 	return Object{Key: info.Key, Size: info.Size, ETag: info.ETag, Modified: info.LastModified}

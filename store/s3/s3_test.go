@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/check"
 	"github.com/chainfs/chainfs/store/s3"
 	"github.com/chainfs/chainfs/store/s3/s3test"
+	"github.com/chainfs/chainfs/store/storetest"
 )
 
 func TestParseURL(t *testing.T) {
@@ -199,5 +204,85 @@ func TestStalledEndpoint(t *testing.T) {
 	got := make([]byte, 1)
 	if err := b.ReadAt(ctx, "k", got, 0); err != nil || string(got) != "v" {
 		t.Errorf("after the server continued: %q %v", got, err)
+	}
+}
+
+// TestObjectPacksConformance: packs as objects of a real bucket keep
+// what the store relies on of a BlockStore, as pack files do.
+func TestObjectPacksConformance(t *testing.T) {
+	_, b := open(t)
+	prefixes := 0
+	storetest.BlockStoreConformance(t, func(t *testing.T) store.BlockStore {
+		prefixes++
+		bs, err := store.NewObjectPacks(b, fmt.Sprintf("repo%d/", prefixes), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bs
+	})
+}
+
+// TestRepositoryWithPacksInABucket: a repository whose packs are objects
+// of a real bucket snapshots, reads every block back, deletes, collects
+// garbage and checks clean; what it sent is in the bucket, and nothing
+// is left staged.
+func TestRepositoryWithPacksInABucket(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	staging := t.TempDir()
+	blocks, err := store.NewObjectPacks(b, "repo/", staging)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := storetest.RepoWith(t, store.Options{Blocks: blocks, PackSize: 3 * storetest.BlockSize},
+		store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize})
+	var data [][]byte
+	for i := range 10 {
+		data = append(data, storetest.Block(byte('a'+i)))
+	}
+	s1 := storetest.FileSnapshot(t, r, "v", data...)
+	s2 := storetest.FileSnapshot(t, r, "v", append(data[5:], storetest.Block('z'))...)
+	var objects int
+	for _, err := range b.List(ctx, "repo/packs/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		objects++
+	}
+	if objects < 4 {
+		t.Errorf("%d pack objects in the bucket, want one per 3 blocks", objects)
+	}
+	if left, _ := os.ReadDir(staging); len(left) != 0 {
+		t.Errorf("left staged: %v", left)
+	}
+	for _, s := range []*store.Snapshot{s1, s2} {
+		e, err := store.Lookup(ctx, r, &s.RootDir, "disk")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes, err := store.FileBlocks(ctx, r, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, storetest.BlockSize)
+		for i, h := range hashes {
+			if n, err := r.ReadBlock(ctx, h, buf); err != nil || n != storetest.BlockSize {
+				t.Fatalf("%s block %d: %d %v", s.Name, i, n, err)
+			}
+		}
+	}
+	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BlocksFreed != 5 {
+		t.Errorf("gc freed %d blocks, want the 5 only s1 held", st.BlocksFreed)
+	}
+	rep, err := check.Check(ctx, r, check.Options{ReadData: true})
+	if err != nil || len(rep.Problems) > 0 {
+		t.Errorf("check after gc: %v %v", rep.Problems, err)
 	}
 }

@@ -97,8 +97,38 @@ func (s *Server) Setenv(t testing.TB) {
 }
 
 // Pause stops the server's process (SIGSTOP): it holds its connections
-// and answers nothing, as a stalled endpoint does. Resume continues it.
-func (s *Server) Pause() error { return syscall.Kill(-s.cmd.Process.Pid, syscall.SIGSTOP) }
+// and answers nothing, as a stalled endpoint does. It returns once the
+// kernel shows the process stopped, not merely signalled (a thread on a
+// processor answers a request meanwhile). Resume continues it.
+func (s *Server) Pause() error {
+	if err := syscall.Kill(-s.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	for range 500 {
+		if stopped(s.cmd.Process.Pid) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not stop", s)
+}
+
+// stopped reports whether every thread of process pid is stopped.
+func stopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		// The state follows the command's name, in parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused server.
 func (s *Server) Resume() error { return syscall.Kill(-s.cmd.Process.Pid, syscall.SIGCONT) }
