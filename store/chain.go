@@ -315,7 +315,7 @@ func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badge
 		if err != nil {
 			return err
 		}
-		if err := r.applyWrites(writes); err != nil {
+		if err := r.applyWrites(ctx, writes); err != nil {
 			return err
 		}
 	}
@@ -490,7 +490,7 @@ func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
 	return r.drainPrefix(ctx, prefix, func(keys [][]byte) error {
 		r.commitMu.Lock()
 		defer r.commitMu.Unlock()
-		return r.commit(func(m metaTxn) error {
+		return r.commit(ctx, func(m metaTxn) error {
 			for _, k := range keys {
 				vol, h, start, err := parseIntervalKey(k)
 				if err != nil {

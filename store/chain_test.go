@@ -20,7 +20,7 @@ func testRepo(t testing.TB) *Repo {
 // set); the caller closes it.
 func newRepoAt(t testing.TB, dir string, opts Options) *Repo {
 	t.Helper()
-	if _, err := Init(Options{Dir: dir}); err != nil {
+	if _, err := Init(context.Background(), Options{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	opts.Dir = dir
@@ -210,7 +210,7 @@ func TestUndoInterruptedCommit(t *testing.T) {
 	delta.add(Sum(B), -1, testBS)
 	delta.add(Sum(C), 1, testBS)
 	hs := delta.sortedHashes()
-	r.updateVolume("v", func(cur *Volume) error {
+	r.updateVolume(context.Background(), "v", func(cur *Volume) error {
 		cur.Applying = w.snap.Seq
 		return nil
 	})

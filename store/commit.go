@@ -26,7 +26,10 @@ type metaTxn struct{ txn *badger.Txn }
 // commit runs fn in one transaction, which commits when fn returns nil
 // and is dropped otherwise. A panic raised inside badger (reading a
 // damaged table) becomes an error naming the table.
-func (r *Repo) commit(fn func(m metaTxn) error) (err error) {
+func (r *Repo) commit(ctx context.Context, fn func(m metaTxn) error) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	defer r.recoverBadger(&err)
 	return r.db.Update(func(txn *badger.Txn) error { return fn(metaTxn{txn}) })
 }
@@ -79,8 +82,8 @@ func (m metaTxn) updateVolume(name string, fn func(*Volume) error) error {
 }
 
 // updateVolume changes a volume record in a transaction of its own.
-func (r *Repo) updateVolume(name string, fn func(*Volume) error) error {
-	return r.commit(func(m metaTxn) error { return m.updateVolume(name, fn) })
+func (r *Repo) updateVolume(ctx context.Context, name string, fn func(*Volume) error) error {
+	return r.commit(ctx, func(m metaTxn) error { return m.updateVolume(name, fn) })
 }
 
 // deleteVolume removes a volume's record (its snapshots are removed
@@ -171,15 +174,15 @@ func (m metaTxn) apply(writes []kv) error {
 }
 
 // applyWrites makes planned writes in one transaction.
-func (r *Repo) applyWrites(writes []kv) error {
-	return r.commit(func(m metaTxn) error { return m.apply(writes) })
+func (r *Repo) applyWrites(ctx context.Context, writes []kv) error {
+	return r.commit(ctx, func(m metaTxn) error { return m.apply(writes) })
 }
 
 // deletePrefix removes every key under prefix, in transactions small
 // enough for badger.
 func (r *Repo) deletePrefix(ctx context.Context, prefix []byte) error {
 	return r.drainPrefix(ctx, prefix, func(keys [][]byte) error {
-		return r.commit(func(m metaTxn) error {
+		return r.commit(ctx, func(m metaTxn) error {
 			for _, k := range keys {
 				if err := m.txn.Delete(k); err != nil {
 					return err

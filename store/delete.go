@@ -26,7 +26,7 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 	if err != nil {
 		return err
 	}
-	err = r.updateVolume(volume, func(v *Volume) error {
+	err = r.updateVolume(ctx, volume, func(v *Volume) error {
 		v.Deleting = snap.Seq
 		return nil
 	})
@@ -147,7 +147,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 			return err
 		}
 	}
-	return r.commit(func(m metaTxn) error {
+	return r.commit(ctx, func(m metaTxn) error {
 		var snap Snapshot
 		if err := getJSON(m.txn, snapshotKey(v.ID, k), &snap); err != nil {
 			return err

@@ -111,7 +111,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 		for i, k := range chunk {
 			writes[i] = kv{key: k}
 		}
-		if err := r.applyWrites(writes); err != nil {
+		if err := r.applyWrites(ctx, writes); err != nil {
 			return err
 		}
 	}
@@ -284,13 +284,13 @@ type liveBlock struct {
 // dropDead deletes the records of a pack's dead blocks, each only if it
 // is still unreferenced (a deletion may not have raced it, but a snapshot
 // never can: gc holds gcMu).
-func (r *Repo) dropDead(id uint64, dead []Hash, st *GCStats) error {
+func (r *Repo) dropDead(ctx context.Context, id uint64, dead []Hash, st *GCStats) error {
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	for len(dead) > 0 {
 		chunk := dead[:min(chunkSize, len(dead))]
 		dead = dead[len(chunk):]
-		err := r.commit(func(m metaTxn) error {
+		err := r.commit(ctx, func(m metaTxn) error {
 			for _, h := range chunk {
 				rec, err := getBlockRecord(m.txn, h)
 				if err != nil || rec.Refs != 0 || rec.Pack != id {
@@ -313,10 +313,10 @@ func (r *Repo) dropDead(id uint64, dead []Hash, st *GCStats) error {
 
 // dropPack removes a pack none of whose blocks is referenced.
 func (r *Repo) dropPack(ctx context.Context, id uint64, p *packUse, st *GCStats) error {
-	if err := r.dropDead(id, p.dead, st); err != nil {
+	if err := r.dropDead(ctx, id, p.dead, st); err != nil {
 		return err
 	}
-	if err := r.commit(func(m metaTxn) error { return m.deletePack(id) }); err != nil {
+	if err := r.commit(ctx, func(m metaTxn) error { return m.deletePack(id) }); err != nil {
 		return err
 	}
 	// The metadata is written without a sync per write: what dropped or
@@ -361,6 +361,9 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 		if pack != nil {
 			pack.abort()
 		}
+		// Cleaning up is not cut short by the cancellation that may
+		// have brought it.
+		ctx := context.WithoutCancel(ctx)
 		for _, id := range made {
 			if derr := r.dropPack(ctx, id, &packUse{}, &GCStats{}); derr != nil {
 				r.log.Warn("gc: a new pack stays until the next gc", "pack", fmt.Sprintf("%016x", id), "err", derr)
@@ -425,7 +428,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	for len(moved) > 0 {
 		chunk := moved[:min(chunkSize, len(moved))]
 		moved = moved[len(chunk):]
-		err := r.commit(func(m metaTxn) error {
+		err := r.commit(ctx, func(m metaTxn) error {
 			for _, b := range chunk {
 				rec, err := getBlockRecord(m.txn, b.hash)
 				if err != nil {
@@ -447,7 +450,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	for id, p := range packs {
 		if keep[id] {
 			st.PacksKept++
-			if err := r.dropDead(id, p.dead, st); err != nil {
+			if err := r.dropDead(ctx, id, p.dead, st); err != nil {
 				return err
 			}
 			continue
@@ -484,7 +487,7 @@ func (r *Repo) reclaim(ctx context.Context, packs []finishedPack, trees []Hash, 
 			for i, h := range chunk {
 				writes[i] = kv{key: treeKey(h)}
 			}
-			if err := r.applyWrites(writes); err != nil {
+			if err := r.applyWrites(ctx, writes); err != nil {
 				r.log.Warn("giving back an unfinished snapshot's trees; gc will", "err", err)
 				return
 			}

@@ -170,7 +170,7 @@ func TestUnfinishedImageRemovedAtOpen(t *testing.T) {
 	dir := t.TempDir() + "/repo"
 	ctx := context.Background()
 	r := newRepoAt(t, dir, Options{})
-	if _, err := r.addVolume(Volume{Name: imagePrefix + "cut", Kind: KindImage, Image: json.RawMessage(`{}`)}); err != nil {
+	if _, err := r.addVolume(context.Background(), Volume{Name: imagePrefix + "cut", Kind: KindImage, Image: json.RawMessage(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()

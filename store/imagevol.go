@@ -67,7 +67,7 @@ func (iv ImageVolumes) Begin(ctx context.Context, name string, meta json.RawMess
 		return nil, err
 	}
 	hidden := imagePrefix + name
-	_, err := iv.r.addVolume(Volume{Name: hidden, Kind: KindImage, Source: source, BlockSize: DefaultBlockSize, Image: meta})
+	_, err := iv.r.addVolume(ctx, Volume{Name: hidden, Kind: KindImage, Source: source, BlockSize: DefaultBlockSize, Image: meta})
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", name, err)
 	}
@@ -123,7 +123,7 @@ func (iv ImageVolumes) List(ctx context.Context) ([]ImageVolume, error) {
 // the record holds (nil for an image made before images had their own)
 // and returns what it is to hold.
 func (iv ImageVolumes) SetMeta(ctx context.Context, name string, fn func(json.RawMessage) (json.RawMessage, error)) error {
-	err := iv.r.updateVolume(imagePrefix+name, func(v *Volume) error {
+	err := iv.r.updateVolume(ctx, imagePrefix+name, func(v *Volume) error {
 		if v.Kind != KindImage || v.Removing {
 			return fmt.Errorf("image %s: %w", name, ErrNotFound)
 		}

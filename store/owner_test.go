@@ -53,7 +53,7 @@ func TestRootRefusesRepositoriesOthersCanChange(t *testing.T) {
 		if err := os.Mkdir(parent, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Init(Options{Dir: repo}); err != nil {
+		if _, err := Init(context.Background(), Options{Dir: repo}); err != nil {
 			t.Fatalf("%s: init: %v", tc.name, err)
 		}
 		if tc.spoil != nil {
@@ -92,7 +92,7 @@ func TestRootRefusesRepositoriesOthersCanChange(t *testing.T) {
 // may have left one).
 func TestLockFollowsNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "repo")
-	if _, err := Init(Options{Dir: dir}); err != nil {
+	if _, err := Init(context.Background(), Options{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	victim := filepath.Join(t.TempDir(), "victim")

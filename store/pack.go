@@ -24,7 +24,7 @@ var packCrash func(step string)
 // newPack starts a pack under a new id.
 func (r *Repo) newPack(ctx context.Context) (*packBuilder, error) {
 	var id uint64
-	if err := r.commit(func(m metaTxn) (err error) { id, err = m.nextID("pack"); return err }); err != nil {
+	if err := r.commit(ctx, func(m metaTxn) (err error) { id, err = m.nextID("pack"); return err }); err != nil {
 		return nil, err
 	}
 	w, err := r.blocks.Create(ctx, id)
@@ -53,7 +53,9 @@ func (p *packBuilder) abort() { p.w.Abort() }
 
 // finish makes the pack durable and records it, and returns its size; the
 // caller records its blocks after. A pack that cannot be made durable is
-// removed; one made durable but not recorded is removed at the next open.
+// removed, and so is one whose record could not be written (cancelled,
+// say): no block names it yet. One a crash left durable but not recorded
+// is removed at the next open.
 func (p *packBuilder) finish(ctx context.Context) (int64, error) {
 	size := p.w.Size()
 	if err := p.w.Finish(ctx); err != nil {
@@ -61,7 +63,8 @@ func (p *packBuilder) finish(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	crashPoint("durable")
-	if err := p.r.commit(func(m metaTxn) error { return m.putPack(p.id, size) }); err != nil {
+	if err := p.r.commit(ctx, func(m metaTxn) error { return m.putPack(p.id, size) }); err != nil {
+		p.r.blocks.Remove(context.WithoutCancel(ctx), p.id)
 		return 0, err
 	}
 	crashPoint("recorded")

@@ -227,7 +227,7 @@ func (r *Repo) recover(ctx context.Context) error {
 		if v.Kind == KindImage && v.Head == 0 && !v.Removing {
 			// An image whose making was cut short: it was never visible.
 			r.log.Info("removing unfinished image", "image", ImageNameOf(&v))
-			if err := r.updateVolume(v.Name, func(v *Volume) error { v.Removing = true; return nil }); err != nil {
+			if err := r.updateVolume(ctx, v.Name, func(v *Volume) error { v.Removing = true; return nil }); err != nil {
 				return err
 			}
 			v.Removing = true

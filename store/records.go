@@ -52,7 +52,7 @@ func (s Records) Create(ctx context.Context, name string, v any) error {
 	if err := s.known(); err != nil {
 		return err
 	}
-	return s.r.commit(func(m metaTxn) error {
+	return s.r.commit(ctx, func(m metaTxn) error {
 		if _, err := m.txn.Get(s.key(name)); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
@@ -67,7 +67,7 @@ func (s Records) Delete(ctx context.Context, name string) error {
 	if err := s.known(); err != nil {
 		return err
 	}
-	return s.r.commit(func(m metaTxn) error { return m.deleteRecord(s.key(name)) })
+	return s.r.commit(ctx, func(m metaTxn) error { return m.deleteRecord(s.key(name)) })
 }
 
 // ListRecords reads every record of s, in name order.

@@ -160,7 +160,7 @@ func (r *Repo) spaceUsed() (int64, error) { return dirSize(r.dir) }
 const DefaultRegion = "local"
 
 // Init creates a repository in opts.Dir, which must not exist or be empty.
-func Init(opts Options) (*Info, error) {
+func Init(ctx context.Context, opts Options) (*Info, error) {
 	dir := opts.Dir
 	if st, err := os.Stat(dir); err == nil {
 		if !st.IsDir() {
@@ -205,7 +205,7 @@ func Init(opts Options) (*Info, error) {
 		os.Remove(tmp)
 		return nil, err
 	}
-	err = r.commit(func(m metaTxn) error { return m.setSchema() })
+	err = r.commit(ctx, func(m metaTxn) error { return m.setSchema() })
 	if cerr := r.Close(); err == nil {
 		err = cerr
 	}
@@ -265,7 +265,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.checkSchema(); err != nil {
+	if err := r.checkSchema(ctx); err != nil {
 		r.Close()
 		return nil, err
 	}
@@ -443,8 +443,8 @@ func (r *Repo) setActivity(purpose string) {
 	writeLockText(r.lock, purpose)
 }
 
-func (r *Repo) checkSchema() error {
-	return r.commit(func(m metaTxn) error {
+func (r *Repo) checkSchema(ctx context.Context) error {
+	return r.commit(ctx, func(m metaTxn) error {
 		item, err := m.txn.Get(metaSchemaKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%s: no schema record: %w", r.dir, ErrCorrupt)

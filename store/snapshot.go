@@ -180,7 +180,7 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 	release := func() { r.gcMu.RUnlock(); claim() }
 	w := &SnapshotWriter{repo: r, release: release, started: started, commitsAtBegin: r.commits.Load(),
 		pending: map[Hash]struct{}{}, treeSeen: map[Hash]struct{}{}}
-	err = r.commit(func(m metaTxn) error {
+	err = r.commit(ctx, func(m metaTxn) error {
 		txn := m.txn
 		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing || (w.vol.Kind == KindImage) != (kind == KindImage) {
 			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
@@ -328,7 +328,7 @@ func (r *Repo) finishPack(ctx context.Context, pack *packBuilder) error {
 	for len(blocks) > 0 {
 		chunk := blocks[:min(chunkSize, len(blocks))]
 		blocks = blocks[len(chunk):]
-		err := r.commit(func(m metaTxn) error {
+		err := r.commit(ctx, func(m metaTxn) error {
 			for _, b := range chunk {
 				// Another snapshot may have stored the same block since
 				// PutBlock looked; its record stays and this copy is garbage.
@@ -504,7 +504,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	hs := delta.sortedHashes()
-	err := r.updateVolume(vol.Name, func(cur *Volume) error {
+	err := r.updateVolume(ctx, vol.Name, func(cur *Volume) error {
 		cur.Applying = snap.Seq
 		return nil
 	})
@@ -529,7 +529,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	}
 	snap.Stats.AddedBytes, snap.Stats.AddedBlocks = added, addedBlocks
 	snap.Stats.Duration = time.Since(snap.Time)
-	err = r.commit(func(m metaTxn) error {
+	err = r.commit(ctx, func(m metaTxn) error {
 		if err := m.putSnapshot(snap); err != nil {
 			return err
 		}
@@ -561,7 +561,7 @@ func (r *Repo) rollback(ctx context.Context, volume string) error {
 	if err := r.undoDelta(ctx, v.ID, v.Applying); err != nil {
 		return err
 	}
-	return r.updateVolume(volume, func(cur *Volume) error {
+	return r.updateVolume(ctx, volume, func(cur *Volume) error {
 		cur.Applying = 0
 		return nil
 	})

@@ -108,7 +108,7 @@ func (f *SourceFS) String() string {
 // state of an operation, creation time) are not kept. An image's volume
 // is not a volume here (ImageVolumes.SetMeta changes its metadata).
 func (r *Repo) UpdateVolume(ctx context.Context, name string, fn func(*Volume) error) error {
-	err := r.updateVolume(name, func(v *Volume) error {
+	err := r.updateVolume(ctx, name, func(v *Volume) error {
 		if v.Removing || v.Kind == KindImage {
 			return fmt.Errorf("volume %s: %w", name, ErrNotFound)
 		}
@@ -147,17 +147,17 @@ func (r *Repo) AddVolume(ctx context.Context, v Volume) (*Volume, error) {
 	if v.Kind == "" {
 		v.Kind = KindTree
 	}
-	return r.addVolume(v)
+	return r.addVolume(ctx, v)
 }
 
 // addVolume records a volume whose name and kind are already checked.
-func (r *Repo) addVolume(v Volume) (*Volume, error) {
+func (r *Repo) addVolume(ctx context.Context, v Volume) (*Volume, error) {
 	if v.BlockSize == 0 {
 		v.BlockSize = DefaultBlockSize
 	}
 	v.Created = time.Now().UTC()
 	v.Head, v.Applying, v.NextSeq, v.Removing = 0, 0, 1, false
-	err := r.commit(func(m metaTxn) error {
+	err := r.commit(ctx, func(m metaTxn) error {
 		var old Volume
 		if err := getJSON(m.txn, volumeKey(v.Name), &old); err == nil {
 			return fmt.Errorf("volume %s: %w", v.Name, ErrExists)
@@ -249,7 +249,7 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 		return err
 	}
 	defer release()
-	err = r.updateVolume(name, func(v *Volume) error {
+	err = r.updateVolume(ctx, name, func(v *Volume) error {
 		if v.Removing {
 			return fmt.Errorf("volume %s: %w", name, ErrNotFound)
 		}
@@ -285,7 +285,7 @@ func (r *Repo) finishRemoval(ctx context.Context, name string) error {
 			return fmt.Errorf("volume %s: %w", name, err)
 		}
 	}
-	return r.commit(func(m metaTxn) error { return m.deleteVolume(name) })
+	return r.commit(ctx, func(m metaTxn) error { return m.deleteVolume(name) })
 }
 
 // claimVolume marks a volume busy with an operation that must run alone

@@ -139,7 +139,7 @@ func initCommand() *cli.Command {
 				return err
 			}
 			dir := repoDir(c)
-			info, err := store.Init(store.Options{Dir: dir, Region: c.String("region")})
+			info, err := store.Init(c.Context, store.Options{Dir: dir, Region: c.String("region")})
 			if err != nil {
 				return err
 			}

@@ -115,7 +115,7 @@ func TestServeRequest(t *testing.T) {
 	src := filepath.Join(dir, "src")
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)
-	if _, err := store.Init(store.Options{Dir: filepath.Join(dir, "repo")}); err != nil {
+	if _, err := store.Init(context.Background(), store.Options{Dir: filepath.Join(dir, "repo")}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := store.Open(context.Background(), store.Options{Dir: filepath.Join(dir, "repo")})

@@ -30,7 +30,7 @@ func RepoWith(t testing.TB, opts store.Options, vols ...store.Volume) *store.Rep
 	if opts.Dir == "" {
 		opts.Dir = filepath.Join(t.TempDir(), "repo")
 	}
-	if _, err := store.Init(opts); err != nil {
+	if _, err := store.Init(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
 	r, err := store.Open(context.Background(), store.Options{Dir: opts.Dir, Blocks: opts.Blocks, PackSize: opts.PackSize})
