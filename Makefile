@@ -34,7 +34,7 @@ MINIO_DIR ?= $(HOME)/.cache/chainfs-test/minio-$(MINIO_VERSION)
 MINIO := $(MINIO_DIR)/minio
 
 # Fuzz targets, as "Target package".
-FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzDecodeChunks ./store" "FuzzParseClock ./store/policy" \
+FUZZ_TARGETS := "FuzzDecodeTree ./store" "FuzzDecodeContent ./store" "FuzzDecodeChunks ./store" "FuzzDecodeEntry ./store" "FuzzParseClock ./store/policy" \
 	"FuzzParseCommand ./fs" "FuzzCompile ./fs/source/ignore" "FuzzParseRequest ./cmd/chainfs/daemon" \
 	"FuzzReadNative ./store/imagefile" "FuzzReadTar ./store/imagefile"
 FUZZTIME ?= 5m

@@ -282,11 +282,11 @@ func (r *Repo) writeDelta(ctx context.Context, vol, seq uint64, delta deltaSet, 
 	b := r.newBatch()
 	defer b.cancel()
 	for _, h := range hs {
-		if err := b.putDelta(vol, seq, h, *delta[h]); err != nil {
+		if err := b.putDelta(ctx, vol, seq, h, *delta[h]); err != nil {
 			return err
 		}
 	}
-	return b.flush()
+	return b.flush(ctx)
 }
 
 // applyPlanned runs plan over hs in chunks: plan reads in a read-only

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -21,7 +22,28 @@ import (
 // metaTxn is one read-write transaction over the metadata. Its txn reads
 // as a view's does, seeing the writes made before in the same
 // transaction; its methods write.
-type metaTxn struct{ txn *badger.Txn }
+type metaTxn struct {
+	txn *badger.Txn
+	// journal, when set, receives every write too, for the journal of a
+	// repository in an object store (journal.go).
+	journal *[]kv
+}
+
+// set writes key's value.
+func (m metaTxn) set(key, val []byte) error {
+	if m.journal != nil {
+		*m.journal = append(*m.journal, kv{key: key, val: val})
+	}
+	return m.txn.Set(key, val)
+}
+
+// del deletes key.
+func (m metaTxn) del(key []byte) error {
+	if m.journal != nil {
+		*m.journal = append(*m.journal, kv{key: key})
+	}
+	return m.txn.Delete(key)
+}
 
 // commit runs fn in one transaction, which commits when fn returns nil
 // and is dropped otherwise. A panic raised inside badger (reading a
@@ -31,7 +53,43 @@ func (r *Repo) commit(ctx context.Context, fn func(m metaTxn) error) (err error)
 		return err
 	}
 	defer r.recoverBadger(&err)
-	return r.db.Update(func(txn *badger.Txn) error { return fn(metaTxn{txn}) })
+	if r.journal != nil {
+		return r.commitJournaled(ctx, fn)
+	}
+	return r.db.Update(func(txn *badger.Txn) error { return fn(metaTxn{txn: txn}) })
+}
+
+// updateJournaled is commit's transaction in a repository in an object
+// store (commitJournaled): fn's writes are gathered as it makes them, and
+// send, given them, sends them as the next journal entry and returns its
+// number, which the transaction records with them. Nothing is written
+// when fn or send fails.
+func (r *Repo) updateJournaled(fn func(m metaTxn) error, send func(muts []kv) (uint64, error)) error {
+	return r.db.Update(func(txn *badger.Txn) error {
+		var muts []kv
+		if err := fn(metaTxn{txn: txn, journal: &muts}); err != nil {
+			return err
+		}
+		if len(muts) == 0 {
+			return nil
+		}
+		seq, err := send(muts)
+		if err != nil {
+			return err
+		}
+		return txn.Set(journalKey, binary.BigEndian.AppendUint64(nil, seq))
+	})
+}
+
+// applyEntry applies journal entry seq, another writer's commit or one
+// of this replica's it missed, with its number, in one transaction.
+func (r *Repo) applyEntry(seq uint64, muts []kv) error {
+	return r.db.Update(func(txn *badger.Txn) error {
+		if err := (metaTxn{txn: txn}).apply(muts); err != nil {
+			return err
+		}
+		return txn.Set(journalKey, binary.BigEndian.AppendUint64(nil, seq))
+	})
 }
 
 // syncMeta makes every committed change durable. Commits are not synced
@@ -41,7 +99,7 @@ func (r *Repo) syncMeta() error { return r.db.Sync() }
 
 // setSchema records that the metadata has this chainfs's schema.
 func (m metaTxn) setSchema() error {
-	return m.txn.Set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+	return m.set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
 }
 
 // nextID allocates the next number of a named counter.
@@ -63,7 +121,7 @@ func (m metaTxn) nextID(name string) (uint64, error) {
 		return 0, err
 	}
 	n++
-	return n, m.txn.Set(counterKey(name), binary.BigEndian.AppendUint64(nil, n))
+	return n, m.set(counterKey(name), binary.BigEndian.AppendUint64(nil, n))
 }
 
 // putVolume writes a volume's record.
@@ -88,31 +146,31 @@ func (r *Repo) updateVolume(ctx context.Context, name string, fn func(*Volume) e
 
 // deleteVolume removes a volume's record (its snapshots are removed
 // before, by deletePrefix).
-func (m metaTxn) deleteVolume(name string) error { return m.txn.Delete(volumeKey(name)) }
+func (m metaTxn) deleteVolume(name string) error { return m.del(volumeKey(name)) }
 
 // putSnapshot writes a snapshot's record and the index from its name.
 func (m metaTxn) putSnapshot(s *Snapshot) error {
 	if err := m.setJSON(snapshotKey(s.VolumeID, s.Seq), s); err != nil {
 		return err
 	}
-	return m.txn.Set(snapNameKey(s.VolumeID, s.Name), binary.BigEndian.AppendUint64(nil, s.Seq))
+	return m.set(snapNameKey(s.VolumeID, s.Name), binary.BigEndian.AppendUint64(nil, s.Seq))
 }
 
 // deleteSnapshot removes a snapshot's record and its name.
 func (m metaTxn) deleteSnapshot(s *Snapshot) error {
-	if err := m.txn.Delete(snapshotKey(s.VolumeID, s.Seq)); err != nil {
+	if err := m.del(snapshotKey(s.VolumeID, s.Seq)); err != nil {
 		return err
 	}
-	return m.txn.Delete(snapNameKey(s.VolumeID, s.Name))
+	return m.del(snapNameKey(s.VolumeID, s.Name))
 }
 
 // putBlock writes a block's record.
 func (m metaTxn) putBlock(h Hash, rec blockRecord) error {
-	return m.txn.Set(blockKey(h), rec.encode())
+	return m.set(blockKey(h), rec.encode())
 }
 
 // deleteBlock removes a block's record.
-func (m metaTxn) deleteBlock(h Hash) error { return m.txn.Delete(blockKey(h)) }
+func (m metaTxn) deleteBlock(h Hash) error { return m.del(blockKey(h)) }
 
 // addRefs changes a block's reference count.
 func (m metaTxn) addRefs(h Hash, n int64) error {
@@ -130,27 +188,27 @@ func (m metaTxn) addRefs(h Hash, n int64) error {
 // deleteInterval removes one run of a block in a volume, without touching
 // the block's reference count.
 func (m metaTxn) deleteInterval(vol uint64, h Hash, start uint64) error {
-	return m.txn.Delete(intervalKey(vol, h, start))
+	return m.del(intervalKey(vol, h, start))
 }
 
 // putPack records a durable pack file and its size.
 func (m metaTxn) putPack(id uint64, size int64) error {
-	return m.txn.Set(packKey(id), binary.BigEndian.AppendUint64(nil, uint64(size)))
+	return m.set(packKey(id), binary.BigEndian.AppendUint64(nil, uint64(size)))
 }
 
 // deletePack removes a pack's record (its file goes after).
-func (m metaTxn) deletePack(id uint64) error { return m.txn.Delete(packKey(id)) }
+func (m metaTxn) deletePack(id uint64) error { return m.del(packKey(id)) }
 
 // deleteRecord removes a record of a package built on the store
 // (records.go writes them with setJSON).
-func (m metaTxn) deleteRecord(key []byte) error { return m.txn.Delete(key) }
+func (m metaTxn) deleteRecord(key []byte) error { return m.del(key) }
 
 func (m metaTxn) setJSON(key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return m.txn.Set(key, b)
+	return m.set(key, b)
 }
 
 // kv is one planned write of a chain update (chain.go, delete.go); a nil
@@ -162,9 +220,9 @@ func (m metaTxn) apply(writes []kv) error {
 	for _, w := range writes {
 		var err error
 		if w.val == nil {
-			err = m.txn.Delete(w.key)
+			err = m.del(w.key)
 		} else {
-			err = m.txn.Set(w.key, w.val)
+			err = m.set(w.key, w.val)
 		}
 		if err != nil {
 			return err
@@ -184,7 +242,7 @@ func (r *Repo) deletePrefix(ctx context.Context, prefix []byte) error {
 	return r.drainPrefix(ctx, prefix, func(keys [][]byte) error {
 		return r.commit(ctx, func(m metaTxn) error {
 			for _, k := range keys {
-				if err := m.txn.Delete(k); err != nil {
+				if err := m.del(k); err != nil {
 					return err
 				}
 			}
@@ -223,22 +281,79 @@ func (r *Repo) drainPrefix(ctx context.Context, prefix []byte, remove func(keys 
 // limits: what it holds lands in several commits, in no promised order,
 // at flush at the latest. Its records are found by nothing until a
 // commit names them (a tree by a snapshot record, a delta by the
-// volume's Applying).
-type metaBatch struct{ wb *badger.WriteBatch }
+// volume's Applying). In a repository in an object store, its records
+// are gathered and committed as journal entries of batchEntrySize bytes,
+// so that they reach the journal as every commit does.
+type metaBatch struct {
+	wb *badger.WriteBatch // nil in a repository in an object store
 
-func (r *Repo) newBatch() *metaBatch { return &metaBatch{wb: r.db.NewWriteBatch()} }
+	r       *Repo
+	mu      sync.Mutex
+	pending []kv
+	size    int
+}
+
+// batchEntrySize is how much of a batch one journal entry carries.
+const batchEntrySize = 1 << 20
+
+func (r *Repo) newBatch() *metaBatch {
+	if r.journal != nil {
+		return &metaBatch{r: r}
+	}
+	return &metaBatch{wb: r.db.NewWriteBatch()}
+}
 
 // putTree writes a tree or content-list blob.
-func (b *metaBatch) putTree(h Hash, blob []byte) error { return b.wb.Set(treeKey(h), blob) }
+func (b *metaBatch) putTree(ctx context.Context, h Hash, blob []byte) error {
+	return b.set(ctx, treeKey(h), blob)
+}
 
 // putDelta writes one block's entry of a snapshot's delta journal.
-func (b *metaBatch) putDelta(vol, seq uint64, h Hash, d blockDelta) error {
-	return b.wb.Set(deltaKey(vol, seq, h), d.encode())
+func (b *metaBatch) putDelta(ctx context.Context, vol, seq uint64, h Hash, d blockDelta) error {
+	return b.set(ctx, deltaKey(vol, seq, h), d.encode())
+}
+
+func (b *metaBatch) set(ctx context.Context, key, val []byte) error {
+	if b.wb != nil {
+		return b.wb.Set(key, val)
+	}
+	b.mu.Lock()
+	b.pending = append(b.pending, kv{key: key, val: val})
+	b.size += len(key) + len(val)
+	var full []kv
+	if b.size >= batchEntrySize {
+		full, b.pending, b.size = b.pending, nil, 0
+	}
+	b.mu.Unlock()
+	if full == nil {
+		return nil
+	}
+	return b.r.applyWrites(ctx, full)
 }
 
 // flush commits what the batch holds; it can be used no more after.
-func (b *metaBatch) flush() error { return b.wb.Flush() }
+func (b *metaBatch) flush(ctx context.Context) error {
+	if b.wb != nil {
+		return b.wb.Flush()
+	}
+	b.mu.Lock()
+	rest := b.pending
+	b.pending, b.size = nil, 0
+	b.mu.Unlock()
+	if len(rest) == 0 {
+		return nil
+	}
+	return b.r.applyWrites(ctx, rest)
+}
 
 // cancel drops what the batch has not committed; after flush it does
 // nothing.
-func (b *metaBatch) cancel() { b.wb.Cancel() }
+func (b *metaBatch) cancel() {
+	if b.wb != nil {
+		b.wb.Cancel()
+		return
+	}
+	b.mu.Lock()
+	b.pending, b.size = nil, 0
+	b.mu.Unlock()
+}

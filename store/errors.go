@@ -14,6 +14,11 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrBusy: an operation that must run alone on a volume is running.
 	ErrBusy = errors.New("busy")
+	// ErrChanged is a write refused because what it was to replace
+	// changed since it was read: an object's conditional write, or a
+	// commit to a repository in an object store that another writer
+	// committed to first (nothing of it was made; it may be run again).
+	ErrChanged = errors.New("changed since last seen")
 	// ErrInUse: another process holds the repository.
 	ErrInUse = errors.New("repository in use")
 	// ErrNotRepository: the path is not a chainfs repository.

@@ -15,9 +15,9 @@ import (
 )
 
 // Objects is a store of objects by key, as object storage keeps them
-// (store/s3's Bucket is one): each written whole, read by range, listed
-// by prefix. An object that is not there is an error that errors.Is
-// takes for fs.ErrNotExist.
+// (store/s3's Bucket is one): each written whole, or only if it is as
+// last seen, read by range, listed by prefix. An object that is not
+// there is an error that errors.Is takes for fs.ErrNotExist.
 type Objects interface {
 	// Stat tells of the object at key.
 	Stat(ctx context.Context, key string) (Object, error)
@@ -25,6 +25,11 @@ type Objects interface {
 	ReadAt(ctx context.Context, key string, p []byte, off int64) error
 	// Put writes the object at key whole, size bytes from r.
 	Put(ctx context.Context, key string, r io.Reader, size int64) (Object, error)
+	// PutIf writes data at key only if the object is as last seen: with
+	// the ETag etag, or, when etag is "", not there at all. Otherwise it
+	// writes nothing and fails with an error that errors.Is takes for
+	// ErrChanged: of writers that saw the same object, one wins.
+	PutIf(ctx context.Context, key string, data []byte, etag string) (Object, error)
 	// Remove deletes the object at key; one that is not there is no error.
 	Remove(ctx context.Context, key string) error
 	// List yields the objects whose keys begin with prefix, in key order.
@@ -52,10 +57,15 @@ type objectPacks struct {
 
 // NewObjectPacks returns a BlockStore that keeps packs as objects of
 // objs below prefix ("" or ending in "/"), staged in the local directory
-// staging while they are written.
+// staging while they are written. What staging holds is cleared: the
+// packs of a writer that died, which were never sent (the caller holds
+// the one lock of the directory).
 func NewObjectPacks(objs Objects, prefix, staging string) (BlockStore, error) {
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		return nil, fmt.Errorf("object prefix %q does not end in /: %w", prefix, ErrInvalid)
+	}
+	if err := os.RemoveAll(staging); err != nil {
+		return nil, fmt.Errorf("staging %s: %w", staging, err)
 	}
 	stage, err := newPackDir(staging)
 	if err != nil {

@@ -238,6 +238,12 @@ func (r *Repo) recover(ctx context.Context) error {
 			}
 		}
 	}
+	if r.journal != nil {
+		// Another host may be sending a pack it has not recorded yet:
+		// none is removed for want of a record here (the staging
+		// directory, this host's own, was cleared at open).
+		return nil
+	}
 	return r.dropUnrecordedPacks(ctx)
 }
 

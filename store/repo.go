@@ -31,6 +31,9 @@ const (
 	lockFile   = "lock"
 	metaDir    = "meta"
 	packsDir   = "packs"
+	// stagingDir holds, in the replica of a repository in an object
+	// store, the packs being written before they are sent.
+	stagingDir = "staging"
 )
 
 // Info is what the marker file of a repository records.
@@ -64,6 +67,11 @@ type Options struct {
 	// directory: in object storage, for one (NewObjectPacks). The store
 	// closes it.
 	Blocks BlockStore
+	// Remote, if set, places the repository in an object store: its
+	// packs (unless Blocks says otherwise) and its metadata, as a journal
+	// of commits (journal.go); Dir then holds this host's replica of the
+	// metadata, which Open makes from the object store when it is empty.
+	Remote *Remote
 	// LockWait is how long Open waits for another process to let go of
 	// the repository before it gives up with ErrInUse (default: not at
 	// all). A daemon started right after the last one was unmounted
@@ -81,8 +89,11 @@ type Repo struct {
 	info   Info
 	db     *badger.DB
 	blocks BlockStore
-	lock   *os.File
-	log    *slog.Logger
+	// journal, in a repository in an object store, sends every commit
+	// there; nil otherwise.
+	journal *journal
+	lock    *os.File
+	log     *slog.Logger
 	// packSize is Options.PackSize.
 	packSize int64
 	// memtable is the size of badger's memtables (memtableSize).
@@ -193,32 +204,42 @@ func Init(ctx context.Context, opts Options) (*Info, error) {
 	var id [16]byte
 	rand.Read(id[:])
 	info := Info{Format: FormatVersion, ID: hex.EncodeToString(id[:]), Region: region, Created: time.Now().UTC(), Dir: dir}
-	b, _ := json.MarshalIndent(info, "", "  ")
-	tmp := filepath.Join(dir, markerFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return nil, fmt.Errorf("init %s: %w", dir, err)
+	if opts.Remote != nil {
+		if err := putRemoteInfo(ctx, *opts.Remote, info); err != nil {
+			return nil, fmt.Errorf("init: %w", err)
+		}
 	}
-	// The marker is renamed into place last: a directory without it is not
-	// a repository, so an interrupted init can simply be run again.
 	r, err := openDB(dir, opts, info)
 	if err != nil {
-		os.Remove(tmp)
 		return nil, err
 	}
 	err = r.commit(ctx, func(m metaTxn) error { return m.setSchema() })
 	if cerr := r.Close(); err == nil {
 		err = cerr
 	}
+	// The marker is written last: a directory without it is not a
+	// repository, so an interrupted init can simply be run again.
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, markerFile))
-	}
-	if err == nil {
-		err = syncDir(dir)
+		err = writeMarker(dir, info)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
 	return &info, nil
+}
+
+// writeMarker writes the marker file, under a temporary name renamed
+// into place, and makes it durable.
+func writeMarker(dir string, info Info) error {
+	b, _ := json.MarshalIndent(info, "", "  ")
+	tmp := filepath.Join(dir, markerFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, markerFile)); err != nil {
+		return err
+	}
+	return syncDir(dir)
 }
 
 // ReadInfo reads the marker record of the repository in dir without
@@ -255,6 +276,9 @@ func ReadInfo(dir string) (*Info, error) {
 func Open(ctx context.Context, opts Options) (*Repo, error) {
 	dir := opts.Dir
 	info, err := ReadInfo(dir)
+	if errors.Is(err, ErrNotRepository) && opts.Remote != nil {
+		info, err = attach(ctx, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -264,6 +288,12 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	r, err := openDB(dir, opts, *info)
 	if err != nil {
 		return nil, err
+	}
+	if r.journal != nil {
+		if err := r.openJournal(ctx, *info); err != nil {
+			r.Close()
+			return nil, err
+		}
 	}
 	if err := r.checkSchema(ctx); err != nil {
 		r.Close()
@@ -322,19 +352,32 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		return nil, fmt.Errorf("open repository %s: metadata: %v: %w", dir, err, ErrCorrupt)
 	}
 	blocks := opts.Blocks
-	if blocks == nil {
-		if blocks, err = NewPackDir(filepath.Join(dir, packsDir)); err != nil {
-			db.Close()
-			lock.Close()
-			return nil, err
-		}
+	switch {
+	case blocks != nil:
+	case opts.Remote != nil:
+		blocks, err = NewObjectPacks(opts.Remote.Objects, opts.Remote.Prefix, filepath.Join(dir, stagingDir))
+	default:
+		blocks, err = NewPackDir(filepath.Join(dir, packsDir))
+	}
+	if err != nil {
+		db.Close()
+		lock.Close()
+		return nil, err
 	}
 	packSize := opts.PackSize
 	if packSize <= 0 {
 		packSize = defaultPackSize
 	}
-	return &Repo{dir: dir, info: info, db: db, blocks: blocks, places: newPlaceCache(), lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
-		running: map[string]string{}}, nil
+	r := &Repo{dir: dir, info: info, db: db, blocks: blocks, places: newPlaceCache(), lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
+		running: map[string]string{}}
+	if opts.Remote != nil {
+		r.journal = &journal{remote: *opts.Remote}
+		if err := r.view(func(txn *badger.Txn) (err error) { r.journal.applied, err = readApplied(txn); return err }); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("open repository %s: %w", dir, err)
+		}
+	}
+	return r, nil
 }
 
 // openBadger is badger.Open, with a panic on the calling goroutine (badger

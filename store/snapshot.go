@@ -402,7 +402,7 @@ func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error)
 	} else if ok {
 		return h, nil
 	}
-	if err := w.trees.putTree(h, blob); err != nil {
+	if err := w.trees.putTree(ctx, h, blob); err != nil {
 		return h, fmt.Errorf("store tree: %w", err)
 	}
 	w.mu.Lock()
@@ -421,7 +421,7 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	if err := w.flush(ctx); err != nil {
 		return nil, err
 	}
-	if err := w.trees.flush(); err != nil {
+	if err := w.trees.flush(ctx); err != nil {
 		return nil, fmt.Errorf("store trees: %w", err)
 	}
 	if ok, err := w.repo.hasTree(root); err != nil {

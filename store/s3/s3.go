@@ -40,8 +40,9 @@ var (
 	// takes it for fs.ErrNotExist too, as store.Objects asks.
 	ErrNotFound error = notFound{}
 	// ErrChanged is a conditional write refused: the object is not as
-	// the writer last saw it (or exists where it was to be new).
-	ErrChanged = errors.New("changed since last seen")
+	// the writer last saw it (or exists where it was to be new). It is
+	// store.ErrChanged, as store.Objects asks.
+	ErrChanged = store.ErrChanged
 	// ErrUnsupported is an engine that does not honour what chainfs
 	// needs of it (Probe).
 	ErrUnsupported = errors.New("unsupported by the object store")

@@ -286,3 +286,170 @@ func TestRepositoryWithPacksInABucket(t *testing.T) {
 		t.Errorf("check after gc: %v %v", rep.Problems, err)
 	}
 }
+
+// host opens a replica of the repository at prefix repo/ of b in dir, as
+// a host with that cache does; it is closed when the test ends.
+func host(t *testing.T, b *s3.Bucket, dir string) *store.Repo {
+	t.Helper()
+	r, err := store.Open(context.Background(), store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}, PackSize: 3 * storetest.BlockSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// sameBlocks fails t unless every block of snapshot s reads back from r
+// as want.
+func sameBlocks(t *testing.T, r *store.Repo, s *store.Snapshot, want [][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	e, err := store.Lookup(ctx, r, &s.RootDir, "disk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes, err := store.FileBlocks(ctx, r, e)
+	if err != nil || len(hashes) != len(want) {
+		t.Fatalf("%s: %d blocks, %v", s.Name, len(hashes), err)
+	}
+	buf := make([]byte, storetest.BlockSize)
+	for i, h := range hashes {
+		if n, err := r.ReadBlock(ctx, h, buf); err != nil || !bytes.Equal(buf[:n], want[i]) {
+			t.Fatalf("%s block %d: %v", s.Name, i, err)
+		}
+	}
+}
+
+// TestRepositoryInABucket: a repository whose packs and metadata are in
+// a real bucket. A second host with an empty replica reads every snapshot
+// the first made, to the byte; a commit raced by the other host's is
+// refused with ErrChanged, having made nothing, and the replica has taken
+// the other commit in; a replica deleted is made again from the bucket
+// alone; a second init at the same place is refused.
+func TestRepositoryInABucket(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	remote := &store.Remote{Objects: b, Prefix: "repo/"}
+	dirA, dirB := t.TempDir()+"/a", t.TempDir()+"/b"
+	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: remote}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Init(ctx, store.Options{Dir: t.TempDir() + "/c", Remote: remote}); !errors.Is(err, store.ErrExists) {
+		t.Errorf("a second init at the same place: %v", err)
+	}
+	a := host(t, b, dirA)
+	vol := store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}
+	if _, err := a.AddVolume(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	var data [][]byte
+	for i := range 7 {
+		data = append(data, storetest.Block(byte('a'+i)))
+	}
+	s1 := storetest.FileSnapshot(t, a, "v", data...)
+	s2 := storetest.FileSnapshot(t, a, "v", data[2:]...)
+
+	bh := host(t, b, dirB)
+	snaps, err := bh.Snapshots(ctx, "v")
+	if err != nil || len(snaps) != 2 {
+		t.Fatalf("the second host sees %d snapshots (%v)", len(snaps), err)
+	}
+	sameBlocks(t, bh, s1, data)
+	sameBlocks(t, bh, s2, data[2:])
+
+	// A commits; B, behind, is refused, takes A's commit in, and then
+	// commits.
+	s3 := storetest.FileSnapshot(t, a, "v", data[:1]...)
+	if _, err := bh.AddVolume(ctx, store.Volume{Name: "w", Source: "/nowhere"}); !errors.Is(err, store.ErrChanged) {
+		t.Fatalf("a commit raced by another host's: %v", err)
+	}
+	if _, err := bh.Volume(ctx, "w"); err == nil {
+		t.Error("the refused commit was made")
+	}
+	if snaps, _ := bh.Snapshots(ctx, "v"); len(snaps) != 3 {
+		t.Errorf("after the refusal the second host sees %d snapshots, want 3", len(snaps))
+	}
+	sameBlocks(t, bh, s3, data[:1])
+	if _, err := bh.AddVolume(ctx, store.Volume{Name: "w", Source: "/nowhere"}); err != nil {
+		t.Fatalf("run again: %v", err)
+	}
+	if err := a.DeleteSnapshot(ctx, "v", s1.Name); !errors.Is(err, store.ErrChanged) {
+		t.Errorf("the first host, behind now: %v", err)
+	}
+	if err := a.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
+		t.Fatal(err)
+	}
+
+	// The second host's replica goes; the bucket alone makes it again.
+	bh.Close()
+	if err := os.RemoveAll(dirB); err != nil {
+		t.Fatal(err)
+	}
+	again := host(t, b, dirB)
+	vols, err := again.Volumes(ctx)
+	if err != nil || len(vols) != 2 {
+		t.Errorf("volumes after the replica was made again: %v %v", vols, err)
+	}
+	if snaps, _ := again.Snapshots(ctx, "v"); len(snaps) != 2 {
+		t.Errorf("snapshots after the replica was made again: %d, want 2", len(snaps))
+	}
+	sameBlocks(t, again, s2, data[2:])
+	rep, err := check.Check(ctx, again, check.Options{ReadData: true})
+	if err != nil || len(rep.Problems) > 0 {
+		t.Errorf("check of the new replica: %v %v", rep.Problems, err)
+	}
+}
+
+// TestHostsRacingCommits: two hosts add volumes at once, each running a
+// refused commit again; every volume each added is there once, and both
+// replicas end the same.
+func TestHostsRacingCommits(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	dirA, dirB := t.TempDir()+"/a", t.TempDir()+"/b"
+	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+		t.Fatal(err)
+	}
+	hosts := []*store.Repo{host(t, b, dirA), host(t, b, dirB)}
+	const each = 15
+	var wg sync.WaitGroup
+	for i, r := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range each {
+				v := store.Volume{Name: fmt.Sprintf("h%d-%d", i, n), Source: "/nowhere"}
+				for {
+					_, err := r.AddVolume(ctx, v)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, store.ErrChanged) {
+						t.Errorf("%s: %v", v.Name, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Both replicas, brought up to date, and a new one show the same.
+	var names []string
+	for _, r := range append(hosts, host(t, b, t.TempDir()+"/new")) {
+		if err := r.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		vols, err := r.Volumes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var these []string
+		for _, v := range vols {
+			these = append(these, v.Name)
+		}
+		names = append(names, strings.Join(these, " "))
+	}
+	if len(strings.Fields(names[0])) != 2*each || names[0] != names[1] || names[1] != names[2] {
+		t.Errorf("volumes:\n%s\n%s\n%s", names[0], names[1], names[2])
+	}
+}

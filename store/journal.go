@@ -1,0 +1,340 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// A repository in an object store (Options.Remote) keeps its metadata
+// there as a journal: every commit of the one metadata write path is
+// sent as the next numbered entry, <prefix>journal/<seq>, before it is
+// applied to the local replica, and the local replica records the last
+// entry it applied in the same transaction. An entry is created only if
+// no entry of its number is there yet (a conditional write): that is the
+// commit point. Of two writers that read the same journal, one creates
+// the entry; the other's commit fails with ErrChanged, having written
+// nothing, and its replica takes in the winner's entry. A replica, also
+// an empty one on another host, is brought up to date by applying the
+// entries after its own in order, so the object store alone holds the
+// repository: deleting a host's replica loses nothing.
+
+// Remote places a repository's packs and metadata in an object store.
+type Remote struct {
+	Objects Objects
+	// Prefix is where the repository's objects go: "" or ending in "/".
+	Prefix string
+}
+
+// journalKey records, in the local replica, the last journal entry
+// applied to it.
+var journalKey = metaKey("journal")
+
+// journal is the repository's log of commits in the object store.
+type journal struct {
+	remote Remote
+	// mu keeps one commit at a time in flight, so that the replica
+	// applies entries in their order; applied is the last entry the
+	// replica holds.
+	mu      sync.Mutex
+	applied uint64
+}
+
+func (j *journal) key(seq uint64) string { return fmt.Sprintf("%sjournal/%016x", j.remote.Prefix, seq) }
+
+// entryMagic begins a journal entry, and names its format.
+var entryMagic = []byte("CFJ1")
+
+// encodeEntry is entry seq: its mutations (a nil value deletes the key),
+// then the BLAKE3 hash of all before it, so that a damaged or cut
+// object is refused rather than applied.
+func encodeEntry(seq uint64, muts []kv) []byte {
+	b := append([]byte{}, entryMagic...)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = binary.AppendUvarint(b, uint64(len(muts)))
+	for _, m := range muts {
+		op := byte(1)
+		if m.val == nil {
+			op = 2
+		}
+		b = append(b, op)
+		b = binary.AppendUvarint(b, uint64(len(m.key)))
+		b = append(b, m.key...)
+		if op == 1 {
+			b = binary.AppendUvarint(b, uint64(len(m.val)))
+			b = append(b, m.val...)
+		}
+	}
+	h := Sum(b)
+	return append(b, h[:]...)
+}
+
+// decodeEntry reads entry seq, refusing one that is damaged, cut short,
+// or of another number.
+func decodeEntry(seq uint64, b []byte) ([]kv, error) {
+	bad := func(why string) ([]kv, error) {
+		return nil, fmt.Errorf("journal entry %d: %s: %w", seq, why, ErrCorrupt)
+	}
+	if len(b) < len(entryMagic)+8+1+HashSize || !bytes.HasPrefix(b, entryMagic) {
+		return bad("not an entry")
+	}
+	body, sum := b[:len(b)-HashSize], b[len(b)-HashSize:]
+	if h := Sum(body); !bytes.Equal(h[:], sum) {
+		return bad("its hash does not match")
+	}
+	if got := binary.BigEndian.Uint64(body[len(entryMagic):]); got != seq {
+		return bad(fmt.Sprintf("it says it is entry %d", got))
+	}
+	rest := body[len(entryMagic)+8:]
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || n > uint64(len(rest)) {
+		return bad("bad count")
+	}
+	rest = rest[k:]
+	muts := make([]kv, 0, n)
+	field := func() ([]byte, bool) {
+		l, k := binary.Uvarint(rest)
+		if k <= 0 || l > uint64(len(rest)-k) {
+			return nil, false
+		}
+		f := rest[k : k+int(l)]
+		rest = rest[k+int(l):]
+		return f, true
+	}
+	for range n {
+		if len(rest) == 0 || (rest[0] != 1 && rest[0] != 2) {
+			return bad("bad operation")
+		}
+		op := rest[0]
+		rest = rest[1:]
+		key, ok := field()
+		if !ok || len(key) == 0 {
+			return bad("bad key")
+		}
+		m := kv{key: key}
+		if op == 1 {
+			if m.val, ok = field(); !ok {
+				return bad("bad value")
+			}
+			if m.val == nil {
+				m.val = []byte{}
+			}
+		}
+		muts = append(muts, m)
+	}
+	if len(rest) != 0 {
+		return bad("data after its mutations")
+	}
+	return muts, nil
+}
+
+// send creates entry seq with muts; ErrChanged when another writer made
+// it first.
+func (j *journal) send(ctx context.Context, seq uint64, muts []kv) error {
+	_, err := j.remote.Objects.PutIf(ctx, j.key(seq), encodeEntry(seq, muts), "")
+	if err != nil {
+		return fmt.Errorf("send journal entry %d: %w", seq, err)
+	}
+	return nil
+}
+
+// fetch reads entry seq; an error that errors.Is takes for
+// fs.ErrNotExist when there is none yet.
+func (j *journal) fetch(ctx context.Context, seq uint64) ([]kv, error) {
+	obj, err := j.remote.Objects.Stat(ctx, j.key(seq))
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, obj.Size)
+	if err := j.remote.Objects.ReadAt(ctx, j.key(seq), b, 0); err != nil {
+		return nil, err
+	}
+	return decodeEntry(seq, b)
+}
+
+// readApplied reads the last entry the replica applied.
+func readApplied(txn *badger.Txn) (uint64, error) {
+	item, err := txn.Get(journalKey)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var seq uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("journal position: %w", ErrCorrupt)
+		}
+		seq = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return seq, err
+}
+
+// catchUp applies to the replica, in order, the entries after the last
+// it holds, each with its number in one transaction. Called with j.mu
+// held.
+func (r *Repo) catchUp(ctx context.Context) error {
+	j := r.journal
+	for {
+		seq := j.applied + 1
+		muts, err := j.fetch(ctx, seq)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := r.applyEntry(seq, muts); err != nil {
+			return fmt.Errorf("apply journal entry %d: %w", seq, err)
+		}
+		j.applied = seq
+	}
+}
+
+// commitJournaled is commit for a repository in an object store: fn's
+// mutations are sent as the next journal entry, then applied with the
+// entry's number. When another writer sent that entry first, the replica
+// takes in what it is missing and the commit fails with ErrChanged,
+// having changed nothing of its own.
+func (r *Repo) commitJournaled(ctx context.Context, fn func(m metaTxn) error) error {
+	j := r.journal
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var seq uint64
+	err := r.updateJournaled(fn, func(muts []kv) (uint64, error) {
+		seq = j.applied + 1
+		return seq, j.send(ctx, seq, muts)
+	})
+	switch {
+	case err == nil:
+		if seq != 0 {
+			j.applied = seq
+		}
+		return nil
+	case errors.Is(err, ErrChanged):
+		if cerr := r.catchUp(ctx); cerr != nil {
+			return fmt.Errorf("%w; taking in the other commit: %v", err, cerr)
+		}
+		return fmt.Errorf("commit: another writer committed to the repository first, and this commit was not made; run it again: %w", ErrChanged)
+	case seq != 0 && j.sent(ctx, seq):
+		// The entry is out but the replica did not take it: the next
+		// catch-up applies it, as on another host.
+		r.log.Warn("a commit sent to the journal was not applied here; it will be", "entry", seq, "err", err)
+	}
+	return err
+}
+
+// sent reports whether entry seq is in the journal.
+func (j *journal) sent(ctx context.Context, seq uint64) bool {
+	_, err := j.remote.Objects.Stat(context.WithoutCancel(ctx), j.key(seq))
+	return err == nil
+}
+
+// remoteInfo is where a repository in an object store keeps its Info.
+func (rm Remote) infoKey() string { return rm.Prefix + markerFile }
+
+// putRemoteInfo records a new repository's Info in the object store;
+// ErrExists when one is there.
+func putRemoteInfo(ctx context.Context, rm Remote, info Info) error {
+	b, _ := json.MarshalIndent(info, "", "  ")
+	_, err := rm.Objects.PutIf(ctx, rm.infoKey(), append(b, '\n'), "")
+	if errors.Is(err, ErrChanged) {
+		return fmt.Errorf("%s: a repository is already there: %w", rm.infoKey(), ErrExists)
+	}
+	return err
+}
+
+// readRemoteInfo reads a repository's Info from the object store.
+func readRemoteInfo(ctx context.Context, rm Remote) (*Info, error) {
+	obj, err := rm.Objects.Stat(ctx, rm.infoKey())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no repository there (run 'chainfs init'): %w", rm.infoKey(), ErrNotRepository)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, min(obj.Size, 1<<20))
+	if err := rm.Objects.ReadAt(ctx, rm.infoKey(), b, 0); err != nil {
+		return nil, err
+	}
+	var info Info
+	if err := json.Unmarshal(b, &info); err != nil || info.ID == "" {
+		return nil, fmt.Errorf("%s: unreadable: %w", rm.infoKey(), ErrCorrupt)
+	}
+	if info.Format != FormatVersion {
+		return nil, fmt.Errorf("%s: format version %d, this chainfs reads version %d: %w", rm.infoKey(), info.Format, FormatVersion, ErrFormat)
+	}
+	return &info, nil
+}
+
+// attach makes, in the empty or missing opts.Dir, this host's replica of
+// a repository in an object store: the marker with the repository's Info,
+// read from the object store, and an empty metadata database, which Open
+// then brings up to date from the journal.
+func attach(ctx context.Context, opts Options) (*Info, error) {
+	dir := opts.Dir
+	info, err := readRemoteInfo(ctx, *opts.Remote)
+	if err != nil {
+		return nil, err
+	}
+	if names, err := readDirNames(dir); err == nil && len(names) > 0 {
+		return nil, fmt.Errorf("%s: not empty, and no replica of %s: %w", dir, opts.Remote.infoKey(), ErrExists)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("replica %s: %w", dir, err)
+	}
+	if err := CheckTrusted(dir); err != nil {
+		return nil, err
+	}
+	info.Dir = dir
+	r, err := openDB(dir, opts, *info)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Close(); err != nil {
+		return nil, err
+	}
+	// The marker goes last: a directory without it is made again.
+	if err := writeMarker(dir, *info); err != nil {
+		return nil, fmt.Errorf("replica %s: %w", dir, err)
+	}
+	return info, nil
+}
+
+// Refresh brings this replica of a repository in an object store up to
+// date: it takes in the commits other writers made since it last looked.
+// Elsewhere it does nothing.
+func (r *Repo) Refresh(ctx context.Context) error {
+	if r.journal == nil {
+		return nil
+	}
+	r.journal.mu.Lock()
+	defer r.journal.mu.Unlock()
+	return r.catchUp(ctx)
+}
+
+// openJournal checks that the replica is of the repository in the
+// object store, and brings it up to date.
+func (r *Repo) openJournal(ctx context.Context, local Info) error {
+	remote, err := readRemoteInfo(ctx, r.journal.remote)
+	if err != nil {
+		return err
+	}
+	if remote.ID != local.ID {
+		return fmt.Errorf("%s holds a replica of repository %s, not of %s (%s): use another directory for it: %w",
+			r.dir, local.ID, remote.ID, r.journal.remote.infoKey(), ErrInvalid)
+	}
+	r.journal.mu.Lock()
+	defer r.journal.mu.Unlock()
+	return r.catchUp(ctx)
+}
