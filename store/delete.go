@@ -27,7 +27,7 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 		return err
 	}
 	err = r.updateVolume(ctx, volume, func(v *Volume) error {
-		v.Deleting = snap.Seq
+		v.Deleting, v.Writer = snap.Seq, r.info.Replica
 		return nil
 	})
 	if err != nil {

@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -296,7 +298,7 @@ func attach(ctx context.Context, opts Options) (*Info, error) {
 	if err := CheckTrusted(dir); err != nil {
 		return nil, err
 	}
-	info.Dir = dir
+	info.Dir, info.Replica = dir, newReplicaID()
 	r, err := openDB(dir, opts, *info)
 	if err != nil {
 		return nil, err
@@ -337,4 +339,11 @@ func (r *Repo) openJournal(ctx context.Context, local Info) error {
 	r.journal.mu.Lock()
 	defer r.journal.mu.Unlock()
 	return r.catchUp(ctx)
+}
+
+// newReplicaID names a new replica.
+func newReplicaID() string {
+	var id [8]byte
+	rand.Read(id[:])
+	return hex.EncodeToString(id[:])
 }

@@ -212,6 +212,10 @@ func (r *Repo) recover(ctx context.Context) error {
 		return err
 	}
 	for _, v := range vols {
+		if v.Writer != r.info.Replica {
+			// Another host's work, which it may still be doing.
+			continue
+		}
 		if v.Applying != 0 {
 			r.log.Info("undoing interrupted snapshot", "volume", v.Name, "seq", v.Applying)
 			if err := r.rollback(ctx, v.Name); err != nil {

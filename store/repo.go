@@ -42,6 +42,10 @@ type Info struct {
 	ID      string    `json:"id"`
 	Region  string    `json:"region"`
 	Created time.Time `json:"created"`
+	// Replica, in a repository in an object store, names this host's
+	// replica of its metadata (Dir); it is in the marker of the replica
+	// only.
+	Replica string `json:"replica,omitempty"`
 	// Dir is the repository's directory: where it was found, not stored.
 	Dir string `json:"-"`
 }
@@ -208,6 +212,7 @@ func Init(ctx context.Context, opts Options) (*Info, error) {
 		if err := putRemoteInfo(ctx, *opts.Remote, info); err != nil {
 			return nil, fmt.Errorf("init: %w", err)
 		}
+		info.Replica = newReplicaID()
 	}
 	r, err := openDB(dir, opts, info)
 	if err != nil {

@@ -505,7 +505,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	defer r.commitMu.Unlock()
 	hs := delta.sortedHashes()
 	err := r.updateVolume(ctx, vol.Name, func(cur *Volume) error {
-		cur.Applying = snap.Seq
+		cur.Applying, cur.Writer = snap.Seq, r.info.Replica
 		return nil
 	})
 	if err != nil {

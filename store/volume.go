@@ -54,6 +54,11 @@ type Volume struct {
 	// Deleting is the seq of a snapshot whose deletion is under way; Open
 	// finishes it.
 	Deleting uint64 `json:"deleting,omitempty"`
+	// Writer, in a repository in an object store, is the replica whose
+	// work on the volume is under way (Applying, Deleting, Removing, an
+	// image being made): only its Open finishes or undoes it, since
+	// another host's may still be doing it.
+	Writer string `json:"writer,omitempty"`
 	// Policy names the automatic-snapshot policy applied, if any, and
 	// PolicyApplied when: missed runs before it are not caught up.
 	Policy        string    `json:"policy,omitempty"`
@@ -118,6 +123,7 @@ func (r *Repo) UpdateVolume(ctx context.Context, name string, fn func(*Volume) e
 		}
 		v.Name, v.ID, v.Kind, v.BlockSize, v.Created = kept.Name, kept.ID, kept.Kind, kept.BlockSize, kept.Created
 		v.Head, v.NextSeq, v.Applying, v.Deleting, v.Removing = kept.Head, kept.NextSeq, kept.Applying, kept.Deleting, kept.Removing
+		v.Writer = kept.Writer
 		return nil
 	})
 	if err != nil {
@@ -156,7 +162,7 @@ func (r *Repo) addVolume(ctx context.Context, v Volume) (*Volume, error) {
 		v.BlockSize = DefaultBlockSize
 	}
 	v.Created = time.Now().UTC()
-	v.Head, v.Applying, v.NextSeq, v.Removing = 0, 0, 1, false
+	v.Head, v.Applying, v.NextSeq, v.Removing, v.Writer = 0, 0, 1, false, r.info.Replica
 	err := r.commit(ctx, func(m metaTxn) error {
 		var old Volume
 		if err := getJSON(m.txn, volumeKey(v.Name), &old); err == nil {
@@ -256,7 +262,7 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 		if v.Head != 0 && !withSnapshots {
 			return fmt.Errorf("volume %s: %w", name, ErrHasSnapshots)
 		}
-		v.Removing = true
+		v.Removing, v.Writer = true, r.info.Replica
 		return nil
 	})
 	if err != nil {

@@ -453,3 +453,32 @@ func TestHostsRacingCommits(t *testing.T) {
 		t.Errorf("volumes:\n%s\n%s\n%s", names[0], names[1], names[2])
 	}
 }
+
+// TestOpenLeavesAnotherHostsWork: an image another host is making (its
+// volume there, no snapshot yet) is not taken for the remains of a crash
+// by a host that opens the repository meanwhile: it is still there to
+// commit, and the opening host sees it once it is made.
+func TestOpenLeavesAnotherHostsWork(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	dirA := t.TempDir() + "/a"
+	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+		t.Fatal(err)
+	}
+	a := host(t, b, dirA)
+	w, err := a.ImageVolumes().Begin(ctx, "img", nil, "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bh := host(t, b, t.TempDir()+"/b") // opens, and recovers what is its own
+	root := storetest.PutRoot(t, w, storetest.PutFile(t, w, "disk", storetest.Block('x')))
+	if _, err := w.Commit(ctx, root, store.SnapshotStats{}); err != nil {
+		t.Fatalf("the image the other host opened beside: %v", err)
+	}
+	if err := bh.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bh.ImageVolumes().Get(ctx, "img"); err != nil {
+		t.Errorf("the second host does not see the image: %v", err)
+	}
+}
