@@ -3,9 +3,11 @@ package integration
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chainfs/chainfs/store/s3"
 	"github.com/chainfs/chainfs/store/s3/s3test"
@@ -62,4 +64,64 @@ func TestImageImportFromBucket(t *testing.T) {
 	if list := e.ok("image", "list"); !strings.Contains(list, "via-daemon") {
 		t.Errorf("image list:\n%s", list)
 	}
+}
+
+// TestRepositoryInABucketTwoHosts: a repository in a bucket of a real
+// MinIO (--repo s3://BUCKET/PREFIX), used by two hosts, each with its own
+// cache (--cache). The first makes it (the bucket too) and snapshots a
+// tree; the second, which never wrote it, lists, restores and mounts it,
+// and reads it exactly; a snapshot the first makes later shows in the
+// second's mount within ten seconds; the first host's cache deleted, the
+// bucket alone holds everything, and check reads every block clean.
+func TestRepositoryInABucketTwoHosts(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.Setenv(t)
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir, repo: "s3://team-snapshots/hosts/repo"}
+	cacheA, cacheB := filepath.Join(dir, "cache-a"), filepath.Join(dir, "cache-b")
+	onA := func(args ...string) string { return e.ok(append([]string{"--cache", cacheA}, args...)...) }
+	onB := func(args ...string) string { return e.ok(append([]string{"--cache", cacheB}, args...)...) }
+	if out := onA("init"); !strings.Contains(out, "s3://team-snapshots/hosts/repo") {
+		t.Errorf("init said: %s", out)
+	}
+	e.fails(1, "already there", "--cache", filepath.Join(dir, "cache-c"), "init")
+	src := filepath.Join(dir, "src")
+	makeCraftedTree(t, src)
+	onA("volume", "add", "v", src)
+	onA("snapshot", "create", "v", "--name", "s1")
+
+	if list := onB("snapshot", "list", "v"); !strings.Contains(list, "s1") {
+		t.Fatalf("the second host lists:\n%s", list)
+	}
+	target := filepath.Join(dir, "restored")
+	onB("restore", "v/s1", target)
+	rsyncSame(t, src, target)
+	d := e.serve(filepath.Join(dir, "mnt-b"), "--cache", cacheB)
+	rsyncSame(t, src, filepath.Join(d.mount, "volumes", "v", "s1"))
+
+	if err := os.WriteFile(filepath.Join(src, "added-later"), []byte("from the first host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	onA("snapshot", "create", "v", "--name", "s2")
+	s2 := filepath.Join(d.mount, "volumes", "v", "s2")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(s2); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not show within 10 s", s2)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rsyncSame(t, src, s2)
+	d.stop()
+
+	if err := os.RemoveAll(cacheA); err != nil {
+		t.Fatal(err)
+	}
+	if list := onA("snapshot", "list", "v"); !strings.Contains(list, "s1") || !strings.Contains(list, "s2") {
+		t.Errorf("after its cache was deleted, the first host lists:\n%s", list)
+	}
+	onA("check", "--read-data")
 }

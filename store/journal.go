@@ -314,16 +314,21 @@ func attach(ctx context.Context, opts Options) (*Info, error) {
 }
 
 // Refresh brings this replica of a repository in an object store up to
-// date: it takes in the commits other writers made since it last looked.
-// Elsewhere it does nothing.
-func (r *Repo) Refresh(ctx context.Context) error {
+// date: it takes in the commits other writers made since it last looked,
+// and says how many. Elsewhere it does nothing.
+func (r *Repo) Refresh(ctx context.Context) (int, error) {
 	if r.journal == nil {
-		return nil
+		return 0, nil
 	}
 	r.journal.mu.Lock()
 	defer r.journal.mu.Unlock()
-	return r.catchUp(ctx)
+	before := r.journal.applied
+	err := r.catchUp(ctx)
+	return int(r.journal.applied - before), err
 }
+
+// Remote reports whether the repository is in an object store.
+func (r *Repo) Remote() bool { return r.journal != nil }
 
 // openJournal checks that the replica is of the repository in the
 // object store, and brings it up to date.

@@ -808,6 +808,9 @@ func parseImageCopy(c *cli.Context) (operation, error) {
 	if err := wantArgs(c, 1, 1); err != nil {
 		return nil, err
 	}
+	if s3.IsURL(c.String("to-repo")) {
+		return nil, usagef("--to-repo %s: a copy into a repository in a bucket is not offered yet; copy into a directory", c.String("to-repo"))
+	}
 	dir, err := filepath.Abs(c.String("to-repo"))
 	return &imageCopy{Name: c.Args().First(), ToRepo: dir, As: c.String("as")}, err
 }

@@ -111,9 +111,10 @@ func newCLI() (*cli.App, *session) {
 		Version:              versionString(),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "configuration file (default: /etc/chainfs/config.toml for root, ~/.config/chainfs/config.toml otherwise)", EnvVars: []string{"CHAINFS_CONFIG"}},
-			&cli.StringFlag{Name: "repo", Usage: "repository directory (default: /var/lib/chainfs for root, ~/.local/share/chainfs otherwise)", EnvVars: []string{"CHAINFS_REPO"}},
+			&cli.StringFlag{Name: "repo", Usage: "repository: a directory (default: /var/lib/chainfs for root, ~/.local/share/chainfs otherwise) or s3://BUCKET[/PREFIX]", EnvVars: []string{"CHAINFS_REPO"}},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "catalog", Usage: "directory of native image files served as public images", EnvVars: []string{"CHAINFS_CATALOG"}},
+			&cli.StringFlag{Name: "cache", Usage: "where this host keeps its replicas of repositories in buckets (default: /var/cache/chainfs for root, ~/.cache/chainfs otherwise)", EnvVars: []string{"CHAINFS_CACHE"}},
 		},
 		Commands: []*cli.Command{
 			initCommand(),

@@ -1,29 +1,106 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/s3"
 	"github.com/urfave/cli/v2"
 )
 
-// repoDir is --repo, else $CHAINFS_REPO (urfave reads it), else the
-// default for the user; absolute, so that messages name it wherever they
-// are read.
+// repoDir is the directory of the command's repository: --repo, else
+// $CHAINFS_REPO (urfave reads it), else the default for the user;
+// absolute, so that messages name it wherever they are read. For a
+// repository in a bucket (s3://BUCKET[/PREFIX]) it is this host's
+// replica of it, under the cache directory (replicaDir), where its
+// daemon's socket is too.
 func repoDir(c *cli.Context) string {
 	d := c.String("repo")
 	if d == "" {
 		return defaultRepoDir()
 	}
+	if s3.IsURL(d) {
+		if loc, err := s3.ParseURL(d); err == nil {
+			return replicaDir(cacheDir(c), loc)
+		}
+		return d // openRepo reports it
+	}
 	if abs, err := filepath.Abs(d); err == nil {
 		return abs
 	}
 	return d
+}
+
+// remoteRepo is the bucket location --repo names, or nil for a directory.
+func remoteRepo(c *cli.Context) (*s3.Location, error) {
+	d := c.String("repo")
+	if !s3.IsURL(d) {
+		return nil, nil
+	}
+	loc, err := s3.ParseURL(d)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--repo: %w", err)}
+	}
+	loc.Key = strings.Trim(loc.Key, "/")
+	return &loc, nil
+}
+
+// remoteOf reaches a repository's bucket with the environment's settings
+// and says where in it the repository is.
+func remoteOf(loc *s3.Location) (*store.Remote, *s3.Bucket, error) {
+	b, err := s3.Open(loc.Bucket, s3.ConfigFromEnv())
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	prefix := ""
+	if loc.Key != "" {
+		prefix = loc.Key + "/"
+	}
+	return &store.Remote{Objects: b, Prefix: prefix}, b, nil
+}
+
+// cacheDir is --cache, else $CHAINFS_CACHE, else the default for the
+// user: where the replicas of repositories in buckets are kept.
+func cacheDir(c *cli.Context) string {
+	d := c.String("cache")
+	if d == "" {
+		if os.Geteuid() == 0 {
+			return "/var/cache/chainfs"
+		}
+		if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
+			return filepath.Join(x, "chainfs")
+		}
+		home, _ := os.UserHomeDir()
+		return filepath.Join(home, ".cache", "chainfs")
+	}
+	if abs, err := filepath.Abs(d); err == nil {
+		return abs
+	}
+	return d
+}
+
+// replicaDir is where this host keeps its replica of the repository at
+// loc: a directory named by a hash of the endpoint, the bucket and the
+// prefix, so that the CLI finds it (and its daemon's socket) without
+// asking the bucket, and its name stays short (a socket's path is at
+// most 107 bytes). The replica's marker names the repository it
+// replicates, and Open refuses a replica of another one (a bucket made
+// again).
+func replicaDir(cache string, loc s3.Location) string {
+	endpoint := "s3.amazonaws.com"
+	if u, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL")); err == nil && u.Host != "" {
+		endpoint = u.Host
+	}
+	sum := sha256.Sum256([]byte(endpoint + "\x00" + loc.Bucket + "\x00" + strings.Trim(loc.Key, "/")))
+	return filepath.Join(cache, "s3-"+hex.EncodeToString(sum[:8]))
 }
 
 func defaultRepoDir() string {
@@ -85,6 +162,15 @@ func configPathFromArgs(globals map[string]string) string {
 func openRepo(c *cli.Context) (*store.Repo, error) {
 	purpose := "chainfs " + strings.Join(os.Args[1:], " ")
 	opts := store.Options{Dir: repoDir(c), Logger: logger(c), Purpose: purpose}
+	loc, err := remoteRepo(c)
+	if err != nil {
+		return nil, err
+	}
+	if loc != nil {
+		if opts.Remote, _, err = remoteOf(loc); err != nil {
+			return nil, err
+		}
+	}
 	if c.Command.Name == "serve" {
 		// A daemon started as the last one unmounts waits for it to go.
 		opts.LockWait = 10 * time.Second
@@ -139,9 +225,32 @@ func initCommand() *cli.Command {
 				return err
 			}
 			dir := repoDir(c)
-			info, err := store.Init(c.Context, store.Options{Dir: dir, Region: c.String("region")})
+			opts := store.Options{Dir: dir, Region: c.String("region")}
+			loc, err := remoteRepo(c)
 			if err != nil {
 				return err
+			}
+			if loc != nil {
+				// The bucket is made if missing, and must keep what a
+				// commit rests on.
+				remote, b, err := remoteOf(loc)
+				if err != nil {
+					return err
+				}
+				if err := b.Create(c.Context, os.Getenv("AWS_REGION")); err != nil {
+					return err
+				}
+				if err := b.Probe(c.Context, remote.Prefix); err != nil {
+					return err
+				}
+				opts.Remote = remote
+			}
+			info, err := store.Init(c.Context, opts)
+			if err != nil {
+				return err
+			}
+			if loc != nil {
+				dir = loc.String() + " (replica " + dir + ")"
 			}
 			return cliEnv(c).output(struct {
 				Dir string `json:"dir"`

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/config"
+	"github.com/chainfs/chainfs/store/s3"
 	"github.com/urfave/cli/v2"
 )
 
@@ -29,7 +30,8 @@ type setting struct {
 
 // settings are every key the configuration file may hold.
 var settings = []setting{
-	{config.Setting{Key: "repository", Type: config.String, Check: checkAbsolute}, "", "repo"},
+	{config.Setting{Key: "repository", Type: config.String, Check: checkRepository}, "", "repo"},
+	{config.Setting{Key: "cache", Type: config.String, Check: checkAbsolute}, "", "cache"},
 	{config.Setting{Key: "log_level", Type: config.String, Check: checkLevel}, "", "log-level"},
 	{config.Setting{Key: "catalog", Type: config.String, Check: checkAbsolute}, "", "catalog"},
 	{config.Setting{Key: "serve.mount", Type: config.String, Check: checkAbsolute}, "serve", "mount"},
@@ -281,6 +283,15 @@ func configCommand(ss *session) *cli.Command {
 			},
 		}},
 	}
+}
+
+// checkRepository takes an absolute directory or s3://BUCKET[/PREFIX].
+func checkRepository(s string) error {
+	if s3.IsURL(s) {
+		_, err := s3.ParseURL(s)
+		return err
+	}
+	return checkAbsolute(s)
 }
 
 func checkAbsolute(s string) error {

@@ -436,7 +436,7 @@ func TestHostsRacingCommits(t *testing.T) {
 	// Both replicas, brought up to date, and a new one show the same.
 	var names []string
 	for _, r := range append(hosts, host(t, b, t.TempDir()+"/new")) {
-		if err := r.Refresh(ctx); err != nil {
+		if _, err := r.Refresh(ctx); err != nil {
 			t.Fatal(err)
 		}
 		vols, err := r.Volumes(ctx)
@@ -475,7 +475,7 @@ func TestOpenLeavesAnotherHostsWork(t *testing.T) {
 	if _, err := w.Commit(ctx, root, store.SnapshotStats{}); err != nil {
 		t.Fatalf("the image the other host opened beside: %v", err)
 	}
-	if err := bh.Refresh(ctx); err != nil {
+	if _, err := bh.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bh.ImageVolumes().Get(ctx, "img"); err != nil {

@@ -118,6 +118,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	go sched.run(ctx)
+	go refresh(ctx, o.Repo, notes.post, log)
 	go watchdog(ctx, mount, log)
 	log.Info("serving", "repo", o.Repo.Info().Dir, "mount", mnt, "metrics", metricsAddr)
 	if o.Ready != nil {
