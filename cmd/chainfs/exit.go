@@ -18,7 +18,7 @@ const (
 	exitFailure = 1 // the command failed; nothing it would have made exists
 	exitUsage   = 2 // wrong arguments, flags or configuration file
 	exitPartial = 3 // done, but some entries were left out or may be inconsistent (each was named)
-	exitBusy    = 4 // the volume or repository is busy with another operation
+	exitBusy    = 4 // the volume or repository is busy with another operation (or another host committed first)
 )
 
 // usageError is a mistake in the command line.
@@ -77,7 +77,7 @@ func reportError(err error, stderr io.Writer) int {
 		return exitUsage
 	case errors.As(err, &pe):
 		return exitPartial
-	case errors.Is(err, store.ErrBusy), errors.Is(err, store.ErrInUse):
+	case errors.Is(err, store.ErrBusy), errors.Is(err, store.ErrInUse), errors.Is(err, store.ErrChanged):
 		return exitBusy
 	}
 	return exitFailure
