@@ -294,7 +294,9 @@ func (r *Repo) writeDelta(ctx context.Context, vol, seq uint64, delta deltaSet, 
 // transaction. Reading and writing in separate transactions keeps badger
 // from re-sorting a transaction's pending writes at every seek; it is safe
 // because commitMu and the volume's claim make the caller the only writer
-// of these keys, and each hash appears once.
+// of these keys in this process, and each hash appears once; in a
+// repository in an object store, a plan read before another writer's
+// commit came in is refused (foreignMark).
 func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badger.Txn, h Hash) ([]kv, error)) error {
 	for start := 0; start < len(hs); start += chunkSize {
 		if err := ctx.Err(); err != nil {
@@ -302,6 +304,7 @@ func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badge
 		}
 		chunk := hs[start:min(start+chunkSize, len(hs))]
 		var writes []kv
+		mark := r.foreignMark()
 		err := r.view(func(txn *badger.Txn) error {
 			for _, h := range chunk {
 				w, err := plan(txn, h)
@@ -315,7 +318,7 @@ func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badge
 		if err != nil {
 			return err
 		}
-		if err := r.applyWrites(ctx, writes); err != nil {
+		if err := r.applyWrites(ctx, mark, writes); err != nil {
 			return err
 		}
 	}

@@ -49,12 +49,19 @@ func (m metaTxn) del(key []byte) error {
 // and is dropped otherwise. A panic raised inside badger (reading a
 // damaged table) becomes an error naming the table.
 func (r *Repo) commit(ctx context.Context, fn func(m metaTxn) error) (err error) {
+	return r.commitPlanned(ctx, anyMark, fn)
+}
+
+// commitPlanned is commit for writes planned in an earlier read, after
+// foreignMark gave mark: in a repository in an object store, it is
+// refused when another writer's commit came in since (commitJournaled).
+func (r *Repo) commitPlanned(ctx context.Context, mark uint64, fn func(m metaTxn) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	defer r.recoverBadger(&err)
 	if r.journal != nil {
-		return r.commitJournaled(ctx, fn)
+		return r.commitJournaled(ctx, mark, fn)
 	}
 	return r.db.Update(func(txn *badger.Txn) error { return fn(metaTxn{txn: txn}) })
 }
@@ -231,9 +238,10 @@ func (m metaTxn) apply(writes []kv) error {
 	return nil
 }
 
-// applyWrites makes planned writes in one transaction.
-func (r *Repo) applyWrites(ctx context.Context, writes []kv) error {
-	return r.commit(ctx, func(m metaTxn) error { return m.apply(writes) })
+// applyWrites makes, in one transaction, writes planned in a read made
+// after foreignMark gave mark.
+func (r *Repo) applyWrites(ctx context.Context, mark uint64, writes []kv) error {
+	return r.commitPlanned(ctx, mark, func(m metaTxn) error { return m.apply(writes) })
 }
 
 // deletePrefix removes every key under prefix, in transactions small
@@ -328,7 +336,8 @@ func (b *metaBatch) set(ctx context.Context, key, val []byte) error {
 	if full == nil {
 		return nil
 	}
-	return b.r.applyWrites(ctx, full)
+	// Records no commit names yet: no plan to go stale.
+	return b.r.applyWrites(ctx, anyMark, full)
 }
 
 // flush commits what the batch holds; it can be used no more after.
@@ -343,7 +352,7 @@ func (b *metaBatch) flush(ctx context.Context) error {
 	if len(rest) == 0 {
 		return nil
 	}
-	return b.r.applyWrites(ctx, rest)
+	return b.r.applyWrites(ctx, anyMark, rest)
 }
 
 // cancel drops what the batch has not committed; after flush it does

@@ -27,6 +27,9 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 		return err
 	}
 	err = r.updateVolume(ctx, volume, func(v *Volume) error {
+		if err := v.idle(); err != nil {
+			return err
+		}
 		v.Deleting, v.Writer = snap.Seq, r.info.Replica
 		return nil
 	})

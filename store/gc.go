@@ -61,6 +61,7 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 
 // sweepTrees deletes tree and content blobs no snapshot or image reaches.
 func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
+	mark := r.foreignMark()
 	live := map[Hash]bool{}
 	w := NewWalk(r, TreeVisitor{
 		Once: true,
@@ -111,7 +112,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 		for i, k := range chunk {
 			writes[i] = kv{key: k}
 		}
-		if err := r.applyWrites(ctx, writes); err != nil {
+		if err := r.applyWrites(ctx, mark, writes); err != nil {
 			return err
 		}
 	}
@@ -474,6 +475,7 @@ func (r *Repo) reclaim(ctx context.Context, packs []finishedPack, trees []Hash, 
 		return
 	}
 	r.gcMu.whenFree(func() {
+		mark := r.foreignMark()
 		if err := r.reclaimPacks(ctx, packs); err != nil {
 			r.log.Warn("giving back an unfinished snapshot's packs; gc will", "err", err)
 		}
@@ -487,7 +489,7 @@ func (r *Repo) reclaim(ctx context.Context, packs []finishedPack, trees []Hash, 
 			for i, h := range chunk {
 				writes[i] = kv{key: treeKey(h)}
 			}
-			if err := r.applyWrites(ctx, writes); err != nil {
+			if err := r.applyWrites(ctx, mark, writes); err != nil {
 				r.log.Warn("giving back an unfinished snapshot's trees; gc will", "err", err)
 				return
 			}

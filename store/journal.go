@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -48,7 +49,14 @@ type journal struct {
 	// replica holds.
 	mu      sync.Mutex
 	applied uint64
+	// foreign counts the entries of other writers taken in: a plan read
+	// before one came in is stale (foreignMark).
+	foreign atomic.Uint64
 }
+
+// maxEntry bounds a journal entry, sent or read: an entry is one
+// transaction of the replica, which badger bounds far below this.
+const maxEntry = 64 << 20
 
 func (j *journal) key(seq uint64) string { return fmt.Sprintf("%sjournal/%016x", j.remote.Prefix, seq) }
 
@@ -139,24 +147,52 @@ func decodeEntry(seq uint64, b []byte) ([]kv, error) {
 }
 
 // send creates entry seq with muts; ErrChanged when another writer made
-// it first.
+// it first. A write whose answer is lost (a cancellation, a reset
+// connection) may have landed, and a retry of one that landed is refused
+// as if another writer had won: on any failure the entry is read back,
+// and one that holds exactly what was sent is this commit, made.
 func (j *journal) send(ctx context.Context, seq uint64, muts []kv) error {
-	_, err := j.remote.Objects.PutIf(ctx, j.key(seq), encodeEntry(seq, muts), "")
-	if err != nil {
+	entry := encodeEntry(seq, muts)
+	if len(entry) > maxEntry {
+		return fmt.Errorf("journal entry %d: %d bytes, more than %d: %w", seq, len(entry), maxEntry, ErrInvalid)
+	}
+	_, err := j.remote.Objects.PutIf(ctx, j.key(seq), entry, "")
+	if err == nil {
+		return nil
+	}
+	there, rerr := j.fetchRaw(context.WithoutCancel(ctx), seq)
+	switch {
+	case rerr == nil && bytes.Equal(there, entry):
+		return nil
+	case rerr == nil:
+		return fmt.Errorf("send journal entry %d: %w", seq, ErrChanged)
+	case errors.Is(rerr, fs.ErrNotExist):
 		return fmt.Errorf("send journal entry %d: %w", seq, err)
 	}
-	return nil
+	return fmt.Errorf("send journal entry %d: %w; whether it landed is unknown (%v): the next catch-up applies it if it did", seq, err, rerr)
 }
 
-// fetch reads entry seq; an error that errors.Is takes for
+// fetchRaw reads entry seq's bytes; an error that errors.Is takes for
 // fs.ErrNotExist when there is none yet.
-func (j *journal) fetch(ctx context.Context, seq uint64) ([]kv, error) {
+func (j *journal) fetchRaw(ctx context.Context, seq uint64) ([]byte, error) {
 	obj, err := j.remote.Objects.Stat(ctx, j.key(seq))
 	if err != nil {
 		return nil, err
 	}
+	if obj.Size > maxEntry {
+		return nil, fmt.Errorf("journal entry %d: %d bytes, more than %d: %w", seq, obj.Size, maxEntry, ErrCorrupt)
+	}
 	b := make([]byte, obj.Size)
 	if err := j.remote.Objects.ReadAt(ctx, j.key(seq), b, 0); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// fetch reads and decodes entry seq.
+func (j *journal) fetch(ctx context.Context, seq uint64) ([]kv, error) {
+	b, err := j.fetchRaw(ctx, seq)
+	if err != nil {
 		return nil, err
 	}
 	return decodeEntry(seq, b)
@@ -200,6 +236,11 @@ func (r *Repo) catchUp(ctx context.Context) error {
 			return fmt.Errorf("apply journal entry %d: %w", seq, err)
 		}
 		j.applied = seq
+		j.foreign.Add(1)
+		// A snapshot another writer committed counts as one of this
+		// process's for what an aborted writer gives back (reclaim):
+		// its trees may be the same.
+		r.commits.Add(1)
 	}
 }
 
@@ -207,11 +248,17 @@ func (r *Repo) catchUp(ctx context.Context) error {
 // mutations are sent as the next journal entry, then applied with the
 // entry's number. When another writer sent that entry first, the replica
 // takes in what it is missing and the commit fails with ErrChanged,
-// having changed nothing of its own.
-func (r *Repo) commitJournaled(ctx context.Context, fn func(m metaTxn) error) error {
+// having changed nothing of its own. mark, unless anyMark, is
+// foreignMark when the commit's writes were planned: if another writer's
+// entry came in since, the plan is stale and the commit fails the same
+// way.
+func (r *Repo) commitJournaled(ctx context.Context, mark uint64, fn func(m metaTxn) error) error {
 	j := r.journal
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if mark != anyMark && j.foreign.Load() != mark {
+		return fmt.Errorf("commit: another writer committed to the repository while this one was planned, and it was not made; run it again: %w", ErrChanged)
+	}
 	var seq uint64
 	err := r.updateJournaled(fn, func(muts []kv) (uint64, error) {
 		seq = j.applied + 1
@@ -325,6 +372,22 @@ func (r *Repo) Refresh(ctx context.Context) (int, error) {
 	before := r.journal.applied
 	err := r.catchUp(ctx)
 	return int(r.journal.applied - before), err
+}
+
+// anyMark is the mark of a commit whose writes fn reads itself, in its
+// transaction: no plan of it can be stale.
+const anyMark = ^uint64(0)
+
+// foreignMark is taken before the reads that plan writes made later in
+// another transaction (applyWrites): the commit of a plan read before
+// another writer's entry came in is refused. Elsewhere it is 0, and
+// nothing is refused: one process holds the repository, and commitMu
+// orders its plans.
+func (r *Repo) foreignMark() uint64 {
+	if r.journal == nil {
+		return 0
+	}
+	return r.journal.foreign.Load()
 }
 
 // Remote reports whether the repository is in an object store.

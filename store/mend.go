@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -162,6 +164,7 @@ func (x Index) Mend(ctx context.Context, fn func(m Mender) error) error {
 // FixRefs sets every block record's reference count to the chain runs
 // that reference it, and returns how many it changed.
 func (m Mender) FixRefs(ctx context.Context) (uint64, error) {
+	mark := m.r.foreignMark()
 	r := m.r
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
@@ -187,7 +190,7 @@ func (m Mender) FixRefs(ctx context.Context) (uint64, error) {
 		}
 		chunk := writes[:min(chunkSize, len(writes))]
 		writes = writes[len(chunk):]
-		if err := r.applyWrites(ctx, chunk); err != nil {
+		if err := r.applyWrites(ctx, mark, chunk); err != nil {
 			return fixed, err
 		}
 		fixed += uint64(len(chunk))
@@ -206,6 +209,7 @@ type Block struct {
 // count of its chain runs. A block whose bytes do not match its hash is
 // refused.
 func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
+	mark := m.r.foreignMark()
 	if len(blocks) == 0 {
 		return nil
 	}
@@ -241,7 +245,7 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 			rec := blockRecord{Pack: pack.id, Offset: uint64(b.offset), Length: b.length, Refs: runs[b.hash]}
 			writes[i] = kv{key: blockKey(b.hash), val: rec.encode()}
 		}
-		if err := r.applyWrites(ctx, writes); err != nil {
+		if err := r.applyWrites(ctx, mark, writes); err != nil {
 			return err
 		}
 	}
@@ -270,7 +274,9 @@ func (m Mender) DropLostPacks(ctx context.Context) error {
 		return err
 	}
 	for id, size := range sizes {
-		if got, err := r.blocks.PackSize(ctx, id); (err != nil || uint64(got) < size) && !used[id] {
+		// Only a pack known to be missing or short: a store that did not
+		// answer says nothing of it.
+		if got, err := r.blocks.PackSize(ctx, id); (errors.Is(err, fs.ErrNotExist) || (err == nil && uint64(got) < size)) && !used[id] {
 			if err := r.dropPack(ctx, id, &packUse{dead: dead[id]}, &GCStats{}); err != nil {
 				return err
 			}

@@ -103,6 +103,10 @@ func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
 		// gc may have moved the block and removed its pack since its place
 		// was read or remembered, or check --repair stored it anew: look
 		// again once.
+		if r.journal != nil {
+			// Another host's gc may have moved it: take in its commits.
+			r.Refresh(ctx)
+		}
 		if rec, rerr := r.blockRecord(h); rerr == nil && rec.place() != at {
 			at, cached = rec.place(), false
 			n, err = r.readAt(ctx, h, at, p)

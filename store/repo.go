@@ -287,6 +287,10 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if info.Replica != "" && opts.Remote == nil {
+		// Commits made to it alone would never reach the bucket.
+		return nil, fmt.Errorf("%s is a host's replica of a repository in a bucket, not a repository: name the bucket (--repo s3://BUCKET/PREFIX): %w", dir, ErrInvalid)
+	}
 	if err := CheckTrusted(dir); err != nil {
 		return nil, err
 	}

@@ -505,6 +505,15 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	defer r.commitMu.Unlock()
 	hs := delta.sortedHashes()
 	err := r.updateVolume(ctx, vol.Name, func(cur *Volume) error {
+		// Another host's work on the volume, or a snapshot it committed
+		// since this one began (its delta is against an older parent):
+		// in one process the volume's claim rules both out.
+		if err := cur.idle(); err != nil {
+			return err
+		}
+		if cur.Head != snap.Parent {
+			return fmt.Errorf("volume %s: another snapshot was committed while this one ran: %w", cur.Name, ErrChanged)
+		}
 		cur.Applying, cur.Writer = snap.Seq, r.info.Replica
 		return nil
 	})

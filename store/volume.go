@@ -262,6 +262,9 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 		if v.Head != 0 && !withSnapshots {
 			return fmt.Errorf("volume %s: %w", name, ErrHasSnapshots)
 		}
+		if err := v.idle(); err != nil {
+			return err
+		}
 		v.Removing, v.Writer = true, r.info.Replica
 		return nil
 	})
@@ -334,6 +337,16 @@ func scanJSON[T any](txn *badger.Txn, prefix []byte, fn func(key []byte, v *T) e
 		if err := fn(item.KeyCopy(nil), &v); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// idle refuses, with ErrBusy, new work on a volume whose snapshot,
+// deletion or removal is under way: another host's, in a repository in
+// an object store (in one process the volume's claim keeps two apart).
+func (v *Volume) idle() error {
+	if v.Applying != 0 || v.Deleting != 0 || v.Removing {
+		return fmt.Errorf("volume %s: a snapshot, deletion or removal is under way (replica %s): %w", v.Name, v.Writer, ErrBusy)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -481,4 +482,119 @@ func TestOpenLeavesAnotherHostsWork(t *testing.T) {
 	if _, err := bh.ImageVolumes().Get(ctx, "img"); err != nil {
 		t.Errorf("the second host does not see the image: %v", err)
 	}
+}
+
+// lossy is a real bucket whose conditional writes fail after landing,
+// when fail says so for the object written: its answer lost (a
+// cancellation, a reset connection), or a retry of it refused.
+type lossy struct {
+	store.Objects
+	fail func(data []byte) error
+}
+
+func (l lossy) PutIf(ctx context.Context, key string, data []byte, etag string) (store.Object, error) {
+	obj, err := l.Objects.PutIf(ctx, key, data, etag)
+	if err == nil && l.fail != nil {
+		if ferr := l.fail(data); ferr != nil {
+			return store.Object{}, ferr
+		}
+	}
+	return obj, err
+}
+
+// TestLostAnswerIsNoLostCommit: a snapshot's commit that lands but whose
+// answer is lost, or whose retry is refused as if another writer had
+// won, is a commit made: the snapshot is there, on this host and the
+// next, whole, and nothing it wrote is given back.
+func TestLostAnswerIsNoLostCommit(t *testing.T) {
+	for name, failure := range map[string]error{"lost answer": context.Canceled, "retry refused": s3.ErrChanged} {
+		t.Run(name, func(t *testing.T) {
+			_, b := open(t)
+			ctx := context.Background()
+			var armed atomic.Bool
+			objs := lossy{Objects: b, fail: func(data []byte) error {
+				if bytes.Contains(data, []byte("victim")) && armed.CompareAndSwap(true, false) {
+					return failure
+				}
+				return nil
+			}}
+			remote := &store.Remote{Objects: objs, Prefix: "repo/"}
+			dir := t.TempDir() + "/a"
+			if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: remote}); err != nil {
+				t.Fatal(err)
+			}
+			a, err := store.Open(ctx, store.Options{Dir: dir, Remote: remote})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			if _, err := a.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+				t.Fatal(err)
+			}
+			armed.Store(true)
+			data := [][]byte{storetest.Block('a'), storetest.Block('b')}
+			s := storetest.Commit(t, a, "v", store.SnapshotOptions{Name: "victim"}, func(w storetest.Writer) []store.Entry {
+				return []store.Entry{storetest.PutFile(t, w, "disk", data...)}
+			})
+			if armed.Load() {
+				t.Fatal("the failure was never injected")
+			}
+			other := host(t, b, t.TempDir()+"/b")
+			sameBlocks(t, a, s, data)
+			sameBlocks(t, other, s, data)
+			rep, err := check.Check(ctx, other, check.Options{ReadData: true})
+			if err != nil || len(rep.Problems) > 0 {
+				t.Errorf("check: %v %v", rep.Problems, err)
+			}
+		})
+	}
+}
+
+// TestReplicaIsNoRepository: a host's replica named as a repository
+// directory is refused, naming the bucket: commits to it alone would
+// never reach the bucket.
+func TestReplicaIsNoRepository(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	dir := t.TempDir() + "/a"
+	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Open(ctx, store.Options{Dir: dir}); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "s3://") {
+		t.Errorf("a replica opened as a repository: %v", err)
+	}
+}
+
+// TestAbortKeepsAnotherHostsTree: an aborted snapshot gives back the
+// trees it wrote, but not one that another host's committed snapshot
+// holds too (trees are named by their content).
+func TestAbortKeepsAnotherHostsTree(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	dirA := t.TempDir() + "/a"
+	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+		t.Fatal(err)
+	}
+	a := host(t, b, dirA)
+	for _, n := range []string{"v", "w"} {
+		if _, err := a.AddVolume(ctx, store.Volume{Name: n, Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bh := host(t, b, t.TempDir()+"/b")
+	w, err := a.BeginSnapshot(ctx, "v", store.SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.PutRoot(t, w, storetest.PutFile(t, w, "disk", storetest.Block('q')))
+	if _, err := bh.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := storetest.FileSnapshot(t, bh, "w", storetest.Block('q'))
+	if _, err := a.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Abort()
+	a.Close() // gives back what the aborted writer wrote, when it can
+	sameBlocks(t, host(t, b, t.TempDir()+"/c"), s, [][]byte{storetest.Block('q')})
 }
