@@ -112,7 +112,13 @@ func diagnose(c *cli.Context, ss *session) []finding {
 	dir := repoDir(c)
 	info, err := store.ReadInfo(dir)
 	repoOK := err == nil
+	loc, _ := remoteRepo(c)
 	switch {
+	case loc != nil && errors.Is(err, store.ErrNotRepository):
+		// The bucket itself is not asked here.
+		add("repository", checkWarn, fmt.Sprintf("%s: this host has no replica of it yet (%s); the first command makes it from the bucket", loc, dir), "")
+	case loc != nil && err == nil:
+		add("repository", checkOK, fmt.Sprintf("%s (replica %s, format %d, region %s)", loc, dir, info.Format, info.Region), "")
 	case errors.Is(err, store.ErrNotRepository) && ss.configErr != nil:
 		// The file that would name the repository did not load: the path
 		// tried is only the default, and making one there would be wrong.
