@@ -282,10 +282,7 @@ func TestRepositoryWithPacksInABucket(t *testing.T) {
 	if st.BlocksFreed != 5 {
 		t.Errorf("gc freed %d blocks, want the 5 only s1 held", st.BlocksFreed)
 	}
-	rep, err := check.Check(ctx, r, check.Options{ReadData: true})
-	if err != nil || len(rep.Problems) > 0 {
-		t.Errorf("check after gc: %v %v", rep.Problems, err)
-	}
+	checkClean(t, r)
 }
 
 // host opens a replica of the repository at prefix repo/ of b in dir, as
@@ -298,6 +295,26 @@ func host(t *testing.T, b *s3.Bucket, dir string) *store.Repo {
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// initRemote makes a repository at prefix repo/ of b and opens it as the
+// first host, whose replica is in a new directory.
+func initRemote(t *testing.T, b *s3.Bucket) *store.Repo {
+	t.Helper()
+	dir := t.TempDir() + "/a"
+	if _, err := store.Init(context.Background(), store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+		t.Fatal(err)
+	}
+	return host(t, b, dir)
+}
+
+// checkClean fails t unless check, reading every block, finds nothing.
+func checkClean(t *testing.T, r *store.Repo) {
+	t.Helper()
+	rep, err := check.Check(context.Background(), r, check.Options{ReadData: true})
+	if err != nil || len(rep.Problems) > 0 {
+		t.Errorf("check: %v %v", rep.Problems, err)
+	}
 }
 
 // sameBlocks fails t unless every block of snapshot s reads back from r
@@ -395,10 +412,7 @@ func TestRepositoryInABucket(t *testing.T) {
 		t.Errorf("snapshots after the replica was made again: %d, want 2", len(snaps))
 	}
 	sameBlocks(t, again, s2, data[2:])
-	rep, err := check.Check(ctx, again, check.Options{ReadData: true})
-	if err != nil || len(rep.Problems) > 0 {
-		t.Errorf("check of the new replica: %v %v", rep.Problems, err)
-	}
+	checkClean(t, again)
 }
 
 // TestHostsRacingCommits: two hosts add volumes at once, each running a
@@ -407,11 +421,7 @@ func TestRepositoryInABucket(t *testing.T) {
 func TestHostsRacingCommits(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
-	dirA, dirB := t.TempDir()+"/a", t.TempDir()+"/b"
-	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
-		t.Fatal(err)
-	}
-	hosts := []*store.Repo{host(t, b, dirA), host(t, b, dirB)}
+	hosts := []*store.Repo{initRemote(t, b), host(t, b, t.TempDir()+"/b")}
 	const each = 15
 	var wg sync.WaitGroup
 	for i, r := range hosts {
@@ -462,11 +472,7 @@ func TestHostsRacingCommits(t *testing.T) {
 func TestOpenLeavesAnotherHostsWork(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
-	dirA := t.TempDir() + "/a"
-	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
-		t.Fatal(err)
-	}
-	a := host(t, b, dirA)
+	a := initRemote(t, b)
 	w, err := a.ImageVolumes().Begin(ctx, "img", nil, "test", "")
 	if err != nil {
 		t.Fatal(err)
@@ -542,10 +548,7 @@ func TestLostAnswerIsNoLostCommit(t *testing.T) {
 			other := host(t, b, t.TempDir()+"/b")
 			sameBlocks(t, a, s, data)
 			sameBlocks(t, other, s, data)
-			rep, err := check.Check(ctx, other, check.Options{ReadData: true})
-			if err != nil || len(rep.Problems) > 0 {
-				t.Errorf("check: %v %v", rep.Problems, err)
-			}
+			checkClean(t, other)
 		})
 	}
 }
@@ -571,11 +574,7 @@ func TestReplicaIsNoRepository(t *testing.T) {
 func TestAbortKeepsAnotherHostsTree(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
-	dirA := t.TempDir() + "/a"
-	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
-		t.Fatal(err)
-	}
-	a := host(t, b, dirA)
+	a := initRemote(t, b)
 	for _, n := range []string{"v", "w"} {
 		if _, err := a.AddVolume(ctx, store.Volume{Name: n, Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
 			t.Fatal(err)
