@@ -42,7 +42,7 @@ FUZZTIME ?= 5m
 # of tries keeps it short.
 FUZZMINIMIZE ?= 200x
 
-.PHONY: all deps minio build install uninstall systemd-check test unit integration stress fuzz demo bench bench-compare bench-topics clean
+.PHONY: all deps minio bench-s3 build install uninstall systemd-check test unit integration stress fuzz demo bench bench-compare bench-topics clean
 
 all: build
 
@@ -161,6 +161,12 @@ bench-topics: build
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/snapshot.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/image.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/disk.sh
+
+# bench-s3 is a first figure for repositories in buckets: chainfs and
+# restic into the same MinIO (bench/s3.sh).
+bench-s3: build $(MINIO)
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
+	CHAINFS=$(CURDIR)/$(BIN) MINIO=$(MINIO) bash bench/s3.sh
 
 # systemd-check boots systemd in a systemd-nspawn container over an overlay
 # of this machine's root and checks the unit and an fstab mount there
