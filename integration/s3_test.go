@@ -3,9 +3,11 @@ package integration
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,4 +126,61 @@ func TestRepositoryInABucketTwoHosts(t *testing.T) {
 		t.Errorf("after its cache was deleted, the first host lists:\n%s", list)
 	}
 	onA("check", "--read-data")
+}
+
+// TestMountUnderStalledStore: a mount of a repository in a bucket whose
+// store stops answering (MinIO stopped with SIGSTOP) fails a read with
+// EIO within a bound, never hangs the reader, and reads exactly again
+// once the store continues.
+func TestMountUnderStalledStore(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.Setenv(t)
+	t.Setenv("CHAINFS_S3_TIMEOUT", "1s") // the daemon's, which reads
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir, repo: "s3://stall-test/repo"}
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	for i, name := range []string{"first", "second"} {
+		if err := os.WriteFile(filepath.Join(src, name), randomData(uint64(i+1), 3<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.ok("init")
+	e.ok("volume", "add", "v", src)
+	e.ok("snapshot", "create", "v", "--name", "s1")
+	d := e.serve(filepath.Join(dir, "mnt"), "--cache", filepath.Join(dir, "cache-b"))
+	snap := d.snapDir("v", "s1")
+	if got, err := os.ReadFile(filepath.Join(snap, "first")); err != nil || !bytes.Equal(got, randomData(1, 3<<20)) {
+		t.Fatalf("read before the stall: %v", err)
+	}
+
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	type read struct {
+		data []byte
+		err  error
+	}
+	done := make(chan read, 1)
+	start := time.Now()
+	go func() {
+		b, err := os.ReadFile(filepath.Join(snap, "second"))
+		done <- read{b, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err == nil || !errors.Is(r.err, syscall.EIO) {
+			t.Errorf("a read from a stopped store: %v, want EIO", r.err)
+		}
+		t.Logf("the read failed after %s", time.Since(start).Round(time.Millisecond))
+	case <-time.After(60 * time.Second):
+		srv.Resume()
+		t.Fatal("a read from a stopped store still waits after 60 s")
+	}
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(snap, "second")); err != nil || !bytes.Equal(got, randomData(2, 3<<20)) {
+		t.Errorf("read after the store continued: %v", err)
+	}
 }

@@ -393,6 +393,17 @@ func (r *Repo) foreignMark() uint64 {
 // Remote reports whether the repository is in an object store.
 func (r *Repo) Remote() bool { return r.journal != nil }
 
+// tryRefresh is Refresh, but none at all when a commit or a catch-up
+// holds the journal: readers that fail together do not queue up behind
+// each other's requests.
+func (r *Repo) tryRefresh(ctx context.Context) {
+	if !r.journal.mu.TryLock() {
+		return
+	}
+	defer r.journal.mu.Unlock()
+	r.catchUp(ctx)
+}
+
 // openJournal checks that the replica is of the repository in the
 // object store, and brings it up to date.
 func (r *Repo) openJournal(ctx context.Context, local Info) error {

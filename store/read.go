@@ -103,9 +103,11 @@ func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
 		// gc may have moved the block and removed its pack since its place
 		// was read or remembered, or check --repair stored it anew: look
 		// again once.
-		if r.journal != nil {
-			// Another host's gc may have moved it: take in its commits.
-			r.Refresh(ctx)
+		if r.journal != nil && errors.Is(err, ErrCorrupt) {
+			// Another host's gc may have moved it (its pack is gone):
+			// take in its commits, unless a commit or a catch-up is under
+			// way already. A store that does not answer is no reason.
+			r.tryRefresh(ctx)
 		}
 		if rec, rerr := r.blockRecord(h); rerr == nil && rec.place() != at {
 			at, cached = rec.place(), false

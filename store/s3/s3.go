@@ -46,6 +46,10 @@ var (
 	// ErrUnsupported is an engine that does not honour what chainfs
 	// needs of it (Probe).
 	ErrUnsupported = errors.New("unsupported by the object store")
+	// ErrTimeout is a read the store did not answer within its bound. It
+	// is no cancellation of the caller's (a FUSE read answers it with EIO,
+	// not EINTR, which a reader would only retry).
+	ErrTimeout = errors.New("no answer from the object store in time")
 )
 
 type notFound struct{}
@@ -106,22 +110,27 @@ type Config struct {
 	// environment holds no keys ("" is "default").
 	Profile string
 	// Timeout bounds each request's wait for a connection and for a
-	// response's headers (0: one minute). A request is tried at most
-	// three times, so a dead endpoint fails within about three times
-	// this.
+	// response's headers, and a ranged read whole (0: one minute). A
+	// request is tried at most three times, so a dead or stalled
+	// endpoint fails a read within about three times this.
 	Timeout time.Duration
 }
 
 // ConfigFromEnv is the configuration that AWS_ENDPOINT_URL, AWS_REGION
-// and AWS_PROFILE give.
+// and AWS_PROFILE give, and CHAINFS_S3_TIMEOUT (a duration: "30s").
 func ConfigFromEnv() Config {
-	return Config{Endpoint: os.Getenv("AWS_ENDPOINT_URL"), Region: os.Getenv("AWS_REGION"), Profile: os.Getenv("AWS_PROFILE")}
+	cfg := Config{Endpoint: os.Getenv("AWS_ENDPOINT_URL"), Region: os.Getenv("AWS_REGION"), Profile: os.Getenv("AWS_PROFILE")}
+	if d, err := time.ParseDuration(os.Getenv("CHAINFS_S3_TIMEOUT")); err == nil && d > 0 {
+		cfg.Timeout = d
+	}
+	return cfg
 }
 
 // Bucket is one bucket of an object store: a store.Objects.
 type Bucket struct {
-	client *minio.Client
-	name   string
+	client  *minio.Client
+	name    string
+	timeout time.Duration
 }
 
 // Open reaches bucket name with cfg. It sends no request: a wrong
@@ -156,7 +165,7 @@ func Open(name string, cfg Config) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", host, err)
 	}
-	return &Bucket{client: client, name: name}, nil
+	return &Bucket{client: client, name: name, timeout: timeout}, nil
 }
 
 var _ store.Objects = (*Bucket)(nil)
@@ -214,11 +223,23 @@ func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, Object, er
 	return obj, objectOf(info), nil
 }
 
-// ReadAt reads len(p) bytes of the object at key from off: a ranged GET.
+// ReadAt reads len(p) bytes of the object at key from off: a ranged GET,
+// which fails after three times the configured timeout (a body that
+// stops coming holds a read no longer than a response that never does).
 func (b *Bucket) ReadAt(ctx context.Context, key string, p []byte, off int64) error {
 	if len(p) == 0 {
 		return nil
 	}
+	bounded, cancel := context.WithTimeout(ctx, 3*b.timeout)
+	defer cancel()
+	err := b.readAt(bounded, key, p, off)
+	if err != nil && bounded.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s/%s: %d bytes at %d, waited %s: %w", b.name, key, len(p), off, 3*b.timeout, ErrTimeout)
+	}
+	return err
+}
+
+func (b *Bucket) readAt(ctx context.Context, key string, p []byte, off int64) error {
 	opts := minio.GetObjectOptions{}
 	if err := opts.SetRange(off, off+int64(len(p))-1); err != nil {
 		return err
