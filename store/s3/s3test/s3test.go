@@ -26,6 +26,8 @@ type Server struct {
 	Endpoint  string
 	AccessKey string
 	SecretKey string
+	bin, addr string
+	data      string
 	cmd       *exec.Cmd
 	exited    chan struct{}
 	log       *os.File
@@ -43,23 +45,44 @@ func Start(t testing.TB) *Server {
 		t.Skip("$CHAINFS_MINIO names no MinIO server (make test builds one)")
 	}
 	dir := t.TempDir()
-	s := &Server{AccessKey: "ak" + random(8), SecretKey: random(20), exited: make(chan struct{})}
+	s := &Server{AccessKey: "ak" + random(8), SecretKey: random(20), bin: bin, addr: freeAddress(t), data: filepath.Join(dir, "data")}
+	s.Endpoint = "http://" + s.addr
 	var err error
 	if s.log, err = os.Create(filepath.Join(dir, "minio.log")); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddress(t)
-	s.Endpoint = "http://" + addr
-	s.cmd = exec.Command(bin, "server", "--quiet", "--address", addr, filepath.Join(dir, "data"))
+	t.Cleanup(func() { s.stop(t) })
+	s.start(t)
+	return s
+}
+
+// Kill kills the server (SIGKILL, as a crash); Revive starts it again on
+// the same address and data.
+func (s *Server) Kill() {
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.exited
+}
+
+// Revive starts a killed server again, and waits until it serves.
+func (s *Server) Revive(t testing.TB) {
+	t.Helper()
+	s.start(t)
+}
+
+// start starts the server and waits until it serves.
+func (s *Server) start(t testing.TB) {
+	t.Helper()
+	s.exited = make(chan struct{})
+	s.cmd = exec.Command(s.bin, "server", "--quiet", "--address", s.addr, s.data)
 	s.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey, "MINIO_BROWSER=off")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	// Its own process group, so that nothing it starts outlives it.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start MinIO %s: %v", bin, err)
+		t.Fatalf("start MinIO %s: %v", s.bin, err)
 	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
-	t.Cleanup(func() { s.stop(t) })
+	exited := s.exited
+	go func() { s.cmd.Wait(); close(exited) }()
 	// /minio/health/ready answers before the server serves; the
 	// cluster's health only once it does.
 	deadline := time.Now().Add(60 * time.Second)
@@ -68,7 +91,7 @@ func Start(t testing.TB) *Server {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return
 			}
 		}
 		select {
