@@ -115,7 +115,15 @@ func (h *fileHandle) read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 // h.mu held; the read itself runs without it.
 func (h *fileHandle) start(i int) *fetch {
 	if f := h.cache[i]; f != nil {
-		return f
+		select {
+		case <-f.done:
+			if f.err == nil {
+				return f
+			}
+			// It failed (a store that did not answer, say): fetch again.
+		default:
+			return f
+		}
 	}
 	// Not the request's context: a block fetched ahead outlives the read
 	// that asked for it. Its own, which the handle's release cancels.

@@ -31,6 +31,9 @@ type metaTxn struct {
 
 // set writes key's value.
 func (m metaTxn) set(key, val []byte) error {
+	if val == nil {
+		val = []byte{} // a nil value is a deletion to the journal and to apply
+	}
 	if m.journal != nil {
 		*m.journal = append(*m.journal, kv{key: key, val: val})
 	}

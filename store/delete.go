@@ -27,7 +27,7 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 		return err
 	}
 	err = r.updateVolume(ctx, volume, func(v *Volume) error {
-		if err := v.idle(); err != nil {
+		if err := v.idle(r.info.Replica); err != nil {
 			return err
 		}
 		v.Deleting, v.Writer = snap.Seq, r.info.Replica

@@ -63,12 +63,20 @@ func (j *journal) key(seq uint64) string { return fmt.Sprintf("%sjournal/%016x",
 // entryMagic begins a journal entry, and names its format.
 var entryMagic = []byte("CFJ1")
 
-// encodeEntry is entry seq: its mutations (a nil value deletes the key),
-// then the BLAKE3 hash of all before it, so that a damaged or cut
-// object is refused rather than applied.
-func encodeEntry(seq uint64, muts []kv) []byte {
+// nonceSize is the length of an entry's nonce.
+const nonceSize = 16
+
+// encodeEntry is entry seq: a nonce, its mutations (a nil value deletes
+// the key), then the BLAKE3 hash of all before it, so that a damaged or
+// cut object is refused rather than applied. The nonce, new for every
+// attempt, makes the bytes one writer's: two writers may build the same
+// mutations at the same number (a counter's next value, say), and the
+// read-back of a write whose answer was lost must tell its own entry
+// from theirs.
+func encodeEntry(seq uint64, nonce [nonceSize]byte, muts []kv) []byte {
 	b := append([]byte{}, entryMagic...)
 	b = binary.BigEndian.AppendUint64(b, seq)
+	b = append(b, nonce[:]...)
 	b = binary.AppendUvarint(b, uint64(len(muts)))
 	for _, m := range muts {
 		op := byte(1)
@@ -93,7 +101,7 @@ func decodeEntry(seq uint64, b []byte) ([]kv, error) {
 	bad := func(why string) ([]kv, error) {
 		return nil, fmt.Errorf("journal entry %d: %s: %w", seq, why, ErrCorrupt)
 	}
-	if len(b) < len(entryMagic)+8+1+HashSize || !bytes.HasPrefix(b, entryMagic) {
+	if len(b) < len(entryMagic)+8+nonceSize+1+HashSize || !bytes.HasPrefix(b, entryMagic) {
 		return bad("not an entry")
 	}
 	body, sum := b[:len(b)-HashSize], b[len(b)-HashSize:]
@@ -103,7 +111,7 @@ func decodeEntry(seq uint64, b []byte) ([]kv, error) {
 	if got := binary.BigEndian.Uint64(body[len(entryMagic):]); got != seq {
 		return bad(fmt.Sprintf("it says it is entry %d", got))
 	}
-	rest := body[len(entryMagic)+8:]
+	rest := body[len(entryMagic)+8+nonceSize:]
 	n, k := binary.Uvarint(rest)
 	if k <= 0 || n > uint64(len(rest)) {
 		return bad("bad count")
@@ -152,7 +160,9 @@ func decodeEntry(seq uint64, b []byte) ([]kv, error) {
 // as if another writer had won: on any failure the entry is read back,
 // and one that holds exactly what was sent is this commit, made.
 func (j *journal) send(ctx context.Context, seq uint64, muts []kv) error {
-	entry := encodeEntry(seq, muts)
+	var nonce [nonceSize]byte
+	rand.Read(nonce[:])
+	entry := encodeEntry(seq, nonce, muts)
 	if len(entry) > maxEntry {
 		return fmt.Errorf("journal entry %d: %d bytes, more than %d: %w", seq, len(entry), maxEntry, ErrInvalid)
 	}
@@ -167,7 +177,7 @@ func (j *journal) send(ctx context.Context, seq uint64, muts []kv) error {
 	case rerr == nil:
 		return fmt.Errorf("send journal entry %d: %w", seq, ErrChanged)
 	case errors.Is(rerr, fs.ErrNotExist):
-		return fmt.Errorf("send journal entry %d: %w", seq, err)
+		return fmt.Errorf("send journal entry %d: %w (none is there now; should the write still land, the next catch-up applies it)", seq, err)
 	}
 	return fmt.Errorf("send journal entry %d: %w; whether it landed is unknown (%v): the next catch-up applies it if it did", seq, err, rerr)
 }
@@ -236,11 +246,12 @@ func (r *Repo) catchUp(ctx context.Context) error {
 			return fmt.Errorf("apply journal entry %d: %w", seq, err)
 		}
 		j.applied = seq
-		j.foreign.Add(1)
 		// A snapshot another writer committed counts as one of this
 		// process's for what an aborted writer gives back (reclaim):
-		// its trees may be the same.
+		// its trees may be the same. Counted before foreign, which
+		// reclaim reads first.
 		r.commits.Add(1)
+		j.foreign.Add(1)
 	}
 }
 

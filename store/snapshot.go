@@ -508,7 +508,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 		// Another host's work on the volume, or a snapshot it committed
 		// since this one began (its delta is against an older parent):
 		// in one process the volume's claim rules both out.
-		if err := cur.idle(); err != nil {
+		if err := cur.idle(r.info.Replica); err != nil {
 			return err
 		}
 		if cur.Head != snap.Parent {

@@ -262,7 +262,7 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 		if v.Head != 0 && !withSnapshots {
 			return fmt.Errorf("volume %s: %w", name, ErrHasSnapshots)
 		}
-		if err := v.idle(); err != nil {
+		if err := v.idle(r.info.Replica); err != nil {
 			return err
 		}
 		v.Removing, v.Writer = true, r.info.Replica
@@ -342,11 +342,13 @@ func scanJSON[T any](txn *badger.Txn, prefix []byte, fn func(key []byte, v *T) e
 }
 
 // idle refuses, with ErrBusy, new work on a volume whose snapshot,
-// deletion or removal is under way: another host's, in a repository in
-// an object store (in one process the volume's claim keeps two apart).
-func (v *Volume) idle() error {
-	if v.Applying != 0 || v.Deleting != 0 || v.Removing {
-		return fmt.Errorf("volume %s: a snapshot, deletion or removal is under way (replica %s): %w", v.Name, v.Writer, ErrBusy)
+// deletion or removal another replica has under way, in a repository in
+// an object store. This replica's own is what an earlier failure left:
+// in one process the volume's claim keeps two apart, and the work goes
+// on as it always has (a deletion run again resumes).
+func (v *Volume) idle(replica string) error {
+	if v.Writer != replica && (v.Applying != 0 || v.Deleting != 0 || v.Removing) {
+		return fmt.Errorf("volume %s: a snapshot, deletion or removal is under way on another host (replica %s): %w", v.Name, v.Writer, ErrBusy)
 	}
 	return nil
 }

@@ -597,3 +597,105 @@ func TestAbortKeepsAnotherHostsTree(t *testing.T) {
 	a.Close() // gives back what the aborted writer wrote, when it can
 	sameBlocks(t, host(t, b, t.TempDir()+"/c"), s, [][]byte{storetest.Block('q')})
 }
+
+// TestHostsInStepTakeNoSamePack: two hosts in step both start a pack, so
+// they would send the same entry (the pack counter's next value) at the
+// same number; the one whose write lost must not take the winner's
+// entry for its own and write into the same pack. The winner's snapshot
+// reads back exactly.
+func TestHostsInStepTakeNoSamePack(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	a := initRemote(t, b)
+	for _, n := range []string{"v", "w"} {
+		if _, err := a.AddVolume(ctx, store.Volume{Name: n, Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bh := host(t, b, t.TempDir()+"/b")
+	wa, err := a.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: "sa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bh.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wb, err := bh.BeginSnapshot(ctx, "w", store.SnapshotOptions{Name: "sb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fa := storetest.PutFile(t, wa, "disk", storetest.Block('a')) // a's pack takes the number
+	perr := wb.PutBlock(ctx, store.Sum(storetest.Block('b')), storetest.Block('b'))
+	sa, err := wa.Commit(ctx, storetest.PutRoot(t, wa, fa), store.SnapshotStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case perr == nil:
+		// b took a pack number as its own: it goes on to send its pack
+		// and commit, which fails, a having committed first.
+		fb := storetest.PutFile(t, wb, "disk", storetest.Block('b'))
+		if _, err := wb.Commit(ctx, storetest.PutRoot(t, wb, fb), store.SnapshotStats{}); err == nil {
+			t.Error("b's commit, behind a's, was made")
+		}
+	case errors.Is(perr, store.ErrChanged):
+		wb.Abort()
+	default:
+		t.Fatal(perr)
+	}
+	bh.Close()
+	c := host(t, b, t.TempDir()+"/c")
+	sameBlocks(t, c, sa, [][]byte{storetest.Block('a')})
+	checkClean(t, c)
+}
+
+// TestDeletionRacedRunsAgain: a deletion refused part-way because
+// another host committed meanwhile finishes when run again, as the
+// refusal says: its own half-done work does not lock the volume.
+func TestDeletionRacedRunsAgain(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	first := initRemote(t, b)
+	if _, err := first.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	s1 := storetest.FileSnapshot(t, first, "v", storetest.Block('a'), storetest.Block('b'))
+	storetest.FileSnapshot(t, first, "v", storetest.Block('a'), storetest.Block('c'))
+	dir := first.Info().Dir
+	first.Close()
+	other := host(t, b, t.TempDir()+"/b")
+	var fired atomic.Bool
+	objs := lossy{Objects: b, fail: func(data []byte) error {
+		// As the deletion is marked, another host commits.
+		if bytes.Contains(data, []byte(`"deleting"`)) && fired.CompareAndSwap(false, true) {
+			for {
+				if _, err := other.AddVolume(ctx, store.Volume{Name: "other", Source: "/nowhere"}); err == nil {
+					break
+				}
+			}
+		}
+		return nil
+	}}
+	a, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: objs, Prefix: "repo/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	err = a.DeleteSnapshot(ctx, "v", s1.Name)
+	if !fired.Load() {
+		t.Fatal("the other host's commit was never made")
+	}
+	for i := 0; err != nil && i < 3; i++ {
+		if !errors.Is(err, store.ErrChanged) {
+			t.Fatalf("the deletion: %v", err)
+		}
+		err = a.DeleteSnapshot(ctx, "v", s1.Name)
+	}
+	if err != nil {
+		t.Fatalf("run again three times: %v", err)
+	}
+	checkClean(t, a)
+}
