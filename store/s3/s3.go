@@ -25,6 +25,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/chainfs/chainfs/store"
@@ -223,23 +224,33 @@ func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, Object, er
 	return obj, objectOf(info), nil
 }
 
-// ReadAt reads len(p) bytes of the object at key from off: a ranged GET,
-// which fails after three times the configured timeout (a body that
-// stops coming holds a read no longer than a response that never does).
+// ReadAt reads len(p) bytes of the object at key from off: a ranged GET.
+// It fails with ErrTimeout when no byte has come for three times the
+// configured timeout: a body that stops coming holds a read no longer
+// than a response that never does, and a slow one that keeps coming is
+// read to its end.
 func (b *Bucket) ReadAt(ctx context.Context, key string, p []byte, off int64) error {
 	if len(p) == 0 {
 		return nil
 	}
-	bounded, cancel := context.WithTimeout(ctx, 3*b.timeout)
+	bound := 3 * b.timeout
+	bounded, cancel := context.WithCancel(ctx)
 	defer cancel()
-	err := b.readAt(bounded, key, p, off)
-	if err != nil && bounded.Err() != nil && ctx.Err() == nil {
-		return fmt.Errorf("%s/%s: %d bytes at %d, waited %s: %w", b.name, key, len(p), off, 3*b.timeout, ErrTimeout)
+	var stalled atomic.Bool
+	stall := time.AfterFunc(bound, func() { stalled.Store(true); cancel() })
+	defer stall.Stop()
+	err := b.readAt(bounded, key, p, off, func() { stall.Reset(bound) })
+	if err != nil && stalled.Load() && ctx.Err() == nil {
+		return fmt.Errorf("%s/%s: %d bytes at %d, nothing came for %s: %w", b.name, key, len(p), off, bound, ErrTimeout)
 	}
 	return err
 }
 
-func (b *Bucket) readAt(ctx context.Context, key string, p []byte, off int64) error {
+// readChunk is how much a ranged read takes at a time, between which it
+// counts as progress.
+const readChunk = 256 << 10
+
+func (b *Bucket) readAt(ctx context.Context, key string, p []byte, off int64, progress func()) error {
 	opts := minio.GetObjectOptions{}
 	if err := opts.SetRange(off, off+int64(len(p))-1); err != nil {
 		return err
@@ -249,11 +260,18 @@ func (b *Bucket) readAt(ctx context.Context, key string, p []byte, off int64) er
 		return b.wrap(key, err)
 	}
 	defer rd.Close()
-	if _, err := io.ReadFull(rd, p); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return fmt.Errorf("%s/%s: %d bytes at %d: the object is shorter", b.name, key, len(p), off)
+	for got := 0; got < len(p); {
+		n, err := io.ReadFull(rd, p[got:min(got+readChunk, len(p))])
+		got += n
+		if n > 0 {
+			progress()
 		}
-		return b.wrap(key, err)
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return fmt.Errorf("%s/%s: %d bytes at %d: the object is shorter", b.name, key, len(p), off)
+			}
+			return b.wrap(key, err)
+		}
 	}
 	return nil
 }
