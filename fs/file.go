@@ -94,13 +94,6 @@ func (h *fileHandle) read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 			return nil, syscall.EINTR
 		}
 		if f.err != nil {
-			// A later read fetches the block again: the store may answer
-			// then.
-			h.mu.Lock()
-			if h.cache[first+k] == f {
-				delete(h.cache, first+k)
-			}
-			h.mu.Unlock()
 			return nil, h.n.errno(f.err, "read")
 		}
 		blockStart := int64(first+k) * h.bs
@@ -120,7 +113,8 @@ func (h *fileHandle) start(i int) *fetch {
 			if f.err == nil {
 				return f
 			}
-			// It failed (a store that did not answer, say): fetch again.
+			// It failed (a store that did not answer, say): a later read
+			// fetches it again.
 		default:
 			return f
 		}

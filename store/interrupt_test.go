@@ -2,23 +2,8 @@ package store
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 )
-
-// cutCtx is a context cancelled once its Err has been asked n times:
-// an interruption (Ctrl-C through the daemon) at a chosen step.
-type cutCtx struct {
-	context.Context
-	n atomic.Int32
-}
-
-func (c *cutCtx) Err() error {
-	if c.n.Add(-1) < 0 {
-		return context.Canceled
-	}
-	return nil
-}
 
 // TestDeleteInterruptedThenAgain: a deletion interrupted part-way is
 // finished by running it again, and the volume takes snapshots after:
@@ -31,8 +16,8 @@ func TestDeleteInterruptedThenAgain(t *testing.T) {
 	}
 	s1 := snapFile(t, r, "v", block('A'), block('B'))
 	snapFile(t, r, "v", block('A'), block('C'))
-	c := &cutCtx{Context: ctx}
-	c.n.Store(1)
+	c := &cancelAfter{Context: ctx}
+	c.left.Store(1)
 	if err := r.DeleteSnapshot(c, "v", s1.Name); err == nil {
 		t.Fatal("the deletion was not interrupted")
 	}

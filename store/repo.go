@@ -67,12 +67,8 @@ type Options struct {
 	// MetadataCache is the memory kept for metadata read from disk
 	// (default DefaultMetadataCache).
 	MetadataCache int64
-	// Blocks, if set, keeps the packs in place of the repository's packs
-	// directory: in object storage, for one (NewObjectPacks). The store
-	// closes it.
-	Blocks BlockStore
 	// Remote, if set, places the repository in an object store: its
-	// packs (unless Blocks says otherwise) and its metadata, as a journal
+	// packs (NewObjectPacks) and its metadata, as a journal
 	// of commits (journal.go); Dir then holds this host's replica of the
 	// metadata, which Open makes from the object store when it is empty.
 	Remote *Remote
@@ -360,9 +356,8 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		}
 		return nil, fmt.Errorf("open repository %s: metadata: %v: %w", dir, err, ErrCorrupt)
 	}
-	blocks := opts.Blocks
+	var blocks BlockStore
 	switch {
-	case blocks != nil:
 	case opts.Remote != nil:
 		blocks, err = NewObjectPacks(opts.Remote.Objects, opts.Remote.Prefix, filepath.Join(dir, stagingDir))
 	default:

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,16 +46,8 @@ func TestParseURL(t *testing.T) {
 func open(t *testing.T) (*s3test.Server, *s3.Bucket) {
 	t.Helper()
 	srv := s3test.Start(t)
-	srv.Setenv(t)
-	b, err := s3.Open("chainfs-test", s3.ConfigFromEnv())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := b.Create(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Create(ctx, ""); err != nil {
+	b := srv.Bucket(t, "chainfs-test")
+	if err := b.Create(context.Background(), ""); err != nil {
 		t.Fatalf("a second Create: %v", err)
 	}
 	return srv, b
@@ -223,26 +217,24 @@ func TestObjectPacksConformance(t *testing.T) {
 	})
 }
 
-// TestRepositoryWithPacksInABucket: a repository whose packs are objects
-// of a real bucket snapshots, reads every block back, deletes, collects
-// garbage and checks clean; what it sent is in the bucket, and nothing
-// is left staged.
+// TestRepositoryWithPacksInABucket: a repository in a real bucket
+// sends its packs there, one object per pack, and keeps nothing staged;
+// it reads every block back, collects garbage (a deleted snapshot's
+// blocks only) and checks clean.
 func TestRepositoryWithPacksInABucket(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
-	staging := t.TempDir()
-	blocks, err := store.NewObjectPacks(b, "repo/", staging)
-	if err != nil {
+	r := initRemote(t, b)
+	if _, err := r.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
 		t.Fatal(err)
 	}
-	r := storetest.RepoWith(t, store.Options{Blocks: blocks, PackSize: 3 * storetest.BlockSize},
-		store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize})
 	var data [][]byte
 	for i := range 10 {
 		data = append(data, storetest.Block(byte('a'+i)))
 	}
 	s1 := storetest.FileSnapshot(t, r, "v", data...)
-	s2 := storetest.FileSnapshot(t, r, "v", append(data[5:], storetest.Block('z'))...)
+	later := append(slices.Clone(data[5:]), storetest.Block('z'))
+	s2 := storetest.FileSnapshot(t, r, "v", later...)
 	var objects int
 	for _, err := range b.List(ctx, "repo/packs/") {
 		if err != nil {
@@ -253,25 +245,11 @@ func TestRepositoryWithPacksInABucket(t *testing.T) {
 	if objects < 4 {
 		t.Errorf("%d pack objects in the bucket, want one per 3 blocks", objects)
 	}
-	if left, _ := os.ReadDir(staging); len(left) != 0 {
+	if left, _ := os.ReadDir(filepath.Join(r.Info().Dir, "staging")); len(left) != 0 {
 		t.Errorf("left staged: %v", left)
 	}
-	for _, s := range []*store.Snapshot{s1, s2} {
-		e, err := store.Lookup(ctx, r, &s.RootDir, "disk")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hashes, err := store.FileBlocks(ctx, r, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, storetest.BlockSize)
-		for i, h := range hashes {
-			if n, err := r.ReadBlock(ctx, h, buf); err != nil || n != storetest.BlockSize {
-				t.Fatalf("%s block %d: %d %v", s.Name, i, n, err)
-			}
-		}
-	}
+	sameBlocks(t, r, s1, data)
+	sameBlocks(t, r, s2, later)
 	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -306,6 +284,19 @@ func initRemote(t *testing.T, b *s3.Bucket) *store.Repo {
 		t.Fatal(err)
 	}
 	return host(t, b, dir)
+}
+
+// twoHosts makes a repository with volumes v and w, opened by a first
+// host and then a second.
+func twoHosts(t *testing.T, b *s3.Bucket) (*store.Repo, *store.Repo) {
+	t.Helper()
+	a := initRemote(t, b)
+	for _, n := range []string{"v", "w"} {
+		if _, err := a.AddVolume(context.Background(), store.Volume{Name: n, Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, host(t, b, t.TempDir()+"/b")
 }
 
 // checkClean fails t unless check, reading every block, finds nothing.
@@ -574,13 +565,7 @@ func TestReplicaIsNoRepository(t *testing.T) {
 func TestAbortKeepsAnotherHostsTree(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
-	a := initRemote(t, b)
-	for _, n := range []string{"v", "w"} {
-		if _, err := a.AddVolume(ctx, store.Volume{Name: n, Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bh := host(t, b, t.TempDir()+"/b")
+	a, bh := twoHosts(t, b)
 	w, err := a.BeginSnapshot(ctx, "v", store.SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -606,13 +591,7 @@ func TestAbortKeepsAnotherHostsTree(t *testing.T) {
 func TestHostsInStepTakeNoSamePack(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
-	a := initRemote(t, b)
-	for _, n := range []string{"v", "w"} {
-		if _, err := a.AddVolume(ctx, store.Volume{Name: n, Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bh := host(t, b, t.TempDir()+"/b")
+	a, bh := twoHosts(t, b)
 	wa, err := a.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: "sa"})
 	if err != nil {
 		t.Fatal(err)

@@ -23,8 +23,8 @@ func Repo(t testing.TB, vols ...store.Volume) *store.Repo {
 	return RepoWith(t, store.Options{}, vols...)
 }
 
-// RepoWith is Repo with options for Init (a region, say) and for Open
-// (Blocks, PackSize); opts.Dir, when empty, is a new temporary directory.
+// RepoWith is Repo with options for Init (a region, say); opts.Dir, when
+// empty, is a new temporary directory.
 func RepoWith(t testing.TB, opts store.Options, vols ...store.Volume) *store.Repo {
 	t.Helper()
 	if opts.Dir == "" {
@@ -33,7 +33,7 @@ func RepoWith(t testing.TB, opts store.Options, vols ...store.Volume) *store.Rep
 	if _, err := store.Init(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	r, err := store.Open(context.Background(), store.Options{Dir: opts.Dir, Blocks: opts.Blocks, PackSize: opts.PackSize})
+	r, err := store.Open(context.Background(), store.Options{Dir: opts.Dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@
 package s3test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chainfs/chainfs/store/s3"
 )
 
 // Server is a MinIO server a test started.
@@ -117,6 +120,21 @@ func (s *Server) Setenv(t testing.TB) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
+}
+
+// Bucket points this process's clients at the server for t (Setenv) and
+// makes a bucket there.
+func (s *Server) Bucket(t testing.TB, name string) *s3.Bucket {
+	t.Helper()
+	s.Setenv(t)
+	b, err := s3.Open(name, s3.ConfigFromEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Create(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // Pause stops the server's process (SIGSTOP): it holds its connections
