@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"html"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/chainfs/chainfs/fs/restore"
+	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/chainfs/chainfs/store/report"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -66,37 +65,27 @@ func (o *chainOp) run(ctx context.Context, e *env) error {
 	return e.output(rows, func() { printChain(e.stdout, rows) })
 }
 
-// writeSVG writes a picture to path, through its directory opened as a
-// restore's target is: under a new name, renamed over path when
-// complete, and only where path is new or a regular file. The daemon
-// that writes it may be root: a symlink there is refused, not followed.
+// writeSVG writes a picture to path as an export is written
+// (imagefile.WriteFile: through its directory held, under a new name
+// renamed into place), and only where path is new or a regular file: the
+// daemon that writes it may be root, and a symlink or a fifo there is
+// refused, not replaced.
 func writeSVG(path, svg string) error {
 	dir, err := restore.OpenDir(filepath.Dir(path))
 	if err != nil {
 		return fmt.Errorf("--svg: %w", err)
 	}
 	defer dir.Close()
-	dirfd, name := int(dir.Fd()), filepath.Base(path)
 	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if err := unix.Fstatat(int(dir.Fd()), filepath.Base(path), &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("--svg %s: not a regular file", path)
 	}
-	tmp := "." + name + ".partial-" + strconv.FormatUint(rand.Uint64(), 36)
-	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	err = imagefile.WriteFile(dir, filepath.Base(path), 0o644, true, func(f *os.File) error {
+		_, err := f.WriteString(svg)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("--svg %s: %w", path, err)
-	}
-	f := os.NewFile(uintptr(fd), tmp)
-	_, err = f.WriteString(svg)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = unix.Renameat(dirfd, tmp, dirfd, name)
-	}
-	if err != nil {
-		unix.Unlinkat(dirfd, tmp, 0)
-		return fmt.Errorf("--svg %s: %w", path, err)
+		return fmt.Errorf("--svg: %w", err)
 	}
 	return nil
 }

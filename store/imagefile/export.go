@@ -397,37 +397,49 @@ func eachBlockData(ctx context.Context, rd store.Reader, e *store.Entry, fn func
 	return flush()
 }
 
-// ExportFile writes an image to the file name in directory dir under a
-// temporary name there, synced and moved into place once complete: a
-// failed or interrupted export leaves no partial file at name. Every step
-// is relative to dir, which the caller opened and holds: a path through a
-// directory another user can write could be swapped for a symlink while
-// the export runs. A name that exists is refused (store.ErrExists) unless
-// overwrite, and so is one that came into being while the export ran; a
-// directory is refused always. The file is 0600: an image holds the
+// ExportFile writes an image to the file name in directory dir, as
+// WriteFile writes a file. The file is 0600: an image holds the
 // repository's data, which is 0600 too.
 func ExportFile(ctx context.Context, rd store.Reader, img *images.Image, dir *os.File, name string, format Format, overwrite bool, prog *Progress) (*ExportStats, error) {
+	var st *ExportStats
+	err := WriteFile(dir, name, 0o600, overwrite, func(f *os.File) (err error) {
+		st, err = Export(ctx, rd, img, f, format, prog)
+		return err
+	})
+	return st, err
+}
+
+// WriteFile writes the file name in directory dir with write, under a
+// temporary name there, synced and moved into place once complete: a
+// failed or interrupted write leaves no partial file at name. Every step
+// is relative to dir, which the caller opened and holds: a path through a
+// directory another user can write could be swapped for a symlink while
+// the file is written. A name that exists is refused (store.ErrExists)
+// unless overwrite, and so is one that came into being meanwhile; a
+// directory is refused always; what was there (a symlink too) is
+// replaced, never written through.
+func WriteFile(dir *os.File, name string, mode uint32, overwrite bool, write func(f *os.File) error) error {
 	dirfd := int(dir.Fd())
 	path := filepath.Join(dir.Name(), name)
 	if err := checkTarget(dirfd, name, path, overwrite); err != nil {
-		return nil, err
+		return err
 	}
 	var tmp string
 	var fd int
 	var err error
 	for range 8 {
 		tmp = "." + name + ".partial-" + strconv.FormatUint(rand.Uint64(), 36)
-		fd, err = unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		fd, err = unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
 		if !errors.Is(err, unix.EEXIST) {
 			break
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	defer unix.Unlinkat(dirfd, tmp, 0)
 	f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), tmp))
-	st, err := Export(ctx, rd, img, f, format, prog)
+	err = write(f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -449,16 +461,16 @@ func ExportFile(ctx context.Context, rd store.Reader, img *images.Image, dir *os
 	if err == nil {
 		// In a directory that another user can write, the temporary
 		// name may have been given to a file of theirs: say so, rather
-		// than report their file as the export.
+		// than report their file as the one written.
 		var now unix.Stat_t
 		if err = unix.Fstatat(dirfd, name, &now, unix.AT_SYMLINK_NOFOLLOW); err == nil && (now.Dev != made.Dev || now.Ino != made.Ino) {
-			err = errors.New("replaced while the export wrote it")
+			err = errors.New("replaced while it was written")
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return st, nil
+	return nil
 }
 
 // checkTarget refuses an export's target, name in dirfd (path in
