@@ -294,20 +294,25 @@ func (r *Repo) writeDelta(ctx context.Context, vol, seq uint64, delta deltaSet, 
 // transaction. Reading and writing in separate transactions keeps badger
 // from re-sorting a transaction's pending writes at every seek; it is safe
 // because commitMu and the volume's claim make the caller the only writer
-// of these keys in this process, and each hash appears once; in a
-// repository in an object store, a plan read before another writer's
-// commit came in is refused (foreignMark).
-func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badger.Txn, h Hash) ([]kv, error)) error {
-	for start := 0; start < len(hs); start += chunkSize {
+// of these keys in this process, and each hash appears once. In a
+// repository in an object store, another host may commit between the read
+// and the write (to the same blocks' references): the commit refuses a
+// plan read before that (foreignMark), and the chunk is planned again on
+// what came in. plan tallies into the chunk's own planTally, which counts
+// once the chunk is written, so a chunk planned twice counts once.
+func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badger.Txn, h Hash, t *planTally) ([]kv, error)) (planTally, error) {
+	var total planTally
+	for start := 0; start < len(hs); {
 		if err := ctx.Err(); err != nil {
-			return err
+			return total, err
 		}
 		chunk := hs[start:min(start+chunkSize, len(hs))]
 		var writes []kv
+		var t planTally
 		mark := r.foreignMark()
 		err := r.view(func(txn *badger.Txn) error {
 			for _, h := range chunk {
-				w, err := plan(txn, h)
+				w, err := plan(txn, h, &t)
 				if err != nil {
 					return fmt.Errorf("block %s: %w", h.Short(), err)
 				}
@@ -316,14 +321,24 @@ func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badge
 			return nil
 		})
 		if err != nil {
-			return err
+			return total, err
 		}
-		if err := r.applyWrites(ctx, mark, writes); err != nil {
-			return err
+		err = r.applyWrites(ctx, mark, writes)
+		if errors.Is(err, ErrChanged) && r.foreignMark() != mark {
+			continue // planned again on what the other writer committed
 		}
+		if err != nil {
+			return total, err
+		}
+		total.bytes += t.bytes
+		total.blocks += t.blocks
+		start += len(chunk)
 	}
-	return nil
+	return total, nil
 }
+
+// planTally is what a plan counts as it goes (applyPlanned).
+type planTally struct{ bytes, blocks uint64 }
 
 // dropRef plans the loss of one of a block's references.
 func dropRef(txn *badger.Txn, h Hash) (kv, error) {
@@ -342,16 +357,16 @@ func dropRef(txn *badger.Txn, h Hash) (kv, error) {
 // for snapshot seq. It returns the bytes and blocks the snapshot holds
 // itself (first in their run).
 func (r *Repo) applyDelta(ctx context.Context, vol, seq uint64, delta deltaSet, hs []Hash) (addedBytes, addedBlocks uint64, err error) {
-	err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash) ([]kv, error) {
+	added, err := r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash, t *planTally) ([]kv, error) {
 		d := delta[h]
 		writes, opened, err := planApply(txn, vol, seq, h, d.Count)
 		if opened {
-			addedBytes += uint64(d.Length)
-			addedBlocks++
+			t.bytes += uint64(d.Length)
+			t.blocks++
 		}
 		return writes, err
 	})
-	return addedBytes, addedBlocks, err
+	return added.bytes, added.blocks, err
 }
 
 // lastInterval finds the newest run of block h in volume vol starting at or
@@ -437,7 +452,7 @@ func (r *Repo) undoDelta(ctx context.Context, vol, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash) ([]kv, error) {
+	_, err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
 		start, iv, found, err := lastInterval(txn, vol, h, seq)
 		if err != nil || !found || iv.Upd != seq {
 			return nil, err

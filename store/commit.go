@@ -49,7 +49,10 @@ func (m metaTxn) del(key []byte) error {
 }
 
 // commit runs fn in one transaction, which commits when fn returns nil
-// and is dropped otherwise. A panic raised inside badger (reading a
+// and is dropped otherwise. fn may run more than once (in a repository in
+// an object store, again after another writer's commit came first), so it
+// reads what it changes through m and changes nothing outside m that a
+// second run would not set again. A panic raised inside badger (reading a
 // damaged table) becomes an error naming the table.
 func (r *Repo) commit(ctx context.Context, fn func(m metaTxn) error) (err error) {
 	return r.commitPlanned(ctx, anyMark, fn)

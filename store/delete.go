@@ -134,7 +134,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
-	err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash) ([]kv, error) {
+	_, err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
 		return planDelete(txn, v.ID, k, next, h)
 	})
 	if err != nil {

@@ -291,7 +291,9 @@ func (r *Repo) dropDead(ctx context.Context, id uint64, dead []Hash, st *GCStats
 	for len(dead) > 0 {
 		chunk := dead[:min(chunkSize, len(dead))]
 		dead = dead[len(chunk):]
+		var freed, bytes uint64 // counted once the commit is made: it may run twice
 		err := r.commit(ctx, func(m metaTxn) error {
+			freed, bytes = 0, 0
 			for _, h := range chunk {
 				rec, err := getBlockRecord(m.txn, h)
 				if err != nil || rec.Refs != 0 || rec.Pack != id {
@@ -300,14 +302,16 @@ func (r *Repo) dropDead(ctx context.Context, id uint64, dead []Hash, st *GCStats
 				if err := m.deleteBlock(h); err != nil {
 					return err
 				}
-				st.BlocksFreed++
-				st.BytesFreed += uint64(rec.Length)
+				freed++
+				bytes += uint64(rec.Length)
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+		st.BlocksFreed += freed
+		st.BytesFreed += bytes
 	}
 	return nil
 }

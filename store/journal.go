@@ -258,41 +258,59 @@ func (r *Repo) catchUp(ctx context.Context) error {
 // commitJournaled is commit for a repository in an object store: fn's
 // mutations are sent as the next journal entry, then applied with the
 // entry's number. When another writer sent that entry first, the replica
-// takes in what it is missing and the commit fails with ErrChanged,
-// having changed nothing of its own. mark, unless anyMark, is
-// foreignMark when the commit's writes were planned: if another writer's
-// entry came in since, the plan is stale and the commit fails the same
-// way.
+// takes in what it is missing and fn runs again on what won: fn reads
+// what it changes in its own transaction, so it plans afresh, and hosts
+// that commit at the same moment each get their turn. mark, unless
+// anyMark, is foreignMark when the commit's writes were planned in an
+// earlier read: if another writer's entry came in since, the plan is
+// stale and the commit fails with ErrChanged, having changed nothing, for
+// its caller to plan again (applyPlanned).
 func (r *Repo) commitJournaled(ctx context.Context, mark uint64, fn func(m metaTxn) error) error {
 	j := r.journal
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if mark != anyMark && j.foreign.Load() != mark {
-		return fmt.Errorf("commit: another writer committed to the repository while this one was planned, and it was not made; run it again: %w", ErrChanged)
-	}
-	var seq uint64
-	err := r.updateJournaled(fn, func(muts []kv) (uint64, error) {
-		seq = j.applied + 1
-		return seq, j.send(ctx, seq, muts)
-	})
-	switch {
-	case err == nil:
-		if seq != 0 {
-			j.applied = seq
+	for attempt := 1; ; attempt++ {
+		if mark != anyMark && j.foreign.Load() != mark {
+			return fmt.Errorf("commit: another writer committed to the repository while this one was planned, and it was not made: %w", ErrChanged)
 		}
-		return nil
-	case errors.Is(err, ErrChanged):
-		if cerr := r.catchUp(ctx); cerr != nil {
-			return fmt.Errorf("%w; taking in the other commit: %v", err, cerr)
+		var seq uint64
+		lost := false
+		err := r.updateJournaled(fn, func(muts []kv) (uint64, error) {
+			seq = j.applied + 1
+			err := j.send(ctx, seq, muts)
+			lost = errors.Is(err, ErrChanged)
+			return seq, err
+		})
+		switch {
+		case err == nil:
+			if seq != 0 {
+				j.applied = seq
+			}
+			return nil
+		case lost:
+			if cerr := r.catchUp(ctx); cerr != nil {
+				return fmt.Errorf("%w; taking in the other commit: %v", err, cerr)
+			}
+			if mark != anyMark {
+				return fmt.Errorf("commit: another writer committed to the repository first, and this commit, planned before that, was not made: %w", ErrChanged)
+			}
+			if attempt < commitAttempts && ctx.Err() == nil {
+				continue
+			}
+			return fmt.Errorf("commit: other writers committed to the repository first %d times in a row, and this commit was not made: %w", attempt, ErrChanged)
+		case seq != 0 && j.sent(ctx, seq):
+			// The entry is out but the replica did not take it: the next
+			// catch-up applies it, as on another host.
+			r.log.Warn("a commit sent to the journal was not applied here; it will be", "entry", seq, "err", err)
 		}
-		return fmt.Errorf("commit: another writer committed to the repository first, and this commit was not made; run it again: %w", ErrChanged)
-	case seq != 0 && j.sent(ctx, seq):
-		// The entry is out but the replica did not take it: the next
-		// catch-up applies it, as on another host.
-		r.log.Warn("a commit sent to the journal was not applied here; it will be", "entry", seq, "err", err)
+		return err
 	}
-	return err
 }
+
+// commitAttempts bounds how often one commit loses the race for the next
+// journal entry before it gives up: each lost race is another writer's
+// commit made, so only a host among very many busy ones reaches it.
+const commitAttempts = 32
 
 // sent reports whether entry seq is in the journal.
 func (j *journal) sent(ctx context.Context, seq uint64) bool {

@@ -158,9 +158,9 @@ func (r *Repo) BeginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 // says it is not.
 func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOptions, kind VolumeKind) (*SnapshotWriter, error) {
 	started := time.Now()
-	name := opts.Name
+	name, defaultName := opts.Name, started.Format("20060102-150405")
 	if name == "" {
-		name = started.Format("20060102-150405")
+		name = defaultName
 	} else if !ValidSnapshotName(name) {
 		return nil, fmt.Errorf("snapshot name %q: use 1-128 letters, digits, '.', '_', '-', '+', ':', '@', not starting with '.' or '-' and not 'latest': %w", name, ErrInvalid)
 	}
@@ -187,7 +187,7 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		}
 		if opts.Name == "" {
 			var err error
-			if name, err = uniqueName(txn, w.vol.ID, name); err != nil {
+			if name, err = uniqueName(txn, w.vol.ID, defaultName); err != nil {
 				return err
 			}
 		} else if _, err := txn.Get(snapNameKey(w.vol.ID, name)); err == nil {
@@ -195,6 +195,7 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("snapshot %s/%s: %w", volume, name, err)
 		}
+		w.parent = nil // a commit that lost a race runs again (commitJournaled)
 		if w.vol.Head != 0 {
 			w.parent = new(Snapshot)
 			if err := getJSON(txn, snapshotKey(w.vol.ID, w.vol.Head), w.parent); err != nil {
