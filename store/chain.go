@@ -278,8 +278,9 @@ func (s deltaSet) sortedHashes() []Hash {
 
 // writeDelta records a snapshot's delta: the journal from which its chain
 // update is undone after a crash, and later merged when it is deleted.
-func (r *Repo) writeDelta(ctx context.Context, vol, seq uint64, delta deltaSet, hs []Hash) error {
+func (r *Repo) writeDelta(ctx context.Context, w *work, vol, seq uint64, delta deltaSet, hs []Hash) error {
 	b := r.newBatch()
+	b.work = w
 	defer b.cancel()
 	for _, h := range hs {
 		if err := b.putDelta(ctx, vol, seq, h, *delta[h]); err != nil {
@@ -298,9 +299,10 @@ func (r *Repo) writeDelta(ctx context.Context, vol, seq uint64, delta deltaSet, 
 // repository in an object store, another host may commit between the read
 // and the write (to the same blocks' references): the commit refuses a
 // plan read before that (foreignMark), and the chunk is planned again on
-// what came in. plan tallies into the chunk's own planTally, which counts
+// what came in (unless w, the volume's work the writes are part of, was
+// taken over: then the refusal is fence's). plan tallies into the chunk's own planTally, which counts
 // once the chunk is written, so a chunk planned twice counts once.
-func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badger.Txn, h Hash, t *planTally) ([]kv, error)) (planTally, error) {
+func (r *Repo) applyPlanned(ctx context.Context, w *work, hs []Hash, plan func(txn *badger.Txn, h Hash, t *planTally) ([]kv, error)) (planTally, error) {
 	var total planTally
 	for start := 0; start < len(hs); {
 		if err := ctx.Err(); err != nil {
@@ -311,19 +313,24 @@ func (r *Repo) applyPlanned(ctx context.Context, hs []Hash, plan func(txn *badge
 		var t planTally
 		mark := r.foreignMark()
 		err := r.view(func(txn *badger.Txn) error {
+			// Planned again after another writer's commit, which may
+			// have been a takeover of w: its records are not w's to plan.
+			if err := (metaTxn{txn: txn}).fence(w); err != nil {
+				return err
+			}
 			for _, h := range chunk {
-				w, err := plan(txn, h, &t)
+				ws, err := plan(txn, h, &t)
 				if err != nil {
 					return fmt.Errorf("block %s: %w", h.Short(), err)
 				}
-				writes = append(writes, w...)
+				writes = append(writes, ws...)
 			}
 			return nil
 		})
 		if err != nil {
 			return total, err
 		}
-		err = r.applyWrites(ctx, mark, writes)
+		err = r.applyWrites(ctx, mark, w, writes)
 		if errors.Is(err, ErrChanged) && r.foreignMark() != mark {
 			continue // planned again on what the other writer committed
 		}
@@ -356,8 +363,8 @@ func dropRef(txn *badger.Txn, h Hash) (kv, error) {
 // applyDelta updates the volume's intervals and the block reference counts
 // for snapshot seq. It returns the bytes and blocks the snapshot holds
 // itself (first in their run).
-func (r *Repo) applyDelta(ctx context.Context, vol, seq uint64, delta deltaSet, hs []Hash) (addedBytes, addedBlocks uint64, err error) {
-	added, err := r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash, t *planTally) ([]kv, error) {
+func (r *Repo) applyDelta(ctx context.Context, w *work, vol, seq uint64, delta deltaSet, hs []Hash) (addedBytes, addedBlocks uint64, err error) {
+	added, err := r.applyPlanned(ctx, w, hs, func(txn *badger.Txn, h Hash, t *planTally) ([]kv, error) {
 		d := delta[h]
 		writes, opened, err := planApply(txn, vol, seq, h, d.Count)
 		if opened {
@@ -447,12 +454,12 @@ func getBlockRecord(txn *badger.Txn, h Hash) (blockRecord, error) {
 // is done again safely: a run whose start is seq is deleted together with
 // the reference it gave its block; a run updated by seq gets its previous
 // end and count back.
-func (r *Repo) undoDelta(ctx context.Context, vol, seq uint64) error {
+func (r *Repo) undoDelta(ctx context.Context, w *work, vol, seq uint64) error {
 	hs, err := r.deltaHashes(vol, seq)
 	if err != nil {
 		return err
 	}
-	_, err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
+	_, err = r.applyPlanned(ctx, w, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
 		start, iv, found, err := lastInterval(txn, vol, h, seq)
 		if err != nil || !found || iv.Upd != seq {
 			return nil, err
@@ -502,13 +509,13 @@ func eachDelta(txn *badger.Txn, vol, seq uint64, fn func(h Hash, item *badger.It
 }
 
 // dropIntervals removes every run of a volume and the references they held.
-func (r *Repo) dropIntervals(ctx context.Context, vol uint64) error {
+func (r *Repo) dropIntervals(ctx context.Context, w *work, vol uint64) error {
 	prefix := []byte{prefixInterval, 0, 0, 0, 0, 0, 0, 0, 0}
 	binary.BigEndian.PutUint64(prefix[1:], vol)
 	return r.drainPrefix(ctx, prefix, func(keys [][]byte) error {
 		r.commitMu.Lock()
 		defer r.commitMu.Unlock()
-		return r.commit(ctx, func(m metaTxn) error {
+		return r.commitWork(ctx, w, func(m metaTxn) error {
 			for _, k := range keys {
 				vol, h, start, err := parseIntervalKey(k)
 				if err != nil {

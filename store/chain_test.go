@@ -214,16 +214,16 @@ func TestUndoInterruptedCommit(t *testing.T) {
 		cur.Applying = w.snap.Seq
 		return nil
 	})
-	if err := r.writeDelta(ctx, v.ID, w.snap.Seq, delta, hs); err != nil {
+	if err := r.writeDelta(ctx, nil, v.ID, w.snap.Seq, delta, hs); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.applyDelta(ctx, v.ID, w.snap.Seq, delta, hs); err != nil {
+	if _, _, err := r.applyDelta(ctx, nil, v.ID, w.snap.Seq, delta, hs); err != nil {
 		t.Fatal(err)
 	}
 	w.Abort()
 	// Undo twice: a crash during undo is undone again.
 	for i := 0; i < 2; i++ {
-		if err := r.undoDelta(ctx, v.ID, w.snap.Seq); err != nil {
+		if err := r.undoDelta(ctx, nil, v.ID, w.snap.Seq); err != nil {
 			t.Fatal(err)
 		}
 	}

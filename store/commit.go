@@ -245,9 +245,14 @@ func (m metaTxn) apply(writes []kv) error {
 }
 
 // applyWrites makes, in one transaction, writes planned in a read made
-// after foreignMark gave mark.
-func (r *Repo) applyWrites(ctx context.Context, mark uint64, writes []kv) error {
-	return r.commitPlanned(ctx, mark, func(m metaTxn) error { return m.apply(writes) })
+// after foreignMark gave mark, as part of w (nil: no volume's work).
+func (r *Repo) applyWrites(ctx context.Context, mark uint64, w *work, writes []kv) error {
+	return r.commitPlanned(ctx, mark, func(m metaTxn) error {
+		if err := m.fence(w); err != nil {
+			return err
+		}
+		return m.apply(writes)
+	})
 }
 
 // deletePrefix removes every key under prefix, in transactions small
@@ -301,7 +306,10 @@ func (r *Repo) drainPrefix(ctx context.Context, prefix []byte, remove func(keys 
 type metaBatch struct {
 	wb *badger.WriteBatch // nil in a repository in an object store
 
-	r       *Repo
+	r *Repo
+	// work, when set, is the volume's work the records are part of: in an
+	// object store, they are written only while it is this host's.
+	work    *work
 	mu      sync.Mutex
 	pending []kv
 	size    int
@@ -343,7 +351,7 @@ func (b *metaBatch) set(ctx context.Context, key, val []byte) error {
 		return nil
 	}
 	// Records no commit names yet: no plan to go stale.
-	return b.r.applyWrites(ctx, anyMark, full)
+	return b.r.applyWrites(ctx, anyMark, b.work, full)
 }
 
 // flush commits what the batch holds; it can be used no more after.
@@ -358,7 +366,7 @@ func (b *metaBatch) flush(ctx context.Context) error {
 	if len(rest) == 0 {
 		return nil
 	}
-	return b.r.applyWrites(ctx, anyMark, rest)
+	return b.r.applyWrites(ctx, anyMark, b.work, rest)
 }
 
 // cancel drops what the batch has not committed; after flush it does

@@ -109,11 +109,11 @@ func TestChunkedBlockLists(t *testing.T) {
 		}
 		return pattern("a")(i)
 	}, func() {
-		if err := r.applyWrites(context.Background(), anyMark, []kv{{key: treeKey(c.Hashes[0])}}); err != nil {
+		if err := r.applyWrites(context.Background(), anyMark, nil, []kv{{key: treeKey(c.Hashes[0])}}); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if err := r.applyWrites(context.Background(), anyMark, []kv{{key: treeKey(c.Hashes[0]), val: first}}); err != nil {
+	if err := r.applyWrites(context.Background(), anyMark, nil, []kv{{key: treeKey(c.Hashes[0]), val: first}}); err != nil {
 		t.Fatal(err)
 	}
 	if s2.Stats.AddedBlocks != 1 {

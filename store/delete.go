@@ -22,6 +22,9 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 		return err
 	}
 	defer release()
+	if err := r.takeOver(ctx, volume); err != nil {
+		return err
+	}
 	snap, err := r.Snapshot(ctx, volume, name)
 	if err != nil {
 		return err
@@ -30,7 +33,7 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 		if err := v.idle(r.info.Replica); err != nil {
 			return err
 		}
-		v.Deleting, v.Writer = snap.Seq, r.info.Replica
+		v.Deleting, v.Writer, v.Lease = snap.Seq, r.info.Replica, r.leaseEnd()
 		return nil
 	})
 	if err != nil {
@@ -126,6 +129,8 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	if k == 0 {
 		return nil
 	}
+	w := r.work(volume, func(cur *Volume) bool { return cur.Deleting == k })
+	defer r.hold(w)()
 	prev, next, err := r.neighbours(v.ID, k)
 	if err != nil {
 		return err
@@ -134,7 +139,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.applyPlanned(ctx, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
+	_, err = r.applyPlanned(ctx, w, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
 		return planDelete(txn, v.ID, k, next, h)
 	})
 	if err != nil {
@@ -150,7 +155,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 			return err
 		}
 	}
-	return r.commit(ctx, func(m metaTxn) error {
+	return r.commitWork(ctx, w, func(m metaTxn) error {
 		var snap Snapshot
 		if err := getJSON(m.txn, snapshotKey(v.ID, k), &snap); err != nil {
 			return err

@@ -112,7 +112,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 		for i, k := range chunk {
 			writes[i] = kv{key: k}
 		}
-		if err := r.applyWrites(ctx, mark, writes); err != nil {
+		if err := r.applyWrites(ctx, mark, nil, writes); err != nil {
 			return err
 		}
 	}
@@ -493,7 +493,7 @@ func (r *Repo) reclaim(ctx context.Context, packs []finishedPack, trees []Hash, 
 			for i, h := range chunk {
 				writes[i] = kv{key: treeKey(h)}
 			}
-			if err := r.applyWrites(ctx, mark, writes); err != nil {
+			if err := r.applyWrites(ctx, mark, nil, writes); err != nil {
 				r.log.Warn("giving back an unfinished snapshot's trees; gc will", "err", err)
 				return
 			}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -52,6 +53,8 @@ type journal struct {
 	// foreign counts the entries of other writers taken in: a plan read
 	// before one came in is stale (foreignMark).
 	foreign atomic.Uint64
+	// leaseTerm is Options.LeaseTerm (lease.go).
+	leaseTerm time.Duration
 }
 
 // maxEntry bounds a journal entry, sent or read: an entry is one

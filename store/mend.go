@@ -190,7 +190,7 @@ func (m Mender) FixRefs(ctx context.Context) (uint64, error) {
 		}
 		chunk := writes[:min(chunkSize, len(writes))]
 		writes = writes[len(chunk):]
-		if err := r.applyWrites(ctx, mark, chunk); err != nil {
+		if err := r.applyWrites(ctx, mark, nil, chunk); err != nil {
 			return fixed, err
 		}
 		fixed += uint64(len(chunk))
@@ -245,7 +245,7 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 			rec := blockRecord{Pack: pack.id, Offset: uint64(b.offset), Length: b.length, Refs: runs[b.hash]}
 			writes[i] = kv{key: blockKey(b.hash), val: rec.encode()}
 		}
-		if err := r.applyWrites(ctx, mark, writes); err != nil {
+		if err := r.applyWrites(ctx, mark, nil, writes); err != nil {
 			return err
 		}
 	}

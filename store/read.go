@@ -211,40 +211,26 @@ func searchEntries(entries []Entry, name string) int {
 
 // recover finishes or undoes what a crashed process left: interrupted
 // chain updates are undone, half-removed volumes are removed, and pack
-// files no committed record names are deleted.
+// files no committed record names are deleted. In a repository in an
+// object store, it does the same with another host's work whose lease ran
+// out (takeOver), and leaves alone what another host may still be doing.
 func (r *Repo) recover(ctx context.Context) error {
 	vols, err := r.allVolumes()
 	if err != nil {
 		return err
 	}
 	for _, v := range vols {
-		if v.Writer != r.info.Replica {
-			// Another host's work, which it may still be doing.
-			continue
-		}
-		if v.Applying != 0 {
-			r.log.Info("undoing interrupted snapshot", "volume", v.Name, "seq", v.Applying)
-			if err := r.rollback(ctx, v.Name); err != nil {
-				return fmt.Errorf("volume %s: %w", v.Name, err)
-			}
-		}
-		if v.Deleting != 0 {
-			r.log.Info("finishing interrupted deletion", "volume", v.Name, "seq", v.Deleting)
-			if err := r.finishDelete(ctx, v.Name); err != nil {
-				return fmt.Errorf("volume %s: %w", v.Name, err)
-			}
-		}
-		if v.Kind == KindImage && v.Head == 0 && !v.Removing {
-			// An image whose making was cut short: it was never visible.
-			r.log.Info("removing unfinished image", "image", ImageNameOf(&v))
-			if err := r.updateVolume(ctx, v.Name, func(v *Volume) error { v.Removing = true; return nil }); err != nil {
+		switch {
+		case !v.underWay():
+		case v.Writer == r.info.Replica:
+			if err := r.adopt(ctx, v); err != nil {
 				return err
 			}
-			v.Removing = true
-		}
-		if v.Removing {
-			if err := r.finishRemoval(ctx, v.Name); err != nil {
-				return err
+		default:
+			// Still leased, or taken over by a third host meanwhile: left
+			// to them, and this open goes on.
+			if err := r.takeOver(ctx, v.Name); err != nil {
+				r.log.Warn("another host's unfinished work on a volume was not taken over", "volume", v.Name, "err", err)
 			}
 		}
 	}

@@ -72,6 +72,10 @@ type Options struct {
 	// of commits (journal.go); Dir then holds this host's replica of the
 	// metadata, which Open makes from the object store when it is empty.
 	Remote *Remote
+	// LeaseTerm, in a repository in an object store, is how long a host's
+	// hold on work it marked on a volume lasts unrenewed, before another
+	// host may take the work over (default DefaultLeaseTerm; lease.go).
+	LeaseTerm time.Duration
 	// LockWait is how long Open waits for another process to let go of
 	// the repository before it gives up with ErrInUse (default: not at
 	// all). A daemon started right after the last one was unmounted
@@ -375,7 +379,7 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 	r := &Repo{dir: dir, info: info, db: db, blocks: blocks, places: newPlaceCache(), lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
 		running: map[string]string{}}
 	if opts.Remote != nil {
-		r.journal = &journal{remote: *opts.Remote}
+		r.journal = &journal{remote: *opts.Remote, leaseTerm: cmp.Or(opts.LeaseTerm, DefaultLeaseTerm)}
 		if err := r.view(func(txn *badger.Txn) (err error) { r.journal.applied, err = readApplied(txn); return err }); err != nil {
 			r.Close()
 			return nil, fmt.Errorf("open repository %s: %w", dir, err)

@@ -176,6 +176,10 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 	if err != nil {
 		return nil, err
 	}
+	if err := r.takeOver(ctx, volume); err != nil {
+		claim()
+		return nil, err
+	}
 	r.gcMu.RLock()
 	release := func() { r.gcMu.RUnlock(); claim() }
 	w := &SnapshotWriter{repo: r, release: release, started: started, commitsAtBegin: r.commits.Load(),
@@ -214,6 +218,12 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 	if err != nil {
 		release()
 		return nil, err
+	}
+	if kind == KindImage && w.vol.Head == 0 {
+		// The image's making: its volume marks it until the commit.
+		stop := r.hold(r.work(volume, func(cur *Volume) bool { return cur.Head == 0 && !cur.Removing }))
+		release = func() { stop(); r.gcMu.RUnlock(); claim() }
+		w.release = release
 	}
 	r.setActivity(fmt.Sprintf("snapshot %s/%s", volume, name))
 	w.trees = r.newBatch()
@@ -515,12 +525,14 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 		if cur.Head != snap.Parent {
 			return fmt.Errorf("volume %s: another snapshot was committed while this one ran: %w", cur.Name, ErrChanged)
 		}
-		cur.Applying, cur.Writer = snap.Seq, r.info.Replica
+		cur.Applying, cur.Writer, cur.Lease = snap.Seq, r.info.Replica, r.leaseEnd()
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	w := r.work(vol.Name, func(cur *Volume) bool { return cur.Applying == snap.Seq })
+	defer r.hold(w)()
 	undo := func(cause error) error {
 		// Undo now rather than at the next Open, so a failed snapshot
 		// (a full disk, say) leaves the volume usable at once.
@@ -530,16 +542,16 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 		}
 		return cause
 	}
-	if err := r.writeDelta(ctx, vol.ID, snap.Seq, delta, hs); err != nil {
+	if err := r.writeDelta(ctx, w, vol.ID, snap.Seq, delta, hs); err != nil {
 		return undo(err)
 	}
-	added, addedBlocks, err := r.applyDelta(ctx, vol.ID, snap.Seq, delta, hs)
+	added, addedBlocks, err := r.applyDelta(ctx, w, vol.ID, snap.Seq, delta, hs)
 	if err != nil {
 		return undo(err)
 	}
 	snap.Stats.AddedBytes, snap.Stats.AddedBlocks = added, addedBlocks
 	snap.Stats.Duration = time.Since(snap.Time)
-	err = r.commit(ctx, func(m metaTxn) error {
+	err = r.commitWork(ctx, w, func(m metaTxn) error {
 		if err := m.putSnapshot(snap); err != nil {
 			return err
 		}
@@ -559,21 +571,25 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	return nil
 }
 
-// rollback undoes a volume's interrupted chain update, if any.
+// rollback undoes a volume's interrupted chain update, if any is this
+// replica's: one that another host took over is that host's to undo.
 func (r *Repo) rollback(ctx context.Context, volume string) error {
 	var v Volume
 	if err := r.view(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(volume), &v) }); err != nil {
 		return err
 	}
-	if v.Applying == 0 {
+	if v.Applying == 0 || v.Writer != r.info.Replica {
 		return nil
 	}
-	if err := r.undoDelta(ctx, v.ID, v.Applying); err != nil {
+	w := r.work(volume, func(cur *Volume) bool { return cur.Applying == v.Applying })
+	if err := r.undoDelta(ctx, w, v.ID, v.Applying); err != nil {
 		return err
 	}
-	return r.updateVolume(ctx, volume, func(cur *Volume) error {
-		cur.Applying = 0
-		return nil
+	return r.commitWork(ctx, w, func(m metaTxn) error {
+		return m.updateVolume(volume, func(cur *Volume) error {
+			cur.Applying = 0
+			return nil
+		})
 	})
 }
 

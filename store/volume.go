@@ -56,9 +56,11 @@ type Volume struct {
 	Deleting uint64 `json:"deleting,omitempty"`
 	// Writer, in a repository in an object store, is the replica whose
 	// work on the volume is under way (Applying, Deleting, Removing, an
-	// image being made): only its Open finishes or undoes it, since
-	// another host's may still be doing it.
-	Writer string `json:"writer,omitempty"`
+	// image being made), and Lease when its hold on that work runs out:
+	// only its Open finishes or undoes the work until then, since that
+	// host may still be doing it; any host's after (lease.go).
+	Writer string    `json:"writer,omitempty"`
+	Lease  time.Time `json:"lease,omitzero"`
 	// Policy names the automatic-snapshot policy applied, if any, and
 	// PolicyApplied when: missed runs before it are not caught up.
 	Policy        string    `json:"policy,omitempty"`
@@ -123,7 +125,7 @@ func (r *Repo) UpdateVolume(ctx context.Context, name string, fn func(*Volume) e
 		}
 		v.Name, v.ID, v.Kind, v.BlockSize, v.Created = kept.Name, kept.ID, kept.Kind, kept.BlockSize, kept.Created
 		v.Head, v.NextSeq, v.Applying, v.Deleting, v.Removing = kept.Head, kept.NextSeq, kept.Applying, kept.Deleting, kept.Removing
-		v.Writer = kept.Writer
+		v.Writer, v.Lease = kept.Writer, kept.Lease
 		return nil
 	})
 	if err != nil {
@@ -162,7 +164,7 @@ func (r *Repo) addVolume(ctx context.Context, v Volume) (*Volume, error) {
 		v.BlockSize = DefaultBlockSize
 	}
 	v.Created = time.Now().UTC()
-	v.Head, v.Applying, v.NextSeq, v.Removing, v.Writer = 0, 0, 1, false, r.info.Replica
+	v.Head, v.Applying, v.NextSeq, v.Removing, v.Writer, v.Lease = 0, 0, 1, false, r.info.Replica, r.leaseEnd()
 	err := r.commit(ctx, func(m metaTxn) error {
 		var old Volume
 		if err := getJSON(m.txn, volumeKey(v.Name), &old); err == nil {
@@ -255,6 +257,9 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 		return err
 	}
 	defer release()
+	if err := r.takeOver(ctx, name); err != nil {
+		return err
+	}
 	err = r.updateVolume(ctx, name, func(v *Volume) error {
 		if v.Removing {
 			return fmt.Errorf("volume %s: %w", name, ErrNotFound)
@@ -265,7 +270,7 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 		if err := v.idle(r.info.Replica); err != nil {
 			return err
 		}
-		v.Removing, v.Writer = true, r.info.Replica
+		v.Removing, v.Writer, v.Lease = true, r.info.Replica, r.leaseEnd()
 		return nil
 	})
 	if err != nil {
@@ -286,7 +291,9 @@ func (r *Repo) finishRemoval(ctx context.Context, name string) error {
 	if err := r.view(func(txn *badger.Txn) error { return getJSON(txn, volumeKey(name), &v) }); err != nil {
 		return fmt.Errorf("volume %s: %w", name, err)
 	}
-	if err := r.dropIntervals(ctx, v.ID); err != nil {
+	w := r.work(name, func(cur *Volume) bool { return cur.Removing })
+	defer r.hold(w)()
+	if err := r.dropIntervals(ctx, w, v.ID); err != nil {
 		return fmt.Errorf("volume %s: %w", name, err)
 	}
 	for _, p := range [][]byte{snapshotPrefix(v.ID), snapNameKey(v.ID, ""), deltaPrefix(v.ID, 0)[:9]} {
@@ -294,7 +301,7 @@ func (r *Repo) finishRemoval(ctx context.Context, name string) error {
 			return fmt.Errorf("volume %s: %w", name, err)
 		}
 	}
-	return r.commit(ctx, func(m metaTxn) error { return m.deleteVolume(name) })
+	return r.commitWork(ctx, w, func(m metaTxn) error { return m.deleteVolume(name) })
 }
 
 // claimVolume marks a volume busy with an operation that must run alone

@@ -47,7 +47,7 @@ func walkTree(t *testing.T) (*Repo, *Snapshot) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.applyWrites(context.Background(), anyMark, []kv{{key: treeKey(lost)}}); err != nil {
+	if err := r.applyWrites(context.Background(), anyMark, nil, []kv{{key: treeKey(lost)}}); err != nil {
 		t.Fatal(err)
 	}
 	return r, s

@@ -722,3 +722,179 @@ func TestHostsSnapshotAtOnce(t *testing.T) {
 	}
 	checkClean(t, c)
 }
+
+// stallOnce is a real bucket on which the first conditional write whose
+// data holds marker lands and then stalls until resume is closed, holding
+// up its host's every commit (lease renewals too): a host that froze, or
+// lost the network, right after marking work on a volume. stalled is
+// closed once it has.
+type stallOnce struct {
+	objs            lossy
+	stalled, resume chan struct{}
+}
+
+func newStallOnce(b *s3.Bucket, marker string) *stallOnce {
+	s := &stallOnce{stalled: make(chan struct{}), resume: make(chan struct{})}
+	var once sync.Once
+	s.objs = lossy{Objects: b, fail: func(data []byte) error {
+		if bytes.Contains(data, []byte(marker)) {
+			once.Do(func() { close(s.stalled); <-s.resume })
+		}
+		return nil
+	}}
+	return s
+}
+
+// leasedHost opens a replica in dir over objs whose leases last term.
+func leasedHost(t *testing.T, objs store.Objects, dir string, term time.Duration) *store.Repo {
+	t.Helper()
+	r, err := store.Open(context.Background(), store.Options{Dir: dir, Remote: &store.Remote{Objects: objs, Prefix: "repo/"},
+		PackSize: 3 * storetest.BlockSize, LeaseTerm: term})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// waitLease refreshes r until volume's lease, as r sees it, has run out.
+func waitLease(t *testing.T, r *store.Repo, volume string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := r.Volume(ctx, volume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Lease.IsZero() {
+		t.Fatalf("volume %s has no lease: %+v", volume, v)
+	}
+	time.Sleep(time.Until(v.Lease) + 100*time.Millisecond)
+}
+
+// TestStalledSnapshotIsTakenOver: a host stalls right after marking its
+// snapshot's chain update. While its lease holds, another host's work on
+// the volume is refused; once it has run out, the other host takes the
+// work over (undoes it) and snapshots the volume itself. When the first
+// host wakes, it is fenced: its snapshot fails, it undoes nothing of the
+// other's, and a third host reads both hosts' snapshots exactly.
+func TestStalledSnapshotIsTakenOver(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	const term = 2 * time.Second
+	first := initRemote(t, b)
+	if _, err := first.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	s0 := storetest.FileSnapshot(t, first, "v", storetest.Block('a'), storetest.Block('b'))
+	dir := first.Info().Dir
+	first.Close()
+
+	stall := newStallOnce(b, `"applying":`)
+	a := leasedHost(t, stall.objs, dir, term)
+	bh := leasedHost(t, b, t.TempDir()+"/b", term)
+	failed := make(chan error, 1)
+	go func() {
+		w, err := a.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: "from-a"})
+		if err == nil {
+			var root store.Entry
+			root, err = putFileRoot(ctx, w, storetest.Block('a'), storetest.Block('c'))
+			if err == nil {
+				_, err = w.Commit(ctx, root, store.SnapshotStats{})
+			}
+		}
+		failed <- err
+	}()
+	<-stall.stalled
+	defer close(stall.resume)
+
+	if _, err := bh.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bh.DeleteSnapshot(ctx, "v", s0.Name); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("work on the volume while the other host's lease holds: %v", err)
+	}
+	waitLease(t, bh, "v")
+	sb := storetest.FileSnapshot(t, bh, "v", storetest.Block('a'), storetest.Block('d'))
+
+	stall.resume <- struct{}{} // a's stalled write returns; a goes on
+	if err := <-failed; err == nil || !strings.Contains(err.Error(), "took this work over") {
+		t.Fatalf("the stalled host's snapshot: %v", err)
+	}
+	c := host(t, b, t.TempDir()+"/c")
+	snaps, err := c.Snapshots(ctx, "v")
+	if err != nil || len(snaps) != 2 || snaps[0].Name != s0.Name || snaps[1].Name != sb.Name {
+		t.Fatalf("snapshots after the takeover: %v %v", snaps, err)
+	}
+	sameBlocks(t, c, s0, [][]byte{storetest.Block('a'), storetest.Block('b')})
+	sameBlocks(t, c, sb, [][]byte{storetest.Block('a'), storetest.Block('d')})
+	checkClean(t, c)
+}
+
+// putFileRoot stores a root holding one file, "disk", of blocks, through
+// w, without a testing.T: for a writer on a goroutine of its own.
+func putFileRoot(ctx context.Context, w *store.SnapshotWriter, blocks ...[]byte) (store.Entry, error) {
+	hs := make([]store.Hash, len(blocks))
+	for i, b := range blocks {
+		hs[i] = store.Sum(b)
+		if err := w.PutBlock(ctx, hs[i], b); err != nil {
+			return store.Entry{}, err
+		}
+	}
+	e := store.Entry{Name: "disk", Type: store.TypeRegular, Mode: 0o644, Size: uint64(len(blocks) * storetest.BlockSize), BlockSize: storetest.BlockSize, Nlink: 1}
+	if err := e.SetBlocks(hs, func(b []byte) (store.Hash, error) { return w.PutTree(ctx, b) }); err != nil {
+		return store.Entry{}, err
+	}
+	h, err := w.PutTree(ctx, store.EncodeTree([]store.Entry{e}))
+	return store.Entry{Type: store.TypeDir, Mode: 0o755, Subtree: h}, err
+}
+
+// TestDeadHostsDeletionIsFinished: a host marks a deletion and stops for
+// good. A host that opens the repository once the lease has run out
+// finishes the deletion at open, so the volume is free again; the first
+// host, if it ever wakes, finds its work taken over.
+func TestDeadHostsDeletionIsFinished(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	const term = 2 * time.Second
+	first := initRemote(t, b)
+	if _, err := first.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	s1 := storetest.FileSnapshot(t, first, "v", storetest.Block('a'), storetest.Block('b'))
+	s2 := storetest.FileSnapshot(t, first, "v", storetest.Block('a'), storetest.Block('c'))
+	dir := first.Info().Dir
+	first.Close()
+
+	stall := newStallOnce(b, `"deleting":`)
+	a := leasedHost(t, stall.objs, dir, term)
+	failed := make(chan error, 1)
+	go func() { failed <- a.DeleteSnapshot(ctx, "v", s1.Name) }()
+	<-stall.stalled
+	defer close(stall.resume)
+
+	// A host opening while the lease holds leaves the work alone.
+	early := leasedHost(t, b, t.TempDir()+"/early", term)
+	if v, err := early.Volume(ctx, "v"); err != nil || v.Deleting == 0 {
+		t.Fatalf("the deletion under way, seen by a host that opened meanwhile: %+v %v", v, err)
+	}
+	waitLease(t, early, "v")
+	late := leasedHost(t, b, t.TempDir()+"/late", term)
+	if v, err := late.Volume(ctx, "v"); err != nil || v.Deleting != 0 {
+		t.Fatalf("the deletion, after a host opened past its lease: %+v %v", v, err)
+	}
+	snaps, err := late.Snapshots(ctx, "v")
+	if err != nil || len(snaps) != 1 || snaps[0].Name != s2.Name {
+		t.Fatalf("snapshots after the deletion was finished: %v %v", snaps, err)
+	}
+	sameBlocks(t, late, s2, [][]byte{storetest.Block('a'), storetest.Block('c')})
+	storetest.FileSnapshot(t, late, "v", storetest.Block('d'))
+
+	stall.resume <- struct{}{}
+	if err := <-failed; err == nil || !strings.Contains(err.Error(), "took this work over") {
+		t.Fatalf("the dead host's deletion, when it woke: %v", err)
+	}
+	checkClean(t, host(t, b, t.TempDir()+"/check"))
+}
