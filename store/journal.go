@@ -369,7 +369,7 @@ func attach(ctx context.Context, opts Options) (*Info, error) {
 		return nil, err
 	}
 	if names, err := readDirNames(dir); err == nil && len(names) > 0 {
-		return nil, fmt.Errorf("%s: not empty, and no replica of %s: %w", dir, opts.Remote.infoKey(), ErrExists)
+		return nil, fmt.Errorf("%s: not empty, and no replica of %s (an init or a first open cut short leaves this; a replica holds nothing the bucket lacks): remove it: %w", dir, opts.Remote.infoKey(), ErrExists)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("replica %s: %w", dir, err)

@@ -175,7 +175,7 @@ func (r *Repo) spaceUsed() (int64, error) { return dirSize(r.dir) }
 const DefaultRegion = "local"
 
 // Init creates a repository in opts.Dir, which must not exist or be empty.
-func Init(ctx context.Context, opts Options) (*Info, error) {
+func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 	dir := opts.Dir
 	if st, err := os.Stat(dir); err == nil {
 		if !st.IsDir() {
@@ -209,6 +209,18 @@ func Init(ctx context.Context, opts Options) (*Info, error) {
 	rand.Read(id[:])
 	info := Info{Format: FormatVersion, ID: hex.EncodeToString(id[:]), Region: region, Created: time.Now().UTC(), Dir: dir}
 	if opts.Remote != nil {
+		// The replica's directory was made here, empty: it goes again
+		// if init fails, so that running init again finds none.
+		defer func() {
+			if err != nil {
+				os.RemoveAll(dir)
+			}
+		}()
+		j := journal{remote: *opts.Remote}
+		if j.sent(ctx, 1) {
+			return nil, fmt.Errorf("init: %s holds journal entries but no repository record (%s): what is left of a repository removed in part; remove them or choose another prefix: %w",
+				j.key(1), opts.Remote.infoKey(), ErrExists)
+		}
 		if err := putRemoteInfo(ctx, *opts.Remote, info); err != nil {
 			return nil, fmt.Errorf("init: %w", err)
 		}
@@ -497,6 +509,13 @@ func (r *Repo) setActivity(purpose string) {
 func (r *Repo) checkSchema(ctx context.Context) error {
 	return r.commit(ctx, func(m metaTxn) error {
 		item, err := m.txn.Get(metaSchemaKey)
+		if errors.Is(err, badger.ErrKeyNotFound) && r.journal != nil && r.journal.applied == 0 {
+			// A repository's record in the bucket with an empty journal:
+			// an init cut short between the two (its first commit is the
+			// schema). Any host finishes it; of two, one entry wins.
+			r.log.Info("finishing the repository's interrupted init", "repository", r.journal.remote.infoKey())
+			return m.setSchema()
+		}
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%s: no schema record: %w", r.dir, ErrCorrupt)
 		} else if err != nil {

@@ -898,3 +898,44 @@ func TestDeadHostsDeletionIsFinished(t *testing.T) {
 	}
 	checkClean(t, host(t, b, t.TempDir()+"/check"))
 }
+
+// cutOff is a real bucket whose journal entries never land: an endpoint
+// lost right after the repository's record was written.
+type cutOff struct{ store.Objects }
+
+func (c cutOff) PutIf(ctx context.Context, key string, data []byte, etag string) (store.Object, error) {
+	if strings.Contains(key, "/journal/") {
+		return store.Object{}, errors.New("connection reset by peer")
+	}
+	return c.Objects.PutIf(ctx, key, data, etag)
+}
+
+// TestInterruptedInitIsFinished: an init cut off between the repository's
+// record and its first commit leaves no replica behind, and the next
+// host to open the repository finishes it; an init where a journal but no
+// record is left (a repository removed in part) is refused.
+func TestInterruptedInitIsFinished(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	dir := t.TempDir() + "/a"
+	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: cutOff{b}, Prefix: "repo/"}}); err == nil {
+		t.Fatal("init with its first commit cut off succeeded")
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed init's replica is left: %v", err)
+	}
+	a := host(t, b, dir)
+	if _, err := a.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	s := storetest.FileSnapshot(t, a, "v", storetest.Block('a'))
+	sameBlocks(t, host(t, b, t.TempDir()+"/b"), s, [][]byte{storetest.Block('a')})
+
+	if err := b.Remove(ctx, "repo/chainfs.json"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := store.Init(ctx, store.Options{Dir: t.TempDir() + "/c", Remote: &store.Remote{Objects: b, Prefix: "repo/"}})
+	if !errors.Is(err, store.ErrExists) || !strings.Contains(err.Error(), "journal entries but no repository record") {
+		t.Errorf("init over a journal left without its record: %v", err)
+	}
+}
