@@ -212,6 +212,12 @@ func (m metaTxn) putPack(id uint64, size int64) error {
 // deletePack removes a pack's record (its file goes after).
 func (m metaTxn) deletePack(id uint64) error { return m.del(packKey(id)) }
 
+// putLease writes a repository-wide lease (lease.go).
+func (m metaTxn) putLease(key []byte, l leaseRecord) error { return m.setJSON(key, l) }
+
+// deleteLease removes one.
+func (m metaTxn) deleteLease(key []byte) error { return m.del(key) }
+
 // deleteRecord removes a record of a package built on the store
 // (records.go writes them with setJSON).
 func (m metaTxn) deleteRecord(key []byte) error { return m.del(key) }

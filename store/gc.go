@@ -39,6 +39,12 @@ const repackBelow = 0.5
 func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 	r.gcMu.Lock()
 	defer r.gcMu.Unlock()
+	// Across hosts, a lease keeps gc and snapshots apart as gcMu does here.
+	w, release, err := r.leaseSweep(ctx, "gc")
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	defer release()
 	st := &GCStats{}
 	st.SizeBefore, _ = r.spaceUsed()
 	// gc deletes what no record names, and badger shows the records in a
@@ -46,10 +52,10 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 	if err := r.verifyMetadata(); err != nil {
 		return nil, fmt.Errorf("gc: nothing reclaimed: %w", err)
 	}
-	if err := r.sweepTrees(ctx, st); err != nil {
+	if err := r.sweepTrees(ctx, w, st); err != nil {
 		return nil, fmt.Errorf("gc: trees: %w", err)
 	}
-	if err := r.sweepBlocks(ctx, st); err != nil {
+	if err := r.sweepBlocks(ctx, w, st); err != nil {
 		return nil, fmt.Errorf("gc: blocks: %w", err)
 	}
 	for r.db.RunValueLogGC(0.5) == nil {
@@ -60,10 +66,10 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 }
 
 // sweepTrees deletes tree and content blobs no snapshot or image reaches.
-func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
+func (r *Repo) sweepTrees(ctx context.Context, w *work, st *GCStats) error {
 	mark := r.foreignMark()
 	live := map[Hash]bool{}
-	w := NewWalk(r, TreeVisitor{
+	walk := NewWalk(r, TreeVisitor{
 		Once: true,
 		Dir: func(_ string, tree Hash, _ []Entry, err error) error {
 			live[tree] = true
@@ -79,7 +85,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 	})
 	err := r.liveSnapshots(ctx, func(v *Volume, snaps []Snapshot) error {
 		for _, s := range snaps {
-			if err := w.Walk(ctx, s.Root); err != nil {
+			if err := walk.Walk(ctx, s.Root); err != nil {
 				return fmt.Errorf("snapshot %s/%s: %w", v.Name, s.Name, err)
 			}
 		}
@@ -112,7 +118,7 @@ func (r *Repo) sweepTrees(ctx context.Context, st *GCStats) error {
 		for i, k := range chunk {
 			writes[i] = kv{key: k}
 		}
-		if err := r.applyWrites(ctx, mark, nil, writes); err != nil {
+		if err := r.applyWrites(ctx, mark, w, writes); err != nil {
 			return err
 		}
 	}
@@ -148,12 +154,12 @@ const smallPackShare = 1.0 / 8
 
 // sweepBlocks drops unreferenced blocks: packs with nothing live go, packs
 // mostly dead are rewritten with their live blocks only.
-func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
-	rewrite, order, err := r.planRepack(ctx, st)
+func (r *Repo) sweepBlocks(ctx context.Context, w *work, st *GCStats) error {
+	rewrite, order, err := r.planRepack(ctx, w, st)
 	if err != nil || len(rewrite) == 0 {
 		return err
 	}
-	if err := r.repack(ctx, rewrite, order, st); errors.Is(err, syscall.ENOSPC) {
+	if err := r.repack(ctx, w, rewrite, order, st); errors.Is(err, syscall.ENOSPC) {
 		// No room to copy the live blocks: the packs stay as they are.
 		r.log.Warn("gc: packs not rewritten", "packs", len(rewrite), "err", err)
 	} else if err != nil {
@@ -164,7 +170,7 @@ func (r *Repo) sweepBlocks(ctx context.Context, st *GCStats) error {
 
 // planRepack drops the packs nothing live is in, and returns those to
 // rewrite with their live blocks in the order to write them.
-func (r *Repo) planRepack(ctx context.Context, st *GCStats) (map[uint64]*packUse, []liveBlock, error) {
+func (r *Repo) planRepack(ctx context.Context, w *work, st *GCStats) (map[uint64]*packUse, []liveBlock, error) {
 	sizes, err := r.packSizes()
 	if err != nil {
 		return nil, nil, err
@@ -200,7 +206,7 @@ func (r *Repo) planRepack(ctx context.Context, st *GCStats) (map[uint64]*packUse
 		}
 		switch {
 		case len(p.live) == 0:
-			if err := r.dropPack(ctx, id, p, st); err != nil {
+			if err := r.dropPack(ctx, w, id, p, st); err != nil {
 				return nil, nil, err
 			}
 		case p.deadBytes > 0 && float64(p.liveBytes) < repackBelow*float64(p.size):
@@ -285,14 +291,14 @@ type liveBlock struct {
 // dropDead deletes the records of a pack's dead blocks, each only if it
 // is still unreferenced (a deletion may not have raced it, but a snapshot
 // never can: gc holds gcMu).
-func (r *Repo) dropDead(ctx context.Context, id uint64, dead []Hash, st *GCStats) error {
+func (r *Repo) dropDead(ctx context.Context, w *work, id uint64, dead []Hash, st *GCStats) error {
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	for len(dead) > 0 {
 		chunk := dead[:min(chunkSize, len(dead))]
 		dead = dead[len(chunk):]
 		var freed, bytes uint64 // counted once the commit is made: it may run twice
-		err := r.commit(ctx, func(m metaTxn) error {
+		err := r.commitWork(ctx, w, func(m metaTxn) error {
 			freed, bytes = 0, 0
 			for _, h := range chunk {
 				rec, err := getBlockRecord(m.txn, h)
@@ -317,11 +323,11 @@ func (r *Repo) dropDead(ctx context.Context, id uint64, dead []Hash, st *GCStats
 }
 
 // dropPack removes a pack none of whose blocks is referenced.
-func (r *Repo) dropPack(ctx context.Context, id uint64, p *packUse, st *GCStats) error {
-	if err := r.dropDead(ctx, id, p.dead, st); err != nil {
+func (r *Repo) dropPack(ctx context.Context, w *work, id uint64, p *packUse, st *GCStats) error {
+	if err := r.dropDead(ctx, w, id, p.dead, st); err != nil {
 		return err
 	}
-	if err := r.commit(ctx, func(m metaTxn) error { return m.deletePack(id) }); err != nil {
+	if err := r.commitWork(ctx, w, func(m metaTxn) error { return m.deletePack(id) }); err != nil {
 		return err
 	}
 	// The metadata is written without a sync per write: what dropped or
@@ -342,7 +348,7 @@ func (r *Repo) dropPack(ctx context.Context, id uint64, p *packUse, st *GCStats)
 // into it. Cancelled while it copies, it removes the packs it made, which
 // nothing points into yet, and returns ctx's error; once records move, it
 // finishes.
-func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []liveBlock, st *GCStats) error {
+func (r *Repo) repack(ctx context.Context, w *work, packs map[uint64]*packUse, order []liveBlock, st *GCStats) error {
 	var liveBytes, liveBlocks uint64
 	for _, p := range packs {
 		liveBytes += p.liveBytes
@@ -370,7 +376,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 		// have brought it.
 		ctx := context.WithoutCancel(ctx)
 		for _, id := range made {
-			if derr := r.dropPack(ctx, id, &packUse{}, &GCStats{}); derr != nil {
+			if derr := r.dropPack(ctx, w, id, &packUse{}, &GCStats{}); derr != nil {
 				r.log.Warn("gc: a new pack stays until the next gc", "pack", fmt.Sprintf("%016x", id), "err", derr)
 			}
 		}
@@ -433,7 +439,7 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	for len(moved) > 0 {
 		chunk := moved[:min(chunkSize, len(moved))]
 		moved = moved[len(chunk):]
-		err := r.commit(ctx, func(m metaTxn) error {
+		err := r.commitWork(ctx, w, func(m metaTxn) error {
 			for _, b := range chunk {
 				rec, err := getBlockRecord(m.txn, b.hash)
 				if err != nil {
@@ -455,13 +461,13 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 	for id, p := range packs {
 		if keep[id] {
 			st.PacksKept++
-			if err := r.dropDead(ctx, id, p.dead, st); err != nil {
+			if err := r.dropDead(ctx, w, id, p.dead, st); err != nil {
 				return err
 			}
 			continue
 		}
 		st.PacksRepacked++
-		if err := r.dropPack(ctx, id, &packUse{dead: p.dead}, st); err != nil {
+		if err := r.dropPack(ctx, w, id, &packUse{dead: p.dead}, st); err != nil {
 			return err
 		}
 	}
@@ -476,6 +482,11 @@ func (r *Repo) repack(ctx context.Context, packs map[uint64]*packUse, order []li
 // them later). When the lock is taken it runs once it is free (gcLock).
 func (r *Repo) reclaim(ctx context.Context, packs []finishedPack, trees []Hash, commitsAtBegin uint64) {
 	if len(packs) == 0 && len(trees) == 0 {
+		return
+	}
+	if r.journal != nil {
+		// Another host's snapshot may have linked them, and only its
+		// commit would say so: gc, which waits for it, takes them.
 		return
 	}
 	r.gcMu.whenFree(func() {
@@ -527,7 +538,7 @@ func (r *Repo) reclaimPacks(ctx context.Context, packs []finishedPack) error {
 		if live {
 			continue
 		}
-		if err := r.dropPack(ctx, p.id, &packUse{dead: p.blocks}, &GCStats{}); err != nil {
+		if err := r.dropPack(ctx, nil, p.id, &packUse{dead: p.blocks}, &GCStats{}); err != nil {
 			return err
 		}
 	}

@@ -148,14 +148,14 @@ func TestRepackStopsWhenCancelled(t *testing.T) {
 		snaps = append(snaps, snapFile(t, r, "v", blocks...))
 	}
 	before, _ := r.blocks.List(context.Background())
-	rewrite, order, err := r.planRepack(ctx, &GCStats{})
+	rewrite, order, err := r.planRepack(ctx, nil, &GCStats{})
 	if err != nil || len(rewrite) != len(before) || len(order) != 48 {
 		t.Fatalf("plan: %d packs of %d, %d blocks, %v", len(rewrite), len(before), len(order), err)
 	}
 	st := &GCStats{}
 	cctx := &cancelAfter{Context: ctx}
 	cctx.left.Store(35)
-	if err := r.repack(cctx, rewrite, order, st); !errors.Is(err, context.Canceled) {
+	if err := r.repack(cctx, nil, rewrite, order, st); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled repack: %v", err)
 	}
 	if after, _ := r.blocks.List(context.Background()); !slices.Equal(after, before) || st.PacksRepacked != 0 || st.BytesMoved != 0 {

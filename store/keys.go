@@ -20,6 +20,7 @@ const (
 	prefixInterval = 'i' // i volID:8 hash:32 start:8      → intervalRecord (binary)
 	prefixPack     = 'p' // p packID:8                     → packRecord (binary)
 	prefixPolicy   = 'o' // o name                         → policy.Policy (JSON), through Records
+	prefixLease    = 'l' // l name                         → leaseRecord (JSON), in a bucket only (lease.go)
 )
 
 // SchemaVersion is stored under metaSchemaKey and checked at Open.
@@ -34,6 +35,19 @@ var metaSchemaKey = metaKey("schema")
 func metaKey(name string) []byte { return append([]byte{prefixMeta}, name...) }
 
 func counterKey(name string) []byte { return append([]byte{prefixCounter}, name...) }
+
+// leaseKey: 'l' name. The sweep's (gc, repair) is "sweep"; a running
+// snapshot's "snapshot/" replica "/" volume.
+func leaseKey(name string) []byte { return append([]byte{prefixLease}, name...) }
+
+var (
+	sweepLeaseKey      = leaseKey("sweep")
+	snapshotLeasesFrom = leaseKey("snapshot/")
+)
+
+func snapshotLeaseKey(replica, volume string) []byte {
+	return leaseKey("snapshot/" + replica + "/" + volume)
+}
 
 // volumeKey: 'v' name
 func volumeKey(name string) []byte { return append([]byte{prefixVolume}, name...) }

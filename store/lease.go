@@ -25,6 +25,18 @@ import (
 // transaction, that the volume still marks the work as this replica's
 // (work.fence); the journal orders that check after the takeover's
 // commit, so the stalled host writes nothing more, not even an undo.
+//
+// Two works span the whole repository rather than one volume, and take
+// leases of their own, records under 'l' (leaseRecord): a snapshot being
+// made, from its beginning (it links blocks and trees that only its
+// commit will reference), and a sweep, gc or a repair, which frees what
+// nothing references. In one process gcMu keeps them apart; across hosts
+// a sweep starts only while no other host's snapshot holds its lease, and
+// a snapshot begins only while no other host's sweep does (it waits). A
+// lease found run out is deleted by the work it kept waiting, which
+// fences its holder: a stalled gc that wakes frees nothing more, and a
+// snapshot whose lease a sweep took fails at its commit rather than
+// reference what the sweep freed.
 
 // DefaultLeaseTerm is Options.LeaseTerm's default: long enough that a
 // host's clock may be a minute or two off and a busy host still renews in
@@ -32,16 +44,47 @@ import (
 // within minutes.
 const DefaultLeaseTerm = 5 * time.Minute
 
-// work is one marked work of this replica on a volume.
+// work is one marked work of this replica: on a volume, or holding a
+// repository-wide lease, or both.
 type work struct {
 	volume, replica string
 	// marked reports whether the volume's record still marks this work.
 	marked func(v *Volume) bool
+	// lease, if set, is the key of the lease record the work holds: in
+	// an object store only (remote).
+	lease  []byte
+	remote bool
+}
+
+// leaseRecord is a host's hold on repository-wide work.
+type leaseRecord struct {
+	Replica string    `json:"replica"`
+	Until   time.Time `json:"until"`
+	// What the work is, for the hosts it keeps waiting.
+	What string `json:"what"`
+}
+
+// getLease reads the lease record at key; ok is false when there is none.
+func getLease(txn *badger.Txn, key []byte) (l leaseRecord, ok bool, err error) {
+	err = getJSON(txn, key, &l)
+	if errors.Is(err, ErrNotFound) {
+		return l, false, nil
+	}
+	return l, err == nil, err
+}
+
+// leased makes w hold the lease at key too, in an object store: the
+// only place leases are kept.
+func (w *work) leased(key []byte) *work {
+	if w.remote {
+		w.lease = key
+	}
+	return w
 }
 
 // work names this replica's work on volume that marked says is marked.
 func (r *Repo) work(volume string, marked func(v *Volume) bool) *work {
-	return &work{volume: volume, replica: r.info.Replica, marked: marked}
+	return &work{volume: volume, replica: r.info.Replica, marked: marked, remote: r.journal != nil}
 }
 
 // fence refuses, inside a commit's transaction, when the volume no longer
@@ -49,6 +92,18 @@ func (r *Repo) work(volume string, marked func(v *Volume) bool) *work {
 // work and refuses nothing.
 func (m metaTxn) fence(w *work) error {
 	if w == nil {
+		return nil
+	}
+	if w.lease != nil {
+		l, ok, err := getLease(m.txn, w.lease)
+		if err != nil {
+			return err
+		}
+		if !ok || l.Replica != w.replica {
+			return fmt.Errorf("%s: another host took this work's lease after it ran out, and this host stops it here: %w", w.lease[1:], ErrChanged)
+		}
+	}
+	if w.volume == "" {
 		return nil
 	}
 	var v Volume
@@ -99,15 +154,13 @@ func (r *Repo) hold(w *work) (stop func()) {
 				return
 			case <-tick.C:
 			}
-			err := r.commitWork(ctx, w, func(m metaTxn) error {
-				return m.updateVolume(w.volume, func(v *Volume) error { v.Lease = r.leaseEnd(); return nil })
-			})
+			err := r.commitWork(ctx, w, func(m metaTxn) error { return r.renew(m, w) })
 			switch {
 			case err == nil, ctx.Err() != nil:
 			case errors.Is(err, ErrChanged):
 				// The work ended, or another host took it over: the work's
 				// own next commit says so.
-				r.log.Info("lease no longer held", "volume", w.volume, "err", err)
+				r.log.Debug("lease no longer held", "volume", w.volume, "err", err)
 				return
 			default:
 				// The store may answer again before the lease runs out.
@@ -116,6 +169,161 @@ func (r *Repo) hold(w *work) (stop func()) {
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// renew gives w's leases a new term.
+func (r *Repo) renew(m metaTxn, w *work) error {
+	if w.lease != nil {
+		l, _, err := getLease(m.txn, w.lease)
+		if err != nil {
+			return err
+		}
+		l.Until = r.leaseEnd()
+		if err := m.putLease(w.lease, l); err != nil {
+			return err
+		}
+	}
+	if w.volume == "" {
+		return nil
+	}
+	return m.updateVolume(w.volume, func(v *Volume) error { v.Lease = r.leaseEnd(); return nil })
+}
+
+// LeaseHeldError is work refused, or kept waiting, by another host's
+// lease: a sweep (gc, a repair) or a snapshot running there. It is an
+// ErrBusy.
+type LeaseHeldError struct {
+	// Replica is the host holding it, by its replica's id.
+	Replica string
+	Until   time.Time
+	What    string
+}
+
+func (e *LeaseHeldError) Error() string {
+	return fmt.Sprintf("%s runs on another host (replica %s, its lease until %s)", e.What, e.Replica, e.Until.Format(time.RFC3339))
+}
+
+// Is makes the error an ErrBusy.
+func (e *LeaseHeldError) Is(target error) bool { return target == ErrBusy }
+
+// heldBy refuses, with a LeaseHeldError, when l is another replica's and
+// has not run out; a lease run out (or this replica's, left by a process
+// that crashed: in one process gcMu orders the works) is deleted, which
+// fences its holder.
+func (r *Repo) heldBy(m metaTxn, key []byte, l leaseRecord) error {
+	if l.Replica != r.info.Replica && time.Now().Before(l.Until) {
+		return &LeaseHeldError{Replica: l.Replica, Until: l.Until, What: l.What}
+	}
+	return m.deleteLease(key)
+}
+
+// leaseSnapshot, in the commit that begins a snapshot of volume in a
+// repository in an object store, refuses while another host's sweep
+// holds its lease, and takes the snapshot's own.
+func (r *Repo) leaseSnapshot(m metaTxn, volume, what string) error {
+	if r.journal == nil {
+		return nil
+	}
+	if l, ok, err := getLease(m.txn, sweepLeaseKey); err != nil {
+		return err
+	} else if ok {
+		if err := r.heldBy(m, sweepLeaseKey, l); err != nil {
+			return err
+		}
+	}
+	return m.putLease(snapshotLeaseKey(r.info.Replica, volume), leaseRecord{Replica: r.info.Replica, Until: r.leaseEnd(), What: what})
+}
+
+// waitLease waits for the lease held to run out or be given back, taking
+// in the other hosts' commits meanwhile, or for ctx to end.
+func (r *Repo) waitLease(ctx context.Context, held *LeaseHeldError) error {
+	r.log.Info("waiting for another host", "work", held.What, "replica", held.Replica, "until", held.Until)
+	wait := min(max(time.Until(held.Until), 0)+100*time.Millisecond, 5*time.Second)
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", held, ctx.Err())
+	case <-time.After(wait):
+	}
+	_, err := r.Refresh(ctx)
+	return err
+}
+
+// leaseSweep takes, in a repository in an object store, the lease of a
+// sweep (gc, a repair) described by what, once no other host's sweep or
+// snapshot holds one; it refuses with a LeaseHeldError while one does.
+// The work it returns fences the sweep's commits; release gives the lease
+// back. Elsewhere it returns no work and does nothing.
+func (r *Repo) leaseSweep(ctx context.Context, what string) (w *work, release func(), err error) {
+	if r.journal == nil {
+		return nil, func() {}, nil
+	}
+	err = r.commit(ctx, func(m metaTxn) error {
+		if l, ok, err := getLease(m.txn, sweepLeaseKey); err != nil {
+			return err
+		} else if ok {
+			if err := r.heldBy(m, sweepLeaseKey, l); err != nil {
+				return err
+			}
+		}
+		keys, leases := [][]byte{}, []leaseRecord{}
+		err := scanJSON(m.txn, snapshotLeasesFrom, func(key []byte, l *leaseRecord) error {
+			keys, leases = append(keys, key), append(leases, *l)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i, key := range keys {
+			if err := r.heldBy(m, key, leases[i]); err != nil {
+				return err
+			}
+		}
+		return m.putLease(sweepLeaseKey, leaseRecord{Replica: r.info.Replica, Until: r.leaseEnd(), What: what})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	w = r.work("", nil).leased(sweepLeaseKey)
+	stop := r.hold(w)
+	return w, func() { stop(); r.dropLease(w) }, nil
+}
+
+// dropOwnLeases deletes, at open, the leases this replica holds: what a
+// process of it that crashed left, since one process holds a replica.
+func (r *Repo) dropOwnLeases(ctx context.Context) error {
+	var own [][]byte
+	err := r.view(func(txn *badger.Txn) error {
+		return scanJSON(txn, leaseKey(""), func(key []byte, l *leaseRecord) error {
+			if l.Replica == r.info.Replica {
+				own = append(own, key)
+			}
+			return nil
+		})
+	})
+	if err != nil || len(own) == 0 {
+		return err
+	}
+	return r.commit(ctx, func(m metaTxn) error {
+		for _, key := range own {
+			if err := m.deleteLease(key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// dropLease gives back w's lease, if w still holds it; one that cannot be
+// given back now runs out on its own.
+func (r *Repo) dropLease(w *work) {
+	if w == nil || w.lease == nil {
+		return
+	}
+	held := r.work("", nil).leased(w.lease)
+	err := r.commitWork(context.Background(), held, func(m metaTxn) error { return m.deleteLease(w.lease) })
+	if err != nil && !errors.Is(err, ErrChanged) {
+		r.log.Warn("give back a lease; it runs out on its own", "lease", string(w.lease[1:]), "err", err)
+	}
 }
 
 // underWay reports whether v marks work that must not be left half done.

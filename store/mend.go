@@ -144,7 +144,11 @@ func (x Index) EachVolume(ctx context.Context, fn func(v *Volume, snaps []Snapsh
 }
 
 // Mender makes the writes that repair the indexes.
-type Mender struct{ r *Repo }
+type Mender struct {
+	r *Repo
+	// sweep fences the repair's commits, in an object store (lease.go).
+	sweep *work
+}
 
 // Mend runs fn with the gc lock held: no snapshot and no gc runs
 // meanwhile. A deletion may (it changes chain runs under the commit lock,
@@ -158,7 +162,12 @@ func (x Index) Mend(ctx context.Context, fn func(m Mender) error) error {
 	}
 	x.r.gcMu.Lock()
 	defer x.r.gcMu.Unlock()
-	return fn(Mender{r: x.r})
+	w, release, err := x.r.leaseSweep(ctx, "a repair (check --repair)")
+	if err != nil {
+		return fmt.Errorf("nothing changed: %w", err)
+	}
+	defer release()
+	return fn(Mender{r: x.r, sweep: w})
 }
 
 // FixRefs sets every block record's reference count to the chain runs
@@ -190,7 +199,7 @@ func (m Mender) FixRefs(ctx context.Context) (uint64, error) {
 		}
 		chunk := writes[:min(chunkSize, len(writes))]
 		writes = writes[len(chunk):]
-		if err := r.applyWrites(ctx, mark, nil, chunk); err != nil {
+		if err := r.applyWrites(ctx, mark, m.sweep, chunk); err != nil {
 			return fixed, err
 		}
 		fixed += uint64(len(chunk))
@@ -245,7 +254,7 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 			rec := blockRecord{Pack: pack.id, Offset: uint64(b.offset), Length: b.length, Refs: runs[b.hash]}
 			writes[i] = kv{key: blockKey(b.hash), val: rec.encode()}
 		}
-		if err := r.applyWrites(ctx, mark, nil, writes); err != nil {
+		if err := r.applyWrites(ctx, mark, m.sweep, writes); err != nil {
 			return err
 		}
 	}
@@ -277,7 +286,7 @@ func (m Mender) DropLostPacks(ctx context.Context) error {
 		// Only a pack known to be missing or short: a store that did not
 		// answer says nothing of it.
 		if got, err := r.blocks.PackSize(ctx, id); (errors.Is(err, fs.ErrNotExist) || (err == nil && uint64(got) < size)) && !used[id] {
-			if err := r.dropPack(ctx, id, &packUse{dead: dead[id]}, &GCStats{}); err != nil {
+			if err := r.dropPack(ctx, m.sweep, id, &packUse{dead: dead[id]}, &GCStats{}); err != nil {
 				return err
 			}
 		}

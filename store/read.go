@@ -238,7 +238,7 @@ func (r *Repo) recover(ctx context.Context) error {
 		// Another host may be sending a pack it has not recorded yet:
 		// none is removed for want of a record here (the staging
 		// directory, this host's own, was cleared at open).
-		return nil
+		return r.dropOwnLeases(ctx)
 	}
 	return r.dropUnrecordedPacks(ctx)
 }

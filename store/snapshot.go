@@ -99,6 +99,9 @@ type SnapshotWriter struct {
 	snap    Snapshot
 	release func()
 	started time.Time
+	// lease is the writer's hold on its snapshot, in an object store
+	// (lease.go): gc on another host waits for it.
+	lease *work
 
 	trees *metaBatch
 	// commitsAtBegin is the repository's commit count when the writer
@@ -184,7 +187,7 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 	release := func() { r.gcMu.RUnlock(); claim() }
 	w := &SnapshotWriter{repo: r, release: release, started: started, commitsAtBegin: r.commits.Load(),
 		pending: map[Hash]struct{}{}, treeSeen: map[Hash]struct{}{}}
-	err = r.commit(ctx, func(m metaTxn) error {
+	begin := func(m metaTxn) error {
 		txn := m.txn
 		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing || (w.vol.Kind == KindImage) != (kind == KindImage) {
 			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
@@ -213,18 +216,32 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		if w.parent != nil {
 			w.snap.Parent = w.parent.Seq
 		}
+		if err := r.leaseSnapshot(m, volume, "a snapshot of "+volume); err != nil {
+			return err
+		}
 		return m.putVolume(&w.vol)
-	})
+	}
+	for {
+		err = r.commit(ctx, begin)
+		var held *LeaseHeldError
+		if !errors.As(err, &held) {
+			break
+		}
+		if err = r.waitLease(ctx, held); err != nil {
+			break
+		}
+	}
 	if err != nil {
 		release()
 		return nil, err
 	}
+	w.lease = r.work("", nil).leased(snapshotLeaseKey(r.info.Replica, volume))
 	if kind == KindImage && w.vol.Head == 0 {
 		// The image's making: its volume marks it until the commit.
-		stop := r.hold(r.work(volume, func(cur *Volume) bool { return cur.Head == 0 && !cur.Removing }))
-		release = func() { stop(); r.gcMu.RUnlock(); claim() }
-		w.release = release
+		w.lease.volume, w.lease.marked = volume, func(cur *Volume) bool { return cur.Head == 0 && !cur.Removing }
 	}
+	stop := r.hold(w.lease)
+	w.release = func() { stop(); r.gcMu.RUnlock(); claim() }
 	r.setActivity(fmt.Sprintf("snapshot %s/%s", volume, name))
 	w.trees = r.newBatch()
 	return w, nil
@@ -487,6 +504,9 @@ func (w *SnapshotWriter) close() {
 	w.trees.cancel()
 	w.release()
 	w.release = nil
+	if !w.committed {
+		w.repo.dropLease(w.lease)
+	}
 	w.repo.setActivity("")
 	if !w.committed {
 		w.mu.Lock()
@@ -531,7 +551,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	if err != nil {
 		return err
 	}
-	w := r.work(vol.Name, func(cur *Volume) bool { return cur.Applying == snap.Seq })
+	w := r.work(vol.Name, func(cur *Volume) bool { return cur.Applying == snap.Seq }).leased(snapshotLeaseKey(r.info.Replica, vol.Name))
 	defer r.hold(w)()
 	undo := func(cause error) error {
 		// Undo now rather than at the next Open, so a failed snapshot
@@ -554,6 +574,11 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	err = r.commitWork(ctx, w, func(m metaTxn) error {
 		if err := m.putSnapshot(snap); err != nil {
 			return err
+		}
+		if w.lease != nil {
+			if err := m.deleteLease(w.lease); err != nil {
+				return err
+			}
 		}
 		return m.updateVolume(vol.Name, func(cur *Volume) error {
 			cur.Applying = 0

@@ -939,3 +939,114 @@ func TestInterruptedInitIsFinished(t *testing.T) {
 		t.Errorf("init over a journal left without its record: %v", err)
 	}
 }
+
+// garbage leaves in the repository, through r, the trees and blocks of a
+// snapshot of volume made of blocks and then deleted: what gc frees,
+// unless a snapshot under way links it again.
+func garbage(t *testing.T, r *store.Repo, volume string, blocks ...[]byte) {
+	t.Helper()
+	s := storetest.FileSnapshot(t, r, volume, blocks...)
+	if err := r.DeleteSnapshot(context.Background(), volume, s.Name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGCWaitsForAnotherHostsSnapshot: a snapshot under way on one host
+// links blocks and trees that only a deleted snapshot held, which gc
+// would free; gc on another host is refused while the snapshot holds its
+// lease, naming it, and runs once it has committed. A snapshot begun on a
+// host that then stopped for good keeps gc waiting only until its lease
+// runs out. Every snapshot reads back exactly.
+func TestGCWaitsForAnotherHostsSnapshot(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	const term = 2 * time.Second
+	first, _ := twoHosts(t, b)
+	dirA := first.Info().Dir
+	first.Close()
+	a := leasedHost(t, b, dirA, term)
+	bh := leasedHost(t, b, t.TempDir()+"/gc", term)
+	data := [][]byte{storetest.Block('x'), storetest.Block('y')}
+	garbage(t, a, "v", data...)
+
+	w, err := a.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: "relinks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := putFileRoot(ctx, w, data...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bh.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var held *store.LeaseHeldError
+	if _, err := bh.GC(ctx); !errors.As(err, &held) || !strings.Contains(err.Error(), "a snapshot of v") {
+		t.Fatalf("gc while another host's snapshot runs: %v", err)
+	}
+	s, err := w.Commit(ctx, root, store.SnapshotStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dead := leasedHost(t, b, t.TempDir()+"/dead", term)
+	stopped, err := dead.BeginSnapshot(ctx, "w", store.SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close() // its lease is renewed no more, and never given back
+	defer stopped.Abort()
+	if _, err := bh.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bh.GC(ctx); !errors.As(err, &held) {
+		t.Fatalf("gc while a stopped host's snapshot lease holds: %v", err)
+	}
+	time.Sleep(time.Until(held.Until) + 100*time.Millisecond)
+	if _, err := bh.GC(ctx); err != nil {
+		t.Fatalf("gc once the stopped host's lease ran out: %v", err)
+	}
+	c := host(t, b, t.TempDir()+"/c")
+	sameBlocks(t, c, s, data)
+	checkClean(t, c)
+}
+
+// TestSnapshotWaitsForAnotherHostsGC: gc on one host stalls right after
+// taking its lease. A snapshot begun on another host waits for it (and
+// gives up when its context ends); once the lease has run out, the
+// snapshot begins, taking the lease from gc, and commits, linking what
+// gc would have freed. When gc wakes it stops, and the snapshot reads
+// back exactly.
+func TestSnapshotWaitsForAnotherHostsGC(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	const term = 2 * time.Second
+	first, _ := twoHosts(t, b)
+	dirA := first.Info().Dir
+	first.Close()
+	a := leasedHost(t, b, dirA, term)
+	data := [][]byte{storetest.Block('x'), storetest.Block('y')}
+	garbage(t, a, "v", data...)
+
+	stall := newStallOnce(b, `"what":"gc"`)
+	gcHost := leasedHost(t, stall.objs, t.TempDir()+"/gc", term)
+	gcDone := make(chan error, 1)
+	go func() { _, err := gcHost.GC(ctx); gcDone <- err }()
+	<-stall.stalled
+	defer close(stall.resume)
+
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := a.BeginSnapshot(short, "v", store.SnapshotOptions{}); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("a snapshot begun while another host's gc holds its lease: %v", err)
+	}
+	s := storetest.FileSnapshot(t, a, "v", data...) // waits for the lease to run out
+
+	stall.resume <- struct{}{}
+	if err := <-gcDone; err == nil {
+		t.Error("the stalled gc went on after its lease was taken")
+	}
+	c := host(t, b, t.TempDir()+"/c")
+	sameBlocks(t, c, s, data)
+	checkClean(t, c)
+}
