@@ -417,15 +417,7 @@ func recent(v float64) bool                   { return math.Abs(float64(time.Now
 // TestMountHelper mounts with mount(8) -t fuse.chainfs and from an fstab
 // line, the way the system does at boot, and unmounts with umount(8).
 func TestMountHelper(t *testing.T) {
-	const helper = "/sbin/mount.fuse.chainfs"
-	if target, err := os.Readlink(helper); err == nil && target != chainfsBin {
-		t.Skipf("%s is installed (-> %s); not replacing it", helper, target)
-	} else if err != nil {
-		if err := os.Symlink(chainfsBin, helper); err != nil {
-			t.Skipf("cannot install %s: %v", helper, err)
-		}
-		t.Cleanup(func() { os.Remove(helper) })
-	}
+	installMountHelper(t)
 	e, mnt := newEnvWithSnapshot(t, "from fstab")
 	t.Cleanup(func() {
 		if mounted(mnt) {
@@ -512,6 +504,20 @@ func TestMountHelper(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(e.repo, "daemon.log")); !os.IsNotExist(err) {
 		t.Errorf("root made daemon.log in uid %d's repository (%v)", user, err)
+	}
+}
+
+// installMountHelper makes the chainfs under test mount(8)'s helper for
+// fuse.chainfs while t runs, or skips t when another one is installed.
+func installMountHelper(t *testing.T) {
+	const helper = "/sbin/mount.fuse.chainfs"
+	if target, err := os.Readlink(helper); err == nil && target != chainfsBin {
+		t.Skipf("%s is installed (-> %s); not replacing it", helper, target)
+	} else if err != nil {
+		if err := os.Symlink(chainfsBin, helper); err != nil {
+			t.Skipf("cannot install %s: %v", helper, err)
+		}
+		t.Cleanup(func() { os.Remove(helper) })
 	}
 }
 

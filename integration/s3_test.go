@@ -228,3 +228,65 @@ func TestStoreDiesMidSnapshot(t *testing.T) {
 	e.ok("restore", "v/after", target)
 	rsyncSame(t, src, target)
 }
+
+// TestBucketWhereverARepositoryIsNamed: a repository in a bucket is named
+// by s3://BUCKET/PREFIX where a directory is: an image is copied into it
+// (image copy --to-repo), a volume is made there from the copy, named by
+// name and by the bucket's reference (--from-image s3://...:NAME), while
+// another repository is told to copy first; and mount(8) mounts it from
+// its bucket with the store's settings as mount options, as an fstab line
+// would, on a host whose cache holds no replica yet.
+func TestBucketWhereverARepositoryIsNamed(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.Setenv(t)
+	a, src := goldenImage(t) // a repository in a directory
+	t.Setenv("CHAINFS_CACHE", filepath.Join(a.dir, "cache"))
+	west := &env{t: t, dir: a.dir, repo: "s3://regions/west"}
+
+	a.fails(1, "no repository there", "image", "copy", "golden", "--to-repo", west.repo)
+	west.ok("init", "--region", "west")
+	if out := a.ok("image", "copy", "golden", "--to-repo", west.repo); !strings.Contains(out, "copied image golden to s3://regions/west (region west)") {
+		t.Errorf("image copy said: %s", out)
+	}
+	if show := west.ok("image", "show", "golden"); !strings.Contains(show, a.repo) {
+		t.Errorf("the copy does not say where it came from:\n%s", show)
+	}
+	byName, byRef := filepath.Join(a.dir, "by-name"), filepath.Join(a.dir, "by-ref")
+	west.ok("volume", "add", "n1", byName, "--from-image", "golden")
+	rsyncSame(t, src, byName)
+	west.ok("volume", "add", "n2", byRef, "--from-image", west.repo+":golden")
+	rsyncSame(t, src, byRef)
+	a.fails(1, "copy it here first with 'chainfs --repo s3://regions/west image copy golden --to-repo "+a.repo,
+		"volume", "add", "n3", filepath.Join(a.dir, "n3"), "--from-image", west.repo+":golden")
+
+	// mount(8), as root at boot: no settings in its environment but the
+	// keys; the endpoint, region and cache come as mount options.
+	installMountHelper(t)
+	mnt := filepath.Join(a.dir, "mnt")
+	os.MkdirAll(mnt, 0o755)
+	cache := filepath.Join(a.dir, "boot-cache")
+	t.Cleanup(func() {
+		if mounted(mnt) {
+			exec.Command("umount", "-l", mnt).Run()
+		}
+	})
+	var keys []string
+	for _, kv := range srv.Env() {
+		if strings.HasPrefix(kv, "AWS_ACCESS_KEY_ID=") || strings.HasPrefix(kv, "AWS_SECRET_ACCESS_KEY=") {
+			keys = append(keys, kv)
+		}
+	}
+	mount := exec.Command("mount", "-t", "fuse.chainfs", west.repo, mnt, "-o",
+		"allow_other,s3_endpoint="+srv.Endpoint+",s3_region=us-east-1,cache="+cache)
+	mount.Env = append([]string{"PATH=" + os.Getenv("PATH"), "CHAINFS_CONFIG=" + os.DevNull}, keys...)
+	if out, err := mount.CombinedOutput(); err != nil {
+		t.Fatalf("mount -t fuse.chainfs %s: %v\n%s", west.repo, err, out)
+	}
+	rsyncSame(t, src, filepath.Join(mnt, "images", "golden"))
+	sh(t, "umount "+mnt)
+	bad := exec.Command("mount", "-t", "fuse.chainfs", "s3://regions/nothing", mnt, "-o", "s3_endpoint="+srv.Endpoint+",cache="+cache)
+	bad.Env = mount.Env
+	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "no repository there") || mounted(mnt) {
+		t.Errorf("mount of a bucket holding no repository: %v, %s", err, out)
+	}
+}

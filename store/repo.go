@@ -217,6 +217,9 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 			}
 		}()
 		j := journal{remote: *opts.Remote}
+		if _, err := opts.Remote.Objects.Stat(ctx, opts.Remote.infoKey()); err == nil {
+			return nil, fmt.Errorf("init: %s: a repository is already there: %w", opts.Remote.infoKey(), ErrExists)
+		}
 		if j.sent(ctx, 1) {
 			return nil, fmt.Errorf("init: %s holds journal entries but no repository record (%s): what is left of a repository removed in part; remove them or choose another prefix: %w",
 				j.key(1), opts.Remote.infoKey(), ErrExists)

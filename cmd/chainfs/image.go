@@ -808,32 +808,45 @@ func parseImageCopy(c *cli.Context) (operation, error) {
 	if err := wantArgs(c, 1, 1); err != nil {
 		return nil, err
 	}
-	if s3.IsURL(c.String("to-repo")) {
-		return nil, usagef("--to-repo %s: a copy into a repository in a bucket is not offered yet; copy into a directory", c.String("to-repo"))
+	to := c.String("to-repo")
+	if s3.IsURL(to) {
+		if _, err := s3.ParseURL(to); err != nil {
+			return nil, usagef("--to-repo: %v", err)
+		}
+		return &imageCopy{Name: c.Args().First(), ToRepo: to, As: c.String("as")}, nil
 	}
-	dir, err := filepath.Abs(c.String("to-repo"))
+	dir, err := filepath.Abs(to)
 	return &imageCopy{Name: c.Args().First(), ToRepo: dir, As: c.String("as")}, err
 }
 
 func (o *imageCopy) run(ctx context.Context, e *env) error {
-	if err := needAbsolute("--to-repo", o.ToRepo); err != nil {
-		return err
+	if !s3.IsURL(o.ToRepo) {
+		if err := needAbsolute("--to-repo", o.ToRepo); err != nil {
+			return err
+		}
 	}
 	img, rd, err := e.library().Image(ctx, o.Name)
 	if err != nil {
 		return err
 	}
-	dir, r := o.ToRepo, e.repo
-	if a, b := statOf(dir), statOf(r.Info().Dir); a != nil && b != nil && os.SameFile(a, b) {
-		return usagef("--to-repo %s is this repository", dir)
+	// A repository in a bucket is this process's replica of it, under
+	// its own cache directory, where that repository's daemon listens.
+	opts, err := repoOptions(o.ToRepo, e.cache)
+	if err != nil {
+		return err
+	}
+	dir, r := opts.Dir, e.repo
+	if sameDir(dir, r.Info().Dir) {
+		return usagef("--to-repo %s is this repository", o.ToRepo)
 	}
 	as := cmp.Or(o.As, o.Name)
-	from := fmt.Sprintf("%s (region %s)", r.Info().Dir, r.Info().Region)
+	from := fmt.Sprintf("%s (region %s)", cmp.Or(e.repoName, r.Info().Dir), r.Info().Region)
 	if img.Type == images.Public {
 		from = img.Catalog
 	}
-	res := copyResult{Image: o.Name, To: dir, As: as}
-	dst, err := store.Open(ctx, store.Options{Dir: dir, Logger: e.log, Purpose: "chainfs image copy " + o.Name})
+	res := copyResult{Image: o.Name, To: o.ToRepo, As: as}
+	opts.Logger, opts.Purpose = e.log, "chainfs image copy "+o.Name
+	dst, err := store.Open(ctx, opts)
 	if errors.Is(err, store.ErrInUse) {
 		// The repository's daemon holds it: the copy goes through it.
 		if err := copyThroughDaemon(ctx, dir, as, from, img, rd); err != nil {
@@ -848,24 +861,16 @@ func (o *imageCopy) run(ctx context.Context, e *env) error {
 		defer dst.Close()
 		res.Region = dst.Info().Region
 		if _, res.Stats, err = imagefile.Copy(ctx, rd, img, dst, as, from); err != nil {
-			return fmt.Errorf("copy %s to %s: %w", o.Name, dir, err)
+			return fmt.Errorf("copy %s to %s: %w", o.Name, o.ToRepo, err)
 		}
 	}
 	return e.output(res, func() {
-		fmt.Fprintf(e.stdout, "copied image %s to %s (region %s) as %s", o.Name, dir, dash(res.Region), as)
+		fmt.Fprintf(e.stdout, "copied image %s to %s (region %s) as %s", o.Name, o.ToRepo, dash(res.Region), as)
 		if st := res.Stats; st != nil {
 			fmt.Fprintf(e.stdout, ": sent %s in %d blocks, %d blocks were there already", size(st.BlockBytes), st.Blocks, st.LinkedBlocks)
 		}
 		fmt.Fprintln(e.stdout)
 	})
-}
-
-func statOf(path string) os.FileInfo {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil
-	}
-	return st
 }
 
 // copyThroughDaemon copies an image into a repository its daemon holds:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/chainfs/chainfs/cmd/chainfs/journal"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/s3"
 	"github.com/urfave/cli/v2"
 )
 
@@ -97,10 +98,18 @@ func parseMountArgs(args []string) (*mountRequest, error) {
 // (allow_other, metrics=ADDR, config=FILE); metrics= turns off metrics a
 // configuration file asks for.
 func (req *mountRequest) serveArgs(app *cli.App) ([]string, error) {
-	if !filepath.IsAbs(req.source) {
-		return nil, fmt.Errorf("source %q: give the repository's absolute path", req.source)
+	source := req.source
+	switch {
+	case s3.IsURL(source):
+		if _, err := s3.ParseURL(source); err != nil {
+			return nil, fmt.Errorf("source: %w", err)
+		}
+	case !filepath.IsAbs(source):
+		return nil, fmt.Errorf("source %q: give the repository's absolute path or s3://BUCKET[/PREFIX]", source)
+	default:
+		source = filepath.Clean(source)
 	}
-	globals, serve := []string{"--repo", filepath.Clean(req.source)}, []string(nil)
+	globals, serve := []string{"--repo", source}, []string(nil)
 	serveCmd := findCommand(app.Commands, "serve")
 	for _, opt := range req.options {
 		name, val, hasVal := strings.Cut(opt, "=")
@@ -167,7 +176,13 @@ func mountHelper(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	// The repository is checked before the daemon's log is moved or
 	// opened in it: as root, not in a folder another user can change.
-	repo := repoDirFromArgs(append([]string{"chainfs"}, serveArgs...))
+	cmdline := append([]string{"chainfs"}, serveArgs...)
+	repo := repoDirFromArgs(cmdline)
+	if s3.IsURL(repo) {
+		if repo, err = attachReplica(ctx, cmdline, repo); err != nil {
+			return fail(err)
+		}
+	}
 	if err := store.CheckTrusted(repo); err != nil {
 		return fail(err)
 	}
@@ -178,6 +193,30 @@ func mountHelper(ctx context.Context, args []string, stderr io.Writer) int {
 		return fail(err)
 	}
 	return 0
+}
+
+// attachReplica makes or brings up to date this host's replica of the
+// repository in a bucket that the command line args names (repo), and
+// returns its directory, where the daemon's log goes. Opening it here
+// tells mount(8) at once of a wrong endpoint, key or bucket; the object
+// store's settings among args go to the environment, which the daemon
+// inherits.
+func attachReplica(ctx context.Context, args []string, repo string) (string, error) {
+	for flag, name := range s3Environment {
+		if v := globalFromArgs(args, flag); v != "" {
+			os.Setenv(name, v)
+		}
+	}
+	opts, err := repoOptions(repo, absCacheDir(globalFromArgs(args, "cache")))
+	if err != nil {
+		return "", err
+	}
+	opts.Purpose = "mount.fuse.chainfs " + repo
+	r, err := store.Open(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	return opts.Dir, r.Close()
 }
 
 // startDaemon runs chainfs with args detached from the caller and waits

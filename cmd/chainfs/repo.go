@@ -1,11 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +39,15 @@ func repoDir(c *cli.Context) string {
 	return d
 }
 
+// repoName is the repository as the command names it, for messages: its
+// directory (repoDir), or s3://BUCKET[/PREFIX].
+func repoName(c *cli.Context) string {
+	if d := c.String("repo"); s3.IsURL(d) {
+		return d
+	}
+	return repoDir(c)
+}
+
 // remoteRepo is the bucket location --repo names, or nil for a directory.
 func remoteRepo(c *cli.Context) (*s3.Location, error) {
 	d := c.String("repo")
@@ -70,7 +79,12 @@ func remoteOf(loc *s3.Location) (*store.Remote, *s3.Bucket, error) {
 // cacheDir is --cache, else $CHAINFS_CACHE, else the default for the
 // user: where the replicas of repositories in buckets are kept.
 func cacheDir(c *cli.Context) string {
-	d := c.String("cache")
+	return absCacheDir(c.String("cache"))
+}
+
+// absCacheDir is the cache directory d names, absolute; "" is the
+// default for the user.
+func absCacheDir(d string) string {
 	if d == "" {
 		if os.Geteuid() == 0 {
 			return "/var/cache/chainfs"
@@ -95,9 +109,9 @@ func cacheDir(c *cli.Context) string {
 // replicates, and Open refuses a replica of another one (a bucket made
 // again).
 func replicaDir(cache string, loc s3.Location) string {
-	endpoint := "s3.amazonaws.com"
-	if u, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL")); err == nil && u.Host != "" {
-		endpoint = u.Host
+	endpoint, _, err := s3.ParseEndpoint(os.Getenv("AWS_ENDPOINT_URL"))
+	if err != nil {
+		endpoint = os.Getenv("AWS_ENDPOINT_URL") // opening it says what is wrong
 	}
 	sum := sha256.Sum256([]byte(endpoint + "\x00" + loc.Bucket + "\x00" + strings.Trim(loc.Key, "/")))
 	return filepath.Join(cache, "s3-"+hex.EncodeToString(sum[:8]))
@@ -134,19 +148,35 @@ func leadingGlobals(args []string) map[string]string {
 // command line is parsed: --repo, else $CHAINFS_REPO, else the
 // configuration file's, else the default.
 func repoDirFromArgs(args []string) string {
+	return cmp.Or(globalFromArgs(args, "repo"), defaultRepoDir())
+}
+
+// globalFromArgs is a global flag's value on a command line, before it
+// is parsed: the flag, else its environment variable, else its key in the
+// configuration file; "" when none gives one.
+func globalFromArgs(args []string, name string) string {
 	globals := leadingGlobals(args)
-	if d := globals["repo"]; d != "" {
-		return d
+	if v := globals[name]; v != "" {
+		return v
 	}
-	if d := os.Getenv("CHAINFS_REPO"); d != "" {
-		return d
-	}
-	if f, err := loadConfig(configPathFromArgs(globals)); err == nil {
-		if v, ok := f.Get("repository"); ok {
-			return v.Text
+	if f, ok := flagIn(newApp().Flags, name).(*cli.StringFlag); ok {
+		for _, env := range f.EnvVars {
+			if v := os.Getenv(env); v != "" {
+				return v
+			}
 		}
 	}
-	return defaultRepoDir()
+	for _, s := range settings {
+		if s.Command != "" || s.Flag != name {
+			continue
+		}
+		if f, err := loadConfig(configPathFromArgs(globals)); err == nil {
+			if v, ok := f.Get(s.Key); ok {
+				return v.Text
+			}
+		}
+	}
+	return ""
 }
 
 // configPathFromArgs is --config among the leading global flags, else
@@ -160,17 +190,16 @@ func configPathFromArgs(globals map[string]string) string {
 
 // openRepo opens the repository for a command.
 func openRepo(c *cli.Context) (*store.Repo, error) {
-	purpose := "chainfs " + strings.Join(os.Args[1:], " ")
-	opts := store.Options{Dir: repoDir(c), Logger: logger(c), Purpose: purpose}
-	loc, err := remoteRepo(c)
+	target := c.String("repo")
+	if !s3.IsURL(target) {
+		target = repoDir(c)
+	}
+	opts, err := repoOptions(target, cacheDir(c))
 	if err != nil {
 		return nil, err
 	}
-	if loc != nil {
-		if opts.Remote, _, err = remoteOf(loc); err != nil {
-			return nil, err
-		}
-	}
+	opts.Logger, opts.Purpose = logger(c), "chainfs "+strings.Join(os.Args[1:], " ")
+
 	if c.Command.Name == "serve" {
 		// A daemon started as the last one unmounts waits for it to go.
 		opts.LockWait = 10 * time.Second
@@ -186,6 +215,22 @@ func openRepo(c *cli.Context) (*store.Repo, error) {
 		opts.MetadataCache = int64(n)
 	}
 	return store.Open(c.Context, opts)
+}
+
+// repoOptions are the options that open the repository target names,
+// a directory or s3://BUCKET[/PREFIX]; for a bucket, Dir is this host's
+// replica of it under cache.
+func repoOptions(target, cache string) (store.Options, error) {
+	if !s3.IsURL(target) {
+		return store.Options{Dir: target}, nil
+	}
+	loc, err := s3.ParseURL(target)
+	if err != nil {
+		return store.Options{}, usageError{err}
+	}
+	loc.Key = strings.Trim(loc.Key, "/")
+	remote, _, err := remoteOf(&loc)
+	return store.Options{Dir: replicaDir(cache, loc), Remote: remote}, err
 }
 
 // withRepo runs fn on the repository, opened here and closed after.

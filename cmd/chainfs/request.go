@@ -111,6 +111,12 @@ type env struct {
 	// mount is the daemon's mount point, which snapshots and restores
 	// leave out; "" when no daemon runs the operation.
 	mount string
+	// cache is where this process keeps its replicas of repositories in
+	// buckets (--cache): the CLI's or the daemon's own, never a caller's.
+	cache string
+	// repoName is the repository as --repo names it, for messages: a
+	// directory or s3://BUCKET[/PREFIX].
+	repoName string
 }
 
 // cliEnv is the environment of a command that runs in this process.
@@ -118,7 +124,8 @@ func cliEnv(c *cli.Context) *env {
 	e := &env{
 		caller: daemon.Caller{UID: uint32(os.Geteuid()), Stdin: os.Stdin, Stdout: os.Stdout,
 			StderrTTY: c.App.ErrWriter == os.Stderr && term.IsTerminal(int(os.Stderr.Fd()))},
-		stdout: c.App.Writer, stderr: c.App.ErrWriter, json: c.Bool("json"), log: logger(c),
+		stdout: c.App.Writer, stderr: c.App.ErrWriter, json: c.Bool("json"), log: logger(c), cache: cacheDir(c),
+		repoName: repoName(c),
 	}
 	return e
 }
@@ -213,6 +220,9 @@ type served struct {
 	repo    *store.Repo
 	mount   string
 	catalog *imagefile.Catalog
+	cache   string
+	// repoName is the daemon's --repo (env.repoName).
+	repoName string
 }
 
 // serve is the daemon's handler of requests: it runs the operation a
@@ -225,7 +235,7 @@ func (s *served) serve(ctx context.Context, req daemon.Request, stdout, stderr i
 		return reportError(err, stderr)
 	}
 	e := &env{repo: s.repo, caller: caller, stdout: stdout, stderr: stderr, json: req.JSON, log: log,
-		catalog: s.catalog, mount: s.mount}
+		catalog: s.catalog, mount: s.mount, cache: s.cache, repoName: s.repoName}
 	if e.catalog == nil && req.Catalog != "" {
 		e.catalog = imagefile.OpenCatalog(req.Catalog, log)
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/config"
 	"github.com/chainfs/chainfs/store/s3"
@@ -34,6 +35,10 @@ var settings = []setting{
 	{config.Setting{Key: "cache", Type: config.String, Check: checkAbsolute}, "", "cache"},
 	{config.Setting{Key: "log_level", Type: config.String, Check: checkLevel}, "", "log-level"},
 	{config.Setting{Key: "catalog", Type: config.String, Check: checkAbsolute}, "", "catalog"},
+	{config.Setting{Key: "s3.endpoint", Type: config.String, Check: checkEndpoint}, "", "s3-endpoint"},
+	{config.Setting{Key: "s3.region", Type: config.String}, "", "s3-region"},
+	{config.Setting{Key: "s3.profile", Type: config.String}, "", "s3-profile"},
+	{config.Setting{Key: "s3.timeout", Type: config.String, Check: checkDuration}, "", "s3-timeout"},
 	{config.Setting{Key: "serve.mount", Type: config.String, Check: checkAbsolute}, "serve", "mount"},
 	{config.Setting{Key: "serve.allow_other", Type: config.Bool}, "serve", "allow-other"},
 	{config.Setting{Key: "serve.metrics", Type: config.String, Check: checkAddress}, "serve", "metrics"},
@@ -148,7 +153,26 @@ func (ss *session) applyConfig(command string) cli.BeforeFunc {
 			}
 			ss.sources[s.Key] = source
 		}
+		if command == "" {
+			exportS3Settings(c)
+		}
 		return nil
+	}
+}
+
+// s3Environment are the variables the object store's client reads
+// (s3.ConfigFromEnv), by the global flag that stands for each.
+var s3Environment = map[string]string{"s3-endpoint": "AWS_ENDPOINT_URL", "s3-region": "AWS_REGION",
+	"s3-profile": "AWS_PROFILE", "s3-timeout": "CHAINFS_S3_TIMEOUT"}
+
+// exportS3Settings puts the object store's settings, given by flag or
+// configuration file, in the process's environment, where the client
+// reads them and where a daemon this process starts finds them.
+func exportS3Settings(c *cli.Context) {
+	for flag, name := range s3Environment {
+		if v := c.String(flag); v != "" {
+			os.Setenv(name, v)
+		}
 	}
 }
 
@@ -297,6 +321,18 @@ func checkRepository(s string) error {
 func checkAbsolute(s string) error {
 	if !filepath.IsAbs(s) {
 		return fmt.Errorf("want an absolute path, not %q", s)
+	}
+	return nil
+}
+
+func checkEndpoint(s string) error {
+	_, _, err := s3.ParseEndpoint(s)
+	return err
+}
+
+func checkDuration(s string) error {
+	if d, err := time.ParseDuration(s); err != nil || d <= 0 {
+		return fmt.Errorf("want a duration (30s, 2m), not %q", s)
 	}
 	return nil
 }

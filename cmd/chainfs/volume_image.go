@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"github.com/chainfs/chainfs/fs/fromimage"
 	"github.com/chainfs/chainfs/fs/restore"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/s3"
 )
 
 // fromImageResult is what volume add --from-image reports.
@@ -43,29 +45,46 @@ func absoluteImageRef(ref string) string {
 // their own region, so it must be copied here first. It returns the name
 // to look up here: ref itself when it names no other repository (image
 // names may hold ':'), or NAME when DIR is this repository.
-func otherRegion(r *store.Repo, ref string) (string, error) {
+func otherRegion(e *env, ref string) (string, error) {
+	r := e.repo
 	i := strings.LastIndex(ref, ":")
-	if i <= 0 || !filepath.IsAbs(ref[:i]) {
+	if i <= 0 || !(filepath.IsAbs(ref[:i]) || s3.IsURL(ref[:i])) {
 		return ref, nil
 	}
-	dir, name := ref[:i], ref[i+1:]
-	info, err := store.ReadInfo(dir)
+	repo, name := ref[:i], ref[i+1:]
+	this := cmp.Or(e.repoName, r.Info().Dir)
+	hint := func(region string) error {
+		return fmt.Errorf("--from-image %s names an image of another repository (%s, region %s), not of this one (%s, region %s); "+
+			"images are used only in their own region: copy it here first with 'chainfs --repo %s image copy %s --to-repo %s'",
+			ref, repo, region, this, r.Info().Region, repo, name, this)
+	}
+	if s3.IsURL(repo) {
+		// Named by its bucket: this repository when this process's
+		// replica of that bucket's is this one. Its region is not asked.
+		opts, err := repoOptions(repo, e.cache)
+		if err != nil {
+			return "", usagef("--from-image %s: %v", ref, err)
+		}
+		if sameDir(opts.Dir, r.Info().Dir) {
+			return name, nil
+		}
+		return "", hint("-")
+	}
+	info, err := store.ReadInfo(repo)
 	switch {
 	case err != nil:
-		return "", usagef("--from-image %s: %s is not a chainfs repository (%v)", ref, dir, err)
-	case sameDir(dir, r.Info().Dir):
+		return "", usagef("--from-image %s: %s is not a chainfs repository (%v)", ref, repo, err)
+	case sameDir(repo, r.Info().Dir):
 		return name, nil
 	}
-	return "", fmt.Errorf("--from-image %s names an image of another repository (%s, region %s), not of this one (%s, region %s); "+
-		"images are used only in their own region: copy it here first with 'chainfs --repo %s image copy %s --to-repo %s'",
-		ref, dir, info.Region, r.Info().Dir, r.Info().Region, dir, name, r.Info().Dir)
+	return "", hint(info.Region)
 }
 
 // volumeFromImage makes volume v from an image (fromimage.Make) and
 // reports it.
 func volumeFromImage(ctx context.Context, e *env, v store.Volume, ref string) error {
 	start := time.Now()
-	ref, err := otherRegion(e.repo, ref)
+	ref, err := otherRegion(e, ref)
 	if err != nil {
 		return err
 	}

@@ -127,6 +127,19 @@ func ConfigFromEnv() Config {
 	return cfg
 }
 
+// ParseEndpoint reads an endpoint, http(s)://HOST[:PORT]: its host and
+// whether it speaks TLS. "" is AWS S3.
+func ParseEndpoint(endpoint string) (host string, secure bool, err error) {
+	if endpoint == "" {
+		return "s3.amazonaws.com", true, nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return "", false, fmt.Errorf("endpoint %q: want http(s)://HOST[:PORT]", endpoint)
+	}
+	return u.Host, u.Scheme == "https", nil
+}
+
 // Bucket is one bucket of an object store: a store.Objects.
 type Bucket struct {
 	client  *minio.Client
@@ -140,13 +153,9 @@ func Open(name string, cfg Config) (*Bucket, error) {
 	if !validBucket(name) {
 		return nil, fmt.Errorf("bucket %q: want 3 to 63 lower-case letters, digits, '.' and '-'", name)
 	}
-	host, secure := "s3.amazonaws.com", true
-	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return nil, fmt.Errorf("endpoint %q: want http(s)://HOST[:PORT]", cfg.Endpoint)
-		}
-		host, secure = u.Host, u.Scheme == "https"
+	host, secure, err := ParseEndpoint(cfg.Endpoint)
+	if err != nil {
+		return nil, err
 	}
 	timeout := cfg.Timeout
 	if timeout == 0 {
