@@ -17,6 +17,8 @@ import (
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/check"
+	"github.com/chainfs/chainfs/store/imagefile"
+	"github.com/chainfs/chainfs/store/images"
 	"github.com/chainfs/chainfs/store/s3"
 	"github.com/chainfs/chainfs/store/s3/s3test"
 	"github.com/chainfs/chainfs/store/storetest"
@@ -1049,4 +1051,77 @@ func TestSnapshotWaitsForAnotherHostsGC(t *testing.T) {
 	c := host(t, b, t.TempDir()+"/c")
 	sameBlocks(t, c, s, data)
 	checkClean(t, c)
+}
+
+// packsThenCut is a real bucket that ends a copy (cancels it) once it has
+// sent some packs whole: a connection lost, or a kill, part-way.
+type packsThenCut struct {
+	store.Objects
+	packs  atomic.Int32
+	after  int32
+	cancel context.CancelFunc
+}
+
+func (p *packsThenCut) Put(ctx context.Context, key string, r io.Reader, size int64) (store.Object, error) {
+	obj, err := p.Objects.Put(ctx, key, r, size)
+	if err == nil && strings.Contains(key, "/packs/") && p.packs.Add(1) == p.after {
+		p.cancel()
+	}
+	return obj, err
+}
+
+// TestCopyIntoABucketResumes: an image copy into a repository in a
+// bucket, cut short after two of its packs were sent, leaves them there;
+// the copy run again sends only what they lack, and the copy reads back
+// exactly.
+func TestCopyIntoABucketResumes(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	src, err := store.Init(ctx, store.Options{Dir: t.TempDir() + "/src"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, err := store.Open(ctx, store.Options{Dir: src.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sr.Close()
+	if _, err := sr.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	var data [][]byte
+	for i := range 12 {
+		data = append(data, storetest.Block(byte('a'+i)))
+	}
+	s := storetest.FileSnapshot(t, sr, "v", data...)
+	img, err := images.Create(ctx, sr, "golden", "v", s.Name, images.Meta{Owner: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir() + "/dst"
+	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cut := &packsThenCut{Objects: b, after: 2, cancel: cancel}
+	dst, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: cut, Prefix: "repo/"}, PackSize: 3 * storetest.BlockSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := imagefile.Copy(cctx, sr, img, dst, "golden", "src"); err == nil {
+		t.Fatal("the copy cut short succeeded")
+	}
+	dst.Close()
+	dst = host(t, b, dir)
+	copied, st, err := imagefile.Copy(ctx, sr, img, dst, "golden", "src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LinkedBlocks < 6 || st.Blocks+st.LinkedBlocks != 12 {
+		t.Errorf("the copy run again sent %d blocks and linked %d; want the 6 or more already sent linked", st.Blocks, st.LinkedBlocks)
+	}
+	sameBlocks(t, host(t, b, t.TempDir()+"/c"), &copied.Snapshot, data)
+	checkClean(t, dst)
 }
