@@ -290,3 +290,62 @@ func TestBucketWhereverARepositoryIsNamed(t *testing.T) {
 		t.Errorf("mount of a bucket holding no repository: %v, %s", err, out)
 	}
 }
+
+// TestTwoHostsSnapshotAtOnce: two hosts (two caches) each snapshot a
+// volume of their own into one bucket at the same moment, five times,
+// their trees holding the same files; every snapshot is made (a commit
+// that lost the race is made again on top of the other's), and every one
+// restores exactly. gc on a third host meanwhile is refused or runs, and
+// never costs a snapshot anything.
+func TestTwoHostsSnapshotAtOnce(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.Setenv(t)
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir, repo: "s3://team-snapshots/racing"}
+	caches := []string{filepath.Join(dir, "cache-a"), filepath.Join(dir, "cache-b"), filepath.Join(dir, "cache-gc")}
+	on := func(host int, args ...string) result { return e.run(append([]string{"--cache", caches[host]}, args...)...) }
+	e.ok("--cache", caches[0], "init")
+	srcs := []string{filepath.Join(dir, "src-a"), filepath.Join(dir, "src-b")}
+	for h, src := range srcs {
+		makeCraftedTree(t, src)
+		e.ok("--cache", caches[h], "volume", "add", fmt.Sprintf("v%d", h), src)
+	}
+	const rounds = 5
+	for i := range rounds {
+		for h, src := range srcs {
+			// A file of the round, the same on both hosts, and one of each.
+			os.WriteFile(filepath.Join(src, "round"), bytes.Repeat([]byte{byte('0' + i)}, 300<<10), 0o644)
+			os.WriteFile(filepath.Join(src, "own"), bytes.Repeat([]byte{byte('a' + 10*h + i)}, 200<<10), 0o644)
+		}
+		results := make(chan string, 3)
+		for h := range srcs {
+			go func() {
+				r := on(h, "snapshot", "create", fmt.Sprintf("v%d", h), "--name", fmt.Sprintf("r%d", i))
+				results <- fmt.Sprintf("host %d: exit %d %s", h, r.code, r.stderr)
+			}()
+		}
+		go func() {
+			// gc from a third host while both snapshot: refused (4,
+			// another host's snapshot runs) or done; never a failure.
+			r := on(2, "gc")
+			if r.code != 0 && r.code != 4 {
+				results <- fmt.Sprintf("gc: exit %d %s", r.code, r.stderr)
+				return
+			}
+			results <- "gc: exit 0 "
+		}()
+		for range 3 {
+			if r := <-results; !strings.Contains(r, "exit 0 ") {
+				t.Errorf("round %d: %s", i, r)
+			}
+		}
+		for h, src := range srcs {
+			target := filepath.Join(dir, fmt.Sprintf("restored-%d-%d", h, i))
+			on(1-h, "restore", fmt.Sprintf("v%d/r%d", h, i), target)
+			rsyncSame(t, src, target)
+		}
+	}
+	if r := on(1, "check", "--read-data"); r.code != 0 {
+		t.Errorf("check --read-data: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
