@@ -37,6 +37,17 @@ type BlockStore interface {
 	Close() error
 }
 
+// cachedBlockStore is a BlockStore that keeps a local cache of what it
+// reads (packs in an object store, with a chunkCache).
+type cachedBlockStore interface {
+	BlockStore
+	// readStore reads as ReadAt does, from the store, not the cache.
+	readStore(ctx context.Context, id uint64, p []byte, off int64) error
+	// dropCached forgets what the cache holds of [off, off+n) of pack
+	// id; false when it keeps none.
+	dropCached(id uint64, off int64, n int) bool
+}
+
 // PackWriter appends blocks to one new pack.
 type PackWriter interface {
 	// Append adds p at the end and returns its offset. The bytes may reach

@@ -11,6 +11,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -53,6 +54,10 @@ type objectPacks struct {
 	objs   Objects
 	prefix string
 	stage  *packDir
+	// cache, if set, keeps what reads fetched (chunkCache); sizes are
+	// the sizes of the packs it read, which bound their last chunks.
+	cache *chunkCache
+	sizes sync.Map // pack id → int64
 }
 
 // NewObjectPacks returns a BlockStore that keeps packs as objects of
@@ -61,6 +66,15 @@ type objectPacks struct {
 // packs of a writer that died, which were never sent (the caller holds
 // the one lock of the directory).
 func NewObjectPacks(objs Objects, prefix, staging string) (BlockStore, error) {
+	o, err := newObjectPacks(objs, prefix, staging, nil)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// newObjectPacks is NewObjectPacks whose reads go through cache, if set.
+func newObjectPacks(objs Objects, prefix, staging string, cache *chunkCache) (*objectPacks, error) {
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		return nil, fmt.Errorf("object prefix %q does not end in /: %w", prefix, ErrInvalid)
 	}
@@ -71,7 +85,7 @@ func NewObjectPacks(objs Objects, prefix, staging string) (BlockStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &objectPacks{objs: objs, prefix: prefix + packsDir + "/", stage: stage}, nil
+	return &objectPacks{objs: objs, prefix: prefix + packsDir + "/", stage: stage, cache: cache}, nil
 }
 
 func (o *objectPacks) key(id uint64) string { return fmt.Sprintf("%s%016x.pack", o.prefix, id) }
@@ -84,7 +98,7 @@ func (o *objectPacks) Create(ctx context.Context, id uint64) (PackWriter, error)
 	return &objectPackWriter{PackWriter: w, o: o, id: id}, nil
 }
 
-func (o *objectPacks) ReadAt(ctx context.Context, id uint64, p []byte, off int64) error {
+func (o *objectPacks) readStore(ctx context.Context, id uint64, p []byte, off int64) error {
 	err := o.objs.ReadAt(ctx, o.key(id), p, off)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("pack %016x: %v: %w", id, err, ErrCorrupt)
@@ -92,9 +106,43 @@ func (o *objectPacks) ReadAt(ctx context.Context, id uint64, p []byte, off int64
 	return err
 }
 
+func (o *objectPacks) ReadAt(ctx context.Context, id uint64, p []byte, off int64) error {
+	if o.cache == nil {
+		return o.readStore(ctx, id, p, off)
+	}
+	size := func() (int64, error) {
+		if n, ok := o.sizes.Load(id); ok {
+			return n.(int64), nil
+		}
+		n, err := o.PackSize(ctx, id)
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("pack %016x: %v: %w", id, err, ErrCorrupt)
+		} else if err != nil {
+			return 0, err
+		}
+		o.sizes.Store(id, n)
+		return n, nil
+	}
+	return o.cache.readAt(ctx, id, p, off, size, func(b []byte, off int64) error { return o.readStore(ctx, id, b, off) })
+}
+
+// dropCached forgets what the cache holds of [off, off+n) of pack id, so
+// that the next read asks the store; false when there is no cache.
+func (o *objectPacks) dropCached(id uint64, off int64, n int) bool {
+	if o.cache == nil {
+		return false
+	}
+	o.cache.forgetRange(id, off, n)
+	return true
+}
+
 func (o *objectPacks) Remove(ctx context.Context, id uint64) error {
 	if err := o.stage.Remove(ctx, id); err != nil {
 		return err
+	}
+	if o.cache != nil {
+		o.cache.forgetPack(id)
+		o.sizes.LoadAndDelete(id)
 	}
 	return o.objs.Remove(ctx, o.key(id))
 }

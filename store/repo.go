@@ -72,6 +72,10 @@ type Options struct {
 	// of commits (journal.go); Dir then holds this host's replica of the
 	// metadata, which Open makes from the object store when it is empty.
 	Remote *Remote
+	// BlockCache, in a repository in an object store, is how many bytes
+	// of the packs read from it this host keeps on its disk, beside the
+	// replica (default DefaultBlockCache; negative: none).
+	BlockCache int64
 	// LeaseTerm, in a repository in an object store, is how long a host's
 	// hold on work it marked on a volume lasts unrenewed, before another
 	// host may take the work over (default DefaultLeaseTerm; lease.go).
@@ -82,6 +86,10 @@ type Options struct {
 	// waits for it to finish closing.
 	LockWait time.Duration
 }
+
+// DefaultBlockCache is Options.BlockCache's default: room for a working
+// set of a few snapshots' reads, small beside a disk.
+const DefaultBlockCache = 4 << 30
 
 // DefaultMetadataCache is Options.MetadataCache's default.
 const DefaultMetadataCache = 64 << 20
@@ -378,7 +386,15 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 	var blocks BlockStore
 	switch {
 	case opts.Remote != nil:
-		blocks, err = NewObjectPacks(opts.Remote.Objects, opts.Remote.Prefix, filepath.Join(dir, stagingDir))
+		var cache *chunkCache
+		if limit := cmp.Or(opts.BlockCache, DefaultBlockCache); limit > 0 {
+			if cache, err = openChunkCache(filepath.Join(dir, chunkFiles), limit); err != nil {
+				break
+			}
+		} else {
+			os.RemoveAll(filepath.Join(dir, chunkFiles))
+		}
+		blocks, err = newObjectPacks(opts.Remote.Objects, opts.Remote.Prefix, filepath.Join(dir, stagingDir), cache)
 	default:
 		blocks, err = NewPackDir(filepath.Join(dir, packsDir))
 	}

@@ -115,6 +115,7 @@ func newCLI() (*cli.App, *session) {
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "catalog", Usage: "directory of native image files served as public images", EnvVars: []string{"CHAINFS_CATALOG"}},
 			&cli.StringFlag{Name: "cache", Usage: "where this host keeps its replicas of repositories in buckets (default: /var/cache/chainfs for root, ~/.cache/chainfs otherwise)", EnvVars: []string{"CHAINFS_CACHE"}},
+			&cli.StringFlag{Name: "cache-size", Usage: "the most of a bucket's packs this host keeps on its disk, per repository, to read them again without a request (0: none)", Value: "4GiB"},
 			&cli.StringFlag{Name: "s3-endpoint", Usage: "object store of s3:// repositories and imports, http(s)://HOST[:PORT] (default: AWS S3)", EnvVars: []string{"AWS_ENDPOINT_URL"}},
 			&cli.StringFlag{Name: "s3-region", Usage: "region of the object store's buckets", EnvVars: []string{"AWS_REGION"}},
 			&cli.StringFlag{Name: "s3-profile", Usage: "profile of ~/.aws/credentials to use when the environment holds no keys", EnvVars: []string{"AWS_PROFILE"}},

@@ -199,6 +199,16 @@ func openRepo(c *cli.Context) (*store.Repo, error) {
 		return nil, err
 	}
 	opts.Logger, opts.Purpose = logger(c), "chainfs "+strings.Join(os.Args[1:], " ")
+	if opts.Remote != nil {
+		n, err := parseSize(c.String("cache-size"))
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--cache-size: %w", err)}
+		}
+		opts.BlockCache = int64(n)
+		if n == 0 {
+			opts.BlockCache = -1 // none
+		}
+	}
 
 	if c.Command.Name == "serve" {
 		// A daemon started as the last one unmounts waits for it to go.

@@ -35,6 +35,7 @@ var settings = []setting{
 	{config.Setting{Key: "cache", Type: config.String, Check: checkAbsolute}, "", "cache"},
 	{config.Setting{Key: "log_level", Type: config.String, Check: checkLevel}, "", "log-level"},
 	{config.Setting{Key: "catalog", Type: config.String, Check: checkAbsolute}, "", "catalog"},
+	{config.Setting{Key: "cache_size", Type: config.String | config.Integer, Check: checkSize}, "", "cache-size"},
 	{config.Setting{Key: "s3.endpoint", Type: config.String, Check: checkEndpoint}, "", "s3-endpoint"},
 	{config.Setting{Key: "s3.region", Type: config.String}, "", "s3-region"},
 	{config.Setting{Key: "s3.profile", Type: config.String}, "", "s3-profile"},

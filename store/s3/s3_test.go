@@ -1125,3 +1125,97 @@ func TestCopyIntoABucketResumes(t *testing.T) {
 	sameBlocks(t, host(t, b, t.TempDir()+"/c"), &copied.Snapshot, data)
 	checkClean(t, dst)
 }
+
+// countingReads is a real bucket that counts its ranged reads of packs.
+type countingReads struct {
+	store.Objects
+	reads atomic.Int64
+}
+
+func (c *countingReads) ReadAt(ctx context.Context, key string, p []byte, off int64) error {
+	if strings.Contains(key, "/packs/") {
+		c.reads.Add(1)
+	}
+	return c.Objects.ReadAt(ctx, key, p, off)
+}
+
+// TestBlockCache: a host reads a snapshot through its cache of the
+// store's packs: a 4 MiB chunk per request, not a block; read again, it
+// sends no request, also after the replica is opened anew; a chunk
+// damaged on the host's disk is read from the store again, right; the
+// cache keeps within its bound; check reads the store, not the cache.
+func TestBlockCache(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	first := initRemote(t, b)
+	if _, err := first.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	// 10 MiB in one pack (the test hosts' packs are small): three chunks.
+	var data [][]byte
+	for i := range 2560 {
+		data = append(data, bytes.Repeat([]byte(fmt.Sprintf("%07d\n", i)), storetest.BlockSize/8))
+	}
+	first.Close()
+	w, err := store.Open(ctx, store.Options{Dir: first.Info().Dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}, PackSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := storetest.FileSnapshot(t, w, "v", data...)
+	w.Close()
+
+	dir := t.TempDir() + "/reader"
+	objs := &countingReads{Objects: b}
+	reader := func(limit int64) *store.Repo {
+		r, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: objs, Prefix: "repo/"}, BlockCache: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	r := reader(0)
+	sameBlocks(t, r, s, data)
+	if n := objs.reads.Load(); n != 3 {
+		t.Errorf("a first read of 10 MiB sent %d ranged requests, want 3", n)
+	}
+	sameBlocks(t, r, s, data)
+	r.Close()
+	r = reader(0)
+	sameBlocks(t, r, s, data)
+	if n := objs.reads.Load(); n != 3 {
+		t.Errorf("reads again, also after the replica was opened anew, sent %d requests in all, want 3", n)
+	}
+
+	chunks, _ := filepath.Glob(filepath.Join(dir, "chunks", "*"))
+	if len(chunks) != 3 {
+		t.Fatalf("chunk files: %v", chunks)
+	}
+	f, err := os.OpenFile(chunks[1], os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("damage"), 4096*100+7)
+	f.Close()
+	sameBlocks(t, r, s, data)
+	if n := objs.reads.Load(); n != 4 {
+		t.Errorf("a damaged chunk: %d requests in all, want 4 (one for it)", n)
+	}
+	checkClean(t, r) // reads the store: every block a request
+	if n := objs.reads.Load(); n < 4+2560 {
+		t.Errorf("check --read-data sent %d requests, want one a block: it reads the store", n-4)
+	}
+
+	r.Close()
+	r = reader(5 << 20) // room for one chunk
+	sameBlocks(t, r, s, data)
+	chunks, _ = filepath.Glob(filepath.Join(dir, "chunks", "*"))
+	var held int64
+	for _, c := range chunks {
+		st, _ := os.Stat(c)
+		held += st.Size()
+	}
+	if held > 5<<20 {
+		t.Errorf("the cache holds %d bytes in %d chunks, bound 5 MiB", held, len(chunks))
+	}
+}
