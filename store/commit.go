@@ -94,6 +94,28 @@ func (r *Repo) updateJournaled(fn func(m metaTxn) error, send func(muts []kv) (u
 	})
 }
 
+// loadEntries writes, into the empty replica, the keys and values read
+// gives it (a checkpoint's, as of journal entry seq), and then records
+// seq: once read has returned nil, never before, so that a load cut
+// short or refused leaves a replica that says it holds nothing.
+func (r *Repo) loadEntries(seq uint64, read func(put func(k, v []byte) error) error) error {
+	wb := r.db.NewWriteBatch()
+	defer wb.Cancel()
+	if err := read(func(k, v []byte) error { return wb.Set(k, v) }); err != nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	return r.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(journalKey, binary.BigEndian.AppendUint64(nil, seq))
+	})
+}
+
+// dropAllMeta empties the replica's metadata: a checkpoint's load starts
+// from nothing.
+func (r *Repo) dropAllMeta() error { return r.db.DropAll() }
+
 // applyEntry applies journal entry seq, another writer's commit or one
 // of this replica's it missed, with its number, in one transaction.
 func (r *Repo) applyEntry(seq uint64, muts []kv) error {

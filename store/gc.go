@@ -60,6 +60,10 @@ func (r *Repo) GC(ctx context.Context) (*GCStats, error) {
 	}
 	for r.db.RunValueLogGC(0.5) == nil {
 	}
+	// gc changes much: a new replica starts from after it.
+	if _, err := r.Checkpoint(ctx, true); err != nil {
+		r.log.Warn("gc: write a checkpoint of the metadata", "err", err)
+	}
 	r.syncMeta()
 	st.SizeAfter, _ = r.spaceUsed()
 	return st, nil

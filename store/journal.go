@@ -55,6 +55,10 @@ type journal struct {
 	foreign atomic.Uint64
 	// leaseTerm is Options.LeaseTerm (lease.go).
 	leaseTerm time.Duration
+	// checkpointed is the entry of the newest checkpoint known, once
+	// checkpointsListed (checkpoint.go); under mu.
+	checkpointed      uint64
+	checkpointsListed bool
 }
 
 // maxEntry bounds a journal entry, sent or read: an entry is one
@@ -449,6 +453,12 @@ func (r *Repo) openJournal(ctx context.Context, local Info) error {
 	}
 	r.journal.mu.Lock()
 	defer r.journal.mu.Unlock()
+	if r.journal.applied == 0 {
+		// A new replica: from the newest checkpoint, if there is one.
+		if err := r.loadCheckpoint(ctx); err != nil {
+			return err
+		}
+	}
 	return r.catchUp(ctx)
 }
 

@@ -1126,14 +1126,16 @@ func TestCopyIntoABucketResumes(t *testing.T) {
 	checkClean(t, dst)
 }
 
-// countingReads is a real bucket that counts its ranged reads of packs.
+// countingReads is a real bucket that counts its ranged reads of the
+// objects whose keys hold match ("/packs/", "/journal/").
 type countingReads struct {
 	store.Objects
+	match string
 	reads atomic.Int64
 }
 
 func (c *countingReads) ReadAt(ctx context.Context, key string, p []byte, off int64) error {
-	if strings.Contains(key, "/packs/") {
+	if strings.Contains(key, c.match) {
 		c.reads.Add(1)
 	}
 	return c.Objects.ReadAt(ctx, key, p, off)
@@ -1165,7 +1167,7 @@ func TestBlockCache(t *testing.T) {
 	w.Close()
 
 	dir := t.TempDir() + "/reader"
-	objs := &countingReads{Objects: b}
+	objs := &countingReads{Objects: b, match: "/packs/"}
 	reader := func(limit int64) *store.Repo {
 		r, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: objs, Prefix: "repo/"}, BlockCache: limit})
 		if err != nil {
@@ -1218,4 +1220,72 @@ func TestBlockCache(t *testing.T) {
 	if held > 5<<20 {
 		t.Errorf("the cache holds %d bytes in %d chunks, bound 5 MiB", held, len(chunks))
 	}
+}
+
+// TestCheckpoint: a new replica starts from the newest checkpoint and
+// reads only the journal entries after it, and holds what a replica made
+// from the whole journal holds; a damaged checkpoint is passed over for
+// the whole journal; no checkpoint is written again until entries came.
+func TestCheckpoint(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	a := initRemote(t, b)
+	if _, err := a.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	var snaps []*store.Snapshot
+	for i := range 5 {
+		snaps = append(snaps, storetest.FileSnapshot(t, a, "v", storetest.Block(byte('a'+i)), storetest.Block('z')))
+	}
+	if err := a.DeleteSnapshot(ctx, "v", snaps[1].Name); err != nil {
+		t.Fatal(err)
+	}
+	at, err := a.Checkpoint(ctx, true)
+	if err != nil || at == 0 {
+		t.Fatalf("checkpoint: %d %v", at, err)
+	}
+	if again, err := a.Checkpoint(ctx, true); err != nil || again != 0 {
+		t.Errorf("a checkpoint with no entry since: %d %v", again, err)
+	}
+	last := storetest.FileSnapshot(t, a, "v", storetest.Block('f'))
+
+	journal := &countingReads{Objects: b, match: "/journal/"}
+	c, err := store.Open(ctx, store.Options{Dir: t.TempDir() + "/c", Remote: &store.Remote{Objects: journal, Prefix: "repo/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n := journal.reads.Load(); n == 0 || n >= int64(at) {
+		t.Errorf("a replica from the checkpoint of entry %d read %d journal entries: want only the snapshot's after it", at, n)
+	}
+	for _, r := range []*store.Repo{c, a} {
+		got, err := r.Snapshots(ctx, "v")
+		if err != nil || len(got) != 5 {
+			t.Fatalf("snapshots: %d %v", len(got), err)
+		}
+		sameBlocks(t, r, snaps[0], [][]byte{storetest.Block('a'), storetest.Block('z')})
+		sameBlocks(t, r, last, [][]byte{storetest.Block('f')})
+		checkClean(t, r)
+	}
+
+	// A checkpoint damaged in the bucket: passed over, the journal read.
+	key := fmt.Sprintf("repo/checkpoints/%016x", at)
+	obj, err := b.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, obj.Size)
+	if err := b.ReadAt(ctx, key, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 1
+	if _, err := b.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	d := host(t, b, t.TempDir()+"/d")
+	if got, err := d.Snapshots(ctx, "v"); err != nil || len(got) != 5 {
+		t.Fatalf("after a damaged checkpoint: %d snapshots, %v", len(got), err)
+	}
+	sameBlocks(t, d, last, [][]byte{storetest.Block('f')})
+	checkClean(t, d)
 }

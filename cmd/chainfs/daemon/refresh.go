@@ -16,7 +16,8 @@ const refreshEvery = 5 * time.Second
 
 // refresh takes in, every refreshEvery until ctx ends, the commits other
 // hosts made to a repository in an object store, and tells changed for
-// each snapshot that came or went, so that the mount shows it at once.
+// each snapshot that came or went, so that the mount shows it at once;
+// it writes a checkpoint every so many entries.
 // For a repository on this machine alone it returns at once.
 func refresh(ctx context.Context, repo *store.Repo, changed func(volume, snapshot string), log *slog.Logger) {
 	if !repo.Remote() {
@@ -35,6 +36,11 @@ func refresh(ctx context.Context, repo *store.Repo, changed func(volume, snapsho
 		if err != nil {
 			log.Warn("taking in other hosts' commits", "err", err)
 			continue
+		}
+		// Every so many entries, a checkpoint for new replicas to start
+		// from (no request between two).
+		if _, err := repo.Checkpoint(ctx, false); err != nil {
+			log.Warn("write a checkpoint of the metadata", "err", err)
 		}
 		if n == 0 {
 			continue
