@@ -133,16 +133,18 @@ func TestMountUnderStalledStore(t *testing.T) {
 	e := &env{t: t, dir: dir, repo: "s3://stall-test/repo"}
 	src := filepath.Join(dir, "src")
 	os.MkdirAll(src, 0o755)
+	e.ok("init")
+	e.ok("volume", "add", "v", src)
+	// Each file in a snapshot, so a pack, of its own: reading the first
+	// fills the block cache with none of the second.
 	for i, name := range []string{"first", "second"} {
 		if err := os.WriteFile(filepath.Join(src, name), randomData(uint64(i+1), 3<<20), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		e.ok("snapshot", "create", "v", "--name", fmt.Sprintf("s%d", i+1))
 	}
-	e.ok("init")
-	e.ok("volume", "add", "v", src)
-	e.ok("snapshot", "create", "v", "--name", "s1")
 	d := e.serve(filepath.Join(dir, "mnt"), "--cache", filepath.Join(dir, "cache-b"))
-	snap := d.snapDir("v", "s1")
+	snap := d.snapDir("v", "s2")
 	if got, err := os.ReadFile(filepath.Join(snap, "first")); err != nil || !bytes.Equal(got, randomData(1, 3<<20)) {
 		t.Fatalf("read before the stall: %v", err)
 	}

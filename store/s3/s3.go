@@ -211,7 +211,15 @@ func objectOf(info minio.ObjectInfo) Object {
 
 // Stat tells of the object at key.
 func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
-	info, err := b.client.StatObject(ctx, b.name, key, minio.StatObjectOptions{})
+	// An answer with no body: its tries together are bounded as a read
+	// that receives nothing is, so that a reader that must know a size
+	// first does not wait longer on a stopped store.
+	bounded, cancel := context.WithTimeout(ctx, 3*b.timeout)
+	defer cancel()
+	info, err := b.client.StatObject(bounded, b.name, key, minio.StatObjectOptions{})
+	if err != nil && bounded.Err() != nil && ctx.Err() == nil {
+		return Object{}, fmt.Errorf("%s/%s: no answer for %s: %w", b.name, key, 3*b.timeout, ErrTimeout)
+	}
 	if err != nil {
 		return Object{}, b.wrap(key, err)
 	}

@@ -194,9 +194,15 @@ func TestStalledEndpoint(t *testing.T) {
 	start := time.Now()
 	err = b.ReadAt(ctx, "k", make([]byte, 1), 0)
 	took := time.Since(start)
-	srv.Resume()
 	if err == nil || took > 10*time.Second {
 		t.Errorf("a read from a stopped server: %v after %s", err, took)
+	}
+	start = time.Now()
+	_, err = b.Stat(ctx, "k")
+	took = time.Since(start)
+	srv.Resume()
+	if !errors.Is(err, s3.ErrTimeout) || took > 4*time.Second {
+		t.Errorf("a HEAD to a stopped server: %v after %s, want ErrTimeout within 3 s", err, took)
 	}
 	got := make([]byte, 1)
 	if err := b.ReadAt(ctx, "k", got, 0); err != nil || string(got) != "v" {
