@@ -305,7 +305,9 @@ func TestTwoHostsSnapshotAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, repo: "s3://team-snapshots/racing"}
 	caches := []string{filepath.Join(dir, "cache-a"), filepath.Join(dir, "cache-b"), filepath.Join(dir, "cache-gc")}
-	on := func(host int, args ...string) result { return e.run(append([]string{"--cache", caches[host]}, args...)...) }
+	on := func(host int, args ...string) result {
+		return e.run(append([]string{"--cache", caches[host]}, args...)...)
+	}
 	e.ok("--cache", caches[0], "init")
 	srcs := []string{filepath.Join(dir, "src-a"), filepath.Join(dir, "src-b")}
 	for h, src := range srcs {
