@@ -149,9 +149,9 @@ bench: deps build
 # bench-compare runs every scenario for chainfs, restic, borg and go-fuse's
 # loopback in one run and writes the table into docs/benchmarks.md
 # (bench/compare.sh; SNAPSHOTS=N and DEPTH=N shorten it).
-bench-compare: build
+bench-compare: build $(MINIO)
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
-	CHAINFS=$(CURDIR)/$(BIN) bash bench/compare.sh
+	CHAINFS=$(CURDIR)/$(BIN) MINIO=$(MINIO) bash bench/compare.sh
 
 # bench-topics runs the older per-topic scripts: snapshots and chain depth
 # against restic, images against borg, restic and GNU tar, disk volumes
@@ -162,7 +162,7 @@ bench-topics: build
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/image.sh
 	CHAINFS=$(CURDIR)/$(BIN) bash bench/disk.sh
 
-# bench-s3 is a first figure for repositories in buckets: chainfs and
+# bench-s3 is bench-compare's object-storage section alone: chainfs and
 # restic into the same MinIO (bench/s3.sh).
 bench-s3: build $(MINIO)
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"

@@ -225,3 +225,19 @@ new = re.sub(r'(<!-- bench-compare -->\n).*?(<!-- /bench-compare -->)', lambda m
 open('$doc', 'w').write(new)
 "
 log "table written to docs/benchmarks.md"
+
+# Object storage: chainfs and restic into one MinIO (bench/s3.sh), into
+# its own place in docs/benchmarks.md.
+if [ -n "${MINIO:-}" ]; then
+	s3table=$work/s3-table.md
+	CHAINFS=$CHAINFS MINIO=$MINIO bash "$root/bench/s3.sh" >"$s3table"
+	cat "$s3table"
+	py "
+import re
+doc = open('$doc').read()
+table = open('$s3table').read()
+new = re.sub(r'(<!-- bench-s3 -->\n).*?(<!-- /bench-s3 -->)', lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
+open('$doc', 'w').write(new)
+"
+	log "object storage table written to docs/benchmarks.md"
+fi

@@ -42,17 +42,18 @@ gib=$(du -sb "$data" | awk '{print $1 / 2^30}')
 # POST and LIST at one price, GET, HEAD and the rest at another, DELETE
 # free), and its bytes received and sent.
 counters() {
-	curl -s "http://127.0.0.1:$port/minio/v2/metrics/cluster" | awk '
-		/^minio_s3_requests_total\{/ {
-			api = $0; sub(/.*api="/, "", api); sub(/".*/, "", api)
+	# The v3 API's figures are current; v2's are cached for seconds.
+	curl -s "http://127.0.0.1:$port/minio/metrics/v3/api/requests" | awk '
+		/^minio_api_requests_total\{/ && /type="s3"/ {
+			api = $0; sub(/.*name="/, "", api); sub(/".*/, "", api); api = tolower(api)
 			if (api ~ /^(putobject|putobjectpart|newmultipartupload|completemultipartupload|copyobject|listobjects|listobjectsv2|listobjectversions|listbuckets|putbucket|makebucket)/) put += $NF
 			else if (api !~ /^delete/) get += $NF
 		}
-		/^minio_s3_traffic_received_bytes/ { rx += $NF }
-		/^minio_s3_traffic_sent_bytes/ { tx += $NF }
+		/^minio_api_requests_traffic_received_bytes\{/ && /type="s3"/ { rx += $NF }
+		/^minio_api_requests_traffic_sent_bytes\{/ && /type="s3"/ { tx += $NF }
 		END { printf "%d %d %d %d\n", put, get, rx, tx }'
 }
-declare -A cost_put cost_get
+declare -A cost_put cost_get secs
 # step TOOL KEY LABEL CMD...: runs CMD, timed, and records its requests
 # under TOOL/KEY.
 step() {
@@ -67,6 +68,7 @@ step() {
 	local rx=$((after[2] - before[2])) tx=$((after[3] - before[3]))
 	cost_put[$tool/$key]=$put
 	cost_get[$tool/$key]=$get
+	secs[$tool/$key]=$(echo "$t1 - $t0" | bc)
 	printf '| %s | %s | %.2f s | %d | %d | %.1f MiB | %.1f MiB |\n' "$tool" "$name" "$(echo "$t1 - $t0" | bc)" \
 		"$put" "$get" "$(echo "$rx / 2^20" | bc -l)" "$(echo "$tx / 2^20" | bc -l)"
 }
@@ -130,4 +132,17 @@ for tool in chainfs restic; do
 		"$(echo "$storage + $requests" | bc -l)"
 done
 echo
-printf 'data: %.2f GiB\n' "$gib"
+printf 'data: %.2f GiB. Requests per GiB of data: ' "$gib"
+for tool in chainfs restic; do
+	printf '%s first snapshot %.0f, cold read %.0f (per GiB read); ' $tool \
+		"$(echo "(${cost_put[$tool/first]} + ${cost_get[$tool/first]}) / $gib" | bc -l)" \
+		"$(echo "(${cost_put[$tool/read]} + ${cost_get[$tool/read]}) * 2" | bc -l)"
+done
+echo
+printf 'restic/chainfs: first snapshot %.2f, unchanged %.2f, 1 %% changed %.2f, cold read %.2f, ls -lR %.2f, read again %.2f\n' \
+	"$(echo "${secs[restic/first]} / ${secs[chainfs/first]}" | bc -l)" \
+	"$(echo "${secs[restic/unchanged]} / ${secs[chainfs/unchanged]}" | bc -l)" \
+	"$(echo "${secs[restic/change]} / ${secs[chainfs/change]}" | bc -l)" \
+	"$(echo "${secs[restic/read]} / ${secs[chainfs/read]}" | bc -l)" \
+	"$(echo "${secs[restic/ls]} / ${secs[chainfs/ls]}" | bc -l)" \
+	"$(echo "${secs[restic/again]} / ${secs[chainfs/again]}" | bc -l)"

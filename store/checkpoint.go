@@ -174,6 +174,11 @@ func (j *journal) checkpoints(ctx context.Context) ([]uint64, error) {
 // from its beginning. Called with j.mu held.
 func (r *Repo) loadCheckpoint(ctx context.Context) error {
 	j := r.journal
+	// A replica cut off while it loaded holds part of a checkpoint, and
+	// says it holds nothing: start clean, whether one is loaded or not.
+	if err := r.dropAllMeta(); err != nil {
+		return err
+	}
 	have, err := j.checkpoints(ctx)
 	if err != nil || len(have) == 0 {
 		return err
@@ -183,10 +188,6 @@ func (r *Repo) loadCheckpoint(ctx context.Context) error {
 	obj, err := j.remote.Objects.Stat(ctx, key)
 	if err != nil {
 		return fmt.Errorf("checkpoint %d: %w", seq, err)
-	}
-	// A replica cut off while it loaded holds part of one: start clean.
-	if err := r.dropAllMeta(); err != nil {
-		return err
 	}
 	err = r.loadEntries(seq, func(put func(k, v []byte) error) error {
 		return readCheckpoint(ctx, j.remote.Objects, key, obj.Size, seq, put)

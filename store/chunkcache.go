@@ -117,7 +117,7 @@ func parseChunkName(name string) (chunkKey, bool) {
 // chunk's range [off, off+len(b)) of the pack from the store, and size
 // gives the pack's size, which bounds its last chunk.
 func (c *chunkCache) readAt(ctx context.Context, id uint64, p []byte, off int64,
-	size func() (int64, error), fetch func(b []byte, off int64) error) error {
+	size func(context.Context) (int64, error), fetch func(ctx context.Context, b []byte, off int64) error) error {
 	for len(p) > 0 {
 		k := chunkKey{id, off / cacheChunkSize}
 		in := off - k.index*cacheChunkSize
@@ -167,44 +167,54 @@ func (c *chunkCache) readCached(k chunkKey, p []byte, in int64) (int, error) {
 }
 
 // fetch reads chunk k from the store once, however many readers want it
-// at the same time, keeps it, and returns its bytes.
-func (c *chunkCache) fetch(ctx context.Context, k chunkKey, size func() (int64, error), fetch func(b []byte, off int64) error) ([]byte, error) {
+// at the same time, keeps it, and returns its bytes. The fetch is the
+// chunk's, not its first reader's: it runs on without that reader's
+// cancellation (a read-ahead dropped, a file closed), bounded by the
+// store's own bounds, and each reader waits for it as long as its own
+// ctx lasts.
+func (c *chunkCache) fetch(ctx context.Context, k chunkKey, size func(context.Context) (int64, error),
+	fetch func(ctx context.Context, b []byte, off int64) error) ([]byte, error) {
 	c.mu.Lock()
-	if f, ok := c.fetching[k]; ok {
-		c.mu.Unlock()
-		select {
-		case <-f.done:
-			return f.data, f.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	f, ok := c.fetching[k]
+	if !ok {
+		f = &chunkFetch{done: make(chan struct{})}
+		c.fetching[k] = f
+		go c.run(context.WithoutCancel(ctx), k, f, size, fetch)
 	}
-	f := &chunkFetch{done: make(chan struct{})}
-	c.fetching[k] = f
 	c.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.data, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// run is fetch's work for chunk k, whose end it tells through f.
+func (c *chunkCache) run(ctx context.Context, k chunkKey, f *chunkFetch, size func(context.Context) (int64, error),
+	fetch func(ctx context.Context, b []byte, off int64) error) {
 	defer func() {
 		c.mu.Lock()
 		delete(c.fetching, k)
 		c.mu.Unlock()
 		close(f.done)
 	}()
-	total, err := size()
+	total, err := size(ctx)
 	if err != nil {
 		f.err = err
-		return nil, err
+		return
 	}
 	start := k.index * cacheChunkSize
 	if start >= total {
 		f.err = fmt.Errorf("pack %016x: chunk %d past its end (%d bytes): %w", k.pack, k.index, total, ErrCorrupt)
-		return nil, f.err
+		return
 	}
 	data := make([]byte, min(cacheChunkSize, total-start))
-	if f.err = fetch(data, start); f.err != nil {
-		return nil, f.err
+	if f.err = fetch(ctx, data, start); f.err != nil {
+		return
 	}
 	f.data = data
 	c.keep(k, data)
-	return data, nil
 }
 
 // keep writes a fetched chunk to its file, under a temporary name renamed

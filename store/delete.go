@@ -39,6 +39,8 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 	if err != nil {
 		return err
 	}
+	// Held from the mark on: finishDelete may first wait for commitMu.
+	defer r.hold(r.work(volume, func(cur *Volume) bool { return cur.Deleting == snap.Seq }))()
 	if err := r.finishDelete(ctx, volume); err != nil {
 		return fmt.Errorf("delete snapshot %s/%s: %w", volume, name, err)
 	}

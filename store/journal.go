@@ -59,6 +59,9 @@ type journal struct {
 	// checkpointsListed (checkpoint.go); under mu.
 	checkpointed      uint64
 	checkpointsListed bool
+	// lastSent is the last entry send built, whose landing a failed
+	// commit reads back (commitJournaled); under mu.
+	lastSent []byte
 }
 
 // maxEntry bounds a journal entry, sent or read: an entry is one
@@ -170,6 +173,7 @@ func (j *journal) send(ctx context.Context, seq uint64, muts []kv) error {
 	var nonce [nonceSize]byte
 	rand.Read(nonce[:])
 	entry := encodeEntry(seq, nonce, muts)
+	j.lastSent = entry
 	if len(entry) > maxEntry {
 		return fmt.Errorf("journal entry %d: %d bytes, more than %d: %w", seq, len(entry), maxEntry, ErrInvalid)
 	}
@@ -305,10 +309,15 @@ func (r *Repo) commitJournaled(ctx context.Context, mark uint64, fn func(m metaT
 				continue
 			}
 			return fmt.Errorf("commit: other writers committed to the repository first %d times in a row, and this commit was not made: %w", attempt, ErrChanged)
-		case seq != 0 && j.sent(ctx, seq):
-			// The entry is out but the replica did not take it: the next
-			// catch-up applies it, as on another host.
-			r.log.Warn("a commit sent to the journal was not applied here; it will be", "entry", seq, "err", err)
+		case seq != 0 && j.landed(ctx, seq):
+			// This commit's entry is in the journal, but the replica did
+			// not take it (or its answer came too late): the commit is
+			// made, and the replica takes it in as another host's.
+			r.log.Warn("a commit reached the journal but not this replica; taking it in", "entry", seq, "err", err)
+			if cerr := r.catchUp(ctx); cerr != nil {
+				return fmt.Errorf("%w; the commit is in the journal, and the next catch-up applies it: %v", err, cerr)
+			}
+			return nil
 		}
 		return err
 	}
@@ -323,6 +332,13 @@ const commitAttempts = 32
 func (j *journal) sent(ctx context.Context, seq uint64) bool {
 	_, err := j.remote.Objects.Stat(context.WithoutCancel(ctx), j.key(seq))
 	return err == nil
+}
+
+// landed reports whether entry seq in the journal is the last one this
+// replica sent, to the byte (its nonce makes it this attempt's alone).
+func (j *journal) landed(ctx context.Context, seq uint64) bool {
+	there, err := j.fetchRaw(context.WithoutCancel(ctx), seq)
+	return err == nil && j.lastSent != nil && bytes.Equal(there, j.lastSent)
 }
 
 // remoteInfo is where a repository in an object store keeps its Info.

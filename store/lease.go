@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -100,7 +101,7 @@ func (m metaTxn) fence(w *work) error {
 			return err
 		}
 		if !ok || l.Replica != w.replica {
-			return fmt.Errorf("%s: another host took this work's lease after it ran out, and this host stops it here: %w", w.lease[1:], ErrChanged)
+			return fmt.Errorf("%s: %w", w.lease[1:], errFenced)
 		}
 	}
 	if w.volume == "" {
@@ -110,10 +111,14 @@ func (m metaTxn) fence(w *work) error {
 	if err := getJSON(m.txn, volumeKey(w.volume), &v); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	} else if err != nil || v.Writer != w.replica || !w.marked(&v) {
-		return fmt.Errorf("volume %s: another host took this work over after its lease ran out, and this host stops it here: %w", w.volume, ErrChanged)
+		return fmt.Errorf("volume %s: %w", w.volume, errFenced)
 	}
 	return nil
 }
+
+// errFenced is fence's refusal: an ErrChanged, which only a takeover
+// gives, so that a lease's holder tells it from a lost race.
+var errFenced = fmt.Errorf("another host took this work over after its lease ran out, and this host stops it here: %w", ErrChanged)
 
 // commitWork is commit for a commit of w: fn runs only while w is still
 // this replica's.
@@ -157,7 +162,7 @@ func (r *Repo) hold(w *work) (stop func()) {
 			err := r.commitWork(ctx, w, func(m metaTxn) error { return r.renew(m, w) })
 			switch {
 			case err == nil, ctx.Err() != nil:
-			case errors.Is(err, ErrChanged):
+			case errors.Is(err, errFenced):
 				// The work ended, or another host took it over: the work's
 				// own next commit says so.
 				r.log.Debug("lease no longer held", "volume", w.volume, "err", err)
@@ -246,6 +251,23 @@ func (r *Repo) waitLease(ctx context.Context, held *LeaseHeldError) error {
 	}
 	_, err := r.Refresh(ctx)
 	return err
+}
+
+// snapshotElsewhere refuses, with a LeaseHeldError, while another host's
+// snapshot of volume holds its lease.
+func (r *Repo) snapshotElsewhere(m metaTxn, volume string) error {
+	var held error
+	err := scanJSON(m.txn, snapshotLeasesFrom, func(key []byte, l *leaseRecord) error {
+		_, vol, _ := strings.Cut(string(key[len(snapshotLeasesFrom):]), "/")
+		if held == nil && vol == volume && l.Replica != r.info.Replica && time.Now().Before(l.Until) {
+			held = &LeaseHeldError{Replica: l.Replica, Until: l.Until, What: l.What}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return held
 }
 
 // leaseSweep takes, in a repository in an object store, the lease of a
@@ -374,7 +396,12 @@ func (r *Repo) adopt(ctx context.Context, v Volume) error {
 	}
 	if v.Applying != 0 {
 		r.log.Info("undoing interrupted snapshot", "volume", v.Name, "seq", v.Applying)
-		if err := r.rollback(ctx, v.Name); err != nil {
+		// The undo plans reference counts that this process's own
+		// snapshots change too: under commitMu, as every chain update.
+		r.commitMu.Lock()
+		err := r.rollback(ctx, v.Name)
+		r.commitMu.Unlock()
+		if err != nil {
 			return fmt.Errorf("volume %s: %w", v.Name, err)
 		}
 	}

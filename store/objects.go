@@ -110,7 +110,7 @@ func (o *objectPacks) ReadAt(ctx context.Context, id uint64, p []byte, off int64
 	if o.cache == nil {
 		return o.readStore(ctx, id, p, off)
 	}
-	size := func() (int64, error) {
+	size := func(ctx context.Context) (int64, error) {
 		if n, ok := o.sizes.Load(id); ok {
 			return n.(int64), nil
 		}
@@ -123,7 +123,7 @@ func (o *objectPacks) ReadAt(ctx context.Context, id uint64, p []byte, off int64
 		o.sizes.Store(id, n)
 		return n, nil
 	}
-	return o.cache.readAt(ctx, id, p, off, size, func(b []byte, off int64) error { return o.readStore(ctx, id, b, off) })
+	return o.cache.readAt(ctx, id, p, off, size, func(ctx context.Context, b []byte, off int64) error { return o.readStore(ctx, id, b, off) })
 }
 
 // dropCached forgets what the cache holds of [off, off+n) of pack id, so

@@ -221,6 +221,13 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		}
 		return m.putVolume(&w.vol)
 	}
+	stopMaking := func() {}
+	if kind == KindImage {
+		// An image's making, which its volume marks from its creation
+		// until the commit: held from now, also while the beginning
+		// waits for another host's gc.
+		stopMaking = r.hold(r.work(volume, func(cur *Volume) bool { return cur.Head == 0 && !cur.Removing }))
+	}
 	for {
 		err = r.commit(ctx, begin)
 		var held *LeaseHeldError
@@ -232,16 +239,13 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		}
 	}
 	if err != nil {
+		stopMaking()
 		release()
 		return nil, err
 	}
 	w.lease = r.work("", nil).leased(snapshotLeaseKey(r.info.Replica, volume))
-	if kind == KindImage && w.vol.Head == 0 {
-		// The image's making: its volume marks it until the commit.
-		w.lease.volume, w.lease.marked = volume, func(cur *Volume) bool { return cur.Head == 0 && !cur.Removing }
-	}
 	stop := r.hold(w.lease)
-	w.release = func() { stop(); r.gcMu.RUnlock(); claim() }
+	w.release = func() { stop(); stopMaking(); r.gcMu.RUnlock(); claim() }
 	r.setActivity(fmt.Sprintf("snapshot %s/%s", volume, name))
 	w.trees = r.newBatch()
 	return w, nil
@@ -535,18 +539,25 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	r.commitMu.Lock()
 	defer r.commitMu.Unlock()
 	hs := delta.sortedHashes()
-	err := r.updateVolume(ctx, vol.Name, func(cur *Volume) error {
-		// Another host's work on the volume, or a snapshot it committed
-		// since this one began (its delta is against an older parent):
-		// in one process the volume's claim rules both out.
-		if err := cur.idle(r.info.Replica); err != nil {
-			return err
-		}
-		if cur.Head != snap.Parent {
-			return fmt.Errorf("volume %s: another snapshot was committed while this one ran: %w", cur.Name, ErrChanged)
-		}
-		cur.Applying, cur.Writer, cur.Lease = snap.Seq, r.info.Replica, r.leaseEnd()
-		return nil
+	leased := r.work("", nil).leased(snapshotLeaseKey(r.info.Replica, vol.Name))
+	err := r.commitWork(ctx, leased, func(m metaTxn) error {
+		return m.updateVolume(vol.Name, func(cur *Volume) error {
+			// Another host's work on the volume, a snapshot it committed
+			// since this one began (its delta is against an older parent),
+			// or the volume removed and made again: in one process the
+			// volume's claim rules them out.
+			if cur.ID != vol.ID || cur.NextSeq <= snap.Seq {
+				return fmt.Errorf("volume %s: removed and made again while this snapshot ran: %w", cur.Name, ErrChanged)
+			}
+			if err := cur.idle(r.info.Replica); err != nil {
+				return err
+			}
+			if cur.Head != snap.Parent {
+				return fmt.Errorf("volume %s: another snapshot was committed while this one ran: %w", cur.Name, ErrChanged)
+			}
+			cur.Applying, cur.Writer, cur.Lease = snap.Seq, r.info.Replica, r.leaseEnd()
+			return nil
+		})
 	})
 	if err != nil {
 		return err

@@ -260,18 +260,25 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 	if err := r.takeOver(ctx, name); err != nil {
 		return err
 	}
-	err = r.updateVolume(ctx, name, func(v *Volume) error {
-		if v.Removing {
-			return fmt.Errorf("volume %s: %w", name, ErrNotFound)
-		}
-		if v.Head != 0 && !withSnapshots {
-			return fmt.Errorf("volume %s: %w", name, ErrHasSnapshots)
-		}
-		if err := v.idle(r.info.Replica); err != nil {
+	err = r.commit(ctx, func(m metaTxn) error {
+		// A snapshot of it another host is making would commit into
+		// whatever volume of this name there is next.
+		if err := r.snapshotElsewhere(m, name); err != nil {
 			return err
 		}
-		v.Removing, v.Writer, v.Lease = true, r.info.Replica, r.leaseEnd()
-		return nil
+		return m.updateVolume(name, func(v *Volume) error {
+			if v.Removing {
+				return fmt.Errorf("volume %s: %w", name, ErrNotFound)
+			}
+			if v.Head != 0 && !withSnapshots {
+				return fmt.Errorf("volume %s: %w", name, ErrHasSnapshots)
+			}
+			if err := v.idle(r.info.Replica); err != nil {
+				return err
+			}
+			v.Removing, v.Writer, v.Lease = true, r.info.Replica, r.leaseEnd()
+			return nil
+		})
 	})
 	if err != nil {
 		return err

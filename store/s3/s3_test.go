@@ -3,9 +3,11 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1293,5 +1295,216 @@ func TestCheckpoint(t *testing.T) {
 		t.Fatalf("after a damaged checkpoint: %d snapshots, %v", len(got), err)
 	}
 	sameBlocks(t, d, last, [][]byte{storetest.Block('f')})
+	checkClean(t, d)
+}
+
+// hookObjs is a real bucket that calls after with each conditional
+// write's data once it has landed.
+type hookObjs struct {
+	store.Objects
+	after func(data []byte)
+}
+
+func (h hookObjs) PutIf(ctx context.Context, key string, data []byte, etag string) (store.Object, error) {
+	obj, err := h.Objects.PutIf(ctx, key, data, etag)
+	if err == nil && h.after != nil {
+		h.after(data)
+	}
+	return obj, err
+}
+
+// pauseAt is a log handler that holds up, once, the goroutine that logs
+// msg: at is closed then, and it goes on when resume is closed.
+type pauseAt struct {
+	msg        string
+	at, resume chan struct{}
+	once       *sync.Once
+}
+
+func (p pauseAt) Enabled(context.Context, slog.Level) bool { return true }
+func (p pauseAt) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == p.msg {
+		p.once.Do(func() { close(p.at); <-p.resume })
+	}
+	return nil
+}
+func (p pauseAt) WithAttrs([]slog.Attr) slog.Handler { return p }
+func (p pauseAt) WithGroup(string) slog.Handler      { return p }
+
+// TestTakeoverUndoBesideOwnCommit: a host takes over another's snapshot
+// whose lease ran out and undoes its chain update, while a snapshot of
+// its own, of another volume holding the same block, commits: both
+// change that block's references, and neither may plan over the other's
+// (the undo runs under the commit lock, as every chain update). The
+// block keeps every reference, and survives the deletion of one holder
+// and gc.
+func TestTakeoverUndoBesideOwnCommit(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	const term = 3 * time.Second
+	first := initRemote(t, b)
+	for _, n := range []string{"v", "o", "w"} {
+		if _, err := first.AddVolume(ctx, store.Volume{Name: n, Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x := storetest.Block('x')
+	so := storetest.FileSnapshot(t, first, "o", x)
+	vv, _ := first.Volume(ctx, "v")
+	wv, _ := first.Volume(ctx, "w")
+	dir := first.Info().Dir
+	first.Close()
+	hx := store.Sum(x)
+	// The key of a volume's run of block x: an entry that holds it
+	// updates x's references.
+	run := func(id uint64) []byte { return append(binary.BigEndian.AppendUint64([]byte{'i'}, id), hx[:]...) }
+
+	// Host B applies its snapshot of v's references and freezes.
+	stalledB, resumeB := make(chan struct{}), make(chan struct{})
+	var onceB sync.Once
+	bh := leasedHost(t, hookObjs{Objects: b, after: func(d []byte) {
+		if bytes.Contains(d, run(vv.ID)) {
+			onceB.Do(func() { close(stalledB); <-resumeB })
+		}
+	}}, t.TempDir()+"/b", term)
+	go func() {
+		w, err := bh.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: "from-b"})
+		if err == nil {
+			if root, err := putFileRoot(ctx, w, x); err == nil {
+				w.Commit(ctx, root, store.SnapshotStats{})
+			}
+		}
+	}()
+	<-stalledB
+	defer close(resumeB)
+
+	// Host A: its snapshot of w commits x's references while, in the same
+	// process, a takeover of B's work undoes them.
+	var armed atomic.Bool
+	stalledY, resumeY := make(chan struct{}), make(chan struct{})
+	var onceY sync.Once
+	undoAt, undo := make(chan struct{}), make(chan struct{})
+	log := slog.New(pauseAt{msg: "undoing interrupted snapshot", at: undoAt, resume: undo, once: new(sync.Once)})
+	a, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: hookObjs{Objects: b, after: func(d []byte) {
+		if armed.Load() && bytes.Contains(d, run(wv.ID)) {
+			onceY.Do(func() { close(stalledY); <-resumeY })
+		}
+	}}, Prefix: "repo/"}, PackSize: 3 * storetest.BlockSize, LeaseTerm: term, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	waitLease(t, a, "v")
+	wy, err := a.BeginSnapshot(ctx, "w", store.SnapshotOptions{Name: "from-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := putFileRoot(ctx, wy, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	takeover := make(chan error, 1)
+	go func() {
+		w, err := a.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: "after-takeover"})
+		if err == nil {
+			w.Abort()
+		}
+		takeover <- err
+	}()
+	<-undoAt
+	armed.Store(true)
+	own := make(chan error, 1)
+	go func() { _, err := wy.Commit(ctx, root, store.SnapshotStats{}); own <- err }()
+	select {
+	case <-stalledY: // the commit sent x's references before the undo
+	case <-time.After(2 * time.Second): // or waits for it: the commit lock
+	}
+	close(undo)
+	time.Sleep(time.Second)
+	close(resumeY)
+	if err := <-own; err != nil {
+		t.Fatalf("the own snapshot: %v", err)
+	}
+	if err := <-takeover; err != nil {
+		t.Fatalf("the takeover: %v", err)
+	}
+	c := host(t, b, t.TempDir()+"/c")
+	checkClean(t, c)
+	if err := c.DeleteSnapshot(ctx, "o", so.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := c.Snapshots(ctx, "w")
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("w: %v %v", snaps, err)
+	}
+	sameBlocks(t, c, &snaps[0], [][]byte{x})
+}
+
+// TestSnapshotIntoRemadeVolume: a snapshot another host is making keeps
+// other hosts from removing its volume (status 4) while its lease holds.
+// Once the snapshot's host froze past it, the volume is removed and made
+// again under the same name; when the host wakes, its commit is refused,
+// and the new volume stays whole.
+func TestSnapshotIntoRemadeVolume(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	const term = 2 * time.Second
+	first := initRemote(t, b)
+	if _, err := first.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	dir := first.Info().Dir
+	first.Close()
+	// The snapshot's host freezes at its lease's first renewal.
+	var leases atomic.Int32
+	frozen, wake := make(chan struct{}), make(chan struct{})
+	a := leasedHost(t, hookObjs{Objects: b, after: func(d []byte) {
+		if bytes.Contains(d, []byte(`"what":"a snapshot of v"`)) && leases.Add(1) == 2 {
+			close(frozen)
+			<-wake
+		}
+	}}, dir, term)
+	c := leasedHost(t, b, t.TempDir()+"/c", term)
+	w, err := a.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: "from-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := putFileRoot(ctx, w, storetest.Block('a'))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Refresh(ctx)
+	var held *store.LeaseHeldError
+	if err := c.RemoveVolume(ctx, "v", true); !errors.As(err, &held) {
+		t.Fatalf("removing a volume another host snapshots: %v", err)
+	}
+	<-frozen
+	// The renewal the host froze at landed: the lease runs out after it.
+	for i := 0; ; i++ {
+		time.Sleep(time.Until(held.Until) + 100*time.Millisecond)
+		c.Refresh(ctx)
+		err := c.RemoveVolume(ctx, "v", true)
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &held) || i == 3 {
+			t.Fatalf("removing once the snapshot's lease ran out: %v", err)
+		}
+	}
+	if _, err := c.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	close(wake)
+	if _, err := w.Commit(ctx, root, store.SnapshotStats{}); err == nil {
+		t.Fatal("a snapshot of the removed volume committed into the one made again")
+	}
+	d := host(t, b, t.TempDir()+"/d")
+	if snaps, err := d.Snapshots(ctx, "v"); err != nil || len(snaps) != 0 {
+		t.Errorf("the new volume's snapshots: %v %v", snaps, err)
+	}
+	storetest.FileSnapshot(t, d, "v", storetest.Block('b'))
 	checkClean(t, d)
 }
