@@ -35,7 +35,15 @@ type chunkCache struct {
 	// fetching holds the fetches under way, for readers of the same
 	// chunk to wait for rather than fetch it again.
 	fetching map[chunkKey]*chunkFetch
+	// last is the chunk of each pack read last: a read that steps to the
+	// next one reads on, and the chunks after it are fetched meanwhile.
+	last map[uint64]int64
 }
+
+// chunkReadAhead is how many chunks after a sequential reader's are
+// fetched while it reads: a store answers each after its latency, which
+// a reader that waits for one at a time would pay for every chunk.
+const chunkReadAhead = 2
 
 // cacheChunkSize is the size of a cached chunk: a ranged request of this much
 // costs little more than one of a block, against a store's latency.
@@ -68,7 +76,7 @@ func openChunkCache(dir string, limit int64) (*chunkCache, error) {
 		return nil, fmt.Errorf("chunk cache %s: %w", dir, err)
 	}
 	c := &chunkCache{dir: dir, limit: limit, lru: list.New(), entries: map[chunkKey]*list.Element{},
-		fetching: map[chunkKey]*chunkFetch{}}
+		fetching: map[chunkKey]*chunkFetch{}, last: map[uint64]int64{}}
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("chunk cache %s: %w", dir, err)
@@ -121,6 +129,7 @@ func (c *chunkCache) readAt(ctx context.Context, id uint64, p []byte, off int64,
 	for len(p) > 0 {
 		k := chunkKey{id, off / cacheChunkSize}
 		in := off - k.index*cacheChunkSize
+		c.readAhead(ctx, k, size, fetch)
 		n, err := c.readCached(k, p, in)
 		if errors.Is(err, fs.ErrNotExist) {
 			var data []byte
@@ -137,6 +146,32 @@ func (c *chunkCache) readAt(ctx context.Context, id uint64, p []byte, off int64,
 		p, off = p[n:], off+int64(n)
 	}
 	return nil
+}
+
+// readAhead starts the fetches of the chunkReadAhead chunks after k when
+// a reader stepped from the chunk before it to k: a sequential read. A
+// fetch past the pack's end fails, and no one waits for it.
+func (c *chunkCache) readAhead(ctx context.Context, k chunkKey, size func(context.Context) (int64, error),
+	fetch func(ctx context.Context, b []byte, off int64) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	prev, seen := c.last[k.pack]
+	c.last[k.pack] = k.index
+	if !seen || prev != k.index-1 {
+		return
+	}
+	for i := int64(1); i <= chunkReadAhead; i++ {
+		next := chunkKey{k.pack, k.index + i}
+		if _, ok := c.entries[next]; ok {
+			continue
+		}
+		if _, ok := c.fetching[next]; ok {
+			continue
+		}
+		f := &chunkFetch{done: make(chan struct{})}
+		c.fetching[next] = f
+		go c.run(context.WithoutCancel(ctx), next, f, size, fetch)
+	}
 }
 
 // readCached reads what chunk k holds from in into p: fs.ErrNotExist
@@ -284,6 +319,7 @@ func (c *chunkCache) forgetRange(id uint64, off int64, n int) {
 // forgetPack drops every chunk of pack id: it was removed.
 func (c *chunkCache) forgetPack(id uint64) {
 	c.mu.Lock()
+	delete(c.last, id)
 	var keys []chunkKey
 	for k := range c.entries {
 		if k.pack == id {
