@@ -49,7 +49,7 @@ func TestParseURL(t *testing.T) {
 // open starts a MinIO server and returns a new bucket on it.
 func open(t *testing.T) (*s3test.Server, *s3.Bucket) {
 	t.Helper()
-	srv := s3test.Start(t)
+	srv := s3test.StartChosen(t)
 	b := srv.Bucket(t, "chainfs-test")
 	if err := b.Create(context.Background(), ""); err != nil {
 		t.Fatalf("a second Create: %v", err)

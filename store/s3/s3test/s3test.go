@@ -1,6 +1,7 @@
-// Package s3test starts a real MinIO server for tests: the binary that
-// $CHAINFS_MINIO names (make test builds a pinned one, once per machine,
-// outside the repository), on 127.0.0.1 at a free port, with random
+// Package s3test starts a real S3 server for tests: the MinIO binary
+// that $CHAINFS_MINIO names (make test builds a pinned one, once per
+// machine, outside the repository), or SeaweedFS's, $CHAINFS_WEED (make
+// test-engines builds one), on 127.0.0.1 at free ports, with random
 // credentials and a data directory of the test's own, stopped when the
 // test ends, also when it fails.
 package s3test
@@ -23,21 +24,39 @@ import (
 	"github.com/chainfs/chainfs/store/s3"
 )
 
-// Server is a MinIO server a test started.
+// Server is an S3 server a test started.
 type Server struct {
 	// Endpoint is http://127.0.0.1:PORT.
 	Endpoint  string
 	AccessKey string
 	SecretKey string
+	engine    engine
 	bin, addr string
-	data      string
+	dir, data string
 	cmd       *exec.Cmd
 	exited    chan struct{}
 	log       *os.File
 }
 
+// engine is how to run one S3 server.
+type engine struct {
+	name string
+	// command is the server's arguments and environment.
+	command func(s *Server, t testing.TB) (args, env []string)
+	// health is the path that answers 200 once the server serves.
+	health string
+}
+
 // Binary is the MinIO server the tests run, or "" when none is named.
 func Binary() string { return os.Getenv("CHAINFS_MINIO") }
+
+var minio = engine{name: "MinIO", health: "/minio/health/cluster",
+	command: func(s *Server, _ testing.TB) ([]string, []string) {
+		// /minio/health/ready answers before the server serves; the
+		// cluster's health only once it does.
+		return []string{"server", "--quiet", "--address", s.addr, s.data},
+			[]string{"MINIO_ROOT_USER=" + s.AccessKey, "MINIO_ROOT_PASSWORD=" + s.SecretKey, "MINIO_BROWSER=off"}
+	}}
 
 // Start starts a MinIO server for t, or skips t when $CHAINFS_MINIO names
 // none (make test always names one).
@@ -47,11 +66,56 @@ func Start(t testing.TB) *Server {
 	if bin == "" {
 		t.Skip("$CHAINFS_MINIO names no MinIO server (make test builds one)")
 	}
+	return startEngine(t, minio, bin)
+}
+
+// StartSeaweed starts SeaweedFS (master, volume server, filer and S3
+// gateway in one process) for t, or skips t when $CHAINFS_WEED names no
+// weed binary (make test-engines builds one).
+func StartSeaweed(t testing.TB) *Server {
+	t.Helper()
+	bin := os.Getenv("CHAINFS_WEED")
+	if bin == "" {
+		t.Skip("$CHAINFS_WEED names no SeaweedFS binary (make test-engines builds one)")
+	}
+	return startEngine(t, seaweed, bin)
+}
+
+var seaweed = engine{name: "SeaweedFS", health: "/healthz",
+	command: func(s *Server, t testing.TB) ([]string, []string) {
+		config := filepath.Join(s.dir, "s3.json")
+		identities := fmt.Sprintf(`{"identities":[{"name":"test","credentials":[{"accessKey":%q,"secretKey":%q}],"actions":["Admin","Read","List","Tagging","Write"]}]}`,
+			s.AccessKey, s.SecretKey)
+		if err := os.WriteFile(config, []byte(identities), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, s3port, _ := net.SplitHostPort(s.addr)
+		port := func() string { _, p, _ := net.SplitHostPort(freeAddress(t)); return p }
+		os.MkdirAll(s.data, 0o700)
+		return []string{"server", "-dir=" + s.data, "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+			"-master.port=" + port(), "-master.port.grpc=" + port(), "-volume.port=" + port(), "-volume.port.grpc=" + port(),
+			"-filer.port=" + port(), "-filer.port.grpc=" + port(), "-s3", "-s3.port=" + s3port, "-s3.port.grpc=" + port(),
+			"-s3.config=" + config}, nil
+	}}
+
+// StartChosen starts the engine $CHAINFS_S3_ENGINE names: "seaweedfs",
+// else MinIO. The store's tests run on it, so that one set of tests
+// checks a second engine (make test-engines).
+func StartChosen(t testing.TB) *Server {
+	t.Helper()
+	if os.Getenv("CHAINFS_S3_ENGINE") == "seaweedfs" {
+		return StartSeaweed(t)
+	}
+	return Start(t)
+}
+
+func startEngine(t testing.TB, e engine, bin string) *Server {
 	dir := t.TempDir()
-	s := &Server{AccessKey: "ak" + random(8), SecretKey: random(20), bin: bin, addr: freeAddress(t), data: filepath.Join(dir, "data")}
+	s := &Server{AccessKey: "ak" + random(8), SecretKey: random(20), engine: e, bin: bin, addr: freeAddress(t),
+		dir: dir, data: filepath.Join(dir, "data")}
 	s.Endpoint = "http://" + s.addr
 	var err error
-	if s.log, err = os.Create(filepath.Join(dir, "minio.log")); err != nil {
+	if s.log, err = os.Create(filepath.Join(dir, "server.log")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.stop(t) })
@@ -76,21 +140,20 @@ func (s *Server) Revive(t testing.TB) {
 func (s *Server) start(t testing.TB) {
 	t.Helper()
 	s.exited = make(chan struct{})
-	s.cmd = exec.Command(s.bin, "server", "--quiet", "--address", s.addr, s.data)
-	s.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey, "MINIO_BROWSER=off")
+	args, env := s.engine.command(s, t)
+	s.cmd = exec.Command(s.bin, args...)
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	// Its own process group, so that nothing it starts outlives it.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start MinIO %s: %v", s.bin, err)
+		t.Fatalf("start %s: %v", s, err)
 	}
 	exited := s.exited
 	go func() { s.cmd.Wait(); close(exited) }()
-	// /minio/health/ready answers before the server serves; the
-	// cluster's health only once it does.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(s.Endpoint + "/minio/health/cluster")
+		resp, err := http.Get(s.Endpoint + s.engine.health)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -99,11 +162,11 @@ func (s *Server) start(t testing.TB) {
 		}
 		select {
 		case <-s.exited:
-			t.Fatalf("MinIO exited at start:\n%s", s.output())
+			t.Fatalf("%s exited at start:\n%s", s, s.output())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("MinIO did not serve within a minute:\n%s", s.output())
+			t.Fatalf("%s did not serve within a minute:\n%s", s, s.output())
 		}
 	}
 }
@@ -185,7 +248,7 @@ func (s *Server) stop(t testing.TB) {
 		<-s.exited
 	}
 	if t.Failed() {
-		t.Logf("MinIO's log:\n%s", s.output())
+		t.Logf("%s's log:\n%s", s.engine.name, s.output())
 	}
 	s.log.Close()
 }
@@ -211,4 +274,4 @@ func random(n int) string {
 }
 
 // String names the server in messages.
-func (s *Server) String() string { return fmt.Sprintf("MinIO at %s", s.Endpoint) }
+func (s *Server) String() string { return fmt.Sprintf("%s at %s", s.engine.name, s.Endpoint) }
