@@ -72,6 +72,9 @@ type Options struct {
 	// of commits (journal.go); Dir then holds this host's replica of the
 	// metadata, which Open makes from the object store when it is empty.
 	Remote *Remote
+	// Host names this host in a repository in an object store: the
+	// volumes it adds are its own (Volume.Host). Default: the host name.
+	Host string
 	// BlockCache, in a repository in an object store, is how many bytes
 	// of the packs read from it this host keeps on its disk, beside the
 	// replica (default DefaultBlockCache; negative: none).
@@ -108,6 +111,8 @@ type Repo struct {
 	log     *slog.Logger
 	// packSize is Options.PackSize.
 	packSize int64
+	// host is Options.Host.
+	host string
 	// memtable is the size of badger's memtables (memtableSize).
 	memtable uint64
 
@@ -408,7 +413,10 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		packSize = defaultPackSize
 	}
 	r := &Repo{dir: dir, info: info, db: db, blocks: blocks, places: newPlaceCache(), lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
-		running: map[string]string{}}
+		running: map[string]string{}, host: opts.Host}
+	if r.host == "" {
+		r.host, _ = os.Hostname()
+	}
 	if opts.Remote != nil {
 		r.journal = &journal{remote: *opts.Remote, leaseTerm: cmp.Or(opts.LeaseTerm, DefaultLeaseTerm)}
 		if err := r.view(func(txn *badger.Txn) (err error) { r.journal.applied, err = readApplied(txn); return err }); err != nil {

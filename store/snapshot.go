@@ -192,6 +192,9 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		if err := getJSON(txn, volumeKey(volume), &w.vol); err != nil || w.vol.Removing || (w.vol.Kind == KindImage) != (kind == KindImage) {
 			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
 		}
+		if r.OwnedElsewhere(&w.vol) {
+			return fmt.Errorf("volume %s: its source is on host %s, not on this one (%s): snapshot it there: %w", volume, w.vol.Host, r.host, ErrInvalid)
+		}
 		if opts.Name == "" {
 			var err error
 			if name, err = uniqueName(txn, w.vol.ID, defaultName); err != nil {

@@ -61,6 +61,11 @@ type Volume struct {
 	// host may still be doing it; any host's after (lease.go).
 	Writer string    `json:"writer,omitempty"`
 	Lease  time.Time `json:"lease,omitzero"`
+	// Host, in a repository in an object store, is the host whose source
+	// a tree or disk volume snapshots (Options.Host when it was added):
+	// only that host snapshots it and runs its policy. "" on volumes of a
+	// repository on one machine, and on images.
+	Host string `json:"host,omitempty"`
 	// Policy names the automatic-snapshot policy applied, if any, and
 	// PolicyApplied when: missed runs before it are not caught up.
 	Policy        string    `json:"policy,omitempty"`
@@ -125,7 +130,7 @@ func (r *Repo) UpdateVolume(ctx context.Context, name string, fn func(*Volume) e
 		}
 		v.Name, v.ID, v.Kind, v.BlockSize, v.Created = kept.Name, kept.ID, kept.Kind, kept.BlockSize, kept.Created
 		v.Head, v.NextSeq, v.Applying, v.Deleting, v.Removing = kept.Head, kept.NextSeq, kept.Applying, kept.Deleting, kept.Removing
-		v.Writer, v.Lease = kept.Writer, kept.Lease
+		v.Writer, v.Lease, v.Host = kept.Writer, kept.Lease, kept.Host
 		return nil
 	})
 	if err != nil {
@@ -165,6 +170,9 @@ func (r *Repo) addVolume(ctx context.Context, v Volume) (*Volume, error) {
 	}
 	v.Created = time.Now().UTC()
 	v.Head, v.Applying, v.NextSeq, v.Removing, v.Writer, v.Lease = 0, 0, 1, false, r.info.Replica, r.leaseEnd()
+	if r.journal != nil && v.Kind != KindImage {
+		v.Host = r.host
+	}
 	err := r.commit(ctx, func(m metaTxn) error {
 		var old Volume
 		if err := getJSON(m.txn, volumeKey(v.Name), &old); err == nil {
@@ -354,6 +362,10 @@ func scanJSON[T any](txn *badger.Txn, prefix []byte, fn func(key []byte, v *T) e
 	}
 	return nil
 }
+
+// OwnedElsewhere reports whether v's source is on another host than this
+// one, which then neither snapshots it nor runs its policy.
+func (r *Repo) OwnedElsewhere(v *Volume) bool { return v.Host != "" && v.Host != r.host }
 
 // idle refuses, with ErrBusy, new work on a volume whose snapshot,
 // deletion or removal another replica has under way, in a repository in

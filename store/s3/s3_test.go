@@ -1508,3 +1508,40 @@ func TestSnapshotIntoRemadeVolume(t *testing.T) {
 	storetest.FileSnapshot(t, d, "v", storetest.Block('b'))
 	checkClean(t, d)
 }
+
+// TestVolumeBelongsToItsHost: a volume added on one host is that host's
+// (its source is there): another host's snapshot of it is refused, saying
+// where to take it, while images, which come from anywhere, are not.
+func TestVolumeBelongsToItsHost(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	dir := t.TempDir() + "/a"
+	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+		t.Fatal(err)
+	}
+	on := func(dir, name string) *store.Repo {
+		r, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}, Host: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	a := on(dir, "host-a")
+	v, err := a.AddVolume(ctx, store.Volume{Name: "home", Source: "/home", BlockSize: storetest.BlockSize})
+	if err != nil || v.Host != "host-a" {
+		t.Fatalf("added: %+v %v", v, err)
+	}
+	bh := on(t.TempDir()+"/b", "host-b")
+	got, _ := bh.Volume(ctx, "home")
+	if !bh.OwnedElsewhere(got) || a.OwnedElsewhere(got) {
+		t.Errorf("owned elsewhere: on b %v, on a %v", bh.OwnedElsewhere(got), a.OwnedElsewhere(got))
+	}
+	if _, err := bh.BeginSnapshot(ctx, "home", store.SnapshotOptions{}); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "host host-a") {
+		t.Errorf("a snapshot of host-a's volume on host-b: %v", err)
+	}
+	storetest.FileSnapshot(t, a, "home", storetest.Block('a'))
+	if _, err := bh.ImageVolumes().Begin(ctx, "img", nil, "test", ""); err != nil {
+		t.Errorf("an image made on host-b: %v", err)
+	}
+}

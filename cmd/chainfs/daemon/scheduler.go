@@ -76,7 +76,8 @@ func (s *scheduler) tick(ctx context.Context, now time.Time) {
 		return
 	}
 	for _, v := range vols {
-		if v.Policy == "" {
+		if v.Policy == "" || s.repo.OwnedElsewhere(&v) {
+			// Another host's volume is snapshotted there, from its source.
 			delete(s.seen, v.Name)
 			continue
 		}
@@ -108,7 +109,7 @@ func (s *scheduler) nextRuns(ctx context.Context) map[[2]string]time.Time {
 	}
 	out := map[[2]string]time.Time{}
 	for _, v := range vols {
-		if v.Policy == "" {
+		if v.Policy == "" || s.repo.OwnedElsewhere(&v) {
 			continue
 		}
 		if p, err := policy.Get(ctx, s.repo, v.Policy); err == nil {
