@@ -215,29 +215,26 @@ table=$work/table.md
 } >"$table"
 cat "$table"
 
-# Into docs/benchmarks.md, between the markers.
+# intoDoc MARKER FILE puts FILE into docs/benchmarks.md, between
+# <!-- MARKER --> and <!-- /MARKER -->.
 doc=$root/docs/benchmarks.md
-py "
+intoDoc() {
+	py "
 import re
 doc = open('$doc').read()
-table = open('$table').read()
-new = re.sub(r'(<!-- bench-compare -->\n).*?(<!-- /bench-compare -->)', lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
+table = open('$2').read()
+new = re.sub(r'(<!-- $1 -->\n).*?(<!-- /$1 -->)', lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
 open('$doc', 'w').write(new)
 "
+}
+intoDoc bench-compare "$table"
 log "table written to docs/benchmarks.md"
 
-# Object storage: chainfs and restic into one MinIO (bench/s3.sh), into
-# its own place in docs/benchmarks.md.
+# Object storage: chainfs and restic into one MinIO (bench/s3.sh).
 if [ -n "${MINIO:-}" ]; then
 	s3table=$work/s3-table.md
 	CHAINFS=$CHAINFS MINIO=$MINIO bash "$root/bench/s3.sh" >"$s3table"
 	cat "$s3table"
-	py "
-import re
-doc = open('$doc').read()
-table = open('$s3table').read()
-new = re.sub(r'(<!-- bench-s3 -->\n).*?(<!-- /bench-s3 -->)', lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
-open('$doc', 'w').write(new)
-"
+	intoDoc bench-s3 "$s3table"
 	log "object storage table written to docs/benchmarks.md"
 fi
