@@ -202,7 +202,11 @@ func (volumeList) run(ctx context.Context, e *env) error {
 	return e.output(infos, func() {
 		t := newTable(e.stdout, "NAME", "KIND", "SOURCE", "BLOCK SIZE", "SNAPSHOTS", "LATEST", "EXCLUDES")
 		for _, v := range infos {
-			t.row(v.Name, string(v.Kind), v.Source, size(uint64(v.BlockSize)), fmt.Sprint(v.Snapshots), dash(v.Latest), dash(strings.Join(v.Excludes, ",")))
+			source := v.Source
+			if v.Host != "" { // in a bucket: the host the source is on
+				source = v.Host + ":" + source
+			}
+			t.row(v.Name, string(v.Kind), source, size(uint64(v.BlockSize)), fmt.Sprint(v.Snapshots), dash(v.Latest), dash(strings.Join(v.Excludes, ",")))
 		}
 		t.flush()
 	})
