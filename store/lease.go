@@ -74,6 +74,14 @@ func getLease(txn *badger.Txn, key []byte) (l leaseRecord, ok bool, err error) {
 	return l, err == nil, err
 }
 
+// String names w for the log: its volume, or its lease.
+func (w *work) String() string {
+	if w.volume != "" {
+		return "volume " + w.volume
+	}
+	return string(w.lease[1:])
+}
+
 // leased makes w hold the lease at key too, in an object store: the
 // only place leases are kept.
 func (w *work) leased(key []byte) *work {
@@ -165,11 +173,11 @@ func (r *Repo) hold(w *work) (stop func()) {
 			case errors.Is(err, errFenced):
 				// The work ended, or another host took it over: the work's
 				// own next commit says so.
-				r.log.Debug("lease no longer held", "volume", w.volume, "err", err)
+				r.log.Debug("lease no longer held", "work", w, "err", err)
 				return
 			default:
 				// The store may answer again before the lease runs out.
-				r.log.Warn("renew lease", "volume", w.volume, "err", err)
+				r.log.Warn("renew lease", "work", w, "err", err)
 			}
 		}
 	}()

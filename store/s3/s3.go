@@ -294,12 +294,59 @@ func (b *Bucket) readAt(ctx context.Context, key string, p []byte, off int64, pr
 }
 
 // Put writes the object at key whole, replacing any.
+// It fails with ErrTimeout once the store has taken nothing of it for
+// three times the configured timeout: a store that stops reading holds
+// the upload's writes, and no answer's timeout runs before the body is
+// sent.
 func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) (Object, error) {
-	info, err := b.client.PutObject(ctx, b.name, key, r, size, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	bound := 3 * b.timeout
+	bounded, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stalled atomic.Bool
+	stall := time.AfterFunc(bound, func() { stalled.Store(true); cancel() })
+	defer stall.Stop()
+	body := progressReader{r: r, progress: func() { stall.Reset(bound) }}
+	var src io.Reader = body
+	if ra, ok := r.(io.ReaderAt); ok {
+		// minio-go sends parts in parallel from a ReaderAt.
+		src = progressReaderAt{progressReader: body, ra: ra}
+	}
+	info, err := b.client.PutObject(bounded, b.name, key, src, size, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	if err != nil && stalled.Load() && ctx.Err() == nil {
+		return Object{}, fmt.Errorf("%s/%s: the store took nothing of it for %s: %w", b.name, key, bound, ErrTimeout)
+	}
 	if err != nil {
 		return Object{}, b.wrap(key, err)
 	}
 	return Object{Key: key, Size: info.Size, ETag: info.ETag, Modified: info.LastModified}, nil
+}
+
+// progressReader tells progress of every read that returns bytes.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
+}
+
+// progressReaderAt is a progressReader whose ReadAt tells progress too.
+type progressReaderAt struct {
+	progressReader
+	ra io.ReaderAt
+}
+
+func (p progressReaderAt) ReadAt(b []byte, off int64) (int, error) {
+	n, err := p.ra.ReadAt(b, off)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
 }
 
 // PutIf writes data at key only if the object is as last seen: with the

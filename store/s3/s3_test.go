@@ -202,9 +202,35 @@ func TestStalledEndpoint(t *testing.T) {
 	start = time.Now()
 	_, err = b.Stat(ctx, "k")
 	took = time.Since(start)
-	srv.Resume()
 	if !errors.Is(err, s3.ErrTimeout) || took > 4*time.Second {
 		t.Errorf("a HEAD to a stopped server: %v after %s, want ErrTimeout within 3 s", err, took)
+	}
+	srv.Resume()
+	// An upload the server stops taking part-way: its writes block, and
+	// no answer's timeout has begun.
+	big, err := os.CreateTemp(t.TempDir(), "pack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Truncate(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	put := make(chan error, 1)
+	go func() { _, err := b.Put(ctx, "big", big, 1<<30); put <- err }()
+	time.Sleep(300 * time.Millisecond)
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	select {
+	case err = <-put:
+		took = time.Since(start)
+	case <-time.After(30 * time.Second):
+		took = 30 * time.Second
+	}
+	srv.Resume()
+	if !errors.Is(err, s3.ErrTimeout) || took > 10*time.Second {
+		t.Errorf("an upload the server stopped taking: %v after %s, want ErrTimeout within a few seconds", err, took)
 	}
 	got := make([]byte, 1)
 	if err := b.ReadAt(ctx, "k", got, 0); err != nil || string(got) != "v" {
