@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -359,7 +360,10 @@ func putRemoteInfo(ctx context.Context, rm Remote, info Info) error {
 func readRemoteInfo(ctx context.Context, rm Remote) (*Info, error) {
 	obj, err := rm.Objects.Stat(ctx, rm.infoKey())
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: no repository there (run 'chainfs init'): %w", rm.infoKey(), ErrNotRepository)
+		// The error names the bucket, and says when it is the bucket
+		// that is missing.
+		return nil, fmt.Errorf("%s: no repository there (check the name; 'chainfs init' makes one, and the bucket if it is missing): %w",
+			strings.TrimSuffix(err.Error(), ": not found"), ErrNotRepository)
 	}
 	if err != nil {
 		return nil, err
@@ -464,8 +468,8 @@ func (r *Repo) openJournal(ctx context.Context, local Info) error {
 		return err
 	}
 	if remote.ID != local.ID {
-		return fmt.Errorf("%s holds a replica of repository %s, not of %s (%s): use another directory for it: %w",
-			r.dir, local.ID, remote.ID, r.journal.remote.infoKey(), ErrInvalid)
+		return fmt.Errorf("%s holds a replica of repository %s, not of %s (%s), which was made again there since: delete that directory (a replica holds nothing the bucket lacks), and the next command makes a new one",
+			r.dir, local.ID, remote.ID, r.journal.remote.infoKey())
 	}
 	r.journal.mu.Lock()
 	defer r.journal.mu.Unlock()

@@ -193,7 +193,7 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
 		}
 		if r.OwnedElsewhere(&w.vol) {
-			return fmt.Errorf("volume %s: its source is on host %s, not on this one (%s): snapshot it there: %w", volume, w.vol.Host, r.host, ErrInvalid)
+			return fmt.Errorf("volume %s: its source is on host %s, not on this one (%s): snapshot it there", volume, w.vol.Host, r.host)
 		}
 		if opts.Name == "" {
 			var err error

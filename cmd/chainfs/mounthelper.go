@@ -35,6 +35,9 @@ var ignoredMountOptions = map[string]bool{"defaults": true, "auto": true, "noaut
 	"atime": true, "noatime": true, "relatime": true, "strictatime": true, "nodiratime": true,
 	"sync": true, "async": true, "loud": true, "silent": true}
 
+// pathOptions are the options whose value is a path.
+var pathOptions = map[string]bool{"cache": true, "config": true, "catalog": true}
+
 // mountRequest is a mount(8) helper's command line, read.
 type mountRequest struct {
 	source, dir string
@@ -138,6 +141,12 @@ func (req *mountRequest) serveArgs(app *cli.App) ([]string, error) {
 		}
 		if !hasVal || (val == "" && flag != "metrics") {
 			return nil, fmt.Errorf("option %s needs a value: %s=...", name, name)
+		}
+		if pathOptions[flag] {
+			// The daemon runs in /: a path is the one mount was given.
+			if abs, err := filepath.Abs(val); err == nil {
+				val = abs
+			}
 		}
 		*target = append(*target, "--"+flag+"="+val)
 	}

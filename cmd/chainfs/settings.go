@@ -155,7 +155,9 @@ func (ss *session) applyConfig(command string) cli.BeforeFunc {
 			ss.sources[s.Key] = source
 		}
 		if command == "" {
-			exportS3Settings(c)
+			if err := exportS3Settings(c); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -169,12 +171,20 @@ var s3Environment = map[string]string{"s3-endpoint": "AWS_ENDPOINT_URL", "s3-reg
 // exportS3Settings puts the object store's settings, given by flag or
 // configuration file, in the process's environment, where the client
 // reads them and where a daemon this process starts finds them.
-func exportS3Settings(c *cli.Context) {
+func exportS3Settings(c *cli.Context) error {
+	for flag, check := range map[string]func(string) error{"s3-endpoint": checkEndpoint, "s3-timeout": checkDuration} {
+		if v := c.String(flag); v != "" {
+			if err := check(v); err != nil {
+				return usageError{fmt.Errorf("--%s (or %s): %w", flag, s3Environment[flag], err)}
+			}
+		}
+	}
 	for flag, name := range s3Environment {
 		if v := c.String(flag); v != "" {
 			os.Setenv(name, v)
 		}
 	}
+	return nil
 }
 
 // settingSource says where the value of s's flag comes from before the

@@ -434,8 +434,13 @@ func (b *Bucket) wrap(what string, err error) error {
 		return nil
 	}
 	resp := minio.ToErrorResponse(err)
+	var dial *net.OpError
 	switch {
-	case resp.Code == "NoSuchKey" || resp.Code == "NoSuchBucket" || resp.StatusCode == http.StatusNotFound:
+	case resp.Code == "NoSuchBucket":
+		return fmt.Errorf("%s/%s: the bucket %s does not exist: %w", b.name, what, b.name, ErrNotFound)
+	case errors.As(err, &dial) && dial.Op == "dial", strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("%s/%s: cannot reach the object store at %s (check --s3-endpoint or AWS_ENDPOINT_URL; nothing was changed): %w", b.name, what, b.client.EndpointURL(), err)
+	case resp.Code == "NoSuchKey" || resp.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("%s/%s: %w", b.name, what, ErrNotFound)
 	case resp.Code == "PreconditionFailed" || resp.StatusCode == http.StatusPreconditionFailed:
 		return fmt.Errorf("%s/%s: %w", b.name, what, ErrChanged)
