@@ -24,7 +24,8 @@ func (x Index) HasBlock(h Hash) bool {
 	return err == nil
 }
 
-// SpaceUsed is what the repository's files take on disk.
+// SpaceUsed is what the repository's files take on disk, or, in an
+// object store, its packs there.
 func (x Index) SpaceUsed() (int64, error) { return x.r.spaceUsed() }
 
 // VerifyFailures is how many blocks and trees read since Open failed

@@ -182,7 +182,14 @@ func (r *Repo) changed(volume, snapshot string) {
 }
 
 // spaceUsed is what the repository takes on disk.
-func (r *Repo) spaceUsed() (int64, error) { return dirSize(r.dir) }
+// In an object store it is the packs there (a listing), not the host's
+// replica and cache.
+func (r *Repo) spaceUsed() (int64, error) {
+	if r.journal != nil {
+		return r.blocks.Size(context.Background())
+	}
+	return dirSize(r.dir)
+}
 
 // DefaultRegion is the region of a repository made without --region.
 const DefaultRegion = "local"

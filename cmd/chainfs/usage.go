@@ -41,7 +41,11 @@ func (usageOp) run(ctx context.Context, e *env) error {
 		if u.StoredBytes > 0 {
 			dedup = float64(u.LogicalBytes) / float64(u.StoredBytes)
 		}
-		fmt.Fprintf(e.stdout, "\n%s in %s referenced; %s logical in all snapshots (deduplication %.1f×); %s garbage for gc; %s on disk\n",
-			size(u.StoredBytes), count(u.Blocks, "block"), size(u.LogicalBytes), dedup, size(u.GarbageBytes), size(uint64(u.SpaceUsed)))
+		where := "on disk"
+		if e.repo.Remote() {
+			where = "of packs in the bucket"
+		}
+		fmt.Fprintf(e.stdout, "\n%s in %s referenced; %s logical in all snapshots (deduplication %.1f×); %s garbage for gc; %s %s\n",
+			size(u.StoredBytes), count(u.Blocks, "block"), size(u.LogicalBytes), dedup, size(u.GarbageBytes), size(uint64(u.SpaceUsed)), where)
 	})
 }
