@@ -250,15 +250,11 @@ func (b *Bucket) ReadAt(ctx context.Context, key string, p []byte, off int64) er
 	if len(p) == 0 {
 		return nil
 	}
-	bound := 3 * b.timeout
-	bounded, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var stalled atomic.Bool
-	stall := time.AfterFunc(bound, func() { stalled.Store(true); cancel() })
-	defer stall.Stop()
-	err := b.readAt(bounded, key, p, off, func() { stall.Reset(bound) })
-	if err != nil && stalled.Load() && ctx.Err() == nil {
-		return fmt.Errorf("%s/%s: %d bytes at %d, nothing came for %s: %w", b.name, key, len(p), off, bound, ErrTimeout)
+	g := b.guard(ctx)
+	defer g.stop()
+	err := b.readAt(g.ctx, key, p, off, g.progress)
+	if err != nil && g.stalled(ctx) {
+		return fmt.Errorf("%s/%s: %d bytes at %d, nothing came for %s: %w", b.name, key, len(p), off, g.bound, ErrTimeout)
 	}
 	return err
 }
@@ -299,26 +295,51 @@ func (b *Bucket) readAt(ctx context.Context, key string, p []byte, off int64, pr
 // the upload's writes, and no answer's timeout runs before the body is
 // sent.
 func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) (Object, error) {
-	bound := 3 * b.timeout
-	bounded, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var stalled atomic.Bool
-	stall := time.AfterFunc(bound, func() { stalled.Store(true); cancel() })
-	defer stall.Stop()
-	body := progressReader{r: r, progress: func() { stall.Reset(bound) }}
+	g := b.guard(ctx)
+	defer g.stop()
+	body := progressReader{r: r, progress: g.progress}
 	var src io.Reader = body
 	if ra, ok := r.(io.ReaderAt); ok {
 		// minio-go sends parts in parallel from a ReaderAt.
 		src = progressReaderAt{progressReader: body, ra: ra}
 	}
-	info, err := b.client.PutObject(bounded, b.name, key, src, size, minio.PutObjectOptions{ContentType: "application/octet-stream"})
-	if err != nil && stalled.Load() && ctx.Err() == nil {
-		return Object{}, fmt.Errorf("%s/%s: the store took nothing of it for %s: %w", b.name, key, bound, ErrTimeout)
+	info, err := b.client.PutObject(g.ctx, b.name, key, src, size, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	if err != nil && g.stalled(ctx) {
+		return Object{}, fmt.Errorf("%s/%s: the store took nothing of it for %s: %w", b.name, key, g.bound, ErrTimeout)
 	}
 	if err != nil {
 		return Object{}, b.wrap(key, err)
 	}
 	return Object{Key: key, Size: info.Size, ETag: info.ETag, Modified: info.LastModified}, nil
+}
+
+// stallGuard ends a request whose transfer stops: its ctx is cancelled
+// once no progress was told for bound, three times the timeout.
+type stallGuard struct {
+	ctx    context.Context
+	bound  time.Duration
+	timer  *time.Timer
+	cancel context.CancelFunc
+	fired  atomic.Bool
+}
+
+func (b *Bucket) guard(ctx context.Context) *stallGuard {
+	g := &stallGuard{bound: 3 * b.timeout}
+	g.ctx, g.cancel = context.WithCancel(ctx)
+	g.timer = time.AfterFunc(g.bound, func() { g.fired.Store(true); g.cancel() })
+	return g
+}
+
+// progress tells that bytes moved: the bound starts again.
+func (g *stallGuard) progress() { g.timer.Reset(g.bound) }
+
+// stalled reports whether the request ended for its stall, not for the
+// caller's ctx.
+func (g *stallGuard) stalled(ctx context.Context) bool { return g.fired.Load() && ctx.Err() == nil }
+
+func (g *stallGuard) stop() {
+	g.timer.Stop()
+	g.cancel()
 }
 
 // progressReader tells progress of every read that returns bytes.
