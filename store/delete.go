@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -177,7 +178,7 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 			}
 		}
 		return m.updateVolume(volume, func(cur *Volume) error {
-			cur.Deleting = 0
+			cur.Deleting, cur.Writer, cur.Lease = 0, "", time.Time{} // the work done: no one holds it
 			if cur.Head == k {
 				cur.Head = prev
 			}

@@ -206,7 +206,9 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 			return nil, fmt.Errorf("init %s: %w", dir, err)
 		}
 		if len(names) > 0 {
-			if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil && opts.Remote != nil {
+				return nil, fmt.Errorf("init: %s: a repository is already there (this host holds a replica of it): %w", opts.Remote.infoKey(), ErrExists)
+			} else if err == nil {
 				return nil, fmt.Errorf("init %s: a repository is already there: %w", dir, ErrExists)
 			}
 			return nil, fmt.Errorf("init %s: directory is not empty: %w", dir, ErrExists)

@@ -595,7 +595,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 			}
 		}
 		return m.updateVolume(vol.Name, func(cur *Volume) error {
-			cur.Applying = 0
+			cur.Applying, cur.Writer, cur.Lease = 0, "", time.Time{} // the work done: no one holds it
 			cur.Head = snap.Seq
 			return nil
 		})
@@ -626,7 +626,7 @@ func (r *Repo) rollback(ctx context.Context, volume string) error {
 	}
 	return r.commitWork(ctx, w, func(m metaTxn) error {
 		return m.updateVolume(volume, func(cur *Volume) error {
-			cur.Applying = 0
+			cur.Applying, cur.Writer, cur.Lease = 0, "", time.Time{}
 			return nil
 		})
 	})

@@ -169,8 +169,11 @@ func (r *Repo) addVolume(ctx context.Context, v Volume) (*Volume, error) {
 		v.BlockSize = DefaultBlockSize
 	}
 	v.Created = time.Now().UTC()
-	v.Head, v.Applying, v.NextSeq, v.Removing, v.Writer, v.Lease = 0, 0, 1, false, r.info.Replica, r.leaseEnd()
-	if r.journal != nil && v.Kind != KindImage {
+	v.Head, v.Applying, v.NextSeq, v.Removing, v.Writer, v.Lease = 0, 0, 1, false, "", time.Time{}
+	if v.Kind == KindImage {
+		// An image's volume marks its making until its snapshot commits.
+		v.Writer, v.Lease = r.info.Replica, r.leaseEnd()
+	} else if r.journal != nil {
 		v.Host = r.host
 	}
 	err := r.commit(ctx, func(m metaTxn) error {

@@ -51,6 +51,9 @@ func repoName(c *cli.Context) string {
 // remoteRepo is the bucket location --repo names, or nil for a directory.
 func remoteRepo(c *cli.Context) (*s3.Location, error) {
 	d := c.String("repo")
+	if err := misspeltURL(d); err != nil {
+		return nil, usageError{fmt.Errorf("--repo %w", err)}
+	}
 	if !s3.IsURL(d) {
 		return nil, nil
 	}
@@ -191,6 +194,9 @@ func configPathFromArgs(globals map[string]string) string {
 // openRepo opens the repository for a command.
 func openRepo(c *cli.Context) (*store.Repo, error) {
 	target := c.String("repo")
+	if err := misspeltURL(target); err != nil {
+		return nil, usageError{fmt.Errorf("--repo %w", err)}
+	}
 	if !s3.IsURL(target) {
 		target = repoDir(c)
 	}

@@ -79,7 +79,7 @@ func serveCommand(ss *session) *cli.Command {
 						if c.App.Writer == os.Stdout && term.IsTerminal(int(os.Stdout.Fd())) {
 							hint = fmt.Sprintf(" (stop with Ctrl-C or 'chainfs umount %s')", mnt)
 						}
-						fmt.Fprintf(c.App.Writer, "serving %s at %s%s\n", r.Info().Dir, mnt, hint)
+						fmt.Fprintf(c.App.Writer, "serving %s at %s%s\n", repoName(c), mnt, hint)
 						if metricsAddr != "" {
 							fmt.Fprintf(c.App.Writer, "metrics at http://%s/metrics\n", metricsAddr)
 						}

@@ -326,7 +326,19 @@ func checkRepository(s string) error {
 		_, err := s3.ParseURL(s)
 		return err
 	}
+	if err := misspeltURL(s); err != nil {
+		return err
+	}
 	return checkAbsolute(s)
+}
+
+// misspeltURL refuses what looks like an s3:// location mistyped (S3://,
+// s3:/), which would be taken for a relative directory.
+func misspeltURL(s string) error {
+	if rest, ok := strings.CutPrefix(strings.ToLower(s), "s3:"); ok && !strings.HasPrefix(s, s3.Scheme) {
+		return fmt.Errorf("%q: a repository in a bucket is written %s%s", s, s3.Scheme, strings.TrimLeft(rest, "/"))
+	}
+	return nil
 }
 
 func checkAbsolute(s string) error {

@@ -82,6 +82,11 @@ func ParseURL(s string) (Location, error) {
 	if !validBucket(bucket) {
 		return Location{}, fmt.Errorf("%q: bucket %q: want 3 to 63 lower-case letters, digits, '.' and '-'", s, bucket)
 	}
+	for _, part := range strings.Split(strings.Trim(key, "/"), "/") {
+		if part == "." || part == ".." {
+			return Location{}, fmt.Errorf("%q: no part of the key may be %q", s, part)
+		}
+	}
 	return Location{Bucket: bucket, Key: key}, nil
 }
 
