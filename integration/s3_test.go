@@ -353,3 +353,34 @@ func TestTwoHostsSnapshotAtOnce(t *testing.T) {
 		t.Errorf("check --read-data: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestImageCopyToAnotherStore: an image is copied into a repository in a
+// bucket of another object store (another endpoint, other keys, from a
+// profile of the credentials file, while the environment's are the first
+// store's): it restores exactly there, and a second copy sends nothing.
+func TestImageCopyToAnotherStore(t *testing.T) {
+	east, west := s3test.Start(t), s3test.Start(t)
+	a, src := goldenImage(t) // a repository in a directory
+	t.Setenv("CHAINFS_CACHE", filepath.Join(a.dir, "cache"))
+	target := &env{t: t, dir: a.dir, repo: "s3://regions/west"}
+	west.Setenv(t)
+	target.ok("init", "--region", "west")
+
+	east.Setenv(t) // the environment names the first store
+	creds := filepath.Join(a.dir, "credentials")
+	os.WriteFile(creds, []byte(fmt.Sprintf("[west]\naws_access_key_id = %s\naws_secret_access_key = %s\n", west.AccessKey, west.SecretKey)), 0o600)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", creds)
+	to := []string{"--to-repo", target.repo, "--to-endpoint", west.Endpoint, "--to-region", "us-east-1", "--to-profile", "west"}
+	if out := a.ok(append([]string{"image", "copy", "golden"}, to...)...); !strings.Contains(out, "copied image golden to s3://regions/west (region west)") {
+		t.Errorf("image copy said: %s", out)
+	}
+	if out := a.ok(append([]string{"image", "copy", "golden", "--as", "again"}, to...)...); !strings.Contains(out, "sent 0 B in 0 blocks") {
+		t.Errorf("a second copy sent blocks: %s", out)
+	}
+	a.fails(2, "only with an s3://", "image", "copy", "golden", "--to-repo", filepath.Join(a.dir, "x"), "--to-endpoint", west.Endpoint)
+
+	west.Setenv(t)
+	restored := filepath.Join(a.dir, "restored")
+	target.ok("volume", "add", "n", restored, "--from-image", "golden")
+	rsyncSame(t, src, restored)
+}

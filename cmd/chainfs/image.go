@@ -129,8 +129,11 @@ func imageCommand() *cli.Command {
 				Usage:     "copy an image into another repository (another region), sending only blocks missing there",
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "to-repo", Required: true, Usage: "DIR of the repository to copy into"},
+					&cli.StringFlag{Name: "to-repo", Required: true, Usage: "the repository to copy into: a DIR or s3://BUCKET[/PREFIX]"},
 					&cli.StringFlag{Name: "as", Usage: "name of the copy (default: the same)"},
+					&cli.StringFlag{Name: "to-endpoint", Usage: "the object store of an s3:// --to-repo, when it is another than this repository's (another provider, another region)"},
+					&cli.StringFlag{Name: "to-region", Usage: "the region of that store's buckets"},
+					&cli.StringFlag{Name: "to-profile", Usage: "the profile of ~/.aws/credentials holding that store's keys (with --to-endpoint, the environment's keys are this store's)"},
 					jsonFlag,
 				},
 				Action: request(parseImageCopy),
@@ -802,6 +805,28 @@ type imageCopy struct {
 	Name   string `json:"name"`
 	ToRepo string `json:"to_repo"`
 	As     string `json:"as,omitempty"` // "": Name
+	// ToEndpoint, ToRegion and ToProfile reach an s3:// ToRepo in
+	// another store than the environment names ("": the environment's).
+	ToEndpoint string `json:"to_endpoint,omitempty"`
+	ToRegion   string `json:"to_region,omitempty"`
+	ToProfile  string `json:"to_profile,omitempty"`
+}
+
+// targetStore is the store settings of an s3:// ToRepo: the
+// environment's, with what the copy names in place of them.
+func (o *imageCopy) targetStore() s3.Config {
+	cfg := s3.ConfigFromEnv()
+	if o.ToEndpoint != "" {
+		// Another store: not the environment's region or keys.
+		cfg.Endpoint, cfg.Region, cfg.Profile, cfg.ProfileOnly = o.ToEndpoint, o.ToRegion, o.ToProfile, true
+	}
+	if o.ToRegion != "" {
+		cfg.Region = o.ToRegion
+	}
+	if o.ToProfile != "" {
+		cfg.Profile, cfg.ProfileOnly = o.ToProfile, true
+	}
+	return cfg
 }
 
 func parseImageCopy(c *cli.Context) (operation, error) {
@@ -813,7 +838,18 @@ func parseImageCopy(c *cli.Context) (operation, error) {
 		if _, err := s3.ParseURL(to); err != nil {
 			return nil, usagef("--to-repo: %v", err)
 		}
-		return &imageCopy{Name: c.Args().First(), ToRepo: to, As: c.String("as")}, nil
+		if e := c.String("to-endpoint"); e != "" {
+			if _, _, err := s3.ParseEndpoint(e); err != nil {
+				return nil, usagef("--to-endpoint: %v", err)
+			}
+		}
+		return &imageCopy{Name: c.Args().First(), ToRepo: to, As: c.String("as"),
+			ToEndpoint: c.String("to-endpoint"), ToRegion: c.String("to-region"), ToProfile: c.String("to-profile")}, nil
+	}
+	for _, f := range []string{"to-endpoint", "to-region", "to-profile"} {
+		if c.IsSet(f) {
+			return nil, usagef("--%s: only with an s3:// --to-repo", f)
+		}
 	}
 	dir, err := filepath.Abs(to)
 	return &imageCopy{Name: c.Args().First(), ToRepo: dir, As: c.String("as")}, err
@@ -831,7 +867,7 @@ func (o *imageCopy) run(ctx context.Context, e *env) error {
 	}
 	// A repository in a bucket is this process's replica of it, under
 	// its own cache directory, where that repository's daemon listens.
-	opts, err := repoOptions(o.ToRepo, e.cache)
+	opts, err := repoOptionsWith(o.ToRepo, e.cache, o.targetStore())
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func repoDir(c *cli.Context) string {
 	}
 	if s3.IsURL(d) {
 		if loc, err := s3.ParseURL(d); err == nil {
-			return replicaDir(cacheDir(c), loc)
+			return replicaDir(cacheDir(c), os.Getenv("AWS_ENDPOINT_URL"), loc)
 		}
 		return d // openRepo reports it
 	}
@@ -68,7 +68,12 @@ func remoteRepo(c *cli.Context) (*s3.Location, error) {
 // remoteOf reaches a repository's bucket with the environment's settings
 // and says where in it the repository is.
 func remoteOf(loc *s3.Location) (*store.Remote, *s3.Bucket, error) {
-	b, err := s3.Open(loc.Bucket, s3.ConfigFromEnv())
+	return remoteWith(loc, s3.ConfigFromEnv())
+}
+
+// remoteWith is remoteOf with the store's settings cfg.
+func remoteWith(loc *s3.Location, cfg s3.Config) (*store.Remote, *s3.Bucket, error) {
+	b, err := s3.Open(loc.Bucket, cfg)
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
@@ -111,10 +116,10 @@ func absCacheDir(d string) string {
 // most 107 bytes). The replica's marker names the repository it
 // replicates, and Open refuses a replica of another one (a bucket made
 // again).
-func replicaDir(cache string, loc s3.Location) string {
-	endpoint, _, err := s3.ParseEndpoint(os.Getenv("AWS_ENDPOINT_URL"))
+func replicaDir(cache, endpointURL string, loc s3.Location) string {
+	endpoint, _, err := s3.ParseEndpoint(endpointURL)
 	if err != nil {
-		endpoint = os.Getenv("AWS_ENDPOINT_URL") // opening it says what is wrong
+		endpoint = endpointURL // opening it says what is wrong
 	}
 	sum := sha256.Sum256([]byte(endpoint + "\x00" + loc.Bucket + "\x00" + strings.Trim(loc.Key, "/")))
 	return filepath.Join(cache, "s3-"+hex.EncodeToString(sum[:8]))
@@ -237,6 +242,11 @@ func openRepo(c *cli.Context) (*store.Repo, error) {
 // a directory or s3://BUCKET[/PREFIX]; for a bucket, Dir is this host's
 // replica of it under cache.
 func repoOptions(target, cache string) (store.Options, error) {
+	return repoOptionsWith(target, cache, s3.ConfigFromEnv())
+}
+
+// repoOptionsWith is repoOptions reaching a bucket with cfg.
+func repoOptionsWith(target, cache string, cfg s3.Config) (store.Options, error) {
 	if !s3.IsURL(target) {
 		return store.Options{Dir: target}, nil
 	}
@@ -245,8 +255,8 @@ func repoOptions(target, cache string) (store.Options, error) {
 		return store.Options{}, usageError{err}
 	}
 	loc.Key = strings.Trim(loc.Key, "/")
-	remote, _, err := remoteOf(&loc)
-	return store.Options{Dir: replicaDir(cache, loc), Remote: remote}, err
+	remote, _, err := remoteWith(&loc, cfg)
+	return store.Options{Dir: replicaDir(cache, cfg.Endpoint, loc), Remote: remote}, err
 }
 
 // withRepo runs fn on the repository, opened here and closed after.

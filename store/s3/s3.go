@@ -115,6 +115,9 @@ type Config struct {
 	// Profile is the profile of ~/.aws/credentials read when the
 	// environment holds no keys ("" is "default").
 	Profile string
+	// ProfileOnly takes the keys from Profile even when the environment
+	// holds some: those of another store (image copy to another endpoint).
+	ProfileOnly bool
 	// Timeout bounds each request's wait for a connection and for a
 	// response's headers, and a ranged read whole (0: one minute). A
 	// request is tried at most three times, so a dead or stalled
@@ -172,10 +175,11 @@ func Open(name string, cfg Config) (*Bucket, error) {
 	}
 	tr.ResponseHeaderTimeout = timeout
 	tr.DialContext = (&net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}).DialContext
-	creds := credentials.NewChainCredentials([]credentials.Provider{
-		&credentials.EnvAWS{},
-		&credentials.FileAWSCredentials{Profile: cfg.Profile},
-	})
+	providers := []credentials.Provider{&credentials.EnvAWS{}, &credentials.FileAWSCredentials{Profile: cfg.Profile}}
+	if cfg.ProfileOnly {
+		providers = providers[1:]
+	}
+	creds := credentials.NewChainCredentials(providers)
 	client, err := minio.New(host, &minio.Options{Creds: creds, Secure: secure, Region: cfg.Region, Transport: tr, MaxRetries: 3})
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", host, err)
