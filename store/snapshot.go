@@ -626,7 +626,7 @@ func (r *Repo) rollback(ctx context.Context, volume string) error {
 	}
 	return r.commitWork(ctx, w, func(m metaTxn) error {
 		return m.updateVolume(volume, func(cur *Volume) error {
-			cur.Applying, cur.Writer, cur.Lease = 0, "", time.Time{}
+			cur.Applying = 0 // the volume may mark more (an image's making)
 			return nil
 		})
 	})

@@ -1571,3 +1571,56 @@ func TestVolumeBelongsToItsHost(t *testing.T) {
 		t.Errorf("an image made on host-b: %v", err)
 	}
 }
+
+// failAfter is a real bucket whose conditional writes fail, unsent, once
+// one holding marker has landed: a store lost part-way through a commit.
+type failAfter struct {
+	store.Objects
+	marker string
+	armed  atomic.Bool
+}
+
+func (f *failAfter) PutIf(ctx context.Context, key string, data []byte, etag string) (store.Object, error) {
+	if f.armed.Load() {
+		return store.Object{}, errors.New("connection reset by peer")
+	}
+	obj, err := f.Objects.PutIf(ctx, key, data, etag)
+	if err == nil && bytes.Contains(data, []byte(f.marker)) {
+		f.armed.Store(true)
+	}
+	return obj, err
+}
+
+// TestImageUndoneThenRemoved: an image whose commit fails after its chain
+// update was marked is undone, and its volume still marks the image's
+// making: the host's next open removes the unfinished image, rather than
+// take its own work for another host's.
+func TestImageUndoneThenRemoved(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	first := initRemote(t, b)
+	dir := first.Info().Dir
+	first.Close()
+	cut := &failAfter{Objects: b, marker: `"applying":`}
+	a, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: cut, Prefix: "repo/"}, PackSize: 3 * storetest.BlockSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := a.ImageVolumes().Begin(ctx, "img", nil, "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := putFileRoot(ctx, w, storetest.Block('a'), storetest.Block('b'))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(ctx, root, store.SnapshotStats{}); err == nil {
+		t.Fatal("the commit with the store lost succeeded")
+	}
+	a.Close()
+	again := host(t, b, dir)
+	if imgs, err := again.ImageVolumes().List(ctx); err != nil || len(imgs) != 0 {
+		t.Errorf("images after the unfinished one: %v %v", imgs, err)
+	}
+	checkClean(t, again)
+}
