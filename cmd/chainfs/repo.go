@@ -212,6 +212,9 @@ func openRepo(c *cli.Context) (*store.Repo, error) {
 	opts.Logger, opts.Purpose = logger(c), "chainfs "+strings.Join(os.Args[1:], " ")
 	if opts.Remote != nil {
 		n, err := parseSize(c.String("cache-size"))
+		if err == nil && n != 0 && n < 4<<20 {
+			err = errors.New("0 (none) or at least one chunk, 4 MiB")
+		}
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--cache-size: %w", err)}
 		}

@@ -285,7 +285,7 @@ func configCommand(ss *session) *cli.Command {
 					case s.Command == "":
 						e.Value = c.String(s.Flag)
 						if s.Flag == "repo" {
-							e.Value = repoDir(c)
+							e.Value = repoName(c)
 						}
 					default:
 						// Another command's flag: only the file and the
