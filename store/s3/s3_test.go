@@ -299,11 +299,14 @@ func TestRepositoryWithPacksInABucket(t *testing.T) {
 	checkClean(t, r)
 }
 
+// remote is the repository at prefix repo/ of objs.
+func remote(objs store.Objects) *store.Remote { return &store.Remote{Objects: objs, Prefix: "repo/"} }
+
 // host opens a replica of the repository at prefix repo/ of b in dir, as
 // a host with that cache does; it is closed when the test ends.
 func host(t *testing.T, b *s3.Bucket, dir string) *store.Repo {
 	t.Helper()
-	r, err := store.Open(context.Background(), store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}, PackSize: 3 * storetest.BlockSize})
+	r, err := store.Open(context.Background(), store.Options{Dir: dir, Remote: remote(b), PackSize: 3 * storetest.BlockSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +319,7 @@ func host(t *testing.T, b *s3.Bucket, dir string) *store.Repo {
 func initRemote(t *testing.T, b *s3.Bucket) *store.Repo {
 	t.Helper()
 	dir := t.TempDir() + "/a"
-	if _, err := store.Init(context.Background(), store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+	if _, err := store.Init(context.Background(), store.Options{Dir: dir, Remote: remote(b)}); err != nil {
 		t.Fatal(err)
 	}
 	return host(t, b, dir)
@@ -373,7 +376,7 @@ func sameBlocks(t *testing.T, r *store.Repo, s *store.Snapshot, want [][]byte) {
 func TestRepositoryInABucket(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
-	remote := &store.Remote{Objects: b, Prefix: "repo/"}
+	remote := remote(b)
 	dirA, dirB := t.TempDir()+"/a", t.TempDir()+"/b"
 	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: remote}); err != nil {
 		t.Fatal(err)
@@ -508,9 +511,11 @@ func TestOpenLeavesAnotherHostsWork(t *testing.T) {
 	}
 }
 
-// lossy is a real bucket whose conditional writes fail after landing,
-// when fail says so for the object written: its answer lost (a
-// cancellation, a reset connection), or a retry of it refused.
+// lossy is a real bucket that calls fail with each conditional write's
+// data once it has landed: a test's hook there (to stall the writer, or
+// let another host commit meanwhile), whose error, if any, is the
+// write's answer: its answer lost (a cancellation, a reset connection),
+// or a retry of it refused.
 type lossy struct {
 	store.Objects
 	fail func(data []byte) error
@@ -542,7 +547,7 @@ func TestLostAnswerIsNoLostCommit(t *testing.T) {
 				}
 				return nil
 			}}
-			remote := &store.Remote{Objects: objs, Prefix: "repo/"}
+			remote := remote(objs)
 			dir := t.TempDir() + "/a"
 			if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: remote}); err != nil {
 				t.Fatal(err)
@@ -578,7 +583,7 @@ func TestReplicaIsNoRepository(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
 	dir := t.TempDir() + "/a"
-	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: remote(b)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.Open(ctx, store.Options{Dir: dir}); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "s3://") {
@@ -682,7 +687,7 @@ func TestDeletionRacedPlansAgain(t *testing.T) {
 		}
 		return nil
 	}}
-	a, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: objs, Prefix: "repo/"}})
+	a, err := store.Open(ctx, store.Options{Dir: dir, Remote: remote(objs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -784,7 +789,7 @@ func newStallOnce(b *s3.Bucket, marker string) *stallOnce {
 // leasedHost opens a replica in dir over objs whose leases last term.
 func leasedHost(t *testing.T, objs store.Objects, dir string, term time.Duration) *store.Repo {
 	t.Helper()
-	r, err := store.Open(context.Background(), store.Options{Dir: dir, Remote: &store.Remote{Objects: objs, Prefix: "repo/"},
+	r, err := store.Open(context.Background(), store.Options{Dir: dir, Remote: remote(objs),
 		PackSize: 3 * storetest.BlockSize, LeaseTerm: term})
 	if err != nil {
 		t.Fatal(err)
@@ -970,7 +975,7 @@ func TestInterruptedInitIsFinished(t *testing.T) {
 	if err := b.Remove(ctx, "repo/chainfs.json"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := store.Init(ctx, store.Options{Dir: t.TempDir() + "/c", Remote: &store.Remote{Objects: b, Prefix: "repo/"}})
+	_, err := store.Init(ctx, store.Options{Dir: t.TempDir() + "/c", Remote: remote(b)})
 	if !errors.Is(err, store.ErrExists) || !strings.Contains(err.Error(), "journal entries but no repository record") {
 		t.Errorf("init over a journal left without its record: %v", err)
 	}
@@ -1134,13 +1139,13 @@ func TestCopyIntoABucketResumes(t *testing.T) {
 	}
 
 	dir := t.TempDir() + "/dst"
-	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: remote(b)}); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cut := &packsThenCut{Objects: b, after: 2, cancel: cancel}
-	dst, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: cut, Prefix: "repo/"}, PackSize: 3 * storetest.BlockSize})
+	dst, err := store.Open(ctx, store.Options{Dir: dir, Remote: remote(cut), PackSize: 3 * storetest.BlockSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1193,7 +1198,7 @@ func TestBlockCache(t *testing.T) {
 		data = append(data, bytes.Repeat([]byte(fmt.Sprintf("%07d\n", i)), storetest.BlockSize/8))
 	}
 	first.Close()
-	w, err := store.Open(ctx, store.Options{Dir: first.Info().Dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}, PackSize: 64 << 20})
+	w, err := store.Open(ctx, store.Options{Dir: first.Info().Dir, Remote: remote(b), PackSize: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1203,7 +1208,7 @@ func TestBlockCache(t *testing.T) {
 	dir := t.TempDir() + "/reader"
 	objs := &countingReads{Objects: b, match: "/packs/"}
 	reader := func(limit int64) *store.Repo {
-		r, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: objs, Prefix: "repo/"}, BlockCache: limit})
+		r, err := store.Open(ctx, store.Options{Dir: dir, Remote: remote(objs), BlockCache: limit})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1284,7 +1289,7 @@ func TestCheckpoint(t *testing.T) {
 	last := storetest.FileSnapshot(t, a, "v", storetest.Block('f'))
 
 	journal := &countingReads{Objects: b, match: "/journal/"}
-	c, err := store.Open(ctx, store.Options{Dir: t.TempDir() + "/c", Remote: &store.Remote{Objects: journal, Prefix: "repo/"}})
+	c, err := store.Open(ctx, store.Options{Dir: t.TempDir() + "/c", Remote: remote(journal)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1322,21 +1327,6 @@ func TestCheckpoint(t *testing.T) {
 	}
 	sameBlocks(t, d, last, [][]byte{storetest.Block('f')})
 	checkClean(t, d)
-}
-
-// hookObjs is a real bucket that calls after with each conditional
-// write's data once it has landed.
-type hookObjs struct {
-	store.Objects
-	after func(data []byte)
-}
-
-func (h hookObjs) PutIf(ctx context.Context, key string, data []byte, etag string) (store.Object, error) {
-	obj, err := h.Objects.PutIf(ctx, key, data, etag)
-	if err == nil && h.after != nil {
-		h.after(data)
-	}
-	return obj, err
 }
 
 // pauseAt is a log handler that holds up, once, the goroutine that logs
@@ -1388,10 +1378,11 @@ func TestTakeoverUndoBesideOwnCommit(t *testing.T) {
 	// Host B applies its snapshot of v's references and freezes.
 	stalledB, resumeB := make(chan struct{}), make(chan struct{})
 	var onceB sync.Once
-	bh := leasedHost(t, hookObjs{Objects: b, after: func(d []byte) {
+	bh := leasedHost(t, lossy{Objects: b, fail: func(d []byte) error {
 		if bytes.Contains(d, run(vv.ID)) {
 			onceB.Do(func() { close(stalledB); <-resumeB })
 		}
+		return nil
 	}}, t.TempDir()+"/b", term)
 	go func() {
 		w, err := bh.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: "from-b"})
@@ -1411,10 +1402,11 @@ func TestTakeoverUndoBesideOwnCommit(t *testing.T) {
 	var onceY sync.Once
 	undoAt, undo := make(chan struct{}), make(chan struct{})
 	log := slog.New(pauseAt{msg: "undoing interrupted snapshot", at: undoAt, resume: undo, once: new(sync.Once)})
-	a, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: hookObjs{Objects: b, after: func(d []byte) {
+	a, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: lossy{Objects: b, fail: func(d []byte) error {
 		if armed.Load() && bytes.Contains(d, run(wv.ID)) {
 			onceY.Do(func() { close(stalledY); <-resumeY })
 		}
+		return nil
 	}}, Prefix: "repo/"}, PackSize: 3 * storetest.BlockSize, LeaseTerm: term, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -1487,11 +1479,12 @@ func TestSnapshotIntoRemadeVolume(t *testing.T) {
 	// The snapshot's host freezes at its lease's first renewal.
 	var leases atomic.Int32
 	frozen, wake := make(chan struct{}), make(chan struct{})
-	a := leasedHost(t, hookObjs{Objects: b, after: func(d []byte) {
+	a := leasedHost(t, lossy{Objects: b, fail: func(d []byte) error {
 		if bytes.Contains(d, []byte(`"what":"a snapshot of v"`)) && leases.Add(1) == 2 {
 			close(frozen)
 			<-wake
 		}
+		return nil
 	}}, dir, term)
 	c := leasedHost(t, b, t.TempDir()+"/c", term)
 	w, err := a.BeginSnapshot(ctx, "v", store.SnapshotOptions{Name: "from-a"})
@@ -1542,11 +1535,11 @@ func TestVolumeBelongsToItsHost(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
 	dir := t.TempDir() + "/a"
-	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}}); err != nil {
+	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: remote(b)}); err != nil {
 		t.Fatal(err)
 	}
 	on := func(dir, name string) *store.Repo {
-		r, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: b, Prefix: "repo/"}, Host: name})
+		r, err := store.Open(ctx, store.Options{Dir: dir, Remote: remote(b), Host: name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1602,7 +1595,7 @@ func TestImageUndoneThenRemoved(t *testing.T) {
 	dir := first.Info().Dir
 	first.Close()
 	cut := &failAfter{Objects: b, marker: `"applying":`}
-	a, err := store.Open(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: cut, Prefix: "repo/"}, PackSize: 3 * storetest.BlockSize})
+	a, err := store.Open(ctx, store.Options{Dir: dir, Remote: remote(cut), PackSize: 3 * storetest.BlockSize})
 	if err != nil {
 		t.Fatal(err)
 	}
