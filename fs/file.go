@@ -5,6 +5,7 @@ package fs
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,12 +26,23 @@ type fileHandle struct {
 	next  int // the block a sequential reader asks for next
 }
 
-// fetch is one block being read or read.
+// fetch is one block being read or read. Its buffer is pooled: the
+// handle's cache, the read that fills it and every reply that carries it
+// each hold a reference, and the last to let go puts it back.
 type fetch struct {
 	done   chan struct{}
-	data   []byte
+	buf    *[]byte
+	data   []byte // *buf, once done
 	err    error
 	cancel context.CancelFunc // ends the read when no one will want it
+	refs   atomic.Int32
+}
+
+func (f *fetch) release() {
+	if f.refs.Add(-1) == 0 {
+		blockBufs.put(f.buf)
+		f.buf, f.data = nil, nil
+	}
 }
 
 var (
@@ -58,6 +70,9 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	return res, errno
 }
 
+// read answers with the verified blocks' own buffers, which go to the
+// kernel as they are (blockReply): only dest's length is used, and no
+// byte is copied on the way.
 func (h *fileHandle) read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	readAhead := h.n.fs.readAhead
 	size := int64(h.n.entry.Size)
@@ -69,9 +84,11 @@ func (h *fileHandle) read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 
 	h.mu.Lock()
 	sequential := first == h.next || first+1 == h.next
-	fetches := make([]*fetch, 0, last-first+1)
+	reply := &blockReply{fetches: make([]*fetch, 0, last-first+1)}
 	for i := first; i <= last; i++ {
-		fetches = append(fetches, h.start(i))
+		f := h.start(i)
+		f.refs.Add(1)
+		reply.fetches = append(reply.fetches, f)
 	}
 	if sequential {
 		for i := last + 1; i <= last+readAhead && i < h.blocks.Len(); i++ {
@@ -79,29 +96,32 @@ func (h *fileHandle) read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		}
 	}
 	h.next = last + 1
-	for i := range h.cache {
+	for i, f := range h.cache {
 		if i < first-1 || i > last+readAhead {
 			delete(h.cache, i)
+			f.release()
 		}
 	}
 	h.mu.Unlock()
 
-	n := 0
-	for k, f := range fetches {
+	reply.vecs = make([][]byte, 0, len(reply.fetches))
+	for k, f := range reply.fetches {
 		select {
 		case <-f.done:
 		case <-ctx.Done():
+			reply.Done()
 			return nil, syscall.EINTR
 		}
 		if f.err != nil {
+			reply.Done()
 			return nil, h.n.errno(f.err, "read")
 		}
 		blockStart := int64(first+k) * h.bs
 		lo := max(off, blockStart) - blockStart
 		hi := min(end, blockStart+int64(len(f.data))) - blockStart
-		n += copy(dest[n:], f.data[lo:hi])
+		reply.vecs = append(reply.vecs, f.data[lo:hi])
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return reply, 0
 }
 
 // start returns the fetch of block i, starting it if needed. Called with
@@ -118,29 +138,100 @@ func (h *fileHandle) start(i int) *fetch {
 		default:
 			return f
 		}
+		f.release()
 	}
 	// Not the request's context: a block fetched ahead outlives the read
 	// that asked for it. Its own, which the handle's release cancels.
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fetch{done: make(chan struct{}), cancel: cancel}
-	h.cache[i] = f
 	length := h.n.entry.BlockLen(i)
+	f := &fetch{done: make(chan struct{}), cancel: cancel, buf: blockBufs.get(int(h.bs))}
+	f.refs.Store(2) // the cache's and the read's
+	h.cache[i] = f
 	go func() {
+		defer f.release()
 		defer cancel()
 		defer close(f.done)
-		f.data = make([]byte, length)
+		data := (*f.buf)[:length]
 		hash, err := h.blocks.At(ctx, i)
-		if err != nil || hash.IsHole() {
+		if err != nil {
 			f.err = err
 			return
 		}
-		var n int
-		n, f.err = h.n.snap.rd.ReadBlock(ctx, hash, f.data)
-		if f.err == nil && n != len(f.data) {
+		if hash.IsHole() {
+			clear(data)
+			f.data = data
+			return
+		}
+		n, err := h.n.snap.rd.ReadBlock(ctx, hash, data)
+		switch {
+		case err != nil:
+			f.err = err
+		case n != len(data):
 			f.err = store.ErrCorrupt
+		default:
+			f.data = data
 		}
 	}()
 	return f
+}
+
+// blockReply is a read's answer: slices of its blocks' buffers, written
+// to the kernel with one writev. go-fuse calls Done once they are written,
+// which lets the buffers go back to the pool.
+type blockReply struct {
+	fetches []*fetch
+	vecs    [][]byte
+}
+
+func (r *blockReply) Size() int {
+	n := 0
+	for _, v := range r.vecs {
+		n += len(v)
+	}
+	return n
+}
+
+// Slices is what go-fuse writes as it is, without copying.
+func (r *blockReply) Slices() ([][]byte, fuse.Status) { return r.vecs, fuse.OK }
+
+// Bytes joins the slices, for a kernel interface that wants one buffer.
+func (r *blockReply) Bytes(buf []byte) ([]byte, fuse.Status) {
+	buf = buf[:0]
+	for _, v := range r.vecs {
+		buf = append(buf, v...)
+	}
+	return buf, fuse.OK
+}
+
+func (r *blockReply) Done() {
+	for _, f := range r.fetches {
+		f.release()
+	}
+	r.fetches, r.vecs = nil, nil
+}
+
+// blockBufs pools block buffers by size: a read through the mount
+// allocates nothing per block.
+var blockBufs bufferPools
+
+type bufferPools struct{ pools sync.Map } // size → *sync.Pool of *[]byte
+
+func (p *bufferPools) get(size int) *[]byte {
+	pool, ok := p.pools.Load(size)
+	if !ok {
+		pool, _ = p.pools.LoadOrStore(size, &sync.Pool{New: func() any {
+			b := make([]byte, size)
+			return &b
+		}})
+	}
+	return pool.(*sync.Pool).Get().(*[]byte)
+}
+
+func (p *bufferPools) put(b *[]byte) {
+	if pool, ok := p.pools.Load(cap(*b)); ok {
+		*b = (*b)[:cap(*b)]
+		pool.(*sync.Pool).Put(b)
+	}
 }
 
 // Release ends the reads still fetched ahead for this handle, which no
@@ -152,6 +243,7 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	for i, f := range h.cache {
 		f.cancel()
 		delete(h.cache, i)
+		f.release()
 	}
 	return 0
 }
