@@ -44,7 +44,7 @@ var (
 	_ = (gofs.NodeGetattrer)((*entryNode)(nil))
 	_ = (gofs.NodeLookuper)((*entryNode)(nil))
 	_ = (gofs.NodeReaddirer)((*entryNode)(nil))
-	_ = (gofs.NodeOpendirer)((*entryNode)(nil))
+	_ = (gofs.NodeOpendirHandler)((*entryNode)(nil))
 	_ = (gofs.NodeOpener)((*entryNode)(nil))
 	_ = (gofs.NodeReadlinker)((*entryNode)(nil))
 	_ = (gofs.NodeGetxattrer)((*entryNode)(nil))
@@ -160,10 +160,56 @@ func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	return n.NewInode(ctx, child, gofs.StableAttr{Mode: child.entry.Type.Bits(), Ino: child.ino}), 0
 }
 
-// Opendir checks that the caller still sees the image the directory
-// belongs to (NodeOpendirer).
-func (n *entryNode) Opendir(ctx context.Context) syscall.Errno {
-	return n.fs.mayReadImage(ctx, n.snap)
+// OpendirHandle checks that the caller still sees the image the
+// directory belongs to, and lets the kernel keep the listing: a
+// directory of a snapshot never changes, and a second ls -R of it asks
+// the daemon for nothing but the opens (NodeOpendirHandler).
+func (n *entryNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
+		return nil, 0, errno
+	}
+	return &dirHandle{n: n}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// dirHandle is an open directory of a snapshot. Its listing is made at
+// the first read, which a listing the kernel keeps never comes to.
+type dirHandle struct {
+	n  *entryNode
+	ds gofs.DirStream
+}
+
+var (
+	_ = (gofs.FileReaddirenter)((*dirHandle)(nil))
+	_ = (gofs.FileSeekdirer)((*dirHandle)(nil))
+)
+
+func (d *dirHandle) stream(ctx context.Context) syscall.Errno {
+	if d.ds != nil {
+		return 0
+	}
+	ds, errno := d.n.Readdir(ctx)
+	d.ds = ds
+	return errno
+}
+
+// Readdirent (FileReaddirenter).
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if errno := d.stream(ctx); errno != 0 {
+		return nil, errno
+	}
+	if !d.ds.HasNext() {
+		return nil, 0
+	}
+	e, errno := d.ds.Next()
+	return &e, errno
+}
+
+// Seekdir (FileSeekdirer).
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if errno := d.stream(ctx); errno != 0 {
+		return errno
+	}
+	return d.ds.(gofs.FileSeekdirer).Seekdir(ctx, off)
 }
 
 // Readdir lists the directory in name order, with the inode numbers

@@ -103,7 +103,11 @@ func TestImageAccessBelowTop(t *testing.T) {
 // opendir is what the bridge answers an OPENDIR with: success when the
 // node has no Opendir.
 func opendir(ctx context.Context, n gofs.InodeEmbedder) syscall.Errno {
-	if o, ok := n.(gofs.NodeOpendirer); ok {
+	switch o := n.(type) {
+	case gofs.NodeOpendirHandler:
+		_, _, errno := o.OpendirHandle(ctx, syscall.O_RDONLY)
+		return errno
+	case gofs.NodeOpendirer:
 		return o.Opendir(ctx)
 	}
 	return 0

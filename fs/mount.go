@@ -112,6 +112,10 @@ func nodeOptions(o MountOptions) *gofs.Options {
 			// Links below snapshots never change; latest's target is
 			// invalidated when it moves (FS.Changed).
 			EnableSymlinkCaching: true,
+			// The kernel checks a file's POSIX ACL, as the source's file
+			// system did, and keeps it: ls -l asks for it on every file,
+			// and without this every time.
+			EnableAcl: true,
 			Debug:                o.Debug,
 			Options:              []string{"default_permissions"},
 		},

@@ -24,6 +24,12 @@ func TestAllowOtherIsolation(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "public"), []byte("for all"), 0o644)
 	os.WriteFile(filepath.Join(src, "secret"), []byte("root only"), 0o600)
 	os.WriteFile(filepath.Join(src, "private-dir/inside"), []byte("hidden"), 0o644)
+	// POSIX ACLs that say more than the modes: nobody is named and denied
+	// a file the modes let others read, and granted one they do not.
+	os.WriteFile(filepath.Join(src, "acl-denied"), []byte("not for nobody"), 0o644)
+	os.WriteFile(filepath.Join(src, "acl-granted"), []byte("for nobody too"), 0o600)
+	sh(t, fmt.Sprintf("setfacl -m u:65534:--- %q && setfacl -m u:65534:r %q",
+		filepath.Join(src, "acl-denied"), filepath.Join(src, "acl-granted")))
 	e.ok("volume", "add", "v", src)
 	e.snapshot("v", "--name", "s")
 	d := e.serve(filepath.Join(e.dir, "mnt"), "--allow-other")
@@ -37,7 +43,10 @@ func TestAllowOtherIsolation(t *testing.T) {
 	if out, err := asNobody("cat", filepath.Join(snap, "public")); err != nil || out != "for all" {
 		t.Errorf("nobody reading a 0644 file: %q %v", out, err)
 	}
-	for _, p := range []string{"secret", "private-dir/inside"} {
+	if out, err := asNobody("cat", filepath.Join(snap, "acl-granted")); err != nil || out != "for nobody too" {
+		t.Errorf("nobody reading a 0600 file whose ACL grants it: %q %v", out, err)
+	}
+	for _, p := range []string{"secret", "private-dir/inside", "acl-denied"} {
 		if out, err := asNobody("cat", filepath.Join(snap, p)); err == nil || !strings.Contains(out, "Permission denied") {
 			t.Errorf("nobody reading %s: %q %v, want permission denied", p, out, err)
 		}
