@@ -116,8 +116,8 @@ func nodeOptions(o MountOptions) *gofs.Options {
 			// system did, and keeps it: ls -l asks for it on every file,
 			// and without this every time.
 			EnableAcl: true,
-			Debug:                o.Debug,
-			Options:              []string{"default_permissions"},
+			Debug:     o.Debug,
+			Options:   []string{"default_permissions"},
 		},
 		// Timeouts are set where nodes are looked up; there is no default
 		// entry timeout, so that 0 means 0 (images/<name> is looked up
