@@ -48,8 +48,10 @@
 // # Caching
 //
 // Snapshots never change, so entries, misses and attributes below a
-// snapshot get an hour's timeout, files open with FOPEN_KEEP_CACHE, and
-// reads are up to 1 MiB; symlink targets are cached too. The lists of
+// snapshot get an hour's timeout, files open with FOPEN_KEEP_CACHE and
+// FOPEN_NOFLUSH, directories with FOPEN_CACHE_DIR, the kernel checks and
+// keeps POSIX ACLs, and reads are up to 1 MiB with as much read ahead;
+// symlink targets are cached too. The lists of
 // volumes and snapshots, and latest, get a one-second timeout (their
 // misses are not cached), and the daemon tells the kernel at once when a
 // snapshot appears or goes (Changed: the entries, the lists, and latest's
