@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
@@ -46,19 +45,21 @@ func serveCommand(ss *session) *cli.Command {
 			if c.Int("tree-cache") < 1 || c.Int("read-ahead") < 0 {
 				return usagef("serve: --tree-cache must be at least 1 and --read-ahead at least 0")
 			}
-			// Go collects garbage when the heap has doubled since the last
-			// collection; a daemon that walked a big tree would keep that
-			// much resident. A soft limit makes it collect sooner.
-			if limit, err := parseSize(c.String("memory-limit")); err != nil {
+			limit, err := parseSize(c.String("memory-limit"))
+			if err != nil {
 				return usagef("serve: --memory-limit: %v", err)
-			} else if limit > 0 && os.Getenv("GOMEMLIMIT") == "" {
-				debug.SetMemoryLimit(int64(limit))
 			}
 			readAhead := c.Int("read-ahead")
 			if readAhead == 0 {
 				readAhead = -1 // chainfs.Options: none
 			}
 			log := logger(c)
+			// Go collects garbage when the heap has doubled since the last
+			// collection; a daemon that walked a big tree would keep that
+			// much resident. A soft limit makes it collect sooner.
+			if limit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+				go softMemoryLimit(c.Context, int64(limit), log)
+			}
 			var catalog *imagefile.Catalog
 			if dir := c.String("catalog"); dir != "" {
 				if dir, err = filepath.Abs(dir); err != nil {
