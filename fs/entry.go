@@ -4,7 +4,9 @@ package fs
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/chainfs/chainfs/store"
@@ -26,18 +28,26 @@ type snapRef struct {
 }
 
 // entryNode is any file, directory, symlink or special file of a
-// snapshot, which never changes.
+// snapshot, which never changes. The kernel keeps a node for every name
+// it has looked up, hundreds of thousands after an ls -R, so a node keeps
+// its attributes and where its entry lies, not the entry: its decoded
+// directory stays in the tree cache, bounded, and what only some requests
+// want (a symlink's target, xattrs, the block list) is found there again
+// (entry).
 type entryNode struct {
 	gofs.Inode
 	readOnlyNode
 	fs   *FS
 	snap *snapRef // shared by every node of the snapshot
-	// entry lies in the decoded directory it was found in, shared with
-	// the tree cache and every other node of that directory: a walked
-	// tree keeps one copy of its entries, not two.
-	entry *store.Entry
-	path  string // in the snapshot, for inode numbers and log lines
-	ino   uint64
+	attr fuse.Attr
+	// tree is a directory's own tree, and for anything else the tree it
+	// lies in (a directory's is its parent node's tree). The top
+	// directory of a snapshot lies in none and keeps its entry in root.
+	tree      store.Hash
+	root      *store.Entry
+	hasXattrs bool
+	path      string // in the snapshot, for inode numbers and log lines
+	ino       uint64
 }
 
 var (
@@ -52,10 +62,49 @@ var (
 	_ = (gofs.NodeLseeker)((*entryNode)(nil))
 )
 
-func newEntryNode(f *FS, snap *snapRef, e *store.Entry, path string) *entryNode {
-	n := &entryNode{fs: f, snap: snap, entry: e, path: path}
+// newEntryNode makes the node of e, found in tree dir (the zero hash for
+// a snapshot's top directory, whose entry the node then keeps).
+func newEntryNode(f *FS, snap *snapRef, e *store.Entry, dir store.Hash, path string) *entryNode {
+	n := &entryNode{fs: f, snap: snap, tree: dir, hasXattrs: len(e.Xattrs) > 0, path: path}
+	if e.Type == store.TypeDir {
+		n.tree = e.Subtree
+	}
+	if dir == (store.Hash{}) {
+		n.root = e
+	}
 	n.ino = entryIno(snap, e, path)
+	fillAttr(&n.attr, e)
+	n.attr.Ino = n.ino
 	return n
+}
+
+// entry finds the node's entry again: in the tree cache, or decoded once
+// more. Only what a request holds pins the decoded directory.
+func (n *entryNode) entry(ctx context.Context) (*store.Entry, syscall.Errno) {
+	if n.root != nil {
+		return n.root, 0
+	}
+	dir := n.tree
+	if n.attr.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		var p *entryNode
+		if _, parent := n.Parent(); parent != nil {
+			p, _ = parent.Operations().(*entryNode)
+		}
+		if p == nil {
+			return nil, n.errno(fmt.Errorf("a directory without its parent: %w", store.ErrCorrupt), "find entry")
+		}
+		dir = p.tree
+	}
+	entries, err := n.fs.tree(ctx, n.snap.rd, dir)
+	if err != nil {
+		return nil, n.errno(err, "read directory")
+	}
+	name := n.path[strings.LastIndexByte(n.path, '/')+1:]
+	i := sort.Search(len(entries), func(i int) bool { return entries[i].Name >= name })
+	if i == len(entries) || entries[i].Name != name {
+		return nil, n.errno(fmt.Errorf("%s: not in its directory's tree %s: %w", name, dir.Short(), store.ErrCorrupt), "find entry")
+	}
+	return &entries[i], 0
 }
 
 // entryIno is the inode number of an entry: the names of a hard-link group
@@ -68,9 +117,11 @@ func entryIno(snap *snapRef, e *store.Entry, path string) uint64 {
 }
 
 // fill writes the entry's attributes exactly as the source had them.
-func (n *entryNode) fill(a *fuse.Attr) {
-	e := n.entry
-	a.Ino = n.ino
+func (n *entryNode) fill(a *fuse.Attr) { *a = n.attr }
+
+// fillAttr writes e's attributes exactly as the source had them, all but
+// the inode number.
+func fillAttr(a *fuse.Attr, e *store.Entry) {
 	a.Mode = e.Type.Bits() | e.Mode
 	a.Uid, a.Gid = e.UID, e.GID
 	a.Atime, a.Atimensec = uint64(e.Atime.Sec), e.Atime.Nsec
@@ -122,10 +173,10 @@ func (n *entryNode) childPath(name string) string {
 }
 
 func (n *entryNode) children(ctx context.Context) ([]store.Entry, syscall.Errno) {
-	if n.entry.Type != store.TypeDir {
+	if n.attr.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 		return nil, syscall.ENOTDIR
 	}
-	entries, err := n.fs.tree(ctx, n.snap.rd, n.entry.Subtree)
+	entries, err := n.fs.tree(ctx, n.snap.rd, n.tree)
 	if err != nil {
 		return nil, n.errno(err, "read directory")
 	}
@@ -153,11 +204,11 @@ func (n *entryNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		// what a snapshot lacks it lacks for good.
 		return nil, syscall.ENOENT
 	}
-	child := newEntryNode(n.fs, n.snap, &entries[i], n.childPath(name))
+	child := newEntryNode(n.fs, n.snap, &entries[i], n.tree, n.childPath(name))
 	child.fill(&out.Attr)
 	out.SetEntryTimeout(immutableTimeout)
 	out.SetAttrTimeout(immutableTimeout)
-	return n.NewInode(ctx, child, gofs.StableAttr{Mode: child.entry.Type.Bits(), Ino: child.ino}), 0
+	return n.NewInode(ctx, child, gofs.StableAttr{Mode: entries[i].Type.Bits(), Ino: child.ino}), 0
 }
 
 // OpendirHandle checks that the caller still sees the image the
@@ -232,10 +283,14 @@ func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
 		return nil, errno
 	}
-	if n.entry.Type != store.TypeSymlink {
+	if n.attr.Mode&syscall.S_IFMT != syscall.S_IFLNK {
 		return nil, syscall.EINVAL
 	}
-	return []byte(n.entry.Target), 0
+	e, errno := n.entry(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
+	return []byte(e.Target), 0
 }
 
 // Getxattr (NodeGetxattrer).
@@ -243,7 +298,14 @@ func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
 		return 0, errno
 	}
-	for _, x := range n.entry.Xattrs {
+	if !n.hasXattrs {
+		return 0, syscall.ENODATA
+	}
+	e, errno := n.entry(ctx)
+	if errno != 0 {
+		return 0, errno
+	}
+	for _, x := range e.Xattrs {
 		if x.Name == attr {
 			if len(dest) < len(x.Value) {
 				return uint32(len(x.Value)), syscall.ERANGE
@@ -259,15 +321,22 @@ func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
 		return 0, errno
 	}
+	if !n.hasXattrs {
+		return 0, 0
+	}
+	e, errno := n.entry(ctx)
+	if errno != 0 {
+		return 0, errno
+	}
 	size := 0
-	for _, x := range n.entry.Xattrs {
+	for _, x := range e.Xattrs {
 		size += len(x.Name) + 1
 	}
 	if len(dest) < size {
 		return uint32(size), syscall.ERANGE
 	}
 	off := 0
-	for _, x := range n.entry.Xattrs {
+	for _, x := range e.Xattrs {
 		off += copy(dest[off:], x.Name)
 		dest[off] = 0
 		off++
@@ -279,7 +348,10 @@ func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 // (NodeLseeker).
 func (n *entryNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
 	const seekData, seekHole = 3, 4
-	e := n.entry
+	e, errno := n.entry(ctx)
+	if errno != 0 {
+		return 0, errno
+	}
 	if off >= e.Size {
 		return 0, syscall.ENXIO
 	}
@@ -317,15 +389,19 @@ func (n *entryNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if flags&openFlagsWrite != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	if n.entry.Type != store.TypeRegular {
+	if n.attr.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return nil, 0, syscall.EINVAL
 	}
 	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
 		return nil, 0, errno
 	}
-	blocks, err := store.OpenBlocks(ctx, n.snap.rd, n.entry)
+	e, errno := n.entry(ctx)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	blocks, err := store.OpenBlocks(ctx, n.snap.rd, e)
 	if err != nil {
 		return nil, 0, n.errno(err, "open")
 	}
-	return newFileHandle(n, blocks), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return newFileHandle(n, e, blocks), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }

@@ -18,6 +18,7 @@ import (
 // around the reader's position, each verified against its hash.
 type fileHandle struct {
 	n      *entryNode
+	entry  *store.Entry
 	blocks *store.BlockList
 	bs     int64
 
@@ -50,8 +51,8 @@ var (
 	_ = (gofs.FileReleaser)((*fileHandle)(nil))
 )
 
-func newFileHandle(n *entryNode, blocks *store.BlockList) *fileHandle {
-	return &fileHandle{n: n, blocks: blocks, bs: int64(n.entry.BlockSize), cache: map[int]*fetch{}}
+func newFileHandle(n *entryNode, e *store.Entry, blocks *store.BlockList) *fileHandle {
+	return &fileHandle{n: n, entry: e, blocks: blocks, bs: int64(e.BlockSize), cache: map[int]*fetch{}}
 }
 
 // Read fills dest from off (FileReader).
@@ -75,7 +76,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 // byte is copied on the way.
 func (h *fileHandle) read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	readAhead := h.n.fs.readAhead
-	size := int64(h.n.entry.Size)
+	size := int64(h.entry.Size)
 	if off >= size || len(dest) == 0 {
 		return fuse.ReadResultData(nil), 0
 	}
@@ -143,7 +144,7 @@ func (h *fileHandle) start(i int) *fetch {
 	// Not the request's context: a block fetched ahead outlives the read
 	// that asked for it. Its own, which the handle's release cancels.
 	ctx, cancel := context.WithCancel(context.Background())
-	length := h.n.entry.BlockLen(i)
+	length := h.entry.BlockLen(i)
 	f := &fetch{done: make(chan struct{}), cancel: cancel, buf: blockBufs.get(int(h.bs))}
 	f.refs.Store(2) // the cache's and the read's
 	h.cache[i] = f

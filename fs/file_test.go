@@ -47,8 +47,8 @@ func TestReleaseCancelsReadAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &entryNode{fs: &FS{readAhead: ahead, log: slog.New(slog.DiscardHandler)}, snap: &snapRef{rd: rd}, entry: e}
-	h := newFileHandle(n, list)
+	n := &entryNode{fs: &FS{readAhead: ahead, log: slog.New(slog.DiscardHandler)}, snap: &snapRef{rd: rd}}
+	h := newFileHandle(n, e, list)
 	if _, errno := h.read(context.Background(), make([]byte, bs), 0); errno != 0 {
 		t.Fatalf("read: %v", errno)
 	}

@@ -80,7 +80,7 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultTreeCache = 200_000
+	DefaultTreeCache = 50_000
 	DefaultReadAhead = 8
 )
 

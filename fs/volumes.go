@@ -134,8 +134,9 @@ func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 // directory. Its entry may go (the snapshot deleted), so only its
 // attributes get the long timeout.
 func (f *FS) snapshotRoot(ctx context.Context, parent *gofs.Inode, ref snapRef, rootDir store.Entry, out *fuse.EntryOut) *gofs.Inode {
-	root := newEntryNode(f, &ref, &rootDir, "")
+	root := newEntryNode(f, &ref, &rootDir, store.Hash{}, "")
 	root.ino = rootIno(ref.volID, ref.seq)
+	root.attr.Ino = root.ino
 	root.fill(&out.Attr)
 	out.SetEntryTimeout(listTimeout)
 	out.SetAttrTimeout(immutableTimeout)

@@ -160,7 +160,7 @@ func TestConfigFile(t *testing.T) {
 		"serve.mount":    {mnt, "config " + cfg + ":5"},
 		"serve.metrics":  {"127.0.0.1:0", "config " + cfg + ":6"},
 		"cache.metadata": {"16MiB", "config " + cfg + ":9"},
-		"cache.trees":    {"200000", "default"},
+		"cache.trees":    {"50000", "default"},
 	}
 	for _, s := range show.Settings {
 		if w, ok := want[s.Key]; ok && (s.Value != w[0] || s.Source != w[1]) {
