@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/chainfs/chainfs/store"
 	"golang.org/x/sys/unix"
@@ -17,7 +18,9 @@ import (
 // 1 MiB at a time as cp and dd do. "daemon": the kernel's copy of the file
 // is dropped before each read (fadvise), so every byte comes through FUSE
 // from the daemon, which reads the repository (in the page cache) and
-// checks each block; "page-cache": the kernel answers.
+// checks each block; "page-cache": the kernel answers. cpu-s/GiB is this
+// process's CPU time (the daemon's and the reader's, user and system) per
+// GiB read.
 func BenchmarkMountRead(b *testing.B) {
 	src := b.TempDir()
 	data := make([]byte, 64<<20)
@@ -49,9 +52,21 @@ func BenchmarkMountRead(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			read(b, c.drop) // the repository's packs into the page cache
+			before := cpuTime(b)
 			for b.Loop() {
 				read(b, c.drop)
 			}
+			gib := float64(b.N) * float64(len(data)) / (1 << 30)
+			b.ReportMetric((cpuTime(b)-before).Seconds()/gib, "cpu-s/GiB")
 		})
 	}
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
