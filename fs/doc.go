@@ -17,9 +17,11 @@
 // Readdir and resolves one by name at Lookup, so a volume with 10,000
 // snapshots costs nothing until it is listed, and a snapshot's tree is
 // loaded only when it is visited. Below a snapshot every node is an
-// entryNode holding a copy of its store.Entry; directories decode their
-// tree blob through a cache shared by all snapshots (unchanged directories
-// have the same hash in every snapshot). Each snapshot's or image's nodes
+// entryNode holding its attributes and the tree its entry lies in;
+// directories decode their tree blob through a cache shared by all
+// snapshots (unchanged directories have the same hash in every snapshot),
+// where a node finds its entry again when a request wants more than its
+// attributes. Each snapshot's or image's nodes
 // read through a store.Reader: the repository, or the file of a catalog
 // image.
 //
@@ -30,9 +32,10 @@
 // the kernel shares cached entries among callers. The mount has no default
 // entry timeout, so that 0 stays 0: every lookup sets its own. Below
 // images/<name> every lookup, opendir, open, getattr, readlink and xattr
-// read checks the caller again (mayReadImage), so that an image unshared
-// from a user whose working directory is inside it is gone for the next
-// one; who sees each image is kept in memory (imageAccess), dropped at
+// read that reaches the daemon checks the caller again (mayReadImage), so
+// that an image unshared from a user whose working directory is inside it
+// is gone for the next one (what the kernel keeps, attributes and POSIX
+// ACLs of files already looked up, it answers itself); who sees each image is kept in memory (imageAccess), dropped at
 // every change of the image (ImageChanged) and asked again after a second.
 //
 // # Inode numbers

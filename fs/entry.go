@@ -348,9 +348,14 @@ func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 // (NodeLseeker).
 func (n *entryNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
 	const seekData, seekHole = 3, 4
-	e, errno := n.entry(ctx)
-	if errno != 0 {
-		return 0, errno
+	var e *store.Entry
+	if h, ok := f.(*fileHandle); ok {
+		e = h.entry
+	} else {
+		var errno syscall.Errno
+		if e, errno = n.entry(ctx); errno != 0 {
+			return 0, errno
+		}
 	}
 	if off >= e.Size {
 		return 0, syscall.ENXIO

@@ -146,7 +146,7 @@ func (h *fileHandle) start(i int) *fetch {
 	ctx, cancel := context.WithCancel(context.Background())
 	length := h.entry.BlockLen(i)
 	f := &fetch{done: make(chan struct{}), cancel: cancel, buf: blockBufs.get(int(h.bs))}
-	f.refs.Store(2) // the cache's and the read's
+	f.refs.Store(2) // the cache's and the fetching goroutine's
 	h.cache[i] = f
 	go func() {
 		defer f.release()

@@ -207,7 +207,9 @@ func (f *FS) Changed(volume, snapshot string) {
 }
 
 // treeCache keeps decoded tree blobs, shared by every snapshot, bounded by
-// the number of entries held.
+// the number of entries held, but never below the keepRecent trees used
+// last: a directory bigger than the bound stays while a walk visits its
+// subdirectories, rather than being decoded again after each.
 type treeCache struct {
 	mu    sync.Mutex
 	max   int
@@ -215,6 +217,10 @@ type treeCache struct {
 	order *list.List // of *treeItem, most recent first
 	items map[store.Hash]*list.Element
 }
+
+// keepRecent is how many of the trees used last the cache keeps whatever
+// their size: a walk's path from a big directory down.
+const keepRecent = 8
 
 type treeItem struct {
 	hash    store.Hash
@@ -247,7 +253,7 @@ func (f *FS) tree(ctx context.Context, rd store.Reader, h store.Hash) ([]store.E
 	if _, ok := c.items[h]; !ok {
 		c.items[h] = c.order.PushFront(&treeItem{h, entries})
 		c.size += len(entries) + 1
-		for c.size > c.max && c.order.Len() > 1 {
+		for c.size > c.max && c.order.Len() > keepRecent {
 			el := c.order.Back()
 			it := el.Value.(*treeItem)
 			c.order.Remove(el)

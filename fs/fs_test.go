@@ -289,3 +289,40 @@ func TestObserverAndReadAhead(t *testing.T) {
 		t.Errorf("observer: %d reads, %d bytes, %d failed; want %d bytes", obs.reads, obs.bytes, obs.failed, len(data))
 	}
 }
+
+// countingReader decodes trees of n entries and counts the decodes.
+type countingReader struct {
+	stallingReader
+	sizes   map[store.Hash]int
+	decoded map[store.Hash]int
+}
+
+func (r *countingReader) Tree(_ context.Context, h store.Hash) ([]store.Entry, error) {
+	r.decoded[h]++
+	return make([]store.Entry, r.sizes[h]), nil
+}
+
+// TestTreeCacheKeepsAWalksPath: a directory bigger than the cache's bound
+// is decoded once while a walk goes in and out of its subdirectories, not
+// again after each.
+func TestTreeCacheKeepsAWalksPath(t *testing.T) {
+	big, rd := store.Sum([]byte("big")), &countingReader{sizes: map[store.Hash]int{}, decoded: map[store.Hash]int{}}
+	rd.sizes[big] = 1000
+	f := &FS{trees: newTreeCache(100)}
+	ctx := context.Background()
+	for i := range 20 {
+		sub := store.Sum([]byte{byte(i)})
+		rd.sizes[sub] = 10
+		for _, h := range []store.Hash{big, sub, big} {
+			if _, err := f.tree(ctx, rd, h); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if rd.decoded[big] != 1 {
+		t.Errorf("the big directory was decoded %d times, want once", rd.decoded[big])
+	}
+	if n := f.trees.order.Len(); n > keepRecent+100/11 {
+		t.Errorf("%d trees cached", n)
+	}
+}

@@ -91,6 +91,11 @@ func raiseReadAhead(dir string, log *slog.Logger) {
 		log.Debug("read-ahead left as it is", "mount", dir, "err", err)
 		return
 	}
+	if unix.Major(st.Dev) != 0 {
+		// Not the FUSE mount (an anonymous device): dir was swapped.
+		log.Warn("read-ahead left as it is: the mount point is not the mount", "mount", dir)
+		return
+	}
 	path := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
 	if err := os.WriteFile(path, []byte(strconv.Itoa(readAheadKiB)), 0); err != nil {
 		log.Debug("read-ahead left as it is", "mount", dir, "err", err)

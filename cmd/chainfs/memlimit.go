@@ -16,10 +16,17 @@ import (
 // twice as long): past liveShare of the limit the daemon collects at Go's
 // usual pace instead, which holds about twice what is live, and takes the
 // limit back once the live heap has shrunk to half of it. It returns when
-// ctx ends.
+// ctx ends, and at once under GOGC=off.
 func softMemoryLimit(ctx context.Context, limit int64, log *slog.Logger) {
 	const liveShare = 0.7
 	debug.SetMemoryLimit(limit)
+	gogc := debug.SetGCPercent(-1) // the only way to read it
+	debug.SetGCPercent(gogc)
+	if gogc < 0 {
+		// GOGC=off: the limit is the only thing that collects, and
+		// lifting it would stop collection altogether.
+		return
+	}
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	held := true
 	tick := time.NewTicker(time.Second)
