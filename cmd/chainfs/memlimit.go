@@ -18,7 +18,7 @@ import (
 // limit back once the live heap has shrunk to half of it. It returns when
 // ctx ends, and at once under GOGC=off.
 func softMemoryLimit(ctx context.Context, limit int64, log *slog.Logger) {
-	const liveShare = 0.7
+	const liveShare = 0.85
 	debug.SetMemoryLimit(limit)
 	gogc := debug.SetGCPercent(-1) // the only way to read it
 	debug.SetGCPercent(gogc)
