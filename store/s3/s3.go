@@ -306,13 +306,7 @@ func (b *Bucket) readAt(ctx context.Context, key string, p []byte, off int64, pr
 func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64) (Object, error) {
 	g := b.guard(ctx)
 	defer g.stop()
-	body := progressReader{r: r, progress: g.progress}
-	var src io.Reader = body
-	if ra, ok := r.(io.ReaderAt); ok {
-		// minio-go sends parts in parallel from a ReaderAt.
-		src = progressReaderAt{progressReader: body, ra: ra}
-	}
-	info, err := b.client.PutObject(g.ctx, b.name, key, src, size, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	info, err := b.client.PutObject(g.ctx, b.name, key, uploadBody(r, g.progress), size, minio.PutObjectOptions{ContentType: "application/octet-stream"})
 	if err != nil && g.stalled(ctx) {
 		return Object{}, fmt.Errorf("%s/%s: the store took nothing of it for %s: %w", b.name, key, g.bound, ErrTimeout)
 	}
@@ -365,11 +359,36 @@ func (p progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// uploadBody is r telling progress of every read, and keeping what minio-go
+// looks for in a body: a ReaderAt, from which it sends parts in parallel,
+// and a Seeker, without which it sends a single PUT once and never again
+// after a failure.
+func uploadBody(r io.Reader, progress func()) io.Reader {
+	body := progressReader{r: r, progress: progress}
+	ra, isReaderAt := r.(io.ReaderAt)
+	if !isReaderAt {
+		return body
+	}
+	withAt := progressReaderAt{progressReader: body, ra: ra}
+	if s, ok := r.(io.Seeker); ok {
+		return progressSeeker{progressReaderAt: withAt, s: s}
+	}
+	return withAt
+}
+
 // progressReaderAt is a progressReader whose ReadAt tells progress too.
 type progressReaderAt struct {
 	progressReader
 	ra io.ReaderAt
 }
+
+// progressSeeker is a progressReaderAt that can be rewound.
+type progressSeeker struct {
+	progressReaderAt
+	s io.Seeker
+}
+
+func (p progressSeeker) Seek(off int64, whence int) (int64, error) { return p.s.Seek(off, whence) }
 
 func (p progressReaderAt) ReadAt(b []byte, off int64) (int, error) {
 	n, err := p.ra.ReadAt(b, off)
