@@ -49,6 +49,7 @@ type chunkCache struct {
 const (
 	chunkReadAhead = 6
 	maxAhead       = 16
+	maxReaders     = 4096 // packs whose chunk read last is remembered
 )
 
 // cacheChunkSize is the size of a cached chunk: a ranged request of this much
@@ -162,11 +163,20 @@ func (c *chunkCache) readAhead(ctx context.Context, k chunkKey, size func(contex
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	prev, seen := c.last[k.pack]
+	if !seen && len(c.last) >= maxReaders {
+		// Where readers of long-gone packs stood: forgotten together
+		// rather than kept for the daemon's life.
+		clear(c.last)
+	}
 	c.last[k.pack] = k.index
 	if !seen || prev != k.index-1 {
 		return
 	}
-	for i := int64(1); i <= chunkReadAhead && len(c.fetching) < maxAhead; i++ {
+	// Never more ahead than the cache holds beside the chunk being read
+	// and the one before it (read more recently than any fetched ahead),
+	// or the read-ahead would evict what it fetched before it is read.
+	ahead := min(chunkReadAhead, c.limit/cacheChunkSize-2)
+	for i := int64(1); i <= ahead && len(c.fetching) < maxAhead; i++ {
 		next := chunkKey{k.pack, k.index + i}
 		if _, ok := c.entries[next]; ok {
 			continue
