@@ -35,7 +35,7 @@ func TestKillAnywhere(t *testing.T) {
 func TestKillAnywhereInABucket(t *testing.T) {
 	rounds := 10
 	if n, err := strconv.Atoi(os.Getenv("CHAINFS_CRASH_ROUNDS")); err == nil && n > 0 {
-		rounds = n / 2
+		rounds = max(1, n/2)
 	}
 	srv := s3test.Start(t)
 	srv.Setenv(t)

@@ -818,7 +818,7 @@ func (o *imageCopy) targetStore() s3.Config {
 	cfg := s3.ConfigFromEnv()
 	if o.ToEndpoint != "" {
 		// Another store: not the environment's region or keys.
-		cfg.Endpoint, cfg.Region, cfg.Profile, cfg.ProfileOnly = o.ToEndpoint, o.ToRegion, o.ToProfile, true
+		cfg.Endpoint, cfg.Region, cfg.Profile, cfg.ProfileOnly = o.ToEndpoint, "", "", true
 	}
 	if o.ToRegion != "" {
 		cfg.Region = o.ToRegion
