@@ -1,12 +1,14 @@
 package integration
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestGCGivesSpaceBack: after deleting all but the last snapshot and
@@ -156,4 +158,64 @@ func TestGCWhileReading(t *testing.T) {
 		t.Errorf("gc repacked nothing; the test did not test")
 	}
 	t.Logf("%d reads during gc", reads)
+}
+
+// TestDaemonMergesSmallPacks: a chain of small snapshots taken through the
+// daemon leaves a pack each; the daemon merges them in the background,
+// without anyone running gc, and every snapshot still reads exactly
+// through the mount, also while the merge may be moving its blocks.
+func TestDaemonMergesSmallPacks(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	file := filepath.Join(src, "disk.img")
+	data := randomData(1, 4<<20)
+	os.WriteFile(file, data, 0o644)
+	e.ok("volume", "add", "v", src)
+	d := e.serve(filepath.Join(e.dir, "mnt"))
+	const rounds = 20
+	var sums [rounds][32]byte
+	for i := range rounds {
+		// One 64 KiB block changes: a pack of one block.
+		copy(data[i*64<<10:], randomData(uint64(100+i), 64<<10))
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sums[i] = sha256.Sum256(data)
+		e.snapshot("v", "--name", fmt.Sprintf("s%d", i))
+	}
+	packs := func() int {
+		ids, _ := filepath.Glob(filepath.Join(e.repo, "packs", "*.pack"))
+		return len(ids)
+	}
+	before := packs()
+	if before < rounds {
+		t.Fatalf("%d packs after %d snapshots", before, rounds)
+	}
+	readAll := func() {
+		for i := range rounds {
+			b, err := os.ReadFile(filepath.Join(d.snapDir("v", fmt.Sprintf("s%d", i)), "disk.img"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sha256.Sum256(b) != sums[i] {
+				t.Fatalf("snapshot s%d reads other bytes than were snapshotted", i)
+			}
+		}
+	}
+	// The daemon looks every 10 s; the chain settles 10 s after its last
+	// snapshot, and then the smallest packs are merged too.
+	deadline := time.Now().Add(90 * time.Second)
+	for packs() > 2 && time.Now().Before(deadline) {
+		readAll()
+		time.Sleep(time.Second)
+	}
+	if n := packs(); n > 2 {
+		t.Fatalf("%d packs (%d before) after 90 s of the daemon", n, before)
+	}
+	if !strings.Contains(d.log.String(), "merged small packs") {
+		t.Errorf("the daemon did not log its merge:\n%s", d.log.String())
+	}
+	readAll()
+	e.ok("check")
 }

@@ -124,8 +124,9 @@ func BenchmarkPutBlockParallel(b *testing.B) {
 // CHAINFS_BENCH_DIR (default /var/tmp: a disk, for the cold figures).
 // Each is read warm (the page cache holds the repository) and, as root,
 // cold (the page cache dropped before each read, which then also pays for
-// where the blocks lie on disk). Then gc merges the chain's small packs
-// and the chain is read again.
+// where the blocks lie on disk). A second chain is built as the daemon
+// builds it, merging small packs as it grows (MergeSmallPacks). Then gc
+// merges the first chain's small packs and it is read again.
 func BenchmarkChainDepth(b *testing.B) {
 	depth := 10000
 	if s := os.Getenv("CHAINFS_BENCH_DEPTH"); s != "" {
@@ -134,13 +135,16 @@ func BenchmarkChainDepth(b *testing.B) {
 	// Cold reads drop the page cache first, which takes root.
 	coldOK := os.Geteuid() == 0
 	ctx := context.Background()
-	one, _ := depthRepo(b, 1)
-	deep, deepSnaps := depthRepo(b, depth)
+	one, _ := depthRepo(b, 1, false)
+	deep, deepSnaps := depthRepo(b, depth, false)
+	merged, mergedSnaps := depthRepo(b, depth, true)
 	for _, c := range []struct {
 		name string
 		r    *Repo
 		s    *Snapshot
 	}{{"depth=1", one, nil}, {fmt.Sprintf("depth=%d/first", depth), deep, deepSnaps[0]}, {fmt.Sprintf("depth=%d/last", depth), deep, deepSnaps[1]},
+		// Built as the daemon builds it: merging small packs when due.
+		{fmt.Sprintf("depth=%d/first/merged", depth), merged, mergedSnaps[0]}, {fmt.Sprintf("depth=%d/last/merged", depth), merged, mergedSnaps[1]},
 		// gc merges the chain's small packs, the newest file in order.
 		{"gc", deep, nil},
 		{fmt.Sprintf("depth=%d/first/after-gc", depth), deep, deepSnaps[0]}, {fmt.Sprintf("depth=%d/last/after-gc", depth), deep, deepSnaps[1]}} {
@@ -204,8 +208,9 @@ const depthBS, depthBlocks = 64 << 10, 256
 
 // depthRepo builds a repository whose volume v has a chain of depth
 // snapshots of one file, each rewriting one block, and returns it with
-// the chain's first and last snapshots.
-func depthRepo(b *testing.B, depth int) (*Repo, [2]*Snapshot) {
+// the chain's first and last snapshots. With merge, small packs are
+// merged after each snapshot when a merge is due, as the daemon does.
+func depthRepo(b *testing.B, depth int, merge bool) (*Repo, [2]*Snapshot) {
 	dir, err := os.MkdirTemp(cmp.Or(os.Getenv("CHAINFS_BENCH_DIR"), "/var/tmp"), "chainfs-depth")
 	if err != nil {
 		b.Fatal(err)
@@ -256,6 +261,17 @@ func depthRepo(b *testing.B, depth int) (*Repo, [2]*Snapshot) {
 			ends[0] = s
 		}
 		ends[1] = s
+		if merge {
+			if _, err := r.MergeSmallPacks(ctx, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	// The chain settles: the daemon merges the smallest packs too.
+	if merge {
+		if _, err := r.MergeSmallPacks(ctx, true); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return r, ends
 }

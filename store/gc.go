@@ -328,21 +328,35 @@ func (r *Repo) dropDead(ctx context.Context, w *work, id uint64, dead []Hash, st
 
 // dropPack removes a pack none of whose blocks is referenced.
 func (r *Repo) dropPack(ctx context.Context, w *work, id uint64, p *packUse, st *GCStats) error {
-	if err := r.dropDead(ctx, w, id, p.dead, st); err != nil {
-		return err
-	}
-	if err := r.commitWork(ctx, w, func(m metaTxn) error { return m.deletePack(id) }); err != nil {
-		return err
+	return r.dropPacks(ctx, w, map[uint64][]Hash{id: p.dead}, st)
+}
+
+// dropPacks removes packs none of whose blocks is referenced, given the
+// dead blocks of each, whose records go first.
+func (r *Repo) dropPacks(ctx context.Context, w *work, dead map[uint64][]Hash, st *GCStats) error {
+	for id, blocks := range dead {
+		if err := r.dropDead(ctx, w, id, blocks, st); err != nil {
+			return err
+		}
+		if err := r.commitWork(ctx, w, func(m metaTxn) error { return m.deletePack(id) }); err != nil {
+			return err
+		}
 	}
 	// The metadata is written without a sync per write: what dropped or
-	// moved this pack's records must be on disk before the file goes, or a
-	// power loss could bring back records naming bytes that are gone (one
-	// sync per pack of up to 256 MiB).
+	// moved these packs' records must be on disk before the files go, or
+	// a power loss could bring back records naming bytes that are gone
+	// (one sync for them all: a crash before the files go leaves files no
+	// record names, which the next open deletes).
 	if err := r.syncMeta(); err != nil {
 		return err
 	}
-	st.PacksRemoved++
-	return r.blocks.Remove(ctx, id)
+	for id := range dead {
+		if err := r.blocks.Remove(ctx, id); err != nil {
+			return err
+		}
+		st.PacksRemoved++
+	}
+	return nil
 }
 
 // repack copies the live blocks of packs, each verified, in order, into
@@ -462,6 +476,7 @@ func (r *Repo) repack(ctx context.Context, w *work, packs map[uint64]*packUse, o
 		}
 	}
 	r.commitMu.Unlock()
+	drop := map[uint64][]Hash{}
 	for id, p := range packs {
 		if keep[id] {
 			st.PacksKept++
@@ -471,11 +486,9 @@ func (r *Repo) repack(ctx context.Context, w *work, packs map[uint64]*packUse, o
 			continue
 		}
 		st.PacksRepacked++
-		if err := r.dropPack(ctx, w, id, &packUse{dead: p.dead}, st); err != nil {
-			return err
-		}
+		drop[id] = p.dead
 	}
-	return nil
+	return r.dropPacks(ctx, w, drop, st)
 }
 
 // reclaim gives back what a writer that never committed stored: the packs

@@ -1,6 +1,9 @@
 package store
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // gcLock keeps gc and snapshots apart: a snapshot holds it shared from
 // Begin to Commit or Abort, gc exclusively, so gc never frees a block a
@@ -9,7 +12,8 @@ import "sync"
 // writer queued on an RWMutex holds up every new reader, so every new
 // snapshot would wait behind the running ones. Such work waits in a list
 // instead, and runs as soon as the lock is let go and free: no polling,
-// no waiting in line.
+// no waiting in line. Other work takes it only while nobody wants it, and
+// gives way (the daemon's merge of small packs: tryLockYielding).
 type gcLock struct {
 	sync.RWMutex
 
@@ -17,6 +21,48 @@ type gcLock struct {
 	pending []func()
 	closed  bool
 	running sync.WaitGroup
+	// wanting counts the takers between asking and getting the lock;
+	// yield cancels the work that holds it and gives way, if any.
+	wanting int
+	yield   context.CancelFunc
+}
+
+// RLock takes the lock shared, making a holder that gives way let go.
+func (l *gcLock) RLock() {
+	l.want(1)
+	l.RWMutex.RLock()
+	l.want(-1)
+}
+
+// Lock takes the lock exclusively, making a holder that gives way let go.
+func (l *gcLock) Lock() {
+	l.want(1)
+	l.RWMutex.Lock()
+	l.want(-1)
+}
+
+func (l *gcLock) want(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.wanting += n
+	if n > 0 && l.yield != nil {
+		l.yield()
+	}
+}
+
+// tryLockYielding takes the lock exclusively if it is free and nobody is
+// waiting for it, for work that gives way: the context it returns, derived
+// from ctx, is cancelled as soon as anyone else asks for the lock, and the
+// work should then end and Unlock soon. ok is false if the lock was not
+// taken.
+func (l *gcLock) tryLockYielding(ctx context.Context) (_ context.Context, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wanting > 0 || l.closed || !l.RWMutex.TryLock() {
+		return nil, false
+	}
+	ctx, l.yield = context.WithCancel(ctx)
+	return ctx, true
 }
 
 // RUnlock lets go of a shared hold, and runs the waiting work if the lock
@@ -29,6 +75,12 @@ func (l *gcLock) RUnlock() {
 // Unlock lets go of an exclusive hold, and runs the waiting work if the
 // lock is now free.
 func (l *gcLock) Unlock() {
+	l.mu.Lock()
+	if l.yield != nil {
+		l.yield() // releases the context
+		l.yield = nil
+	}
+	l.mu.Unlock()
 	l.RWMutex.Unlock()
 	l.kick()
 }
@@ -84,6 +136,9 @@ func (l *gcLock) kick() {
 func (l *gcLock) close() {
 	l.mu.Lock()
 	l.closed = true
+	if l.yield != nil {
+		l.yield()
+	}
 	for range l.pending {
 		l.running.Done()
 	}

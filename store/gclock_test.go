@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -75,5 +76,54 @@ func TestGCLockCloseWaits(t *testing.T) {
 	l.close()
 	if !ended {
 		t.Error("close returned before the running work ended")
+	}
+}
+
+// TestGCLockGivesWay: work that takes the lock yielding gets it only when
+// it is free, and its context ends as soon as a snapshot or gc asks for
+// the lock, which they get once it lets go.
+func TestGCLockGivesWay(t *testing.T) {
+	for _, exclusive := range []bool{false, true} {
+		var l gcLock
+		ctx, ok := l.tryLockYielding(context.Background())
+		if !ok {
+			t.Fatal("a free lock was not taken")
+		}
+		if _, ok := l.tryLockYielding(context.Background()); ok {
+			t.Fatal("taken twice")
+		}
+		got := make(chan bool)
+		go func() {
+			if exclusive {
+				l.Lock()
+				defer l.Unlock()
+			} else {
+				l.RLock()
+				defer l.RUnlock()
+			}
+			got <- true
+		}()
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the work was not told to give way")
+		}
+		select {
+		case <-got:
+			t.Fatal("the lock was taken while the work held it")
+		case <-time.After(50 * time.Millisecond):
+		}
+		l.Unlock()
+		<-got
+	}
+	var l gcLock
+	l.RLock()
+	if _, ok := l.tryLockYielding(context.Background()); ok {
+		t.Fatal("taken while a snapshot held the lock")
+	}
+	l.RUnlock()
+	l.close()
+	if _, ok := l.tryLockYielding(context.Background()); ok {
+		t.Fatal("taken after close")
 	}
 }

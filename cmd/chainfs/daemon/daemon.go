@@ -63,6 +63,7 @@ func Run(ctx context.Context, o Options) error {
 		clock = realClock{}
 	}
 	notes := newNotifier()
+	merge := newMerger(o.Repo, clock, log)
 	jobs := newRunner(ctx, o.Repo, mnt, log)
 	sched := newScheduler(o.Repo, jobs, clock, time.Local, mnt, log)
 	var observer chainfs.Observer
@@ -99,6 +100,7 @@ func Run(ctx context.Context, o Options) error {
 			if m != nil {
 				m.snapshotEnded(e)
 			}
+			merge.snapshotEnded()
 		},
 	}
 	o.Repo.Watch(watcher)
@@ -118,6 +120,8 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	go sched.run(ctx)
+	merged := make(chan struct{})
+	go func() { merge.run(ctx); close(merged) }()
 	go refresh(ctx, o.Repo, notes.post, log)
 	go watchdog(ctx, mount, log)
 	log.Info("serving", "repo", o.Repo.Info().Dir, "mount", mnt, "metrics", metricsAddr)
@@ -138,6 +142,7 @@ func Run(ctx context.Context, o Options) error {
 	stop()
 	sock.Close()
 	jobs.wait()
+	<-merged
 	// A command that outlived the socket's wait may still commit: it
 	// finds no mount to tell, and is still logged.
 	o.Repo.Watch(store.Watcher{SnapshotEnded: watcher.SnapshotEnded})
