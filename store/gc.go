@@ -332,8 +332,14 @@ func (r *Repo) dropPack(ctx context.Context, w *work, id uint64, p *packUse, st 
 }
 
 // dropPacks removes packs none of whose blocks is referenced, given the
-// dead blocks of each, whose records go first.
+// dead blocks of each, whose records go first. Once begun it is not cut
+// short by ctx: a pack whose record went and whose file stayed would stay
+// until the next Open, and in an object store for good.
 func (r *Repo) dropPacks(ctx context.Context, w *work, dead map[uint64][]Hash, st *GCStats) error {
+	if len(dead) == 0 {
+		return nil
+	}
+	ctx = context.WithoutCancel(ctx)
 	for id, blocks := range dead {
 		if err := r.dropDead(ctx, w, id, blocks, st); err != nil {
 			return err
@@ -364,8 +370,8 @@ func (r *Repo) dropPacks(ctx context.Context, w *work, dead map[uint64][]Hash, s
 // The new packs are durable and recorded before any record moves, so a
 // crash at any point loses nothing: an old pack stays until nothing points
 // into it. Cancelled while it copies, it removes the packs it made, which
-// nothing points into yet, and returns ctx's error; once records move, it
-// finishes.
+// nothing points into yet, and returns ctx's error; once records begin to
+// move, it finishes, whatever ctx says.
 func (r *Repo) repack(ctx context.Context, w *work, packs map[uint64]*packUse, order []liveBlock, st *GCStats) error {
 	var liveBytes, liveBlocks uint64
 	for _, p := range packs {
@@ -453,6 +459,12 @@ func (r *Repo) repack(ctx context.Context, w *work, packs map[uint64]*packUse, o
 			return giveUp(err)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return giveUp(err)
+	}
+	// Moved in part, the blocks not yet moved would stay in both places
+	// until a gc: the moves and the drops are finished.
+	ctx = context.WithoutCancel(ctx)
 	r.commitMu.Lock()
 	for len(moved) > 0 {
 		chunk := moved[:min(chunkSize, len(moved))]
@@ -531,8 +543,13 @@ func (r *Repo) reclaim(ctx context.Context, packs []finishedPack, trees []Hash, 
 
 func (r *Repo) reclaimPacks(ctx context.Context, packs []finishedPack) error {
 	for _, p := range packs {
-		live := false
+		live, gone := false, false
 		err := r.view(func(txn *badger.Txn) error {
+			// A merge of small packs may have dropped it already.
+			if _, err := txn.Get(packKey(p.id)); errors.Is(err, badger.ErrKeyNotFound) {
+				gone = true
+				return nil
+			}
 			for _, h := range p.blocks {
 				rec, err := getBlockRecord(txn, h)
 				if err != nil {
@@ -552,7 +569,7 @@ func (r *Repo) reclaimPacks(ctx context.Context, packs []finishedPack) error {
 		if err != nil {
 			return err
 		}
-		if live {
+		if live || gone {
 			continue
 		}
 		if err := r.dropPack(ctx, nil, p.id, &packUse{dead: p.blocks}, &GCStats{}); err != nil {

@@ -22,9 +22,11 @@ type gcLock struct {
 	closed  bool
 	running sync.WaitGroup
 	// wanting counts the takers between asking and getting the lock;
-	// yield cancels the work that holds it and gives way, if any.
-	wanting int
-	yield   context.CancelFunc
+	// yield cancels the work that holds it and gives way, if any, which
+	// yielding counts until it lets go.
+	wanting  int
+	yield    context.CancelFunc
+	yielding sync.WaitGroup
 }
 
 // RLock takes the lock shared, making a holder that gives way let go.
@@ -62,6 +64,7 @@ func (l *gcLock) tryLockYielding(ctx context.Context) (_ context.Context, ok boo
 		return nil, false
 	}
 	ctx, l.yield = context.WithCancel(ctx)
+	l.yielding.Add(1)
 	return ctx, true
 }
 
@@ -76,12 +79,16 @@ func (l *gcLock) RUnlock() {
 // lock is now free.
 func (l *gcLock) Unlock() {
 	l.mu.Lock()
-	if l.yield != nil {
+	yielded := l.yield != nil
+	if yielded {
 		l.yield() // releases the context
 		l.yield = nil
 	}
 	l.mu.Unlock()
 	l.RWMutex.Unlock()
+	if yielded {
+		l.yielding.Done()
+	}
 	l.kick()
 }
 
@@ -131,8 +138,8 @@ func (l *gcLock) kick() {
 	}()
 }
 
-// close drops the work still waiting (gc does it later) and waits for
-// the work running.
+// close drops the work still waiting (gc does it later), stops the work
+// that gives way, and waits for the work running.
 func (l *gcLock) close() {
 	l.mu.Lock()
 	l.closed = true
@@ -145,4 +152,5 @@ func (l *gcLock) close() {
 	l.pending = nil
 	l.mu.Unlock()
 	l.running.Wait()
+	l.yielding.Wait()
 }

@@ -122,7 +122,31 @@ func TestGCLockGivesWay(t *testing.T) {
 		t.Fatal("taken while a snapshot held the lock")
 	}
 	l.RUnlock()
+	// A snapshot that asked and has not got the lock yet: the work must
+	// not take it, or the snapshot would wait for all of the work.
+	l.want(1)
+	if _, ok := l.tryLockYielding(context.Background()); ok {
+		t.Fatal("taken while a snapshot was asking for the lock")
+	}
+	l.want(-1)
+
+	// close stops the work and returns once it has let go, so that the
+	// store it works on is still open.
+	ctx, ok := l.tryLockYielding(context.Background())
+	if !ok {
+		t.Fatal("a free lock was not taken")
+	}
+	let := make(chan time.Time, 1)
+	go func() {
+		<-ctx.Done()
+		time.Sleep(50 * time.Millisecond)
+		let <- time.Now()
+		l.Unlock()
+	}()
 	l.close()
+	if closed := time.Now(); len(let) == 0 || (<-let).After(closed) {
+		t.Fatal("close returned before the work let go")
+	}
 	if _, ok := l.tryLockYielding(context.Background()); ok {
 		t.Fatal("taken after close")
 	}

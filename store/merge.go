@@ -30,19 +30,33 @@ func mergeLevel(size, limit uint64) int {
 	return level
 }
 
+// mergeTail is how many packs below level 0 a merge once snapshots have
+// settled waits for: fewer would rewrite the growing merged pack after
+// nearly every snapshot.
+const mergeTail = mergeFanIn / 4
+
 // mergePlan picks the small packs to merge now: those of the largest
 // level that holds mergeFanIn packs, and of every level below it. Once
 // snapshots have settled, the packs below level 0 are merged too, when
-// there are two or more: the newest snapshots' blocks lie in them, a few
-// in each, and a cold read of the newest snapshot would seek between
-// them all. That rewrites at most a level 0 pack's worth (limit divided
-// by mergeFanIn), once per settling. The plan reads the pack records only,
-// so it is cheap enough to ask after every snapshot.
+// there are mergeTail of them: the newest snapshots' blocks lie in them,
+// a few in each, and a cold read of the newest snapshot would seek
+// between them all. That rewrites what lies below level 0, no more than
+// the bound of small packs and usually far less. The plan reads the pack
+// records only, so it is cheap enough to ask after every snapshot.
 func (r *Repo) mergePlan(settled bool) (map[uint64]uint64, error) {
 	sizes, err := r.packSizes()
 	if err != nil {
 		return nil, err
 	}
+	r.mu.Lock()
+	for id := range r.unmergeable {
+		if _, ok := sizes[id]; ok {
+			delete(sizes, id)
+		} else {
+			delete(r.unmergeable, id) // gone: gc rewrote or dropped it
+		}
+	}
+	r.mu.Unlock()
 	limit := uint64(float64(r.packSize) * smallPackShare)
 	var count [17]int
 	for _, size := range sizes {
@@ -61,7 +75,7 @@ func (r *Repo) mergePlan(settled bool) (map[uint64]uint64, error) {
 	for _, n := range count[1:] {
 		tail += n
 	}
-	if from < 0 && settled && tail >= 2 {
+	if from < 0 && settled && tail >= mergeTail {
 		from = 1
 	}
 	if from < 0 {
@@ -91,46 +105,44 @@ func (r *Repo) MergeDue(settled bool) (bool, error) {
 // newest snapshots' files in order, as gc does, so that chains stay flat
 // without one; settled says that no snapshot ran for a while, which lets
 // it merge the smallest packs too (mergePlan). It is background work and
-// gives way: it runs only while no snapshot, gc or repair runs, and
-// returns ErrBusy at once if one does; one that starts meanwhile stops it
-// (it returns context.Canceled), and waits only for what the merge cannot
-// leave half done (moving records, which are written in one go once the
-// new packs are durable). Blocks no snapshot references that lie in the
-// packs merged are freed on the way. A repository in an object store is
-// left alone (MergeDue).
+// gives way: it runs only while no snapshot, gc or repair runs or waits,
+// and returns ErrBusy at once if one does. One that asks for the gc lock
+// meanwhile cancels it: while it copies, it removes the packs it made and
+// returns context.Canceled at once; once records move, it finishes
+// moving them and dropping the old packs (a few metadata commits and one
+// sync) and then stops. Blocks no snapshot references that lie in the
+// packs merged are freed on the way. It returns what it did, also with
+// an error. A repository in an object store is left alone (MergeDue).
 func (r *Repo) MergeSmallPacks(ctx context.Context, settled bool) (*GCStats, error) {
 	st := &GCStats{}
 	if due, err := r.MergeDue(settled); err != nil || !due {
 		return st, err
 	}
+	// It drops what no record names, as gc does: it runs on whole
+	// metadata only. The check reads every table, and is made before the
+	// lock is taken, so that no snapshot waits for it.
+	if err := r.verifyMetadata(); err != nil {
+		return st, fmt.Errorf("merging small packs: nothing merged: %w", err)
+	}
 	ctx, ok := r.gcMu.tryLockYielding(ctx)
 	if !ok {
-		return nil, fmt.Errorf("merging small packs: %w", ErrBusy)
+		return st, fmt.Errorf("merging small packs: %w", ErrBusy)
 	}
 	defer r.gcMu.Unlock()
-	// It drops what no record names, as gc does: it runs on whole
-	// metadata only.
-	if err := r.verifyMetadata(); err != nil {
-		return nil, fmt.Errorf("merging small packs: nothing merged: %w", err)
-	}
-	// A merge may fill the level above: merge until none is due, or
-	// until a merge removes no pack (one holding a damaged block stays).
+	// A merge may fill the level above: merge until none is due.
 	for {
 		plan, err := r.mergePlan(settled)
 		if err != nil || len(plan) == 0 {
 			return st, err
 		}
-		removed := st.PacksRemoved
 		if err := r.mergePacks(ctx, plan, st); err != nil {
-			return nil, fmt.Errorf("merging %d small packs: %w", len(plan), err)
-		}
-		if st.PacksRemoved == removed {
-			return st, nil
+			return st, fmt.Errorf("merging %d small packs: %w", len(plan), err)
 		}
 	}
 }
 
-// mergePacks merges the packs of plan (id to size).
+// mergePacks merges the packs of plan (id to size). Those it leaves in
+// place for a damaged block are not planned again (unmergeable).
 func (r *Repo) mergePacks(ctx context.Context, plan map[uint64]uint64, st *GCStats) error {
 	packs := make(map[uint64]*packUse, len(plan))
 	for id, size := range plan {
@@ -174,5 +186,23 @@ func (r *Repo) mergePacks(ctx context.Context, plan map[uint64]uint64, st *GCSta
 	if err != nil {
 		return err
 	}
-	return r.repack(ctx, nil, packs, order, st)
+	kept := st.PacksKept
+	if err := r.repack(ctx, nil, packs, order, st); err != nil || st.PacksKept == kept {
+		return err
+	}
+	sizes, err := r.packSizes()
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.unmergeable == nil {
+		r.unmergeable = map[uint64]bool{}
+	}
+	for id := range packs {
+		if _, ok := sizes[id]; ok {
+			r.unmergeable[id] = true
+		}
+	}
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -120,48 +122,57 @@ func TestMergeGivesWay(t *testing.T) {
 	}
 	w.Abort()
 
-	// Once the merge's first pack is durable, a snapshot begins.
-	before, _ := r.blocks.List(ctx)
-	began := make(chan error, 1)
-	started := false
-	packCrash = func(step string) {
-		if step != "durable" || started {
-			return
-		}
-		started = true
-		go func() {
-			w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{})
-			if err == nil {
-				w.Abort()
-			}
-			began <- err
-		}()
-		for {
-			r.gcMu.mu.Lock()
-			wanting := r.gcMu.wanting
-			r.gcMu.mu.Unlock()
-			if wanting > 0 {
+	// Once the merge's first pack is durable (it goes on copying), or its
+	// last is recorded (records are about to move), a snapshot begins.
+	for _, at := range []struct {
+		step string
+		n    int
+	}{{"durable", 1}, {"recorded", 3}} {
+		before, _ := r.blocks.List(ctx)
+		began := make(chan error, 1)
+		seen := 0
+		packCrash = func(step string) {
+			if step != at.step {
 				return
 			}
-			time.Sleep(time.Millisecond)
+			if seen++; seen != at.n {
+				return
+			}
+			go func() {
+				w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{})
+				if err == nil {
+					w.Abort()
+				}
+				began <- err
+			}()
+			for {
+				r.gcMu.mu.Lock()
+				wanting := r.gcMu.wanting
+				r.gcMu.mu.Unlock()
+				if wanting > 0 {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		_, err := r.MergeSmallPacks(ctx, false)
+		packCrash = nil
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("merge a snapshot interrupted at pack %d %s: %v", at.n, at.step, err)
+		}
+		select {
+		case err := <-began:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the snapshot did not begin once the merge stopped")
+		}
+		if after, _ := r.blocks.List(ctx); !slices.Equal(after, before) {
+			t.Errorf("packs after a merge interrupted at pack %d %s: %v, before %v", at.n, at.step, after, before)
 		}
 	}
 	defer func() { packCrash = nil }()
-	if _, err := r.MergeSmallPacks(ctx, false); !errors.Is(err, context.Canceled) {
-		t.Fatalf("merge a snapshot interrupted: %v", err)
-	}
-	packCrash = nil
-	select {
-	case err := <-began:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the snapshot did not begin once the merge stopped")
-	}
-	if after, _ := r.blocks.List(ctx); !slices.Equal(after, before) {
-		t.Errorf("packs after an interrupted merge: %v, before %v", after, before)
-	}
 	readEvery(t, r, snaps)
 	st, err := r.MergeSmallPacks(ctx, false)
 	if err != nil || st.PacksRepacked != 3*mergeFanIn {
@@ -193,4 +204,83 @@ func packsOf(t *testing.T, r *Repo, s *Snapshot) int {
 	}
 	t.Logf("the newest file lies in %d packs", len(in))
 	return len(in)
+}
+
+// TestMergeLeavesDamagedPacks: a merge that meets a damaged block leaves
+// it and its pack in place, moves the rest, and ends; the pack is not
+// planned again, so merges do not copy its healthy blocks over and over.
+func TestMergeLeavesDamagedPacks(t *testing.T) {
+	r := newRepoAt(t, t.TempDir()+"/repo", Options{PackSize: 16 << 20})
+	t.Cleanup(func() { r.Close() })
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS})
+	var snaps []*Snapshot
+	var blocks [][]byte
+	for k := range mergeTail {
+		blocks = append(blocks, block(byte('A'+k)))
+		snaps = append(snaps, snapFile(t, r, "v", blocks...))
+	}
+	packs, _ := filepath.Glob(filepath.Join(r.Info().Dir, "packs", "*.pack"))
+	first := slices.Min(packs) // block A's
+	f, _ := os.OpenFile(first, os.O_RDWR, 0)
+	f.WriteAt([]byte{'!'}, 10)
+	f.Close()
+	st, err := r.MergeSmallPacks(ctx, true)
+	if err != nil || st.PacksKept != 1 || st.PacksRepacked != mergeTail-1 {
+		t.Fatalf("merge: %+v %v", st, err)
+	}
+	if _, err := os.Stat(first); err != nil {
+		t.Errorf("the damaged pack went: %v", err)
+	}
+	if due, _ := r.MergeDue(true); due {
+		t.Error("a merge is due again after the damaged pack was left")
+	}
+	buf := make([]byte, testBS)
+	e, _ := Lookup(ctx, r, &snaps[len(snaps)-1].RootDir, "disk")
+	for i, h := range e.Blocks {
+		if _, err := r.ReadBlock(ctx, h, buf); (i == 0) != errors.Is(err, ErrCorrupt) {
+			t.Errorf("block %d after the merge: %v", i, err)
+		}
+	}
+	if p := problemsOf(t, r); len(p) != len(snaps) { // block A, in each snapshot
+		t.Errorf("check after the merge: %q", p)
+	}
+}
+
+// TestMergeDropsWhatItBegan: packs with nothing live are dropped whole,
+// records and files, even when the merge is cancelled between two: a
+// pack whose record went and whose file stayed would stay for good in an
+// object store.
+func TestMergeDropsWhatItBegan(t *testing.T) {
+	r := newRepoAt(t, t.TempDir()+"/repo", Options{PackSize: 16 << 20})
+	t.Cleanup(func() { r.Close() })
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS})
+	s1 := snapFile(t, r, "v", block('A'))
+	s2 := snapFile(t, r, "v", block('B'))
+	snapFile(t, r, "v", block('C'))
+	for _, s := range []*Snapshot{s1, s2} {
+		if err := r.DeleteSnapshot(ctx, "v", s.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sizes, _ := r.packSizes()
+	plan := map[uint64]uint64{}
+	r.scanBlocks(func(_ Hash, rec blockRecord) error {
+		if rec.Refs == 0 {
+			plan[rec.Pack] = sizes[rec.Pack]
+		}
+		return nil
+	})
+	if len(plan) != 2 {
+		t.Fatalf("%d dead packs, want 2", len(plan))
+	}
+	c := &cancelAfter{Context: ctx}
+	c.left.Store(2) // cancelled after the first pack's records
+	r.mergePacks(c, plan, &GCStats{})
+	files, _ := r.blocks.List(ctx)
+	recorded, _ := r.packSizes()
+	if len(files) != 1 || len(recorded) != 1 {
+		t.Errorf("%d pack files and %d pack records after dropping two of three", len(files), len(recorded))
+	}
 }

@@ -99,20 +99,23 @@ func (r *Repo) ReadBlock(ctx context.Context, h Hash, p []byte) (int, error) {
 		at = rec.place()
 	}
 	n, err := r.readAt(ctx, h, at, p, false)
-	if err != nil {
-		// gc may have moved the block and removed its pack since its place
-		// was read or remembered, or check --repair stored it anew: look
-		// again once.
+	// gc or a merge of small packs may have moved the block and removed
+	// its pack since its place was read or remembered, or check --repair
+	// stored it anew: look again, as long as the place keeps changing (a
+	// merge may move a block twice in a row), a few times at most.
+	for again := 0; err != nil && again < 3; again++ {
 		if r.journal != nil && errors.Is(err, ErrCorrupt) {
 			// Another host's gc may have moved it (its pack is gone):
 			// take in its commits, unless a commit or a catch-up is under
 			// way already. A store that does not answer is no reason.
 			r.tryRefresh(ctx)
 		}
-		if rec, rerr := r.blockRecord(h); rerr == nil && rec.place() != at {
-			at, cached = rec.place(), false
-			n, err = r.readAt(ctx, h, at, p, false)
+		rec, rerr := r.blockRecord(h)
+		if rerr != nil || rec.place() == at {
+			break
 		}
+		at, cached = rec.place(), false
+		n, err = r.readAt(ctx, h, at, p, false)
 	}
 	if err != nil {
 		r.places.drop(h)

@@ -134,6 +134,10 @@ type Repo struct {
 	mu      sync.Mutex
 	running map[string]string // volume name → snapshot being made
 	watcher Watcher
+	// unmergeable are packs a merge of small packs left in place for a
+	// damaged block (check names them): merging them again would copy
+	// their healthy blocks once more each time, and never remove them.
+	unmergeable map[uint64]bool
 }
 
 // SnapshotEnd is how a snapshot of a volume that had begun ended.

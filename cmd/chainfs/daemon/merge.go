@@ -17,10 +17,13 @@ import (
 // mergeEvery is how often the daemon asks whether small packs are due a
 // merge (a read of the pack records); mergeSettle is how long after the
 // last snapshot ended snapshots count as settled, which lets the smallest
-// packs be merged too (store.Repo.MergeSmallPacks).
+// packs be merged too (store.Repo.MergeSmallPacks); mergeBackoff is how
+// long a merge that failed (a full disk, damaged metadata) waits before
+// the next try.
 const (
-	mergeEvery  = 10 * time.Second
-	mergeSettle = 10 * time.Second
+	mergeEvery   = 10 * time.Second
+	mergeSettle  = 10 * time.Second
+	mergeBackoff = 10 * time.Minute
 )
 
 // merger merges the repository's small packs in the background, so that
@@ -32,6 +35,8 @@ type merger struct {
 	log   *slog.Logger
 	// ended is when the last snapshot ended, in Unix nanoseconds.
 	ended atomic.Int64
+	// failed is when the last merge failed.
+	failed time.Time
 }
 
 func newMerger(repo *store.Repo, clock Clock, log *slog.Logger) *merger {
@@ -54,38 +59,49 @@ func (m *merger) run(ctx context.Context) {
 	}
 }
 
-// merge merges what is due, at low priority.
+// merge merges what is due, at low I/O priority.
 func (m *merger) merge(ctx context.Context) {
-	settled := m.clock.Now().Sub(time.Unix(0, m.ended.Load())) >= mergeSettle
+	now := m.clock.Now()
+	if now.Sub(m.failed) < mergeBackoff {
+		return
+	}
+	settled := now.Sub(time.Unix(0, m.ended.Load())) >= mergeSettle
+	if due, err := m.repo.MergeDue(settled); err != nil || !due {
+		return
+	}
 	start := time.Now()
 	var st *store.GCStats
 	var err error
-	lowPriority(func() { st, err = m.repo.MergeSmallPacks(ctx, settled) })
+	lowIOPriority(func() { st, err = m.repo.MergeSmallPacks(ctx, settled) })
+	if st.PacksRemoved > 0 {
+		m.log.Info("merged small packs", "packs", st.PacksRemoved, "bytes_moved", st.BytesMoved,
+			"blocks_freed", st.BlocksFreed, "took", time.Since(start).Round(time.Millisecond))
+	}
 	switch {
 	case errors.Is(err, store.ErrBusy) || errors.Is(err, context.Canceled):
 		m.log.Debug("merging small packs: a snapshot runs; later", "err", err)
 	case err != nil:
-		m.log.Warn("merging small packs", "err", err)
-	case st.PacksRemoved > 0:
-		m.log.Info("merged small packs", "packs", st.PacksRemoved, "bytes_moved", st.BytesMoved,
-			"blocks_freed", st.BlocksFreed, "took", time.Since(start).Round(time.Millisecond))
+		m.failed = now
+		m.log.Warn("merging small packs; trying again later", "err", err, "in", mergeBackoff)
 	}
 }
 
-// lowPriority runs fn on a thread of its own at the lowest CPU and I/O
-// priority (nice 19, best-effort I/O at its lowest level: not the idle
-// class, under which a busy disk could hold a merge, and so the gc lock,
-// without end), so that the mount's readers and the snapshots go first.
-// The thread ends with fn: its priority goes with it.
-func lowPriority(fn func()) {
+// lowIOPriority runs fn on a thread of its own whose reads and syncs go at
+// the lowest best-effort I/O priority, so that the mount's readers go
+// first (not the idle class, under which a busy disk could hold a merge,
+// and with it the gc lock, without end). Its CPU priority stays: a merge
+// holds the gc lock, and a snapshot that wants it waits until the merge
+// has seen that it must stop. The thread ends with fn, and its priority
+// with it. Writes that other goroutines make for fn (badger's, the pack
+// writer's) go at their own priority.
+func lowIOPriority(fn func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		tid := unix.Gettid()
-		unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
 		const whoProcess, classBestEffort, lowest = 1, 2, 7
-		unix.Syscall(unix.SYS_IOPRIO_SET, whoProcess, uintptr(tid), classBestEffort<<13|lowest)
+		// Refused (an old kernel), the merge runs at the usual priority.
+		unix.Syscall(unix.SYS_IOPRIO_SET, whoProcess, uintptr(unix.Gettid()), classBestEffort<<13|lowest)
 		fn()
 	}()
 	<-done
