@@ -542,6 +542,9 @@ func (r *Repo) reclaim(ctx context.Context, packs []finishedPack, trees []Hash, 
 }
 
 func (r *Repo) reclaimPacks(ctx context.Context, packs []finishedPack) error {
+	if len(packs) > 0 && packs[0].blocks == nil {
+		return r.reclaimUnlisted(ctx, packs)
+	}
 	for _, p := range packs {
 		live, gone := false, false
 		err := r.view(func(txn *badger.Txn) error {
@@ -577,4 +580,62 @@ func (r *Repo) reclaimPacks(ctx context.Context, packs []finishedPack) error {
 		}
 	}
 	return nil
+}
+
+// reclaimUnlisted is reclaimPacks for packs whose blocks were not listed
+// (reclaimListMax): a scan of the block records finds the packs a block
+// of which is referenced, which stay, and a second drops the others'
+// records chunk by chunk, so that what it holds does not grow with them.
+func (r *Repo) reclaimUnlisted(ctx context.Context, packs []finishedPack) error {
+	live := make(map[uint64]bool, len(packs))
+	for _, p := range packs {
+		live[p.id] = false
+	}
+	err := r.scanBlocks(func(_ Hash, rec blockRecord) error {
+		if l, ok := live[rec.Pack]; ok && !l && rec.Refs > 0 {
+			live[rec.Pack] = true
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return err
+	}
+	drop := map[uint64][]Hash{}
+	for id, l := range live {
+		if !l {
+			drop[id] = nil
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	dead, n := map[uint64][]Hash{}, 0
+	flush := func() error {
+		for id, hs := range dead {
+			if err := r.dropDead(ctx, nil, id, hs, &GCStats{}); err != nil {
+				return err
+			}
+		}
+		clear(dead)
+		n = 0
+		return nil
+	}
+	err = r.scanBlocks(func(h Hash, rec blockRecord) error {
+		if _, ok := drop[rec.Pack]; !ok {
+			return nil
+		}
+		dead[rec.Pack] = append(dead[rec.Pack], h)
+		if n++; n == chunkSize {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return err
+	}
+	// Their records are gone: the packs go with no block to drop.
+	return r.dropPacks(ctx, nil, drop, &GCStats{})
 }

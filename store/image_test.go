@@ -87,10 +87,23 @@ func imageOf(t *testing.T, r *Repo, name string, s *Snapshot) *ImageVolume {
 	return iv
 }
 
+// listedAndNot runs test with the blocks of a writer's finished packs
+// listed for reclaim, and not (reclaimListMax): found by a scan.
+func listedAndNot(t *testing.T, test func(t *testing.T)) {
+	t.Run("listed", test)
+	t.Run("scanned", func(t *testing.T) {
+		defer func(n int) { reclaimListMax = n }(reclaimListMax)
+		reclaimListMax = 1
+		test(t)
+	})
+}
+
 // TestAbortedImageLeavesNothing: an image writer that stored several
 // packs' worth of blocks and its trees, then aborted, leaves no image, no
 // block, no tree and no pack behind.
-func TestAbortedImageLeavesNothing(t *testing.T) {
+func TestAbortedImageLeavesNothing(t *testing.T) { listedAndNot(t, abortedImageLeavesNothing) }
+
+func abortedImageLeavesNothing(t *testing.T) {
 	r := smallPackRepo(t)
 	ctx := context.Background()
 	iv := r.ImageVolumes()
@@ -128,7 +141,9 @@ func TestAbortedImageLeavesNothing(t *testing.T) {
 
 // TestAbortKeepsWhatOthersLinked: blocks of an aborted writer's finished
 // pack that a snapshot committed meanwhile links stay, with their pack.
-func TestAbortKeepsWhatOthersLinked(t *testing.T) {
+func TestAbortKeepsWhatOthersLinked(t *testing.T) { listedAndNot(t, abortKeepsWhatOthersLinked) }
+
+func abortKeepsWhatOthersLinked(t *testing.T) {
 	r := smallPackRepo(t)
 	ctx := context.Background()
 	if _, err := r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS}); err != nil {

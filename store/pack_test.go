@@ -94,3 +94,39 @@ func TestReadsHonourTheirContext(t *testing.T) {
 		t.Errorf("ReadBlock, not cancelled: %v", err)
 	}
 }
+
+// TestPendingHoldsUnrecordedPacksOnly: a writer forgets the blocks of a
+// pack once their records are written, and a block stored again after
+// that is still linked, not stored twice.
+func TestPendingHoldsUnrecordedPacksOnly(t *testing.T) {
+	r := smallPackRepo(t) // 64 KiB packs: 16 blocks
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS})
+	w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	put := func(c byte) {
+		b := block(c)
+		if err := w.PutBlock(ctx, Sum(b), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := range 40 {
+		put(byte(k))
+	}
+	w.finishing.Wait()
+	w.mu.Lock()
+	pending := len(w.pending)
+	w.mu.Unlock()
+	if pending != 40-32 {
+		t.Errorf("%d blocks pending with two packs recorded and 8 blocks in the open one", pending)
+	}
+	stored := w.StoredBytes()
+	put(0)  // in the first pack, recorded
+	put(39) // in the open pack
+	if w.StoredBytes() != stored {
+		t.Errorf("a block stored again: %d bytes stored, were %d", w.StoredBytes(), stored)
+	}
+}

@@ -116,13 +116,17 @@ type SnapshotWriter struct {
 	treeSeen map[Hash]struct{}
 	done     bool
 	// finished and wroteTrees are what the writer stored, for reclaiming
-	// if it never commits.
+	// if it never commits; listed counts the blocks of finished
+	// (reclaimListMax).
 	finished   []finishedPack
+	listed     int
 	wroteTrees []Hash
 	// sinceCheck is block data written since free space was last checked.
 	sinceCheck int
 
 	stored, linked atomic.Uint64
+	// recordedPacks counts the packs whose blocks left pending (recorded).
+	recordedPacks atomic.Uint64
 
 	// Full packs are finished (fsync, then block records) in the
 	// background so that readers never wait for a disk flush.
@@ -136,18 +140,36 @@ type pendingBlock struct {
 	length uint32
 }
 
-// finishedPack is a pack a writer finished, with the blocks it put there.
+// finishedPack is a pack a writer finished, with the blocks it put there,
+// or nil blocks when the writer stored too many to list (reclaimListMax).
 type finishedPack struct {
 	id     uint64
 	blocks []Hash
 }
 
-func newFinishedPack(id uint64, blocks []pendingBlock) finishedPack {
-	p := finishedPack{id: id, blocks: make([]Hash, len(blocks))}
-	for i, b := range blocks {
-		p.blocks[i] = b.hash
+// reclaimListMax bounds the block hashes a writer keeps to give back its
+// packs if it never commits (32 bytes each). A writer that stored more
+// keeps its packs' ids alone, and the giving back finds their blocks by a
+// scan of the block records (reclaimPacks): memory does not grow with the
+// snapshot, and only the abort of a big one pays for the scan. (A
+// variable for the tests.)
+var reclaimListMax = 1 << 18
+
+// noteFinished records a pack the writer finished, for reclaim. Called
+// with w.mu held.
+func (w *SnapshotWriter) noteFinished(pack *packBuilder) {
+	p := finishedPack{id: pack.id}
+	if w.listed += len(pack.blocks); w.listed <= reclaimListMax {
+		p.blocks = make([]Hash, len(pack.blocks))
+		for i, b := range pack.blocks {
+			p.blocks[i] = b.hash
+		}
+	} else {
+		for i := range w.finished {
+			w.finished[i].blocks = nil
+		}
 	}
-	return p
+	w.finished = append(w.finished, p)
 }
 
 // BeginSnapshot starts a snapshot of a volume. It fails with ErrBusy while
@@ -293,6 +315,7 @@ func (w *SnapshotWriter) LinkedBytes() uint64 { return w.linked.Load() }
 // PutBlock stores a block's bytes unless the repository (or this snapshot)
 // has them already. h must be Sum(data).
 func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) error {
+	recorded := w.recordedPacks.Load()
 	if ok, err := w.repo.hasBlock(h); err != nil {
 		return err
 	} else if ok {
@@ -307,6 +330,16 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 	if _, ok := w.pending[h]; ok {
 		w.linked.Add(uint64(len(data)))
 		return nil
+	}
+	if w.recordedPacks.Load() != recorded {
+		// A pack was recorded and left pending since the look above:
+		// the block may be in it.
+		if ok, err := w.repo.hasBlock(h); err != nil {
+			return err
+		} else if ok {
+			w.linked.Add(uint64(len(data)))
+			return nil
+		}
 	}
 	if err := w.checkSpace(len(data)); err != nil {
 		return err
@@ -324,21 +357,35 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 	if w.pack.size() >= w.repo.packSize {
 		pack := w.pack
 		w.pack = nil
-		w.finished = append(w.finished, newFinishedPack(pack.id, pack.blocks))
+		w.noteFinished(pack)
 		w.finishing.Add(1)
 		// The pack is finished whatever becomes of this call: Commit
 		// waits for it, and an aborted snapshot gives it back.
 		finishCtx := context.WithoutCancel(ctx)
 		go func() {
 			defer w.finishing.Done()
-			if err := w.repo.finishPack(finishCtx, pack); err != nil {
-				w.mu.Lock()
+			err := w.repo.finishPack(finishCtx, pack)
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if err != nil {
 				w.finishErr = cmp.Or(w.finishErr, err)
-				w.mu.Unlock()
+				return
 			}
+			w.recorded(pack)
 		}()
 	}
 	return w.finishErr
+}
+
+// recorded forgets, as pending, the blocks of a pack whose records are
+// written: PutBlock finds them in the repository now, and pending holds
+// no more than the packs not yet recorded, whatever the snapshot's size.
+// Called with w.mu held.
+func (w *SnapshotWriter) recorded(pack *packBuilder) {
+	for _, b := range pack.blocks {
+		delete(w.pending, b.hash)
+	}
+	w.recordedPacks.Add(1)
 }
 
 func (w *SnapshotWriter) openPack(ctx context.Context) error {
@@ -394,7 +441,7 @@ func (w *SnapshotWriter) flush(ctx context.Context) error {
 	pack := w.pack
 	w.pack, w.done = nil, true
 	if pack != nil {
-		w.finished = append(w.finished, newFinishedPack(pack.id, pack.blocks))
+		w.noteFinished(pack)
 	}
 	w.mu.Unlock()
 	var err error

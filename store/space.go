@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -21,17 +23,24 @@ const (
 	maxFreeMargin = 256 << 20
 )
 
-// memtableSize is the size of badger's memtables for a repository in dir:
-// 32 MiB, or less on a small file system (a thirty-second of it), whose
-// margin would otherwise be most of it; at least 8 MiB, so that a
-// transaction of chunkSize blocks fits badger's batch (15 % of it).
-func memtableSize(dir string) int64 {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 32 << 20
+// memtableSize is the size of badger's memtables for the metadata in
+// metaDir: 8 MiB, the least at which a transaction of chunkSize blocks
+// fits badger's batch (15 % of it). Each flush of a memtable builds its
+// table in memory, in arenas several times its size that badger pools,
+// and a big snapshot's commit flushes many: larger memtables cost memory,
+// not speed (docs/benchmarks.md, "Snapshot memory"). Logs of larger
+// memtables, which an earlier chainfs that crashed left, are replayed at
+// their size (a log is made twice its memtable's size); the next open
+// uses 8 MiB.
+func memtableSize(metaDir string) int64 {
+	size := int64(8 << 20)
+	logs, _ := filepath.Glob(filepath.Join(metaDir, "*.mem"))
+	for _, l := range logs {
+		if st, err := os.Stat(l); err == nil {
+			size = max(size, st.Size()/2)
+		}
 	}
-	size := int64(st.Blocks) * int64(st.Bsize)
-	return min(max(size/32, 8<<20), 32<<20)
+	return size
 }
 
 // recordBytes is about what the commit writes per block of a delta: the

@@ -180,6 +180,11 @@ func submit(c *cli.Context, o operation) error {
 	case served:
 		return nil
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		ctx, stop := context.WithCancel(c.Context)
+		defer stop()
+		go softMemoryLimit(ctx, commandMemoryLimit, e.log)
+	}
 	return withRepo(c, func(r *store.Repo) error {
 		e.repo = r
 		return o.run(c.Context, e)
