@@ -1,11 +1,12 @@
 package store
 
 import (
+	"bytes"
+	"slices"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -102,13 +103,10 @@ func decodeBlockDelta(v []byte) (blockDelta, error) {
 	return blockDelta{Count: c, Length: uint32(l)}, nil
 }
 
-// deltaSet accumulates block deltas while two trees are compared.
+// deltaSet accumulates block deltas in memory.
 type deltaSet map[Hash]*blockDelta
 
 func (s deltaSet) add(h Hash, n int64, length uint32) {
-	if h.IsHole() {
-		return
-	}
 	d := s[h]
 	if d == nil {
 		d = &blockDelta{Length: length}
@@ -117,10 +115,114 @@ func (s deltaSet) add(h Hash, n int64, length uint32) {
 	d.Count += n
 }
 
+// deltaSpillAt is how many blocks of a snapshot's delta are held in
+// memory (about 110 bytes each) before they are added to its delta
+// journal: a first snapshot of millions of files has a delta of millions
+// of blocks. (A variable for the tests.)
+var deltaSpillAt = 1 << 17
+
+// deltaWriter writes a snapshot's delta to its delta journal (the delta
+// records of vol and seq) while two trees are compared: the references a
+// block gains and loses add up in memory, up to deltaSpillAt blocks, and
+// are then added to what the journal holds. It is the only writer of
+// those records: the volume's claim and work keep every other away.
+type deltaWriter struct {
+	r        *Repo
+	w        *work
+	vol, seq uint64
+	mem      deltaSet
+	// spilled says the journal holds part of the delta already, so that
+	// a block's entry there is added to; records counts the entries
+	// written, an upper bound of the journal's.
+	spilled bool
+	records uint64
+}
+
+func (r *Repo) newDeltaWriter(w *work, vol, seq uint64) *deltaWriter {
+	return &deltaWriter{r: r, w: w, vol: vol, seq: seq, mem: deltaSet{}}
+}
+
+// add counts n more references to block h (fewer if n < 0).
+func (d *deltaWriter) add(ctx context.Context, h Hash, n int64, length uint32) error {
+	if h.IsHole() {
+		return nil
+	}
+	d.mem.add(h, n, length)
+	if len(d.mem) < deltaSpillAt {
+		return nil
+	}
+	return d.spill(ctx)
+}
+
+// spill adds what memory holds to the journal, in hash order, and
+// empties it. A block whose references come to no change has no entry.
+func (d *deltaWriter) spill(ctx context.Context) error {
+	hs := make([]Hash, 0, len(d.mem))
+	for h := range d.mem {
+		hs = append(hs, h)
+	}
+	slices.SortFunc(hs, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+	b := d.r.newBatch()
+	b.work = d.w
+	defer b.cancel()
+	had := map[Hash]bool{}
+	for len(hs) > 0 {
+		chunk := hs[:min(chunkSize, len(hs))]
+		hs = hs[len(chunk):]
+		clear(had)
+		if d.spilled {
+			// The batch before was flushed: what the journal holds reads.
+			err := d.r.view(func(txn *badger.Txn) error {
+				for _, h := range chunk {
+					old, err := getDelta(txn, d.vol, d.seq, h)
+					if errors.Is(err, ErrNotFound) {
+						continue
+					} else if err != nil {
+						return err
+					}
+					d.mem[h].Count += old.Count
+					had[h] = true
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		for _, h := range chunk {
+			var err error
+			switch e := d.mem[h]; {
+			case e.Count != 0:
+				err = b.putDelta(ctx, d.vol, d.seq, h, *e)
+				d.records++
+			case had[h]:
+				err = b.del(ctx, deltaKey(d.vol, d.seq, h))
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.flush(ctx); err != nil {
+		return err
+	}
+	d.spilled = true
+	clear(d.mem)
+	return nil
+}
+
+// finish adds what memory still holds to the journal.
+func (d *deltaWriter) finish(ctx context.Context) error {
+	if len(d.mem) == 0 {
+		return nil
+	}
+	return d.spill(ctx)
+}
+
 // treeDelta adds to acc the block references of tree newRoot minus those
 // of oldRoot (hasOld false: an empty tree). Subtrees with the same hash are
 // skipped, so the cost follows the size of the change.
-func (r *Repo) treeDelta(ctx context.Context, oldRoot, newRoot Hash, hasOld bool, acc deltaSet) error {
+func (r *Repo) treeDelta(ctx context.Context, oldRoot, newRoot Hash, hasOld bool, acc *deltaWriter) error {
 	if hasOld && oldRoot == newRoot {
 		return nil
 	}
@@ -172,7 +274,7 @@ func (r *Repo) treeDelta(ctx context.Context, oldRoot, newRoot Hash, hasOld bool
 
 // entryRefs adds sign × every block reference of an entry (a whole subtree
 // for a directory).
-func (r *Repo) entryRefs(ctx context.Context, e *Entry, sign int64, acc deltaSet) error {
+func (r *Repo) entryRefs(ctx context.Context, e *Entry, sign int64, acc *deltaWriter) error {
 	switch e.Type {
 	case TypeDir:
 		entries, err := r.Tree(ctx, e.Subtree)
@@ -190,8 +292,7 @@ func (r *Repo) entryRefs(ctx context.Context, e *Entry, sign int64, acc deltaSet
 			return err
 		}
 		return l.Each(ctx, func(i int, h Hash) error {
-			acc.add(h, sign, e.BlockLen(i))
-			return nil
+			return acc.add(ctx, h, sign, e.BlockLen(i))
 		})
 	}
 	return nil
@@ -200,7 +301,7 @@ func (r *Repo) entryRefs(ctx context.Context, e *Entry, sign int64, acc deltaSet
 // contentDelta adds the block references of file n minus those of file o.
 // Two chunked lists are compared chunk by chunk: a chunk equal in both is
 // skipped unread, so a disk with a few changed blocks costs a few chunks.
-func (r *Repo) contentDelta(ctx context.Context, o, n *Entry, acc deltaSet) error {
+func (r *Repo) contentDelta(ctx context.Context, o, n *Entry, acc *deltaWriter) error {
 	lo, err := OpenBlocks(ctx, r, o)
 	if err != nil {
 		return err
@@ -235,7 +336,9 @@ func (r *Repo) contentDelta(ctx context.Context, o, n *Entry, acc deltaSet) erro
 				return err
 			}
 			for j, h := range hs {
-				acc.add(h, side.sign, side.e.BlockLen(c*side.c.Per+j))
+				if err := acc.add(ctx, h, side.sign, side.e.BlockLen(c*side.c.Per+j)); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -262,33 +365,6 @@ func (e *Entry) SameContent(o *Entry) bool {
 // chunkSize is how many blocks one chain-update transaction touches; it
 // keeps transactions well inside badger's limits.
 const chunkSize = 2000
-
-// sortedHashes returns the keys of a deltaSet in order, so that updates
-// run in key order and are reproducible.
-func (s deltaSet) sortedHashes() []Hash {
-	hs := make([]Hash, 0, len(s))
-	for h, d := range s {
-		if d.Count != 0 {
-			hs = append(hs, h)
-		}
-	}
-	sort.Slice(hs, func(i, j int) bool { return string(hs[i][:]) < string(hs[j][:]) })
-	return hs
-}
-
-// writeDelta records a snapshot's delta: the journal from which its chain
-// update is undone after a crash, and later merged when it is deleted.
-func (r *Repo) writeDelta(ctx context.Context, w *work, vol, seq uint64, delta deltaSet, hs []Hash) error {
-	b := r.newBatch()
-	b.work = w
-	defer b.cancel()
-	for _, h := range hs {
-		if err := b.putDelta(ctx, vol, seq, h, *delta[h]); err != nil {
-			return err
-		}
-	}
-	return b.flush(ctx)
-}
 
 // applyPlanned runs plan over hs in chunks: plan reads in a read-only
 // transaction and returns the writes, which then go in one write
@@ -361,19 +437,28 @@ func dropRef(txn *badger.Txn, h Hash) (kv, error) {
 }
 
 // applyDelta updates the volume's intervals and the block reference counts
-// for snapshot seq. It returns the bytes and blocks the snapshot holds
-// itself (first in their run).
-func (r *Repo) applyDelta(ctx context.Context, w *work, vol, seq uint64, delta deltaSet, hs []Hash) (addedBytes, addedBlocks uint64, err error) {
-	added, err := r.applyPlanned(ctx, w, hs, func(txn *badger.Txn, h Hash, t *planTally) ([]kv, error) {
-		d := delta[h]
-		writes, opened, err := planApply(txn, vol, seq, h, d.Count)
-		if opened {
-			t.bytes += uint64(d.Length)
-			t.blocks++
+// for snapshot seq from its delta journal, a chunk at a time. It returns
+// the bytes and blocks the snapshot holds itself (first in their run).
+func (r *Repo) applyDelta(ctx context.Context, w *work, vol, seq uint64) (addedBytes, addedBlocks uint64, err error) {
+	err = r.eachDeltaChunk(ctx, vol, seq, func(hs []Hash, ds []blockDelta) error {
+		delta := make(map[Hash]blockDelta, len(hs))
+		for i, h := range hs {
+			delta[h] = ds[i]
 		}
-		return writes, err
+		added, err := r.applyPlanned(ctx, w, hs, func(txn *badger.Txn, h Hash, t *planTally) ([]kv, error) {
+			d := delta[h]
+			writes, opened, err := planApply(txn, vol, seq, h, d.Count)
+			if opened {
+				t.bytes += uint64(d.Length)
+				t.blocks++
+			}
+			return writes, err
+		})
+		addedBytes += added.bytes
+		addedBlocks += added.blocks
+		return err
 	})
-	return added.bytes, added.blocks, err
+	return addedBytes, addedBlocks, err
 }
 
 // lastInterval finds the newest run of block h in volume vol starting at or
@@ -455,11 +540,19 @@ func getBlockRecord(txn *badger.Txn, h Hash) (blockRecord, error) {
 // the reference it gave its block; a run updated by seq gets its previous
 // end and count back.
 func (r *Repo) undoDelta(ctx context.Context, w *work, vol, seq uint64) error {
-	hs, err := r.deltaHashes(vol, seq)
+	err := r.eachDeltaChunk(ctx, vol, seq, func(hs []Hash, _ []blockDelta) error {
+		return r.undoChunk(ctx, w, vol, seq, hs)
+	})
 	if err != nil {
 		return err
 	}
-	_, err = r.applyPlanned(ctx, w, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
+	return r.deletePrefix(ctx, deltaPrefix(vol, seq))
+}
+
+// undoChunk undoes the part of an interrupted applyDelta that concerns
+// the blocks hs (undoDelta).
+func (r *Repo) undoChunk(ctx context.Context, w *work, vol, seq uint64, hs []Hash) error {
+	_, err := r.applyPlanned(ctx, w, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
 		start, iv, found, err := lastInterval(txn, vol, h, seq)
 		if err != nil || !found || iv.Upd != seq {
 			return nil, err
@@ -474,21 +567,51 @@ func (r *Repo) undoDelta(ctx context.Context, w *work, vol, seq uint64) error {
 		}
 		return []kv{{intervalKey(vol, h, seq), nil}, ref}, nil
 	})
-	if err != nil {
-		return err
-	}
-	return r.deletePrefix(ctx, deltaPrefix(vol, seq))
+	return err
 }
 
-func (r *Repo) deltaHashes(vol, seq uint64) ([]Hash, error) {
-	var hs []Hash
-	err := r.view(func(txn *badger.Txn) error {
-		return eachDelta(txn, vol, seq, func(h Hash, _ *badger.Item) error {
-			hs = append(hs, h)
+// eachDeltaChunk calls fn with the hashes and entries of the delta
+// journal of snapshot seq, in hash order, chunkSize at a time, each chunk
+// read in a transaction of its own after the one before was handled: what
+// it holds does not grow with the journal, and fn may change what it has
+// been given (a deletion drops the entries it has merged).
+func (r *Repo) eachDeltaChunk(ctx context.Context, vol, seq uint64, fn func(hs []Hash, ds []blockDelta) error) error {
+	prefix := deltaPrefix(vol, seq)
+	from := prefix
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hs := make([]Hash, 0, chunkSize)
+		ds := make([]blockDelta, 0, chunkSize)
+		err := r.view(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+			defer it.Close()
+			for it.Seek(from); it.Valid() && len(hs) < chunkSize; it.Next() {
+				h, err := parseDeltaKey(it.Item().Key())
+				if err != nil {
+					return err
+				}
+				var d blockDelta
+				if err := it.Item().Value(func(v []byte) (e error) { d, e = decodeBlockDelta(v); return e }); err != nil {
+					return fmt.Errorf("block %s: %w", h.Short(), err)
+				}
+				hs, ds = append(hs, h), append(ds, d)
+			}
 			return nil
 		})
-	})
-	return hs, err
+		if err != nil || len(hs) == 0 {
+			return err
+		}
+		if err := fn(hs, ds); err != nil {
+			return err
+		}
+		if len(hs) < chunkSize {
+			return nil
+		}
+		// The next chunk starts after the last key of this one.
+		from = append(deltaKey(vol, seq, hs[len(hs)-1]), 0)
+	}
 }
 
 // eachDelta calls fn with the hash and the record of every block in the

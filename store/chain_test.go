@@ -3,8 +3,11 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 )
 
@@ -206,18 +209,23 @@ func TestUndoInterruptedCommit(t *testing.T) {
 	if err := w.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	delta := deltaSet{}
-	delta.add(Sum(B), -1, testBS)
-	delta.add(Sum(C), 1, testBS)
-	hs := delta.sortedHashes()
 	r.updateVolume(context.Background(), "v", func(cur *Volume) error {
 		cur.Applying = w.snap.Seq
 		return nil
 	})
-	if err := r.writeDelta(ctx, nil, v.ID, w.snap.Seq, delta, hs); err != nil {
+	delta := r.newDeltaWriter(nil, v.ID, w.snap.Seq)
+	for _, c := range []struct {
+		b []byte
+		n int64
+	}{{B, -1}, {C, 1}} {
+		if err := delta.add(ctx, Sum(c.b), c.n, testBS); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := delta.finish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.applyDelta(ctx, nil, v.ID, w.snap.Seq, delta, hs); err != nil {
+	if _, _, err := r.applyDelta(ctx, nil, v.ID, w.snap.Seq); err != nil {
 		t.Fatal(err)
 	}
 	w.Abort()
@@ -266,4 +274,136 @@ func dumpPrefix(t *testing.T, r *Repo, prefix []byte) map[string]string {
 		return nil
 	})
 	return out
+}
+
+// deltaOf reads the delta journal of snapshot seq of volume vol.
+func deltaOf(t *testing.T, r *Repo, vol, seq uint64) map[Hash]blockDelta {
+	t.Helper()
+	got := map[Hash]blockDelta{}
+	err := r.eachDeltaChunk(context.Background(), vol, seq, func(hs []Hash, ds []blockDelta) error {
+		for i, h := range hs {
+			got[h] = ds[i]
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestDeltaSpills: a delta larger than memory holds goes to the journal
+// in parts, each added to what is there: a block that leaves one
+// directory and comes back in another, in different parts, has no entry,
+// and the chain, the reads, a deletion and gc are as with one part.
+func TestDeltaSpills(t *testing.T) {
+	defer func(n int) { deltaSpillAt = n }(deltaSpillAt)
+	deltaSpillAt = 2
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS})
+	A1, A2, A3, M1, M2, N1 := block('1'), block('2'), block('3'), block('m'), block('n'), block('N')
+	s1 := snapDirs(t, r, "v", map[string][][]byte{"a": {A1, A2, A3}, "m": {M1, M2}})
+	// a moves to z; m gains a block.
+	s2 := snapDirs(t, r, "v", map[string][][]byte{"m": {M1, M2, N1}, "z": {A1, A2, A3}})
+	got := deltaOf(t, r, s2.VolumeID, s2.Seq)
+	if len(got) != 1 || got[Sum(N1)].Count != 1 {
+		t.Errorf("delta journal %v, want N1 +1 alone", got)
+	}
+	if s2.Stats.AddedBlocks != 1 {
+		t.Errorf("%d blocks added, want 1", s2.Stats.AddedBlocks)
+	}
+	if p := problemsOf(t, r); len(p) > 0 {
+		t.Fatalf("check: %q", p)
+	}
+	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, testBS)
+	for _, dir := range []string{"m", "z"} {
+		d, err := Lookup(ctx, r, &s2.RootDir, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Lookup(ctx, r, d, "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range f.Blocks {
+			if _, err := r.ReadBlock(ctx, h, buf); err != nil {
+				t.Errorf("%s/f block %d: %v", dir, i, err)
+			}
+		}
+	}
+	if p := problemsOf(t, r); len(p) > 0 {
+		t.Fatalf("check after deletion and gc: %q", p)
+	}
+}
+
+// snapDirs commits a snapshot whose tree holds, for each name, a
+// directory with one file "f" made of blocks.
+func snapDirs(t *testing.T, r *Repo, vol string, dirs map[string][][]byte) *Snapshot {
+	t.Helper()
+	ctx := context.Background()
+	w, err := r.BeginSnapshot(ctx, vol, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var top []Entry
+	for _, name := range slices.Sorted(maps.Keys(dirs)) {
+		f := Entry{Name: "f", Type: TypeRegular, Mode: 0o644, Size: uint64(len(dirs[name]) * testBS), BlockSize: testBS, Nlink: 1}
+		for _, b := range dirs[name] {
+			h := Sum(b)
+			if err := w.PutBlock(ctx, h, b); err != nil {
+				t.Fatal(err)
+			}
+			f.Blocks = append(f.Blocks, h)
+		}
+		sub, err := w.PutTree(ctx, EncodeTree([]Entry{f}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		top = append(top, Entry{Name: name, Type: TypeDir, Mode: 0o755, Subtree: sub, Nlink: 2})
+	}
+	root, err := w.PutTree(ctx, EncodeTree(top))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := w.Commit(ctx, Entry{Type: TypeDir, Mode: 0o755, Subtree: root}, SnapshotStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestDeltaJournalInChunks: a journal of more entries than a chunk is
+// read whole, by apply, undo and deletion alike.
+func TestDeltaJournalInChunks(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere", BlockSize: testBS})
+	blocks := make([][]byte, 2*chunkSize+100)
+	for i := range blocks {
+		blocks[i] = make([]byte, testBS)
+		binary.LittleEndian.PutUint64(blocks[i], uint64(i))
+	}
+	s := snapFile(t, r, "v", blocks...)
+	if got := deltaOf(t, r, s.VolumeID, s.Seq); len(got) != len(blocks) {
+		t.Errorf("journal of %d entries for %d blocks", len(got), len(blocks))
+	}
+	if s.Stats.AddedBlocks != uint64(len(blocks)) {
+		t.Errorf("%d blocks added, want %d", s.Stats.AddedBlocks, len(blocks))
+	}
+	if err := r.DeleteSnapshot(ctx, "v", s.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _, p := contents(t, r); b != 0 || p != 0 {
+		t.Errorf("after deleting the only snapshot and gc: %d blocks in %d packs", b, p)
+	}
 }

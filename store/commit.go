@@ -363,6 +363,14 @@ func (b *metaBatch) putDelta(ctx context.Context, vol, seq uint64, h Hash, d blo
 	return b.set(ctx, deltaKey(vol, seq, h), d.encode())
 }
 
+// del deletes a record the batch's writer alone writes.
+func (b *metaBatch) del(ctx context.Context, key []byte) error {
+	if b.wb != nil {
+		return b.wb.Delete(key)
+	}
+	return b.set(ctx, key, nil) // applyWrites deletes a key with no value
+}
+
 func (b *metaBatch) set(ctx context.Context, key, val []byte) error {
 	if b.wb != nil {
 		return b.wb.Set(key, val)

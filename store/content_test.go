@@ -119,9 +119,8 @@ func TestChunkedBlockLists(t *testing.T) {
 	if s2.Stats.AddedBlocks != 1 {
 		t.Errorf("one changed block: %d blocks added", s2.Stats.AddedBlocks)
 	}
-	hs, err := r.deltaHashes(s2.VolumeID, s2.Seq)
-	if err != nil || len(hs) != 2 {
-		t.Errorf("delta of a one-block change names %d blocks (%v)", len(hs), err)
+	if hs := deltaOf(t, r, s2.VolumeID, s2.Seq); len(hs) != 2 {
+		t.Errorf("delta of a one-block change names %d blocks", len(hs))
 	}
 	if p := problemsOf(t, r); len(p) > 0 {
 		t.Fatalf("check: %q", p)

@@ -138,12 +138,11 @@ func (r *Repo) finishDelete(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
-	hs, err := r.deltaHashes(v.ID, k)
-	if err != nil {
+	err = r.eachDeltaChunk(ctx, v.ID, k, func(hs []Hash, _ []blockDelta) error {
+		_, err := r.applyPlanned(ctx, w, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
+			return planDelete(txn, v.ID, k, next, h)
+		})
 		return err
-	}
-	_, err = r.applyPlanned(ctx, w, hs, func(txn *badger.Txn, h Hash, _ *planTally) ([]kv, error) {
-		return planDelete(txn, v.ID, k, next, h)
 	})
 	if err != nil {
 		return err

@@ -511,23 +511,12 @@ func (w *SnapshotWriter) Commit(ctx context.Context, rootDir Entry, stats Snapsh
 	} else if !ok {
 		return nil, fmt.Errorf("root tree %s not stored: %w", root.Short(), ErrInvalid)
 	}
-	delta := deltaSet{}
-	var parentRoot Hash
-	if w.parent != nil {
-		parentRoot = w.parent.Root
-	}
-	if err := w.repo.treeDelta(ctx, parentRoot, root, w.parent != nil, delta); err != nil {
-		return nil, err
-	}
-	if err := w.repo.haveSpace(2*uint64(len(delta))*recordBytes, "commit"); err != nil {
-		return nil, err
-	}
 	stats.StoredBytes = w.stored.Load()
 	stats.LinkedBytes = w.linked.Load()
 	w.snap.Root = root
 	w.snap.RootDir = rootDir
 	w.snap.Stats = stats
-	if err := w.repo.commitSnapshot(ctx, &w.vol, &w.snap, delta); err != nil {
+	if err := w.repo.commitSnapshot(ctx, &w.vol, &w.snap, w.parent); err != nil {
 		return nil, err
 	}
 	w.committed = true
@@ -583,12 +572,22 @@ func (w *SnapshotWriter) close() {
 	}
 }
 
-// commitSnapshot applies a snapshot's delta to its volume's chain and then
-// writes its record in one transaction: the commit point.
-func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, delta deltaSet) error {
+// commitSnapshot marks the volume as applying snap, writes its delta
+// against parent (nil for the first snapshot) to the delta journal while
+// it compares their trees, applies the delta to the volume's chain and
+// then writes its record in one transaction: the commit point. Should any
+// step fail, or the process die, the volume's Applying mark gets the chain
+// undone from the journal (rollback). The trees are compared without the
+// commit lock: the delta journal is the volume's own, and another
+// volume's commit need not wait for a walk of this one's tree.
+func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, parent *Snapshot) error {
 	r.commitMu.Lock()
-	defer r.commitMu.Unlock()
-	hs := delta.sortedHashes()
+	locked := true
+	defer func() {
+		if locked {
+			r.commitMu.Unlock()
+		}
+	}()
 	leased := r.work("", nil).leased(snapshotLeaseKey(r.info.Replica, vol.Name))
 	err := r.commitWork(ctx, leased, func(m metaTxn) error {
 		return m.updateVolume(vol.Name, func(cur *Volume) error {
@@ -617,16 +616,35 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	undo := func(cause error) error {
 		// Undo now rather than at the next Open, so a failed snapshot
 		// (a full disk, say) leaves the volume usable at once.
+		if !locked {
+			r.commitMu.Lock()
+			locked = true
+		}
 		uctx := context.WithoutCancel(ctx)
 		if uerr := r.rollback(uctx, vol.Name); uerr != nil {
 			r.log.Error("undo failed snapshot", "volume", vol.Name, "snapshot", snap.Name, "err", uerr)
 		}
 		return cause
 	}
-	if err := r.writeDelta(ctx, w, vol.ID, snap.Seq, delta, hs); err != nil {
+	r.commitMu.Unlock()
+	locked = false
+	delta := r.newDeltaWriter(w, vol.ID, snap.Seq)
+	var parentRoot Hash
+	if parent != nil {
+		parentRoot = parent.Root
+	}
+	if err := r.treeDelta(ctx, parentRoot, snap.Root, parent != nil, delta); err != nil {
 		return undo(err)
 	}
-	added, addedBlocks, err := r.applyDelta(ctx, w, vol.ID, snap.Seq, delta, hs)
+	if err := delta.finish(ctx); err != nil {
+		return undo(err)
+	}
+	if err := r.haveSpace(2*delta.records*recordBytes, "commit"); err != nil {
+		return undo(err)
+	}
+	r.commitMu.Lock()
+	locked = true
+	added, addedBlocks, err := r.applyDelta(ctx, w, vol.ID, snap.Seq)
 	if err != nil {
 		return undo(err)
 	}

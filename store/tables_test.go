@@ -197,3 +197,23 @@ func TestRepairOverDamagedMetadata(t *testing.T) {
 		t.Errorf("repair dropped the snapshot whose tree it could not read: %v", err)
 	}
 }
+
+// TestMemtableSizeReplaysLargerLogs: metadata whose memtable logs were
+// made for larger memtables (by an earlier chainfs that crashed) opens
+// with memtables that hold them; otherwise 8 MiB.
+func TestMemtableSizeReplaysLargerLogs(t *testing.T) {
+	dir := t.TempDir()
+	if got := memtableSize(dir); got != 8<<20 {
+		t.Errorf("memtable %d, want 8 MiB", got)
+	}
+	// badger makes a log twice its memtable's size.
+	if err := os.WriteFile(filepath.Join(dir, "00001.mem"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "00001.mem"), 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if got := memtableSize(dir); got != 32<<20 {
+		t.Errorf("memtable %d with a 64 MiB log, want 32 MiB", got)
+	}
+}

@@ -238,6 +238,9 @@ func stopped(pid int) bool {
 func (s *Server) Resume() error { return syscall.Kill(-s.cmd.Process.Pid, syscall.SIGCONT) }
 
 func (s *Server) stop(t testing.TB) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return // it never started: start has failed the test
+	}
 	pgid := -s.cmd.Process.Pid
 	syscall.Kill(pgid, syscall.SIGCONT)
 	syscall.Kill(pgid, syscall.SIGTERM)
