@@ -2,11 +2,11 @@ package store
 
 import (
 	"bytes"
-	"slices"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 )
