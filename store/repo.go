@@ -390,6 +390,17 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		WithValueLogFileSize(256 << 20).
 		WithNumVersionsToKeep(1).
 		WithCompactL0OnClose(true).
+		// Every table badger builds (a memtable's flush, a compaction's
+		// output) takes pooled arenas several times its size, and the
+		// compressed copy of each block another: at a big snapshot's
+		// commit that was most of the process's memory. Uncompressed
+		// (the keys are hashes, which do not compress; tables of 400,000
+		// files' metadata take about 1.6 times the room) and with two
+		// compactions at a time, a first snapshot of 400,000 files
+		// peaks at 232 MiB, not 511, in the same time (docs/benchmarks.md,
+		// "Snapshot memory"). Tables written compressed before still read.
+		WithCompression(options.None).
+		WithNumCompactors(2).
 		// Table blocks carry checksums; check them on every read from
 		// disk, so damaged metadata is an error, not altered keys.
 		WithChecksumVerificationMode(options.OnBlockRead)

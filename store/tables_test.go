@@ -15,6 +15,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/fb"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/y"
 )
 
@@ -215,5 +216,55 @@ func TestMemtableSizeReplaysLargerLogs(t *testing.T) {
 	}
 	if got := memtableSize(dir); got != 32<<20 {
 		t.Errorf("memtable %d with a 64 MiB log, want 32 MiB", got)
+	}
+}
+
+// TestCompressedTablesStillRead: metadata tables written compressed, as
+// chainfs wrote them before, read and check whole with compression off.
+func TestCompressedTablesStillRead(t *testing.T) {
+	dir := t.TempDir()
+	open := func(c options.CompressionType) *badger.DB {
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithCompression(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	db := open(options.Snappy)
+	err := db.Update(func(txn *badger.Txn) error {
+		for i := range 1000 {
+			if err := txn.Set(fmt.Appendf(nil, "key%04d", i), bytes.Repeat([]byte{byte(i)}, 100)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close() // flushes the memtable to a compressed table
+	tables, err := manifestTables(dir)
+	if err != nil || len(tables) == 0 || tables[0].compression != options.Snappy {
+		t.Fatalf("tables %+v %v, want one compressed", tables, err)
+	}
+	if err := checkTables(dir, true); err != nil {
+		t.Fatal(err)
+	}
+	db = open(options.None)
+	defer db.Close()
+	err = db.View(func(txn *badger.Txn) error {
+		for i := range 1000 {
+			item, err := txn.Get(fmt.Appendf(nil, "key%04d", i))
+			if err != nil {
+				return err
+			}
+			if v, _ := item.ValueCopy(nil); !bytes.Equal(v, bytes.Repeat([]byte{byte(i)}, 100)) {
+				return fmt.Errorf("key%04d reads %q", i, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
