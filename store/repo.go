@@ -391,14 +391,18 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		WithNumVersionsToKeep(1).
 		WithCompactL0OnClose(true).
 		// Every table badger builds (a memtable's flush, a compaction's
-		// output) takes pooled arenas several times its size, and the
-		// compressed copy of each block another: at a big snapshot's
-		// commit that was most of the process's memory. Uncompressed
-		// (the keys are hashes, which do not compress; tables of 400,000
-		// files' metadata take about 1.6 times the room) and with two
-		// compactions at a time, a first snapshot of 400,000 files
-		// peaks at 232 MiB, not 511, in the same time (docs/benchmarks.md,
-		// "Snapshot memory"). Tables written compressed before still read.
+		// output) takes pooled arenas several times its size: a value
+		// larger than a table block (a directory's tree) grows the
+		// block's buffer by doubling, and the compressed copy of each
+		// block takes another. At a big snapshot's commit that was most
+		// of the process's memory. With blocks of 16 KiB, uncompressed
+		// (the keys are hashes, which do not compress: the tables take
+		// about 1.5 times the room) and two compactions at a time, a
+		// first snapshot of 400,000 files peaks at 255-277 MiB, not
+		// 511, and takes no longer, nor does a listing of it
+		// (docs/benchmarks.md, "Snapshot memory"). Tables written
+		// otherwise before still read.
+		WithBlockSize(16 << 10).
 		WithCompression(options.None).
 		WithNumCompactors(2).
 		// Table blocks carry checksums; check them on every read from
