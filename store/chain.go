@@ -133,7 +133,8 @@ type deltaWriter struct {
 	mem      deltaSet
 	// spilled says the journal holds part of the delta already, so that
 	// a block's entry there is added to; records counts the entries
-	// written, an upper bound of the journal's.
+	// made, an upper bound of the journal's (an entry a later part
+	// cancels is not taken off).
 	spilled bool
 	records uint64
 }
@@ -156,7 +157,12 @@ func (d *deltaWriter) add(ctx context.Context, h Hash, n int64, length uint32) e
 
 // spill adds what memory holds to the journal, in hash order, and
 // empties it. A block whose references come to no change has no entry.
+// Like every write of the store, it first makes sure the file system has
+// room for what it writes (space.go).
 func (d *deltaWriter) spill(ctx context.Context) error {
+	if err := d.r.haveSpace(2*uint64(len(d.mem))*recordBytes, "commit"); err != nil {
+		return err
+	}
 	hs := make([]Hash, 0, len(d.mem))
 	for h := range d.mem {
 		hs = append(hs, h)
@@ -194,7 +200,9 @@ func (d *deltaWriter) spill(ctx context.Context) error {
 			switch e := d.mem[h]; {
 			case e.Count != 0:
 				err = b.putDelta(ctx, d.vol, d.seq, h, *e)
-				d.records++
+				if !had[h] {
+					d.records++
+				}
 			case had[h]:
 				err = b.del(ctx, deltaKey(d.vol, d.seq, h))
 			}

@@ -69,8 +69,20 @@ func (r *Repo) commitPlanned(ctx context.Context, mark uint64, fn func(m metaTxn
 	if r.journal != nil {
 		return r.commitJournaled(ctx, mark, fn)
 	}
-	return r.db.Update(func(txn *badger.Txn) error { return fn(metaTxn{txn: txn}) })
+	// Transactions that touched the same key at once (two snapshots
+	// taking pack ids) conflict: the one refused runs again, as a commit
+	// in an object store does when another host's came first (fn runs
+	// again from what it reads).
+	for try := 1; ; try++ {
+		err = r.db.Update(func(txn *badger.Txn) error { return fn(metaTxn{txn: txn}) })
+		if !errors.Is(err, badger.ErrConflict) || try == maxCommitTries {
+			return err
+		}
+	}
 }
+
+// maxCommitTries bounds how often a local commit that conflicted runs.
+const maxCommitTries = 10
 
 // updateJournaled is commit's transaction in a repository in an object
 // store (commitJournaled): fn's writes are gathered as it makes them, and

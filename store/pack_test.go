@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -128,5 +130,52 @@ func TestPendingHoldsUnrecordedPacksOnly(t *testing.T) {
 	put(39) // in the open pack
 	if w.StoredBytes() != stored {
 		t.Errorf("a block stored again: %d bytes stored, were %d", w.StoredBytes(), stored)
+	}
+}
+
+// TestConcurrentSnapshotsTakePackIDs: snapshots of several volumes at
+// once each take pack ids from the same counter; a commit that conflicts
+// with another's runs again instead of failing the snapshot.
+func TestConcurrentSnapshotsTakePackIDs(t *testing.T) {
+	r := smallPackRepo(t) // 64 KiB packs: a new pack every 16 blocks
+	ctx := context.Background()
+	const vols = 3
+	for v := range vols {
+		r.AddVolume(ctx, Volume{Name: fmt.Sprint("v", v), Source: "/nowhere", BlockSize: testBS})
+	}
+	errs := make(chan error, vols)
+	for v := range vols {
+		go func() {
+			w, err := r.BeginSnapshot(ctx, fmt.Sprint("v", v), SnapshotOptions{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			e := Entry{Name: "disk", Type: TypeRegular, Mode: 0o644, BlockSize: testBS, Nlink: 1}
+			for k := range 400 {
+				b := make([]byte, testBS)
+				binary.LittleEndian.PutUint64(b, uint64(v<<32|k))
+				if err := w.PutBlock(ctx, Sum(b), b); err != nil {
+					w.Abort()
+					errs <- err
+					return
+				}
+				e.Blocks = append(e.Blocks, Sum(b))
+				e.Size += testBS
+			}
+			root, err := w.PutTree(ctx, EncodeTree([]Entry{e}))
+			if err == nil {
+				_, err = w.Commit(ctx, Entry{Type: TypeDir, Mode: 0o755, Subtree: root}, SnapshotStats{})
+			}
+			errs <- err
+		}()
+	}
+	for range vols {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if p := problemsOf(t, r); len(p) > 0 {
+		t.Errorf("check: %q", p)
 	}
 }

@@ -379,7 +379,7 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
 	}
-	memtable := memtableSize(filepath.Join(dir, metaDir))
+	memtable := memtableSize(filepath.Join(dir, metaDir), opts.Remote != nil)
 	bopts := badger.DefaultOptions(filepath.Join(dir, metaDir)).
 		WithLogger(badgerLogger{log}).
 		WithMemTableSize(memtable).

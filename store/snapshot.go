@@ -121,6 +121,10 @@ type SnapshotWriter struct {
 	finished   []finishedPack
 	listed     int
 	wroteTrees []Hash
+	// treesListed counts the trees written; past reclaimListMax,
+	// wroteTrees is dropped and an aborted writer's trees are left for
+	// gc.
+	treesListed int
 	// sinceCheck is block data written since free space was last checked.
 	sinceCheck int
 
@@ -469,6 +473,11 @@ func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error)
 	h := Sum(blob)
 	w.mu.Lock()
 	_, seen := w.treeSeen[h]
+	if len(w.treeSeen) >= treeSeenMax {
+		// Forgotten, a tree seen again is looked up, and at worst
+		// written again with the same bytes.
+		clear(w.treeSeen)
+	}
 	w.treeSeen[h] = struct{}{}
 	// A tree is written twice: into a memtable, then into a table.
 	err := w.checkSpace(2 * len(blob))
@@ -488,10 +497,19 @@ func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error)
 		return h, fmt.Errorf("store tree: %w", err)
 	}
 	w.mu.Lock()
-	w.wroteTrees = append(w.wroteTrees, h)
+	if w.treesListed < reclaimListMax {
+		w.wroteTrees = append(w.wroteTrees, h)
+	} else {
+		w.wroteTrees = nil // past the bound, gc takes them if the writer aborts
+	}
+	w.treesListed++
 	w.mu.Unlock()
 	return h, nil
 }
+
+// treeSeenMax is how many trees a writer remembers having put, so that a
+// tree put again (two directories alike) is neither looked up nor written.
+const treeSeenMax = 1 << 16
 
 // Commit makes the snapshot visible with rootDir (a directory entry whose
 // Subtree is the top tree) as its root. On error nothing is visible and the

@@ -28,16 +28,25 @@ const (
 // fits badger's batch (15 % of it). Each flush of a memtable builds its
 // table in memory, in arenas several times its size that badger pools,
 // and a big snapshot's commit flushes many: larger memtables cost memory,
-// not speed (docs/benchmarks.md, "Snapshot memory"). Logs of larger
-// memtables, which an earlier chainfs that crashed left, are replayed at
-// their size (a log is made twice its memtable's size); the next open
-// uses 8 MiB.
-func memtableSize(metaDir string) int64 {
+// not speed (docs/benchmarks.md, "Snapshot memory").
+//
+// A replica of a repository in an object store keeps 32 MiB: its
+// transactions are journal entries of up to batchEntrySize, made by
+// whichever host wrote them, and every replica must apply each in one
+// transaction. Logs of larger memtables, which an earlier chainfs that
+// crashed left, are replayed at their file's size (a log is made twice
+// its memtable's size, and cut to its data once replayed): badger exits
+// the process over a log that does not fit. The next open uses the usual
+// size.
+func memtableSize(metaDir string, remote bool) int64 {
 	size := int64(8 << 20)
+	if remote {
+		size = 32 << 20
+	}
 	logs, _ := filepath.Glob(filepath.Join(metaDir, "*.mem"))
 	for _, l := range logs {
 		if st, err := os.Stat(l); err == nil {
-			size = max(size, st.Size()/2)
+			size = max(size, st.Size())
 		}
 	}
 	return size

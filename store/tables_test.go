@@ -201,21 +201,27 @@ func TestRepairOverDamagedMetadata(t *testing.T) {
 
 // TestMemtableSizeReplaysLargerLogs: metadata whose memtable logs were
 // made for larger memtables (by an earlier chainfs that crashed) opens
-// with memtables that hold them; otherwise 8 MiB.
+// with memtables that hold them, whether badger has cut them to their data
+// or not; otherwise 8 MiB, and 32 MiB for a replica of a repository in an
+// object store.
 func TestMemtableSizeReplaysLargerLogs(t *testing.T) {
 	dir := t.TempDir()
-	if got := memtableSize(dir); got != 8<<20 {
+	if got := memtableSize(dir, false); got != 8<<20 {
 		t.Errorf("memtable %d, want 8 MiB", got)
 	}
-	// badger makes a log twice its memtable's size.
-	if err := os.WriteFile(filepath.Join(dir, "00001.mem"), nil, 0o600); err != nil {
-		t.Fatal(err)
+	if got := memtableSize(dir, true); got != 32<<20 {
+		t.Errorf("memtable of a replica %d, want 32 MiB", got)
 	}
-	if err := os.Truncate(filepath.Join(dir, "00001.mem"), 64<<20); err != nil {
-		t.Fatal(err)
-	}
-	if got := memtableSize(dir); got != 32<<20 {
-		t.Errorf("memtable %d with a 64 MiB log, want 32 MiB", got)
+	for _, size := range []int64{64 << 20, 17 << 20} { // as made, as cut
+		if err := os.WriteFile(filepath.Join(dir, "00001.mem"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(filepath.Join(dir, "00001.mem"), size); err != nil {
+			t.Fatal(err)
+		}
+		if got := memtableSize(dir, false); got < size {
+			t.Errorf("memtable %d with a log of %d", got, size)
+		}
 	}
 }
 

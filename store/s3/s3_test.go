@@ -436,6 +436,37 @@ func TestRepositoryInABucket(t *testing.T) {
 	checkClean(t, again)
 }
 
+// TestBigDeltaInABucket: a snapshot whose delta journal is larger than
+// one journal entry and than a memtable of the local size holds (14,000
+// blocks) commits, and another host's replica takes every entry in.
+func TestBigDeltaInABucket(t *testing.T) {
+	_, b := open(t)
+	ctx := context.Background()
+	dirA := t.TempDir() + "/a"
+	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: remote(b)}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := store.Open(ctx, store.Options{Dir: dirA, Remote: remote(b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.AddVolume(ctx, store.Volume{Name: "v", Source: "/nowhere", BlockSize: storetest.BlockSize}); err != nil {
+		t.Fatal(err)
+	}
+	data := make([][]byte, 14000)
+	for i := range data {
+		data[i] = make([]byte, storetest.BlockSize)
+		binary.LittleEndian.PutUint64(data[i], uint64(i))
+	}
+	s := storetest.FileSnapshot(t, a, "v", data...)
+	bh := host(t, b, t.TempDir()+"/b")
+	if snaps, err := bh.Snapshots(ctx, "v"); err != nil || len(snaps) != 1 {
+		t.Fatalf("the second host sees %d snapshots (%v)", len(snaps), err)
+	}
+	sameBlocks(t, bh, s, data)
+}
+
 // TestHostsRacingCommits: two hosts add volumes at once, each running a
 // refused commit again; every volume each added is there once, and both
 // replicas end the same.
