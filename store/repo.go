@@ -408,6 +408,12 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		// Table blocks carry checksums; check them on every read from
 		// disk, so damaged metadata is an error, not altered keys.
 		WithChecksumVerificationMode(options.OnBlockRead)
+	// Tables of every level of one size (2 MiB), where each level's were
+	// twice the size of the level above's: a compaction deep in the tree
+	// of millions of files' metadata built tables, and so arenas, of tens
+	// of MiB each (a first snapshot of 2,000,000 files peaked at 677 MiB,
+	// 466 so; 400,000 files no slower). More, smaller table files.
+	bopts.TableSizeMultiplier = 1
 	db, err := openBadger(bopts)
 	if err != nil {
 		lock.Close()
