@@ -85,8 +85,12 @@ func TestCorruptMetadata(t *testing.T) {
 		f.WriteAt([]byte{0x5a, 0xa5}, off)
 	}
 	f.Close()
+	// Either check reports the tables, or, when the damage hides a record
+	// every open reads, the open names the table and what repair can do.
 	r := e.run("check")
-	if r.code != 1 || !strings.Contains(r.stderr, "metadata tables fail their checksums") {
+	t.Logf("check: exit %d\n%s", r.code, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "metadata tables fail their checksums") &&
+		!(strings.Contains(r.stderr, "is damaged") && strings.Contains(r.stderr, "check --repair")) {
 		t.Errorf("check over damaged metadata: exit %d\n%s", r.code, r.stderr)
 	}
 	// Whatever still reads, reads right: a restore either fails or is exact.

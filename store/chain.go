@@ -132,11 +132,8 @@ type deltaWriter struct {
 	vol, seq uint64
 	mem      deltaSet
 	// spilled says the journal holds part of the delta already, so that
-	// a block's entry there is added to; records counts the entries
-	// made, an upper bound of the journal's (an entry a later part
-	// cancels is not taken off).
+	// a block's entry there is added to.
 	spilled bool
-	records uint64
 }
 
 func (r *Repo) newDeltaWriter(w *work, vol, seq uint64) *deltaWriter {
@@ -158,7 +155,7 @@ func (d *deltaWriter) add(ctx context.Context, h Hash, n int64, length uint32) e
 // spill adds what memory holds to the journal, in hash order, and
 // empties it. A block whose references come to no change has no entry.
 // Like every write of the store, it first makes sure the file system has
-// room for what it writes (space.go).
+// room (space.go): for the entries and for what applying them writes.
 func (d *deltaWriter) spill(ctx context.Context) error {
 	if err := d.r.haveSpace(2*uint64(len(d.mem))*recordBytes, "commit"); err != nil {
 		return err
@@ -200,9 +197,6 @@ func (d *deltaWriter) spill(ctx context.Context) error {
 			switch e := d.mem[h]; {
 			case e.Count != 0:
 				err = b.putDelta(ctx, d.vol, d.seq, h, *e)
-				if !had[h] {
-					d.records++
-				}
 			case had[h]:
 				err = b.del(ctx, deltaKey(d.vol, d.seq, h))
 			}

@@ -578,6 +578,11 @@ func (r *Repo) checkSchema(ctx context.Context) error {
 			return m.setSchema()
 		}
 		if errors.Is(err, badger.ErrKeyNotFound) {
+			// badger shows a record in a damaged table as absent: name the
+			// table, if that is why.
+			if derr := r.verifyMetadata(); derr != nil {
+				return derr
+			}
 			return fmt.Errorf("%s: no schema record: %w", r.dir, ErrCorrupt)
 		} else if err != nil {
 			return err

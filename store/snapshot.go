@@ -654,10 +654,9 @@ func (r *Repo) commitSnapshot(ctx context.Context, vol *Volume, snap *Snapshot, 
 	if err := r.treeDelta(ctx, parentRoot, snap.Root, parent != nil, delta); err != nil {
 		return undo(err)
 	}
+	// Each part of the journal made sure of room for itself and for
+	// what applying it writes (deltaWriter.spill).
 	if err := delta.finish(ctx); err != nil {
-		return undo(err)
-	}
-	if err := r.haveSpace(2*delta.records*recordBytes, "commit"); err != nil {
 		return undo(err)
 	}
 	r.commitMu.Lock()
