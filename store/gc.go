@@ -150,6 +150,18 @@ type packUse struct {
 	deadBytes  uint64
 }
 
+// add counts a block whose record says it lies in the pack.
+func (p *packUse) add(h Hash, rec blockRecord) {
+	if rec.Refs == 0 {
+		p.dead = append(p.dead, h)
+		p.deadBytes += uint64(rec.Length)
+	} else {
+		p.live = append(p.live, h)
+		p.liveOffs = append(p.liveOffs, rec.Offset)
+		p.liveBytes += uint64(rec.Length)
+	}
+}
+
 // smallPackShare: a pack under this share of the pack size is small. Each
 // snapshot writes its new blocks to packs of its own, so a chain of small
 // snapshots leaves many small packs, and a file of the newest snapshot
@@ -188,14 +200,7 @@ func (r *Repo) planRepack(ctx context.Context, w *work, st *GCStats) (map[uint64
 		if p == nil {
 			return fmt.Errorf("block %s in unknown pack %016x: %w", h.Short(), rec.Pack, ErrCorrupt)
 		}
-		if rec.Refs == 0 {
-			p.dead = append(p.dead, h)
-			p.deadBytes += uint64(rec.Length)
-		} else {
-			p.live = append(p.live, h)
-			p.liveOffs = append(p.liveOffs, rec.Offset)
-			p.liveBytes += uint64(rec.Length)
-		}
+		p.add(h, rec)
 		return nil
 	})
 	if err != nil {

@@ -155,17 +155,8 @@ func (r *Repo) mergePacks(ctx context.Context, plan map[uint64]uint64, st *GCSta
 				return err
 			}
 		}
-		p := packs[rec.Pack]
-		if p == nil {
-			return nil
-		}
-		if rec.Refs == 0 {
-			p.dead = append(p.dead, h)
-			p.deadBytes += uint64(rec.Length)
-		} else {
-			p.live = append(p.live, h)
-			p.liveOffs = append(p.liveOffs, rec.Offset)
-			p.liveBytes += uint64(rec.Length)
+		if p := packs[rec.Pack]; p != nil {
+			p.add(h, rec)
 		}
 		return nil
 	})
