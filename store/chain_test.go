@@ -109,14 +109,7 @@ func snapFile(t testing.TB, r *Repo, vol string, blocks ...[]byte) *Snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := Entry{Name: "disk", Type: TypeRegular, Mode: 0o644, Size: uint64(len(blocks) * testBS), BlockSize: testBS, Nlink: 1}
-	for _, b := range blocks {
-		h := Sum(b)
-		if err := w.PutBlock(ctx, h, b); err != nil {
-			t.Fatal(err)
-		}
-		e.Blocks = append(e.Blocks, h)
-	}
+	e := putFile(t, w, "disk", blocks)
 	root, err := w.PutTree(ctx, EncodeTree([]Entry{e}))
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +119,21 @@ func snapFile(t testing.TB, r *Repo, vol string, blocks ...[]byte) *Snapshot {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// putFile stores blocks through w and returns a file entry named name
+// made of them.
+func putFile(t testing.TB, w *SnapshotWriter, name string, blocks [][]byte) Entry {
+	t.Helper()
+	e := Entry{Name: name, Type: TypeRegular, Mode: 0o644, Size: uint64(len(blocks) * testBS), BlockSize: testBS, Nlink: 1}
+	for _, b := range blocks {
+		h := Sum(b)
+		if err := w.PutBlock(context.Background(), h, b); err != nil {
+			t.Fatal(err)
+		}
+		e.Blocks = append(e.Blocks, h)
+	}
+	return e
 }
 
 func wantHolders(t *testing.T, r *Repo, s *Snapshot, want ...uint64) {
@@ -354,14 +362,7 @@ func snapDirs(t *testing.T, r *Repo, vol string, dirs map[string][][]byte) *Snap
 	}
 	var top []Entry
 	for _, name := range slices.Sorted(maps.Keys(dirs)) {
-		f := Entry{Name: "f", Type: TypeRegular, Mode: 0o644, Size: uint64(len(dirs[name]) * testBS), BlockSize: testBS, Nlink: 1}
-		for _, b := range dirs[name] {
-			h := Sum(b)
-			if err := w.PutBlock(ctx, h, b); err != nil {
-				t.Fatal(err)
-			}
-			f.Blocks = append(f.Blocks, h)
-		}
+		f := putFile(t, w, "f", dirs[name])
 		sub, err := w.PutTree(ctx, EncodeTree([]Entry{f}))
 		if err != nil {
 			t.Fatal(err)
