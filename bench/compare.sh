@@ -215,7 +215,8 @@ big400_entries=$(find "$big400" | wc -l)
 
 # --- chain depth (Go benchmark) -----------------------------------------------------
 log "chain depth $DEPTH (Go benchmark)"
-(cd "$root" && CHAINFS_BENCH_DIR=$work CHAINFS_BENCH_DEPTH=$DEPTH go test -timeout 60m -run '^$' -bench ChainDepth -benchtime 20x ./store/) >"$work/depth.txt"
+(cd "$root" && CHAINFS_BENCH_DIR=$work CHAINFS_BENCH_DEPTH=$DEPTH go test -timeout 60m -run '^$' -bench ChainDepth -benchtime 20x ./store/) >"$work/depth.txt" ||
+	{ tail -40 "$work/depth.txt" >&2; exit 1; } # the work directory goes with the script
 ns() { awk -v n="BenchmarkChainDepth/$1-" 'index($1, n) == 1 { print $3 / 1e6 }' "$work/depth.txt"; }
 
 # --- the table ------------------------------------------------------------------------
