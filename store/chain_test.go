@@ -109,8 +109,14 @@ func snapFile(t testing.TB, r *Repo, vol string, blocks ...[]byte) *Snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := putFile(t, w, "disk", blocks)
-	root, err := w.PutTree(ctx, EncodeTree([]Entry{e}))
+	return commitTop(t, w, []Entry{putFile(t, w, "disk", blocks)})
+}
+
+// commitTop commits w with entries as its top directory.
+func commitTop(t testing.TB, w *SnapshotWriter, entries []Entry) *Snapshot {
+	t.Helper()
+	ctx := context.Background()
+	root, err := w.PutTree(ctx, EncodeTree(entries))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,19 +375,12 @@ func snapDirs(t *testing.T, r *Repo, vol string, dirs map[string][][]byte) *Snap
 		}
 		top = append(top, Entry{Name: name, Type: TypeDir, Mode: 0o755, Subtree: sub, Nlink: 2})
 	}
-	root, err := w.PutTree(ctx, EncodeTree(top))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := w.Commit(ctx, Entry{Type: TypeDir, Mode: 0o755, Subtree: root}, SnapshotStats{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return commitTop(t, w, top)
 }
 
 // TestDeltaJournalInChunks: a journal of more entries than a chunk is
-// read whole, by apply, undo and deletion alike.
+// read whole, by apply and by deletion (undo reads it the same way,
+// eachDeltaChunk).
 func TestDeltaJournalInChunks(t *testing.T) {
 	r := testRepo(t)
 	ctx := context.Background()
