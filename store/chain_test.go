@@ -330,12 +330,7 @@ func TestDeltaSpills(t *testing.T) {
 	if p := problemsOf(t, r); len(p) > 0 {
 		t.Fatalf("check: %q", p)
 	}
-	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.GC(ctx); err != nil {
-		t.Fatal(err)
-	}
+	deleteAndGC(t, r, "v", s1.Name)
 	buf := make([]byte, testBS)
 	for _, dir := range []string{"m", "z"} {
 		d, err := Lookup(ctx, r, &s2.RootDir, dir)
@@ -397,13 +392,20 @@ func TestDeltaJournalInChunks(t *testing.T) {
 	if s.Stats.AddedBlocks != uint64(len(blocks)) {
 		t.Errorf("%d blocks added, want %d", s.Stats.AddedBlocks, len(blocks))
 	}
-	if err := r.DeleteSnapshot(ctx, "v", s.Name); err != nil {
+	deleteAndGC(t, r, "v", s.Name)
+	if b, _, p := contents(t, r); b != 0 || p != 0 {
+		t.Errorf("after deleting the only snapshot and gc: %d blocks in %d packs", b, p)
+	}
+}
+
+// deleteAndGC deletes snapshot name of volume vol and runs gc.
+func deleteAndGC(t *testing.T, r *Repo, vol, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := r.DeleteSnapshot(ctx, vol, name); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.GC(ctx); err != nil {
 		t.Fatal(err)
-	}
-	if b, _, p := contents(t, r); b != 0 || p != 0 {
-		t.Errorf("after deleting the only snapshot and gc: %d blocks in %d packs", b, p)
 	}
 }

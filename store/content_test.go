@@ -126,12 +126,7 @@ func TestChunkedBlockLists(t *testing.T) {
 		t.Fatalf("check: %q", p)
 	}
 	// Deleting the first snapshot and gc keep every chunk the second needs.
-	if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.GC(ctx); err != nil {
-		t.Fatal(err)
-	}
+	deleteAndGC(t, r, "v", s1.Name)
 	if p := problemsOf(t, r); len(p) > 0 {
 		t.Fatalf("check after delete and gc: %q", p)
 	}
