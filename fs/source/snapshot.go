@@ -128,8 +128,12 @@ type walker struct {
 	rootDev uint64
 	jobs    chan *fileRead
 	slots   chan struct{} // one per reader goroutine allowed at once
-	bufs    sync.Pool
-	workers sync.WaitGroup
+	// dirSlots bounds the directories walked beside the one walking
+	// them: a cold walk waits on the disk for every inode, and several
+	// at once keep its queue full.
+	dirSlots chan struct{}
+	bufs     sync.Pool
+	workers  sync.WaitGroup
 
 	mu       sync.Mutex
 	warnings []Warning
@@ -176,7 +180,8 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 	wk := &walker{cancel: cancel, repo: repo, w: w, vol: vol, opts: opts, prog: prog, log: log,
 		excl: excl, skip: map[devIno]bool{}, bs: int64(vol.BlockSize),
 		jobs: make(chan *fileRead, opts.Workers*4), slots: make(chan struct{}, opts.Workers),
-		links: map[devIno]*fileRead{}}
+		dirSlots: make(chan struct{}, opts.Workers),
+		links:    map[devIno]*fileRead{}}
 	wk.bufs.New = func() any { b := make([]byte, vol.BlockSize); return &b }
 	for _, p := range append(opts.Skip, repo.Info().Dir) {
 		var st unix.Stat_t
@@ -322,6 +327,11 @@ func (wk *walker) dir(ctx context.Context, open, path, rel string, prev *store.E
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
+	// Subdirectories walked beside this one reach their entries through
+	// fd, and send file reads to the workers: they end before it closes
+	// and before the run closes the workers' queue, even when cancelled.
+	var subdirs sync.WaitGroup
+	defer subdirs.Wait()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
 		return store.Hash{}, err
@@ -378,18 +388,17 @@ func (wk *walker) dir(ctx context.Context, open, path, rel string, prev *store.E
 		case store.TypeDir:
 			if wk.vol.OneFileSystem && st.Dev != wk.rootDev {
 				// A mount point: kept, but not entered.
-				e.Subtree, err = wk.putTree(ctx, nil)
-			} else {
-				e.Subtree, err = wk.dir(ctx, child, childPath, childRel, p)
-			}
-			if err != nil {
-				if ctx.Err() != nil {
+				if e.Subtree, err = wk.putTree(ctx, nil); err != nil {
 					return store.Hash{}, err
 				}
-				wk.warn(childPath, err)
+				wk.dirs.Add(1)
+			} else if fr := wk.startDir(ctx, &subdirs, child, childPath, childRel, &e, p); fr != nil {
+				reads[len(entries)] = fr
+			} else if ctx.Err() != nil {
+				return store.Hash{}, ctx.Err()
+			} else {
 				continue
 			}
-			wk.dirs.Add(1)
 		case store.TypeSymlink:
 			if e.Target, err = readlink(child, e.Size); err != nil {
 				wk.warn(childPath, err)
@@ -422,6 +431,9 @@ func (wk *walker) dir(ctx context.Context, open, path, rel string, prev *store.E
 					return store.Hash{}, ctx.Err()
 				}
 				if err := fr.result(); err != nil {
+					if ctx.Err() != nil {
+						return store.Hash{}, ctx.Err()
+					}
 					wk.warn(fr.path, err)
 					continue
 				}
@@ -441,30 +453,62 @@ func (wk *walker) dir(ctx context.Context, open, path, rel string, prev *store.E
 	return wk.putTree(ctx, entries)
 }
 
+// startDir walks a subdirectory: beside this walk when a slot is free,
+// else here and now. It returns nil if the subdirectory was walked here and
+// failed (a warning) or the run was cancelled.
+func (wk *walker) startDir(ctx context.Context, subdirs *sync.WaitGroup, open, path, rel string, e, prev *store.Entry) *fileRead {
+	fr := &fileRead{path: path, entry: *e, done: make(chan struct{})}
+	walk := func() {
+		defer close(fr.done)
+		fr.entry.Subtree, fr.err = wk.dir(ctx, open, path, rel, prev)
+		if fr.err == nil {
+			wk.dirs.Add(1)
+		}
+	}
+	select {
+	case wk.dirSlots <- struct{}{}:
+		subdirs.Add(1)
+		go func() {
+			defer func() { <-wk.dirSlots; subdirs.Done() }()
+			walk()
+		}()
+		return fr
+	default:
+	}
+	walk()
+	if fr.err != nil {
+		if ctx.Err() == nil {
+			wk.warn(path, fr.err)
+		}
+		return nil
+	}
+	return fr
+}
+
 // linkGroup handles one name of a multiply linked file: the first name met
 // is read (or carried over) and every later name of the same inode takes
 // its content, so the group stays one file in the snapshot.
 func (wk *walker) linkGroup(ctx context.Context, path, open string, e *store.Entry, prev *store.Entry, carry bool) *fileRead {
 	key := devIno{e.Dev, e.Ino}
+	// Directories are walked at once: the first name is claimed under the
+	// lock, so that a group is read once.
 	wk.mu.Lock()
-	fr := wk.links[key]
+	fr, met := wk.links[key]
+	if !met {
+		fr = &fileRead{path: path, open: open, entry: *e, done: make(chan struct{})}
+		wk.links[key] = fr
+	}
 	wk.mu.Unlock()
-	if fr != nil {
+	if met {
 		return &fileRead{path: path, done: fr.done, shared: fr}
 	}
 	if carry {
 		copyContent(e, prev)
-		fr = &fileRead{path: path, done: make(chan struct{}), entry: *e}
+		fr.entry = *e
 		close(fr.done)
-	} else {
-		fr = wk.startRead(ctx, path, open, e)
-	}
-	wk.mu.Lock()
-	wk.links[key] = fr
-	wk.mu.Unlock()
-	if carry {
 		return nil
 	}
+	wk.queue(ctx, fr)
 	return fr
 }
 
@@ -500,7 +544,8 @@ func readlink(path string, size uint64) (string, error) {
 // stat that checks it did not change meanwhile.
 var testHookAfterRead func(path string)
 
-// fileRead is a regular file whose data is being read by the workers.
+// fileRead is a regular file whose data is being read by the workers, or a
+// subdirectory being walked (its entry's Subtree once done).
 type fileRead struct {
 	path  string      // for messages
 	open  string      // what it is opened by (procAlias)
@@ -533,13 +578,18 @@ func (fr *fileRead) fill(e *store.Entry) {
 
 func (wk *walker) startRead(ctx context.Context, path, open string, e *store.Entry) *fileRead {
 	fr := &fileRead{path: path, open: open, entry: *e, done: make(chan struct{})}
+	wk.queue(ctx, fr)
+	return fr
+}
+
+// queue hands a read to the workers.
+func (wk *walker) queue(ctx context.Context, fr *fileRead) {
 	select {
 	case wk.jobs <- fr:
 	case <-ctx.Done():
 		fr.err = ctx.Err()
 		close(fr.done)
 	}
-	return fr
 }
 
 func (wk *walker) worker(ctx context.Context) {

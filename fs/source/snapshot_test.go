@@ -3,6 +3,7 @@ package source
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,5 +161,49 @@ func TestCarriedSparseFileKeepsExtents(t *testing.T) {
 		if !e.Sparse || len(e.Extents) != 1 || e.Extents[0].Off+e.Extents[0].Len != 1<<20+4 {
 			t.Errorf("snapshot %d: sparse %v, extents %v", i+1, e.Sparse, e.Extents)
 		}
+	}
+}
+
+// TestDirectoriesWalkedAtOnce: directories walked beside each other give
+// the tree a walk of one directory at a time gives, and a hard-link group
+// whose names lie in many of them is still read once.
+func TestDirectoriesWalkedAtOnce(t *testing.T) {
+	src := t.TempDir()
+	data := bytes.Repeat([]byte("H"), 70000)
+	os.WriteFile(filepath.Join(src, "linked"), data, 0o644)
+	for i := range 40 {
+		dir := filepath.Join(src, fmt.Sprintf("d%02d", i), "sub")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 5 {
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", j)), []byte(strings.Repeat("x", i*100+j)), 0o644)
+		}
+		if err := os.Link(filepath.Join(src, "linked"), filepath.Join(dir, "link")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	var roots []store.Hash
+	for _, workers := range []int{1, 16} {
+		r := testRepo(t, src)
+		res, err := Snapshot(ctx, r, "v", store.SnapshotOptions{}, Options{Workers: workers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := res.Snapshot.Stats
+		if st.ReadBytes != uint64(len(data)+40*5*2+100*5*(39*40/2)) {
+			t.Errorf("%d workers: read %d bytes: a hard-link group read more than once?", workers, st.ReadBytes)
+		}
+		if st.Dirs != 81 || st.Files != 241 {
+			t.Errorf("%d workers: %d directories, %d files; want 81, 241", workers, st.Dirs, st.Files)
+		}
+		if got := readBack(t, r, res.Snapshot, "d39/sub/link"); !bytes.Equal(got, data) {
+			t.Errorf("%d workers: a hard link's content differs", workers)
+		}
+		roots = append(roots, res.Snapshot.Root)
+	}
+	if roots[0] != roots[1] {
+		t.Errorf("the tree differs with the walk's width: %v and %v", roots[0], roots[1])
 	}
 }
