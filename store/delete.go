@@ -13,8 +13,21 @@ import (
 // their last reference (gc reclaims them); blocks later snapshots link to
 // pass to the next surviving snapshot, so "the earliest snapshot that holds
 // this block" stays true. It fails with ErrBusy while a snapshot of the
-// volume runs, and with a LatestRefusedError for "latest".
+// volume runs, with a LatestRefusedError for "latest", and with a
+// HeldError while the snapshot is held.
 func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
+	return r.DropSnapshot(ctx, volume, name, DeleteOptions{})
+}
+
+// DeleteOptions change what DeleteSnapshot refuses.
+type DeleteOptions struct {
+	// IgnoreHold deletes a held snapshot: for repair, which drops a
+	// snapshot whose top tree is lost, so that nothing is left to keep.
+	IgnoreHold bool
+}
+
+// DropSnapshot is DeleteSnapshot with options.
+func (r *Repo) DropSnapshot(ctx context.Context, volume, name string, opts DeleteOptions) error {
 	if err := r.refuseLatest(ctx, "delete", volume, name); err != nil {
 		return err
 	}
@@ -30,12 +43,23 @@ func (r *Repo) DeleteSnapshot(ctx context.Context, volume, name string) error {
 	if err != nil {
 		return err
 	}
-	err = r.updateVolume(ctx, volume, func(v *Volume) error {
-		if err := v.idle(r.info.Replica); err != nil {
-			return err
+	err = r.commit(ctx, func(m metaTxn) error {
+		// Read in the transaction that marks the volume: a hold placed
+		// meanwhile makes this one conflict and look again.
+		var cur Snapshot
+		if err := getJSON(m.txn, snapshotKey(snap.VolumeID, snap.Seq), &cur); err != nil {
+			return fmt.Errorf("snapshot %s/%s: %w", volume, name, err)
 		}
-		v.Deleting, v.Writer, v.Lease = snap.Seq, r.info.Replica, r.leaseEnd()
-		return nil
+		if cur.Hold != nil && !opts.IgnoreHold {
+			return &HeldError{Volume: volume, Snapshot: cur.Name, Hold: *cur.Hold}
+		}
+		return m.updateVolume(volume, func(v *Volume) error {
+			if err := v.idle(r.info.Replica); err != nil {
+				return err
+			}
+			v.Deleting, v.Writer, v.Lease = snap.Seq, r.info.Replica, r.leaseEnd()
+			return nil
+		})
 	})
 	if err != nil {
 		return err

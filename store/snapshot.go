@@ -30,6 +30,8 @@ type Snapshot struct {
 	Root    Hash          `json:"root"`
 	RootDir Entry         `json:"root_dir"`
 	Stats   SnapshotStats `json:"stats"`
+	// Hold, when set, keeps the snapshot from deletion until released.
+	Hold *Hold `json:"hold,omitempty"`
 }
 
 // SnapshotStats describe what making a snapshot did.
@@ -761,8 +763,19 @@ func (r *Repo) Snapshot(ctx context.Context, volume, name string) (*Snapshot, er
 
 // snapshotOf returns a snapshot of v, which may be an image's volume.
 func (r *Repo) snapshotOf(v *Volume, name string) (*Snapshot, error) {
-	var s Snapshot
+	var s *Snapshot
 	err := r.view(func(txn *badger.Txn) error {
+		var err error
+		s, err = r.snapshotIn(txn, v, name)
+		return err
+	})
+	return s, err
+}
+
+// snapshotIn reads a snapshot of v in txn; "latest" is v's head.
+func (r *Repo) snapshotIn(txn *badger.Txn, v *Volume, name string) (*Snapshot, error) {
+	var s Snapshot
+	err := func() error {
 		seq := v.Head
 		if name != "latest" {
 			item, err := txn.Get(snapNameKey(v.ID, name))
@@ -785,7 +798,7 @@ func (r *Repo) snapshotOf(v *Volume, name string) (*Snapshot, error) {
 			return ErrNotFound
 		}
 		return getJSON(txn, snapshotKey(v.ID, seq), &s)
-	})
+	}()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s/%s: %w", v.Name, name, err)
 	}

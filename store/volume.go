@@ -284,6 +284,11 @@ func (r *Repo) removeVolume(ctx context.Context, name string, withSnapshots bool
 			if v.Head != 0 && !withSnapshots {
 				return fmt.Errorf("volume %s: %w", name, ErrHasSnapshots)
 			}
+			if v.Head != 0 {
+				if err := refuseHeld(m, v); err != nil {
+					return err
+				}
+			}
 			if err := v.idle(r.info.Replica); err != nil {
 				return err
 			}

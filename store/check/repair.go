@@ -96,7 +96,8 @@ func Repair(ctx context.Context, r *store.Repo, src Source) (*RepairReport, erro
 			err = r.ImageVolumes().Remove(ctx, img)
 		} else {
 			vol, snap, _ := strings.Cut(name, "/")
-			err = r.DeleteSnapshot(ctx, vol, snap)
+			// Its top tree is lost: a hold has nothing left to keep.
+			err = r.DropSnapshot(ctx, vol, snap, store.DeleteOptions{IgnoreHold: true})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("repair: drop %s: %w", name, err)

@@ -211,7 +211,8 @@ func Expired(p *Policy, autos []store.Snapshot, now time.Time) []store.Snapshot 
 
 // Prune deletes the automatic snapshots of volume that p's retention
 // lets go at now (Expired), and returns their names. Manual snapshots
-// are never touched. A snapshot that cannot be deleted is passed over
+// are never touched, nor held ones: a hold keeps a snapshot beside those
+// retention keeps. A snapshot that cannot be deleted is passed over
 // and named in the error; the rest go.
 func Prune(ctx context.Context, r *store.Repo, p *Policy, volume string, now time.Time) ([]string, error) {
 	if p.Forever {
@@ -230,7 +231,12 @@ func Prune(ctx context.Context, r *store.Repo, p *Policy, volume string, now tim
 	var deleted []string
 	var errs []error
 	for _, sn := range Expired(p, autos, now) {
-		if err := r.DeleteSnapshot(ctx, volume, sn.Name); err != nil {
+		if sn.Hold != nil {
+			continue
+		}
+		if err := r.DeleteSnapshot(ctx, volume, sn.Name); errors.Is(err, store.ErrHeld) {
+			continue // held since the listing
+		} else if err != nil {
 			errs = append(errs, fmt.Errorf("delete %s/%s: %w", volume, sn.Name, err))
 			continue
 		}

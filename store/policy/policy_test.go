@@ -164,7 +164,7 @@ func TestRetentionEveryDayCount(t *testing.T) {
 }
 
 // TestPrune: retention deletes the oldest automatic snapshots past the
-// policy, never a manual one, and says which it deleted.
+// policy, never a manual or a held one, and says which it deleted.
 func TestPrune(t *testing.T) {
 	r := storetest.Repo(t, store.Volume{Name: "v", Source: "/nowhere"})
 	ctx := context.Background()
@@ -175,7 +175,11 @@ func TestPrune(t *testing.T) {
 	snap("auto-1", true)
 	snap("auto-2", true)
 	snap("manual-2", false)
+	snap("auto-held", true)
 	snap("auto-3", true)
+	if _, err := r.HoldSnapshot(ctx, "v", "auto-held", "audit", 0); err != nil {
+		t.Fatal(err)
+	}
 	deleted, err := Prune(ctx, r, &Policy{Name: "p", Keep: 1}, "v", time.Now())
 	if err != nil || !slices.Equal(deleted, []string{"auto-1", "auto-2"}) {
 		t.Errorf("pruned %v, %v", deleted, err)
@@ -185,7 +189,7 @@ func TestPrune(t *testing.T) {
 	for _, s := range left {
 		names = append(names, s.Name)
 	}
-	if !slices.Equal(names, []string{"manual-1", "manual-2", "auto-3"}) {
+	if !slices.Equal(names, []string{"manual-1", "manual-2", "auto-held", "auto-3"}) {
 		t.Errorf("left %v", names)
 	}
 	if deleted, err := Prune(ctx, r, &Policy{Name: "p", Forever: true}, "v", time.Now()); err != nil || len(deleted) != 0 {
