@@ -293,10 +293,19 @@ func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	return []byte(e.Target), 0
 }
 
+// holdXattr names, on a snapshot's top directory, the reason of the
+// snapshot's hold. It is not listed (Listxattr), so that copies of the
+// tree with its attributes (rsync -X, cp -a, tar --xattrs) take the
+// source's only; it shadows an attribute of that name in the source.
+const holdXattr = "user.chainfs.hold"
+
 // Getxattr (NodeGetxattrer).
 func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
 		return 0, errno
+	}
+	if attr == holdXattr && n.root != nil && n.snap.image == "" {
+		return n.holdReason(ctx, dest)
 	}
 	if !n.hasXattrs {
 		return 0, syscall.ENODATA
@@ -307,13 +316,35 @@ func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 	}
 	for _, x := range e.Xattrs {
 		if x.Name == attr {
-			if len(dest) < len(x.Value) {
-				return uint32(len(x.Value)), syscall.ERANGE
-			}
-			return uint32(copy(dest, x.Value)), 0
+			return xattrValue(dest, x.Value)
 		}
 	}
 	return 0, syscall.ENODATA
+}
+
+// xattrValue answers a getxattr with value.
+func xattrValue(dest, value []byte) (uint32, syscall.Errno) {
+	if len(dest) < len(value) {
+		return uint32(len(value)), syscall.ERANGE
+	}
+	return uint32(copy(dest, value)), 0
+}
+
+// holdReason answers holdXattr from the snapshot's record as it is now:
+// ENODATA when it is not held. Only root and the repository's owner, who
+// may place and release holds, are told; a reason may name a case.
+func (n *entryNode) holdReason(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if c, ok := fuse.FromContext(ctx); ok && c.Uid != 0 && c.Uid != n.fs.owner {
+		return 0, syscall.ENODATA
+	}
+	s, err := n.fs.repo.Snapshot(ctx, n.snap.volume, n.snap.name)
+	if err != nil {
+		return 0, n.errno(err, "read hold")
+	}
+	if s.Hold == nil {
+		return 0, syscall.ENODATA
+	}
+	return xattrValue(dest, []byte(s.Hold.Reason))
 }
 
 // Listxattr (NodeListxattrer).

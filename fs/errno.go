@@ -32,6 +32,8 @@ func errno(log *slog.Logger, err error, op string, attrs ...any) syscall.Errno {
 		return syscall.EEXIST
 	case errors.Is(err, store.ErrHasSnapshots):
 		return syscall.ENOTEMPTY
+	case errors.Is(err, store.ErrHeld):
+		return syscall.EPERM
 	case errors.Is(err, syscall.ENOSPC):
 		return syscall.ENOSPC
 	case errors.Is(err, store.ErrCorrupt):

@@ -180,6 +180,7 @@ func TestErrnoMapping(t *testing.T) {
 		{store.ErrInvalid, syscall.EINVAL},
 		{store.ErrExists, syscall.EEXIST},
 		{store.ErrHasSnapshots, syscall.ENOTEMPTY},
+		{&store.HeldError{Volume: "v", Snapshot: "s"}, syscall.EPERM},
 		{fmt.Errorf("write: %w", syscall.ENOSPC), syscall.ENOSPC},
 		{&os.PathError{Op: "open", Path: "x", Err: syscall.EACCES}, syscall.EACCES},
 		{fmt.Errorf("block: %w", store.ErrCorrupt), syscall.EIO},

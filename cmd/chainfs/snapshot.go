@@ -48,6 +48,25 @@ func snapshotCommand() *cli.Command {
 				Action:    request(parseSnapshotDiff),
 			},
 			{
+				Name:      "hold",
+				Usage:     "keep a snapshot from deletion, by hand or by retention, until it is released",
+				ArgsUsage: "VOLUME/SNAPSHOT",
+				Description: "A held snapshot is not deleted: 'snapshot delete' and 'volume rm' are refused with the\n" +
+					"reason, and retention passes it over. Holding it again replaces the reason.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "reason", Usage: "why it is kept: one line, shown by 'snapshot list' and in refusals"},
+					jsonFlag,
+				},
+				Action: request(parseSnapshotHold),
+			},
+			{
+				Name:      "release",
+				Usage:     "remove a snapshot's hold",
+				ArgsUsage: "VOLUME/SNAPSHOT",
+				Flags:     []cli.Flag{jsonFlag},
+				Action:    request(parseSnapshotRelease),
+			},
+			{
 				Name:      "list",
 				Usage:     "list snapshots, of one volume or of all",
 				ArgsUsage: "[VOLUME]",
@@ -185,6 +204,58 @@ func (o *snapshotDelete) run(ctx context.Context, e *env) error {
 	return nil
 }
 
+// snapshotHold places a hold on a snapshot.
+type snapshotHold struct {
+	snapshotRef
+	Reason string `json:"reason"`
+}
+
+// snapshotRelease removes a snapshot's hold.
+type snapshotRelease struct {
+	snapshotRef
+}
+
+func parseSnapshotHold(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return nil, err
+	}
+	ref, err := parseSnapshotRef(c.Args().First())
+	if err == nil && c.String("reason") == "" {
+		err = usagef("--reason: say why the snapshot is kept")
+	}
+	return &snapshotHold{ref, c.String("reason")}, err
+}
+
+func parseSnapshotRelease(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return nil, err
+	}
+	ref, err := parseSnapshotRef(c.Args().First())
+	return &snapshotRelease{ref}, err
+}
+
+func (o *snapshotHold) run(ctx context.Context, e *env) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	s, err := e.repo.HoldSnapshot(ctx, o.Volume, o.Snapshot, o.Reason, e.caller.UID)
+	if err != nil {
+		return err
+	}
+	return e.output(s, func() { fmt.Fprintf(e.stdout, "snapshot %s/%s held: %s\n", s.Volume, s.Name, s.Hold.Reason) })
+}
+
+func (o *snapshotRelease) run(ctx context.Context, e *env) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	s, err := e.repo.ReleaseSnapshot(ctx, o.Volume, o.Snapshot)
+	if err != nil {
+		return err
+	}
+	return e.output(s, func() { fmt.Fprintf(e.stdout, "snapshot %s/%s released\n", s.Volume, s.Name) })
+}
+
 // snapshotDiff says what differs between two snapshots.
 type snapshotDiff struct {
 	From snapshotRef `json:"from"`
@@ -306,10 +377,14 @@ func (o *snapshotList) run(ctx context.Context, e *env) error {
 		}
 	}
 	return e.output(all, func() {
-		t := newTable(e.stdout, "VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "EXCLUSIVE", "DESCRIPTION")
+		t := newTable(e.stdout, "VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "EXCLUSIVE", "HELD", "DESCRIPTION")
 		for _, s := range all {
+			held := ""
+			if s.Hold != nil {
+				held = s.Hold.Reason
+			}
 			t.row(s.Volume, s.Name, fmt.Sprint(s.Seq), formatTime(s.Time), s.Kind(), fmt.Sprint(s.Stats.Files),
-				size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), size(s.Exclusive), dash(s.Description))
+				size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), size(s.Exclusive), dash(held), dash(s.Description))
 		}
 		t.flush()
 	})

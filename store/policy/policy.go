@@ -211,8 +211,8 @@ func Expired(p *Policy, autos []store.Snapshot, now time.Time) []store.Snapshot 
 
 // Prune deletes the automatic snapshots of volume that p's retention
 // lets go at now (Expired), and returns their names. Manual snapshots
-// are never touched, nor held ones: a hold keeps a snapshot beside those
-// retention keeps. A snapshot that cannot be deleted is passed over
+// are never touched, nor held ones: a held snapshot the rule would delete
+// is passed over. A snapshot that cannot be deleted is passed over
 // and named in the error; the rest go.
 func Prune(ctx context.Context, r *store.Repo, p *Policy, volume string, now time.Time) ([]string, error) {
 	if p.Forever {

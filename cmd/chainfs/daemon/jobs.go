@@ -174,7 +174,8 @@ func (r *runner) Snapshot(ctx context.Context, volume, name string) (func(contex
 }
 
 // Delete starts deleting a snapshot (chainfs.Controller). It returns once
-// the snapshot is known to exist and its volume to be free; a snapshot
+// the snapshot is known to exist, not to be held, and its volume to be
+// free; a snapshot
 // that starts in between makes the job fail with ErrBusy, from wait.
 func (r *runner) Delete(ctx context.Context, volume, snapshot string) (func(context.Context) error, error) {
 	return r.start(ctx, "delete", volume, snapshot, volume+"/"+snapshot, func(ctx context.Context, begun func()) (any, error) {
@@ -183,8 +184,12 @@ func (r *runner) Delete(ctx context.Context, volume, snapshot string) (func(cont
 			// before the job begins, so that write() says so.
 			return nil, r.repo.DeleteSnapshot(ctx, volume, snapshot)
 		}
-		if _, err := r.repo.Snapshot(ctx, volume, snapshot); err != nil {
+		s, err := r.repo.Snapshot(ctx, volume, snapshot)
+		if err != nil {
 			return nil, err
+		}
+		if s.Hold != nil {
+			return nil, &store.HeldError{Volume: volume, Snapshot: s.Name, Hold: *s.Hold}
 		}
 		if v, err := r.repo.Volume(ctx, volume); err == nil && v.Running != "" {
 			return nil, fmt.Errorf("volume %s: %s is running: %w", volume, v.Running, store.ErrBusy)
