@@ -293,19 +293,23 @@ func (n *entryNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	return []byte(e.Target), 0
 }
 
-// holdXattr names, on a snapshot's top directory, the reason of the
-// snapshot's hold. It is not listed (Listxattr), so that copies of the
-// tree with its attributes (rsync -X, cp -a, tar --xattrs) take the
-// source's only; it shadows an attribute of that name in the source.
-const holdXattr = "user.chainfs.hold"
+// The mount's own attributes of a snapshot's top directory: the reason of
+// the snapshot's hold, and why retention keeps it or when it deletes it.
+// They are not listed (Listxattr), so that copies of the tree with its
+// attributes (rsync -X, cp -a, tar --xattrs) take the source's only; they
+// shadow attributes of those names in the source.
+const (
+	holdXattr = "user.chainfs.hold"
+	whyXattr  = "user.chainfs.why"
+)
 
 // Getxattr (NodeGetxattrer).
 func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
 		return 0, errno
 	}
-	if attr == holdXattr && n.root != nil && n.snap.image == "" {
-		return n.holdReason(ctx, dest)
+	if (attr == holdXattr || attr == whyXattr) && n.root != nil && n.snap.image == "" {
+		return n.snapshotXattr(ctx, attr, dest)
 	}
 	if !n.hasXattrs {
 		return 0, syscall.ENODATA
@@ -330,12 +334,24 @@ func xattrValue(dest, value []byte) (uint32, syscall.Errno) {
 	return uint32(copy(dest, value)), 0
 }
 
-// holdReason answers holdXattr from the snapshot's record as it is now:
-// ENODATA when it is not held. Only root and the repository's owner, who
-// may place and release holds, are told; a reason may name a case.
-func (n *entryNode) holdReason(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+// snapshotXattr answers the mount's own attributes from the snapshot's
+// record as it is now, so that a hold or a release shows at once: ENODATA
+// when the snapshot is not held, or no retention is known. Only root and
+// the repository's owner, who may place and release holds, are told; a
+// reason may name a case.
+func (n *entryNode) snapshotXattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if c, ok := fuse.FromContext(ctx); ok && c.Uid != 0 && c.Uid != n.fs.owner {
 		return 0, syscall.ENODATA
+	}
+	if attr == whyXattr {
+		if n.fs.retention == nil {
+			return 0, syscall.ENODATA
+		}
+		why, err := n.fs.retention(ctx, n.snap.volume, n.snap.name)
+		if err != nil {
+			return 0, n.errno(err, "explain retention")
+		}
+		return xattrValue(dest, []byte(why))
 	}
 	s, err := n.fs.repo.Snapshot(ctx, n.snap.volume, n.snap.name)
 	if err != nil {

@@ -76,6 +76,9 @@ type Options struct {
 	ReadAhead int
 	// Observer, if set, is told of every read, for metrics.
 	Observer Observer
+	// Retention, if set, says why a snapshot is kept or when retention
+	// deletes it: user.chainfs.why on its top directory.
+	Retention func(ctx context.Context, volume, snapshot string) (string, error)
 }
 
 // Defaults of Options.
@@ -100,12 +103,13 @@ const (
 
 // FS is a mounted repository.
 type FS struct {
-	repo   Repository
-	images Images
-	ctl    Controller
-	log    *slog.Logger
-	owner  uint32
-	trees  *treeCache
+	repo      Repository
+	retention func(ctx context.Context, volume, snapshot string) (string, error)
+	images    Images
+	ctl       Controller
+	log       *slog.Logger
+	owner     uint32
+	trees     *treeCache
 	// readAhead is Options.ReadAhead resolved: 0 means none.
 	readAhead int
 	observer  Observer
@@ -165,7 +169,7 @@ func New(opts Options) *FS {
 	if ahead == 0 {
 		ahead = DefaultReadAhead
 	}
-	f := &FS{repo: opts.Repo, images: opts.Images, ctl: opts.Controller, log: log, owner: opts.OwnerUID,
+	f := &FS{repo: opts.Repo, retention: opts.Retention, images: opts.Images, ctl: opts.Controller, log: log, owner: opts.OwnerUID,
 		trees: newTreeCache(trees), readAhead: max(ahead, 0), observer: opts.Observer,
 		access: imageAccess{known: map[string]imageGrant{}}}
 	f.root = &rootNode{fs: f}

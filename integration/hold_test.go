@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,5 +72,74 @@ func TestHoldKeepsSnapshot(t *testing.T) {
 	e.ok("snapshot", "delete", "v/s")
 	if n := e.snapshotCount("v"); n != 0 {
 		t.Errorf("%d snapshots after deleting the released one", n)
+	}
+}
+
+// TestRetentionExplainsItself: policy run makes automatic snapshots and
+// runs retention as the daemon's schedule does; snapshot list --why,
+// policy prune --dry-run and user.chainfs.why in the mount say why each
+// snapshot is kept or when it goes, held ones included; policy prune
+// deletes what the dry run named and nothing else.
+func TestRetentionExplainsItself(t *testing.T) {
+	e, d := servedToOthers(t)
+	e.ok("policy", "create", "nightly", "--at", "03:00", "--keep", "2")
+	e.fails(2, "volume v does not have policy nightly", "policy", "run", "nightly", "v")
+	e.fails(2, "policy nightly schedules no volume", "policy", "run", "nightly")
+	e.fails(2, "volume v has no policy", "policy", "prune", "v")
+	e.ok("policy", "apply", "nightly", "v")
+	var autos []string
+	for range 3 {
+		out := e.ok("policy", "run", "nightly", "v")
+		m := regexp.MustCompile(`snapshot v/(auto-\d{8}-\d{6}) created`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("policy run: %s", out)
+		}
+		autos = append(autos, m[1])
+		time.Sleep(1100 * time.Millisecond) // a name a second
+	}
+	// The third run's retention deleted the first: keep 2.
+	if n := e.snapshotCount("v"); n != 3 {
+		t.Fatalf("%d snapshots after three runs of keep 2; want s and two automatic", n)
+	}
+	e.ok("snapshot", "hold", "v/"+autos[1], "--reason", "audit")
+
+	list := e.ok("snapshot", "list", "v", "--why")
+	for _, want := range []string{"WHY", "manual: retention never prunes it", "held: audit", "policy nightly keeps the newest 2: this is the 1st"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("snapshot list --why lacks %q:\n%s", want, list)
+		}
+	}
+	// A fourth run: keep 2 lets autos[1] go, but it is held.
+	e.ok("policy", "run", "nightly")
+	if dry := e.ok("policy", "prune", "--dry-run"); !strings.Contains(dry, "nothing to prune") {
+		t.Errorf("dry run with only a held snapshot past the rule: %s", dry)
+	}
+	e.ok("snapshot", "release", "v/"+autos[1])
+	dry := e.ok("policy", "prune", "--dry-run")
+	want := "would delete v/" + autos[1] + ": policy nightly keeps the newest 2: this is the 3rd; pruned at the next retention run"
+	if !strings.Contains(dry, want) {
+		t.Errorf("policy prune --dry-run: %s\nwant %s", dry, want)
+	}
+	if n := e.snapshotCount("v"); n != 4 {
+		t.Errorf("the dry run deleted: %d snapshots", n)
+	}
+
+	buf := make([]byte, 512)
+	n, err := unix.Getxattr(d.snapDir("v", autos[1]), "user.chainfs.why", buf)
+	if err != nil || !strings.Contains(string(buf[:max(n, 0)]), "this is the 3rd; pruned at the next retention run") {
+		t.Errorf("user.chainfs.why: %q, %v", buf[:max(n, 0)], err)
+	}
+	if n, err := unix.Getxattr(d.snapDir("v", "s"), "user.chainfs.why", buf); err != nil || string(buf[:n]) != "manual: retention never prunes it" {
+		t.Errorf("user.chainfs.why of a manual snapshot: %q, %v", buf[:max(n, 0)], err)
+	}
+	if out, err := asUser("getfattr", "-n", "user.chainfs.why", d.snapDir("v", "s")); err == nil || !strings.Contains(out, "No such attribute") {
+		t.Errorf("uid %d reads user.chainfs.why: %v %s", user, err, out)
+	}
+
+	if out := e.ok("policy", "prune", "v"); !strings.Contains(out, "deleted v/"+autos[1]) {
+		t.Errorf("policy prune: %s", out)
+	}
+	if list := e.ok("snapshot", "list", "v"); strings.Contains(list, autos[1]) || !strings.Contains(list, autos[2]) {
+		t.Errorf("after policy prune:\n%s", list)
 	}
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
+	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/policy"
 	"github.com/urfave/cli/v2"
 )
@@ -58,6 +62,33 @@ func policyCommand() *cli.Command {
 				Flags:     []cli.Flag{jsonFlag},
 				Action: request(func(c *cli.Context) (operation, error) {
 					return &policyList{}, wantArgs(c, 0, 0)
+				}),
+			},
+			{
+				Name:      "run",
+				Usage:     "run a policy now, as the daemon does at its times: an automatic snapshot, then retention",
+				ArgsUsage: "NAME [VOLUME]",
+				Description: "Runs on VOLUME, which must have the policy, or on every volume that has it. The\n" +
+					"snapshot is automatic, named auto-YYYYMMDD-HHMMSS (the scheduler's own are\n" +
+					"auto-YYYYMMDD-HHMM), and retention judges it as it judges the scheduler's.",
+				Flags: []cli.Flag{jsonFlag},
+				Action: request(func(c *cli.Context) (operation, error) {
+					return &policyRun{Policy: c.Args().Get(0), Volume: c.Args().Get(1)}, wantArgs(c, 1, 2)
+				}),
+			},
+			{
+				Name:      "prune",
+				Usage:     "run retention now: delete the automatic snapshots the volumes' policies let go",
+				ArgsUsage: "[VOLUME]",
+				Description: "Retention runs after each automatic snapshot; this runs it now, on one volume or on every\n" +
+					"volume with a policy. Manual and held snapshots are never deleted. --dry-run says what\n" +
+					"would go, and why, and deletes nothing.",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "dry-run", Usage: "say what would be deleted, and why; delete nothing"},
+					jsonFlag,
+				},
+				Action: request(func(c *cli.Context) (operation, error) {
+					return &policyPrune{Volume: c.Args().First(), DryRun: c.Bool("dry-run")}, wantArgs(c, 0, 1)
 				}),
 			},
 			{
@@ -203,4 +234,158 @@ func (policyList) run(ctx context.Context, e *env) error {
 		}
 		t.flush()
 	})
+}
+
+// policyPrune runs retention now on one volume, or on every volume with a
+// policy (DryRun: says what it would delete).
+type policyPrune struct {
+	Volume string `json:"volume,omitempty"`
+	DryRun bool   `json:"dry_run,omitempty"`
+}
+
+// pruned is a snapshot retention deletes, or would.
+type pruned struct {
+	Volume   string `json:"volume"`
+	Snapshot string `json:"snapshot"`
+	Why      string `json:"why"`
+	Deleted  bool   `json:"deleted"`
+}
+
+func (o *policyPrune) run(ctx context.Context, e *env) error {
+	vols, err := e.repo.Volumes(ctx)
+	if err != nil {
+		return err
+	}
+	if o.Volume != "" {
+		v, err := e.repo.Volume(ctx, o.Volume)
+		if err != nil {
+			return err
+		}
+		if v.Policy == "" {
+			return usagef("volume %s has no policy: nothing to prune by (chainfs policy apply POLICY %s)", v.Name, v.Name)
+		}
+		vols = []store.Volume{*v}
+	}
+	now := time.Now()
+	out := []pruned{}
+	var errs []error
+	for _, v := range vols {
+		if v.Policy == "" || e.repo.OwnedElsewhere(&v) {
+			continue // another host's volume is pruned there, after its snapshots
+		}
+		p, err := policy.Get(ctx, e.repo, v.Policy)
+		if err != nil {
+			return err
+		}
+		snaps, err := e.repo.Snapshots(ctx, v.Name)
+		if err != nil {
+			return err
+		}
+		goes := map[string]string{}
+		for i, verdict := range policy.Explain(p, snaps, now) {
+			if verdict.Pruned {
+				goes[snaps[i].Name] = verdict.Why
+			}
+		}
+		if o.DryRun {
+			for _, s := range snaps {
+				if why, ok := goes[s.Name]; ok {
+					out = append(out, pruned{v.Name, s.Name, why, false})
+				}
+			}
+			continue
+		}
+		deleted, err := policy.Prune(ctx, e.repo, p, v.Name, now)
+		for _, name := range deleted {
+			out = append(out, pruned{v.Name, name, goes[name], true})
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err = e.output(out, func() {
+		for _, p := range out {
+			verb := "would delete"
+			if p.Deleted {
+				verb = "deleted"
+			}
+			fmt.Fprintf(e.stdout, "%s %s/%s: %s\n", verb, p.Volume, p.Snapshot, p.Why)
+		}
+		if len(out) == 0 {
+			fmt.Fprintln(e.stdout, "nothing to prune")
+		}
+	})
+	return cmp.Or(errors.Join(errs...), err)
+}
+
+// policyRun runs a policy now on one of its volumes, or on all of them.
+type policyRun struct {
+	Policy string `json:"policy"`
+	Volume string `json:"volume,omitempty"`
+}
+
+func (o *policyRun) run(ctx context.Context, e *env) error {
+	p, err := policy.Get(ctx, e.repo, o.Policy)
+	if err != nil {
+		return err
+	}
+	var vols []string
+	if o.Volume != "" {
+		v, err := e.repo.Volume(ctx, o.Volume)
+		if err != nil {
+			return err
+		}
+		if v.Policy != p.Name {
+			return usagef("volume %s does not have policy %s (chainfs policy apply %s %s)", v.Name, p.Name, p.Name, v.Name)
+		}
+		vols = []string{v.Name}
+	} else {
+		all, err := e.repo.Volumes(ctx)
+		if err != nil {
+			return err
+		}
+		for _, v := range all {
+			if v.Policy == p.Name && !e.repo.OwnedElsewhere(&v) {
+				vols = append(vols, v.Name)
+			}
+		}
+		if len(vols) == 0 {
+			return usagef("policy %s schedules no volume of this host (chainfs policy apply %s VOLUME)", p.Name, p.Name)
+		}
+	}
+	var skip []string
+	if e.mount != "" {
+		skip = append(skip, e.mount)
+	}
+	type ran struct {
+		Volume string `json:"volume"`
+		*daemon.PolicyResult
+	}
+	out := []ran{}
+	var errs []error
+	for _, vol := range vols {
+		name := "auto-" + time.Now().Format("20060102-150405")
+		res, err := daemon.RunPolicy(ctx, e.repo, p, vol, name, daemon.PolicyRun{Skip: skip, Logger: e.log, Now: time.Now})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, ran{vol, res})
+	}
+	err = e.output(out, func() {
+		for _, r := range out {
+			for _, w := range r.Warnings {
+				fmt.Fprintln(e.stderr, "warning:", w)
+			}
+			fmt.Fprintf(e.stdout, "snapshot %s/%s created", r.Volume, r.Snapshot.Name)
+			if len(r.Pruned) > 0 {
+				fmt.Fprintf(e.stdout, "; retention deleted %s", strings.Join(r.Pruned, ", "))
+			}
+			fmt.Fprintln(e.stdout)
+			if r.PruneError != "" {
+				fmt.Fprintln(e.stderr, "retention:", r.PruneError)
+			}
+		}
+	})
+	return cmp.Or(errors.Join(errs...), err)
 }

@@ -56,6 +56,8 @@ var operations = map[string]func() operation{
 	"policy.create":    func() operation { return new(policyCreate) },
 	"policy.apply":     func() operation { return new(policyApply) },
 	"policy.list":      func() operation { return new(policyList) },
+	"policy.prune":     func() operation { return new(policyPrune) },
+	"policy.run":       func() operation { return new(policyRun) },
 	"policy.rm":        func() operation { return new(policyRemove) },
 	"check":            func() operation { return new(checkOp) },
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/policy"
 	"github.com/chainfs/chainfs/store/report"
 	"github.com/urfave/cli/v2"
 )
@@ -70,8 +71,11 @@ func snapshotCommand() *cli.Command {
 				Name:      "list",
 				Usage:     "list snapshots, of one volume or of all",
 				ArgsUsage: "[VOLUME]",
-				Flags:     []cli.Flag{jsonFlag},
-				Action:    request(parseSnapshotList),
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "why", Usage: "say why each snapshot is kept, or when retention deletes it"},
+					jsonFlag,
+				},
+				Action: request(parseSnapshotList),
 			},
 		},
 	}
@@ -332,10 +336,12 @@ func formatChange(ch *report.Change) string {
 // Volume is "".
 type snapshotList struct {
 	Volume string `json:"volume,omitempty"`
+	// Why adds what retention makes of each snapshot.
+	Why bool `json:"why,omitempty"`
 }
 
 func parseSnapshotList(c *cli.Context) (operation, error) {
-	return &snapshotList{Volume: c.Args().First()}, wantArgs(c, 0, 1)
+	return &snapshotList{Volume: c.Args().First(), Why: c.Bool("why")}, wantArgs(c, 0, 1)
 }
 
 func (o *snapshotList) run(ctx context.Context, e *env) error {
@@ -362,29 +368,53 @@ func (o *snapshotList) run(ctx context.Context, e *env) error {
 	}
 	type listed struct {
 		store.Snapshot
-		Exclusive uint64 `json:"exclusive_bytes"`
+		Exclusive uint64          `json:"exclusive_bytes"`
+		Retention *policy.Verdict `json:"retention,omitempty"`
 	}
 	all := []listed{}
+	now := time.Now()
 	for _, n := range names {
 		snaps, err := e.repo.Snapshots(ctx, n)
 		if err != nil {
 			return err
 		}
-		for _, s := range snaps {
+		var verdicts []policy.Verdict
+		if o.Why {
+			v, err := e.repo.Volume(ctx, n)
+			if err != nil {
+				return err
+			}
+			if verdicts, err = policy.ExplainVolume(ctx, e.repo, v, snaps, now); err != nil {
+				return err
+			}
+		}
+		for i, s := range snaps {
 			su := usage[snapshotRef{s.Volume, s.Name}]
 			s.Stats.AddedBytes, s.Stats.AddedBlocks = su.Added, su.AddedBlocks
-			all = append(all, listed{s, su.Exclusive})
+			l := listed{Snapshot: s, Exclusive: su.Exclusive}
+			if verdicts != nil {
+				l.Retention = &verdicts[i]
+			}
+			all = append(all, l)
 		}
 	}
 	return e.output(all, func() {
-		t := newTable(e.stdout, "VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "EXCLUSIVE", "HELD", "DESCRIPTION")
+		cols := []string{"VOLUME", "SNAPSHOT", "ID", "TIME", "KIND", "FILES", "SIZE", "ADDED", "EXCLUSIVE", "HELD", "DESCRIPTION"}
+		if o.Why {
+			cols = append(cols, "WHY")
+		}
+		t := newTable(e.stdout, cols...)
 		for _, s := range all {
 			held := ""
 			if s.Hold != nil {
 				held = s.Hold.Reason
 			}
-			t.row(s.Volume, s.Name, fmt.Sprint(s.Seq), formatTime(s.Time), s.Kind(), fmt.Sprint(s.Stats.Files),
-				size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), size(s.Exclusive), dash(held), dash(s.Description))
+			row := []string{s.Volume, s.Name, fmt.Sprint(s.Seq), formatTime(s.Time), s.Kind(), fmt.Sprint(s.Stats.Files),
+				size(s.Stats.LogicalBytes), size(s.Stats.AddedBytes), size(s.Exclusive), dash(held), dash(s.Description)}
+			if s.Retention != nil {
+				row = append(row, s.Retention.Why)
+			}
+			t.row(row...)
 		}
 		t.flush()
 	})

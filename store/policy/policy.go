@@ -244,3 +244,105 @@ func Prune(ctx context.Context, r *store.Repo, p *Policy, volume string, now tim
 	}
 	return deleted, errors.Join(errs...)
 }
+
+// Verdict is why retention keeps a snapshot, or when it lets it go.
+type Verdict struct {
+	Why string `json:"why"`
+	// Pruned says the next retention run deletes it.
+	Pruned bool `json:"pruned,omitempty"`
+	// Until is when an age rule lets it go; zero when none does.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// Explain says, for each of a volume's snapshots (oldest first), what
+// retention makes of it at now: p is the volume's policy, nil for none.
+// It follows Expired and Prune: held and manual snapshots stay, and an
+// automatic one goes when Expired names it.
+func Explain(p *Policy, snaps []store.Snapshot, now time.Time) []Verdict {
+	var autos []store.Snapshot
+	for _, sn := range snaps {
+		if sn.Auto {
+			autos = append(autos, sn)
+		}
+	}
+	expired := map[uint64]bool{}
+	if p != nil && !p.Forever {
+		for _, sn := range Expired(p, autos, now) {
+			expired[sn.Seq] = true
+		}
+	}
+	out := make([]Verdict, len(snaps))
+	newer := len(autos) // automatic snapshots newer than this one, once counted down
+	for i, sn := range snaps {
+		v := &out[i]
+		if sn.Auto {
+			newer--
+		}
+		switch {
+		case sn.Hold != nil:
+			v.Why = "held: " + sn.Hold.Reason
+		case !sn.Auto:
+			v.Why = "manual: retention never prunes it"
+		case p == nil:
+			v.Why = "automatic, but the volume has no policy: nothing prunes it"
+		case p.Forever:
+			v.Why = fmt.Sprintf("policy %s keeps automatic snapshots until deleted", p.Name)
+		case p.Keep > 0:
+			v.Why = fmt.Sprintf("policy %s keeps the newest %d: this is the %s", p.Name, p.Keep, ordinal(newer+1))
+			v.Pruned = expired[sn.Seq]
+		default:
+			_, ok := p.RetentionCutoff(now)
+			switch {
+			case !ok:
+				v.Why = fmt.Sprintf("policy %s's --retain-days %d is out of range: nothing pruned; recreate the policy", p.Name, p.RetainDays)
+			case newer == 0:
+				v.Why = fmt.Sprintf("policy %s keeps the newest automatic snapshot whatever its age", p.Name)
+			default:
+				v.Until = sn.Time.In(now.Location()).AddDate(0, 0, p.RetainDays)
+				v.Why = fmt.Sprintf("policy %s keeps %s: pruned after %s", p.Name, plural(p.RetainDays, "day"), v.Until.Format("2006-01-02 15:04"))
+				v.Pruned = expired[sn.Seq]
+			}
+		}
+		if v.Pruned {
+			v.Why += "; pruned at the next retention run"
+		}
+	}
+	return out
+}
+
+// ordinal is "1st", "2nd", "3rd", "4th", "11th", "21st".
+func ordinal(n int) string {
+	suffix := "th"
+	if n%100 < 11 || n%100 > 13 {
+		switch n % 10 {
+		case 1:
+			suffix = "st"
+		case 2:
+			suffix = "nd"
+		case 3:
+			suffix = "rd"
+		}
+	}
+	return fmt.Sprint(n) + suffix
+}
+
+// plural is "1 day", "30 days".
+func plural(n int, one string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %ss", n, one)
+}
+
+// ExplainVolume is Explain for a volume's snapshots (oldest first) under
+// the policy the volume has now.
+func ExplainVolume(ctx context.Context, r *store.Repo, v *store.Volume, snaps []store.Snapshot, now time.Time) ([]Verdict, error) {
+	var p *Policy
+	if v.Policy != "" {
+		var err error
+		if p, err = Get(ctx, r, v.Policy); err != nil {
+			return nil, err
+		}
+	}
+	return Explain(p, snaps, now), nil
+}

@@ -215,3 +215,57 @@ func FuzzParseClock(f *testing.F) {
 		}
 	})
 }
+
+// TestExplain: every snapshot gets the reason retention keeps it, or when
+// it goes; those it says go are those Expired names, held ones excepted.
+func TestExplain(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	day := func(d int) time.Time { return now.AddDate(0, 0, -d) }
+	snaps := []store.Snapshot{
+		{Seq: 1, Name: "manual", Time: day(50)},
+		{Seq: 2, Name: "a1", Auto: true, Time: day(40)},
+		{Seq: 3, Name: "a2", Auto: true, Time: day(35), Hold: &store.Hold{Reason: "legal"}},
+		{Seq: 4, Name: "a3", Auto: true, Time: day(10)},
+		{Seq: 5, Name: "a4", Auto: true, Time: day(1)},
+	}
+	why := func(p *Policy) []string {
+		var out []string
+		for _, v := range Explain(p, snaps, now) {
+			out = append(out, v.Why)
+		}
+		return out
+	}
+	keep := why(&Policy{Name: "nightly", Keep: 2})
+	want := []string{
+		"manual: retention never prunes it",
+		"policy nightly keeps the newest 2: this is the 4th; pruned at the next retention run",
+		"held: legal",
+		"policy nightly keeps the newest 2: this is the 2nd",
+		"policy nightly keeps the newest 2: this is the 1st",
+	}
+	if !slices.Equal(keep, want) {
+		t.Errorf("keep 2:\n%q\nwant\n%q", keep, want)
+	}
+	days := why(&Policy{Name: "monthly", RetainDays: 30})
+	want = []string{
+		"manual: retention never prunes it",
+		"policy monthly keeps 30 days: pruned after 2026-11-25 12:00; pruned at the next retention run",
+		"held: legal",
+		"policy monthly keeps 30 days: pruned after 2026-12-25 12:00",
+		"policy monthly keeps the newest automatic snapshot whatever its age",
+	}
+	if !slices.Equal(days, want) {
+		t.Errorf("30 days:\n%q\nwant\n%q", days, want)
+	}
+	if got := why(nil)[1]; got != "automatic, but the volume has no policy: nothing prunes it" {
+		t.Errorf("no policy: %q", got)
+	}
+	if got := why(&Policy{Name: "p", Forever: true})[1]; got != "policy p keeps automatic snapshots until deleted" {
+		t.Errorf("forever: %q", got)
+	}
+	for i, o := range map[int]string{1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 11: "11th", 12: "12th", 13: "13th", 21: "21st", 112: "112th"} {
+		if ordinal(i) != o {
+			t.Errorf("ordinal(%d) = %q", i, ordinal(i))
+		}
+	}
+}

@@ -78,7 +78,10 @@ func Run(ctx context.Context, o Options) error {
 		observer = m
 	}
 	fsys := chainfs.New(chainfs.Options{Repo: o.Repo, Images: &imagefile.Library{Repo: o.Repo, Catalog: o.Catalog},
-		Controller: jobs, Logger: log, OwnerUID: owner, TreeCache: o.TreeCache, ReadAhead: o.ReadAhead, Observer: observer})
+		Controller: jobs, Logger: log, OwnerUID: owner, TreeCache: o.TreeCache, ReadAhead: o.ReadAhead, Observer: observer,
+		Retention: func(ctx context.Context, volume, snapshot string) (string, error) {
+			return explainRetention(ctx, o.Repo, volume, snapshot, clock.Now())
+		}})
 	// Every snapshot the daemon makes, however asked for, is logged (and
 	// counted), until the daemon returns.
 	watcher := store.Watcher{

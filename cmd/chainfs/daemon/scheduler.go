@@ -219,41 +219,99 @@ func (s *scheduler) fire(ctx context.Context, volume string, p *policy.Policy, l
 		return
 	}
 	_, err := s.jobs.start(ctx, "auto", volume, name, volume+" "+name, func(ctx context.Context, begun func()) (any, error) {
-		res, err := source.Snapshot(ctx, s.repo, volume, store.SnapshotOptions{Name: name, Auto: true},
-			source.Options{Skip: []string{s.mount}, Logger: s.log, Started: func(string) { begun() }})
-		if errors.Is(err, source.ErrSourceReplaced) {
-			s.log.Error("automatic snapshot refused: the source looks unmounted or wiped; retention not run",
-				"volume", volume, "snapshot", name, "err", err)
-		}
+		run, err := RunPolicy(ctx, s.repo, p, volume, name, PolicyRun{Skip: []string{s.mount}, Logger: s.log,
+			Started: begun, Now: func() time.Time { return s.clock.Now().In(s.loc) }})
 		if err != nil {
-			// Retention runs only after a snapshot is made, so a refused one
-			// never prunes the good snapshots before it.
 			return nil, err
 		}
-		deleted := s.prune(ctx, volume, p)
-		return map[string]any{"snapshot": res.Snapshot.Name, "pruned": deleted}, nil
+		return map[string]any{"snapshot": run.Snapshot.Name, "pruned": run.Pruned}, nil
 	})
 	if err != nil {
 		s.log.Warn("automatic snapshot failed", "volume", volume, "snapshot", name, "err", err)
 	}
 }
 
-// prune runs the policy's retention on the volume: its automatic
-// snapshots past it are deleted (policy.Prune); manual ones are never
-// touched.
-func (s *scheduler) prune(ctx context.Context, volume string, p *policy.Policy) []string {
+// PolicyRun is how RunPolicy runs.
+type PolicyRun struct {
+	// Skip, Logger and Started are source.Options's.
+	Skip    []string
+	Logger  *slog.Logger
+	Started func()
+	// Now is the time retention judges by, in the policy's location.
+	Now func() time.Time
+}
+
+// PolicyResult is what a run of a policy made and deleted.
+type PolicyResult struct {
+	Snapshot *store.Snapshot `json:"snapshot"`
+	Warnings []string        `json:"warnings,omitempty"`
+	Pruned   []string        `json:"pruned"`
+	// PruneError says why retention deleted less than it meant to.
+	PruneError string `json:"prune_error,omitempty"`
+}
+
+// RunPolicy runs a policy on a volume once, as the scheduler does at each
+// of its times: an automatic snapshot named name, then retention
+// (policy.Prune). Retention runs only after a snapshot is made, so that a
+// refused one (a source that looks unmounted or wiped) never prunes the
+// good snapshots before it.
+func RunPolicy(ctx context.Context, repo *store.Repo, p *policy.Policy, volume, name string, o PolicyRun) (*PolicyResult, error) {
+	log := o.Logger
+	res, err := source.Snapshot(ctx, repo, volume, store.SnapshotOptions{Name: name, Auto: true},
+		source.Options{Skip: o.Skip, Logger: log, Started: func(string) {
+			if o.Started != nil {
+				o.Started()
+			}
+		}})
+	if errors.Is(err, source.ErrSourceReplaced) {
+		log.Error("automatic snapshot refused: the source looks unmounted or wiped; retention not run",
+			"volume", volume, "snapshot", name, "err", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &PolicyResult{Snapshot: res.Snapshot, Pruned: []string{}}
+	for _, w := range res.Warnings {
+		out.Warnings = append(out.Warnings, w.String())
+	}
+	now := o.Now()
 	if p.Keep == 0 && p.RetainDays != 0 && !p.Forever {
-		if _, ok := p.RetentionCutoff(s.clock.Now()); !ok {
-			s.log.Warn("retention: the policy's --retain-days is out of range (from an older version); nothing pruned: recreate the policy",
+		if _, ok := p.RetentionCutoff(now); !ok {
+			log.Warn("retention: the policy's --retain-days is out of range (from an older version); nothing pruned: recreate the policy",
 				"policy", p.Name, "volume", volume, "retain_days", p.RetainDays, "min", policy.MinRetainDays, "max", policy.MaxRetainDays)
 		}
 	}
-	deleted, err := policy.Prune(ctx, s.repo, p, volume, s.clock.Now().In(s.loc))
+	deleted, err := policy.Prune(ctx, repo, p, volume, now)
 	for _, name := range deleted {
-		s.log.Info("retention: deleted", "volume", volume, "snapshot", name)
+		log.Info("retention: deleted", "volume", volume, "snapshot", name)
 	}
+	out.Pruned = append(out.Pruned, deleted...)
 	if err != nil {
-		s.log.Warn("retention", "volume", volume, "err", err)
+		log.Warn("retention", "volume", volume, "err", err)
+		out.PruneError = err.Error()
 	}
-	return deleted
+	return out, nil
+}
+
+// explainRetention says why retention keeps a snapshot of a volume, or
+// when it deletes it (policy.Explain).
+func explainRetention(ctx context.Context, repo *store.Repo, volume, snapshot string, now time.Time) (string, error) {
+	v, err := repo.Volume(ctx, volume)
+	if err != nil {
+		return "", err
+	}
+	snaps, err := repo.Snapshots(ctx, volume)
+	if err != nil {
+		return "", err
+	}
+	verdicts, err := policy.ExplainVolume(ctx, repo, v, snaps, now)
+	if err != nil {
+		return "", err
+	}
+	for i, s := range snaps {
+		if s.Name == snapshot {
+			return verdicts[i].Why, nil
+		}
+	}
+	return "", fmt.Errorf("snapshot %s/%s: %w", volume, snapshot, store.ErrNotFound)
 }

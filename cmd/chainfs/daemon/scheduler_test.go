@@ -240,8 +240,8 @@ func TestRetentionStoredOutOfRange(t *testing.T) {
 		e.tick(day(loc, d, 3, 0))
 	}
 	for _, days := range []int{106752, policy.MaxRetainDays + 1, 1 << 40, -5} {
-		if deleted := e.s.prune(e.ctx, "v", &policy.Policy{Name: "p", RetainDays: days}); len(deleted) != 0 {
-			t.Errorf("stored --retain-days %d pruned %v", days, deleted)
+		if deleted, err := policy.Prune(e.ctx, e.s.repo, &policy.Policy{Name: "p", RetainDays: days}, "v", day(loc, 3, 4, 0)); err != nil || len(deleted) != 0 {
+			t.Errorf("stored --retain-days %d pruned %v, %v", days, deleted, err)
 		}
 	}
 	if got := e.autos(); len(got) != 3 {
