@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -196,13 +197,24 @@ func describePolicy(p *policy.Policy) string {
 	if _, ok := p.RetentionCutoff(time.Now()); !ok {
 		return s + fmt.Sprintf("; keep %d days: out of range, nothing is pruned (recreate the policy)", p.RetainDays)
 	}
-	return s + fmt.Sprintf("; keep %d days", p.RetainDays)
+	return s + "; keep " + count(uint64(p.RetainDays), "day")
 }
 
 // policyInfo is a policy with the volumes it schedules, as listed.
 type policyInfo struct {
 	policy.Policy
 	Volumes []string `json:"volumes"`
+	// Runs are the last and next run on each volume.
+	Runs []policyRuns `json:"runs"`
+}
+
+// policyRuns is a policy's last run on a volume (its newest automatic
+// snapshot) and its next.
+type policyRuns struct {
+	Volume   string    `json:"volume"`
+	Last     string    `json:"last,omitempty"`
+	LastTime time.Time `json:"last_time,omitzero"`
+	Next     time.Time `json:"next,omitzero"`
 }
 
 // policyList lists policies and the volumes they schedule.
@@ -217,20 +229,49 @@ func (policyList) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	infos := []policyInfo{}
 	for _, p := range policies {
-		info := policyInfo{Policy: p, Volumes: []string{}}
+		info := policyInfo{Policy: p, Volumes: []string{}, Runs: []policyRuns{}}
 		for _, v := range vols {
-			if v.Policy == p.Name {
-				info.Volumes = append(info.Volumes, v.Name)
+			if v.Policy != p.Name {
+				continue
 			}
+			info.Volumes = append(info.Volumes, v.Name)
+			runs := policyRuns{Volume: v.Name}
+			snaps, err := e.repo.Snapshots(ctx, v.Name)
+			if err != nil {
+				return err
+			}
+			for _, s := range slices.Backward(snaps) {
+				if s.Auto {
+					runs.Last, runs.LastTime = s.Name, s.Time
+					break
+				}
+			}
+			if !e.repo.OwnedElsewhere(&v) {
+				runs.Next, _ = daemon.NextRun(&p, now, time.Local)
+			}
+			info.Runs = append(info.Runs, runs)
 		}
 		infos = append(infos, info)
 	}
 	return e.output(infos, func() {
-		t := newTable(e.stdout, "NAME", "SCHEDULE", "VOLUMES")
+		t := newTable(e.stdout, "NAME", "SCHEDULE", "VOLUME", "LAST RUN", "NEXT RUN")
 		for _, p := range infos {
-			t.row(p.Name, describePolicy(&p.Policy), dash(strings.Join(p.Volumes, ",")))
+			if len(p.Runs) == 0 {
+				t.row(p.Name, describePolicy(&p.Policy), "-", "-", "-")
+			}
+			for _, r := range p.Runs {
+				last, next := "-", "-"
+				if r.Last != "" {
+					last = r.Last
+				}
+				if !r.Next.IsZero() {
+					next = formatTime(r.Next)
+				}
+				t.row(p.Name, describePolicy(&p.Policy), r.Volume, last, next)
+			}
 		}
 		t.flush()
 	})

@@ -200,13 +200,13 @@ func (volumeList) run(ctx context.Context, e *env) error {
 		infos = append(infos, vi)
 	}
 	return e.output(infos, func() {
-		t := newTable(e.stdout, "NAME", "KIND", "SOURCE", "BLOCK SIZE", "SNAPSHOTS", "LATEST", "EXCLUDES")
+		t := newTable(e.stdout, "NAME", "KIND", "SOURCE", "BLOCK SIZE", "SNAPSHOTS", "LATEST", "POLICY", "EXCLUDES")
 		for _, v := range infos {
 			source := v.Source
 			if v.Host != "" { // in a bucket: the host the source is on
 				source = v.Host + ":" + source
 			}
-			t.row(v.Name, string(v.Kind), source, size(uint64(v.BlockSize)), fmt.Sprint(v.Snapshots), dash(v.Latest), dash(strings.Join(v.Excludes, ",")))
+			t.row(v.Name, string(v.Kind), source, size(uint64(v.BlockSize)), fmt.Sprint(v.Snapshots), dash(v.Latest), dash(v.Policy), dash(strings.Join(v.Excludes, ",")))
 		}
 		t.flush()
 	})

@@ -73,11 +73,16 @@ func (p *Policy) Validate() error {
 	slices.Sort(at)
 	p.At = at
 	for i, d := range p.Weekdays {
-		d = strings.ToLower(d)
-		if _, ok := weekdayNames[d]; !ok {
-			return fmt.Errorf("weekday %q: want mon, tue, wed, thu, fri, sat or sun: %w", d, store.ErrInvalid)
+		short := strings.ToLower(strings.TrimSpace(d))
+		for _, w := range weekdayNames {
+			if short == strings.ToLower(w.String()) {
+				short = short[:3] // "Monday" is "mon"
+			}
 		}
-		p.Weekdays[i] = d
+		if _, ok := weekdayNames[short]; !ok {
+			return fmt.Errorf("weekday %q: want mon, tue, wed, thu, fri, sat or sun (or the full name): %w", d, store.ErrInvalid)
+		}
+		p.Weekdays[i] = short
 	}
 	if p.RetainDays != 0 && (p.RetainDays < MinRetainDays || p.RetainDays > MaxRetainDays) {
 		return fmt.Errorf("policy %s: --retain-days %d: give %d to %d days, or --forever to keep automatic snapshots until deleted: %w",
@@ -89,7 +94,10 @@ func (p *Policy) Validate() error {
 			n++
 		}
 	}
-	if n != 1 || p.Keep < 0 {
+	if p.Keep < 0 {
+		return fmt.Errorf("policy %s: --keep %d: give a positive number of snapshots to keep: %w", p.Name, p.Keep, store.ErrInvalid)
+	}
+	if n != 1 {
 		return fmt.Errorf("policy %s: give exactly one of --retain-days N, --keep N or --forever: %w", p.Name, store.ErrInvalid)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 func TestPolicies(t *testing.T) {
 	r := storetest.Repo(t, store.Volume{Name: "a", Source: "/nowhere"}, store.Volume{Name: "b", Source: "/nowhere"})
 	ctx := context.Background()
-	p, err := Create(ctx, r, Policy{Name: "nightly", At: []string{"23:00", "01:30", "23:00"}, Weekdays: []string{"MON", "fri"}, Keep: 7})
+	p, err := Create(ctx, r, Policy{Name: "nightly", At: []string{"23:00", "01:30", "23:00"}, Weekdays: []string{"MON", "Friday"}, Keep: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +104,7 @@ func TestValidate(t *testing.T) {
 		{Name: "p", At: []string{"24:00"}, Forever: true},
 		{Name: "p", At: []string{"1:00"}, Forever: true},
 		{Name: "p", At: []string{"01:00"}, Weekdays: []string{"someday"}, Forever: true},
+		{Name: "p", At: []string{"01:00"}, Weekdays: []string{"mond"}, Forever: true},
 		{Name: "p", At: []string{"01:00"}},
 		{Name: "p", At: []string{"01:00"}, Keep: 3, Forever: true},
 		{Name: "p", At: []string{"01:00"}, RetainDays: MaxRetainDays + 1},
@@ -111,6 +113,10 @@ func TestValidate(t *testing.T) {
 		if err := p.Validate(); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("%+v: %v", p, err)
 		}
+	}
+	p := Policy{Name: "p", At: []string{"01:00"}, Keep: -3}
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "--keep -3: give a positive number") {
+		t.Errorf("--keep -3: %v", err)
 	}
 }
 

@@ -113,7 +113,7 @@ func (s *scheduler) nextRuns(ctx context.Context) map[[2]string]time.Time {
 			continue
 		}
 		if p, err := policy.Get(ctx, s.repo, v.Policy); err == nil {
-			if at, ok := nextRun(p, s.clock.Now(), s.loc); ok {
+			if at, ok := NextRun(p, s.clock.Now(), s.loc); ok {
 				out[[2]string{v.Name, v.Policy}] = at
 			}
 		}
@@ -158,8 +158,8 @@ func newestOccurrence(p *policy.Policy, from, to time.Time, loc *time.Location) 
 	return "", false
 }
 
-// nextRun is the first run of p after now.
-func nextRun(p *policy.Policy, now time.Time, loc *time.Location) (time.Time, bool) {
+// NextRun is the first run of p after now, its times read in loc.
+func NextRun(p *policy.Policy, now time.Time, loc *time.Location) (time.Time, bool) {
 	for i := 0; i < 8; i++ {
 		for _, r := range runsOnDate(p, now.In(loc).AddDate(0, 0, i), loc) {
 			if r.at.After(now) {

@@ -303,9 +303,9 @@ func TestNextRun(t *testing.T) {
 		// Sunday evening: next Saturday.
 		{time.Date(2027, 3, 14, 18, 0, 0, 0, ny), time.Date(2027, 3, 20, 2, 30, 0, 0, ny)},
 	} {
-		got, ok := nextRun(p, c.now, ny)
+		got, ok := NextRun(p, c.now, ny)
 		if !ok || !got.Equal(c.want) {
-			t.Errorf("nextRun(%v) = %v, %v; want %v", c.now, got, ok, c.want)
+			t.Errorf("NextRun(%v) = %v, %v; want %v", c.now, got, ok, c.want)
 		}
 	}
 }
