@@ -118,7 +118,8 @@ func TestChainMap(t *testing.T) {
 
 // TestSnapshotDiffMatchesRestoredTrees: on a real tree, the diff lists
 // exactly the paths whose state differs between the two snapshots as
-// restored and read independently.
+// restored and read independently, but for directories whose mtime moved
+// because entries came or went.
 func TestSnapshotDiffMatchesRestoredTrees(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
@@ -146,6 +147,19 @@ func TestSnapshotDiffMatchesRestoredTrees(t *testing.T) {
 	for p := range sb {
 		if _, ok := sa[p]; !ok {
 			want[p] = "added"
+		}
+	}
+	// A directory whose entries were added, removed or renamed is not
+	// listed for the mtime that moved: its entries' lines say it.
+	for p, k := range want {
+		if k != "added" && k != "removed" {
+			continue
+		}
+		dir := filepath.Dir(p)
+		a, b := sa[dir], sb[dir]
+		a.atime, b.atime, a.mtime = unix.Timespec{}, unix.Timespec{}, b.mtime
+		if want[dir] == "changed" && fmt.Sprint(a) == fmt.Sprint(b) {
+			delete(want, dir)
 		}
 	}
 	var changes []struct {

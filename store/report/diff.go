@@ -32,7 +32,7 @@ type differ struct {
 // follows the size of the difference.
 func Diff(ctx context.Context, rd store.Reader, a, b *store.Snapshot, fn func(Change) error) error {
 	d := differ{rd: rd, fn: fn}
-	if metaChanged(&a.RootDir, &b.RootDir) {
+	if metaChanged(&a.RootDir, &b.RootDir) && !onlyEntriesChanged(&a.RootDir, &b.RootDir) {
 		if err := fn(Change{Path: "/", Kind: "changed", Type: store.TypeDir, Meta: true}); err != nil {
 			return err
 		}
@@ -112,7 +112,7 @@ func (d *differ) entry(ctx context.Context, dir string, o, n *store.Entry) error
 		}
 		return d.all(ctx, dir, n, "added")
 	}
-	c := Change{Path: path, Kind: "changed", Type: n.Type, Meta: metaChanged(o, n)}
+	c := Change{Path: path, Kind: "changed", Type: n.Type, Meta: metaChanged(o, n) && !onlyEntriesChanged(o, n)}
 	switch n.Type {
 	case store.TypeRegular:
 		if !o.SameContent(n) {
@@ -137,6 +137,19 @@ func (d *differ) entry(ctx context.Context, dir string, o, n *store.Entry) error
 		return d.dir(ctx, path, o.Subtree, n.Subtree)
 	}
 	return nil
+}
+
+// onlyEntriesChanged reports whether two versions of a directory differ in
+// their entries and, of what metaChanged compares, in their mtime alone:
+// adding, removing or renaming an entry moves a directory's mtime, so the
+// entries' own lines say it all.
+func onlyEntriesChanged(o, n *store.Entry) bool {
+	if o.Type != store.TypeDir || o.Subtree == n.Subtree {
+		return false
+	}
+	same := *o
+	same.Mtime = n.Mtime
+	return !metaChanged(&same, n)
 }
 
 // metaChanged compares what a user changes with chmod, chown, touch and

@@ -206,3 +206,24 @@ func TestFiguresAgreeAfterDeletions(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryMtimeFromEntries: a directory whose entries changed is not
+// listed for the mtime that change moved, only for what else changed.
+func TestDirectoryMtimeFromEntries(t *testing.T) {
+	dir := func(tree byte, mtime int64, mode uint32) *store.Entry {
+		return &store.Entry{Type: store.TypeDir, Subtree: store.Sum([]byte{tree}), Mtime: store.Timespec{Sec: mtime}, Mode: mode}
+	}
+	for _, c := range []struct {
+		o, n *store.Entry
+		want bool
+	}{
+		{dir('a', 1, 0o755), dir('b', 2, 0o755), false}, // an entry added: its own line says it
+		{dir('a', 1, 0o755), dir('b', 2, 0o700), true},  // and chmod
+		{dir('a', 1, 0o755), dir('a', 2, 0o755), true},  // touch alone
+		{dir('a', 1, 0o755), dir('b', 1, 0o755), false}, // nothing of its own
+	} {
+		if got := metaChanged(c.o, c.n) && !onlyEntriesChanged(c.o, c.n); got != c.want {
+			t.Errorf("%+v → %+v: listed %v, want %v", c.o, c.n, got, c.want)
+		}
+	}
+}
