@@ -375,18 +375,27 @@ func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 	if errno != 0 {
 		return 0, errno
 	}
+	// The names of the mount's own attributes are the mount's on a
+	// snapshot's top directory: the source's of those names are neither
+	// read nor listed there.
+	ours := n.root != nil && n.snap.image == ""
+	listed := func(x *store.Xattr) bool { return !ours || x.Name != holdXattr && x.Name != whyXattr }
 	size := 0
-	for _, x := range e.Xattrs {
-		size += len(x.Name) + 1
+	for i := range e.Xattrs {
+		if listed(&e.Xattrs[i]) {
+			size += len(e.Xattrs[i].Name) + 1
+		}
 	}
 	if len(dest) < size {
 		return uint32(size), syscall.ERANGE
 	}
 	off := 0
-	for _, x := range e.Xattrs {
-		off += copy(dest[off:], x.Name)
-		dest[off] = 0
-		off++
+	for i := range e.Xattrs {
+		if listed(&e.Xattrs[i]) {
+			off += copy(dest[off:], e.Xattrs[i].Name)
+			dest[off] = 0
+			off++
+		}
 	}
 	return uint32(size), 0
 }

@@ -43,6 +43,22 @@ func (r *Repo) DropSnapshot(ctx context.Context, volume, name string, opts Delet
 	if err != nil {
 		return err
 	}
+	// A deletion this process marked and did not finish (its caller went
+	// away) is finished first: a new mark would leave it half done. If it
+	// was this snapshot's, it is the deletion asked for.
+	if v, err := r.Volume(ctx, volume); err != nil {
+		return err
+	} else if v.Deleting != 0 && v.Writer == r.info.Replica {
+		r.log.Info("finishing interrupted deletion", "volume", volume, "seq", v.Deleting)
+		if err := r.finishDelete(ctx, volume); err != nil {
+			return fmt.Errorf("volume %s: finish an interrupted deletion: %w", volume, err)
+		}
+		if v.Deleting == snap.Seq {
+			release()
+			r.changed(volume, name)
+			return nil
+		}
+	}
 	err = r.commit(ctx, func(m metaTxn) error {
 		// Read in the transaction that marks the volume: a hold placed
 		// meanwhile makes this one conflict and look again.

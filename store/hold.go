@@ -56,9 +56,9 @@ func validHoldReason(reason string) error {
 	return nil
 }
 
-// HoldSnapshot places a hold on a snapshot (or replaces the reason of the
-// one it has) and returns the snapshot as it is now. A snapshot being
-// deleted cannot be held.
+// HoldSnapshot places a hold on a snapshot (or replaces the one it has:
+// reason, time and uid) and returns the snapshot as it is now. A snapshot
+// being deleted cannot be held (ErrBusy).
 func (r *Repo) HoldSnapshot(ctx context.Context, volume, name, reason string, uid uint32) (*Snapshot, error) {
 	if err := validHoldReason(reason); err != nil {
 		return nil, err
@@ -67,7 +67,7 @@ func (r *Repo) HoldSnapshot(ctx context.Context, volume, name, reason string, ui
 }
 
 // ReleaseSnapshot removes a snapshot's hold and returns the snapshot as it
-// is now. Releasing a snapshot that is not held is an ErrInvalid.
+// is now. Releasing a snapshot that is not held is an error.
 func (r *Repo) ReleaseSnapshot(ctx context.Context, volume, name string) (*Snapshot, error) {
 	return r.setHold(ctx, volume, name, nil)
 }
@@ -93,7 +93,7 @@ func (r *Repo) setHold(ctx context.Context, volume, name string, hold *Hold) (*S
 			return fmt.Errorf("snapshot %s/%s is being deleted: %w", volume, s.Name, ErrBusy)
 		}
 		if hold == nil && s.Hold == nil {
-			return fmt.Errorf("snapshot %s/%s is not held: %w", volume, s.Name, ErrInvalid)
+			return fmt.Errorf("snapshot %s/%s is not held", volume, s.Name)
 		}
 		s.Hold = hold
 		snap = s

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -255,6 +257,9 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 			log.Warn("cannot record the source's file system", "volume", vol.Name, "err", err)
 		}
 	}
+	// Directories are walked at once: the warnings come in path order,
+	// not in the order the walk met them.
+	slices.SortStableFunc(wk.warnings, func(a, b Warning) int { return strings.Compare(a.Path, b.Path) })
 	return &Result{Snapshot: snap, Warnings: wk.warnings}, nil
 }
 
