@@ -287,6 +287,19 @@ func mountTable() []MountEntry {
 	return out
 }
 
+// MountAt returns the mount whose mount point is dir (an absolute path
+// without symlinks), if any; the last one mounted there.
+func MountAt(dir string) (MountEntry, bool) {
+	var found MountEntry
+	ok := false
+	for _, m := range mountTable() {
+		if m.Dir == dir {
+			found, ok = m, true
+		}
+	}
+	return found, ok
+}
+
 // Mounts lists the chainfs mounts of this machine; Source is the
 // repository each serves.
 func Mounts() []MountEntry {

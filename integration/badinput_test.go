@@ -347,3 +347,24 @@ func TestDeleteLatestRefused(t *testing.T) {
 		t.Errorf("latest after deleting s2: %q %v", target, err)
 	}
 }
+
+// TestUmountOnlyChainfs: chainfs umount of what is not a chainfs mount
+// says so in one line and unmounts nothing.
+func TestUmountOnlyChainfs(t *testing.T) {
+	e := newEnv(t)
+	plain := filepath.Join(e.dir, "plain")
+	os.Mkdir(plain, 0o755)
+	for _, c := range []struct{ dir, want string }{
+		{plain, plain + " is not a mount point"},
+		{filepath.Join(e.dir, "nowhere"), filepath.Join(e.dir, "nowhere") + " does not exist"},
+		{"/proc", "/proc is not a chainfs mount (it is proc): use umount(8)"},
+	} {
+		r := e.fails(1, c.want, "umount", c.dir)
+		if lines := strings.Count(strings.TrimSpace(r.stderr), "\n"); lines != 0 {
+			t.Errorf("umount %s: %d lines:\n%s", c.dir, lines+1, r.stderr)
+		}
+	}
+	if !mounted("/proc") {
+		t.Error("/proc is no longer mounted")
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -113,6 +114,19 @@ func umountCommand() *cli.Command {
 			dir, err := filepath.Abs(c.Args().First())
 			if err != nil {
 				return err
+			}
+			if real, err := filepath.EvalSymlinks(dir); err == nil {
+				dir = real
+			}
+			// Only chainfs's own: umount(8) is for anything else.
+			if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("%s does not exist", dir)
+			}
+			switch m, ok := chainfs.MountAt(dir); {
+			case !ok:
+				return fmt.Errorf("%s is not a mount point", dir)
+			case m.Type != "fuse.chainfs":
+				return fmt.Errorf("%s is not a chainfs mount (it is %s): use umount(8)", dir, m.Type)
 			}
 			return chainfs.Unmount(dir, false)
 		},
