@@ -64,8 +64,16 @@ func TestAllowOtherIsolation(t *testing.T) {
 	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", chainfsBin, "snapshot", "list")
 	cmd.Env = append(os.Environ(), "CHAINFS_REPO="+e.repo)
 	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "refuses uid 65534") {
+	if err == nil || !strings.Contains(string(out), "refuses uid 65534: only root may use it (run the command as root)") {
 		t.Errorf("nobody through the socket: %q %v", out, err)
+	}
+	// With the socket closed to it by the file system, it is told the same.
+	os.Chmod(filepath.Join(e.repo, "daemon.sock"), 0o600)
+	cmd = exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", chainfsBin, "snapshot", "list")
+	cmd.Env = append(os.Environ(), "CHAINFS_REPO="+e.repo)
+	out, err = cmd.CombinedOutput()
+	if want := "the daemon serving " + e.repo + " refuses uid 65534: only root may use it (run the command as root)"; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("nobody at a closed socket: %q %v; want %q", out, err, want)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -144,7 +145,7 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runne
 	}
 	uid, err := peerUID(conn)
 	if err != nil || (uid != 0 && uid != uint32(os.Geteuid())) {
-		fmt.Fprintf(stderr, "chainfs: the daemon serving this repository refuses uid %d: only root and its owner may use it\n", uid)
+		fmt.Fprintf(stderr, "chainfs: the daemon serving this repository refuses uid %d: %s\n", uid, whoMay(uint32(os.Geteuid())))
 		exit(1)
 		return
 	}
@@ -247,6 +248,28 @@ func peerUID(conn *net.UnixConn) (uint32, error) {
 	return cred.Uid, nil
 }
 
+// refusedByFiles says who may use a repository whose socket the file
+// system kept the caller from.
+func refusedByFiles(repoDir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(repoDir, &st); err != nil {
+		return fmt.Errorf("the daemon serving %s: its socket is not for uid %d: %w", repoDir, os.Geteuid(), err)
+	}
+	return fmt.Errorf("the daemon serving %s refuses uid %d: %s", repoDir, os.Geteuid(), whoMay(st.Uid))
+}
+
+// whoMay says who may use a repository owned by uid: root and its owner.
+func whoMay(uid uint32) string {
+	if uid == 0 {
+		return "only root may use it (run the command as root)"
+	}
+	owner := fmt.Sprintf("uid %d", uid)
+	if u, err := user.LookupId(fmt.Sprint(uid)); err == nil {
+		owner = fmt.Sprintf("%s (uid %d)", u.Username, uid)
+	}
+	return "only root and its owner, " + owner + ", may use it (run the command as one of them)"
+}
+
 // Streams are a sent request's standard streams: In and Out go to the
 // daemon as descriptors, for commands that read or write data there
 // ("image import NAME -"); what the operation prints comes back to Stdout
@@ -265,6 +288,9 @@ func Send(ctx context.Context, repoDir string, req Request, s Streams) (code int
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR) {
 			return 0, false, nil
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return 0, false, refusedByFiles(repoDir)
 		}
 		return 0, false, fmt.Errorf("daemon socket: %w", err)
 	}
