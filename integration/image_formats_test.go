@@ -411,3 +411,25 @@ func TestExportTargets(t *testing.T) {
 		t.Errorf("partial files left: %v", entries)
 	}
 }
+
+// TestShareSaysWhenOthersCannotSee: sharing or publishing an image says so
+// when other users cannot see it yet: no daemon serves the repository, or
+// its daemon serves it without --allow-other; not when they can.
+func TestShareSaysWhenOthersCannotSee(t *testing.T) {
+	e, _ := goldenImage(t)
+	e.ok("image", "create", "img", "--from", "v/s1")
+	r := e.run("image", "share", "img", "--with", "nobody")
+	if r.code != 0 || !strings.Contains(r.stderr, "no daemon serves this repository: other users see the image under images/ once one serves it with --allow-other") {
+		t.Errorf("share with no daemon: exit %d\n%s", r.code, r.stderr)
+	}
+	d := e.serve(filepath.Join(e.dir, "mnt"))
+	r = e.run("image", "publish", "img")
+	if want := "note: the daemon serves " + d.mount + " without --allow-other"; r.code != 0 || !strings.Contains(r.stderr, want) {
+		t.Errorf("publish through a daemon without --allow-other: exit %d\n%s\nwant %q", r.code, r.stderr, want)
+	}
+	d.stop()
+	e.serve(filepath.Join(e.dir, "mnt"), "--allow-other")
+	if r = e.run("image", "unpublish", "img"); r.code != 0 || strings.Contains(r.stderr, "note:") {
+		t.Errorf("unpublish through a daemon with --allow-other: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -433,6 +433,15 @@ func reportVisibility(e *env, img *images.Image) error {
 		who = userName(img.Owner) + " only"
 	}
 	fmt.Fprintf(e.stdout, "image %s is %s: seen by %s\n", img.Name, img.Type, who)
+	if img.Type != images.Custom {
+		// The kernel keeps other users out of a mount without it.
+		switch {
+		case e.mount != "" && !e.allowOther:
+			fmt.Fprintf(e.stderr, "note: the daemon serves %s without --allow-other: other users see nothing there until it is served with it\n", e.mount)
+		case e.mount == "":
+			fmt.Fprintln(e.stderr, "note: no daemon serves this repository: other users see the image under images/ once one serves it with --allow-other")
+		}
+	}
 	return nil
 }
 

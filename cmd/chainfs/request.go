@@ -113,8 +113,10 @@ type env struct {
 	// catalog serves public images; nil when there is none.
 	catalog *imagefile.Catalog
 	// mount is the daemon's mount point, which snapshots and restores
-	// leave out; "" when no daemon runs the operation.
-	mount string
+	// leave out; "" when no daemon runs the operation. allowOther says the
+	// daemon lets other users into it.
+	mount      string
+	allowOther bool
 	// cache is where this process keeps its replicas of repositories in
 	// buckets (--cache): the CLI's or the daemon's own, never a caller's.
 	cache string
@@ -226,10 +228,11 @@ func newRequest(o operation) (daemon.Request, error) {
 
 // served is what the daemon lends the operations it runs.
 type served struct {
-	repo    *store.Repo
-	mount   string
-	catalog *imagefile.Catalog
-	cache   string
+	repo       *store.Repo
+	mount      string
+	allowOther bool
+	catalog    *imagefile.Catalog
+	cache      string
 	// repoName is the daemon's --repo (env.repoName).
 	repoName string
 }
@@ -244,7 +247,7 @@ func (s *served) serve(ctx context.Context, req daemon.Request, stdout, stderr i
 		return reportError(err, stderr)
 	}
 	e := &env{repo: s.repo, caller: caller, stdout: stdout, stderr: stderr, json: req.JSON, log: log,
-		catalog: s.catalog, mount: s.mount, cache: s.cache, repoName: s.repoName}
+		catalog: s.catalog, mount: s.mount, allowOther: s.allowOther, cache: s.cache, repoName: s.repoName}
 	if e.catalog == nil && req.Catalog != "" {
 		e.catalog = imagefile.OpenCatalog(req.Catalog, log)
 	}

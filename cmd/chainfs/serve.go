@@ -75,7 +75,7 @@ func serveCommand(ss *session) *cli.Command {
 				return daemon.Run(c.Context, daemon.Options{
 					Repo: r, Catalog: catalog, Mount: mnt, AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug-fuse"), Logger: log,
 					TreeCache: c.Int("tree-cache"), ReadAhead: readAhead, Metrics: c.String("metrics"), Version: versionString(),
-					Serve: (&served{repo: r, mount: mnt, catalog: catalog, cache: cacheDir(c), repoName: repoName(c)}).serve,
+					Serve: (&served{repo: r, mount: mnt, allowOther: c.Bool("allow-other"), catalog: catalog, cache: cacheDir(c), repoName: repoName(c)}).serve,
 					Ready: func(metricsAddr string) {
 						hint := ""
 						if c.App.Writer == os.Stdout && term.IsTerminal(int(os.Stdout.Fd())) {
