@@ -324,6 +324,15 @@ func TestImageCopyAndRegions(t *testing.T) {
 	if res.Stats.Blocks != 0 || res.Stats.LinkedBlocks == 0 {
 		t.Errorf("second copy sent blocks again: %+v", res)
 	}
+	// The same copy again: already there, nothing sent, status 0.
+	if out := a.ok("image", "copy", "golden", "--to-repo", b.repo); !strings.Contains(out, "image golden is already in "+b.repo+" (region us-west) as golden, the same: nothing sent") {
+		t.Errorf("copy again: %s", out)
+	}
+	// Another image under a taken name: refused, with --as.
+	a.ok("snapshot", "create", "v", "--name", "other")
+	a.ok("image", "create", "other", "--from", "v/other")
+	a.fails(1, "an image golden is already in "+b.repo+" and differs from other: copy under another name with --as NEWNAME",
+		"image", "copy", "other", "--to-repo", b.repo, "--as", "golden")
 	show := b.ok("image", "show", "again")
 	if !strings.Contains(show, "region:      us-west (first made in local)") || !strings.Contains(show, "copy "+a.repo) {
 		t.Errorf("copied image:\n%s", show)
@@ -341,6 +350,11 @@ func TestImageCopyAndRegions(t *testing.T) {
 	// Into a repository its daemon holds: the copy goes through it.
 	b.serve(filepath.Join(b.dir, "mnt"))
 	a.ok("image", "copy", "golden", "--to-repo", b.repo, "--as", "via-daemon")
+	if out := a.ok("image", "copy", "golden", "--to-repo", b.repo, "--as", "via-daemon"); !strings.Contains(out, "the same: nothing sent") {
+		t.Errorf("the same copy again through the daemon: %s", out)
+	}
+	a.fails(1, "an image via-daemon is already in "+b.repo+" and differs from other",
+		"image", "copy", "other", "--to-repo", b.repo, "--as", "via-daemon")
 	target := filepath.Join(b.dir, "restored")
 	b.ok("volume", "add", "nv", target, "--from-image", "via-daemon")
 	rsyncSame(t, src, target)

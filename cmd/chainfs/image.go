@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os/user"
 	"path"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -806,6 +808,9 @@ type copyResult struct {
 	Region string                 `json:"region"`
 	As     string                 `json:"as"`
 	Stats  *imagefile.ImportStats `json:"stats,omitempty"`
+	// AlreadyThere says the same image was there under that name:
+	// nothing was sent.
+	AlreadyThere bool `json:"already_there,omitempty"`
 }
 
 // imageCopy copies an image into the repository at ToRepo (another
@@ -892,22 +897,41 @@ func (o *imageCopy) run(ctx context.Context, e *env) error {
 	res := copyResult{Image: o.Name, To: o.ToRepo, As: as}
 	opts.Logger, opts.Purpose = e.log, "chainfs image copy "+o.Name
 	dst, err := store.Open(ctx, opts)
-	if errors.Is(err, store.ErrInUse) {
-		// The repository's daemon holds it: the copy goes through it.
-		if err := copyThroughDaemon(ctx, dir, as, from, img, rd); err != nil {
-			return err
-		}
+	// The repository's daemon may hold it: the copy then goes through it.
+	viaDaemon := errors.Is(err, store.ErrInUse)
+	var there *images.Image
+	switch {
+	case viaDaemon:
 		if info, err := store.ReadInfo(dir); err == nil {
 			res.Region = info.Region
 		}
-	} else if err != nil {
-		return err
-	} else {
+		there, err = imageThere(ctx, dir, as)
+	case err == nil:
 		defer dst.Close()
 		res.Region = dst.Info().Region
-		if _, res.Stats, err = imagefile.Copy(ctx, rd, img, dst, as, from); err != nil {
-			return fmt.Errorf("copy %s to %s: %w", o.Name, o.ToRepo, err)
+		if there, err = images.Get(ctx, dst, as); errors.Is(err, store.ErrNotFound) {
+			there, err = nil, nil
 		}
+	}
+	if err != nil {
+		return err
+	}
+	if there != nil {
+		// A copy made before: the same tree is nothing to send.
+		if there.Snapshot.Root != img.Snapshot.Root || !reflect.DeepEqual(there.Snapshot.RootDir, img.Snapshot.RootDir) {
+			return fmt.Errorf("an image %s is already in %s and differs from %s: copy under another name with --as NEWNAME", as, o.ToRepo, o.Name)
+		}
+		res.AlreadyThere = true
+		return e.output(res, func() {
+			fmt.Fprintf(e.stdout, "image %s is already in %s (region %s) as %s, the same: nothing sent\n", o.Name, o.ToRepo, dash(res.Region), as)
+		})
+	}
+	if viaDaemon {
+		if err := copyThroughDaemon(ctx, dir, as, from, img, rd); err != nil {
+			return err
+		}
+	} else if _, res.Stats, err = imagefile.Copy(ctx, rd, img, dst, as, from); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", o.Name, o.ToRepo, err)
 	}
 	return e.output(res, func() {
 		fmt.Fprintf(e.stdout, "copied image %s to %s (region %s) as %s", o.Name, o.ToRepo, dash(res.Region), as)
@@ -916,6 +940,33 @@ func (o *imageCopy) run(ctx context.Context, e *env) error {
 		}
 		fmt.Fprintln(e.stdout)
 	})
+}
+
+// imageThere asks the daemon serving the repository at dir for its image
+// name: nil when it has none.
+func imageThere(ctx context.Context, dir, name string) (*images.Image, error) {
+	req, err := newRequest(&imageShow{Name: name})
+	if err != nil {
+		return nil, err
+	}
+	req.JSON = true
+	var out, errs strings.Builder
+	code, served, err := daemon.Send(ctx, dir, req, daemon.Streams{Stdout: &out, Stderr: &errs})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("image %s in %s: %w", name, dir, err)
+	case !served:
+		return nil, fmt.Errorf("%s: the repository is in use by another process: %w", dir, store.ErrInUse)
+	case code != 0 && strings.Contains(errs.String(), store.ErrNotFound.Error()):
+		return nil, nil
+	case code != 0:
+		return nil, fmt.Errorf("image %s in %s: %s", name, dir, strings.TrimPrefix(strings.TrimSpace(errs.String()), "chainfs: "))
+	}
+	var img images.Image
+	if err := json.Unmarshal([]byte(out.String()), &img); err != nil {
+		return nil, fmt.Errorf("image %s in %s: the daemon's answer: %w", name, dir, err)
+	}
+	return &img, nil
 }
 
 // copyThroughDaemon copies an image into a repository its daemon holds:
