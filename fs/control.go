@@ -36,7 +36,9 @@ var (
 // Getattr (NodeGetattrer).
 func (c *controlFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = syscall.S_IFREG | c.mode
+	out.Nlink = 1
 	out.Uid = c.fs.owner
+	out.SetTimes(&c.fs.started, &c.fs.started, &c.fs.started)
 	out.SetTimeout(0)
 	return 0
 }

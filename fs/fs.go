@@ -103,6 +103,9 @@ const (
 
 // FS is a mounted repository.
 type FS struct {
+	// started is when the file system was made: the time of its fixed
+	// directories.
+	started   time.Time
 	repo      Repository
 	retention func(ctx context.Context, volume, snapshot string) (string, error)
 	images    Images
@@ -171,7 +174,7 @@ func New(opts Options) *FS {
 	}
 	f := &FS{repo: opts.Repo, retention: opts.Retention, images: opts.Images, ctl: opts.Controller, log: log, owner: opts.OwnerUID,
 		trees: newTreeCache(trees), readAhead: max(ahead, 0), observer: opts.Observer,
-		access: imageAccess{known: map[string]imageGrant{}}}
+		access: imageAccess{known: map[string]imageGrant{}}, started: time.Now()}
 	f.root = &rootNode{fs: f}
 	return f
 }
@@ -289,7 +292,7 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 	r.AddChild("volumes", f.volumes, false)
 	f.imagesDir = r.NewPersistentInode(ctx, &imagesNode{fs: f}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoImages})
 	r.AddChild("images", f.imagesDir, false)
-	ctl := r.NewPersistentInode(ctx, &staticDir{mode: 0o755}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoControl})
+	ctl := r.NewPersistentInode(ctx, &staticDir{mode: 0o755, started: r.fs.started}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoControl})
 	r.AddChild(".control", ctl, false)
 	for _, c := range []struct {
 		name string
@@ -314,15 +317,17 @@ func lookupFixed(ctx context.Context, parent *gofs.Inode, name string, out *fuse
 	if child == nil {
 		return nil, uncachedMiss(out, syscall.ENOENT)
 	}
+	out.SetAttrTimeout(listTimeout)
 	if ga, ok := child.Operations().(gofs.NodeGetattrer); ok {
 		var a fuse.AttrOut
+		a.SetTimeout(listTimeout)
 		if errno := ga.Getattr(ctx, nil, &a); errno != 0 {
 			return nil, errno
 		}
-		out.Attr = a.Attr
+		// The child's own timeout: images/ keeps none.
+		out.Attr, out.AttrValid, out.AttrValidNsec = a.Attr, a.AttrValid, a.AttrValidNsec
 	}
 	out.SetEntryTimeout(listTimeout)
-	out.SetAttrTimeout(listTimeout)
 	return child, 0
 }
 
@@ -336,10 +341,19 @@ func uncachedMiss(out *fuse.EntryOut, e syscall.Errno) syscall.Errno {
 	return e
 }
 
-// Getattr describes the root (NodeGetattrer).
+// Getattr describes the root (NodeGetattrer): volumes/, images/ and
+// .control/ are its subdirectories.
 func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o555
+	fixedDir(&out.Attr, 0o555, 3, r.fs.started)
 	return 0
+}
+
+// fixedDir fills the attributes of a directory of the mount's own: its
+// link count is 2 and one per subdirectory, as a directory's is.
+func fixedDir(a *fuse.Attr, mode uint32, subdirs int, t time.Time) {
+	a.Mode = syscall.S_IFDIR | mode
+	a.Nlink = uint32(2 + subdirs)
+	a.SetTimes(&t, &t, &t)
 }
 
 // Statfs reports the repository's real usage, so df on the mount is true
@@ -362,11 +376,13 @@ func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 	return 0
 }
 
-// staticDir is a read-only directory whose children are added in code.
+// staticDir is a read-only directory whose children are added in code:
+// files, no subdirectories.
 type staticDir struct {
 	gofs.Inode
 	readOnlyNode
-	mode uint32
+	mode    uint32
+	started time.Time
 }
 
 var (
@@ -381,6 +397,6 @@ func (d *staticDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 
 // Getattr (NodeGetattrer).
 func (d *staticDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | d.mode
+	fixedDir(&out.Attr, d.mode, 0, d.started)
 	return 0
 }

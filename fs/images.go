@@ -31,10 +31,24 @@ var (
 	_ = (gofs.NodeGetattrer)((*imagesNode)(nil))
 )
 
-// Getattr (NodeGetattrer).
+// Getattr (NodeGetattrer): each image the caller sees is a
+// subdirectory. The kernel would show one caller's count to all, so it
+// keeps none, as for the images' own entries.
 func (n *imagesNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o555
-	out.SetTimeout(listTimeout)
+	imgs, err := n.fs.images.Images(ctx)
+	if err != nil {
+		return errno(n.fs.log, err, "stat images")
+	}
+	uid, seen := callerUID(ctx), 0
+	for i := range imgs {
+		if imgs[i].VisibleTo(uid) {
+			seen++
+		}
+	}
+	fixedDir(&out.Attr, 0o555, seen, n.fs.started)
+	// go-fuse puts the mount's default in place of a timeout of 0: a
+	// nanosecond is none.
+	out.SetTimeout(time.Nanosecond)
 	return 0
 }
 

@@ -25,9 +25,13 @@ var (
 	_ = (gofs.NodeGetattrer)((*volumesNode)(nil))
 )
 
-// Getattr (NodeGetattrer).
+// Getattr (NodeGetattrer): a volume is a subdirectory.
 func (n *volumesNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o555
+	vols, err := n.fs.repo.Volumes(ctx)
+	if err != nil {
+		return errno(n.fs.log, err, "stat volumes")
+	}
+	fixedDir(&out.Attr, 0o555, len(vols), n.fs.started)
 	out.SetTimeout(listTimeout)
 	return 0
 }
@@ -53,11 +57,13 @@ func (n *volumesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if err != nil {
 		return nil, uncachedMiss(out, errno(n.fs.log, err, "lookup volume", "volume", name))
 	}
-	out.Mode = syscall.S_IFDIR | 0o755
+	node := &volumeNode{fs: n.fs, name: v.Name, id: v.ID}
+	if errno := node.fill(ctx, &out.Attr); errno != 0 {
+		return nil, errno
+	}
 	out.Ino = volumeIno(v.ID)
 	out.SetEntryTimeout(listTimeout)
 	out.SetAttrTimeout(listTimeout)
-	node := &volumeNode{fs: n.fs, name: v.Name, id: v.ID}
 	return n.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: out.Ino}), 0
 }
 
@@ -79,11 +85,26 @@ var (
 	_ = (gofs.NodeRmdirer)((*volumeNode)(nil))
 )
 
-// Getattr (NodeGetattrer). The owner may make snapshots with mkdir.
+// Getattr (NodeGetattrer). The owner may make snapshots with mkdir. Each
+// snapshot is a subdirectory, and its time is the newest's, when the
+// directory last changed.
 func (n *volumeNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o755
-	out.Uid = n.fs.owner
 	out.SetTimeout(listTimeout)
+	return n.fill(ctx, &out.Attr)
+}
+
+// fill writes the volume directory's attributes.
+func (n *volumeNode) fill(ctx context.Context, a *fuse.Attr) syscall.Errno {
+	snaps, err := n.fs.repo.Snapshots(ctx, n.name)
+	if err != nil {
+		return errno(n.fs.log, err, "stat volume", "volume", n.name)
+	}
+	t := n.fs.started
+	if len(snaps) > 0 {
+		t = snaps[len(snaps)-1].Time
+	}
+	fixedDir(a, 0o755, len(snaps), t)
+	a.Uid = n.fs.owner
 	return 0
 }
 
@@ -117,8 +138,7 @@ func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 		return nil, uncachedMiss(out, errno(n.fs.log, err, "lookup snapshot", "volume", n.name, "snapshot", name))
 	}
 	if name == "latest" {
-		out.Mode = syscall.S_IFLNK | 0o777
-		out.Size = uint64(len(snap.Name))
+		latestAttr(&out.Attr, snap)
 		out.Ino = latestIno(n.id)
 		// Cached like the list it belongs to (Changed tells the kernel at
 		// once): every path through latest would else cost a lookup and
@@ -208,10 +228,18 @@ func (l *latestLink) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 	if err != nil {
 		return errno(l.fs.log, err, "getattr latest", "volume", l.volume)
 	}
-	out.Mode = syscall.S_IFLNK | 0o777
-	out.Size = uint64(len(snap.Name))
+	latestAttr(&out.Attr, snap)
 	out.SetTimeout(listTimeout)
 	return 0
+}
+
+// latestAttr fills the attributes of latest, a symlink to snap made when
+// snap was.
+func latestAttr(a *fuse.Attr, snap *store.Snapshot) {
+	a.Mode = syscall.S_IFLNK | 0o777
+	a.Size = uint64(len(snap.Name))
+	a.Nlink = 1
+	a.SetTimes(&snap.Time, &snap.Time, &snap.Time)
 }
 
 // mayControl lets root and the repository's owner act.

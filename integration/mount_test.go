@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -373,4 +375,53 @@ func TestFixedTopRefusesChanges(t *testing.T) {
 	// go-fuse had dropped from its tree would be gone now.
 	os.WriteFile("/proc/sys/vm/drop_caches", []byte("2\n"), 0)
 	check("after dropping caches")
+}
+
+// TestFixedDirectoriesAttributes: the mount's own directories have a
+// directory's link count (2 and one per subdirectory: images/ counts
+// those the caller sees) and a real time: the daemon's start, or for a
+// volume's directory its newest snapshot's, which latest has too.
+func TestFixedDirectoriesAttributes(t *testing.T) {
+	before := time.Now().Add(-time.Second)
+	e, d := servedToOthers(t)
+	e.snapshot("v", "--name", "s2")
+	e.ok("image", "create", "mine", "--from", "v/s")
+	e.ok("image", "create", "theirs", "--from", "v/s")
+	e.ok("image", "share", "theirs", "--with", fmt.Sprint(user))
+	var snaps []struct {
+		Time time.Time `json:"time"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("snapshot", "list", "v", "--json")), &snaps); err != nil || len(snaps) != 2 {
+		t.Fatalf("snapshot list: %v", err)
+	}
+	newest := snaps[1].Time
+	for _, c := range []struct {
+		path  string
+		nlink uint64
+		at    time.Time // zero: the daemon's start
+	}{
+		{d.mount, 5, time.Time{}},
+		{filepath.Join(d.mount, "volumes"), 3, time.Time{}},
+		{filepath.Join(d.mount, ".control"), 2, time.Time{}},
+		{filepath.Join(d.mount, "images"), 4, time.Time{}},
+		{filepath.Join(d.mount, "volumes", "v"), 4, newest},
+		{filepath.Join(d.mount, "volumes", "v", "latest"), 1, newest},
+	} {
+		var st unix.Stat_t
+		if err := unix.Lstat(c.path, &st); err != nil {
+			t.Fatal(err)
+		}
+		mtime := time.Unix(st.Mtim.Unix())
+		ok := mtime.Equal(c.at)
+		if c.at.IsZero() {
+			ok = mtime.After(before) && mtime.Before(time.Now())
+		}
+		if st.Nlink != c.nlink || !ok {
+			t.Errorf("%s: %d links, mtime %v; want %d, %v (zero: the daemon's start)", c.path, st.Nlink, mtime, c.nlink, c.at)
+		}
+	}
+	// uid 1001 sees one image: 3 links.
+	if out, err := asUser("stat", "-c", "%h", filepath.Join(d.mount, "images")); err != nil || strings.TrimSpace(out) != "3" {
+		t.Errorf("images/ as uid %d: %q, %v; want 3 links", user, out, err)
+	}
 }
