@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -197,4 +198,38 @@ func TestVolumeSourceSwappedForSymlink(t *testing.T) {
 	os.Lchown(plain, 0, 0)
 	s := e.snapshot("vp", "--allow-empty")
 	e.ok("restore", "vp/"+s.Name+"/note", filepath.Join(e.dir, "note"))
+}
+
+// TestCreateAndRestoreCountAlike: snapshot create and restore of the whole
+// snapshot count the same files, directories (the top included), symlinks
+// and others, in their words and in --json.
+func TestCreateAndRestoreCountAlike(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	sh(t, "mkdir -p "+src+"/a/b && echo x > "+src+"/f && echo y > "+src+"/a/b/g && ln -s f "+src+"/l && ln -s a "+src+"/a/l2 && mkfifo "+src+"/p")
+	e.ok("volume", "add", "v", src)
+	type counts struct {
+		Files    uint64 `json:"files"`
+		Dirs     uint64 `json:"dirs"`
+		Symlinks uint64 `json:"symlinks"`
+		Others   uint64 `json:"others"`
+	}
+	var made struct {
+		Stats counts `json:"stats"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("snapshot", "create", "v", "--name", "s", "--json")), &made); err != nil {
+		t.Fatal(err)
+	}
+	var restored counts
+	if err := json.Unmarshal([]byte(e.ok("restore", "v/s", filepath.Join(e.dir, "r"), "--json")), &restored); err != nil {
+		t.Fatal(err)
+	}
+	want := counts{Files: 2, Dirs: 3, Symlinks: 2, Others: 1}
+	if made.Stats != want || restored != want {
+		t.Errorf("snapshot create counts %+v, restore %+v; want %+v", made.Stats, restored, want)
+	}
+	out := e.ok("restore", "v/s", filepath.Join(e.dir, "r2"))
+	if !strings.Contains(out, ": 2 files, 3 directories, 2 symlinks, 1 other;") {
+		t.Errorf("restore says: %s", out)
+	}
 }

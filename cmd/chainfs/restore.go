@@ -49,6 +49,7 @@ type restoreResult struct {
 	Target   string `json:"target"`
 	Files    uint64 `json:"files"`
 	Dirs     uint64 `json:"dirs"`
+	Symlinks uint64 `json:"symlinks"`
 	Others   uint64 `json:"others"`
 	Bytes    uint64 `json:"bytes"`
 	// Existing entries were left as they were (--overwrite never).
@@ -160,7 +161,11 @@ func (o *restoreOp) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	if res.Files+res.Dirs+res.Others+res.Unchanged+res.Deleted == 0 {
+	dirs := res.Dirs
+	if entry.Type == store.TypeDir {
+		dirs-- // the top, which a snapshot counts too
+	}
+	if res.Files+dirs+res.Symlinks+res.Others+res.Unchanged+res.Deleted == 0 {
 		// Nothing was written: a failure, not a restore with gaps.
 		switch {
 		case len(res.Problems) > 0:
@@ -170,7 +175,7 @@ func (o *restoreOp) run(ctx context.Context, e *env) error {
 		}
 	}
 	out := restoreResult{Volume: volume, Snapshot: snap.Name, Path: path, Target: target, Files: res.Files,
-		Dirs: res.Dirs, Others: res.Others, Bytes: res.Bytes, Existing: res.Existing, Unchanged: res.Unchanged,
+		Dirs: res.Dirs, Symlinks: res.Symlinks, Others: res.Others, Bytes: res.Bytes, Existing: res.Existing, Unchanged: res.Unchanged,
 		Deleted: res.Deleted, Problems: []string{}, Duration: time.Since(start)}
 	for _, p := range res.Problems {
 		out.Problems = append(out.Problems, p.String())
@@ -187,8 +192,9 @@ func (o *restoreOp) run(ctx context.Context, e *env) error {
 			// Else it is the command's closing line.
 			fmt.Fprintln(e.stderr, leftAsWere(res.Existing))
 		}
-		fmt.Fprintf(e.stdout, "restored %s to %s: %s, %s, %d other; %s in %s\n", what, target,
-			count(res.Files, "file"), count(res.Dirs, "directory"), res.Others, size(res.Bytes), out.Duration.Round(time.Millisecond))
+		fmt.Fprintf(e.stdout, "restored %s to %s: %s, %s, %s, %d other; %s in %s\n", what, target,
+			count(res.Files, "file"), count(res.Dirs, "directory"), count(res.Symlinks, "symlink"), res.Others, size(res.Bytes),
+			out.Duration.Round(time.Millisecond))
 		if res.Unchanged+res.Deleted+res.Spared > 0 {
 			fmt.Fprintf(e.stdout, "  %d unchanged (not rewritten), %d deleted (not in the snapshot)", res.Unchanged, res.Deleted)
 			if res.Spared > 0 {

@@ -140,8 +140,10 @@ func (p Problem) String() string { return fmt.Sprintf("%s: %v", p.Path, p.Err) }
 
 // Result says what a restore did.
 type Result struct {
-	Files, Dirs, Others uint64
-	Bytes               uint64
+	// Counted as a snapshot counts them: Dirs includes the top directory,
+	// and Others are neither files, directories nor symlinks.
+	Files, Dirs, Symlinks, Others uint64
+	Bytes                         uint64
 	// Existing counts entries that existed and were left as they were
 	// (OverwriteNever); a directory in the way of a file counts once.
 	Existing uint64
@@ -261,6 +263,7 @@ func run(ctx context.Context, rd store.Reader, e *store.Entry, total uint64, top
 		go r.worker(ctx)
 	}
 	if e.Type == store.TypeDir {
+		r.count(&r.res.Dirs) // the top
 		r.children(ctx, top)
 	} else {
 		file := *e
@@ -793,7 +796,11 @@ func (r *restorer) other(d *dirState, e *store.Entry) (uint64, error) {
 		}
 		return 0, err
 	}
-	r.count(&r.res.Others)
+	if e.Type == store.TypeSymlink {
+		r.count(&r.res.Symlinks)
+	} else {
+		r.count(&r.res.Others)
+	}
 	return ino, nil
 }
 
@@ -841,9 +848,12 @@ func (r *restorer) linkFirst(d *dirState, e *store.Entry, first linkFirst) error
 	if err != nil {
 		return fmt.Errorf("hard link to %s: %w", first.rel, err)
 	}
-	if e.Type == store.TypeRegular {
+	switch e.Type {
+	case store.TypeRegular:
 		r.count(&r.res.Files)
-	} else {
+	case store.TypeSymlink:
+		r.count(&r.res.Symlinks)
+	default:
 		r.count(&r.res.Others)
 	}
 	return nil
