@@ -205,7 +205,7 @@ func Lookup(ctx context.Context, rd Reader, root *Entry, path string) (*Entry, e
 		if err != nil {
 			return nil, err
 		}
-		i := searchEntries(entries, name)
+		i := SearchEntries(entries, name)
 		if i < 0 {
 			return nil, fmt.Errorf("%s: %w", path, ErrNotFound)
 		}
@@ -214,8 +214,8 @@ func Lookup(ctx context.Context, rd Reader, root *Entry, path string) (*Entry, e
 	return cur, nil
 }
 
-// searchEntries finds name in entries sorted by name, or returns -1.
-func searchEntries(entries []Entry, name string) int {
+// SearchEntries finds name in entries sorted by name (a tree), or returns -1.
+func SearchEntries(entries []Entry, name string) int {
 	lo, hi := 0, len(entries)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)

@@ -53,6 +53,7 @@ var operations = map[string]func() operation{
 	"gc":               func() operation { return new(gcOp) },
 	"usage":            func() operation { return new(usageOp) },
 	"chain":            func() operation { return new(chainOp) },
+	"versions":         func() operation { return new(versionsOp) },
 	"policy.create":    func() operation { return new(policyCreate) },
 	"policy.apply":     func() operation { return new(policyApply) },
 	"policy.list":      func() operation { return new(policyList) },
