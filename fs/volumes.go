@@ -131,8 +131,11 @@ func rootIno(volID, seq uint64) uint64 { return inodeNumber("snapshot", []uint64
 
 func latestIno(volID uint64) uint64 { return inodeNumber("latest", []uint64{volID}, "") }
 
-// Lookup finds a snapshot by name, or latest (NodeLookuper).
+// Lookup finds a snapshot by name, latest, or .versions (NodeLookuper).
 func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name == versionsName {
+		return n.fs.versionsRoot(ctx, &n.Inode, n.name, n.id, out)
+	}
 	snap, err := n.fs.repo.Snapshot(ctx, n.name, name)
 	if err != nil {
 		return nil, uncachedMiss(out, errno(n.fs.log, err, "lookup snapshot", "volume", n.name, "snapshot", name))

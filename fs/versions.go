@@ -1,0 +1,236 @@
+//go:build linux
+
+package fs
+
+import (
+	"context"
+	"errors"
+	"path"
+	"syscall"
+
+	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/report"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// versionsName is the directory, in a volume's, of its files' versions:
+// volumes/<volume>/.versions/<path>/ holds each distinct version of the
+// file at path once, named after the earliest snapshot that holds it
+// (report.Versions). It is found by name and never listed, so that a walk
+// of volumes/ does not descend into every file's history.
+const versionsName = ".versions"
+
+// versionsDir is .versions/<path>/ for a path that is a directory (""
+// for .versions itself): its names are those of the newest snapshot that
+// holds the directory, each a versionsDir or a fileVersions in turn. It
+// takes that directory's attributes, so the kernel lets through whoever
+// could go through the directory itself.
+type versionsDir struct {
+	gofs.Inode
+	readOnlyNode
+	fs     *FS
+	volume string
+	path   string
+	attr   fuse.Attr
+}
+
+// fileVersions is .versions/<path>/ for a path that is a file, symlink or
+// special file: one entry per version, named after its snapshot. It takes
+// the attributes of the directory the file is in, whose names it shows.
+type fileVersions struct {
+	gofs.Inode
+	readOnlyNode
+	fs     *FS
+	volume string
+	path   string
+	attr   fuse.Attr
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*versionsDir)(nil))
+	_ = (gofs.NodeReaddirer)((*versionsDir)(nil))
+	_ = (gofs.NodeGetattrer)((*versionsDir)(nil))
+	_ = (gofs.NodeLookuper)((*fileVersions)(nil))
+	_ = (gofs.NodeReaddirer)((*fileVersions)(nil))
+	_ = (gofs.NodeGetattrer)((*fileVersions)(nil))
+)
+
+// newestHolding finds p in the newest snapshot of volume that holds it:
+// its entry and that of the directory it is in (the top's for "").
+func (f *FS) newestHolding(ctx context.Context, volume, p string) (e, dir *store.Entry, err error) {
+	snaps, err := f.repo.Snapshots(ctx, volume)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		root := &snaps[i].RootDir
+		if p == "" {
+			return root, root, nil
+		}
+		parent, err := store.Lookup(ctx, f.repo, root, path.Dir("/"+p))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, nil, err
+		}
+		if e, err = store.Lookup(ctx, f.repo, parent, path.Base(p)); err == nil {
+			return e, parent, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, nil, err
+		}
+	}
+	return nil, nil, store.ErrNotFound
+}
+
+// versionsRoot is the node of .versions in volume's directory.
+func (f *FS) versionsRoot(ctx context.Context, parent *gofs.Inode, volume string, volID uint64, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	top, _, err := f.newestHolding(ctx, volume, "")
+	if err != nil {
+		return nil, uncachedMiss(out, errno(f.log, err, "lookup versions", "volume", volume))
+	}
+	d := &versionsDir{fs: f, volume: volume, attr: versionsAttr(top, volID, "")}
+	return f.versionsNode(ctx, parent, d, d.attr, out), 0
+}
+
+// versionsAttr is the attributes of .versions/<p>/, from the entry of the
+// directory whose names it shows.
+func versionsAttr(dir *store.Entry, volID uint64, p string) fuse.Attr {
+	var a fuse.Attr
+	fillAttr(&a, dir)
+	a.Mode = syscall.S_IFDIR | dir.Mode&0o7777
+	a.Nlink, a.Size = 2, 0
+	a.Ino = inodeNumber("versions", []uint64{volID}, p)
+	return a
+}
+
+// versionsNode answers a lookup of a .versions directory: its entry and
+// attributes last as long as the lists of snapshots do.
+func (f *FS) versionsNode(ctx context.Context, parent *gofs.Inode, node gofs.InodeEmbedder, a fuse.Attr, out *fuse.EntryOut) *gofs.Inode {
+	out.Attr = a
+	out.SetEntryTimeout(listTimeout)
+	out.SetAttrTimeout(listTimeout)
+	return parent.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: a.Ino})
+}
+
+// volID is the volume's id, for inode numbers.
+func (f *FS) volID(ctx context.Context, volume string) (uint64, error) {
+	v, err := f.repo.Volume(ctx, volume)
+	if err != nil {
+		return 0, err
+	}
+	return v.ID, nil
+}
+
+// Getattr (NodeGetattrer).
+func (d *versionsDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Attr = d.attr
+	out.SetTimeout(listTimeout)
+	return 0
+}
+
+// Readdir lists the names of the directory in the newest snapshot that
+// holds it, each a directory of .versions (NodeReaddirer).
+func (d *versionsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	dir, _, err := d.fs.newestHolding(ctx, d.volume, d.path)
+	if err != nil {
+		return nil, errno(d.fs.log, err, "readdir versions", "volume", d.volume, "path", d.path)
+	}
+	entries, err := d.fs.repo.Tree(ctx, dir.Subtree)
+	if err != nil {
+		return nil, errno(d.fs.log, err, "readdir versions", "volume", d.volume, "path", d.path)
+	}
+	volID, err := d.fs.volID(ctx, d.volume)
+	if err != nil {
+		return nil, errno(d.fs.log, err, "readdir versions", "volume", d.volume)
+	}
+	list := make([]fuse.DirEntry, 0, len(entries))
+	for _, e := range entries {
+		list = append(list, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR,
+			Ino: inodeNumber("versions", []uint64{volID}, path.Join(d.path, e.Name))})
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+// Lookup finds a name of the directory in the newest snapshot that holds
+// it, or an older one (a file deleted since) (NodeLookuper).
+func (d *versionsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	p := path.Join(d.path, name)
+	e, dir, err := d.fs.newestHolding(ctx, d.volume, p)
+	if err != nil {
+		return nil, uncachedMiss(out, errno(d.fs.log, err, "lookup versions", "volume", d.volume, "path", p))
+	}
+	volID, err := d.fs.volID(ctx, d.volume)
+	if err != nil {
+		return nil, uncachedMiss(out, errno(d.fs.log, err, "lookup versions", "volume", d.volume))
+	}
+	if e.Type == store.TypeDir {
+		child := &versionsDir{fs: d.fs, volume: d.volume, path: p, attr: versionsAttr(e, volID, p)}
+		return d.fs.versionsNode(ctx, &d.Inode, child, child.attr, out), 0
+	}
+	child := &fileVersions{fs: d.fs, volume: d.volume, path: p, attr: versionsAttr(dir, volID, p)}
+	return d.fs.versionsNode(ctx, &d.Inode, child, child.attr, out), 0
+}
+
+// Getattr (NodeGetattrer).
+func (v *fileVersions) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Attr = v.attr
+	out.SetTimeout(listTimeout)
+	return 0
+}
+
+// versions lists the file's versions.
+func (v *fileVersions) versions(ctx context.Context) ([]report.Version, error) {
+	snaps, err := v.fs.repo.Snapshots(ctx, v.volume)
+	if err != nil {
+		return nil, err
+	}
+	return report.Versions(ctx, v.fs.repo, snaps, v.path)
+}
+
+// Readdir lists the versions by the snapshot each first appears in
+// (NodeReaddirer).
+func (v *fileVersions) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	vs, err := v.versions(ctx)
+	if err != nil {
+		return nil, errno(v.fs.log, err, "readdir versions", "volume", v.volume, "path", v.path)
+	}
+	volID, err := v.fs.volID(ctx, v.volume)
+	if err != nil {
+		return nil, errno(v.fs.log, err, "readdir versions", "volume", v.volume)
+	}
+	list := make([]fuse.DirEntry, 0, len(vs))
+	for i := range vs {
+		ver := &vs[i]
+		ino := entryIno(&snapRef{volID: volID, seq: ver.Seq}, &ver.Entry, v.path)
+		list = append(list, fuse.DirEntry{Name: ver.Snapshot, Mode: ver.Entry.Type.Bits(), Ino: ino})
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+// Lookup finds a version by its snapshot's name: the file as that
+// snapshot holds it, the same node as under volumes/<volume>/<snapshot>/
+// (NodeLookuper).
+func (v *fileVersions) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	vs, err := v.versions(ctx)
+	if err != nil {
+		return nil, uncachedMiss(out, errno(v.fs.log, err, "lookup versions", "volume", v.volume, "path", v.path))
+	}
+	for i := range vs {
+		ver := &vs[i]
+		if ver.Snapshot != name {
+			continue
+		}
+		volID, err := v.fs.volID(ctx, v.volume)
+		if err != nil {
+			return nil, uncachedMiss(out, errno(v.fs.log, err, "lookup versions", "volume", v.volume))
+		}
+		ref := &snapRef{volume: v.volume, volID: volID, seq: ver.Seq, name: ver.Snapshot, rd: v.fs.repo}
+		node := newEntryNode(v.fs, ref, &ver.Entry, ver.Dir, v.path)
+		node.fill(&out.Attr)
+		out.SetEntryTimeout(listTimeout)
+		out.SetAttrTimeout(immutableTimeout)
+		return v.NewInode(ctx, node, gofs.StableAttr{Mode: ver.Entry.Type.Bits(), Ino: node.ino}), 0
+	}
+	return nil, uncachedMiss(out, syscall.ENOENT)
+}
