@@ -637,7 +637,7 @@ COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _chainfs_complete; printf '%s\n' "${COMPREP
 	}
 	for line, want := range map[string][]string{
 		"chainfs snap":                {"snapshot"},
-		"chainfs snapshot ":           {"create", "delete", "diff", "list"},
+		"chainfs snapshot ":           {"create", "delete", "diff", "hold", "release", "list"},
 		"chainfs serve --metr":        {"--metrics"},
 		"chainfs --rep":               {"--repo"},
 		"chainfs config ":             {"show"},
