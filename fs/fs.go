@@ -23,6 +23,7 @@ type Repository interface {
 	Volumes(ctx context.Context) ([]store.Volume, error)
 	Volume(ctx context.Context, name string) (*store.Volume, error)
 	Snapshots(ctx context.Context, volume string) ([]store.Snapshot, error)
+	SnapshotCount(ctx context.Context, volume string) (int, error)
 	Snapshot(ctx context.Context, volume, name string) (*store.Snapshot, error)
 	// Info says where the repository is (statfs reports its file
 	// system), Index what it takes there.

@@ -31,24 +31,13 @@ var (
 	_ = (gofs.NodeGetattrer)((*imagesNode)(nil))
 )
 
-// Getattr (NodeGetattrer): each image the caller sees is a
-// subdirectory. The kernel would show one caller's count to all, so it
-// keeps none, as for the images' own entries.
+// Getattr (NodeGetattrer). Its link count is 1, "not counted", as a
+// directory's may be: which images are its subdirectories depends on who
+// asks, and the kernel would show one caller's count to another.
 func (n *imagesNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	imgs, err := n.fs.images.Images(ctx)
-	if err != nil {
-		return errno(n.fs.log, err, "stat images")
-	}
-	uid, seen := callerUID(ctx), 0
-	for i := range imgs {
-		if imgs[i].VisibleTo(uid) {
-			seen++
-		}
-	}
-	fixedDir(&out.Attr, 0o555, seen, n.fs.started)
-	// go-fuse puts the mount's default in place of a timeout of 0: a
-	// nanosecond is none.
-	out.SetTimeout(time.Nanosecond)
+	fixedDir(&out.Attr, 0o555, 0, n.fs.started)
+	out.Nlink = 1
+	out.SetTimeout(listTimeout)
 	return 0
 }
 

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"path"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/report"
@@ -23,9 +25,12 @@ const versionsName = ".versions"
 
 // versionsDir is .versions/<path>/ for a path that is a directory (""
 // for .versions itself): its names are those of the newest snapshot that
-// holds the directory, each a versionsDir or a fileVersions in turn. It
-// takes that directory's attributes, so the kernel lets through whoever
-// could go through the directory itself.
+// holds the directory, each a versionsDir or a fileVersions in turn.
+//
+// Every directory of .versions is the repository owner's alone (and
+// root's): a version of a file is shown outside the snapshot that holds
+// it, where the directories around it, as they were then, would keep
+// other users out, and no one set of attributes stands for all of them.
 type versionsDir struct {
 	gofs.Inode
 	readOnlyNode
@@ -36,8 +41,7 @@ type versionsDir struct {
 }
 
 // fileVersions is .versions/<path>/ for a path that is a file, symlink or
-// special file: one entry per version, named after its snapshot. It takes
-// the attributes of the directory the file is in, whose names it shows.
+// special file: one entry per version, named after its snapshot.
 type fileVersions struct {
 	gofs.Inode
 	readOnlyNode
@@ -45,6 +49,12 @@ type fileVersions struct {
 	volume string
 	path   string
 	attr   fuse.Attr
+
+	// The versions last listed, kept as long as the lists of snapshots
+	// are: ls -l looks each one up after the listing.
+	mu     sync.Mutex
+	listed []report.Version
+	at     time.Time
 }
 
 var (
@@ -56,51 +66,47 @@ var (
 	_ = (gofs.NodeGetattrer)((*fileVersions)(nil))
 )
 
-// newestHolding finds p in the newest snapshot of volume that holds it:
-// its entry and that of the directory it is in (the top's for "").
-func (f *FS) newestHolding(ctx context.Context, volume, p string) (e, dir *store.Entry, err error) {
+// newestHolding finds p in the newest snapshot of volume that holds it.
+func (f *FS) newestHolding(ctx context.Context, volume, p string) (*store.Entry, error) {
 	snaps, err := f.repo.Snapshots(ctx, volume)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for i := len(snaps) - 1; i >= 0; i-- {
-		root := &snaps[i].RootDir
-		if p == "" {
-			return root, root, nil
-		}
-		parent, err := store.Lookup(ctx, f.repo, root, path.Dir("/"+p))
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		} else if err != nil {
-			return nil, nil, err
-		}
-		if e, err = store.Lookup(ctx, f.repo, parent, path.Base(p)); err == nil {
-			return e, parent, nil
+		e, err := store.Lookup(ctx, f.repo, &snaps[i].RootDir, p)
+		if err == nil {
+			return e, nil
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	return nil, nil, store.ErrNotFound
+	return nil, store.ErrNotFound
 }
 
 // versionsRoot is the node of .versions in volume's directory.
 func (f *FS) versionsRoot(ctx context.Context, parent *gofs.Inode, volume string, volID uint64, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	top, _, err := f.newestHolding(ctx, volume, "")
-	if err != nil {
+	if _, err := f.newestHolding(ctx, volume, ""); err != nil {
 		return nil, uncachedMiss(out, errno(f.log, err, "lookup versions", "volume", volume))
 	}
-	d := &versionsDir{fs: f, volume: volume, attr: versionsAttr(top, volID, "")}
+	d := &versionsDir{fs: f, volume: volume, attr: f.versionsAttr(versionsOfDir, volID, "")}
 	return f.versionsNode(ctx, parent, d, d.attr, out), 0
 }
 
-// versionsAttr is the attributes of .versions/<p>/, from the entry of the
-// directory whose names it shows.
-func versionsAttr(dir *store.Entry, volID uint64, p string) fuse.Attr {
-	var a fuse.Attr
-	fillAttr(&a, dir)
-	a.Mode = syscall.S_IFDIR | dir.Mode&0o7777
-	a.Nlink, a.Size = 2, 0
-	a.Ino = inodeNumber("versions", []uint64{volID}, p)
+// Kinds of .versions directories, apart in inode numbers: a path that is
+// a file in one snapshot and a directory in another is a new node when it
+// changes.
+const (
+	versionsOfDir  = "versions of a directory"
+	versionsOfFile = "versions of a file"
+)
+
+// versionsAttr is the attributes of .versions/<p>/: the repository
+// owner's, closed to others (versionsDir). Its link count is 1, not
+// counted, as it may be for a directory.
+func (f *FS) versionsAttr(kind string, volID uint64, p string) fuse.Attr {
+	a := fuse.Attr{Mode: syscall.S_IFDIR | 0o500, Nlink: 1, Owner: fuse.Owner{Uid: f.owner}}
+	a.SetTimes(&f.started, &f.started, &f.started)
+	a.Ino = inodeNumber(kind, []uint64{volID}, p)
 	return a
 }
 
@@ -132,7 +138,7 @@ func (d *versionsDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 // Readdir lists the names of the directory in the newest snapshot that
 // holds it, each a directory of .versions (NodeReaddirer).
 func (d *versionsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	dir, _, err := d.fs.newestHolding(ctx, d.volume, d.path)
+	dir, err := d.fs.newestHolding(ctx, d.volume, d.path)
 	if err != nil {
 		return nil, errno(d.fs.log, err, "readdir versions", "volume", d.volume, "path", d.path)
 	}
@@ -146,8 +152,12 @@ func (d *versionsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 	}
 	list := make([]fuse.DirEntry, 0, len(entries))
 	for _, e := range entries {
+		kind := versionsOfFile
+		if e.Type == store.TypeDir {
+			kind = versionsOfDir
+		}
 		list = append(list, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR,
-			Ino: inodeNumber("versions", []uint64{volID}, path.Join(d.path, e.Name))})
+			Ino: inodeNumber(kind, []uint64{volID}, path.Join(d.path, e.Name))})
 	}
 	return gofs.NewListDirStream(list), 0
 }
@@ -156,7 +166,7 @@ func (d *versionsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 // it, or an older one (a file deleted since) (NodeLookuper).
 func (d *versionsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	p := path.Join(d.path, name)
-	e, dir, err := d.fs.newestHolding(ctx, d.volume, p)
+	e, err := d.fs.newestHolding(ctx, d.volume, p)
 	if err != nil {
 		return nil, uncachedMiss(out, errno(d.fs.log, err, "lookup versions", "volume", d.volume, "path", p))
 	}
@@ -165,10 +175,10 @@ func (d *versionsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 		return nil, uncachedMiss(out, errno(d.fs.log, err, "lookup versions", "volume", d.volume))
 	}
 	if e.Type == store.TypeDir {
-		child := &versionsDir{fs: d.fs, volume: d.volume, path: p, attr: versionsAttr(e, volID, p)}
+		child := &versionsDir{fs: d.fs, volume: d.volume, path: p, attr: d.fs.versionsAttr(versionsOfDir, volID, p)}
 		return d.fs.versionsNode(ctx, &d.Inode, child, child.attr, out), 0
 	}
-	child := &fileVersions{fs: d.fs, volume: d.volume, path: p, attr: versionsAttr(dir, volID, p)}
+	child := &fileVersions{fs: d.fs, volume: d.volume, path: p, attr: d.fs.versionsAttr(versionsOfFile, volID, p)}
 	return d.fs.versionsNode(ctx, &d.Inode, child, child.attr, out), 0
 }
 
@@ -179,13 +189,24 @@ func (v *fileVersions) Getattr(ctx context.Context, fh gofs.FileHandle, out *fus
 	return 0
 }
 
-// versions lists the file's versions.
+// versions lists the file's versions, or gives those listed within the
+// lists' timeout.
 func (v *fileVersions) versions(ctx context.Context) ([]report.Version, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.listed != nil && time.Since(v.at) < listTimeout {
+		return v.listed, nil
+	}
 	snaps, err := v.fs.repo.Snapshots(ctx, v.volume)
 	if err != nil {
 		return nil, err
 	}
-	return report.Versions(ctx, v.fs.repo, snaps, v.path)
+	vs, err := report.Versions(ctx, v.fs.repo, snaps, v.path)
+	if err != nil {
+		return nil, err
+	}
+	v.listed, v.at = vs, time.Now()
+	return vs, nil
 }
 
 // Readdir lists the versions by the snapshot each first appears in

@@ -93,17 +93,22 @@ func (n *volumeNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 	return n.fill(ctx, &out.Attr)
 }
 
-// fill writes the volume directory's attributes.
+// fill writes the volume directory's attributes: two reads, however many
+// snapshots there are.
 func (n *volumeNode) fill(ctx context.Context, a *fuse.Attr) syscall.Errno {
-	snaps, err := n.fs.repo.Snapshots(ctx, n.name)
+	count, err := n.fs.repo.SnapshotCount(ctx, n.name)
 	if err != nil {
 		return errno(n.fs.log, err, "stat volume", "volume", n.name)
 	}
 	t := n.fs.started
-	if len(snaps) > 0 {
-		t = snaps[len(snaps)-1].Time
+	if count > 0 {
+		newest, err := n.fs.repo.Snapshot(ctx, n.name, "latest")
+		if err != nil {
+			return errno(n.fs.log, err, "stat volume", "volume", n.name)
+		}
+		t = newest.Time
 	}
-	fixedDir(a, 0o755, len(snaps), t)
+	fixedDir(a, 0o755, count, t)
 	a.Uid = n.fs.owner
 	return 0
 }

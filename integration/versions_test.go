@@ -12,8 +12,8 @@ import (
 // once each, named after the earliest snapshot holding them, with what
 // changed; the mount shows the same under volumes/v/.versions/PATH/, each
 // with its bytes and metadata as its snapshot holds it, a file deleted
-// since reachable by name, a private directory closed to other users as it
-// is in the snapshot, and .versions itself not listed.
+// since reachable by name, all of it closed to other users, and .versions
+// itself not listed.
 func TestVersionsOfAFile(t *testing.T) {
 	e, d := servedToOthers(t)
 	src := filepath.Join(e.dir, "src")
@@ -83,12 +83,15 @@ func TestVersionsOfAFile(t *testing.T) {
 	if list, _ := os.ReadDir(filepath.Join(d.mount, "volumes", "v")); strings.Contains(listed(list), ".versions") {
 		t.Errorf("volumes/v lists .versions: %s", listed(list))
 	}
-	// uid 1001 goes through docs/ but not into private/, as in a snapshot.
-	if out, err := asUser("ls", filepath.Join(d.mount, "volumes", "v", ".versions", "docs", "private")); err == nil {
-		t.Errorf("uid %d lists a 0700 directory's versions: %s", user, out)
+	// .versions is the repository owner's: a version shown outside its
+	// snapshot has no directories of its time around it to keep others out.
+	for _, p := range []string{"", "docs", "docs/private", "docs/plan.txt/s1"} {
+		if out, err := asUser("cat", filepath.Join(d.mount, "volumes", "v", ".versions", p)); err == nil || !strings.Contains(out, "Permission denied") {
+			t.Errorf("uid %d reaches .versions/%s: %v %s", user, p, err, out)
+		}
 	}
-	if out, err := asUser("ls", filepath.Join(d.mount, "volumes", "v", ".versions", "docs")); err != nil || !strings.Contains(out, "private") {
-		t.Errorf("uid %d lists docs/ in .versions: %v %s", user, err, out)
+	if b, err := os.ReadFile(filepath.Join(d.mount, "volumes", "v", ".versions", "docs", "private", "secret", "s1")); err != nil || string(b) != "s" {
+		t.Errorf("root reading a version below a 0700 directory: %q %v", b, err)
 	}
 }
 

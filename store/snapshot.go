@@ -752,6 +752,25 @@ func (r *Repo) Snapshots(ctx context.Context, volume string) ([]Snapshot, error)
 	return snaps, err
 }
 
+// SnapshotCount is how many snapshots a volume has, counted from their
+// keys: no record is read.
+func (r *Repo) SnapshotCount(ctx context.Context, volume string) (int, error) {
+	v, err := r.Volume(ctx, volume)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	err = r.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: snapshotPrefix(v.ID)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
 // Snapshot returns a volume's snapshot by name; "latest" is the newest.
 func (r *Repo) Snapshot(ctx context.Context, volume, name string) (*Snapshot, error) {
 	v, err := r.Volume(ctx, volume)

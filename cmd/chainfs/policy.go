@@ -316,11 +316,13 @@ func (o *policyPrune) run(ctx context.Context, e *env) error {
 		}
 		p, err := policy.Get(ctx, e.repo, v.Policy)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		snaps, err := e.repo.Snapshots(ctx, v.Name)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		goes := map[string]string{}
 		for i, verdict := range policy.Explain(p, snaps, now) {
@@ -412,6 +414,9 @@ func (o *policyRun) run(ctx context.Context, e *env) error {
 			continue
 		}
 		out = append(out, ran{vol, res})
+		if res.PruneError != "" {
+			errs = append(errs, fmt.Errorf("volume %s: retention: %s", vol, res.PruneError))
+		}
 	}
 	err = e.output(out, func() {
 		for _, r := range out {
@@ -423,9 +428,6 @@ func (o *policyRun) run(ctx context.Context, e *env) error {
 				fmt.Fprintf(e.stdout, "; retention deleted %s", strings.Join(r.Pruned, ", "))
 			}
 			fmt.Fprintln(e.stdout)
-			if r.PruneError != "" {
-				fmt.Fprintln(e.stderr, "retention:", r.PruneError)
-			}
 		}
 	})
 	return cmp.Or(errors.Join(errs...), err)

@@ -22,8 +22,8 @@ type Version struct {
 	// Entry is the version: its metadata and where its content is.
 	Entry store.Entry `json:"entry"`
 	// Change says how it differs from the version the snapshot before held:
-	// "added" (the path held nothing there), "content", "metadata", "type";
-	// "again" when an earlier version came back.
+	// "added" (the path held nothing there, or a directory), "content",
+	// "metadata", "type"; "added again" after snapshots without it.
 	Change string `json:"change"`
 	// Snapshots counts the snapshots that hold this version.
 	Snapshots int `json:"snapshots"`
@@ -39,8 +39,9 @@ var ErrIsDirectory = errors.New("is a directory")
 // snapshot whose top tree, or any directory on the way, is the one the
 // snapshot before had holds what that one held, so only the directories
 // that changed are read: the cost follows the number of changes, not of
-// snapshots. A path no snapshot holds is ErrNotFound; one that is a
-// directory where it is held, ErrIsDirectory.
+// snapshots. Where the path is a directory it holds no version of the
+// file. A path no snapshot holds is ErrNotFound; one that only ever was a
+// directory, ErrIsDirectory.
 func Versions(ctx context.Context, rd store.Reader, snaps []store.Snapshot, path string) ([]Version, error) {
 	names := splitPath(path)
 	if len(names) == 0 {
@@ -52,6 +53,7 @@ func Versions(ctx context.Context, rd store.Reader, snaps []store.Snapshot, path
 		trail    []store.Hash // the trees the previous lookup went through
 		found    *store.Entry // what the previous snapshot held
 		dir      store.Hash   // and the tree it lies in
+		sawDir   bool         // a snapshot held a directory there
 	)
 	for _, s := range snaps {
 		if err := ctx.Err(); err != nil {
@@ -65,13 +67,16 @@ func Versions(ctx context.Context, rd store.Reader, snaps []store.Snapshot, path
 		if !same {
 			found, dir = e, d
 			if found != nil && found.Type == store.TypeDir {
-				return nil, ErrIsDirectory
+				sawDir, found = true, nil
 			}
 			cur = pickVersion(&versions, cur, found, dir, &s)
 		}
 		if cur >= 0 {
 			versions[cur].Snapshots++
 		}
+	}
+	if len(versions) == 0 && sawDir {
+		return nil, ErrIsDirectory
 	}
 	if len(versions) == 0 {
 		return nil, fmt.Errorf("in no snapshot: %w", store.ErrNotFound)

@@ -65,6 +65,15 @@ func TestVersions(t *testing.T) {
 	if _, err := Versions(ctx, r, snaps, "a/b"); !errors.Is(err, ErrIsDirectory) {
 		t.Errorf("versions of a directory: %v", err)
 	}
+	// A file where a directory was: its versions, the directory none.
+	storetest.Commit(t, r, "v", store.SnapshotOptions{Name: "s7"}, func(w storetest.Writer) []store.Entry {
+		a := storetest.PutFile(t, w, "a", block('z'))
+		return []store.Entry{a}
+	})
+	all, _ := r.Snapshots(ctx, "v")
+	if vs, err := Versions(ctx, r, all, "a"); err != nil || len(vs) != 1 || vs[0].Snapshot != "s7" || vs[0].Change != "added" {
+		t.Errorf("a file where a directory was: %+v, %v", vs, err)
+	}
 	if _, err := Versions(ctx, r, snaps, "a/nothing"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("versions of nothing: %v", err)
 	}
