@@ -36,6 +36,7 @@ type versionsDir struct {
 	readOnlyNode
 	fs     *FS
 	volume string
+	volID  uint64
 	path   string
 	attr   fuse.Attr
 }
@@ -47,6 +48,7 @@ type fileVersions struct {
 	readOnlyNode
 	fs     *FS
 	volume string
+	volID  uint64
 	path   string
 	attr   fuse.Attr
 
@@ -88,7 +90,7 @@ func (f *FS) versionsRoot(ctx context.Context, parent *gofs.Inode, volume string
 	if _, err := f.newestHolding(ctx, volume, ""); err != nil {
 		return nil, uncachedMiss(out, errno(f.log, err, "lookup versions", "volume", volume))
 	}
-	d := &versionsDir{fs: f, volume: volume, attr: f.versionsAttr(versionsOfDir, volID, "")}
+	d := &versionsDir{fs: f, volume: volume, volID: volID, attr: f.versionsAttr(versionsOfDir, volID, "")}
 	return f.versionsNode(ctx, parent, d, d.attr, out), 0
 }
 
@@ -119,15 +121,6 @@ func (f *FS) versionsNode(ctx context.Context, parent *gofs.Inode, node gofs.Ino
 	return parent.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: a.Ino})
 }
 
-// volID is the volume's id, for inode numbers.
-func (f *FS) volID(ctx context.Context, volume string) (uint64, error) {
-	v, err := f.repo.Volume(ctx, volume)
-	if err != nil {
-		return 0, err
-	}
-	return v.ID, nil
-}
-
 // Getattr (NodeGetattrer).
 func (d *versionsDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Attr = d.attr
@@ -146,10 +139,6 @@ func (d *versionsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 	if err != nil {
 		return nil, errno(d.fs.log, err, "readdir versions", "volume", d.volume, "path", d.path)
 	}
-	volID, err := d.fs.volID(ctx, d.volume)
-	if err != nil {
-		return nil, errno(d.fs.log, err, "readdir versions", "volume", d.volume)
-	}
 	list := make([]fuse.DirEntry, 0, len(entries))
 	for _, e := range entries {
 		kind := versionsOfFile
@@ -157,7 +146,7 @@ func (d *versionsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 			kind = versionsOfDir
 		}
 		list = append(list, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR,
-			Ino: inodeNumber(kind, []uint64{volID}, path.Join(d.path, e.Name))})
+			Ino: inodeNumber(kind, []uint64{d.volID}, path.Join(d.path, e.Name))})
 	}
 	return gofs.NewListDirStream(list), 0
 }
@@ -170,15 +159,11 @@ func (d *versionsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if err != nil {
 		return nil, uncachedMiss(out, errno(d.fs.log, err, "lookup versions", "volume", d.volume, "path", p))
 	}
-	volID, err := d.fs.volID(ctx, d.volume)
-	if err != nil {
-		return nil, uncachedMiss(out, errno(d.fs.log, err, "lookup versions", "volume", d.volume))
-	}
 	if e.Type == store.TypeDir {
-		child := &versionsDir{fs: d.fs, volume: d.volume, path: p, attr: d.fs.versionsAttr(versionsOfDir, volID, p)}
+		child := &versionsDir{fs: d.fs, volume: d.volume, volID: d.volID, path: p, attr: d.fs.versionsAttr(versionsOfDir, d.volID, p)}
 		return d.fs.versionsNode(ctx, &d.Inode, child, child.attr, out), 0
 	}
-	child := &fileVersions{fs: d.fs, volume: d.volume, path: p, attr: d.fs.versionsAttr(versionsOfFile, volID, p)}
+	child := &fileVersions{fs: d.fs, volume: d.volume, volID: d.volID, path: p, attr: d.fs.versionsAttr(versionsOfFile, d.volID, p)}
 	return d.fs.versionsNode(ctx, &d.Inode, child, child.attr, out), 0
 }
 
@@ -216,14 +201,10 @@ func (v *fileVersions) Readdir(ctx context.Context) (gofs.DirStream, syscall.Err
 	if err != nil {
 		return nil, errno(v.fs.log, err, "readdir versions", "volume", v.volume, "path", v.path)
 	}
-	volID, err := v.fs.volID(ctx, v.volume)
-	if err != nil {
-		return nil, errno(v.fs.log, err, "readdir versions", "volume", v.volume)
-	}
 	list := make([]fuse.DirEntry, 0, len(vs))
 	for i := range vs {
 		ver := &vs[i]
-		ino := entryIno(&snapRef{volID: volID, seq: ver.Seq}, &ver.Entry, v.path)
+		ino := entryIno(&snapRef{volID: v.volID, seq: ver.Seq}, &ver.Entry, v.path)
 		list = append(list, fuse.DirEntry{Name: ver.Snapshot, Mode: ver.Entry.Type.Bits(), Ino: ino})
 	}
 	return gofs.NewListDirStream(list), 0
@@ -242,11 +223,7 @@ func (v *fileVersions) Lookup(ctx context.Context, name string, out *fuse.EntryO
 		if ver.Snapshot != name {
 			continue
 		}
-		volID, err := v.fs.volID(ctx, v.volume)
-		if err != nil {
-			return nil, uncachedMiss(out, errno(v.fs.log, err, "lookup versions", "volume", v.volume))
-		}
-		ref := &snapRef{volume: v.volume, volID: volID, seq: ver.Seq, name: ver.Snapshot, rd: v.fs.repo}
+		ref := &snapRef{volume: v.volume, volID: v.volID, seq: ver.Seq, name: ver.Snapshot, rd: v.fs.repo}
 		node := newEntryNode(v.fs, ref, &ver.Entry, ver.Dir, v.path)
 		node.fill(&out.Attr)
 		out.SetEntryTimeout(listTimeout)
