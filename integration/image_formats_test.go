@@ -447,3 +447,25 @@ func TestShareSaysWhenOthersCannotSee(t *testing.T) {
 		t.Errorf("unpublish through a daemon with --allow-other: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestImageFromVolume: image create --from VOLUME takes a snapshot of the
+// volume now, which stays, and makes the image from it: the source as it
+// is, exactly; a taken name is refused before anything is snapshotted.
+func TestImageFromVolume(t *testing.T) {
+	e, src := goldenImage(t)
+	os.WriteFile(filepath.Join(src, "added-after-s1"), []byte("new"), 0o644)
+	out := e.ok("image", "create", "now", "--from", "v", "--description", "as it is")
+	if !strings.Contains(out, "image now created from v/") {
+		t.Errorf("image create --from v: %s", out)
+	}
+	if n := e.snapshotCount("v"); n != 2 {
+		t.Errorf("%d snapshots after image create --from v; want s1 and the one taken for it", n)
+	}
+	e.fails(1, "image golden: already exists", "image", "create", "golden", "--from", "v")
+	if n := e.snapshotCount("v"); n != 2 {
+		t.Errorf("a refused image create --from v snapshotted: %d snapshots", n)
+	}
+	target := filepath.Join(e.dir, "from-now")
+	e.ok("volume", "add", "nv", target, "--from-image", "now")
+	rsyncSame(t, src, target)
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/chainfs/chainfs/cmd/chainfs/daemon"
 	"github.com/chainfs/chainfs/cmd/chainfs/redact"
 	"github.com/chainfs/chainfs/fs/restore"
+	"github.com/chainfs/chainfs/fs/source"
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/imagefile"
 	"github.com/chainfs/chainfs/store/images"
@@ -44,7 +45,7 @@ func imageCommand() *cli.Command {
 				Usage:     "make an image from a snapshot, without copying data",
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "from", Required: true, Usage: "VOLUME/SNAPSHOT the image is made from"},
+					&cli.StringFlag{Name: "from", Required: true, Usage: "VOLUME/SNAPSHOT the image is made from, or VOLUME: a snapshot of it taken now"},
 					description, owner, jsonFlag,
 				},
 				Action: request(parseImageCreate),
@@ -221,7 +222,9 @@ func ownerOr(owner *uint32, e *env) uint32 {
 
 // imageCreate makes an image from a snapshot, without copying data.
 type imageCreate struct {
-	Name        string      `json:"name"`
+	Name string `json:"name"`
+	// From is the snapshot; with no snapshot named, the volume is
+	// snapshotted first, as the cloud makes an image from an instance.
 	From        snapshotRef `json:"from"`
 	Description string      `json:"description,omitempty"`
 	Owner       *uint32     `json:"owner,omitempty"` // nil: the caller
@@ -231,27 +234,56 @@ func parseImageCreate(c *cli.Context) (operation, error) {
 	if err := wantArgs(c, 1, 1); err != nil {
 		return nil, err
 	}
-	from, err := parseSnapshotRef(c.String("from"))
-	if err != nil {
-		return nil, err
+	from := snapshotRef{Volume: c.String("from")}
+	if strings.Contains(from.Volume, "/") {
+		var err error
+		if from, err = parseSnapshotRef(c.String("from")); err != nil {
+			return nil, err
+		}
 	}
 	owner, err := parseOwner(c)
 	return &imageCreate{Name: c.Args().First(), From: from, Description: c.String("description"), Owner: owner}, err
 }
 
 func (o *imageCreate) run(ctx context.Context, e *env) error {
-	if err := o.From.check(); err != nil {
-		return err
+	if o.From.Volume == "" {
+		return usagef("--from: want VOLUME/SNAPSHOT or VOLUME")
+	}
+	var warnings []source.Warning
+	if o.From.Snapshot == "" {
+		// Nothing is snapshotted for an image that cannot be made.
+		if _, err := images.Get(ctx, e.repo, o.Name); err == nil {
+			return fmt.Errorf("image %s: %w", o.Name, store.ErrExists)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		var skip []string
+		if e.mount != "" {
+			skip = append(skip, e.mount)
+		}
+		res, err := source.Snapshot(ctx, e.repo, o.From.Volume, store.SnapshotOptions{Description: "taken for image " + o.Name},
+			source.Options{Skip: skip, Logger: e.log})
+		if err != nil {
+			return err
+		}
+		o.From.Snapshot, warnings = res.Snapshot.Name, res.Warnings
 	}
 	img, err := images.Create(ctx, e.repo, o.Name, o.From.Volume, o.From.Snapshot,
 		images.Meta{Description: o.Description, Owner: ownerOr(o.Owner, e)})
 	if err != nil {
 		return err
 	}
-	return e.output(img, func() {
+	err = e.output(img, func() {
+		for _, w := range warnings {
+			fmt.Fprintln(e.stderr, "warning:", w)
+		}
 		fmt.Fprintf(e.stdout, "image %s created from %s: %s, %s\n", img.Name, img.Origin, count(img.Snapshot.Stats.Files, "file"),
 			size(img.Snapshot.Stats.LogicalBytes))
 	})
+	if err == nil && len(warnings) > 0 {
+		err = partialError{n: len(warnings)}
+	}
+	return err
 }
 
 // imageList lists images: the repository's and the catalog's public
