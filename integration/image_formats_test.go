@@ -469,3 +469,28 @@ func TestImageFromVolume(t *testing.T) {
 	e.ok("volume", "add", "nv", target, "--from-image", "now")
 	rsyncSame(t, src, target)
 }
+
+// TestImageUpdate: image update changes an image's description and name
+// through the daemon; the mount shows it under its new name at once, with
+// the same tree, and the old name is gone; a taken name changes nothing.
+func TestImageUpdate(t *testing.T) {
+	e, src := goldenImage(t)
+	e.ok("image", "create", "other", "--from", "v/s1")
+	d := e.serve(filepath.Join(e.dir, "mnt"))
+	e.fails(2, "say what changes", "image", "update", "golden")
+	e.fails(1, "image other: already exists", "image", "update", "golden", "--description", "x", "--rename", "other")
+	if show := e.ok("image", "show", "golden"); !strings.Contains(show, "description: prepared tree") {
+		t.Errorf("a refused update changed the description:\n%s", show)
+	}
+	if out := e.ok("image", "update", "golden", "--description", "the base", "--rename", "base"); !strings.Contains(out, "image base updated (was golden): the base") {
+		t.Errorf("image update: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(d.mount, "images", "golden")); !os.IsNotExist(err) {
+		t.Errorf("images/golden after the rename: %v", err)
+	}
+	rsyncSame(t, src, filepath.Join(d.mount, "images", "base"))
+	if show := e.ok("image", "show", "base"); !strings.Contains(show, "description: the base") {
+		t.Errorf("image show after the update:\n%s", show)
+	}
+	e.fails(1, "image golden: not found", "image", "show", "golden")
+}

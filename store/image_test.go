@@ -287,3 +287,55 @@ func TestImageVolumeIsNoVolume(t *testing.T) {
 		t.Errorf("a volume as an image: %v", err)
 	}
 }
+
+// TestRenameImage: a renamed image is found by its new name only, with
+// its metadata and blocks, which gc keeps after the snapshot it came from
+// is deleted; a taken or invalid name is refused and changes nothing; the
+// renamed image is removed as any other.
+func TestRenameImage(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	s := snapFile(t, r, "v", block('a'), block('b'))
+	before := imageOf(t, r, "old", s)
+	imageOf(t, r, "other", s)
+	if err := r.ImageVolumes().Rename(ctx, "old", "other"); !errors.Is(err, ErrExists) {
+		t.Errorf("rename onto a taken name: %v", err)
+	}
+	if err := r.ImageVolumes().Rename(ctx, "old", ".x"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("rename to an invalid name: %v", err)
+	}
+	if err := r.ImageVolumes().Rename(ctx, "nosuch", "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("rename of no image: %v", err)
+	}
+	if err := r.ImageVolumes().Rename(ctx, "old", "new"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ImageVolumes().Get(ctx, "old"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the old name after the rename: %v", err)
+	}
+	iv, err := r.ImageVolumes().Get(ctx, "new")
+	if err != nil || iv.Name != "new" || string(iv.Volume.Image) != `{"owner":7}` || iv.Volume.ID != before.Volume.ID ||
+		iv.Snapshot.Root != before.Snapshot.Root || iv.Snapshot.Volume != iv.Volume.Name {
+		t.Fatalf("the image under its new name: %+v, %v", iv, err)
+	}
+	deleteAndGC(t, r, "v", s.Name)
+	if err := r.ImageVolumes().Remove(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, testBS)
+	for _, b := range [][]byte{block('a'), block('b')} {
+		if _, err := r.ReadBlock(ctx, Sum(b), buf); err != nil {
+			t.Errorf("block %c of the renamed image after gc: %v", b[0], err)
+		}
+	}
+	if err := r.ImageVolumes().Remove(ctx, "new"); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := r.ImageVolumes().List(ctx); len(list) != 0 {
+		t.Errorf("images left: %+v", list)
+	}
+}

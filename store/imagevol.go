@@ -138,6 +138,56 @@ func (iv ImageVolumes) SetMeta(ctx context.Context, name string, fn func(json.Ra
 	return nil
 }
 
+// Rename gives an image another name in one transaction: its volume's
+// record moves to the new name; its snapshot, chain runs and blocks, kept
+// by the volume's id, stay as they are. A name taken is ErrExists.
+func (iv ImageVolumes) Rename(ctx context.Context, name, to string) error {
+	if err := CheckImageName(to); err != nil {
+		return err
+	}
+	release, err := iv.r.claimVolume(imagePrefix+name, "renaming of image "+name)
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = iv.r.commit(ctx, func(m metaTxn) error {
+		var v Volume
+		if err := getJSON(m.txn, volumeKey(imagePrefix+name), &v); err != nil {
+			return fmt.Errorf("image %s: %w", name, err)
+		}
+		if v.Kind != KindImage || v.Removing || v.Head == 0 {
+			return fmt.Errorf("image %s: %w", name, ErrNotFound)
+		}
+		if err := v.idle(iv.r.info.Replica); err != nil {
+			return err
+		}
+		var taken Volume
+		if err := getJSON(m.txn, volumeKey(imagePrefix+to), &taken); err == nil {
+			return fmt.Errorf("image %s: %w", to, ErrExists)
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		var s Snapshot
+		if err := getJSON(m.txn, snapshotKey(v.ID, v.Head), &s); err != nil {
+			return fmt.Errorf("image %s: %w", name, err)
+		}
+		if err := m.deleteVolume(v.Name); err != nil {
+			return err
+		}
+		v.Name, s.Volume = imagePrefix+to, imagePrefix+to
+		if err := m.putVolume(&v); err != nil {
+			return err
+		}
+		return m.setJSON(snapshotKey(v.ID, v.Head), &s)
+	})
+	if err != nil {
+		return err
+	}
+	iv.r.changed(imagePrefix+name, "")
+	iv.r.changed(imagePrefix+to, "")
+	return nil
+}
+
 // Remove deletes an image's volume, finished or not; blocks only it held
 // lose their last reference.
 func (iv ImageVolumes) Remove(ctx context.Context, name string) error {

@@ -102,6 +102,17 @@ func imageCommand() *cli.Command {
 				Action: request(parseImageImport),
 			},
 			{
+				Name:      "update",
+				Usage:     "change an image's description or name",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "description", Usage: "the new description (\"\" clears it)"},
+					&cli.StringFlag{Name: "rename", Usage: "the image's new name"},
+					jsonFlag,
+				},
+				Action: request(parseImageUpdate),
+			},
+			{
 				Name:      "share",
 				Usage:     "let users see an image under images/ (type shared)",
 				ArgsUsage: "NAME",
@@ -284,6 +295,59 @@ func (o *imageCreate) run(ctx context.Context, e *env) error {
 		err = partialError{n: len(warnings)}
 	}
 	return err
+}
+
+// imageUpdate changes an image's description (when Description is set)
+// and name (Rename).
+type imageUpdate struct {
+	Name        string  `json:"name"`
+	Description *string `json:"description,omitempty"`
+	Rename      string  `json:"rename,omitempty"`
+}
+
+func parseImageUpdate(c *cli.Context) (operation, error) {
+	if err := wantArgs(c, 1, 1); err != nil {
+		return nil, err
+	}
+	o := &imageUpdate{Name: c.Args().First(), Rename: c.String("rename")}
+	if c.IsSet("description") {
+		d := c.String("description")
+		o.Description = &d
+	}
+	if o.Description == nil && o.Rename == "" {
+		return nil, usagef("say what changes: --description TEXT, --rename NEW")
+	}
+	return o, nil
+}
+
+func (o *imageUpdate) run(ctx context.Context, e *env) error {
+	if _, err := e.library().Own(ctx, o.Name); err != nil {
+		return err
+	}
+	// The rename first: a name refused changes nothing.
+	name := o.Name
+	if o.Rename != "" {
+		if _, err := images.Rename(ctx, e.repo, o.Name, o.Rename); err != nil {
+			return err
+		}
+		name = o.Rename
+	}
+	img, err := images.Get(ctx, e.repo, name)
+	if err != nil {
+		return err
+	}
+	if o.Description != nil {
+		if img, err = images.Update(ctx, e.repo, name, func(m *images.Meta) error { m.Description = *o.Description; return nil }); err != nil {
+			return err
+		}
+	}
+	return e.output(img, func() {
+		fmt.Fprintf(e.stdout, "image %s updated", img.Name)
+		if o.Rename != "" {
+			fmt.Fprintf(e.stdout, " (was %s)", o.Name)
+		}
+		fmt.Fprintf(e.stdout, ": %s\n", dash(img.Description))
+	})
 }
 
 // imageList lists images: the repository's and the catalog's public

@@ -46,6 +46,7 @@ var operations = map[string]func() operation{
 	"image.show":       func() operation { return new(imageShow) },
 	"image.export":     func() operation { return new(imageExport) },
 	"image.import":     func() operation { return new(imageImport) },
+	"image.update":     func() operation { return new(imageUpdate) },
 	"image.share":      func() operation { return new(imageShare) },
 	"image.publish":    func() operation { return new(imagePublish) },
 	"image.copy":       func() operation { return new(imageCopy) },

@@ -279,6 +279,15 @@ func Update(ctx context.Context, r *store.Repo, name string, fn func(*Meta) erro
 	return Get(ctx, r, name)
 }
 
+// Rename gives an image another name; its content, metadata and blocks
+// stay as they are.
+func Rename(ctx context.Context, r *store.Repo, name, to string) (*Image, error) {
+	if err := r.ImageVolumes().Rename(ctx, name, to); err != nil {
+		return nil, err
+	}
+	return Get(ctx, r, to)
+}
+
 // Remove deletes an image; blocks only it held lose their last reference.
 func Remove(ctx context.Context, r *store.Repo, name string) error {
 	if _, err := r.ImageVolumes().Get(ctx, name); err != nil {
