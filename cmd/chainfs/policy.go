@@ -407,7 +407,17 @@ func (o *policyRun) run(ctx context.Context, e *env) error {
 	out := []ran{}
 	var errs []error
 	for _, vol := range vols {
-		name := "auto-" + time.Now().Format("20060102-150405")
+		// Two runs in one second take -2, -3, ... as default names do.
+		base := "auto-" + time.Now().Format("20060102-150405")
+		name := base
+		for i := 2; ; i++ {
+			if _, err := e.repo.Snapshot(ctx, vol, name); errors.Is(err, store.ErrNotFound) {
+				break
+			} else if err != nil {
+				return err
+			}
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
 		res, err := daemon.RunPolicy(ctx, e.repo, p, vol, name, daemon.PolicyRun{Skip: skip, Logger: e.log, Now: time.Now})
 		if err != nil {
 			errs = append(errs, err)
