@@ -34,6 +34,12 @@ const versionsName = ".versions"
 type versionsDir struct {
 	gofs.Inode
 	readOnlyNode
+	versionsPlace
+}
+
+// versionsPlace is what every directory of .versions knows: the path it
+// stands for, in which volume, and its attributes (versionsAttr).
+type versionsPlace struct {
 	fs     *FS
 	volume string
 	volID  uint64
@@ -41,22 +47,25 @@ type versionsDir struct {
 	attr   fuse.Attr
 }
 
+// Getattr (NodeGetattrer).
+func (p *versionsPlace) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Attr = p.attr
+	out.SetTimeout(listTimeout)
+	return 0
+}
+
 // fileVersions is .versions/<path>/ for a path that is a file, symlink or
 // special file: one entry per version, named after its snapshot.
 type fileVersions struct {
 	gofs.Inode
 	readOnlyNode
-	fs     *FS
-	volume string
-	volID  uint64
-	path   string
-	attr   fuse.Attr
+	versionsPlace
 
 	// The versions last listed, kept as long as the lists of snapshots
 	// are: ls -l looks each one up after the listing.
-	mu     sync.Mutex
-	listed []report.Version
-	at     time.Time
+	mu       sync.Mutex
+	listed   []report.Version
+	listedAt time.Time
 }
 
 var (
@@ -90,7 +99,7 @@ func (f *FS) versionsRoot(ctx context.Context, parent *gofs.Inode, volume string
 	if _, err := f.newestHolding(ctx, volume, ""); err != nil {
 		return nil, uncachedMiss(out, errno(f.log, err, "lookup versions", "volume", volume))
 	}
-	d := &versionsDir{fs: f, volume: volume, volID: volID, attr: f.versionsAttr(versionsOfDir, volID, "")}
+	d := &versionsDir{versionsPlace: versionsPlace{fs: f, volume: volume, volID: volID, attr: f.versionsAttr(versionsOfDir, volID, "")}}
 	return f.versionsNode(ctx, parent, d, d.attr, out), 0
 }
 
@@ -121,13 +130,6 @@ func (f *FS) versionsNode(ctx context.Context, parent *gofs.Inode, node gofs.Ino
 	return parent.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: a.Ino})
 }
 
-// Getattr (NodeGetattrer).
-func (d *versionsDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Attr = d.attr
-	out.SetTimeout(listTimeout)
-	return 0
-}
-
 // Readdir lists the names of the directory in the newest snapshot that
 // holds it, each a directory of .versions (NodeReaddirer).
 func (d *versionsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -151,6 +153,11 @@ func (d *versionsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 	return gofs.NewListDirStream(list), 0
 }
 
+// at is the place of a .versions directory below this one.
+func (p *versionsPlace) at(kind, sub string) versionsPlace {
+	return versionsPlace{fs: p.fs, volume: p.volume, volID: p.volID, path: sub, attr: p.fs.versionsAttr(kind, p.volID, sub)}
+}
+
 // Lookup finds a name of the directory in the newest snapshot that holds
 // it, or an older one (a file deleted since) (NodeLookuper).
 func (d *versionsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -160,18 +167,11 @@ func (d *versionsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 		return nil, uncachedMiss(out, errno(d.fs.log, err, "lookup versions", "volume", d.volume, "path", p))
 	}
 	if e.Type == store.TypeDir {
-		child := &versionsDir{fs: d.fs, volume: d.volume, volID: d.volID, path: p, attr: d.fs.versionsAttr(versionsOfDir, d.volID, p)}
+		child := &versionsDir{versionsPlace: d.at(versionsOfDir, p)}
 		return d.fs.versionsNode(ctx, &d.Inode, child, child.attr, out), 0
 	}
-	child := &fileVersions{fs: d.fs, volume: d.volume, volID: d.volID, path: p, attr: d.fs.versionsAttr(versionsOfFile, d.volID, p)}
+	child := &fileVersions{versionsPlace: d.at(versionsOfFile, p)}
 	return d.fs.versionsNode(ctx, &d.Inode, child, child.attr, out), 0
-}
-
-// Getattr (NodeGetattrer).
-func (v *fileVersions) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Attr = v.attr
-	out.SetTimeout(listTimeout)
-	return 0
 }
 
 // versions lists the file's versions, or gives those listed within the
@@ -179,7 +179,7 @@ func (v *fileVersions) Getattr(ctx context.Context, fh gofs.FileHandle, out *fus
 func (v *fileVersions) versions(ctx context.Context) ([]report.Version, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.listed != nil && time.Since(v.at) < listTimeout {
+	if v.listed != nil && time.Since(v.listedAt) < listTimeout {
 		return v.listed, nil
 	}
 	snaps, err := v.fs.repo.Snapshots(ctx, v.volume)
@@ -190,7 +190,7 @@ func (v *fileVersions) versions(ctx context.Context) ([]report.Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.listed, v.at = vs, time.Now()
+	v.listed, v.listedAt = vs, time.Now()
 	return vs, nil
 }
 
