@@ -66,8 +66,10 @@ func (r *Repo) DropSnapshot(ctx context.Context, volume, name string, opts Delet
 		if err := getJSON(m.txn, snapshotKey(snap.VolumeID, snap.Seq), &cur); err != nil {
 			return fmt.Errorf("snapshot %s/%s: %w", volume, name, err)
 		}
-		if cur.Hold != nil && !opts.IgnoreHold {
-			return &HeldError{Volume: volume, Snapshot: cur.Name, Hold: *cur.Hold}
+		if !opts.IgnoreHold {
+			if err := cur.Refusal(); err != nil {
+				return err
+			}
 		}
 		return m.updateVolume(volume, func(v *Volume) error {
 			if err := v.idle(r.info.Replica); err != nil {

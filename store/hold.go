@@ -37,6 +37,14 @@ func (e *HeldError) Error() string {
 // Is makes the error an ErrHeld.
 func (e *HeldError) Is(target error) bool { return target == ErrHeld }
 
+// Refusal is the HeldError that deleting s meets, nil when s is not held.
+func (s *Snapshot) Refusal() error {
+	if s.Hold == nil {
+		return nil
+	}
+	return &HeldError{Volume: s.Volume, Snapshot: s.Name, Hold: *s.Hold}
+}
+
 // maxHoldReason bounds a hold's reason: a line in a listing, not a file.
 const maxHoldReason = 256
 
@@ -110,9 +118,6 @@ func (r *Repo) setHold(ctx context.Context, volume, name string, hold *Hold) (*S
 // a volume deletes them all.
 func refuseHeld(m metaTxn, v *Volume) error {
 	return scanJSON(m.txn, snapshotPrefix(v.ID), func(_ []byte, s *Snapshot) error {
-		if s.Hold != nil {
-			return &HeldError{Volume: v.Name, Snapshot: s.Name, Hold: *s.Hold}
-		}
-		return nil
+		return s.Refusal()
 	})
 }

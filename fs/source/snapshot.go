@@ -132,7 +132,7 @@ type walker struct {
 	slots   chan struct{} // one per reader goroutine allowed at once
 	// dirSlots bounds the directories walked beside the one walking
 	// them: a cold walk waits on the disk for every inode, and several
-	// at once keep its queue full.
+	// at once keep its queue full. One worker walks one at a time.
 	dirSlots chan struct{}
 	bufs     sync.Pool
 	workers  sync.WaitGroup
@@ -182,7 +182,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 	wk := &walker{cancel: cancel, repo: repo, w: w, vol: vol, opts: opts, prog: prog, log: log,
 		excl: excl, skip: map[devIno]bool{}, bs: int64(vol.BlockSize),
 		jobs: make(chan *fileRead, opts.Workers*4), slots: make(chan struct{}, opts.Workers),
-		dirSlots: make(chan struct{}, opts.Workers),
+		dirSlots: make(chan struct{}, opts.Workers-1),
 		links:    map[devIno]*fileRead{}}
 	wk.bufs.New = func() any { b := make([]byte, vol.BlockSize); return &b }
 	for _, p := range append(opts.Skip, repo.Info().Dir) {

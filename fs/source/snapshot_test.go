@@ -164,9 +164,10 @@ func TestCarriedSparseFileKeepsExtents(t *testing.T) {
 	}
 }
 
-// TestDirectoriesWalkedAtOnce: directories walked beside each other give
-// the tree a walk of one directory at a time gives, and a hard-link group
-// whose names lie in many of them is still read once.
+// TestDirectoriesWalkedAtOnce: directories walked beside each other (16
+// workers) give the tree a walk of one directory at a time (1 worker)
+// gives, and a hard-link group whose names lie in many of them is still
+// read once.
 func TestDirectoriesWalkedAtOnce(t *testing.T) {
 	src := t.TempDir()
 	data := bytes.Repeat([]byte("H"), 70000)

@@ -51,25 +51,22 @@ func Versions(ctx context.Context, rd store.Reader, snaps []store.Snapshot, path
 		versions []Version
 		cur      = -1         // the version the previous snapshot held, -1 none
 		trail    []store.Hash // the trees the previous lookup went through
-		found    *store.Entry // what the previous snapshot held
-		dir      store.Hash   // and the tree it lies in
 		sawDir   bool         // a snapshot held a directory there
 	)
 	for _, s := range snaps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e, d, t, same, err := lookupVersion(ctx, rd, s.Root, names, trail)
+		e, dir, t, same, err := lookupVersion(ctx, rd, s.Root, names, trail)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %s/%s: %w", s.Volume, s.Name, err)
 		}
 		trail = t
 		if !same {
-			found, dir = e, d
-			if found != nil && found.Type == store.TypeDir {
-				sawDir, found = true, nil
+			if e != nil && e.Type == store.TypeDir {
+				sawDir, e = true, nil
 			}
-			cur = pickVersion(&versions, cur, found, dir, &s)
+			cur = pickVersion(&versions, cur, e, dir, &s)
 		}
 		if cur >= 0 {
 			versions[cur].Snapshots++

@@ -188,8 +188,8 @@ func (r *runner) Delete(ctx context.Context, volume, snapshot string) (func(cont
 		if err != nil {
 			return nil, err
 		}
-		if s.Hold != nil {
-			return nil, &store.HeldError{Volume: volume, Snapshot: s.Name, Hold: *s.Hold}
+		if err := s.Refusal(); err != nil {
+			return nil, err
 		}
 		if v, err := r.repo.Volume(ctx, volume); err == nil && v.Running != "" {
 			return nil, fmt.Errorf("volume %s: %s is running: %w", volume, v.Running, store.ErrBusy)
