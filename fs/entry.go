@@ -308,7 +308,7 @@ func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 	if errno := n.fs.mayReadImage(ctx, n.snap); errno != 0 {
 		return 0, errno
 	}
-	if (attr == holdXattr || attr == whyXattr) && n.root != nil && n.snap.image == "" {
+	if n.ownXattr(attr) {
 		return n.snapshotXattr(ctx, attr, dest)
 	}
 	if !n.hasXattrs {
@@ -326,6 +326,13 @@ func (n *entryNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 	return 0, syscall.ENODATA
 }
 
+// ownXattr reports whether name is one of the mount's own attributes here:
+// on a volume's snapshot's top directory, where the source's of that name
+// are neither read nor listed.
+func (n *entryNode) ownXattr(name string) bool {
+	return (name == holdXattr || name == whyXattr) && n.root != nil && n.snap.image == ""
+}
+
 // xattrValue answers a getxattr with value.
 func xattrValue(dest, value []byte) (uint32, syscall.Errno) {
 	if len(dest) < len(value) {
@@ -340,7 +347,7 @@ func xattrValue(dest, value []byte) (uint32, syscall.Errno) {
 // the repository's owner, who may place and release holds, are told; a
 // reason may name a case.
 func (n *entryNode) snapshotXattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if c, ok := fuse.FromContext(ctx); ok && c.Uid != 0 && c.Uid != n.fs.owner {
+	if !n.fs.ownerOrRoot(ctx) {
 		return 0, syscall.ENODATA
 	}
 	if attr == whyXattr {
@@ -375,24 +382,19 @@ func (n *entryNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 	if errno != 0 {
 		return 0, errno
 	}
-	// The names of the mount's own attributes are the mount's on a
-	// snapshot's top directory: the source's of those names are neither
-	// read nor listed there.
-	ours := n.root != nil && n.snap.image == ""
-	listed := func(x *store.Xattr) bool { return !ours || x.Name != holdXattr && x.Name != whyXattr }
 	size := 0
-	for i := range e.Xattrs {
-		if listed(&e.Xattrs[i]) {
-			size += len(e.Xattrs[i].Name) + 1
+	for _, x := range e.Xattrs {
+		if !n.ownXattr(x.Name) {
+			size += len(x.Name) + 1
 		}
 	}
 	if len(dest) < size {
 		return uint32(size), syscall.ERANGE
 	}
 	off := 0
-	for i := range e.Xattrs {
-		if listed(&e.Xattrs[i]) {
-			off += copy(dest[off:], e.Xattrs[i].Name)
+	for _, x := range e.Xattrs {
+		if !n.ownXattr(x.Name) {
+			off += copy(dest[off:], x.Name)
 			dest[off] = 0
 			off++
 		}

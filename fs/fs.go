@@ -318,17 +318,15 @@ func lookupFixed(ctx context.Context, parent *gofs.Inode, name string, out *fuse
 	if child == nil {
 		return nil, uncachedMiss(out, syscall.ENOENT)
 	}
-	out.SetAttrTimeout(listTimeout)
 	if ga, ok := child.Operations().(gofs.NodeGetattrer); ok {
 		var a fuse.AttrOut
-		a.SetTimeout(listTimeout)
 		if errno := ga.Getattr(ctx, nil, &a); errno != 0 {
 			return nil, errno
 		}
-		// The child's own timeout: images/ keeps none.
-		out.Attr, out.AttrValid, out.AttrValidNsec = a.Attr, a.AttrValid, a.AttrValidNsec
+		out.Attr = a.Attr
 	}
 	out.SetEntryTimeout(listTimeout)
+	out.SetAttrTimeout(listTimeout)
 	return child, 0
 }
 

@@ -250,9 +250,16 @@ func latestAttr(a *fuse.Attr, snap *store.Snapshot) {
 	a.SetTimes(&snap.Time, &snap.Time, &snap.Time)
 }
 
+// ownerOrRoot reports whether a request comes from root or the
+// repository's owner (or from the daemon itself).
+func (f *FS) ownerOrRoot(ctx context.Context) bool {
+	c, ok := fuse.FromContext(ctx)
+	return !ok || c.Uid == 0 || c.Uid == f.owner
+}
+
 // mayControl lets root and the repository's owner act.
 func (f *FS) mayControl(ctx context.Context) syscall.Errno {
-	if c, ok := fuse.FromContext(ctx); ok && c.Uid != 0 && c.Uid != f.owner {
+	if !f.ownerOrRoot(ctx) {
 		return syscall.EACCES
 	}
 	if f.ctl == nil {
