@@ -53,7 +53,7 @@ func snapshotCommand() *cli.Command {
 				Usage:     "keep a snapshot from deletion, by hand or by retention, until it is released",
 				ArgsUsage: "VOLUME/SNAPSHOT",
 				Description: "A held snapshot is not deleted: 'snapshot delete' and 'volume rm' are refused with the\n" +
-					"reason, and retention passes it over. Holding it again replaces the reason.",
+					"reason, and retention passes it over. Holding it again replaces the hold.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "reason", Usage: "why it is kept: one line, shown by 'snapshot list' and in refusals"},
 					jsonFlag,
