@@ -24,7 +24,10 @@ type snapRef struct {
 	volID uint64
 	seq   uint64
 	name  string
-	rd    store.Reader
+	// trashed says the snapshot is in the trash (.trash): its name may
+	// be another snapshot's now, so it is found by seq.
+	trashed bool
+	rd      store.Reader
 }
 
 // entryNode is any file, directory, symlink or special file of a
@@ -349,6 +352,16 @@ func xattrValue(dest, value []byte) (uint32, syscall.Errno) {
 func (n *entryNode) snapshotXattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if !n.fs.ownerOrRoot(ctx) {
 		return 0, syscall.ENODATA
+	}
+	if n.snap.trashed {
+		if attr != whyXattr {
+			return 0, syscall.ENODATA // in the trash, it cannot be held
+		}
+		why, err := n.fs.trashWhy(ctx, n.snap)
+		if err != nil {
+			return 0, n.errno(err, "explain the trash")
+		}
+		return xattrValue(dest, why)
 	}
 	if attr == whyXattr {
 		if n.fs.retention == nil {

@@ -25,6 +25,11 @@ type Repository interface {
 	Snapshots(ctx context.Context, volume string) ([]store.Snapshot, error)
 	SnapshotCount(ctx context.Context, volume string) (int, error)
 	Snapshot(ctx context.Context, volume, name string) (*store.Snapshot, error)
+	// Trash, TrashedSnapshot and TrashDays show the snapshots in the
+	// trash (volumes/<volume>/.trash).
+	Trash(ctx context.Context, volume string) ([]store.Snapshot, error)
+	TrashedSnapshot(ctx context.Context, volume, name string) (*store.Snapshot, error)
+	TrashDays(ctx context.Context) (int, error)
 	// Info says where the repository is (statfs reports its file
 	// system), Index what it takes there.
 	Info() store.Info

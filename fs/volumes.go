@@ -136,10 +136,14 @@ func rootIno(volID, seq uint64) uint64 { return inodeNumber("snapshot", []uint64
 
 func latestIno(volID uint64) uint64 { return inodeNumber("latest", []uint64{volID}, "") }
 
-// Lookup finds a snapshot by name, latest, or .versions (NodeLookuper).
+// Lookup finds a snapshot by name, latest, .versions or .trash
+// (NodeLookuper).
 func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if name == versionsName {
+	switch name {
+	case versionsName:
 		return n.fs.versionsRoot(ctx, &n.Inode, n.name, n.id, out)
+	case trashName:
+		return n.fs.trashRoot(ctx, &n.Inode, n.name, n.id, out)
 	}
 	snap, err := n.fs.repo.Snapshot(ctx, n.name, name)
 	if err != nil {
@@ -164,6 +168,10 @@ func (n *volumeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 func (f *FS) snapshotRoot(ctx context.Context, parent *gofs.Inode, ref snapRef, rootDir store.Entry, out *fuse.EntryOut) *gofs.Inode {
 	root := newEntryNode(f, &ref, &rootDir, store.Hash{}, "")
 	root.ino = rootIno(ref.volID, ref.seq)
+	if ref.trashed {
+		// Not the node it had when listed: that one finds it by name.
+		root.ino = trashRootIno(ref.volID, ref.seq)
+	}
 	root.attr.Ino = root.ino
 	root.fill(&out.Attr)
 	out.SetEntryTimeout(listTimeout)

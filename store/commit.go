@@ -203,10 +203,14 @@ func (m metaTxn) putSnapshot(s *Snapshot) error {
 	return m.set(snapNameKey(s.VolumeID, s.Name), binary.BigEndian.AppendUint64(nil, s.Seq))
 }
 
-// deleteSnapshot removes a snapshot's record and its name.
+// deleteSnapshot removes a snapshot's record and its name, or its entry in
+// the trash (whose name another snapshot may have taken).
 func (m metaTxn) deleteSnapshot(s *Snapshot) error {
 	if err := m.del(snapshotKey(s.VolumeID, s.Seq)); err != nil {
 		return err
+	}
+	if s.Trashed != nil {
+		return m.del(trashKey(s.VolumeID, s.Seq))
 	}
 	return m.del(snapNameKey(s.VolumeID, s.Name))
 }

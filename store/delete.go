@@ -26,7 +26,8 @@ type DeleteOptions struct {
 	IgnoreHold bool
 }
 
-// DropSnapshot is DeleteSnapshot with options.
+// DropSnapshot is DeleteSnapshot with options. A snapshot in the trash is
+// named by its TrashRef ("NAME~SEQ").
 func (r *Repo) DropSnapshot(ctx context.Context, volume, name string, opts DeleteOptions) error {
 	if err := r.refuseLatest(ctx, "delete", volume, name); err != nil {
 		return err
@@ -39,7 +40,13 @@ func (r *Repo) DropSnapshot(ctx context.Context, volume, name string, opts Delet
 	if err := r.takeOver(ctx, volume); err != nil {
 		return err
 	}
-	snap, err := r.Snapshot(ctx, volume, name)
+	// A snapshot in the trash is named by its TrashRef.
+	var snap *Snapshot
+	if _, _, inTrash := parseTrashRef(name); inTrash {
+		snap, err = r.TrashedSnapshot(ctx, volume, name)
+	} else {
+		snap, err = r.Snapshot(ctx, volume, name)
+	}
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ const (
 	prefixPack     = 'p' // p packID:8                     → packRecord (binary)
 	prefixPolicy   = 'o' // o name                         → policy.Policy (JSON), through Records
 	prefixLease    = 'l' // l name                         → leaseRecord (JSON), in a bucket only (lease.go)
+	prefixTrash    = 'r' // r volID:8 seq:8                → empty: the snapshot is in the trash (trash.go)
 )
 
 // SchemaVersion is stored under metaSchemaKey and checked at Open.
@@ -79,6 +80,16 @@ func snapNameKey(vol uint64, name string) []byte {
 	binary.BigEndian.PutUint64(k[1:], vol)
 	return append(k, name...)
 }
+
+// trashKey: 'r' volID:8 seq:8
+func trashKey(vol, seq uint64) []byte {
+	k := snapshotKey(vol, seq)
+	k[0] = prefixTrash
+	return k
+}
+
+// trashPrefix: 'r' volID:8, a volume's snapshots in the trash.
+func trashPrefix(vol uint64) []byte { return trashKey(vol, 0)[:9] }
 
 // blockKey: 'b' hash:32
 func blockKey(h Hash) []byte { return append([]byte{prefixBlock}, h[:]...) }

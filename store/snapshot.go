@@ -32,6 +32,9 @@ type Snapshot struct {
 	Stats   SnapshotStats `json:"stats"`
 	// Hold, when set, keeps the snapshot from deletion until released.
 	Hold *Hold `json:"hold,omitempty"`
+	// Trashed, when set, says the snapshot is in the trash (trash.go):
+	// listed by Trash and Chain only, found by TrashedSnapshot only.
+	Trashed *Trashed `json:"trashed,omitempty"`
 }
 
 // SnapshotStats describe what making a snapshot did.
@@ -736,24 +739,24 @@ func (r *Repo) has(key []byte) (bool, error) {
 	return false, fmt.Errorf("read record %q: %w", key[:1], err)
 }
 
-// Snapshots lists a volume's snapshots, oldest first.
+// Snapshots lists a volume's snapshots, oldest first; not those in the
+// trash (Chain lists them too).
 func (r *Repo) Snapshots(ctx context.Context, volume string) ([]Snapshot, error) {
-	v, err := r.Volume(ctx, volume)
+	snaps, err := r.Chain(ctx, volume)
 	if err != nil {
 		return nil, err
 	}
-	var snaps []Snapshot
-	err = r.view(func(txn *badger.Txn) error {
-		return scanJSON(txn, snapshotPrefix(v.ID), func(_ []byte, s *Snapshot) error {
-			snaps = append(snaps, *s)
-			return nil
-		})
-	})
-	return snaps, err
+	live := snaps[:0]
+	for _, s := range snaps {
+		if s.Trashed == nil {
+			live = append(live, s)
+		}
+	}
+	return live, nil
 }
 
-// SnapshotCount is how many snapshots a volume has, counted from their
-// keys: no record is read.
+// SnapshotCount is how many snapshots a volume has, not counting those in
+// the trash, counted from their keys: no record is read.
 func (r *Repo) SnapshotCount(ctx context.Context, volume string) (int, error) {
 	v, err := r.Volume(ctx, volume)
 	if err != nil {
@@ -766,6 +769,7 @@ func (r *Repo) SnapshotCount(ctx context.Context, volume string) (int, error) {
 		for it.Rewind(); it.Valid(); it.Next() {
 			n++
 		}
+		n -= trashCount(txn, v.ID)
 		return nil
 	})
 	return n, err
@@ -791,11 +795,18 @@ func (r *Repo) snapshotOf(v *Volume, name string) (*Snapshot, error) {
 	return s, err
 }
 
-// snapshotIn reads a snapshot of v in txn; "latest" is v's head.
+// snapshotIn reads a snapshot of v in txn; "latest" is the newest not in
+// the trash.
 func (r *Repo) snapshotIn(txn *badger.Txn, v *Volume, name string) (*Snapshot, error) {
 	var s Snapshot
 	err := func() error {
 		seq := v.Head
+		if name == "latest" && seq != 0 {
+			var err error
+			if seq, err = newestLive(txn, v.ID, seq); err != nil {
+				return err
+			}
+		}
 		if name != "latest" {
 			item, err := txn.Get(snapNameKey(v.ID, name))
 			if errors.Is(err, badger.ErrKeyNotFound) {

@@ -319,7 +319,7 @@ func (r *Repo) finishRemoval(ctx context.Context, name string) error {
 	if err := r.dropIntervals(ctx, w, v.ID); err != nil {
 		return fmt.Errorf("volume %s: %w", name, err)
 	}
-	for _, p := range [][]byte{snapshotPrefix(v.ID), snapNameKey(v.ID, ""), deltaPrefix(v.ID, 0)[:9]} {
+	for _, p := range [][]byte{snapshotPrefix(v.ID), snapNameKey(v.ID, ""), trashPrefix(v.ID), deltaPrefix(v.ID, 0)[:9]} {
 		if err := r.deletePrefix(ctx, p); err != nil {
 			return fmt.Errorf("volume %s: %w", name, err)
 		}

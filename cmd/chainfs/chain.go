@@ -113,7 +113,7 @@ func printChain(w io.Writer, rows []report.ChainRow) {
 	names := map[uint64]string{}
 	var max uint64
 	for _, r := range rows {
-		names[r.Seq] = r.Snapshot
+		names[r.Seq] = rowLabel(r)
 		max = maxU(max, r.Total)
 	}
 	const width = 40
@@ -132,8 +132,16 @@ func printChain(w io.Writer, rows []report.ChainRow) {
 				parts = append(parts, size(r.Held[h])+" → "+names[h])
 			}
 		}
-		fmt.Fprintf(w, "%-20s %-*s %s: %s\n", r.Snapshot, width, bar.String(), size(r.Total), strings.Join(parts, ", "))
+		fmt.Fprintf(w, "%-20s %-*s %s: %s\n", rowLabel(r), width, bar.String(), size(r.Total), strings.Join(parts, ", "))
 	}
+}
+
+// rowLabel names a row's snapshot, saying when it is in the trash.
+func rowLabel(r report.ChainRow) string {
+	if r.Trashed {
+		return r.Snapshot + " (trash)"
+	}
+	return r.Snapshot
 }
 
 // chainSVG draws the map: one bar per snapshot, a colour per holder.
@@ -145,7 +153,7 @@ func chainSVG(volume string, rows []report.ChainRow) string {
 	for i, r := range rows {
 		max = maxU(max, r.Total)
 		order[r.Seq] = i
-		names[r.Seq] = r.Snapshot
+		names[r.Seq] = rowLabel(r)
 	}
 	color := func(seq uint64) string { return fmt.Sprintf("hsl(%d,65%%,55%%)", (order[seq]*47)%360) }
 	h := top + len(rows)*rowH + 40
@@ -154,7 +162,7 @@ func chainSVG(volume string, rows []report.ChainRow) string {
 	fmt.Fprintf(&b, `<text x="10" y="24" font-size="16">chain of volume %s: each bar is a snapshot's data, coloured by the snapshot that holds it</text>`+"\n", html.EscapeString(volume))
 	for i, r := range rows {
 		y := top + i*rowH
-		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text>`+"\n", y+16, html.EscapeString(r.Snapshot))
+		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text>`+"\n", y+16, html.EscapeString(rowLabel(r)))
 		x := float64(left)
 		for _, holder := range holders(r) {
 			w := float64(r.Held[holder]) / float64(maxU(max, 1)) * barW

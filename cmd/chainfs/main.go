@@ -125,6 +125,7 @@ func newCLI() (*cli.App, *session) {
 			initCommand(),
 			volumeCommand(),
 			snapshotCommand(),
+			trashCommand(),
 			versionsCommand(),
 			restoreCommand(),
 			imageCommand(),

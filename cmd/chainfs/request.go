@@ -62,6 +62,10 @@ var operations = map[string]func() operation{
 	"policy.run":       func() operation { return new(policyRun) },
 	"policy.rm":        func() operation { return new(policyRemove) },
 	"check":            func() operation { return new(checkOp) },
+	"trash.list":       func() operation { return new(trashList) },
+	"trash.restore":    func() operation { return new(trashRestore) },
+	"trash.empty":      func() operation { return new(trashEmpty) },
+	"trash.days":       func() operation { return new(trashDays) },
 }
 
 // opNames is operations turned around: the name of each operation's type.

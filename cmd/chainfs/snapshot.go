@@ -35,10 +35,13 @@ func snapshotCommand() *cli.Command {
 			},
 			{
 				Name:      "delete",
-				Usage:     "delete a snapshot; blocks later snapshots link to pass to the next one",
+				Usage:     "delete a snapshot: into the trash, then for good; blocks later snapshots link to pass to the next one",
 				ArgsUsage: "VOLUME/SNAPSHOT",
 				Description: "SNAPSHOT is the snapshot's name: 'latest' is refused, as a snapshot made meanwhile\n" +
-					"(an automatic one) would change which snapshot it means.",
+					"(an automatic one) would change which snapshot it means. The snapshot goes to the trash\n" +
+					"for the repository's trash days ('chainfs trash'), or is deleted for good at once when\n" +
+					"the trash keeps none.",
+				Flags:  []cli.Flag{jsonFlag},
 				Action: request(parseSnapshotDelete),
 			},
 			{
@@ -197,15 +200,26 @@ func (o *snapshotDelete) run(ctx context.Context, e *env) error {
 	if err := o.check(); err != nil {
 		return err
 	}
-	if err := e.repo.DeleteSnapshot(ctx, o.Volume, o.Snapshot); err != nil {
+	s, err := e.repo.DiscardSnapshot(ctx, o.Volume, o.Snapshot, store.Trashed{UID: e.caller.UID, By: "manual"})
+	if err != nil {
 		var refused *store.LatestRefusedError
 		if errors.As(err, &refused) && refused.Latest != "" {
 			return usagef("%w (chainfs snapshot delete %s/%s)", err, o.Volume, refused.Latest)
 		}
 		return err
 	}
-	fmt.Fprintf(e.stdout, "deleted snapshot %s\n", o.snapshotRef)
-	return nil
+	return e.output(s, func() {
+		if s.Trashed == nil {
+			fmt.Fprintf(e.stdout, "deleted snapshot %s for good\n", o.snapshotRef)
+			return
+		}
+		until := ""
+		if days, err := e.repo.TrashDays(ctx); err == nil {
+			until = " until " + s.Expires(days).Local().Format("2006-01-02 15:04")
+		}
+		fmt.Fprintf(e.stdout, "moved snapshot %s to the trash%s: chainfs trash restore %s brings it back, chainfs trash empty %s frees its space now\n",
+			o.snapshotRef, until, o.snapshotRef, o.snapshotRef)
+	})
 }
 
 // snapshotHold places a hold on a snapshot.

@@ -36,6 +36,9 @@ func (usageOp) run(ctx context.Context, e *env) error {
 		for _, s := range u.Images {
 			t.row("(image)", s.Snapshot, size(s.Logical), "-", size(s.Exclusive), size(s.Shared))
 		}
+		for _, s := range u.Trash {
+			t.row(s.Volume, s.Snapshot+" (trash)", size(s.Logical), size(s.Added), size(s.Exclusive), size(s.Shared))
+		}
 		t.flush()
 		dedup := 0.0
 		if u.StoredBytes > 0 {
@@ -47,5 +50,8 @@ func (usageOp) run(ctx context.Context, e *env) error {
 		}
 		fmt.Fprintf(e.stdout, "\n%s in %s referenced; %s logical in all snapshots (deduplication %.1f×); %s garbage for gc; %s %s\n",
 			size(u.StoredBytes), count(u.Blocks, "block"), size(u.LogicalBytes), dedup, size(u.GarbageBytes), size(uint64(u.SpaceUsed)), where)
+		if len(u.Trash) > 0 {
+			fmt.Fprintf(e.stdout, "in the trash: %s, holding %s no other snapshot holds (chainfs trash empty gives it to gc)\n", count(uint64(len(u.Trash)), "snapshot"), size(u.TrashBytes))
+		}
 	})
 }

@@ -228,6 +228,9 @@ type volumeRemove struct {
 func (o *volumeRemove) run(ctx context.Context, e *env) error {
 	err := e.repo.RemoveVolume(ctx, o.Name, o.WithSnapshots)
 	if errors.Is(err, store.ErrHasSnapshots) {
+		if n, cerr := e.repo.SnapshotCount(ctx, o.Name); cerr == nil && n == 0 {
+			return fmt.Errorf("volume %s has snapshots in the trash; empty it first (chainfs trash empty %s) or pass --with-snapshots", o.Name, o.Name)
+		}
 		return fmt.Errorf("volume %s has snapshots; delete them first or pass --with-snapshots", o.Name)
 	}
 	if err != nil {

@@ -218,7 +218,8 @@ func Expired(p *Policy, autos []store.Snapshot, now time.Time) []store.Snapshot 
 }
 
 // Prune deletes the automatic snapshots of volume that p's retention
-// lets go at now (Expired), and returns their names. Manual snapshots
+// lets go at now (Expired), into the trash while the repository keeps
+// one (store.DiscardSnapshot), and returns their names. Manual snapshots
 // are never touched, nor held ones: a held snapshot the rule would delete
 // is passed over. A snapshot that cannot be deleted is passed over
 // and named in the error; the rest go.
@@ -242,7 +243,8 @@ func Prune(ctx context.Context, r *store.Repo, p *Policy, volume string, now tim
 		if sn.Hold != nil {
 			continue
 		}
-		if err := r.DeleteSnapshot(ctx, volume, sn.Name); errors.Is(err, store.ErrHeld) {
+		by := store.Trashed{By: "policy " + p.Name}
+		if _, err := r.DiscardSnapshot(ctx, volume, sn.Name, by); errors.Is(err, store.ErrHeld) {
 			continue // held since the listing
 		} else if err != nil {
 			errs = append(errs, fmt.Errorf("delete %s/%s: %w", volume, sn.Name, err))

@@ -18,14 +18,17 @@ type ChainRow struct {
 	Held map[uint64]uint64 `json:"held"`
 	// Total is the data this snapshot references (distinct blocks).
 	Total uint64 `json:"total_bytes"`
+	// Trashed says the snapshot is in the trash: still in the chain,
+	// holding its blocks.
+	Trashed bool `json:"trashed,omitempty"`
 }
 
 // ChainMap returns, for every snapshot of a volume, where its data lies:
 // the A/B/C/D picture of docs/design.md for the volume's own data. It
 // reads every snapshot's block list; each block's holder is one index
-// seek.
+// seek. Snapshots in the trash are in it: they hold blocks still.
 func ChainMap(ctx context.Context, r *store.Repo, volume string) ([]ChainRow, error) {
-	snaps, err := r.Snapshots(ctx, volume)
+	snaps, err := r.Chain(ctx, volume)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +48,7 @@ func ChainMap(ctx context.Context, r *store.Repo, volume string) ([]ChainRow, er
 		if err != nil {
 			return nil, err
 		}
-		row := ChainRow{Snapshot: s.Name, Seq: s.Seq, Held: map[uint64]uint64{}}
+		row := ChainRow{Snapshot: s.Name, Seq: s.Seq, Held: map[uint64]uint64{}, Trashed: s.Trashed != nil}
 		for i, h := range hs {
 			holder := holders[i]
 			if holder == 0 {

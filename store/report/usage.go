@@ -25,6 +25,9 @@ type SnapshotUsage struct {
 	// Shared is the rest of the data it references (each block once):
 	// held too by other snapshots or images. Only with UsageOptions.Shared.
 	Shared uint64 `json:"shared_bytes"`
+	// Trashed is set for a snapshot in the trash, with the name it goes
+	// by there (store.TrashNames) in Snapshot.
+	Trashed *store.Trashed `json:"trashed,omitempty"`
 }
 
 // UsageOptions choose what Usage computes.
@@ -40,6 +43,10 @@ type Report struct {
 	// Images have Volume "" and Snapshot the image's name; Added is 0
 	// (an image is a chain of its own, it holds all it references).
 	Images []SnapshotUsage `json:"images"`
+	// Trash are the snapshots in the trash, and TrashBytes what emptying
+	// them one by one would free: the sum of their exclusive sizes.
+	Trash      []SnapshotUsage `json:"trash"`
+	TrashBytes uint64          `json:"trash_bytes"`
 	// Blocks and StoredBytes count the referenced blocks, each once.
 	Blocks      uint64 `json:"blocks"`
 	StoredBytes uint64 `json:"stored_bytes"`
@@ -57,30 +64,25 @@ type Report struct {
 // Usage reports every snapshot's sizes and the repository's totals. A
 // snapshot's exclusive size costs one seek per block its delta names.
 func Usage(ctx context.Context, r *store.Repo, opts UsageOptions) (*Report, error) {
-	u := &Report{Snapshots: []SnapshotUsage{}, Images: []SnapshotUsage{}}
+	u := &Report{Snapshots: []SnapshotUsage{}, Images: []SnapshotUsage{}, Trash: []SnapshotUsage{}}
 	vols, err := r.Volumes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for i := range vols {
-		v := &vols[i]
-		snaps, err := r.Snapshots(ctx, v.Name)
+		live, trash, err := VolumeUsage(ctx, r, vols[i].Name, opts)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // removed since it was listed
 		} else if err != nil {
 			return nil, err
 		}
-		for i, s := range snaps {
-			var next uint64
-			if i+1 < len(snaps) {
-				next = snaps[i+1].Seq
-			}
-			su, err := snapshotUsage(ctx, r, v.Name, &s, next, opts)
-			if err != nil {
-				return nil, err
-			}
-			u.Snapshots = append(u.Snapshots, su)
-			u.LogicalBytes += s.Stats.LogicalBytes
+		u.Snapshots = append(u.Snapshots, live...)
+		u.Trash = append(u.Trash, trash...)
+		for _, su := range append(live, trash...) {
+			u.LogicalBytes += su.Logical
+		}
+		for _, su := range trash {
+			u.TrashBytes += su.Exclusive
 		}
 	}
 	imgs, err := images.List(ctx, r)
@@ -103,6 +105,39 @@ func Usage(ctx context.Context, r *store.Repo, opts UsageOptions) (*Report, erro
 	u.Blocks, u.StoredBytes, u.GarbageBytes, u.Trees = t.Blocks, t.StoredBytes, t.GarbageBytes, t.Trees
 	u.SpaceUsed, err = r.Index().SpaceUsed()
 	return u, err
+}
+
+// VolumeUsage is Usage for one volume's snapshots: those listed, and
+// those in the trash.
+func VolumeUsage(ctx context.Context, r *store.Repo, volume string, opts UsageOptions) (live, trash []SnapshotUsage, err error) {
+	chain, err := r.Chain(ctx, volume)
+	if err != nil {
+		return nil, nil, err
+	}
+	var inTrash []store.Snapshot
+	for i, s := range chain {
+		// The next snapshot in the chain, in the trash or not, is the one
+		// that takes over the blocks it holds.
+		var next uint64
+		if i+1 < len(chain) {
+			next = chain[i+1].Seq
+		}
+		su, err := snapshotUsage(ctx, r, volume, &s, next, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if s.Trashed == nil {
+			live = append(live, su)
+			continue
+		}
+		su.Trashed = s.Trashed
+		trash = append(trash, su)
+		inTrash = append(inTrash, s)
+	}
+	for i, name := range store.TrashNames(inTrash) {
+		trash[i].Snapshot = name
+	}
+	return live, trash, nil
 }
 
 // snapshotUsage is one snapshot's sizes; next is the snapshot after it in

@@ -173,11 +173,13 @@ func (r *runner) Snapshot(ctx context.Context, volume, name string) (func(contex
 	})
 }
 
-// Delete starts deleting a snapshot (chainfs.Controller). It returns once
+// Delete starts deleting a snapshot (chainfs.Controller): into the trash
+// while the repository keeps one. It returns once
 // the snapshot is known to exist, not to be held, and its volume to be
 // free; a snapshot
 // that starts in between makes the job fail with ErrBusy, from wait.
 func (r *runner) Delete(ctx context.Context, volume, snapshot string) (func(context.Context) error, error) {
+	uid := callerUID(ctx)
 	return r.start(ctx, "delete", volume, snapshot, volume+"/"+snapshot, func(ctx context.Context, begun func()) (any, error) {
 		if snapshot == "latest" {
 			// The store's one check refuses it, without touching anything,
@@ -195,7 +197,8 @@ func (r *runner) Delete(ctx context.Context, volume, snapshot string) (func(cont
 			return nil, fmt.Errorf("volume %s: %s is running: %w", volume, v.Running, store.ErrBusy)
 		}
 		begun()
-		return nil, r.repo.DeleteSnapshot(ctx, volume, snapshot)
+		_, err = r.repo.DiscardSnapshot(ctx, volume, snapshot, store.Trashed{UID: uid, By: "manual"})
+		return nil, err
 	})
 }
 

@@ -98,6 +98,24 @@ func (s *scheduler) tick(ctx context.Context, now time.Time) {
 			s.fire(ctx, v.Name, p, label)
 		}
 	}
+	s.emptyTrash(ctx, now)
+}
+
+// emptyTrash deletes for good the snapshots that have been in the trash
+// longer than the repository keeps them. Each tick looks: the trash's
+// index costs one seek per volume when it is empty.
+func (s *scheduler) emptyTrash(ctx context.Context, now time.Time) {
+	gone, err := s.repo.EmptyTrash(ctx, "", "", true, now)
+	for _, sn := range gone {
+		s.log.Info("trash: deleted for good", "volume", sn.Volume, "snapshot", sn.Name, "trashed", sn.Trashed.Time)
+	}
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case errors.Is(err, store.ErrBusy):
+		s.log.Debug("trash: empty what expired, later", "err", err) // a volume busy: the next tick
+	default:
+		s.log.Warn("trash: empty what expired", "err", err)
+	}
 }
 
 // nextRuns is when each volume with a policy has its next run, by volume
