@@ -29,6 +29,7 @@ func TestGCGivesSpaceBack(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		e.ok("snapshot", "delete", fmt.Sprintf("v/s%d", i))
 	}
+	e.ok("trash", "empty", "v") // deleted snapshots keep their data in the trash until then
 	var st struct {
 		BlocksFreed uint64 `json:"blocks_freed"`
 		SizeAfter   int64  `json:"size_after"`
@@ -56,7 +57,8 @@ func TestGCGivesSpaceBack(t *testing.T) {
 }
 
 // TestExclusiveSizeIsTrue: usage's exclusive size of a snapshot is within
-// 5 % of what deleting it and running gc frees.
+// 5 % of what deleting it (and emptying it from the trash) and running gc
+// frees.
 func TestExclusiveSizeIsTrue(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
@@ -84,6 +86,7 @@ func TestExclusiveSizeIsTrue(t *testing.T) {
 	}
 	before := du(t, e.repo)
 	e.ok("snapshot", "delete", "v/s1")
+	e.ok("trash", "empty", "v/s1")
 	var st struct {
 		BytesFreed uint64 `json:"bytes_freed"`
 	}

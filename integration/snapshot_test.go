@@ -101,8 +101,9 @@ func TestGoTreeRoundTrip(t *testing.T) {
 	}
 }
 
-// TestAddedFollowsDeletion: deleting s2, whose added file s3 keeps, makes
-// that data s3's own; snapshot list, usage and chain all say so.
+// TestAddedFollowsDeletion: deleting s2 for good, whose added file s3
+// keeps, makes that data s3's own; snapshot list, usage and chain all say
+// so.
 func TestAddedFollowsDeletion(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
@@ -115,6 +116,7 @@ func TestAddedFollowsDeletion(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "c"), randomData(3, 256<<10), 0o644)
 	s3 := e.snapshot("v", "--name", "s3")
 	e.ok("snapshot", "delete", "v/s2")
+	e.ok("trash", "empty", "v/s2") // in the trash, s2 keeps its blocks
 	const want = (512 + 256) << 10 // b and c
 
 	var list []struct {

@@ -21,6 +21,7 @@ const (
 	prefixPack     = 'p' // p packID:8                     → packRecord (binary)
 	prefixPolicy   = 'o' // o name                         → policy.Policy (JSON), through Records
 	prefixLease    = 'l' // l name                         → leaseRecord (JSON), in a bucket only (lease.go)
+	prefixMarket   = 'k' // k name                         → market.Subscription (JSON), through Records
 	prefixTrash    = 'r' // r volID:8 seq:8                → empty: the snapshot is in the trash (trash.go)
 )
 

@@ -17,6 +17,9 @@ type RecordKind byte
 const (
 	// PolicyRecords are the automatic-snapshot policies (store/policy).
 	PolicyRecords RecordKind = prefixPolicy
+	// MarketRecords are the subscriptions to vendors' image catalogs
+	// (store/market).
+	MarketRecords RecordKind = prefixMarket
 )
 
 // Records is one kind of named JSON record.
@@ -33,7 +36,7 @@ func (s Records) key(name string) []byte { return append([]byte{byte(s.kind)}, n
 // known refuses a kind the store does not keep for others: any other
 // prefix is the store's own records, which no one else may write.
 func (s Records) known() error {
-	if s.kind != PolicyRecords {
+	if s.kind != PolicyRecords && s.kind != MarketRecords {
 		return fmt.Errorf("record kind %q: %w", byte(s.kind), ErrInvalid)
 	}
 	return nil
@@ -56,6 +59,22 @@ func (s Records) Create(ctx context.Context, name string, v any) error {
 		if _, err := m.txn.Get(s.key(name)); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		return m.setJSON(s.key(name), v)
+	})
+}
+
+// Replace writes a record over the one called name; a missing one is
+// ErrNotFound.
+func (s Records) Replace(ctx context.Context, name string, v any) error {
+	if err := s.known(); err != nil {
+		return err
+	}
+	return s.r.commit(ctx, func(m metaTxn) error {
+		if _, err := m.txn.Get(s.key(name)); errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		} else if err != nil {
 			return err
 		}
 		return m.setJSON(s.key(name), v)
