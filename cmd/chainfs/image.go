@@ -55,7 +55,7 @@ func imageCommand() *cli.Command {
 				Usage:     "list images: the repository's and the catalog's public ones",
 				ArgsUsage: " ",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "type", Usage: "only images of this type: custom, shared, community or public"},
+					&cli.StringFlag{Name: "type", Usage: "only images of this type: custom, shared, community, public or marketplace"},
 					&cli.StringFlag{Name: "user", Usage: "only images USER sees under images/"},
 					jsonFlag,
 				},
@@ -384,8 +384,12 @@ func (o *imageList) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
+	offers, err := marketplaceOffers(ctx, e, all)
+	if err != nil {
+		return err
+	}
 	shown := []images.Image{}
-	for _, img := range all {
+	for _, img := range append(all, offers...) {
 		if (typ == "" || img.Type == typ) && (o.User == nil || img.VisibleTo(*o.User)) {
 			shown = append(shown, img)
 		}
@@ -393,6 +397,10 @@ func (o *imageList) run(ctx context.Context, e *env) error {
 	return e.output(shown, func() {
 		t := newTable(e.stdout, "NAME", "TYPE", "OWNER", "CREATED", "FILES", "SIZE", "FROM", "DESCRIPTION")
 		for _, img := range shown {
+			if img.Offered {
+				t.row(img.Name, string(img.Type), "-", "-", "-", "-", "not imported (chainfs market import "+img.Name+")", dash(img.Description))
+				continue
+			}
 			owner := userName(img.Owner)
 			if img.Type == images.Public {
 				owner = "-"
@@ -422,6 +430,9 @@ func (o *imageShow) run(ctx context.Context, e *env) error {
 		if img.Type == images.Public {
 			fmt.Fprintf(w, "catalog:     %s\n", img.Catalog)
 		} else {
+			if img.Marketplace != "" {
+				fmt.Fprintf(w, "marketplace: %s\n", img.Marketplace)
+			}
 			fmt.Fprintf(w, "owner:       %s\n", userName(img.Owner))
 		}
 		if len(img.SharedWith) > 0 {

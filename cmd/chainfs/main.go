@@ -129,6 +129,7 @@ func newCLI() (*cli.App, *session) {
 			versionsCommand(),
 			restoreCommand(),
 			imageCommand(),
+			marketCommand(),
 			gcCommand(),
 			usageCommand(),
 			chainCommand(),

@@ -66,6 +66,11 @@ var operations = map[string]func() operation{
 	"trash.restore":    func() operation { return new(trashRestore) },
 	"trash.empty":      func() operation { return new(trashEmpty) },
 	"trash.days":       func() operation { return new(trashDays) },
+	"market.add":       func() operation { return new(marketAdd) },
+	"market.list":      func() operation { return new(marketList) },
+	"market.refresh":   func() operation { return new(marketRefresh) },
+	"market.rm":        func() operation { return new(marketRemove) },
+	"market.import":    func() operation { return new(marketImport) },
 }
 
 // opNames is operations turned around: the name of each operation's type.

@@ -51,6 +51,12 @@ type ImportOptions struct {
 	Raw *store.Entry
 	// Progress, if set, counts the block data read.
 	Progress *Progress
+	// NativeOnly refuses a stream that is not a native image.
+	NativeOnly bool
+	// Verify, if set, is called once the stream is read and before the
+	// image is committed: an error leaves no image (a download whose hash
+	// is not the one promised).
+	Verify func() error
 }
 
 // ImportStats say what an import read and stored.
@@ -82,6 +88,9 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 		return nil, nil, err
 	}
 	st.Format = format
+	if opts.NativeOnly && format != FormatNative {
+		return nil, nil, fmt.Errorf("import %s: a %s stream, not a native image: %w", name, format, ErrMalformed)
+	}
 	meta := opts.Meta
 	meta.Origin = opts.Origin
 	if meta.Origin.Kind == "" {
@@ -106,6 +115,9 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 		res, err = readTar(ctx, br, w, opts.Progress, maxTarFileSize)
 	default:
 		res, err = readRaw(ctx, br, w, *opts.Raw, opts.Progress)
+	}
+	if err == nil && opts.Verify != nil {
+		err = opts.Verify()
 	}
 	if err != nil {
 		w.Abort()

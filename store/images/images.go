@@ -30,20 +30,23 @@ const (
 	// Public comes from the operator's read-only catalog and is seen
 	// by everyone.
 	Public Type = "public"
+	// Marketplace comes from a vendor's signed catalog (store/market)
+	// and is seen by everyone.
+	Marketplace Type = "marketplace"
 )
 
 // ParseType reads an image type's name.
 func ParseType(s string) (Type, error) {
 	switch t := Type(s); t {
-	case Custom, Shared, Community, Public:
+	case Custom, Shared, Community, Public, Marketplace:
 		return t, nil
 	}
-	return "", fmt.Errorf("image type %q: want custom, shared, community or public: %w", s, store.ErrInvalid)
+	return "", fmt.Errorf("image type %q: want custom, shared, community, public or marketplace: %w", s, store.ErrInvalid)
 }
 
 // Origin says where an image came from.
 type Origin struct {
-	// Kind is "snapshot", "import" or "copy".
+	// Kind is "snapshot", "import", "copy" or "marketplace".
 	Kind string `json:"kind"`
 	// Volume and Snapshot name the snapshot an image was made from.
 	Volume   string `json:"volume,omitempty"`
@@ -78,6 +81,9 @@ type Meta struct {
 	// Kind is store.KindDisk for the image of a disk (its tree is one file),
 	// empty for a directory tree.
 	Kind store.VolumeKind `json:"kind,omitempty"`
+	// Marketplace names the subscription the image was imported from
+	// (store/market): it makes the image a marketplace image.
+	Marketplace string `json:"marketplace,omitempty"`
 }
 
 // Share adds uids to those the image is shared with.
@@ -110,12 +116,15 @@ type Image struct {
 	Catalog string `json:"catalog,omitempty"`
 	// Snapshot is the image's content: its tree and statistics.
 	Snapshot store.Snapshot `json:"snapshot"`
+	// Offered is a marketplace image the repository does not hold yet:
+	// listed from its catalog, with no content.
+	Offered bool `json:"offered,omitempty"`
 }
 
 // VisibleTo reports whether user uid sees the image: root sees all.
 func (img *Image) VisibleTo(uid uint32) bool {
 	switch {
-	case uid == 0, img.Type == Public, img.Community, img.Owner == uid:
+	case uid == 0, img.Type == Public, img.Type == Marketplace, img.Community, img.Owner == uid:
 		return true
 	}
 	return slices.Contains(img.SharedWith, uid)
@@ -124,6 +133,8 @@ func (img *Image) VisibleTo(uid uint32) bool {
 // typeOf is the type an image's metadata gives it.
 func typeOf(m *Meta) Type {
 	switch {
+	case m.Marketplace != "":
+		return Marketplace
 	case m.Community:
 		return Community
 	case len(m.SharedWith) > 0:
