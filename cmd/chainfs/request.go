@@ -204,8 +204,41 @@ func submit(c *cli.Context, o operation) error {
 	}
 	return withRepo(c, func(r *store.Repo) error {
 		e.repo = r
+		defer lendRepo(c, r, req.Op, e.log)()
 		return o.run(c.Context, e)
 	})
+}
+
+// readOnlyOps are the operations a command holding the repository answers
+// for others (lendRepo): they only read, and end soon.
+var readOnlyOps = map[string]bool{
+	"volume.list": true, "snapshot.list": true, "snapshot.diff": true, "versions": true,
+	"image.list": true, "image.show": true, "usage": true, "chain": true,
+	"policy.list": true, "trash.list": true, "market.list": true,
+}
+
+// lendRepo answers, on the repository's socket, the commands that only
+// read it (readOnlyOps) run by others while this command holds it
+// without a daemon: snapshot list works while a long snapshot runs.
+// Others are told which command holds the repository. The returned func
+// stops, once the requests being answered have ended.
+func lendRepo(c *cli.Context, r *store.Repo, op string, log *slog.Logger) func() {
+	s := &served{repo: r, cache: cacheDir(c), repoName: repoName(c)}
+	holder := "chainfs " + strings.ReplaceAll(op, ".", " ")
+	answer := func(ctx context.Context, req daemon.Request, stdout, stderr io.Writer, caller daemon.Caller) int {
+		if !readOnlyOps[req.Op] {
+			fmt.Fprintf(stderr, "chainfs: %s (process %d) holds the repository and answers only commands that read it meanwhile; try again when it ends\n",
+				holder, os.Getpid())
+			return exitBusy
+		}
+		return s.serve(ctx, req, stdout, stderr, caller)
+	}
+	l, err := daemon.Lend(c.Context, repoDir(c), answer, log)
+	if err != nil {
+		log.Debug("others' commands will find the repository locked", "err", err)
+		return func() {}
+	}
+	return func() { l.Close() }
 }
 
 // refusalWatch passes a daemon's standard error on and notes whether the

@@ -49,7 +49,8 @@ type Caller struct {
 }
 
 // listen serves the CLI on the repository's socket. Only the daemon's own
-// user and root may connect (checked with SO_PEERCRED).
+// user and root may connect (checked with SO_PEERCRED). jobs, when set,
+// records each request for .control/status.
 func listen(ctx context.Context, repoDir string, run Handler, jobs *runner, log *slog.Logger) (io.Closer, error) {
 	path := filepath.Join(repoDir, SocketName)
 	// The repository's lock is ours, so a socket file here is stale.
@@ -84,6 +85,14 @@ func listen(ctx context.Context, repoDir string, run Handler, jobs *runner, log 
 		}
 	}()
 	return s, nil
+}
+
+// Lend serves other commands' requests on the repository's socket while
+// this process, a command run without a daemon, holds the repository
+// (badger lets one process open it): run answers them. Closing it stops
+// listening and waits a while for the requests running.
+func Lend(ctx context.Context, repoDir string, run Handler, log *slog.Logger) (io.Closer, error) {
+	return listen(ctx, repoDir, run, nil, log)
 }
 
 // socketServer is the listening socket and the requests it runs.
@@ -181,7 +190,10 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runne
 		cancel()
 	}()
 	command := req.String()
-	j := jobs.add("cli", command, "running", uid)
+	var j *job
+	if jobs != nil {
+		j = jobs.add("cli", command, "running", uid)
+	}
 	start := time.Now()
 	code := run(ctx, req, stdout, stderr, caller)
 	var jerr error
@@ -191,7 +203,9 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runne
 			fmt.Fprintln(stderr, "chainfs: the daemon stopped while the command ran; it did not finish")
 		}
 	}
-	jobs.finish(j, nil, jerr)
+	if jobs != nil {
+		jobs.finish(j, nil, jerr)
+	}
 	level := slog.LevelInfo
 	if code != 0 {
 		level = slog.LevelWarn
