@@ -91,6 +91,7 @@ func manCommand() *cli.Command {
 			if err := wantArgs(c, 0, 0); err != nil {
 				return err
 			}
+			manSynopses(c.App.Commands, c.App.Name)
 			page, err := c.App.ToManWithSection(1)
 			if err != nil {
 				return err
@@ -98,5 +99,25 @@ func manCommand() *cli.Command {
 			_, err = fmt.Fprint(c.App.Writer, strings.TrimLeft(page, "\n"))
 			return err
 		},
+	}
+}
+
+// manSynopses gives each command that has none a usage text for the
+// manual page: its command line and its description, which the page
+// would otherwise leave out. It changes the definitions: for man only.
+func manSynopses(cmds []*cli.Command, prefix string) {
+	for _, cmd := range cmds {
+		path := prefix + " " + cmd.Name
+		if cmd.UsageText == "" && len(cmd.Subcommands) == 0 {
+			text := path
+			if args := strings.TrimSpace(cmd.ArgsUsage); args != "" {
+				text += " " + args
+			}
+			if cmd.Description != "" {
+				text += "\n\n" + cmd.Description
+			}
+			cmd.UsageText = text
+		}
+		manSynopses(cmd.Subcommands, path)
 	}
 }
