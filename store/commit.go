@@ -144,9 +144,33 @@ func (r *Repo) applyEntry(seq uint64, muts []kv) error {
 // a pack file, report a snapshot done) syncs first.
 func (r *Repo) syncMeta() error { return r.db.Sync() }
 
-// setSchema records that the metadata has this chainfs's schema.
-func (m metaTxn) setSchema() error {
-	return m.set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+// setSchema records that the metadata has schema s.
+func (m metaTxn) setSchema(s uint64) error {
+	return m.set(metaSchemaKey, binary.BigEndian.AppendUint64(nil, s))
+}
+
+// raiseSchema raises the metadata's schema to SchemaVersion, in the
+// transaction that first writes what an older chainfs would mishandle
+// (a hold, a snapshot in the trash). Its read conflicts only with the one
+// transaction that raises it.
+func (m metaTxn) raiseSchema() error {
+	item, err := m.txn.Get(metaSchemaKey)
+	if err != nil {
+		return fmt.Errorf("schema record: %w", err)
+	}
+	var s uint64
+	if err := item.Value(func(v []byte) error {
+		if len(v) == 8 {
+			s = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if s >= SchemaVersion {
+		return nil
+	}
+	return m.setSchema(SchemaVersion)
 }
 
 // nextID allocates the next number of a named counter.

@@ -105,6 +105,11 @@ func (r *Repo) setHold(ctx context.Context, volume, name string, hold *Hold) (*S
 		}
 		s.Hold = hold
 		snap = s
+		if hold != nil {
+			if err := m.raiseSchema(); err != nil {
+				return err
+			}
+		}
 		return m.setJSON(snapshotKey(v.ID, s.Seq), s)
 	})
 	if err != nil {

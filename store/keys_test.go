@@ -76,13 +76,14 @@ func TestKeysSortOrder(t *testing.T) {
 	// kind meets another's keys.
 	kinds := map[byte][]byte{prefixVolume: volumeKey("v"), prefixSnapshot: snapshotKey(1, 1), prefixSnapName: snapNameKey(1, "s"),
 		prefixBlock: blockKey(h1), prefixTree: treeKey(h1), prefixDelta: deltaKey(1, 1, h1), prefixInterval: intervalKey(1, h1, 1),
-		prefixPack: packKey(1), prefixMeta: metaKey("schema"), prefixCounter: counterKey("pack")}
+		prefixPack: packKey(1), prefixMeta: metaKey("schema"), prefixCounter: counterKey("pack"), prefixTrash: trashKey(1, 1)}
 	for p, k := range kinds {
 		if k[0] != p {
 			t.Errorf("key %x does not start with its prefix %c", k, p)
 		}
 	}
-	if len(kinds) != 10 || byte(PolicyRecords) != prefixPolicy || slices.Contains(slices.Collect(maps.Keys(kinds)), prefixPolicy) {
+	if len(kinds) != 11 || byte(PolicyRecords) != prefixPolicy || byte(MarketRecords) != prefixMarket ||
+		slices.Contains(slices.Collect(maps.Keys(kinds)), prefixPolicy) || slices.Contains(slices.Collect(maps.Keys(kinds)), prefixMarket) {
 		t.Error("record kinds overlap the store's own prefixes")
 	}
 }

@@ -259,7 +259,7 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 	if err != nil {
 		return nil, err
 	}
-	err = r.commit(ctx, func(m metaTxn) error { return m.setSchema() })
+	err = r.commit(ctx, func(m metaTxn) error { return m.setSchema(SchemaVersion) })
 	if cerr := r.Close(); err == nil {
 		err = cerr
 	}
@@ -575,7 +575,7 @@ func (r *Repo) checkSchema(ctx context.Context) error {
 			// an init cut short between the two (its first commit is the
 			// schema). Any host finishes it; of two, one entry wins.
 			r.log.Info("finishing the repository's interrupted init", "repository", r.journal.remote.infoKey())
-			return m.setSchema()
+			return m.setSchema(SchemaVersion)
 		}
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			// badger shows a record in a damaged table as absent: name the
@@ -598,10 +598,10 @@ func (r *Repo) checkSchema(ctx context.Context) error {
 			return err
 		}
 		switch s {
-		case SchemaVersion:
+		case SchemaVersion, schemaChunked:
 			return nil
 		case 1:
-			return m.setSchema()
+			return m.setSchema(schemaChunked)
 		}
 		return fmt.Errorf("%s: metadata schema %d, this chainfs reads up to %d: %w", r.dir, s, SchemaVersion, ErrFormat)
 	})

@@ -246,6 +246,9 @@ func (r *Repo) DiscardSnapshot(ctx context.Context, volume, name string, by Tras
 		if err := s.Refusal(); err != nil {
 			return err
 		}
+		if err := m.raiseSchema(); err != nil {
+			return err
+		}
 		if err := m.del(snapNameKey(v.ID, s.Name)); err != nil {
 			return err
 		}

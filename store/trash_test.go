@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -177,4 +178,46 @@ func refsOf(t *testing.T, r *Repo, b []byte) uint64 {
 		t.Fatal(err)
 	}
 	return rec.Refs
+}
+
+// TestTrashRaisesSchema: a repository of schema 2 opens as before, and is
+// raised to 3 by its first deletion into the trash, so that a chainfs
+// that would lose the mark refuses it.
+func TestTrashRaisesSchema(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	if err := r.commit(ctx, func(m metaTxn) error { return m.setSchema(schemaChunked) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.checkSchema(ctx); err != nil {
+		t.Fatalf("schema 2: %v", err)
+	}
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	s := snapFile(t, r, "v", block('A'))
+	snapFile(t, r, "v", block('B'))
+	if got := schemaOf(t, r); got != schemaChunked {
+		t.Fatalf("schema %d before any hold or trash", got)
+	}
+	if _, err := r.DiscardSnapshot(ctx, "v", s.Name, Trashed{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := schemaOf(t, r); got != SchemaVersion {
+		t.Fatalf("schema %d after a deletion into the trash", got)
+	}
+}
+
+func schemaOf(t *testing.T, r *Repo) uint64 {
+	t.Helper()
+	var s uint64
+	err := r.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(metaSchemaKey)
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { s = binary.BigEndian.Uint64(v); return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
