@@ -42,7 +42,8 @@ func (r *Repo) DropSnapshot(ctx context.Context, volume, name string, opts Delet
 	}
 	// A snapshot in the trash is named by its TrashRef.
 	var snap *Snapshot
-	if _, _, inTrash := parseTrashRef(name); inTrash {
+	_, _, inTrash := parseTrashRef(name)
+	if inTrash {
 		snap, err = r.TrashedSnapshot(ctx, volume, name)
 	} else {
 		snap, err = r.Snapshot(ctx, volume, name)
@@ -77,6 +78,9 @@ func (r *Repo) DropSnapshot(ctx context.Context, volume, name string, opts Delet
 			if err := cur.Refusal(); err != nil {
 				return err
 			}
+		}
+		if inTrash && cur.Trashed == nil {
+			return fmt.Errorf("snapshot %s/%s was restored from the trash meanwhile: %w", volume, cur.Name, ErrNotFound)
 		}
 		return m.updateVolume(volume, func(v *Volume) error {
 			if err := v.idle(r.info.Replica); err != nil {
