@@ -93,7 +93,11 @@ func problemsOf(t testing.TB, r *Repo) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(append(out, packs...), refs...)
+	names, err := x.NameProblems(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(append(append(out, packs...), refs...), names...)
 }
 
 const testBS = MinBlockSize

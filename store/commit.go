@@ -219,10 +219,15 @@ func (r *Repo) updateVolume(ctx context.Context, name string, fn func(*Volume) e
 // before, by deletePrefix).
 func (m metaTxn) deleteVolume(name string) error { return m.del(volumeKey(name)) }
 
-// putSnapshot writes a snapshot's record and the index from its name.
+// putSnapshot writes a snapshot's record and the index from its name;
+// a snapshot in the trash has no name in the index (another snapshot may
+// have taken it), only its entry in the trash's.
 func (m metaTxn) putSnapshot(s *Snapshot) error {
 	if err := m.setJSON(snapshotKey(s.VolumeID, s.Seq), s); err != nil {
 		return err
+	}
+	if s.Trashed != nil {
+		return m.set(trashKey(s.VolumeID, s.Seq), nil)
 	}
 	return m.set(snapNameKey(s.VolumeID, s.Name), binary.BigEndian.AppendUint64(nil, s.Seq))
 }

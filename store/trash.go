@@ -254,10 +254,7 @@ func (r *Repo) DiscardSnapshot(ctx context.Context, volume, name string, by Tras
 		}
 		s.Trashed = &by
 		snap = s
-		if err := m.setJSON(snapshotKey(v.ID, s.Seq), s); err != nil {
-			return err
-		}
-		return m.set(trashKey(v.ID, s.Seq), nil)
+		return m.putSnapshot(s)
 	})
 	if err != nil {
 		return nil, err
@@ -402,4 +399,74 @@ func trashCount(txn *badger.Txn, vol uint64) int {
 		n++
 	}
 	return n
+}
+
+// NameProblems checks, in one view of the metadata, that every snapshot
+// is found as it should be: one not in the trash by its name, which names
+// it and no other; one in the trash by its entry there, and not by name.
+// Each problem is a sentence.
+func (x Index) NameProblems(ctx context.Context) ([]string, error) {
+	var out []string
+	err := x.r.view(func(txn *badger.Txn) error {
+		var vols []Volume
+		err := scanJSON(txn, []byte{prefixVolume}, func(_ []byte, v *Volume) error {
+			vols = append(vols, *v)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, v := range vols {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			err := scanJSON(txn, snapshotPrefix(v.ID), func(_ []byte, s *Snapshot) error {
+				where := fmt.Sprintf("snapshot %s/%s (seq %d)", v.Name, s.Name, s.Seq)
+				_, terr := txn.Get(trashKey(v.ID, s.Seq))
+				if s.Trashed != nil {
+					if terr != nil {
+						out = append(out, where+": in the trash, but not in the trash's index")
+					}
+					return nil
+				}
+				if terr == nil {
+					out = append(out, where+": in the trash's index, but not in the trash")
+				}
+				item, err := txn.Get(snapNameKey(v.ID, s.Name))
+				if err != nil {
+					out = append(out, where+": its name finds nothing")
+					return nil
+				}
+				return item.Value(func(b []byte) error {
+					if len(b) != 8 || binary.BigEndian.Uint64(b) != s.Seq {
+						out = append(out, where+": its name finds another snapshot")
+					}
+					return nil
+				})
+			})
+			if err != nil {
+				return err
+			}
+			// A name left behind finds a snapshot gone, or one in the trash.
+			prefix := snapNameKey(v.ID, "")
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+			for it.Rewind(); it.Valid(); it.Next() {
+				name := string(it.Item().Key()[len(prefix):])
+				var seq uint64
+				it.Item().Value(func(b []byte) error {
+					if len(b) == 8 {
+						seq = binary.BigEndian.Uint64(b)
+					}
+					return nil
+				})
+				var s Snapshot
+				if err := getJSON(txn, snapshotKey(v.ID, seq), &s); err != nil || s.Name != name || s.Trashed != nil {
+					out = append(out, fmt.Sprintf("snapshot name %s/%s: finds no snapshot of that name outside the trash", v.Name, name))
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+	return out, err
 }

@@ -221,3 +221,42 @@ func schemaOf(t *testing.T, r *Repo) uint64 {
 	}
 	return s
 }
+
+// TestPurgeBeforeATrashedSnapshot: deleting for good the snapshot before
+// one in the trash rewrites that one's record, and gives it back no name:
+// a live snapshot that took its name keeps it, and both empty cleanly.
+func TestPurgeBeforeATrashedSnapshot(t *testing.T) {
+	r := testRepo(t)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	s1 := snapFile(t, r, "v", block('A'))
+	s2 := snapFile(t, r, "v", block('B'))
+	for _, s := range []*Snapshot{s1, s2} {
+		if _, err := r.DiscardSnapshot(ctx, "v", s.Name, Trashed{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{Name: s2.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3 := commitTop(t, w, []Entry{putFile(t, w, "disk", [][]byte{block('C')})})
+	if gone, err := r.EmptyTrash(ctx, "v", s1.TrashRef(), false, time.Now()); err != nil || len(gone) != 1 {
+		t.Fatalf("empty s1: %v, %v", gone, err)
+	}
+	if s, err := r.Snapshot(ctx, "v", s2.Name); err != nil || s.Seq != s3.Seq {
+		t.Fatalf("the live snapshot by the name the trashed one had: %+v, %v", s, err)
+	}
+	if trash, err := r.Trash(ctx, "v"); err != nil || len(trash) != 1 || trash[0].Seq != s2.Seq {
+		t.Fatalf("the trash after emptying the one before: %v, %v", trash, err)
+	}
+	if gone, err := r.EmptyTrash(ctx, "v", "", false, time.Now()); err != nil || len(gone) != 1 {
+		t.Fatalf("empty s2: %v, %v", gone, err)
+	}
+	if s, err := r.Snapshot(ctx, "v", s2.Name); err != nil || s.Seq != s3.Seq {
+		t.Fatalf("the live snapshot after emptying the trash: %+v, %v", s, err)
+	}
+	if p := problemsOf(t, r); len(p) != 0 {
+		t.Fatalf("problems: %v", p)
+	}
+}

@@ -114,7 +114,11 @@ func Check(ctx context.Context, r *store.Repo, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range refs {
+	names, err := x.NameProblems(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range append(refs, names...) {
 		rep.Problems = append(rep.Problems, Problem{What: p})
 	}
 	return rep, nil
