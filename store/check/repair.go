@@ -128,6 +128,9 @@ func findBad(ctx context.Context, r *store.Repo, rep *RepairReport) (map[store.H
 					return err // not known to be lost
 				}
 				name := v.Name + "/" + s.Name
+				if s.Trashed != nil {
+					name = v.Name + "/" + s.TrashRef() // its name may be another's now
+				}
 				if v.Kind == store.KindImage {
 					name = displayVolume(v)
 				}

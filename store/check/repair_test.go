@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/chainfs/chainfs/store"
+	"github.com/chainfs/chainfs/store/storetest"
 )
 
 // sourceFunc is a Source made of a func.
@@ -98,5 +99,34 @@ func TestRepairHeals(t *testing.T) {
 	}
 	if c, _ := Check(ctx, r.Repo, Options{ReadData: true}); len(c.Problems) != 0 {
 		t.Errorf("check after healing: %+v", c.Problems)
+	}
+}
+
+// TestRepairDropsTheTrashedOne: a snapshot in the trash whose top tree is
+// lost is dropped by its place in the trash, not by its name, which a
+// healthy snapshot has taken since.
+func TestRepairDropsTheTrashedOne(t *testing.T) {
+	r := newRepo(t)
+	ctx := context.Background()
+	s1 := r.snapFile(block('a'))
+	if _, err := r.DiscardSnapshot(ctx, "v", s1.Name, store.Trashed{}); err != nil {
+		t.Fatal(err)
+	}
+	taken := storetest.Commit(t, r.Repo, "v", store.SnapshotOptions{Name: s1.Name}, func(w storetest.Writer) []store.Entry {
+		return []store.Entry{storetest.PutFile(t, w, "disk", block('b'))}
+	})
+	r.dropTree(s1.Root)
+	rep, err := Repair(ctx, r.Repo, noSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Dropped) != 1 || rep.Dropped[0] != "v/"+s1.TrashRef() {
+		t.Errorf("repair dropped %v", rep.Dropped)
+	}
+	if s, err := r.Snapshot(ctx, "v", s1.Name); err != nil || s.Seq != taken.Seq {
+		t.Errorf("the healthy snapshot of that name after the repair: %+v, %v", s, err)
+	}
+	if trash, err := r.Trash(ctx, "v"); err != nil || len(trash) != 0 {
+		t.Errorf("the trash after the repair: %v, %v", trash, err)
 	}
 }
