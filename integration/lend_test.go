@@ -52,7 +52,7 @@ func TestReadWhileACommandHoldsTheRepository(t *testing.T) {
 	if out := e.ok("volume", "list", "--json"); !strings.Contains(out, `"name": "v"`) {
 		t.Errorf("volume list while the import runs:\n%s", out)
 	}
-	e.fails(4, "chainfs image import (process ", "snapshot", "create", "v")
+	e.fails(4, "held by process ", "snapshot", "create", "v")
 
 	in.Close() // an empty stream: the import fails and lets go
 	holder.Wait()

@@ -562,6 +562,16 @@ func describeHolder(text []byte) string {
 	return fmt.Sprintf("held by process %s (%s)", pid, purpose)
 }
 
+// Holder says what holds the repository, as another process trying to
+// open it is told: "held by process N (snapshot v/s)".
+func (r *Repo) Holder() string {
+	text, err := os.ReadFile(r.lock.Name())
+	if err != nil {
+		return "held by process " + strconv.Itoa(os.Getpid())
+	}
+	return describeHolder(text)
+}
+
 // setActivity rewrites the lock file's description of what this process does.
 func (r *Repo) setActivity(purpose string) {
 	writeLockText(r.lock, purpose)

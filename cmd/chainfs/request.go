@@ -204,7 +204,7 @@ func submit(c *cli.Context, o operation) error {
 	}
 	return withRepo(c, func(r *store.Repo) error {
 		e.repo = r
-		defer lendRepo(c, r, req.Op, e.log)()
+		defer lendRepo(c, r, e.log)()
 		return o.run(c.Context, e)
 	})
 }
@@ -213,7 +213,7 @@ func submit(c *cli.Context, o operation) error {
 // for others (lendRepo): they only read, and end soon.
 var readOnlyOps = map[string]bool{
 	"volume.list": true, "snapshot.list": true, "snapshot.diff": true, "versions": true,
-	"image.list": true, "image.show": true, "usage": true, "chain": true,
+	"image.list": true, "image.show": true, "usage": true,
 	"policy.list": true, "trash.list": true, "market.list": true,
 }
 
@@ -222,13 +222,12 @@ var readOnlyOps = map[string]bool{
 // without a daemon: snapshot list works while a long snapshot runs.
 // Others are told which command holds the repository. The returned func
 // stops, once the requests being answered have ended.
-func lendRepo(c *cli.Context, r *store.Repo, op string, log *slog.Logger) func() {
+func lendRepo(c *cli.Context, r *store.Repo, log *slog.Logger) func() {
 	s := &served{repo: r, cache: cacheDir(c), repoName: repoName(c)}
-	holder := "chainfs " + strings.ReplaceAll(op, ".", " ")
 	answer := func(ctx context.Context, req daemon.Request, stdout, stderr io.Writer, caller daemon.Caller) int {
 		if !readOnlyOps[req.Op] {
-			fmt.Fprintf(stderr, "chainfs: %s (process %d) holds the repository and answers only commands that read it meanwhile; try again when it ends\n",
-				holder, os.Getpid())
+			fmt.Fprintf(stderr, "chainfs: %s: %s, which answers only commands that only read it meanwhile; try again when it ends\n",
+				repoName(c), r.Holder())
 			return exitBusy
 		}
 		return s.serve(ctx, req, stdout, stderr, caller)

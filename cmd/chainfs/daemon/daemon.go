@@ -117,7 +117,7 @@ func Run(ctx context.Context, o Options) error {
 	// that started the change may hold until its job is done.
 	go notes.run(fsys.Changed)
 
-	sock, err := listen(ctx, o.Repo.Info().Dir, o.Serve, jobs, log)
+	sock, err := listen(ctx, o.Repo.Info().Dir, o.Serve, jobs, log, "the daemon serving this repository")
 	if err != nil {
 		mount.Unmount()
 		return err

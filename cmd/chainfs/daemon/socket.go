@@ -50,8 +50,9 @@ type Caller struct {
 
 // listen serves the CLI on the repository's socket. Only the daemon's own
 // user and root may connect (checked with SO_PEERCRED). jobs, when set,
-// records each request for .control/status.
-func listen(ctx context.Context, repoDir string, run Handler, jobs *runner, log *slog.Logger) (io.Closer, error) {
+// records each request for .control/status; role names the server in
+// what it tells callers.
+func listen(ctx context.Context, repoDir string, run Handler, jobs *runner, log *slog.Logger, role string) (*socketServer, error) {
 	path := filepath.Join(repoDir, SocketName)
 	// The repository's lock is ours, so a socket file here is stale.
 	os.Remove(path)
@@ -63,7 +64,7 @@ func listen(ctx context.Context, repoDir string, run Handler, jobs *runner, log 
 		l.Close()
 		return nil, err
 	}
-	s := &socketServer{l: l}
+	s := &socketServer{l: l, active: map[net.Conn]struct{}{}}
 	go func() {
 		for {
 			conn, err := l.Accept()
@@ -77,10 +78,14 @@ func listen(ctx context.Context, repoDir string, run Handler, jobs *runner, log 
 				return
 			}
 			s.conns.Add(1)
+			s.active[conn] = struct{}{}
 			s.mu.Unlock()
 			go func() {
 				defer s.conns.Done()
-				serveConn(ctx, conn.(*net.UnixConn), run, jobs, log)
+				serveConn(ctx, conn.(*net.UnixConn), run, jobs, log, role)
+				s.mu.Lock()
+				delete(s.active, conn)
+				s.mu.Unlock()
 			}()
 		}
 	}()
@@ -90,18 +95,30 @@ func listen(ctx context.Context, repoDir string, run Handler, jobs *runner, log 
 // Lend serves other commands' requests on the repository's socket while
 // this process, a command run without a daemon, holds the repository
 // (badger lets one process open it): run answers them. Closing it stops
-// listening and waits a while for the requests running.
+// listening and returns once no request runs, so that the repository can
+// be closed after it.
 func Lend(ctx context.Context, repoDir string, run Handler, log *slog.Logger) (io.Closer, error) {
-	return listen(ctx, repoDir, run, nil, log)
+	ctx, cancel := context.WithCancel(ctx)
+	s, err := listen(ctx, repoDir, run, nil, log, "the command holding this repository")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.lent = cancel
+	return s, nil
 }
 
 // socketServer is the listening socket and the requests it runs.
 type socketServer struct {
 	l     net.Listener
 	conns sync.WaitGroup
+	// lent, set when the server is a command's (Lend), cancels the
+	// requests that outlive closeWait: the repository closes after.
+	lent context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool // no request is started once set
+	active map[net.Conn]struct{}
 }
 
 // closeWait bounds how long Close waits for cancelled requests: one
@@ -110,7 +127,8 @@ const closeWait = 10 * time.Second
 
 // Close stops listening and waits a while for the requests running,
 // which the daemon's context has cancelled, to send their callers their
-// end.
+// end. A command's server (Lend) then cancels what still runs, cuts its
+// connections, and waits for it to end.
 func (s *socketServer) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -120,7 +138,17 @@ func (s *socketServer) Close() error {
 	go func() { s.conns.Wait(); close(done) }()
 	select {
 	case <-done:
+		return err
 	case <-time.After(closeWait):
+	}
+	if s.lent != nil {
+		s.lent()
+		s.mu.Lock()
+		for c := range s.active {
+			c.SetDeadline(time.Now())
+		}
+		s.mu.Unlock()
+		<-done
 	}
 	return err
 }
@@ -143,7 +171,7 @@ func (w frameWriter) Write(p []byte) (int, error) {
 	return w.conn.Write(p)
 }
 
-func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runner, log *slog.Logger) {
+func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runner, log *slog.Logger, role string) {
 	defer conn.Close()
 	var mu sync.Mutex
 	stdout := frameWriter{&mu, conn, frameStdout}
@@ -154,7 +182,7 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runne
 	}
 	uid, err := peerUID(conn)
 	if err != nil || (uid != 0 && uid != uint32(os.Geteuid())) {
-		fmt.Fprintf(stderr, "chainfs: the daemon serving this repository refuses uid %d: %s\n", uid, whoMay(uint32(os.Geteuid())))
+		fmt.Fprintf(stderr, "chainfs: %s refuses uid %d: %s\n", role, uid, whoMay(uint32(os.Geteuid())))
 		exit(1)
 		return
 	}
@@ -200,7 +228,7 @@ func serveConn(ctx context.Context, conn *net.UnixConn, run Handler, jobs *runne
 	if code != 0 {
 		jerr = fmt.Errorf("exit status %d", code)
 		if daemonCtx.Err() != nil {
-			fmt.Fprintln(stderr, "chainfs: the daemon stopped while the command ran; it did not finish")
+			fmt.Fprintf(stderr, "chainfs: %s stopped while the command ran; it did not finish\n", role)
 		}
 	}
 	if jobs != nil {
