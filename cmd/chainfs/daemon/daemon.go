@@ -122,7 +122,8 @@ func Run(ctx context.Context, o Options) error {
 		mount.Unmount()
 		return err
 	}
-	go sched.run(ctx)
+	scheduled := make(chan struct{})
+	go func() { sched.run(ctx); close(scheduled) }()
 	merged := make(chan struct{})
 	go func() { merge.run(ctx); close(merged) }()
 	go refresh(ctx, o.Repo, notes.post, log)
@@ -146,6 +147,7 @@ func Run(ctx context.Context, o Options) error {
 	sock.Close()
 	jobs.wait()
 	<-merged
+	<-scheduled
 	// A command that outlived the socket's wait may still commit: it
 	// finds no mount to tell, and is still logged.
 	o.Repo.Watch(store.Watcher{SnapshotEnded: watcher.SnapshotEnded})

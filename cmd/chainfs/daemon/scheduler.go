@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/chainfs/chainfs/fs/source"
@@ -45,6 +46,8 @@ type scheduler struct {
 	log   *slog.Logger
 
 	seen map[string]time.Time // volume → the time up to which it was looked at
+	// emptying is held while expired snapshots are deleted from the trash.
+	emptying sync.Mutex
 	// skipped, if set, is told of each run that did not start.
 	skipped func(volume string)
 }
@@ -53,8 +56,10 @@ func newScheduler(repo *store.Repo, jobs *runner, clock Clock, loc *time.Locatio
 	return &scheduler{repo: repo, jobs: jobs, clock: clock, loc: loc, mount: mount, log: log, seen: map[string]time.Time{}}
 }
 
-// run ticks at every minute until ctx is done.
+// run ticks at every minute until ctx is done, and returns once the
+// trash's emptying has stopped too.
 func (s *scheduler) run(ctx context.Context) {
+	defer func() { s.emptying.Lock(); s.emptying.Unlock() }()
 	s.tick(ctx, s.clock.Now())
 	for {
 		now := s.clock.Now()
@@ -102,20 +107,41 @@ func (s *scheduler) tick(ctx context.Context, now time.Time) {
 }
 
 // emptyTrash deletes for good the snapshots that have been in the trash
-// longer than the repository keeps them. Each tick looks: the trash's
-// index costs one seek per volume when it is empty.
+// longer than the repository keeps them, in the background: a long
+// deletion holds up no volume's schedule. It runs after the tick's
+// snapshots have begun, so that it finds their volumes busy and leaves
+// them for a later tick, rather than making them skip a run. A volume
+// another host snapshots is emptied there. The trash's index costs one
+// seek per volume when it is empty.
 func (s *scheduler) emptyTrash(ctx context.Context, now time.Time) {
-	gone, err := s.repo.EmptyTrash(ctx, "", "", true, now)
-	for _, sn := range gone {
-		s.log.Info("trash: deleted for good", "volume", sn.Volume, "snapshot", sn.Name, "trashed", sn.Trashed.Time)
+	if !s.emptying.TryLock() {
+		return // the last one still runs
 	}
-	switch {
-	case err == nil || ctx.Err() != nil:
-	case errors.Is(err, store.ErrBusy):
-		s.log.Debug("trash: empty what expired, later", "err", err) // a volume busy: the next tick
-	default:
-		s.log.Warn("trash: empty what expired", "err", err)
+	vols, err := s.repo.Volumes(ctx)
+	if err != nil {
+		s.emptying.Unlock()
+		s.log.Error("trash: list volumes", "err", err)
+		return
 	}
+	go func() {
+		defer s.emptying.Unlock()
+		for _, v := range vols {
+			if s.repo.OwnedElsewhere(&v) {
+				continue
+			}
+			gone, err := s.repo.EmptyTrash(ctx, v.Name, "", true, now)
+			for _, sn := range gone {
+				s.log.Info("trash: deleted for good", "volume", sn.Volume, "snapshot", sn.Name, "trashed", sn.Trashed.Time)
+			}
+			switch {
+			case err == nil || ctx.Err() != nil || errors.Is(err, store.ErrNotFound):
+			case errors.Is(err, store.ErrBusy):
+				s.log.Debug("trash: empty what expired, at a later tick", "volume", v.Name, "err", err)
+			default:
+				s.log.Warn("trash: empty what expired", "volume", v.Name, "err", err)
+			}
+		}
+	}()
 }
 
 // nextRuns is when each volume with a policy has its next run, by volume
