@@ -105,3 +105,20 @@ func TestTrash(t *testing.T) {
 	}
 	e.ok("check")
 }
+
+// TestTrashedSnapshotIsNotTheLast: the source is compared with the newest
+// snapshot not in the trash, so deleting an empty snapshot taken by
+// mistake (--allow-empty) does not let the next one of an empty source
+// through.
+func TestTrashedSnapshotIsNotTheLast(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)
+	e.ok("volume", "add", "v", src)
+	e.snapshot("v", "--name", "s1")
+	os.Remove(filepath.Join(src, "f"))
+	e.snapshot("v", "--name", "oops", "--allow-empty")
+	e.ok("snapshot", "delete", "v/oops")
+	e.fails(1, "holds no files where the previous snapshot s1 held 1 file", "snapshot", "create", "v")
+}

@@ -101,7 +101,10 @@ type SnapshotWriter struct {
 	repo    *Repo
 	vol     Volume
 	parent  *Snapshot
-	snap    Snapshot
+	// previous is the newest snapshot not in the trash: the parent, unless
+	// that is in the trash (Previous).
+	previous *Snapshot
+	snap     Snapshot
 	release func()
 	started time.Time
 	// lease is the writer's hold on its snapshot, in an object store
@@ -236,11 +239,23 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("snapshot %s/%s: %w", volume, name, err)
 		}
-		w.parent = nil // a commit that lost a race runs again (commitJournaled)
+		w.parent, w.previous = nil, nil // a commit that lost a race runs again (commitJournaled)
 		if w.vol.Head != 0 {
 			w.parent = new(Snapshot)
 			if err := getJSON(txn, snapshotKey(w.vol.ID, w.vol.Head), w.parent); err != nil {
 				return fmt.Errorf("volume %s: head snapshot %d: %w", volume, w.vol.Head, errOr(err, ErrCorrupt))
+			}
+			w.previous = w.parent
+			if w.parent.Trashed != nil {
+				w.previous = nil
+				if seq, err := newestLive(txn, w.vol.ID, w.vol.Head); err != nil {
+					return err
+				} else if seq != 0 {
+					w.previous = new(Snapshot)
+					if err := getJSON(txn, snapshotKey(w.vol.ID, seq), w.previous); err != nil {
+						return fmt.Errorf("volume %s: snapshot %d: %w", volume, seq, errOr(err, ErrCorrupt))
+					}
+				}
 			}
 		}
 		seq := w.vol.NextSeq
@@ -310,7 +325,13 @@ func uniqueName(txn *badger.Txn, vol uint64, name string) (string, error) {
 func (w *SnapshotWriter) Volume() *Volume { return &w.vol }
 
 // Parent is the snapshot this one is incremental to, nil for the first.
+// It may be in the trash.
 func (w *SnapshotWriter) Parent() *Snapshot { return w.parent }
+
+// Previous is the newest snapshot of the volume not in the trash, nil
+// when there is none: what the source is compared with to tell a wiped
+// one, since a snapshot deleted into the trash is one its user set aside.
+func (w *SnapshotWriter) Previous() *Snapshot { return w.previous }
 
 // Name is the new snapshot's name.
 func (w *SnapshotWriter) Name() string { return w.snap.Name }

@@ -52,13 +52,18 @@ func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opt
 	}
 	prog.Expected.Store(uint64(size))
 	var warnings []Warning
-	prev, seeded := parentDisk(ctx, repo, w, e.Name), false
+	prev, seeded := snapshotDisk(ctx, repo, w.Parent(), e.Name), false
 	if prev == nil && opts.Seed != nil {
 		prev, seeded = seedDisk(ctx, repo, opts.Seed), true
 	}
-	if prev != nil && !seeded && !opts.AllowEmpty && holdsData(prev) && size == 0 {
+	// The source is compared with the newest snapshot not in the trash.
+	last := prev
+	if w.Previous() != w.Parent() {
+		last = snapshotDisk(ctx, repo, w.Previous(), e.Name)
+	}
+	if last != nil && !seeded && !opts.AllowEmpty && holdsData(last) && size == 0 {
 		return nil, fmt.Errorf("source %s is empty (0 bytes) where the previous snapshot's was %d bytes: was it replaced or truncated? Pass --allow-empty to snapshot it as it is: %w",
-			vol.Source, prev.Size, ErrSourceReplaced)
+			vol.Source, last.Size, ErrSourceReplaced)
 	}
 	if !device && !opts.Full && (unchanged(prev, &e) || seeded && sameAsSeed(prev, &e)) {
 		copyContent(&e, prev)
@@ -70,7 +75,7 @@ func runDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opt
 		if testHookAfterRead != nil {
 			testHookAfterRead(vol.Source)
 		}
-		if prev != nil && !seeded && !opts.AllowEmpty && holdsData(prev) && !holdsData(&e) {
+		if last != nil && !seeded && !opts.AllowEmpty && holdsData(last) && !holdsData(&e) {
 			return nil, fmt.Errorf("source %s reads as all zeros where the previous snapshot's held data: was it wiped or replaced? Pass --allow-empty to snapshot it as it is: %w",
 				vol.Source, ErrSourceReplaced)
 		}
@@ -113,9 +118,8 @@ func DiskSize(fd int, st *unix.Stat_t) (int64, error) {
 	return size, nil
 }
 
-// parentDisk is the disk's file in the parent snapshot, nil if none.
-func parentDisk(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, name string) *store.Entry {
-	p := w.Parent()
+// snapshotDisk is the disk's file in snapshot p, nil if none.
+func snapshotDisk(ctx context.Context, repo *store.Repo, p *store.Snapshot, name string) *store.Entry {
 	if p == nil {
 		return nil
 	}

@@ -241,7 +241,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 		Files: wk.files.Load(), Dirs: wk.dirs.Load() + 1, Symlinks: wk.symlinks.Load(), Others: wk.others.Load(),
 		LogicalBytes: wk.logical.Load(), ReadBytes: prog.ReadBytes.Load(), Warnings: uint64(len(wk.warnings)),
 	}
-	if p := w.Parent(); p != nil && !opts.AllowEmpty && holdsNoFiles(&stats) && !holdsNoFiles(&p.Stats) {
+	if p := w.Previous(); p != nil && !opts.AllowEmpty && holdsNoFiles(&stats) && !holdsNoFiles(&p.Stats) {
 		return nil, fmt.Errorf("source %s holds no files where the previous snapshot %s held %s: is its disk not mounted, or wiped? Pass --allow-empty to snapshot it as it is: %w",
 			vol.Source, p.Name, count(p.Stats.Files+p.Stats.Symlinks+p.Stats.Others, "file", "files"), ErrSourceReplaced)
 	}
