@@ -32,7 +32,12 @@ func TestMarketplace(t *testing.T) {
 	}
 	sum := sha256.Sum256(data)
 
-	srv := httptest.NewTLSServer(http.FileServer(http.Dir(www)))
+	plain := httptest.NewServer(http.FileServer(http.Dir(www)))
+	defer plain.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/", http.FileServer(http.Dir(www)))
+	mux.Handle("/downgrade/", http.RedirectHandler(plain.URL+"/catalog.json", http.StatusFound))
+	srv := httptest.NewTLSServer(mux)
 	defer srv.Close()
 	ca := filepath.Join(vendor.dir, "ca.pem")
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
@@ -46,7 +51,7 @@ func TestMarketplace(t *testing.T) {
 	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("the signing key: %v %v", st.Mode(), err)
 	}
-	catalog := fmt.Sprintf(`{"format": "chainfs-catalog-1", "vendor": "Example Corp", "images": [
+	catalog := fmt.Sprintf(`{"format": "chainfs-catalog-1", "vendor": "Example Corp", "serial": 1, "images": [
   {"name": "golden", "description": "a prepared tree", "url": "golden.chainfs", "size": %d, "sha256": %q},
   {"name": "liar", "url": "golden.chainfs", "size": %d, "sha256": %q}
 ]}
@@ -65,6 +70,7 @@ func TestMarketplace(t *testing.T) {
 	u.fails(1, "the catalog's signature does not verify", "market", "add", "acme", srv.URL+"/catalog.json", "--key", otherKey)
 	u.fails(2, "a catalog is fetched over https", "market", "add", "acme", "http://example.invalid/catalog.json", "--key", pub)
 	u.fails(2, "want ed25519:BASE64", "market", "add", "acme", srv.URL+"/catalog.json", "--key", "ed25519:short")
+	u.fails(1, "refusing a redirect from https to http", "market", "add", "acme", srv.URL+"/downgrade/catalog.json", "--key", pub)
 	if out := u.ok("market", "list"); strings.Contains(out, "evil") || strings.Contains(out, "acme") {
 		t.Errorf("a refused catalog was kept:\n%s", out)
 	}
@@ -110,6 +116,14 @@ func TestMarketplace(t *testing.T) {
 	if out := u.ok("market", "list"); !strings.Contains(out, "Example Corp") {
 		t.Errorf("market list after a refused refresh:\n%s", out)
 	}
+	// A newer catalog is taken; the older one, served again with its own
+	// good signature, is refused.
+	os.WriteFile(catFile, []byte(strings.Replace(catalog, `"serial": 1`, `"serial": 2`, 1)), 0o644)
+	vendor.ok("market", "sign", catFile, "--key-file", key)
+	u.ok("market", "refresh", "acme")
+	os.WriteFile(catFile, []byte(catalog), 0o644)
+	os.WriteFile(catFile+".sig", sig, 0o644)
+	u.fails(1, "serial 1, and the one kept has 2", "market", "refresh", "acme")
 	u.ok("market", "rm", "acme")
 	if out := u.ok("image", "list"); !strings.Contains(out, "\ngolden ") || strings.Contains(out, "liar") {
 		t.Errorf("image list after unsubscribing:\n%s", out)

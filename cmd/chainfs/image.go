@@ -713,7 +713,7 @@ func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, e
 		}
 		req.Header.Set("User-Agent", "chainfs")
 		client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute,
-			TLSHandshakeTimeout: 30 * time.Second}}
+			TLSHandshakeTimeout: 30 * time.Second}, CheckRedirect: noDowngrade}
 		resp, err := client.Do(req)
 		if err != nil {
 			// The stall, or the caller's interrupt, says more than the
@@ -733,6 +733,19 @@ func download(ctx context.Context, url string) (io.ReadCloser, uint64, string, e
 		return resp.Body, resp.ContentLength, nil
 	})
 	return r, size, shown, err
+}
+
+// noDowngrade follows at most 10 redirects, and none from https to
+// anything else: what was asked over https (a marketplace's catalog or
+// image) is not then fetched in the clear.
+func noDowngrade(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refusing a redirect from https to %s", req.URL.Scheme)
+	}
+	return nil
 }
 
 // fetchObject opens an object of a bucket, s3://BUCKET/KEY, for reading

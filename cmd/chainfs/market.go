@@ -125,7 +125,11 @@ func fetchCatalog(ctx context.Context, url string) (body, sig []byte, err error)
 	if body, err = fetchSmall(ctx, url, market.MaxCatalogSize); err != nil {
 		return nil, nil, err
 	}
-	if sig, err = fetchSmall(ctx, url+".sig", market.MaxSignatureSize); err != nil {
+	sigURL, err := market.SignatureURL(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sig, err = fetchSmall(ctx, sigURL, market.MaxSignatureSize); err != nil {
 		return nil, nil, err
 	}
 	return body, sig, nil

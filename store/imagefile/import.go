@@ -51,7 +51,9 @@ type ImportOptions struct {
 	Raw *store.Entry
 	// Progress, if set, counts the block data read.
 	Progress *Progress
-	// NativeOnly refuses a stream that is not a native image.
+	// NativeOnly refuses a stream that is not a native image, and one
+	// that is compressed: what is read is then at most what the stream
+	// holds, which its caller can bound.
 	NativeOnly bool
 	// Verify, if set, is called once the stream is read and before the
 	// image is committed: an error leaves no image (a download whose hash
@@ -88,8 +90,8 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 		return nil, nil, err
 	}
 	st.Format = format
-	if opts.NativeOnly && format != FormatNative {
-		return nil, nil, fmt.Errorf("import %s: a %s stream, not a native image: %w", name, format, ErrMalformed)
+	if opts.NativeOnly && (format != FormatNative || st.Compression != "") {
+		return nil, nil, fmt.Errorf("import %s: a %s stream, not an uncompressed native image: %w", name, cmp.Or(st.Compression, string(format)), ErrMalformed)
 	}
 	meta := opts.Meta
 	meta.Origin = opts.Origin

@@ -45,10 +45,18 @@ const MaxSignatureSize = 1 << 10
 // subscription's key.
 var ErrBadSignature = errors.New("the catalog's signature does not verify with the vendor's key")
 
+// ErrBadCatalog: a catalog that is not one, or holds an entry that cannot
+// be taken. It is the vendor's mistake, not the caller's.
+var ErrBadCatalog = errors.New("not a valid catalog")
+
 // Catalog is a vendor's list of images.
 type Catalog struct {
-	Format string  `json:"format"`
-	Vendor string  `json:"vendor"`
+	Format string `json:"format"`
+	Vendor string `json:"vendor"`
+	// Serial grows with each catalog the vendor signs: a subscription
+	// refuses one older than the catalog it keeps, so that an old signed
+	// catalog (with an image since replaced) cannot be served again.
+	Serial uint64  `json:"serial,omitempty"`
 	Images []Entry `json:"images"`
 }
 
@@ -132,38 +140,38 @@ func (s *Subscription) Open() (*Catalog, error) {
 func parseCatalog(body []byte, catalogURL string) (*Catalog, error) {
 	base, err := url.Parse(catalogURL)
 	if err != nil {
-		return nil, fmt.Errorf("catalog URL: %v: %w", err, store.ErrInvalid)
+		return nil, fmt.Errorf("catalog URL: %v: %w", err, ErrBadCatalog)
 	}
 	var c Catalog
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("not a catalog: %v: %w", err, store.ErrInvalid)
+		return nil, fmt.Errorf("not a catalog: %v: %w", err, ErrBadCatalog)
 	}
 	if c.Format != CatalogFormat {
-		return nil, fmt.Errorf("catalog format %q: this chainfs reads %s: %w", c.Format, CatalogFormat, store.ErrInvalid)
+		return nil, fmt.Errorf("catalog format %q: this chainfs reads %s: %w", c.Format, CatalogFormat, ErrBadCatalog)
 	}
 	seen := map[string]bool{}
 	for i := range c.Images {
 		e := &c.Images[i]
-		if err := store.CheckImageName(e.Name); err != nil {
-			return nil, fmt.Errorf("catalog image %d: %w", i+1, err)
+		if !store.ValidImageName(e.Name) {
+			return nil, fmt.Errorf("catalog image %d: name %q: not a name an image may have: %w", i+1, e.Name, ErrBadCatalog)
 		}
 		if seen[e.Name] {
-			return nil, fmt.Errorf("catalog image %s is listed twice: %w", e.Name, store.ErrInvalid)
+			return nil, fmt.Errorf("catalog image %s is listed twice: %w", e.Name, ErrBadCatalog)
 		}
 		seen[e.Name] = true
 		u, err := base.Parse(e.URL)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("catalog image %s: URL %q: want https: %w", e.Name, e.URL, store.ErrInvalid)
+			return nil, fmt.Errorf("catalog image %s: URL %q: want https: %w", e.Name, e.URL, ErrBadCatalog)
 		}
 		e.URL = u.String()
 		if h, err := hex.DecodeString(e.SHA256); err != nil || len(h) != sha256.Size {
-			return nil, fmt.Errorf("catalog image %s: sha256 %q: want 64 hex digits: %w", e.Name, e.SHA256, store.ErrInvalid)
+			return nil, fmt.Errorf("catalog image %s: sha256 %q: want 64 hex digits: %w", e.Name, e.SHA256, ErrBadCatalog)
 		}
 		e.SHA256 = strings.ToLower(e.SHA256)
 		if e.Size == 0 {
-			return nil, fmt.Errorf("catalog image %s: no size: %w", e.Name, store.ErrInvalid)
+			return nil, fmt.Errorf("catalog image %s: no size: %w", e.Name, ErrBadCatalog)
 		}
 	}
 	return &c, nil
@@ -197,14 +205,38 @@ func Add(ctx context.Context, r *store.Repo, s *Subscription) (*Catalog, error) 
 	return c, nil
 }
 
+// ErrRollback: a catalog older than the one kept.
+var ErrRollback = errors.New("the catalog is older than the one kept")
+
 // Replace keeps a catalog fetched again, which must verify with the
-// subscription's key.
+// subscription's key and be no older (Serial) than the one kept.
 func Replace(ctx context.Context, r *store.Repo, s *Subscription) (*Catalog, error) {
 	c, err := s.Open()
 	if err != nil {
 		return nil, err
 	}
+	old, err := Get(ctx, r, s.Name)
+	if err != nil {
+		return nil, err
+	}
+	if kept, err := old.Open(); err == nil && c.Serial < kept.Serial {
+		return nil, fmt.Errorf("catalog %s (%s): serial %d, and the one kept has %d: %w", s.Name, s.URL, c.Serial, kept.Serial, ErrRollback)
+	}
 	return c, records(r).Replace(ctx, s.Name, s)
+}
+
+// SignatureURL is where the signature of the catalog at catalogURL is:
+// its path with ".sig" added.
+func SignatureURL(catalogURL string) (string, error) {
+	u, err := url.Parse(catalogURL)
+	if err != nil {
+		return "", fmt.Errorf("catalog URL %q: %v: %w", catalogURL, err, store.ErrInvalid)
+	}
+	u.Path += ".sig"
+	if u.RawPath != "" {
+		u.RawPath += ".sig"
+	}
+	return u.String(), nil
 }
 
 // Get returns a subscription.

@@ -83,7 +83,7 @@ func TestCatalogRefused(t *testing.T) {
 		`{"format": "chainfs-catalog-1", "images": [{"name": "a", "url": "a", "size": 1, "sha256": "abc"}]}`,
 		fmt.Sprintf(`{"format": "chainfs-catalog-1", "images": [{"name": "a", "url": "a", "size": 1, "sha256": %q}, {"name": "a", "url": "b", "size": 1, "sha256": %q}]}`, sum, sum),
 	} {
-		if _, err := Sign([]byte(bad), priv, "https://v.example/"); !errors.Is(err, store.ErrInvalid) {
+		if _, err := Sign([]byte(bad), priv, "https://v.example/"); !errors.Is(err, ErrBadCatalog) {
 			t.Errorf("signed %s: %v", bad, err)
 		}
 	}
@@ -115,6 +115,20 @@ func TestChecked(t *testing.T) {
 		c.Read(make([]byte, 1))
 		if err := c.Finish(); !errors.Is(err, ErrMismatch) {
 			t.Errorf("%q finished: %v", bad, err)
+		}
+	}
+}
+
+// TestSignatureURL: the signature is beside the catalog, also when the
+// catalog's URL has a query.
+func TestSignatureURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://v.example/c/catalog.json":          "https://v.example/c/catalog.json.sig",
+		"https://v.example/catalog.json?token=abc":  "https://v.example/catalog.json.sig?token=abc",
+		"https://v.example/a%2Fb/catalog.json#frag": "https://v.example/a%2Fb/catalog.json.sig#frag",
+	} {
+		if got, err := SignatureURL(in); err != nil || got != want {
+			t.Errorf("%s: %s, %v; want %s", in, got, err, want)
 		}
 	}
 }
