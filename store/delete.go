@@ -24,6 +24,11 @@ type DeleteOptions struct {
 	// IgnoreHold deletes a held snapshot: for repair, which drops a
 	// snapshot whose top tree is lost, so that nothing is left to keep.
 	IgnoreHold bool
+	// InTrashSince, when set, deletes the snapshot only while it is in
+	// the trash from the deletion made then: emptying what was listed
+	// does not take one restored and deleted again meanwhile, whose days
+	// in the trash began anew.
+	InTrashSince time.Time
 }
 
 // DropSnapshot is DeleteSnapshot with options. A snapshot in the trash is
@@ -79,7 +84,7 @@ func (r *Repo) DropSnapshot(ctx context.Context, volume, name string, opts Delet
 				return err
 			}
 		}
-		if inTrash && cur.Trashed == nil {
+		if inTrash && (cur.Trashed == nil || !opts.InTrashSince.IsZero() && !cur.Trashed.Time.Equal(opts.InTrashSince)) {
 			return fmt.Errorf("snapshot %s/%s was restored from the trash meanwhile: %w", volume, cur.Name, ErrNotFound)
 		}
 		return m.updateVolume(volume, func(v *Volume) error {

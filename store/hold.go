@@ -86,19 +86,9 @@ func (r *Repo) ReleaseSnapshot(ctx context.Context, volume, name string) (*Snaps
 func (r *Repo) setHold(ctx context.Context, volume, name string, hold *Hold) (*Snapshot, error) {
 	var snap *Snapshot
 	err := r.commit(ctx, func(m metaTxn) error {
-		var v Volume
-		if err := getJSON(m.txn, volumeKey(volume), &v); err != nil {
-			return fmt.Errorf("volume %s: %w", volume, err)
-		}
-		if v.Kind == KindImage || v.Removing {
-			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
-		}
-		s, err := r.snapshotIn(m.txn, &v, name)
+		v, s, err := r.snapshotToChange(m, volume, name, false)
 		if err != nil {
 			return err
-		}
-		if v.Deleting == s.Seq {
-			return fmt.Errorf("snapshot %s/%s is being deleted: %w", volume, s.Name, ErrBusy)
 		}
 		if hold == nil && s.Hold == nil {
 			return fmt.Errorf("snapshot %s/%s is not held", volume, s.Name)
@@ -117,6 +107,35 @@ func (r *Repo) setHold(ctx context.Context, volume, name string, hold *Hold) (*S
 	}
 	r.changed(volume, snap.Name)
 	return snap, nil
+}
+
+// snapshotToChange reads, in the transaction that changes it, a snapshot
+// of a volume (not an image's) by its name, or, inTrash, by its name in
+// the trash (TrashedSnapshot), with its volume: a deletion marks the
+// volume first, so a change and a deletion of one snapshot never both
+// succeed, and one being deleted is ErrBusy.
+func (r *Repo) snapshotToChange(m metaTxn, volume, name string, inTrash bool) (*Volume, *Snapshot, error) {
+	var v Volume
+	if err := getJSON(m.txn, volumeKey(volume), &v); err != nil {
+		return nil, nil, fmt.Errorf("volume %s: %w", volume, err)
+	}
+	if v.Kind == KindImage || v.Removing {
+		return nil, nil, fmt.Errorf("volume %s: %w", volume, ErrNotFound)
+	}
+	var s *Snapshot
+	var err error
+	if inTrash {
+		s, err = trashedIn(m.txn, &v, name)
+	} else {
+		s, err = r.snapshotIn(m.txn, &v, name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if v.Deleting == s.Seq {
+		return nil, nil, fmt.Errorf("snapshot %s/%s is being deleted: %w", volume, s.Name, ErrBusy)
+	}
+	return &v, s, nil
 }
 
 // refuseHeld fails with a HeldError when a snapshot of v is held: removing

@@ -83,7 +83,7 @@ func (r *Repo) haveSpace(need uint64, what string) error {
 		return nil // the file system cannot tell; writes will
 	}
 	if avail < need+margin {
-		return fmt.Errorf("%s: the repository's file system has %d MiB free, and chainfs keeps %d MiB of it free for its metadata (free some space, or run gc): %w",
+		return fmt.Errorf("%s: the repository's file system has %d MiB free, and chainfs keeps %d MiB of it free for its metadata (free some space, or run gc, after chainfs trash empty if deleted snapshots wait in the trash): %w",
 			what, avail>>20, (need+margin)>>20, syscall.ENOSPC)
 	}
 	return nil

@@ -229,19 +229,9 @@ func (r *Repo) DiscardSnapshot(ctx context.Context, volume, name string, by Tras
 	}
 	var snap *Snapshot
 	err = r.commit(ctx, func(m metaTxn) error {
-		var v Volume
-		if err := getJSON(m.txn, volumeKey(volume), &v); err != nil {
-			return fmt.Errorf("volume %s: %w", volume, err)
-		}
-		if v.Kind == KindImage || v.Removing {
-			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
-		}
-		s, err := r.snapshotIn(m.txn, &v, name)
+		v, s, err := r.snapshotToChange(m, volume, name, false)
 		if err != nil {
 			return err
-		}
-		if v.Deleting == s.Seq {
-			return fmt.Errorf("snapshot %s/%s is being deleted: %w", volume, s.Name, ErrBusy)
 		}
 		if err := s.Refusal(); err != nil {
 			return err
@@ -272,19 +262,9 @@ func (r *Repo) RestoreTrash(ctx context.Context, volume, name, as string) (*Snap
 	}
 	var snap *Snapshot
 	err := r.commit(ctx, func(m metaTxn) error {
-		var v Volume
-		if err := getJSON(m.txn, volumeKey(volume), &v); err != nil {
-			return fmt.Errorf("volume %s: %w", volume, err)
-		}
-		if v.Kind == KindImage || v.Removing {
-			return fmt.Errorf("volume %s: %w", volume, ErrNotFound)
-		}
-		s, err := trashedIn(m.txn, &v, name)
+		v, s, err := r.snapshotToChange(m, volume, name, true)
 		if err != nil {
 			return err
-		}
-		if v.Deleting == s.Seq {
-			return fmt.Errorf("snapshot %s/%s is being deleted for good: %w", volume, name, ErrBusy)
 		}
 		if as != "" {
 			s.Name = as
@@ -349,7 +329,7 @@ func (r *Repo) EmptyTrash(ctx context.Context, volume, name string, expiredOnly 
 			if expiredOnly && now.Before(s.Expires(days)) {
 				continue
 			}
-			if err := r.DropSnapshot(ctx, vol, s.TrashRef(), DeleteOptions{}); errors.Is(err, ErrNotFound) && name == "" {
+			if err := r.DropSnapshot(ctx, vol, s.TrashRef(), DeleteOptions{InTrashSince: s.Trashed.Time}); errors.Is(err, ErrNotFound) && name == "" {
 				continue // restored or emptied since it was listed
 			} else if err != nil {
 				errs = append(errs, fmt.Errorf("empty %s/%s from the trash: %w", vol, s.Name, err))

@@ -487,7 +487,7 @@ func (o *imageShare) run(ctx context.Context, e *env) error {
 	if len(o.Users) == 0 {
 		return usagef("--with: name at least one user")
 	}
-	if _, err := e.library().Own(ctx, o.Name); err != nil {
+	if err := ownNotMarketplace(ctx, e, o.Name); err != nil {
 		return err
 	}
 	img, err := images.Update(ctx, e.repo, o.Name, func(m *images.Meta) error {
@@ -518,7 +518,7 @@ func parseImagePublish(publish bool) func(c *cli.Context) (operation, error) {
 }
 
 func (o *imagePublish) run(ctx context.Context, e *env) error {
-	if _, err := e.library().Own(ctx, o.Name); err != nil {
+	if err := ownNotMarketplace(ctx, e, o.Name); err != nil {
 		return err
 	}
 	img, err := images.Update(ctx, e.repo, o.Name, func(m *images.Meta) error {
@@ -529,6 +529,19 @@ func (o *imagePublish) run(ctx context.Context, e *env) error {
 		return err
 	}
 	return reportVisibility(e, img)
+}
+
+// ownNotMarketplace refuses to share or publish what is not the
+// repository's, and a marketplace image, which every user sees already.
+func ownNotMarketplace(ctx context.Context, e *env, name string) error {
+	img, err := e.library().Own(ctx, name)
+	if err != nil {
+		return err
+	}
+	if img.Type == images.Marketplace {
+		return fmt.Errorf("image %s comes from marketplace %s: every user sees it already", name, img.Marketplace)
+	}
+	return nil
 }
 
 func reportVisibility(e *env, img *images.Image) error {

@@ -91,7 +91,8 @@ type trashEntry struct {
 	Name    string        `json:"name"`
 	Trashed store.Trashed `json:"trashed"`
 	Expires time.Time     `json:"expires"`
-	// Exclusive is what emptying it alone would free.
+	// Exclusive is what emptying it alone would free. Blocks shared only
+	// by snapshots in the trash are in none's.
 	Exclusive uint64 `json:"exclusive_bytes"`
 	Logical   uint64 `json:"logical_bytes"`
 }
@@ -119,13 +120,14 @@ func (o *trashList) run(ctx context.Context, e *env) error {
 	}
 	out := []trashEntry{}
 	for _, vol := range vols {
-		_, trash, err := report.VolumeUsage(ctx, e.repo, vol, report.UsageOptions{})
+		_, trash, err := report.VolumeUsage(ctx, e.repo, vol, report.UsageOptions{TrashOnly: true})
 		if err != nil {
 			return err
 		}
 		for _, su := range trash {
+			s := store.Snapshot{Trashed: su.Trashed}
 			out = append(out, trashEntry{Volume: vol, Name: su.Snapshot, Trashed: *su.Trashed,
-				Expires: su.Trashed.Time.Add(time.Duration(days) * 24 * time.Hour), Exclusive: su.Exclusive, Logical: su.Logical})
+				Expires: s.Expires(days), Exclusive: su.Exclusive, Logical: su.Logical})
 		}
 	}
 	return e.output(out, func() {
@@ -145,7 +147,7 @@ func (o *trashList) run(ctx context.Context, e *env) error {
 			frees += en.Exclusive
 		}
 		t.flush()
-		fmt.Fprintf(e.stdout, "\n%s in the trash; emptying each alone frees %s at the next gc (chainfs trash empty)\n",
+		fmt.Fprintf(e.stdout, "\n%s in the trash; emptying it frees at least %s at the next gc (chainfs trash empty)\n",
 			count(uint64(len(out)), "snapshot"), size(frees))
 	})
 }
@@ -249,7 +251,24 @@ func (o *trashDays) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	return e.output(map[string]int{"days": days}, func() {
+	// What the new setting lets go goes at the next emptying: say so.
+	due := 0
+	if vols, err := e.repo.Volumes(ctx); err == nil {
+		now := time.Now()
+		for _, v := range vols {
+			trash, _ := e.repo.Trash(ctx, v.Name)
+			for _, s := range trash {
+				if !now.Before(s.Expires(days)) {
+					due++
+				}
+			}
+		}
+	}
+	return e.output(map[string]int{"days": days, "due": due}, func() {
 		fmt.Fprintf(e.stdout, "the trash keeps a deleted snapshot %s\n", trashKeeps(days))
+		if due > 0 {
+			fmt.Fprintf(e.stdout, "%s in the trash %s past that: deleted for good by the daemon within a minute, or by the next gc\n",
+				count(uint64(due), "snapshot"), plural(due, "is", "are"))
+		}
 	})
 }

@@ -35,6 +35,8 @@ type UsageOptions struct {
 	// Shared walks every snapshot's tree to find what it references; the
 	// rest of Usage costs one seek per block of each snapshot's delta.
 	Shared bool
+	// TrashOnly leaves out the snapshots not in the trash (VolumeUsage).
+	TrashOnly bool
 }
 
 // Report is the repository's accounting.
@@ -43,8 +45,9 @@ type Report struct {
 	// Images have Volume "" and Snapshot the image's name; Added is 0
 	// (an image is a chain of its own, it holds all it references).
 	Images []SnapshotUsage `json:"images"`
-	// Trash are the snapshots in the trash, and TrashBytes what emptying
-	// them one by one would free: the sum of their exclusive sizes.
+	// Trash are the snapshots in the trash, and TrashBytes the sum of
+	// their exclusive sizes: what emptying the trash frees at least (a
+	// block that only trashed snapshots share is no one's exclusively).
 	Trash      []SnapshotUsage `json:"trash"`
 	TrashBytes uint64          `json:"trash_bytes"`
 	// Blocks and StoredBytes count the referenced blocks, each once.
@@ -108,7 +111,7 @@ func Usage(ctx context.Context, r *store.Repo, opts UsageOptions) (*Report, erro
 }
 
 // VolumeUsage is Usage for one volume's snapshots: those listed, and
-// those in the trash.
+// those in the trash (alone, with TrashOnly).
 func VolumeUsage(ctx context.Context, r *store.Repo, volume string, opts UsageOptions) (live, trash []SnapshotUsage, err error) {
 	chain, err := r.Chain(ctx, volume)
 	if err != nil {
@@ -121,6 +124,9 @@ func VolumeUsage(ctx context.Context, r *store.Repo, volume string, opts UsageOp
 		var next uint64
 		if i+1 < len(chain) {
 			next = chain[i+1].Seq
+		}
+		if opts.TrashOnly && s.Trashed == nil {
+			continue
 		}
 		su, err := snapshotUsage(ctx, r, volume, &s, next, opts)
 		if err != nil {
