@@ -98,15 +98,15 @@ const defaultPackSize = 256 << 20
 // SnapshotWriter builds one snapshot. Block and tree writes are safe for
 // concurrent use; nothing is visible until Commit.
 type SnapshotWriter struct {
-	repo    *Repo
-	vol     Volume
-	parent  *Snapshot
+	repo   *Repo
+	vol    Volume
+	parent *Snapshot
 	// previous is the newest snapshot not in the trash: the parent, unless
 	// that is in the trash (Previous).
 	previous *Snapshot
 	snap     Snapshot
-	release func()
-	started time.Time
+	release  func()
+	started  time.Time
 	// lease is the writer's hold on its snapshot, in an object store
 	// (lease.go): gc on another host waits for it.
 	lease *work
