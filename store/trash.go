@@ -52,6 +52,10 @@ func (r *Repo) TrashDays(ctx context.Context) (int, error) {
 		}
 		return err
 	})
+	if err == nil && (days < 0 || days > MaxTrashDays) {
+		// Nothing is deleted on the strength of a record out of range.
+		err = fmt.Errorf("%d days, out of range: %w", days, ErrCorrupt)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("trash setting: %w", err)
 	}
@@ -294,6 +298,9 @@ func (r *Repo) RestoreTrash(ctx context.Context, volume, name, as string) (*Snap
 // at now. It returns what it deleted. A snapshot it cannot delete (its
 // volume busy, say) is left and named in the error; the rest go.
 func (r *Repo) EmptyTrash(ctx context.Context, volume, name string, expiredOnly bool, now time.Time) ([]Snapshot, error) {
+	if name != "" && volume == "" {
+		return nil, fmt.Errorf("a snapshot in the trash is named with its volume: %w", ErrInvalid)
+	}
 	days, err := r.TrashDays(ctx)
 	if err != nil {
 		return nil, err
@@ -399,6 +406,9 @@ func (x Index) NameProblems(ctx context.Context) ([]string, error) {
 		for _, v := range vols {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if v.Removing {
+				continue // its records go a chunk at a time
 			}
 			err := scanJSON(txn, snapshotPrefix(v.ID), func(_ []byte, s *Snapshot) error {
 				where := fmt.Sprintf("snapshot %s/%s (seq %d)", v.Name, s.Name, s.Seq)
