@@ -232,7 +232,8 @@ func lendRepo(c *cli.Context, r *store.Repo, log *slog.Logger) func() {
 		}
 		return s.serve(ctx, req, stdout, stderr, caller)
 	}
-	l, err := daemon.Lend(c.Context, repoDir(c), answer, log)
+	// Others' requests are not this command's to log on its stderr.
+	l, err := daemon.Lend(c.Context, repoDir(c), answer, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Debug("others' commands will find the repository locked", "err", err)
 		return func() {}
