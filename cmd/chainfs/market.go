@@ -73,6 +73,7 @@ func marketCommand() *cli.Command {
 				Name:      "rm",
 				Usage:     "end a subscription (the images imported from it stay)",
 				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{jsonFlag},
 				Action: request(func(c *cli.Context) (operation, error) {
 					return &marketRemove{Name: c.Args().First()}, wantArgs(c, 1, 1)
 				}),
@@ -290,8 +291,9 @@ func (o *marketRemove) run(ctx context.Context, e *env) error {
 	if err := market.Remove(ctx, e.repo, o.Name); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "unsubscribed from %s; images imported from it stay\n", o.Name)
-	return nil
+	return e.output(map[string]string{"removed": o.Name}, func() {
+		fmt.Fprintf(e.stdout, "unsubscribed from %s; images imported from it stay\n", o.Name)
+	})
 }
 
 // marketImport imports one image of a catalog.
