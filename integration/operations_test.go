@@ -597,7 +597,7 @@ func TestVersion(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.ok("version", "--json")), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.Version == "" || v.Commit == "" || !strings.HasPrefix(v.Go, "go") || v.Format != 1 || v.Schema != 2 || v.ImageFormat != 1 {
+	if v.Version == "" || v.Commit == "" || !strings.HasPrefix(v.Go, "go") || v.Format != 1 || v.Schema != 3 || v.ImageFormat != 1 {
 		t.Errorf("version: %+v", v)
 	}
 	if out := e.ok("--version"); !strings.Contains(out, v.Version) {
