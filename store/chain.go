@@ -15,6 +15,8 @@ import (
 // (intervals, across all volumes) reference it. A block with no reference
 // is garbage for gc.
 type blockRecord struct {
+	// Codec is how the bytes are kept; Length is how many are kept.
+	Codec  Codec
 	Pack   uint64
 	Offset uint64
 	Length uint32
@@ -24,11 +26,13 @@ type blockRecord struct {
 const blockRecordLen = 1 + 8 + 8 + 4 + 8
 
 // place is where the record says the block lies.
-func (b blockRecord) place() place { return place{pack: b.Pack, offset: b.Offset, length: b.Length} }
+func (b blockRecord) place() place {
+	return place{pack: b.Pack, offset: b.Offset, length: b.Length, codec: b.Codec}
+}
 
 func (b blockRecord) encode() []byte {
 	v := make([]byte, blockRecordLen)
-	v[0] = 0 // flags: no compression
+	v[0] = byte(b.Codec) // the flags byte
 	binary.BigEndian.PutUint64(v[1:], b.Pack)
 	binary.BigEndian.PutUint64(v[9:], b.Offset)
 	binary.BigEndian.PutUint32(v[17:], b.Length)
@@ -37,10 +41,11 @@ func (b blockRecord) encode() []byte {
 }
 
 func decodeBlockRecord(v []byte) (blockRecord, error) {
-	if len(v) != blockRecordLen || v[0] != 0 {
+	if len(v) != blockRecordLen || Codec(v[0]) > CodecZstd {
 		return blockRecord{}, fmt.Errorf("block record: %w", ErrCorrupt)
 	}
 	return blockRecord{
+		Codec:  Codec(v[0]),
 		Pack:   binary.BigEndian.Uint64(v[1:]),
 		Offset: binary.BigEndian.Uint64(v[9:]),
 		Length: binary.BigEndian.Uint32(v[17:]),

@@ -429,7 +429,7 @@ func (r *Repo) repack(ctx context.Context, w *work, packs map[uint64]*packUse, o
 			return giveUp(err)
 		}
 		h := b.hash
-		n, err := r.readRecorded(ctx, h, buf)
+		stored, codec, err := r.readStored(ctx, h, buf)
 		if errors.Is(err, ErrCorrupt) {
 			// The damaged block stays where it is, and so does its pack;
 			// the rest of the rewrite goes on. check names what it holds.
@@ -445,7 +445,8 @@ func (r *Repo) repack(ctx context.Context, w *work, packs map[uint64]*packUse, o
 				return giveUp(err)
 			}
 		}
-		pb, err := pack.add(h, buf[:n])
+		// Copied as kept: a compressed block stays compressed.
+		pb, err := pack.add(h, stored, codec)
 		if err != nil {
 			return giveUp(err)
 		}

@@ -122,8 +122,10 @@ type Holding struct {
 	// snapshot: the data it holds itself.
 	AddedBytes, AddedBlocks uint64
 	// Exclusive is the part of it no later surviving snapshot continues
-	// and no other run or image shares: what deleting it would free.
-	Exclusive uint64
+	// and no other run or image shares: what deleting it would free, as
+	// stored (compressed or not), and ExclusiveLogical the same blocks as
+	// read.
+	Exclusive, ExclusiveLogical uint64
 }
 
 // holdings adds up the blocks snapshot seq holds: its runs (every run
@@ -159,6 +161,7 @@ func (r *Repo) holdings(vol, seq, next uint64, exclusive bool) (Holding, error) 
 			}
 			if rec.Refs == 1 {
 				held.Exclusive += uint64(rec.Length)
+				held.ExclusiveLogical += uint64(d.Length)
 			}
 			return nil
 		})

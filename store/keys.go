@@ -29,12 +29,14 @@ const (
 // Schema 2 adds chunked content blobs (content.go); a schema 1 repository
 // is raised to 2 at Open, since nothing of it changes, so that an older
 // chainfs refuses it by its schema rather than taking a chunked list for
-// damage. Schema 3 adds holds and the trash (hold.go, trash.go): a chainfs
-// that reads up to 2 would delete a held snapshot, and, rewriting the
-// record of the snapshot after one it deletes, drop its hold or its mark
-// of being in the trash. A repository is raised to 3 by its first hold or
-// deletion into the trash (raiseSchema), so that from then on an older
-// chainfs refuses it; until then it reads it as before.
+// damage. Schema 3 adds holds, the trash and compressed blocks (hold.go,
+// trash.go, codec.go): a chainfs that reads up to 2 would delete a held
+// snapshot, and, rewriting the record of the snapshot after one it
+// deletes, drop its hold or its mark of being in the trash; it would take
+// a compressed block's record for damage. A repository is raised to 3 by
+// its first hold, deletion into the trash or compressed block
+// (raiseSchema), so that from then on an older chainfs refuses it; until
+// then it reads it as before.
 const SchemaVersion = 3
 
 // schemaChunked is the schema a repository has before anything raises it

@@ -233,7 +233,7 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 		return err
 	}
 	for _, b := range blocks {
-		if _, err := pack.add(b.Hash, b.Data); err != nil {
+		if _, err := pack.add(b.Hash, b.Data, CodecRaw); err != nil {
 			pack.abort()
 			return err
 		}

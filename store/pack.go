@@ -34,13 +34,14 @@ func (r *Repo) newPack(ctx context.Context) (*packBuilder, error) {
 	return &packBuilder{r: r, id: id, w: w}, nil
 }
 
-// add appends a block's bytes and returns where they went.
-func (p *packBuilder) add(h Hash, data []byte) (pendingBlock, error) {
-	off, err := p.w.Append(data)
+// add appends a block's bytes, kept with codec, and returns where they
+// went.
+func (p *packBuilder) add(h Hash, stored []byte, codec Codec) (pendingBlock, error) {
+	off, err := p.w.Append(stored)
 	if err != nil {
 		return pendingBlock{}, err
 	}
-	b := pendingBlock{hash: h, offset: off, length: uint32(len(data))}
+	b := pendingBlock{hash: h, offset: off, length: uint32(len(stored)), codec: codec}
 	p.blocks = append(p.blocks, b)
 	return b, nil
 }

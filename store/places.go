@@ -6,10 +6,12 @@ import "sync"
 // of data at the default block size, in about 3 MiB.
 const placeCacheSize = 1 << 15
 
-// place is where a block's bytes lie: a pack, an offset and a length.
+// place is where a block's bytes lie: a pack, an offset and a length,
+// and how they are kept there.
 type place struct {
 	pack, offset uint64
 	length       uint32
+	codec        Codec
 }
 
 // placeCache remembers where blocks were last read, so that a read need

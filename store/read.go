@@ -138,31 +138,29 @@ func (r *Repo) readRecorded(ctx context.Context, h Hash, p []byte) (int, error) 
 	return r.readAt(ctx, h, rec.place(), p, true)
 }
 
-// readAt reads block h from where it lies into p and verifies it. A
-// store with a local cache of its packs reads through it, unless direct
-// asks for what the store itself holds (check, repair and gc judge that);
-// a block the cache held damaged is read from the store once more.
+// readAt reads block h from where it lies into p (which holds the block
+// as it was read, whatever the codec), decodes and verifies it. A store
+// with a local cache of its packs reads through it, unless direct asks
+// for what the store itself holds (check, repair and gc judge that); a
+// block the cache held damaged is read from the store once more.
 func (r *Repo) readAt(ctx context.Context, h Hash, at place, p []byte, direct bool) (int, error) {
-	if int(at.length) > len(p) {
-		return 0, fmt.Errorf("block %s: %d bytes, buffer %d: %w", h.Short(), at.length, len(p), ErrCorrupt)
-	}
-	p = p[:at.length]
 	read := r.blocks.ReadAt
 	cache, cached := r.blocks.(cachedBlockStore)
 	if direct && cached {
 		read = cache.readStore
 	}
-	if err := read(ctx, at.pack, p, int64(at.offset)); err != nil {
+	n, err := r.readDecoded(ctx, read, at, p)
+	if err != nil {
 		return 0, fmt.Errorf("block %s: %w", h.Short(), err)
 	}
 	// Hashed once per read: it is most of a read's CPU.
-	ok := Sum(p) == h
-	if !ok && !direct && cached && cache.dropCached(at.pack, int64(at.offset), len(p)) {
+	ok := Sum(p[:n]) == h
+	if !ok && !direct && cached && cache.dropCached(at.pack, int64(at.offset), int(at.length)) {
 		// Fetched again, into the cache.
-		if err := cache.ReadAt(ctx, at.pack, p, int64(at.offset)); err != nil {
+		if n, err = r.readDecoded(ctx, cache.ReadAt, at, p); err != nil {
 			return 0, fmt.Errorf("block %s: %w", h.Short(), err)
 		}
-		if ok = Sum(p) == h; ok {
+		if ok = Sum(p[:n]) == h; ok {
 			r.log.Warn("a block in this host's cache of the store failed its hash; read from the store again", "block", h.Short())
 		}
 	}
@@ -170,7 +168,66 @@ func (r *Repo) readAt(ctx context.Context, h Hash, at place, p []byte, direct bo
 		r.verifyFailures.Add(1)
 		return 0, fmt.Errorf("block %s: hash mismatch: %w", h.Short(), ErrCorrupt)
 	}
-	return len(p), nil
+	return n, nil
+}
+
+// readDecoded reads the bytes at a place with read and decodes them into
+// p: a raw block is read into p itself, a compressed one into a pooled
+// buffer first.
+func (r *Repo) readDecoded(ctx context.Context, read func(context.Context, uint64, []byte, int64) error, at place, p []byte) (int, error) {
+	if at.codec == CodecRaw {
+		if int(at.length) > len(p) {
+			return 0, fmt.Errorf("%d bytes, buffer %d: %w", at.length, len(p), ErrCorrupt)
+		}
+		return int(at.length), read(ctx, at.pack, p[:at.length], int64(at.offset))
+	}
+	if at.length > MaxBlockSize {
+		return 0, fmt.Errorf("%d bytes stored: %w", at.length, ErrCorrupt)
+	}
+	bp := storedBuffer(int(at.length))
+	defer putStored(bp)
+	stored := *bp
+	if err := read(ctx, at.pack, stored, int64(at.offset)); err != nil {
+		return 0, err
+	}
+	return decodeBlock(at.codec, stored, p)
+}
+
+// readStored reads block h as its pack keeps it into dst, from where its
+// record says, never through a cache, and checks it by decoding it: what
+// gc copies into a new pack as it is. It returns the stored bytes and
+// their codec.
+func (r *Repo) readStored(ctx context.Context, h Hash, dst []byte) ([]byte, Codec, error) {
+	rec, err := r.blockRecord(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	if int(rec.Length) > len(dst) {
+		return nil, 0, fmt.Errorf("block %s: %d bytes stored: %w", h.Short(), rec.Length, ErrCorrupt)
+	}
+	stored := dst[:rec.Length]
+	read := r.blocks.ReadAt
+	if cache, ok := r.blocks.(cachedBlockStore); ok {
+		read = cache.readStore
+	}
+	if err := read(ctx, rec.Pack, stored, int64(rec.Offset)); err != nil {
+		return nil, 0, fmt.Errorf("block %s: %w", h.Short(), err)
+	}
+	plain := stored
+	if rec.Codec != CodecRaw {
+		bp := storedBuffer(MaxBlockSize)
+		defer putStored(bp)
+		n, err := decodeBlock(rec.Codec, stored, *bp)
+		if err != nil {
+			return nil, 0, fmt.Errorf("block %s: %w", h.Short(), err)
+		}
+		plain = (*bp)[:n]
+	}
+	if Sum(plain) != h {
+		r.verifyFailures.Add(1)
+		return nil, 0, fmt.Errorf("block %s: hash mismatch: %w", h.Short(), ErrCorrupt)
+	}
+	return stored, rec.Codec, nil
 }
 
 func (r *Repo) blockRecord(h Hash) (blockRecord, error) {

@@ -61,6 +61,9 @@ type Options struct {
 	Purpose string
 	// Region labels a repository at Init (default "local").
 	Region string
+	// Compression is a new repository's compression, at Init (default
+	// DefaultCompression).
+	Compression Compression
 	// PackSize is the size at which a pack file is finished and the next
 	// begun (default 256 MiB; tests use small packs).
 	PackSize int64
@@ -200,6 +203,11 @@ const DefaultRegion = "local"
 
 // Init creates a repository in opts.Dir, which must not exist or be empty.
 func Init(ctx context.Context, opts Options) (_ *Info, err error) {
+	if opts.Compression != "" {
+		if _, err := ParseCompression(string(opts.Compression)); err != nil {
+			return nil, err
+		}
+	}
 	dir := opts.Dir
 	if st, err := os.Stat(dir); err == nil {
 		if !st.IsDir() {
@@ -259,7 +267,14 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 	if err != nil {
 		return nil, err
 	}
-	err = r.commit(ctx, func(m metaTxn) error { return m.setSchema(SchemaVersion) })
+	err = r.commit(ctx, func(m metaTxn) error {
+		if opts.Compression != "" {
+			if err := m.setJSON(compressionKey, opts.Compression); err != nil {
+				return err
+			}
+		}
+		return m.setSchema(SchemaVersion)
+	})
 	if cerr := r.Close(); err == nil {
 		err = cerr
 	}

@@ -104,9 +104,12 @@ type SnapshotWriter struct {
 	// previous is the newest snapshot not in the trash: the parent, unless
 	// that is in the trash (Previous).
 	previous *Snapshot
-	snap     Snapshot
-	release  func()
-	started  time.Time
+	// compression is what the writer does with the blocks it stores: the
+	// volume's, else the repository's.
+	compression Compression
+	snap        Snapshot
+	release     func()
+	started     time.Time
 	// lease is the writer's hold on its snapshot, in an object store
 	// (lease.go): gc on another host waits for it.
 	lease *work
@@ -150,6 +153,7 @@ type pendingBlock struct {
 	hash   Hash
 	offset int64
 	length uint32
+	codec  Codec
 }
 
 // finishedPack is a pack a writer finished, with the blocks it put there,
@@ -258,6 +262,12 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 				}
 			}
 		}
+		if w.compression = w.vol.Compression; w.compression == "" {
+			var err error
+			if w.compression, err = compressionIn(txn); err != nil {
+				return err
+			}
+		}
 		seq := w.vol.NextSeq
 		w.vol.NextSeq++
 		w.snap = Snapshot{Volume: volume, VolumeID: w.vol.ID, Seq: seq, Name: name, Time: started.UTC(),
@@ -352,6 +362,13 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 		w.linked.Add(uint64(len(data)))
 		return nil
 	}
+	// Compressed before the lock: the writers' cores share the work.
+	stored, codec := data, CodecRaw
+	if w.compression != CompressionOff {
+		bp := storedBuffer(len(data))
+		defer putStored(bp)
+		stored, codec = compressBlock(w.compression, data, *bp)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
@@ -371,7 +388,7 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 			return nil
 		}
 	}
-	if err := w.checkSpace(len(data)); err != nil {
+	if err := w.checkSpace(len(stored)); err != nil {
 		return err
 	}
 	if w.pack == nil {
@@ -379,11 +396,11 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 			return err
 		}
 	}
-	if _, err := w.pack.add(h, data); err != nil {
+	if _, err := w.pack.add(h, stored, codec); err != nil {
 		return err
 	}
 	w.pending[h] = struct{}{}
-	w.stored.Add(uint64(len(data)))
+	w.stored.Add(uint64(len(stored)))
 	if w.pack.size() >= w.repo.packSize {
 		pack := w.pack
 		w.pack = nil
@@ -449,7 +466,14 @@ func (r *Repo) finishPack(ctx context.Context, pack *packBuilder) error {
 				} else if !errors.Is(err, badger.ErrKeyNotFound) {
 					return err
 				}
-				rec := blockRecord{Pack: id, Offset: uint64(b.offset), Length: b.length}
+				rec := blockRecord{Codec: b.codec, Pack: id, Offset: uint64(b.offset), Length: b.length}
+				if b.codec != CodecRaw {
+					// An older chainfs takes a compressed block's record
+					// for damage: it is to refuse the repository.
+					if err := m.raiseSchema(); err != nil {
+						return err
+					}
+				}
 				if err := m.putBlock(b.hash, rec); err != nil {
 					return err
 				}

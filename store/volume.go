@@ -70,6 +70,9 @@ type Volume struct {
 	// PolicyApplied when: missed runs before it are not caught up.
 	Policy        string    `json:"policy,omitempty"`
 	PolicyApplied time.Time `json:"policy_applied,omitzero"`
+	// Compression is what the volume's snapshots do with the blocks they
+	// store; "" follows the repository's (Repo.Compression).
+	Compression Compression `json:"compression,omitempty"`
 	// Image is the metadata of the image an image volume holds, as
 	// store/images wrote it (ImageVolumes); nil for other volumes, and for
 	// images made before images had a record of their own.
@@ -152,6 +155,11 @@ func (r *Repo) AddVolume(ctx context.Context, v Volume) (*Volume, error) {
 		v.BlockSize = DefaultBlockSize
 		if v.Kind == KindDisk {
 			v.BlockSize = DefaultDiskBlockSize
+		}
+	}
+	if v.Compression != "" {
+		if _, err := ParseCompression(string(v.Compression)); err != nil {
+			return nil, err
 		}
 	}
 	if v.BlockSize < MinBlockSize || v.BlockSize > MaxBlockSize || v.BlockSize&(v.BlockSize-1) != 0 {

@@ -126,6 +126,7 @@ func newCLI() (*cli.App, *session) {
 			volumeCommand(),
 			snapshotCommand(),
 			trashCommand(),
+			compressionCommand(),
 			versionsCommand(),
 			restoreCommand(),
 			imageCommand(),

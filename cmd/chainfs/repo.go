@@ -292,14 +292,19 @@ func initCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "region", Value: store.DefaultRegion, Usage: "region label of the repository"},
+			&cli.StringFlag{Name: "compression", Value: string(store.DefaultCompression), Usage: "what snapshots do with the blocks they store: off, fast (zstd's fastest level) or max"},
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, 0, 0); err != nil {
 				return err
 			}
+			comp, err := store.ParseCompression(c.String("compression"))
+			if err != nil {
+				return usageError{err}
+			}
 			dir := repoDir(c)
-			opts := store.Options{Dir: dir, Region: c.String("region")}
+			opts := store.Options{Dir: dir, Region: c.String("region"), Compression: comp}
 			loc, err := remoteRepo(c)
 			if err != nil {
 				return err

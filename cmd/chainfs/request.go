@@ -71,6 +71,7 @@ var operations = map[string]func() operation{
 	"market.refresh":   func() operation { return new(marketRefresh) },
 	"market.rm":        func() operation { return new(marketRemove) },
 	"market.import":    func() operation { return new(marketImport) },
+	"compression":      func() operation { return new(compressionOp) },
 }
 
 // opNames is operations turned around: the name of each operation's type.

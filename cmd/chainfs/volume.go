@@ -35,6 +35,7 @@ func volumeCommand() *cli.Command {
 					&cli.StringFlag{Name: "block-size", Usage: fmt.Sprintf("block size, a power of two from 4K to 16M (default %s for a tree, %s for a disk)", size(store.DefaultBlockSize), size(store.DefaultDiskBlockSize))},
 					&cli.StringSliceFlag{Name: "exclude", Usage: "gitignore-style pattern of paths to leave out (repeatable)"},
 					&cli.BoolFlag{Name: "one-file-system", Usage: "do not cross into other file systems"},
+					&cli.StringFlag{Name: "compression", Usage: "off, fast or max for this volume's blocks (default: the repository's; chainfs compression)"},
 					jsonFlag,
 				},
 				Action: request(parseVolumeAdd),
@@ -73,6 +74,8 @@ type volumeAdd struct {
 	BlockSize     uint32   `json:"block_size,omitempty"` // 0: the kind's default
 	Excludes      []string `json:"excludes,omitempty"`
 	OneFileSystem bool     `json:"one_file_system,omitempty"`
+	// Compression is the volume's own, "" for the repository's.
+	Compression store.Compression `json:"compression,omitempty"`
 }
 
 func parseVolumeAdd(c *cli.Context) (operation, error) {
@@ -80,6 +83,13 @@ func parseVolumeAdd(c *cli.Context) (operation, error) {
 		return nil, err
 	}
 	o := &volumeAdd{Name: c.Args().Get(0), Excludes: c.StringSlice("exclude"), OneFileSystem: c.Bool("one-file-system")}
+	if s := c.String("compression"); s != "" {
+		comp, err := store.ParseCompression(s)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		o.Compression = comp
+	}
 	if err := checkExcludes(o.Excludes); err != nil {
 		return nil, err
 	}
@@ -107,7 +117,8 @@ func (o *volumeAdd) run(ctx context.Context, e *env) error {
 	if err := needAbsolute("source", o.Source); err != nil {
 		return err
 	}
-	v := store.Volume{Name: o.Name, Source: o.Source, BlockSize: o.BlockSize, Excludes: o.Excludes, OneFileSystem: o.OneFileSystem}
+	v := store.Volume{Name: o.Name, Source: o.Source, BlockSize: o.BlockSize, Excludes: o.Excludes, OneFileSystem: o.OneFileSystem,
+		Compression: o.Compression}
 	if err := checkExcludes(v.Excludes); err != nil {
 		return err
 	}

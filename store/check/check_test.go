@@ -30,7 +30,7 @@ type testRepo struct {
 func newRepo(t *testing.T) *testRepo {
 	t.Helper()
 	tr := &testRepo{t: t, dir: t.TempDir() + "/repo"}
-	if _, err := store.Init(context.Background(), store.Options{Dir: tr.dir}); err != nil {
+	if _, err := store.Init(context.Background(), store.Options{Dir: tr.dir, Compression: store.CompressionOff}); err != nil {
 		t.Fatal(err)
 	}
 	tr.open()

@@ -165,7 +165,7 @@ func snapshotUsage(ctx context.Context, r *store.Repo, volume string, s *store.S
 		for _, n := range blocks {
 			referenced += uint64(n)
 		}
-		su.Shared = referenced - min(referenced, excl)
+		su.Shared = referenced - min(referenced, held.ExclusiveLogical)
 	}
 	return su, nil
 }

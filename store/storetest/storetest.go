@@ -24,11 +24,17 @@ func Repo(t testing.TB, vols ...store.Volume) *store.Repo {
 }
 
 // RepoWith is Repo with options for Init (a region, say); opts.Dir, when
-// empty, is a new temporary directory.
+// empty, is a new temporary directory, and compression is off unless
+// opts names one.
 func RepoWith(t testing.TB, opts store.Options, vols ...store.Volume) *store.Repo {
 	t.Helper()
 	if opts.Dir == "" {
 		opts.Dir = filepath.Join(t.TempDir(), "repo")
+	}
+	if opts.Compression == "" {
+		// Blocks of one repeated byte would shrink to nothing, and sizes
+		// would not be the blocks' own.
+		opts.Compression = store.CompressionOff
 	}
 	if _, err := store.Init(context.Background(), opts); err != nil {
 		t.Fatal(err)

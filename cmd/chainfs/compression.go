@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/chainfs/chainfs/store"
+	"github.com/urfave/cli/v2"
+)
+
+func compressionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "compression",
+		Usage:     "show, or set, what snapshots do with the blocks they store: off, fast or max",
+		ArgsUsage: "[off|fast|max|repository] [VOLUME]",
+		Description: "Without VOLUME it is the repository's; with it, that volume's own, where 'repository'\n" +
+			"makes the volume follow the repository's again. A block is kept compressed only where zstd\n" +
+			"saves at least an eighth of it. A change applies to blocks stored from then on.",
+		Flags: []cli.Flag{jsonFlag},
+		Action: request(func(c *cli.Context) (operation, error) {
+			if err := wantArgs(c, 0, 2); err != nil {
+				return nil, err
+			}
+			o := &compressionOp{Volume: c.Args().Get(1)}
+			if mode := c.Args().First(); mode == "repository" {
+				if o.Volume == "" {
+					return nil, usagef("'repository' is a volume's setting: name the volume")
+				}
+				o.Set, o.Follow = true, true
+			} else if mode != "" {
+				comp, err := store.ParseCompression(mode)
+				if err != nil {
+					return nil, usageError{err}
+				}
+				o.Set, o.Mode = true, comp
+			}
+			return o, nil
+		}),
+	}
+}
+
+// compressionOp shows or sets the repository's or a volume's compression.
+type compressionOp struct {
+	Volume string            `json:"volume,omitempty"`
+	Set    bool              `json:"set,omitempty"`
+	Mode   store.Compression `json:"mode,omitempty"`
+	// Follow sets a volume back to the repository's.
+	Follow bool `json:"follow,omitempty"`
+}
+
+// compressionShown is what compression reports.
+type compressionShown struct {
+	Volume string `json:"volume,omitempty"`
+	// Compression is what applies; Own is the volume's own, "" when it
+	// follows the repository's.
+	Compression store.Compression `json:"compression"`
+	Own         store.Compression `json:"own,omitempty"`
+}
+
+func (o *compressionOp) run(ctx context.Context, e *env) error {
+	if o.Set && o.Volume == "" {
+		if err := e.repo.SetCompression(ctx, o.Mode); err != nil {
+			return err
+		}
+	} else if o.Set {
+		err := e.repo.UpdateVolume(ctx, o.Volume, func(v *store.Volume) error { v.Compression = o.Mode; return nil })
+		if err != nil {
+			return err
+		}
+	}
+	repo, err := e.repo.Compression(ctx)
+	if err != nil {
+		return err
+	}
+	shown := compressionShown{Volume: o.Volume, Compression: repo}
+	if o.Volume != "" {
+		v, err := e.repo.Volume(ctx, o.Volume)
+		if err != nil {
+			return err
+		}
+		if shown.Own = v.Compression; shown.Own != "" {
+			shown.Compression = shown.Own
+		}
+	}
+	return e.output(shown, func() {
+		switch {
+		case o.Volume == "":
+			fmt.Fprintf(e.stdout, "the repository's compression: %s\n", shown.Compression)
+		case shown.Own == "":
+			fmt.Fprintf(e.stdout, "volume %s's compression: %s, the repository's\n", o.Volume, shown.Compression)
+		default:
+			fmt.Fprintf(e.stdout, "volume %s's compression: %s, its own\n", o.Volume, shown.Compression)
+		}
+	})
+}

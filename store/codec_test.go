@@ -1,0 +1,165 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// compressedRepo is a repository that compresses (the tests' default is
+// off: testRepo).
+func compressedRepo(t *testing.T, c Compression) *Repo {
+	t.Helper()
+	dir := t.TempDir() + "/repo"
+	if _, err := Init(context.Background(), Options{Dir: dir, Compression: c}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(context.Background(), Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// text is a block of words: compressible as a source file is.
+func text(seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	words := []string{"snapshot", "block", "chain", "volume", "func", "return", "err", "nil", "if", "the"}
+	var b bytes.Buffer
+	for b.Len() < testBS {
+		b.WriteString(words[rng.IntN(len(words))])
+		b.WriteByte(" \n"[rng.IntN(2)])
+	}
+	return b.Bytes()[:testBS]
+}
+
+// noise is a block that does not compress.
+func noise(seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	b := make([]byte, testBS)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+func recordOf(t *testing.T, r *Repo, b []byte) blockRecord {
+	t.Helper()
+	var rec blockRecord
+	err := r.view(func(txn *badger.Txn) (err error) { rec, err = getBlockRecord(txn, Sum(b)); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// TestCompressedBlocks: with compression, a block that shrinks by an
+// eighth or more is kept compressed and one that does not is kept as it
+// is; both read back exactly, by their hash; a snapshot counts what it
+// stored; gc's rewrite of a pack keeps them as they are; off stores all
+// as they are.
+func TestCompressedBlocks(t *testing.T) {
+	for _, c := range []Compression{CompressionFast, CompressionMax} {
+		t.Run(string(c), func(t *testing.T) {
+			r := compressedRepo(t, c)
+			ctx := context.Background()
+			r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+			w, err := r.BeginSnapshot(ctx, "v", SnapshotOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s1 := commitTop(t, w, []Entry{putFile(t, w, "disk", [][]byte{text(1), noise(1), text(2)})})
+			if rec := recordOf(t, r, text(1)); rec.Codec != CodecZstd || rec.Length > testBS/2 {
+				t.Errorf("a block of text: %+v", rec)
+			}
+			if rec := recordOf(t, r, noise(1)); rec.Codec != CodecRaw || rec.Length != testBS {
+				t.Errorf("a block of noise: %+v", rec)
+			}
+			if s1.Stats.StoredBytes >= 2*testBS {
+				t.Errorf("stored %d bytes of two blocks of text and one of noise", s1.Stats.StoredBytes)
+			}
+			s2 := snapFile(t, r, "v", text(3), text(2))
+			readEvery(t, r, []*Snapshot{s1, s2})
+
+			// Deleting s1 leaves its pack mostly dead: gc rewrites it.
+			if err := r.DeleteSnapshot(ctx, "v", s1.Name); err != nil {
+				t.Fatal(err)
+			}
+			st, err := r.GC(ctx)
+			if err != nil || st.PacksRepacked == 0 {
+				t.Fatalf("gc: %+v, %v", st, err)
+			}
+			if rec := recordOf(t, r, text(2)); rec.Codec != CodecZstd {
+				t.Errorf("a compressed block after gc's rewrite: %+v", rec)
+			}
+			readEvery(t, r, []*Snapshot{s2})
+			if p := problemsOf(t, r); len(p) != 0 {
+				t.Fatalf("problems: %v", p)
+			}
+		})
+	}
+
+	r := compressedRepo(t, CompressionOff)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	snapFile(t, r, "v", text(1))
+	if rec := recordOf(t, r, text(1)); rec.Codec != CodecRaw {
+		t.Errorf("compression off: %+v", rec)
+	}
+	// A volume's own setting wins over the repository's.
+	r.AddVolume(ctx, Volume{Name: "w", Source: "/nowhere", Compression: CompressionFast})
+	snapFile(t, r, "w", text(4))
+	if rec := recordOf(t, r, text(4)); rec.Codec != CodecZstd {
+		t.Errorf("a volume that compresses in a repository that does not: %+v", rec)
+	}
+	if _, err := r.AddVolume(ctx, Volume{Name: "x", Source: "/nowhere", Compression: "lz4"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("compression lz4: %v", err)
+	}
+}
+
+// TestCompressedBlockDamage: a flipped byte in a compressed block is
+// ErrCorrupt on read, never other bytes; a frame that decodes to more
+// than the block holds is too.
+func TestCompressedBlockDamage(t *testing.T) {
+	r := compressedRepo(t, CompressionFast)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	snapFile(t, r, "v", text(1))
+	rec := recordOf(t, r, text(1))
+	if rec.Codec != CodecZstd {
+		t.Fatalf("not compressed: %+v", rec)
+	}
+	for _, at := range []uint32{0, rec.Length / 2, rec.Length - 1} {
+		path := filepath.Join(r.Info().Dir, packsDir, fmt.Sprintf("%016x.pack", rec.Pack))
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		one := make([]byte, 1)
+		f.ReadAt(one, int64(rec.Offset)+int64(at))
+		f.WriteAt([]byte{one[0] ^ 0x5a}, int64(rec.Offset)+int64(at))
+		r.places.drop(Sum(text(1)))
+		buf := make([]byte, testBS)
+		if _, err := r.ReadBlock(ctx, Sum(text(1)), buf); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("byte %d flipped: %v", at, err)
+		}
+		f.WriteAt(one, int64(rec.Offset)+int64(at))
+		f.Close()
+	}
+
+	big := encoders[CompressionFast]().EncodeAll(make([]byte, 2*testBS), nil)
+	if _, err := decodeBlock(CodecZstd, big, make([]byte, testBS)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a frame larger than its block: %v", err)
+	}
+	if _, err := decodeBlock(Codec(7), big, make([]byte, testBS)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("an unknown codec: %v", err)
+	}
+}
