@@ -12,19 +12,22 @@ func compressionCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "compression",
 		Usage:     "show, or set, what snapshots do with the blocks they store: off, fast or max",
-		ArgsUsage: "[off|fast|max|repository] [VOLUME]",
-		Description: "Without VOLUME it is the repository's; with it, that volume's own, where 'repository'\n" +
+		ArgsUsage: "[off|fast|max|repository]",
+		Description: "Without --volume it is the repository's; with it, that volume's own, where 'repository'\n" +
 			"makes the volume follow the repository's again. A block is kept compressed only where zstd\n" +
 			"saves at least an eighth of it. A change applies to blocks stored from then on.",
-		Flags: []cli.Flag{jsonFlag},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "volume", Usage: "the volume's own compression, not the repository's"},
+			jsonFlag,
+		},
 		Action: request(func(c *cli.Context) (operation, error) {
-			if err := wantArgs(c, 0, 2); err != nil {
+			if err := wantArgs(c, 0, 1); err != nil {
 				return nil, err
 			}
-			o := &compressionOp{Volume: c.Args().Get(1)}
+			o := &compressionOp{Volume: c.String("volume")}
 			if mode := c.Args().First(); mode == "repository" {
 				if o.Volume == "" {
-					return nil, usagef("'repository' is a volume's setting: name the volume")
+					return nil, usagef("'repository' is a volume's setting: name the volume with --volume")
 				}
 				o.Set, o.Follow = true, true
 			} else if mode != "" {
