@@ -12,6 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 source "$here/lib.sh"
 : "${CHAINFS:?set CHAINFS to the chainfs binary}"
+# COMPRESSION is the chainfs repository's: off, fast (chainfs's default) or
+# max; MARKER names the section of docs/benchmarks.md the table goes to.
+: "${COMPRESSION:=fast}" "${MARKER:=bench-compare}"
 CHAINFS=$(realpath "$CHAINFS")
 SNAPSHOTS=${SNAPSHOTS:-1000}
 DEPTH=${DEPTH:-10000}
@@ -59,7 +62,7 @@ timed disk dd if="$big" of=/dev/null bs=1M   # the disk's own cold read
 
 # --- snapshots and backups --------------------------------------------------
 log "first snapshots and backups"
-"$CHAINFS" init >/dev/null
+"$CHAINFS" init --compression "$COMPRESSION" >/dev/null
 "$CHAINFS" volume add mixed "$mixed" >/dev/null
 "$CHAINFS" volume add small "$small" >/dev/null
 restic init >/dev/null 2>&1
@@ -255,7 +258,8 @@ table=$work/table.md
 	echo "chainfs $("$CHAINFS" --version | awk '{print $3, $4}'), $(restic version | cut -d' ' -f1-2), $(borg --version), go-fuse loopback $(cd "$root" && go list -m -f '{{.Version}}' github.com/hanwen/go-fuse/v2), $(go version | cut -d' ' -f3)."
 	echo "Data: $(mb "$mixed_bytes") MB in $mixed_files files (a 1 GiB file, 8 × 64 MiB, 9,000 files of 4-128 KiB, Go's"
 	echo "source tree), and a tree of 100,000 files of 100-3,100 bytes; the change: $changed_files files, $(mb "$changed_bytes") MB."
-	echo "Page cache dropped before every first, incremental and cold figure. borg 1.2 with --encryption=none (chainfs does not encrypt; restic always does)."
+	echo "Page cache dropped before every first, incremental and cold figure. chainfs with compression $COMPRESSION; restic compresses"
+	echo "(auto: zstd's fastest) and always encrypts; borg 1.2 with --encryption=none and its default lz4. chainfs does not encrypt."
 	echo
 	row "scenario" "chainfs" "restic" "borg" "loopback" "restic / chainfs" "borg / chainfs" "loopback / chainfs"
 	row "---" "---" "---" "---" "---" "---" "---" "---"
@@ -337,7 +341,7 @@ new = re.sub(r'(<!-- $1 -->\n).*?(<!-- /$1 -->)', lambda m: m.group(1) + table +
 open('$doc', 'w').write(new)
 "
 }
-intoDoc bench-compare "$table"
+intoDoc "$MARKER" "$table"
 log "table written to docs/benchmarks.md"
 
 # Object storage: chainfs and restic into one MinIO (bench/s3.sh).
