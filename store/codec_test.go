@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -162,4 +163,44 @@ func TestCompressedBlockDamage(t *testing.T) {
 	if _, err := decodeBlock(Codec(7), big, make([]byte, testBS)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("an unknown codec: %v", err)
 	}
+}
+
+// BenchmarkCompressBlock: one block of a Go source file, 12 KiB (most
+// files of a source tree are one block), at each level.
+func BenchmarkCompressBlock(b *testing.B) {
+	data := goSource(b)
+	dst := make([]byte, len(data))
+	for _, c := range []Compression{CompressionFast, CompressionMax} {
+		b.Run(string(c), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				compressBlock(c, data, dst)
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeBlock: the same block decoded, as a read does.
+func BenchmarkDecodeBlock(b *testing.B) {
+	data := goSource(b)
+	stored, codec := compressBlock(CompressionFast, data, nil)
+	if codec != CodecZstd {
+		b.Fatal("not compressed")
+	}
+	p := make([]byte, len(data))
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := decodeBlock(codec, stored, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// goSource is 12 KiB of Go's own source.
+func goSource(b *testing.B) []byte {
+	data, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", "net", "http", "server.go"))
+	if err != nil || len(data) < 12<<10 {
+		b.Skip("Go's source is not here")
+	}
+	return data[:12<<10]
 }
