@@ -117,7 +117,7 @@ var zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
 // since every read of a compressed block pays for its decoding.
 func compressBlock(c Compression, data, dst []byte) ([]byte, Codec) {
 	enc, ok := encoders[c]
-	if !ok || len(data) < 64 {
+	if !ok || len(data) < 64 || !worthTrying(enc(), data, dst) {
 		return data, CodecRaw
 	}
 	out := enc().EncodeAll(data, dst[:0])
@@ -125,6 +125,29 @@ func compressBlock(c Compression, data, dst []byte) ([]byte, Codec) {
 		return data, CodecRaw
 	}
 	return out, CodecZstd
+}
+
+// sampleSize is the size of the pieces of a large block compressed first,
+// to tell whether the whole is worth it.
+const sampleSize = 8 << 10
+
+// worthTrying tells, for a block several times sampleSize, whether
+// compressing it may save an eighth, from its first piece and its middle
+// one: random or compressed data (a video, an archive, a disk's encrypted
+// partition) costs zstd nearly as much CPU as text, for nothing. A block
+// whose two pieces do not compress is kept as it is, even when the rest
+// of it would have.
+func worthTrying(enc *zstd.Encoder, data, dst []byte) bool {
+	if len(data) < 4*sampleSize {
+		return true
+	}
+	mid := len(data) / 2
+	for _, piece := range [][]byte{data[:sampleSize], data[mid : mid+sampleSize]} {
+		if out := enc.EncodeAll(piece, dst[:0]); len(out) <= len(piece)-len(piece)/8 {
+			return true
+		}
+	}
+	return false
 }
 
 // decodeBlock decodes a stored block into p, which holds the block, and

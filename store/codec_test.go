@@ -166,10 +166,11 @@ func TestCompressedBlockDamage(t *testing.T) {
 }
 
 // BenchmarkCompressBlock: one block of a Go source file, 12 KiB (most
-// files of a source tree are one block), at each level.
+// files of a source tree are one block), at each level; and a 256 KiB
+// block of noise, which is kept as it is.
 func BenchmarkCompressBlock(b *testing.B) {
 	data := goSource(b)
-	dst := make([]byte, len(data))
+	dst := make([]byte, 256<<10)
 	for _, c := range []Compression{CompressionFast, CompressionMax} {
 		b.Run(string(c), func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
@@ -178,6 +179,16 @@ func BenchmarkCompressBlock(b *testing.B) {
 			}
 		})
 	}
+	var noiseBlock []byte
+	for i := uint64(0); len(noiseBlock) < 256<<10; i++ {
+		noiseBlock = append(noiseBlock, noise(i)...)
+	}
+	b.Run("noise", func(b *testing.B) {
+		b.SetBytes(int64(len(noiseBlock)))
+		for b.Loop() {
+			compressBlock(CompressionFast, noiseBlock, dst)
+		}
+	})
 }
 
 // BenchmarkDecodeBlock: the same block decoded, as a read does.
@@ -203,4 +214,29 @@ func goSource(b *testing.B) []byte {
 		b.Skip("Go's source is not here")
 	}
 	return data[:12<<10]
+}
+
+// TestWorthTrying: a large block of noise is kept as it is without being
+// compressed whole; one of text is compressed, and so is one whose middle
+// is text though it starts with noise.
+func TestWorthTrying(t *testing.T) {
+	var noiseBlock, textBlock []byte
+	for i := uint64(0); len(noiseBlock) < 256<<10; i++ {
+		noiseBlock = append(noiseBlock, noise(i)...)
+		textBlock = append(textBlock, text(i)...)
+	}
+	mixed := append(append([]byte{}, noiseBlock[:128<<10]...), textBlock[128<<10:]...)
+	dst := make([]byte, 256<<10)
+	enc := encoders[CompressionFast]()
+	if worthTrying(enc, noiseBlock, dst) {
+		t.Error("noise is worth compressing")
+	}
+	for name, b := range map[string][]byte{"text": textBlock, "noise, then text": mixed} {
+		if !worthTrying(enc, b, dst) {
+			t.Errorf("%s is not worth compressing", name)
+		}
+		if _, codec := compressBlock(CompressionFast, b, dst); codec != CodecZstd {
+			t.Errorf("%s kept as it is", name)
+		}
+	}
 }
