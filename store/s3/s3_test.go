@@ -299,7 +299,9 @@ func TestRepositoryWithPacksInABucket(t *testing.T) {
 	checkClean(t, r)
 }
 
-// remote is the repository at prefix repo/ of objs.
+// remote is the repository at prefix repo/ of objs. The repositories of
+// these tests are made with compression off: they count packs, objects
+// and requests by the blocks' own sizes.
 func remote(objs store.Objects) *store.Remote { return &store.Remote{Objects: objs, Prefix: "repo/"} }
 
 // host opens a replica of the repository at prefix repo/ of b in dir, as
@@ -319,7 +321,7 @@ func host(t *testing.T, b *s3.Bucket, dir string) *store.Repo {
 func initRemote(t *testing.T, b *s3.Bucket) *store.Repo {
 	t.Helper()
 	dir := t.TempDir() + "/a"
-	if _, err := store.Init(context.Background(), store.Options{Dir: dir, Remote: remote(b)}); err != nil {
+	if _, err := store.Init(context.Background(), store.Options{Compression: store.CompressionOff, Dir: dir, Remote: remote(b)}); err != nil {
 		t.Fatal(err)
 	}
 	return host(t, b, dir)
@@ -378,10 +380,10 @@ func TestRepositoryInABucket(t *testing.T) {
 	ctx := context.Background()
 	remote := remote(b)
 	dirA, dirB := t.TempDir()+"/a", t.TempDir()+"/b"
-	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: remote}); err != nil {
+	if _, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: dirA, Remote: remote}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Init(ctx, store.Options{Dir: t.TempDir() + "/c", Remote: remote}); !errors.Is(err, store.ErrExists) {
+	if _, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: t.TempDir() + "/c", Remote: remote}); !errors.Is(err, store.ErrExists) {
 		t.Errorf("a second init at the same place: %v", err)
 	}
 	a := host(t, b, dirA)
@@ -443,7 +445,7 @@ func TestBigDeltaInABucket(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
 	dirA := t.TempDir() + "/a"
-	if _, err := store.Init(ctx, store.Options{Dir: dirA, Remote: remote(b)}); err != nil {
+	if _, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: dirA, Remote: remote(b)}); err != nil {
 		t.Fatal(err)
 	}
 	a, err := store.Open(ctx, store.Options{Dir: dirA, Remote: remote(b)})
@@ -580,7 +582,7 @@ func TestLostAnswerIsNoLostCommit(t *testing.T) {
 			}}
 			remote := remote(objs)
 			dir := t.TempDir() + "/a"
-			if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: remote}); err != nil {
+			if _, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: dir, Remote: remote}); err != nil {
 				t.Fatal(err)
 			}
 			a, err := store.Open(ctx, store.Options{Dir: dir, Remote: remote})
@@ -614,7 +616,7 @@ func TestReplicaIsNoRepository(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
 	dir := t.TempDir() + "/a"
-	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: remote(b)}); err != nil {
+	if _, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: dir, Remote: remote(b)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.Open(ctx, store.Options{Dir: dir}); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "s3://") {
@@ -990,7 +992,7 @@ func TestInterruptedInitIsFinished(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
 	dir := t.TempDir() + "/a"
-	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: &store.Remote{Objects: cutOff{b}, Prefix: "repo/"}}); err == nil {
+	if _, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: dir, Remote: &store.Remote{Objects: cutOff{b}, Prefix: "repo/"}}); err == nil {
 		t.Fatal("init with its first commit cut off succeeded")
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
@@ -1006,7 +1008,7 @@ func TestInterruptedInitIsFinished(t *testing.T) {
 	if err := b.Remove(ctx, "repo/chainfs.json"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := store.Init(ctx, store.Options{Dir: t.TempDir() + "/c", Remote: remote(b)})
+	_, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: t.TempDir() + "/c", Remote: remote(b)})
 	if !errors.Is(err, store.ErrExists) || !strings.Contains(err.Error(), "journal entries but no repository record") {
 		t.Errorf("init over a journal left without its record: %v", err)
 	}
@@ -1147,7 +1149,7 @@ func (p *packsThenCut) Put(ctx context.Context, key string, r io.Reader, size in
 func TestCopyIntoABucketResumes(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
-	src, err := store.Init(ctx, store.Options{Dir: t.TempDir() + "/src"})
+	src, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: t.TempDir() + "/src"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1170,7 +1172,7 @@ func TestCopyIntoABucketResumes(t *testing.T) {
 	}
 
 	dir := t.TempDir() + "/dst"
-	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: remote(b)}); err != nil {
+	if _, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: dir, Remote: remote(b)}); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
@@ -1566,7 +1568,7 @@ func TestVolumeBelongsToItsHost(t *testing.T) {
 	_, b := open(t)
 	ctx := context.Background()
 	dir := t.TempDir() + "/a"
-	if _, err := store.Init(ctx, store.Options{Dir: dir, Remote: remote(b)}); err != nil {
+	if _, err := store.Init(ctx, store.Options{Compression: store.CompressionOff, Dir: dir, Remote: remote(b)}); err != nil {
 		t.Fatal(err)
 	}
 	on := func(dir, name string) *store.Repo {
