@@ -99,7 +99,7 @@ func TestExclusiveSizeIsTrue(t *testing.T) {
 			t.Errorf("s1: exclusive %d, deleting it freed %.0f by %s", excl, freed, what)
 		}
 	}
-	if out := e.ok("usage"); !strings.Contains(out, "deduplication") {
+	if out := e.ok("usage"); !strings.Contains(out, "by deduplication and compression") {
 		t.Errorf("usage:\n%s", out)
 	}
 }

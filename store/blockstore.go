@@ -50,7 +50,8 @@ type cachedBlockStore interface {
 
 // PackWriter appends blocks to one new pack.
 type PackWriter interface {
-	// Append adds p at the end and returns its offset. The bytes may reach
+	// Append adds p at the end and returns its offset; it copies p, which
+	// its caller may reuse at once. The bytes may reach
 	// the file later: an error writing them comes back from a later Append
 	// or from Finish.
 	Append(p []byte) (int64, error)

@@ -41,7 +41,10 @@ const (
 	CompressionMax Compression = "max"
 )
 
-// DefaultCompression is a repository's until it is told otherwise.
+// DefaultCompression is a new repository's until it is told otherwise.
+// A repository made before compression, which records none, stores its
+// blocks as they are until told to compress (SetCompression): compressed
+// blocks raise its schema, which an older chainfs would then refuse.
 const DefaultCompression = CompressionFast
 
 // ParseCompression reads off, fast or max.
@@ -65,7 +68,7 @@ func (r *Repo) Compression(ctx context.Context) (Compression, error) {
 
 // compressionIn reads the repository's compression in txn.
 func compressionIn(txn *badger.Txn) (Compression, error) {
-	c := DefaultCompression
+	c := CompressionOff // made before compression (DefaultCompression)
 	if err := getJSON(txn, compressionKey, &c); err != nil && !errors.Is(err, ErrNotFound) {
 		return "", fmt.Errorf("compression setting: %w", err)
 	}
@@ -91,10 +94,18 @@ var encoders = map[Compression]func() *zstd.Encoder{
 	CompressionMax:  sync.OnceValue(func() *zstd.Encoder { return newEncoder(zstd.SpeedBetterCompression) }),
 }
 
+// encoderWindow is the encoders' window. Each block is a frame of its
+// own, so a window past the block gains nothing, and every encoder keeps
+// about twice its window for as long as the process runs, one per core: a
+// window of the largest block size (16 MiB) kept 32 MiB an encoder. A
+// block larger than the window still compresses, with matches no farther
+// than it.
+const encoderWindow = 1 << 20
+
 func newEncoder(level zstd.EncoderLevel) *zstd.Encoder {
 	// No checksum: the block's hash checks it after decoding.
 	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(false),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(min(MaxBlockSize, zstd.MaxWindowSize)))
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(encoderWindow))
 	if err != nil {
 		panic(err) // only for options out of range
 	}
@@ -104,8 +115,11 @@ func newEncoder(level zstd.EncoderLevel) *zstd.Encoder {
 // zstdDecoder decodes blocks; DecodeAll is safe for concurrent use, as many
 // at once as there are cores.
 var zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
+	// DecodeAll writes no further than its destination's capacity: a
+	// damaged or hostile frame neither allocates nor writes past the
+	// caller's block.
 	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithDecoderMaxMemory(MaxBlockSize), zstd.IgnoreChecksum(true))
+		zstd.WithDecoderMaxMemory(MaxBlockSize), zstd.IgnoreChecksum(true), zstd.WithDecodeAllCapLimit(true))
 	if err != nil {
 		panic(err)
 	}
@@ -157,21 +171,26 @@ func decodeBlock(codec Codec, stored, p []byte) (int, error) {
 	switch codec {
 	case CodecRaw:
 		if len(stored) > len(p) {
-			return 0, fmt.Errorf("%d bytes, buffer %d: %w", len(stored), len(p), ErrCorrupt)
+			return 0, fmt.Errorf("%d bytes, buffer %d: %w", len(stored), len(p), errUndecodable)
 		}
 		return copy(p, stored), nil
 	case CodecZstd:
-		out, err := zstdDecoder().DecodeAll(stored, p[:0])
+		out, err := zstdDecoder().DecodeAll(stored, p[:0:len(p)])
 		if err != nil {
-			return 0, fmt.Errorf("zstd: %v: %w", err, ErrCorrupt)
+			return 0, fmt.Errorf("zstd: %v: %w", err, errUndecodable)
 		}
 		if len(out) > len(p) || (len(out) > 0 && &out[0] != &p[0]) {
-			return 0, fmt.Errorf("zstd: decodes to %d bytes, buffer %d: %w", len(out), len(p), ErrCorrupt)
+			return 0, fmt.Errorf("zstd: decodes to %d bytes, buffer %d: %w", len(out), len(p), errUndecodable)
 		}
 		return len(out), nil
 	}
-	return 0, fmt.Errorf("codec %d: %w", codec, ErrCorrupt)
+	return 0, fmt.Errorf("codec %d: %w", codec, errUndecodable)
 }
+
+// errUndecodable: stored bytes that do not decode. Its readers take it
+// for damage as they take a hash mismatch (ErrCorrupt), and read again
+// from the store what came from a cache of it.
+var errUndecodable = errors.New("does not decode")
 
 // storedBuffers hold blocks as they are kept, compressed: as they are
 // compressed, and as they are read before they are decoded into the

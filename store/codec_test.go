@@ -156,11 +156,15 @@ func TestCompressedBlockDamage(t *testing.T) {
 		f.Close()
 	}
 
-	big := encoders[CompressionFast]().EncodeAll(make([]byte, 2*testBS), nil)
-	if _, err := decodeBlock(CodecZstd, big, make([]byte, testBS)); !errors.Is(err, ErrCorrupt) {
+	big := encoders[CompressionFast]().EncodeAll(bytes.Repeat([]byte("ab"), testBS), nil)
+	p := make([]byte, testBS, 4*testBS)
+	if _, err := decodeBlock(CodecZstd, big, p); !errors.Is(err, errUndecodable) {
 		t.Errorf("a frame larger than its block: %v", err)
 	}
-	if _, err := decodeBlock(Codec(7), big, make([]byte, testBS)); !errors.Is(err, ErrCorrupt) {
+	if p[:cap(p)][testBS] != 0 {
+		t.Error("a frame larger than its block was written past it")
+	}
+	if _, err := decodeBlock(Codec(7), big, make([]byte, testBS)); !errors.Is(err, errUndecodable) {
 		t.Errorf("an unknown codec: %v", err)
 	}
 }
@@ -238,5 +242,76 @@ func TestWorthTrying(t *testing.T) {
 		if _, codec := compressBlock(CompressionFast, b, dst); codec != CodecZstd {
 			t.Errorf("%s kept as it is", name)
 		}
+	}
+}
+
+// garbledCache is a cache of a store whose first read of each range is
+// damaged: what a pack cache holding a bad chunk gives.
+type garbledCache struct {
+	BlockStore
+	dropped int
+	fresh   bool
+}
+
+func (g *garbledCache) ReadAt(ctx context.Context, id uint64, p []byte, off int64) error {
+	if err := g.BlockStore.ReadAt(ctx, id, p, off); err != nil || g.fresh {
+		return err
+	}
+	for i := range p {
+		p[i] ^= 0x5a
+	}
+	return nil
+}
+
+func (g *garbledCache) readStore(ctx context.Context, id uint64, p []byte, off int64) error {
+	return g.BlockStore.ReadAt(ctx, id, p, off)
+}
+
+func (g *garbledCache) dropCached(id uint64, off int64, n int) bool {
+	g.dropped++
+	g.fresh = true
+	return true
+}
+
+// TestUndecodableFromTheCache: a compressed block that the cache holds
+// damaged, so that it does not even decode, is read from the store again,
+// as one whose hash fails is, and counted.
+func TestUndecodableFromTheCache(t *testing.T) {
+	r := compressedRepo(t, CompressionFast)
+	ctx := context.Background()
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	snapFile(t, r, "v", text(1))
+	if rec := recordOf(t, r, text(1)); rec.Codec != CodecZstd {
+		t.Fatalf("not compressed: %+v", rec)
+	}
+	g := &garbledCache{BlockStore: r.blocks}
+	r.blocks = g
+	defer func() { r.blocks = g.BlockStore }()
+	r.places.drop(Sum(text(1)))
+	buf := make([]byte, testBS)
+	n, err := r.ReadBlock(ctx, Sum(text(1)), buf)
+	if err != nil || !bytes.Equal(buf[:n], text(1)) {
+		t.Fatalf("read through a damaged cache: %d, %v", n, err)
+	}
+	if g.dropped != 1 || r.verifyFailures.Load() != 0 {
+		t.Errorf("dropped %d times, %d failures counted", g.dropped, r.verifyFailures.Load())
+	}
+}
+
+// TestCompressionOfAnOlderRepository: a repository that records no
+// compression, made before there was any, stores blocks as they are.
+func TestCompressionOfAnOlderRepository(t *testing.T) {
+	r := compressedRepo(t, CompressionFast)
+	ctx := context.Background()
+	if err := r.commit(ctx, func(m metaTxn) error { return m.del(compressionKey) }); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := r.Compression(ctx); err != nil || c != CompressionOff {
+		t.Fatalf("no compression recorded: %q, %v", c, err)
+	}
+	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
+	snapFile(t, r, "v", text(1))
+	if rec := recordOf(t, r, text(1)); rec.Codec != CodecRaw {
+		t.Errorf("a block of an older repository: %+v", rec)
 	}
 }

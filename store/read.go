@@ -149,24 +149,37 @@ func (r *Repo) readAt(ctx context.Context, h Hash, at place, p []byte, direct bo
 	if direct && cached {
 		read = cache.readStore
 	}
-	n, err := r.readDecoded(ctx, read, at, p)
+	// verify reads and checks: bytes that do not decode are damage as a
+	// hash mismatch is (ok false, the reason in bad), any other error is
+	// the read's. Hashed once per read: it is most of a read's CPU.
+	verify := func(read func(context.Context, uint64, []byte, int64) error) (n int, ok bool, bad, err error) {
+		n, err = r.readDecoded(ctx, read, at, p)
+		if errors.Is(err, errUndecodable) {
+			return 0, false, err, nil
+		} else if err != nil {
+			return 0, false, nil, err
+		}
+		if Sum(p[:n]) != h {
+			return 0, false, errors.New("hash mismatch"), nil
+		}
+		return n, true, nil, nil
+	}
+	n, ok, bad, err := verify(read)
 	if err != nil {
 		return 0, fmt.Errorf("block %s: %w", h.Short(), err)
 	}
-	// Hashed once per read: it is most of a read's CPU.
-	ok := Sum(p[:n]) == h
 	if !ok && !direct && cached && cache.dropCached(at.pack, int64(at.offset), int(at.length)) {
 		// Fetched again, into the cache.
-		if n, err = r.readDecoded(ctx, cache.ReadAt, at, p); err != nil {
+		if n, ok, bad, err = verify(cache.ReadAt); err != nil {
 			return 0, fmt.Errorf("block %s: %w", h.Short(), err)
 		}
-		if ok = Sum(p[:n]) == h; ok {
+		if ok {
 			r.log.Warn("a block in this host's cache of the store failed its hash; read from the store again", "block", h.Short())
 		}
 	}
 	if !ok {
 		r.verifyFailures.Add(1)
-		return 0, fmt.Errorf("block %s: hash mismatch: %w", h.Short(), ErrCorrupt)
+		return 0, fmt.Errorf("block %s: %v: %w", h.Short(), bad, ErrCorrupt)
 	}
 	return n, nil
 }
@@ -219,7 +232,8 @@ func (r *Repo) readStored(ctx context.Context, h Hash, dst []byte) ([]byte, Code
 		defer putStored(bp)
 		n, err := decodeBlock(rec.Codec, stored, *bp)
 		if err != nil {
-			return nil, 0, fmt.Errorf("block %s: %w", h.Short(), err)
+			r.verifyFailures.Add(1)
+			return nil, 0, fmt.Errorf("block %s: %v: %w", h.Short(), err, ErrCorrupt)
 		}
 		plain = (*bp)[:n]
 	}

@@ -268,10 +268,8 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 		return nil, err
 	}
 	err = r.commit(ctx, func(m metaTxn) error {
-		if opts.Compression != "" {
-			if err := m.setJSON(compressionKey, opts.Compression); err != nil {
-				return err
-			}
+		if err := m.setJSON(compressionKey, cmp.Or(opts.Compression, DefaultCompression)); err != nil {
+			return err
 		}
 		return m.setSchema(SchemaVersion)
 	})

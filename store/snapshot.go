@@ -267,6 +267,8 @@ func (r *Repo) beginSnapshot(ctx context.Context, volume string, opts SnapshotOp
 			if w.compression, err = compressionIn(txn); err != nil {
 				return err
 			}
+		} else if _, err := ParseCompression(string(w.compression)); err != nil {
+			return fmt.Errorf("volume %s: compression %q: %w", volume, w.compression, ErrCorrupt)
 		}
 		seq := w.vol.NextSeq
 		w.vol.NextSeq++

@@ -131,6 +131,11 @@ func (r *Repo) UpdateVolume(ctx context.Context, name string, fn func(*Volume) e
 		if err := fn(v); err != nil {
 			return err
 		}
+		if v.Compression != "" {
+			if _, err := ParseCompression(string(v.Compression)); err != nil {
+				return err
+			}
+		}
 		v.Name, v.ID, v.Kind, v.BlockSize, v.Created = kept.Name, kept.ID, kept.Kind, kept.BlockSize, kept.Created
 		v.Head, v.NextSeq, v.Applying, v.Deleting, v.Removing = kept.Head, kept.NextSeq, kept.Applying, kept.Deleting, kept.Removing
 		v.Writer, v.Lease, v.Host = kept.Writer, kept.Lease, kept.Host

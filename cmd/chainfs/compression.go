@@ -66,6 +66,12 @@ func (o *compressionOp) run(ctx context.Context, e *env) error {
 			return err
 		}
 	} else if o.Set {
+		// A request's fields come as JSON: checked here as on the command line.
+		if !o.Follow {
+			if _, err := store.ParseCompression(string(o.Mode)); err != nil {
+				return usageError{err}
+			}
+		}
 		err := e.repo.UpdateVolume(ctx, o.Volume, func(v *store.Volume) error { v.Compression = o.Mode; return nil })
 		if err != nil {
 			return err

@@ -48,7 +48,7 @@ func (usageOp) run(ctx context.Context, e *env) error {
 		if e.repo.Remote() {
 			where = "of packs in the bucket"
 		}
-		fmt.Fprintf(e.stdout, "\n%s in %s referenced; %s logical in all snapshots (deduplication %.1f×); %s garbage for gc; %s %s\n",
+		fmt.Fprintf(e.stdout, "\n%s in %s referenced; %s logical in all snapshots (%.1f× less, by deduplication and compression); %s garbage for gc; %s %s\n",
 			size(u.StoredBytes), count(u.Blocks, "block"), size(u.LogicalBytes), dedup, size(u.GarbageBytes), size(uint64(u.SpaceUsed)), where)
 		if len(u.Trash) > 0 {
 			fmt.Fprintf(e.stdout, "in the trash: %s, holding at least %s that no snapshot outside it holds (chainfs trash empty gives it to gc)\n", count(uint64(len(u.Trash)), "snapshot"), size(u.TrashBytes))

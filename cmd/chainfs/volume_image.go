@@ -109,6 +109,6 @@ func volumeFromImage(ctx context.Context, e *env, v store.Volume, ref string) er
 		fmt.Fprintf(e.stdout, "added volume %s: %s, written from image %s (%s, %s)\n", res.Volume.Name, v.Source, img.Name,
 			count(st.Files, "file"), size(st.LogicalBytes))
 		fmt.Fprintf(e.stdout, "  first snapshot %s links %s of the image's data, stored %s new\n", res.Snapshot.Name,
-			size(st.LogicalBytes-min(st.LogicalBytes, st.StoredBytes)), size(st.StoredBytes))
+			size(st.LinkedBytes), size(st.StoredBytes))
 	})
 }
