@@ -5,6 +5,8 @@
 #   CHAINFS=bin/chainfs [RUNS=3] bash bench/compress-read.sh [TREE]
 # Needs root (drop_caches).
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
 : "${CHAINFS:?set CHAINFS to the chainfs binary}"
 CHAINFS=$(realpath "$CHAINFS")
 RUNS=${RUNS:-3}
@@ -35,8 +37,7 @@ echo "|---|---|---|"
 for run in $(seq "$RUNS"); do
 	row="| $run |"
 	for c in off fast; do
-		sync
-		echo 3 >/proc/sys/vm/drop_caches
+		cold
 		s=$(date +%s.%N)
 		(cd "$w/mnt-$c/volumes/src/s" && tar cf - . | wc -c >/dev/null)
 		e=$(date +%s.%N)

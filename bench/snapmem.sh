@@ -22,14 +22,7 @@ src=/var/tmp/chainfs-snapmem-$N
 if [ ! -d "$src/p$N" ]; then
 	for i in $(seq 1 "$N"); do (cd "$root" && go run ./bench/gen small "$src/p$i" >/dev/null); done
 fi
-work=$(mktemp -d /var/tmp/chainfs-snapmem.XXXXXX)
-daemon=
-cleanup() {
-	[ -n "$daemon" ] && kill "$daemon" 2>/dev/null
-	mountpoint -q "$work/mnt" 2>/dev/null && umount -l "$work/mnt"
-	rm -rf "$work"
-}
-trap cleanup EXIT
+workdir snapmem
 echo "tree: $(find "$src" | wc -l) entries, $(du -sm "$src" | cut -f1) MiB"
 for bin in $bins; do
 	repo=$work/repo

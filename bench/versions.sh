@@ -15,14 +15,7 @@ source "$here/lib.sh"
 : "${CHAINFS:?set CHAINFS to the chainfs binary}"
 CHAINFS=$(realpath "$CHAINFS")
 SNAPSHOTS=${SNAPSHOTS:-1000}
-work=$(mktemp -d /var/tmp/chainfs-versions.XXXXXX)
-daemon=
-cleanup() {
-	[ -n "$daemon" ] && kill "$daemon" 2>/dev/null
-	mountpoint -q "$work/mnt" 2>/dev/null && umount -l "$work/mnt"
-	rm -rf "$work"
-}
-trap cleanup EXIT
+workdir versions
 export CHAINFS_CONFIG=/dev/null CHAINFS_REPO=$work/repo
 src=$work/src
 (cd "$root" && go run ./bench/gen small "$src" >/dev/null)

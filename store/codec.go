@@ -145,14 +145,19 @@ func compressBlock(c Compression, data, dst []byte) ([]byte, Codec) {
 // to tell whether the whole is worth it.
 const sampleSize = 8 << 10
 
-// worthTrying tells, for a block several times sampleSize, whether
+// sampledFrom is the size from which a block is sampled first: for a
+// compressible block the sample is work done again, at most a sixteenth
+// of it from here on.
+const sampledFrom = 16 * sampleSize
+
+// worthTrying tells, for a block of sampledFrom bytes or more, whether
 // compressing it may save an eighth, from its first piece and its middle
 // one: random or compressed data (a video, an archive, a disk's encrypted
 // partition) costs zstd nearly as much CPU as text, for nothing. A block
 // whose two pieces do not compress is kept as it is, even when the rest
 // of it would have.
 func worthTrying(enc *zstd.Encoder, data, dst []byte) bool {
-	if len(data) < 4*sampleSize {
+	if len(data) < sampledFrom {
 		return true
 	}
 	mid := len(data) / 2

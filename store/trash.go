@@ -292,6 +292,25 @@ func (r *Repo) RestoreTrash(ctx context.Context, volume, name, as string) (*Snap
 	return snap, nil
 }
 
+// AllTrash lists the snapshots in the trash of every volume.
+func (r *Repo) AllTrash(ctx context.Context) ([]Snapshot, error) {
+	vols, err := r.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var all []Snapshot
+	for _, v := range vols {
+		trash, err := r.Trash(ctx, v.Name)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed since it was listed
+		} else if err != nil {
+			return nil, err
+		}
+		all = append(all, trash...)
+	}
+	return all, nil
+}
+
 // EmptyTrash deletes for good what the trash holds: of every volume
 // (volume ""), of one, or one snapshot (name, as TrashedSnapshot finds
 // it); with expiredOnly, only what has been there longer than TrashDays
@@ -305,45 +324,36 @@ func (r *Repo) EmptyTrash(ctx context.Context, volume, name string, expiredOnly 
 	if err != nil {
 		return nil, err
 	}
-	var vols []string
-	if volume != "" {
-		vols = []string{volume}
-	} else {
-		all, err := r.Volumes(ctx)
+	var trash []Snapshot
+	switch {
+	case name != "":
+		s, err := r.TrashedSnapshot(ctx, volume, name)
 		if err != nil {
 			return nil, err
 		}
-		for _, v := range all {
-			vols = append(vols, v.Name)
-		}
+		trash = []Snapshot{*s}
+	case volume != "":
+		trash, err = r.Trash(ctx, volume)
+	default:
+		trash, err = r.AllTrash(ctx)
+	}
+	if err != nil {
+		return nil, err
 	}
 	var gone []Snapshot
 	var errs []error
-	for _, vol := range vols {
-		var trash []Snapshot
-		if name != "" {
-			s, err := r.TrashedSnapshot(ctx, vol, name)
-			if err != nil {
-				return nil, err
-			}
-			trash = []Snapshot{*s}
-		} else if trash, err = r.Trash(ctx, vol); errors.Is(err, ErrNotFound) && volume == "" {
-			continue // removed since it was listed
+	for _, s := range trash {
+		if expiredOnly && now.Before(s.Expires(days)) {
+			continue
+		}
+		err := r.DropSnapshot(ctx, s.Volume, s.TrashRef(), DeleteOptions{InTrashSince: s.Trashed.Time})
+		if errors.Is(err, ErrNotFound) && name == "" {
+			continue // restored, emptied or its volume removed since it was listed
 		} else if err != nil {
-			return gone, err
+			errs = append(errs, fmt.Errorf("empty %s/%s from the trash: %w", s.Volume, s.Name, err))
+			continue
 		}
-		for _, s := range trash {
-			if expiredOnly && now.Before(s.Expires(days)) {
-				continue
-			}
-			if err := r.DropSnapshot(ctx, vol, s.TrashRef(), DeleteOptions{InTrashSince: s.Trashed.Time}); errors.Is(err, ErrNotFound) && name == "" {
-				continue // restored or emptied since it was listed
-			} else if err != nil {
-				errs = append(errs, fmt.Errorf("empty %s/%s from the trash: %w", vol, s.Name, err))
-				continue
-			}
-			gone = append(gone, s)
-		}
+		gone = append(gone, s)
 	}
 	return gone, errors.Join(errs...)
 }
@@ -361,6 +371,13 @@ func (r *Repo) Chain(ctx context.Context, volume string) ([]Snapshot, error) {
 // newestLive is the newest snapshot of v not in the trash, at or before
 // seq; 0 when there is none.
 func newestLive(txn *badger.Txn, vol, seq uint64) (uint64, error) {
+	// Most often seq itself: one lookup, no iterator ("latest" is
+	// resolved at every readlink of the mount's latest).
+	if _, err := txn.Get(trashKey(vol, seq)); errors.Is(err, badger.ErrKeyNotFound) {
+		return seq, nil
+	} else if err != nil {
+		return 0, err
+	}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: snapshotPrefix(vol), Reverse: true})
 	defer it.Close()
 	for it.Seek(snapshotKey(vol, seq)); it.Valid(); it.Next() {

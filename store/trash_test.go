@@ -150,11 +150,8 @@ func TestTrashRefusals(t *testing.T) {
 	if err != nil || got.Trashed != nil {
 		t.Fatalf("discard with no trash: %+v, %v", got, err)
 	}
-	if _, err := r.Chain(ctx, "v"); err != nil {
-		t.Fatal(err)
-	}
-	if chain, _ := r.Chain(ctx, "v"); len(chain) != 1 || chain[0].Seq != s2.Seq {
-		t.Fatalf("chain after a deletion for good: %v", chain)
+	if chain, err := r.Chain(ctx, "v"); err != nil || len(chain) != 1 || chain[0].Seq != s2.Seq {
+		t.Fatalf("chain after a deletion for good: %v, %v", chain, err)
 	}
 	// The trash setting at 0 lets the next emptying take what is there.
 	if gone, err := r.EmptyTrash(ctx, "", "", true, time.Now()); err != nil || len(gone) != 1 {

@@ -29,13 +29,13 @@ func compressionCommand() *cli.Command {
 				if o.Volume == "" {
 					return nil, usagef("'repository' is a volume's setting: name the volume with --volume")
 				}
-				o.Set, o.Follow = true, true
+				o.Follow = true
 			} else if mode != "" {
 				comp, err := store.ParseCompression(mode)
 				if err != nil {
 					return nil, usageError{err}
 				}
-				o.Set, o.Mode = true, comp
+				o.Mode = comp
 			}
 			return o, nil
 		}),
@@ -44,11 +44,11 @@ func compressionCommand() *cli.Command {
 
 // compressionOp shows or sets the repository's or a volume's compression.
 type compressionOp struct {
-	Volume string            `json:"volume,omitempty"`
-	Set    bool              `json:"set,omitempty"`
+	Volume string `json:"volume,omitempty"`
+	// Mode, when set, is the new setting; Follow sets a volume back to
+	// the repository's. Neither: the setting is only shown.
 	Mode   store.Compression `json:"mode,omitempty"`
-	// Follow sets a volume back to the repository's.
-	Follow bool `json:"follow,omitempty"`
+	Follow bool              `json:"follow,omitempty"`
 }
 
 // compressionShown is what compression reports.
@@ -61,18 +61,17 @@ type compressionShown struct {
 }
 
 func (o *compressionOp) run(ctx context.Context, e *env) error {
-	if o.Set && o.Volume == "" {
-		if err := e.repo.SetCompression(ctx, o.Mode); err != nil {
-			return err
+	if o.Mode != "" || o.Follow {
+		// The store checks the mode, which a request brings as JSON.
+		var err error
+		switch {
+		case o.Volume == "":
+			err = e.repo.SetCompression(ctx, o.Mode)
+		case o.Follow:
+			err = e.repo.UpdateVolume(ctx, o.Volume, func(v *store.Volume) error { v.Compression = ""; return nil })
+		default:
+			err = e.repo.UpdateVolume(ctx, o.Volume, func(v *store.Volume) error { v.Compression = o.Mode; return nil })
 		}
-	} else if o.Set {
-		// A request's fields come as JSON: checked here as on the command line.
-		if !o.Follow {
-			if _, err := store.ParseCompression(string(o.Mode)); err != nil {
-				return usageError{err}
-			}
-		}
-		err := e.repo.UpdateVolume(ctx, o.Volume, func(v *store.Volume) error { v.Compression = o.Mode; return nil })
 		if err != nil {
 			return err
 		}

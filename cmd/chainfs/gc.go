@@ -48,12 +48,8 @@ func (gcOp) run(ctx context.Context, e *env) error {
 		return err
 	}
 	res.GCStats = st
-	if vols, err := e.repo.Volumes(ctx); err == nil {
-		for _, v := range vols {
-			if trash, err := e.repo.Trash(ctx, v.Name); err == nil {
-				res.InTrash += len(trash)
-			}
-		}
+	if trash, err := e.repo.AllTrash(ctx); err == nil {
+		res.InTrash = len(trash)
 	}
 	return e.output(res, func() {
 		if len(res.Emptied) > 0 {

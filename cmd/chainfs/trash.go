@@ -253,14 +253,11 @@ func (o *trashDays) run(ctx context.Context, e *env) error {
 	}
 	// What the new setting lets go goes at the next emptying: say so.
 	due := 0
-	if vols, err := e.repo.Volumes(ctx); err == nil {
+	if trash, err := e.repo.AllTrash(ctx); err == nil {
 		now := time.Now()
-		for _, v := range vols {
-			trash, _ := e.repo.Trash(ctx, v.Name)
-			for _, s := range trash {
-				if !now.Before(s.Expires(days)) {
-					due++
-				}
+		for _, s := range trash {
+			if !now.Before(s.Expires(days)) {
+				due++
 			}
 		}
 	}
