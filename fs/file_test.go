@@ -19,6 +19,8 @@ type stallingReader struct {
 	cancelled atomic.Int32
 }
 
+func (*stallingReader) Sum(b []byte) store.Hash { return store.Sum(b) }
+
 func (r *stallingReader) Tree(context.Context, store.Hash) ([]store.Entry, error) { return nil, nil }
 func (r *stallingReader) Blob(context.Context, store.Hash) ([]byte, error)        { return nil, nil }
 func (r *stallingReader) ReadBlock(ctx context.Context, h store.Hash, p []byte) (int, error) {

@@ -79,7 +79,16 @@ func (r *Repo) Checkpoint(ctx context.Context, force bool) (uint64, error) {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	seq, err := r.writeCheckpoint(tmp)
+	var w io.Writer = tmp
+	var sealing *sealingWriter
+	if r.keys != nil {
+		sealing = r.keys.sealStream(tmp, sealCheckpoint)
+		w = sealing
+	}
+	seq, err := r.writeCheckpoint(w)
+	if err == nil && sealing != nil {
+		err = sealing.Close()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
@@ -190,7 +199,7 @@ func (r *Repo) loadCheckpoint(ctx context.Context) error {
 		return fmt.Errorf("checkpoint %d: %w", seq, err)
 	}
 	err = r.loadEntries(seq, func(put func(k, v []byte) error) error {
-		return readCheckpoint(ctx, j.remote.Objects, key, obj.Size, seq, put)
+		return readCheckpoint(ctx, j.remote.Objects, key, obj.Size, seq, r.keys, put)
 	})
 	if errors.Is(err, ErrCorrupt) {
 		r.log.Warn("a damaged checkpoint is passed over; the whole journal is applied", "entry", seq, "err", err)
@@ -208,17 +217,29 @@ func (r *Repo) loadCheckpoint(ctx context.Context) error {
 // to back, and gives put each key and value; it fails with ErrCorrupt
 // when the object is not that checkpoint or its hash does not match, which
 // is known only at its end.
-func readCheckpoint(ctx context.Context, objs Objects, key string, size int64, seq uint64, put func(k, v []byte) error) error {
+func readCheckpoint(ctx context.Context, objs Objects, key string, size int64, seq uint64, keys *keyring, put func(k, v []byte) error) error {
 	bad := func(why string) error { return fmt.Errorf("checkpoint %d: %s: %w", seq, why, ErrCorrupt) }
+	var src io.Reader = io.NewSectionReader(objectReaderAt{ctx, objs, key}, 0, size)
+	if keys != nil {
+		opened, err := keys.openStream(bufio.NewReaderSize(src, 1<<20), size, sealCheckpoint)
+		if err != nil {
+			return bad(err.Error())
+		}
+		src, size = opened, plainSize(size)
+	}
 	body := size - HashSize
 	if body < int64(len(checkpointMagic))+9 {
 		return bad("too short")
 	}
-	src := objectReaderAt{ctx, objs, key}
 	h := blake3.New()
-	br := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(src, 0, body), h), 8<<20)
+	// Read no further than the body: the hash after it is read from
+	// src itself.
+	br := bufio.NewReaderSize(io.TeeReader(io.LimitReader(src, body), h), 8<<20)
 	head := make([]byte, len(checkpointMagic)+8)
 	if _, err := io.ReadFull(br, head); err != nil {
+		if errors.Is(err, errUndecodable) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return bad(err.Error())
+		}
 		return err
 	}
 	if !bytes.Equal(head[:len(checkpointMagic)], checkpointMagic) || binary.BigEndian.Uint64(head[len(checkpointMagic):]) != seq {
@@ -258,7 +279,10 @@ func readCheckpoint(ctx context.Context, objs Objects, key string, size int64, s
 		return bad("data after its last key")
 	}
 	sum := make([]byte, HashSize)
-	if err := objs.ReadAt(ctx, key, sum, body); err != nil {
+	if _, err := io.ReadFull(src, sum); err != nil {
+		if errors.Is(err, errUndecodable) {
+			return bad(err.Error())
+		}
 		return err
 	}
 	if !bytes.Equal(sum, h.Sum(nil)) {

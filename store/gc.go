@@ -423,7 +423,7 @@ func (r *Repo) repack(ctx context.Context, w *work, packs map[uint64]*packUse, o
 		st.BytesMoved += uint64(size)
 		return nil
 	}
-	buf := make([]byte, MaxBlockSize)
+	buf := make([]byte, maxStored)
 	for _, b := range order {
 		if err := ctx.Err(); err != nil {
 			return giveUp(err)

@@ -63,6 +63,8 @@ type journal struct {
 	// lastSent is the last entry send built, whose landing a failed
 	// commit reads back (commitJournaled); under mu.
 	lastSent []byte
+	// keys seal every entry of an encrypted repository; nil otherwise.
+	keys *keyring
 }
 
 // maxEntry bounds a journal entry, sent or read: an entry is one
@@ -174,6 +176,9 @@ func (j *journal) send(ctx context.Context, seq uint64, muts []kv) error {
 	var nonce [nonceSize]byte
 	rand.Read(nonce[:])
 	entry := encodeEntry(seq, nonce, muts)
+	if j.keys != nil {
+		entry = j.keys.seal(nil, sealJournal, binary.BigEndian.AppendUint64(nil, seq), entry)
+	}
 	j.lastSent = entry
 	if len(entry) > maxEntry {
 		return fmt.Errorf("journal entry %d: %d bytes, more than %d: %w", seq, len(entry), maxEntry, ErrInvalid)
@@ -216,6 +221,13 @@ func (j *journal) fetch(ctx context.Context, seq uint64) ([]kv, error) {
 	b, err := j.fetchRaw(ctx, seq)
 	if err != nil {
 		return nil, err
+	}
+	if j.keys != nil {
+		// Bound to its number: an entry moved to another's place does
+		// not open.
+		if b, err = j.keys.open(nil, sealJournal, binary.BigEndian.AppendUint64(nil, seq), b); err != nil {
+			return nil, fmt.Errorf("journal entry %d: %v: %w", seq, err, ErrCorrupt)
+		}
 	}
 	return decodeEntry(seq, b)
 }
@@ -386,12 +398,8 @@ func readRemoteInfo(ctx context.Context, rm Remote) (*Info, error) {
 // a repository in an object store: the marker with the repository's Info,
 // read from the object store, and an empty metadata database, which Open
 // then brings up to date from the journal.
-func attach(ctx context.Context, opts Options) (*Info, error) {
+func attach(ctx context.Context, opts Options, info Info, keys *keyring) (*Info, error) {
 	dir := opts.Dir
-	info, err := readRemoteInfo(ctx, *opts.Remote)
-	if err != nil {
-		return nil, err
-	}
 	if names, err := readDirNames(dir); err == nil && len(names) > 0 {
 		return nil, fmt.Errorf("%s: not empty, and no replica of %s (an init or a first open cut short leaves this; a replica holds nothing the bucket lacks): remove it: %w", dir, opts.Remote.infoKey(), ErrExists)
 	}
@@ -402,7 +410,7 @@ func attach(ctx context.Context, opts Options) (*Info, error) {
 		return nil, err
 	}
 	info.Dir, info.Replica = dir, newReplicaID()
-	r, err := openDB(dir, opts, *info)
+	r, err := openDB(dir, opts, info, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -410,10 +418,10 @@ func attach(ctx context.Context, opts Options) (*Info, error) {
 		return nil, err
 	}
 	// The marker goes last: a directory without it is made again.
-	if err := writeMarker(dir, *info); err != nil {
+	if err := writeMarker(dir, info); err != nil {
 		return nil, fmt.Errorf("replica %s: %w", dir, err)
 	}
-	return info, nil
+	return &info, nil
 }
 
 // Refresh brings this replica of a repository in an object store up to

@@ -224,7 +224,7 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 	}
 	r := m.r
 	for _, b := range blocks {
-		if Sum(b.Data) != b.Hash {
+		if r.ids.Sum(b.Data) != b.Hash {
 			return fmt.Errorf("block %s: the bytes offered do not match it: %w", b.Hash.Short(), ErrInvalid)
 		}
 	}
@@ -233,7 +233,10 @@ func (m Mender) StoreAgain(ctx context.Context, blocks []Block) error {
 		return err
 	}
 	for _, b := range blocks {
-		if _, err := pack.add(b.Hash, b.Data, CodecRaw); err != nil {
+		stored, release := r.sealStored(b.Hash, CodecRaw, b.Data)
+		_, err := pack.add(b.Hash, stored, CodecRaw)
+		release()
+		if err != nil {
 			pack.abort()
 			return err
 		}

@@ -43,7 +43,7 @@ func (r *Repo) blob(ctx context.Context, h Hash) ([]byte, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("tree %s: %w", h.Short(), err)
 	}
-	if Sum(blob) != h {
+	if r.ids.Sum(blob) != h {
 		r.verifyFailures.Add(1)
 		return nil, fmt.Errorf("tree %s: hash mismatch: %w", h.Short(), ErrCorrupt)
 	}
@@ -62,7 +62,13 @@ type Reader interface {
 	Blob(ctx context.Context, h Hash) ([]byte, error)
 	// ReadBlock reads block h into p, checked against its hash.
 	ReadBlock(ctx context.Context, h Hash, p []byte) (int, error)
+	// Sum names bytes as this reader names blocks and blobs.
+	Sum(b []byte) Hash
 }
+
+// Sum names b as the repository names blocks and blobs: keyed when it is
+// encrypted.
+func (r *Repo) Sum(b []byte) Hash { return r.ids.Sum(b) }
 
 // FileBlocks returns a regular file's whole block list. Long lists are
 // better read a chunk at a time (OpenBlocks).
@@ -153,13 +159,13 @@ func (r *Repo) readAt(ctx context.Context, h Hash, at place, p []byte, direct bo
 	// hash mismatch is (ok false, the reason in bad), any other error is
 	// the read's. Hashed once per read: it is most of a read's CPU.
 	verify := func(read func(context.Context, uint64, []byte, int64) error) (n int, ok bool, bad, err error) {
-		n, err = r.readDecoded(ctx, read, at, p)
+		n, err = r.readDecoded(ctx, read, h, at, p)
 		if errors.Is(err, errUndecodable) {
 			return 0, false, err, nil
 		} else if err != nil {
 			return 0, false, nil, err
 		}
-		if Sum(p[:n]) != h {
+		if r.ids.Sum(p[:n]) != h {
 			return 0, false, errors.New("hash mismatch"), nil
 		}
 		return n, true, nil, nil
@@ -184,17 +190,18 @@ func (r *Repo) readAt(ctx context.Context, h Hash, at place, p []byte, direct bo
 	return n, nil
 }
 
-// readDecoded reads the bytes at a place with read and decodes them into
-// p: a raw block is read into p itself, a compressed one into a pooled
-// buffer first.
-func (r *Repo) readDecoded(ctx context.Context, read func(context.Context, uint64, []byte, int64) error, at place, p []byte) (int, error) {
-	if at.codec == CodecRaw {
+// readDecoded reads the bytes of block h at a place with read and decodes
+// them into p: a raw block of a repository that is not encrypted is read
+// into p itself, any other into a pooled buffer first (and a sealed raw
+// one opened into p).
+func (r *Repo) readDecoded(ctx context.Context, read func(context.Context, uint64, []byte, int64) error, h Hash, at place, p []byte) (int, error) {
+	if at.codec == CodecRaw && r.keys == nil {
 		if int(at.length) > len(p) {
 			return 0, fmt.Errorf("%d bytes, buffer %d: %w", at.length, len(p), ErrCorrupt)
 		}
 		return int(at.length), read(ctx, at.pack, p[:at.length], int64(at.offset))
 	}
-	if at.length > MaxBlockSize {
+	if at.length > maxStored {
 		return 0, fmt.Errorf("%d bytes stored: %w", at.length, ErrCorrupt)
 	}
 	bp := storedBuffer(int(at.length))
@@ -202,6 +209,19 @@ func (r *Repo) readDecoded(ctx context.Context, read func(context.Context, uint6
 	stored := *bp
 	if err := read(ctx, at.pack, stored, int64(at.offset)); err != nil {
 		return 0, err
+	}
+	if r.keys != nil {
+		if at.codec == CodecRaw {
+			if len(stored)-sealOverhead > len(p) {
+				return 0, fmt.Errorf("%d bytes, buffer %d: %w", len(stored)-sealOverhead, len(p), errUndecodable)
+			}
+			plain, err := r.openStored(h, at.codec, stored, p[:0])
+			return len(plain), err
+		}
+		var err error
+		if stored, err = r.openStored(h, at.codec, stored, stored[sealNonce:sealNonce]); err != nil {
+			return 0, err
+		}
 	}
 	return decodeBlock(at.codec, stored, p)
 }
@@ -227,17 +247,17 @@ func (r *Repo) readStored(ctx context.Context, h Hash, dst []byte) ([]byte, Code
 		return nil, 0, fmt.Errorf("block %s: %w", h.Short(), err)
 	}
 	plain := stored
-	if rec.Codec != CodecRaw {
+	if rec.Codec != CodecRaw || r.keys != nil {
 		bp := storedBuffer(MaxBlockSize)
 		defer putStored(bp)
-		n, err := decodeBlock(rec.Codec, stored, *bp)
+		n, err := r.decodeCopy(h, rec.Codec, stored, *bp)
 		if err != nil {
 			r.verifyFailures.Add(1)
 			return nil, 0, fmt.Errorf("block %s: %v: %w", h.Short(), err, ErrCorrupt)
 		}
 		plain = (*bp)[:n]
 	}
-	if Sum(plain) != h {
+	if r.ids.Sum(plain) != h {
 		r.verifyFailures.Add(1)
 		return nil, 0, fmt.Errorf("block %s: hash mismatch: %w", h.Short(), ErrCorrupt)
 	}

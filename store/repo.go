@@ -46,6 +46,9 @@ type Info struct {
 	// replica of its metadata (Dir); it is in the marker of the replica
 	// only.
 	Replica string `json:"replica,omitempty"`
+	// Encryption names the scheme an encrypted repository is sealed
+	// with (EncryptionScheme); "" for one that is not.
+	Encryption string `json:"encryption,omitempty"`
 	// Dir is the repository's directory: where it was found, not stored.
 	Dir string `json:"-"`
 }
@@ -64,6 +67,12 @@ type Options struct {
 	// Compression is a new repository's compression, at Init (default
 	// DefaultCompression).
 	Compression Compression
+	// Encrypt makes an encrypted repository, at Init: its key opens with
+	// the password Password gives.
+	Encrypt bool
+	// Password gives the password of an encrypted repository, asked only
+	// when the repository is encrypted.
+	Password func() ([]byte, error)
 	// PackSize is the size at which a pack file is finished and the next
 	// begun (default 256 MiB; tests use small packs).
 	PackSize int64
@@ -107,6 +116,14 @@ type Repo struct {
 	info   Info
 	db     *badger.DB
 	blocks BlockStore
+	// keys are an encrypted repository's (crypt.go); nil for one that
+	// is not. keyID is the key they were opened with, keyPlace where
+	// the key files are.
+	keys     *keyring
+	keyID    string
+	keyPlace keyPlace
+	// ids names blocks and blobs: keyed when encrypted.
+	ids Hasher
 	// journal, in a repository in an object store, sends every commit
 	// there; nil otherwise.
 	journal *journal
@@ -242,6 +259,14 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 	var id [16]byte
 	rand.Read(id[:])
 	info := Info{Format: FormatVersion, ID: hex.EncodeToString(id[:]), Region: region, Created: time.Now().UTC(), Dir: dir}
+	var keys *keyring
+	var key *keyFile
+	if opts.Encrypt {
+		if keys, key, err = newKeys(info, opts); err != nil {
+			return nil, fmt.Errorf("init %s: %w", dir, err)
+		}
+		info.Encryption = EncryptionScheme
+	}
 	if opts.Remote != nil {
 		// The replica's directory was made here, empty: it goes again
 		// if init fails, so that running init again finds none.
@@ -258,12 +283,23 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 			return nil, fmt.Errorf("init: %s holds journal entries but no repository record (%s): what is left of a repository removed in part; remove them or choose another prefix: %w",
 				j.key(1), opts.Remote.infoKey(), ErrExists)
 		}
+		if key != nil {
+			// Before the record: a repository without a key could
+			// never be opened.
+			if err := keyPlaceOf(opts).write(ctx, key); err != nil {
+				return nil, fmt.Errorf("init: key: %w", err)
+			}
+		}
 		if err := putRemoteInfo(ctx, *opts.Remote, info); err != nil {
 			return nil, fmt.Errorf("init: %w", err)
 		}
 		info.Replica = newReplicaID()
+	} else if key != nil {
+		if err := keyPlaceOf(opts).write(ctx, key); err != nil {
+			return nil, fmt.Errorf("init %s: key: %w", dir, err)
+		}
 	}
-	r, err := openDB(dir, opts, info)
+	r, err := openDB(dir, opts, info, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -335,11 +371,27 @@ func ReadInfo(dir string) (*Info, error) {
 func Open(ctx context.Context, opts Options) (*Repo, error) {
 	dir := opts.Dir
 	info, err := ReadInfo(dir)
-	if errors.Is(err, ErrNotRepository) && opts.Remote != nil {
-		info, err = attach(ctx, opts)
+	attaching := errors.Is(err, ErrNotRepository) && opts.Remote != nil
+	if attaching {
+		info, err = readRemoteInfo(ctx, *opts.Remote)
 	}
 	if err != nil {
 		return nil, err
+	}
+	var keys *keyring
+	var keyID string
+	if info.Encryption != "" {
+		if info.Encryption != EncryptionScheme {
+			return nil, fmt.Errorf("%s: encrypted as %q, which this chainfs does not know: %w", dir, info.Encryption, ErrFormat)
+		}
+		if keys, keyID, err = unlock(ctx, opts, *info); err != nil {
+			return nil, fmt.Errorf("open repository %s: %w", dir, err)
+		}
+	}
+	if attaching {
+		if info, err = attach(ctx, opts, *info, keys); err != nil {
+			return nil, err
+		}
 	}
 	if info.Replica != "" && opts.Remote == nil {
 		// Commits made to it alone would never reach the bucket.
@@ -348,10 +400,11 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if err := CheckTrusted(dir); err != nil {
 		return nil, err
 	}
-	r, err := openDB(dir, opts, *info)
+	r, err := openDB(dir, opts, *info, keys)
 	if err != nil {
 		return nil, err
 	}
+	r.keyID = keyID
 	if r.journal != nil {
 		if err := r.openJournal(ctx, *info); err != nil {
 			r.Close()
@@ -369,15 +422,21 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	return r, nil
 }
 
-func openDB(dir string, opts Options, info Info) (*Repo, error) {
+func openDB(dir string, opts Options, info Info, keys *keyring) (*Repo, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	lock, err := acquireLock(dir, opts.Purpose)
+	purpose := opts.Purpose
+	if keys != nil {
+		// The lock's text is readable without the key: it names what
+		// runs, not what it runs on.
+		purpose = lockPurpose(purpose)
+	}
+	lock, err := acquireLock(dir, purpose)
 	for deadline := time.Now().Add(opts.LockWait); errors.Is(err, ErrInUse) && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
-		lock, err = acquireLock(dir, opts.Purpose)
+		lock, err = acquireLock(dir, purpose)
 	}
 	if err != nil {
 		return nil, err
@@ -388,7 +447,7 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 	}
 	// badger.Open panics, on a goroutine of its own, over a table whose
 	// footer is damaged: the tables are checked first.
-	if err := checkTables(filepath.Join(dir, metaDir), false); err != nil {
+	if err := checkTables(filepath.Join(dir, metaDir), metaKeyOf(keys), false); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
 	}
@@ -427,6 +486,14 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 	// of MiB each (a first snapshot of 2,000,000 files peaked at 677 MiB,
 	// 466 so; 400,000 files no slower). More, smaller table files.
 	bopts.TableSizeMultiplier = 1
+	if keys != nil {
+		// badger seals every table, value log and write-ahead log
+		// with data keys of its own, kept sealed with this one.
+		// It keeps the indexes of sealed tables opened in a cache
+		// (it has none without one): room for those of tens of
+		// millions of records.
+		bopts = bopts.WithEncryptionKey(keys.meta[:]).WithIndexCacheSize(64 << 20)
+	}
 	db, err := openBadger(bopts)
 	if err != nil {
 		lock.Close()
@@ -460,12 +527,15 @@ func openDB(dir string, opts Options, info Info) (*Repo, error) {
 		packSize = defaultPackSize
 	}
 	r := &Repo{dir: dir, info: info, db: db, blocks: blocks, places: newPlaceCache(), lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
-		running: map[string]string{}, host: opts.Host}
+		running: map[string]string{}, host: opts.Host, keys: keys, keyPlace: keyPlaceOf(opts)}
+	if keys != nil {
+		r.ids = keys.ids
+	}
 	if r.host == "" {
 		r.host, _ = os.Hostname()
 	}
 	if opts.Remote != nil {
-		r.journal = &journal{remote: *opts.Remote, leaseTerm: cmp.Or(opts.LeaseTerm, DefaultLeaseTerm)}
+		r.journal = &journal{remote: *opts.Remote, leaseTerm: cmp.Or(opts.LeaseTerm, DefaultLeaseTerm), keys: keys}
 		if err := r.view(func(txn *badger.Txn) (err error) { r.journal.applied, err = readApplied(txn); return err }); err != nil {
 			r.Close()
 			return nil, fmt.Errorf("open repository %s: %w", dir, err)
@@ -587,7 +657,50 @@ func (r *Repo) Holder() string {
 
 // setActivity rewrites the lock file's description of what this process does.
 func (r *Repo) setActivity(purpose string) {
+	if r.keys != nil {
+		purpose = lockPurpose(purpose)
+	}
 	writeLockText(r.lock, purpose)
+}
+
+// lockPurpose is what the lock of an encrypted repository says a process
+// is doing: the program and its command's first word, no names
+// (volumes, snapshots, paths) it was given.
+func lockPurpose(purpose string) string {
+	words := strings.Fields(purpose)
+	if len(words) == 0 {
+		return ""
+	}
+	kept := words[:1]
+	for _, w := range words[1:] {
+		if len(kept) == 2 {
+			break
+		}
+		if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyz") == "" {
+			kept = append(kept, w)
+		}
+	}
+	return strings.Join(kept, " ")
+}
+
+// newKeys makes a new encrypted repository's master key and its first
+// key file, with the password opts gives.
+func newKeys(info Info, opts Options) (*keyring, *keyFile, error) {
+	if opts.Password == nil {
+		return nil, nil, fmt.Errorf("an encrypted repository needs a password: %w", ErrInvalid)
+	}
+	password, err := opts.Password()
+	if err != nil {
+		return nil, nil, err
+	}
+	master := make([]byte, masterKeySize)
+	rand.Read(master)
+	kf, err := wrapKey(info.ID, master, password)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := newKeyring(master)
+	return keys, kf, err
 }
 
 func (r *Repo) checkSchema(ctx context.Context) error {

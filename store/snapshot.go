@@ -355,7 +355,7 @@ func (w *SnapshotWriter) StoredBytes() uint64 { return w.stored.Load() }
 func (w *SnapshotWriter) LinkedBytes() uint64 { return w.linked.Load() }
 
 // PutBlock stores a block's bytes unless the repository (or this snapshot)
-// has them already. h must be Sum(data).
+// has them already. h must be w.Sum(data).
 func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) error {
 	recorded := w.recordedPacks.Load()
 	if ok, err := w.repo.hasBlock(h); err != nil {
@@ -364,13 +364,16 @@ func (w *SnapshotWriter) PutBlock(ctx context.Context, h Hash, data []byte) erro
 		w.linked.Add(uint64(len(data)))
 		return nil
 	}
-	// Compressed before the lock: the writers' cores share the work.
+	// Compressed and sealed before the lock: the writers' cores share
+	// the work.
 	stored, codec := data, CodecRaw
 	if w.compression != CompressionOff {
 		bp := storedBuffer(len(data))
 		defer putStored(bp)
 		stored, codec = compressBlock(w.compression, data, *bp)
 	}
+	stored, release := w.repo.sealStored(h, codec, stored)
+	defer release()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
@@ -520,9 +523,12 @@ func (w *SnapshotWriter) checkSpace(n int) error {
 	return w.repo.haveSpace(spaceCheckEvery, "snapshot data")
 }
 
+// Sum names data as the repository names blocks and blobs.
+func (w *SnapshotWriter) Sum(data []byte) Hash { return w.repo.ids.Sum(data) }
+
 // PutTree stores a tree or content blob and returns its hash.
 func (w *SnapshotWriter) PutTree(ctx context.Context, blob []byte) (Hash, error) {
-	h := Sum(blob)
+	h := w.repo.ids.Sum(blob)
 	w.mu.Lock()
 	_, seen := w.treeSeen[h]
 	if len(w.treeSeen) >= treeSeenMax {

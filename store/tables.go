@@ -11,8 +11,11 @@ import (
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/fb"
 	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/badger/v4/pb"
 	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/ristretto/v2"
 	"github.com/dgraph-io/ristretto/v2/z"
 )
 
@@ -28,13 +31,39 @@ import (
 // every block against its checksum; without, the footer and index (what
 // badger needs to open the table, a read of the index only). A damaged
 // table is an error wrapping ErrDamagedMetadata and naming the file.
-func checkTables(metaDir string, deep bool) error {
+func checkTables(metaDir string, key []byte, deep bool) error {
 	tables, err := manifestTables(metaDir)
 	if err != nil {
 		return err
 	}
+	var registry *badger.KeyRegistry
+	var indexes *ristretto.Cache[uint64, *fb.TableIndex]
+	if len(key) > 0 && len(tables) > 0 {
+		// The data keys that seal the tables, themselves sealed with
+		// key; read only.
+		registry, err = badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: metaDir, ReadOnly: true, EncryptionKey: key})
+		if err != nil {
+			return fmt.Errorf("metadata key registry: %v: %w", err, ErrDamagedMetadata)
+		}
+		defer registry.Close()
+		// badger keeps a sealed table's index opened in a cache, and
+		// opens none without one.
+		if indexes, err = ristretto.NewCache(&ristretto.Config[uint64, *fb.TableIndex]{NumCounters: 1 << 12, MaxCost: 16 << 20, BufferItems: 64}); err != nil {
+			return err
+		}
+		defer indexes.Close()
+	}
 	for _, tf := range tables {
-		err := checkTableFile(tf.path, tf.compression, deep)
+		var dataKey *pb.DataKey
+		if tf.keyID != 0 {
+			if registry == nil {
+				return fmt.Errorf("metadata table %s is sealed, and the repository is not encrypted: %w", tf.path, ErrDamagedMetadata)
+			}
+			if dataKey, err = registry.DataKey(tf.keyID); err != nil || dataKey == nil {
+				return fmt.Errorf("metadata table %s: its key %d is not in the key registry: %w", tf.path, tf.keyID, ErrDamagedMetadata)
+			}
+		}
+		err := checkTableFile(tf.path, tf.compression, dataKey, indexes, deep)
 		if errors.Is(err, errTableGone) {
 			// A compaction of the open database may have replaced it
 			// since the manifest was read: only a table the manifest
@@ -57,6 +86,8 @@ var errTableGone = errors.New("table file missing")
 type tableFile struct {
 	path        string
 	compression options.CompressionType
+	// keyID is the data key that seals it; 0 when none does.
+	keyID uint64
 }
 
 // manifestTables lists the table files badger's manifest names, in file
@@ -76,7 +107,7 @@ func manifestTables(metaDir string) ([]tableFile, error) {
 	}
 	var out []tableFile
 	for id, tm := range mf.Tables {
-		out = append(out, tableFile{path: table.NewFilename(id, metaDir), compression: tm.Compression})
+		out = append(out, tableFile{path: table.NewFilename(id, metaDir), compression: tm.Compression, keyID: tm.KeyID})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	return out, nil
@@ -85,7 +116,7 @@ func manifestTables(metaDir string) ([]tableFile, error) {
 // checkTableFile opens one table read-only apart from badger, as badger
 // opens it, and with deep reads every block. Its panics are badger's, on
 // this goroutine, about this file: they are the finding.
-func checkTableFile(path string, compression options.CompressionType, deep bool) (err error) {
+func checkTableFile(path string, compression options.CompressionType, dataKey *pb.DataKey, indexes *ristretto.Cache[uint64, *fb.TableIndex], deep bool) (err error) {
 	name := path
 	damaged := func(what any) error {
 		return fmt.Errorf("metadata table %s is damaged: %v: %w", name, what, ErrDamagedMetadata)
@@ -118,6 +149,8 @@ func checkTableFile(path string, compression options.CompressionType, deep bool)
 		Compression:        compression,
 		BlockSize:          4 << 10,
 		BloomFalsePositive: 0.01,
+		DataKey:            dataKey,
+		IndexCache:         indexes,
 	}
 	t, err := table.OpenTable(mf, opts)
 	if err != nil {
@@ -150,7 +183,7 @@ func firstLine(s string) string {
 // repository. It reads all of the metadata: it runs before acting on the
 // absence of records and in check, not on every open.
 func (r *Repo) verifyMetadata() error {
-	return checkTables(filepath.Join(r.dir, metaDir), true)
+	return checkTables(filepath.Join(r.dir, metaDir), metaKeyOf(r.keys), true)
 }
 
 // view is r.db.View with a panic raised inside badger (reading a damaged
@@ -204,4 +237,13 @@ func panickedInBadger() bool {
 			return false
 		}
 	}
+}
+
+// metaKeyOf is the key of badger's encryption of the metadata; nil for a
+// repository that is not encrypted.
+func metaKeyOf(k *keyring) []byte {
+	if k == nil {
+		return nil
+	}
+	return k.meta[:]
 }

@@ -253,7 +253,7 @@ func TestCompressedTablesStillRead(t *testing.T) {
 	if err != nil || len(tables) == 0 || tables[0].compression != options.Snappy {
 		t.Fatalf("tables %+v %v, want one compressed", tables, err)
 	}
-	if err := checkTables(dir, true); err != nil {
+	if err := checkTables(dir, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	db = open(options.None)

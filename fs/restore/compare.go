@@ -45,7 +45,7 @@ func (r *restorer) sameFile(ctx context.Context, dir int, name string, e *store.
 		}
 		// A block of zeros is stored as a hole, whether the source had
 		// a hole there or written zeros: the bytes are what is compared.
-		if h.IsHole() && !store.IsZero(b) || !h.IsHole() && store.Sum(b) != h {
+		if h.IsHole() && !store.IsZero(b) || !h.IsHole() && r.repo.Sum(b) != h {
 			return errDiffers
 		}
 		return nil

@@ -223,7 +223,7 @@ func readDiskRun(ctx context.Context, w *store.SnapshotWriter, fd int, buf []byt
 		if store.IsZero(blk) {
 			continue
 		}
-		h := store.Sum(blk)
+		h := w.Sum(blk)
 		if err := w.PutBlock(ctx, h, blk); err != nil {
 			return err
 		}

@@ -699,7 +699,7 @@ func (wk *walker) readBlocks(ctx context.Context, fd int, st *unix.Stat_t, exten
 					short.Store(true)
 					return
 				}
-				h := store.Sum(buf)
+				h := wk.w.Sum(buf)
 				if err := wk.w.PutBlock(ctx, h, buf); err != nil {
 					wk.fatal(err)
 					return

@@ -75,7 +75,7 @@ func Repair(ctx context.Context, r *store.Repo, src Source) (*RepairReport, erro
 		for h, sites := range bad {
 			for _, s := range sites {
 				data, from, err := src.ReadBlock(ctx, s)
-				if err == nil && store.Sum(data) == h {
+				if err == nil && r.Sum(data) == h {
 					found = append(found, store.Block{Hash: h, Data: data})
 					rep.Healed = append(rep.Healed, Healed{Block: h.String(), From: from})
 					break

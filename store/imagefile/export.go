@@ -74,6 +74,9 @@ type blockRef struct {
 // once (each after the blob that names it), every block once, then the
 // end frame with counts and the digest.
 func WriteNative(ctx context.Context, rd store.Reader, root store.Entry, w io.Writer, opts ExportOptions) (*ExportStats, error) {
+	if !plainNames(rd) {
+		return nil, fmt.Errorf("a native image names blocks by their plain hash, and an encrypted repository by a keyed one, which this chainfs does not yet translate: export as tar (a disk as raw): %w", errors.ErrUnsupported)
+	}
 	cw := &countingWriter{w: w}
 	fw := newFrameWriter(cw)
 	hdr := opts.Header

@@ -597,6 +597,8 @@ type memSink struct {
 	blocks, blobs map[store.Hash][]byte
 }
 
+func (*memSink) Sum(b []byte) store.Hash { return store.Sum(b) }
+
 func newMemSink() *memSink {
 	return &memSink{blocks: map[store.Hash][]byte{}, blobs: map[store.Hash][]byte{}}
 }

@@ -93,6 +93,9 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 	if opts.NativeOnly && (format != FormatNative || st.Compression != "") {
 		return nil, nil, fmt.Errorf("import %s: a %s stream, not an uncompressed native image: %w", name, cmp.Or(st.Compression, string(format)), ErrMalformed)
 	}
+	if format == FormatNative && !plainNames(repo) {
+		return nil, nil, fmt.Errorf("import %s: a native image names blocks by their plain hash, and an encrypted repository by a keyed one, which this chainfs does not yet translate: import a tar (a disk as raw): %w", name, errors.ErrUnsupported)
+	}
 	meta := opts.Meta
 	meta.Origin = opts.Origin
 	if meta.Origin.Kind == "" {

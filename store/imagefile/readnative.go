@@ -16,6 +16,8 @@ import (
 type sink interface {
 	PutBlock(ctx context.Context, h store.Hash, data []byte) error
 	PutTree(ctx context.Context, blob []byte) (store.Hash, error)
+	// Sum names bytes as the sink does.
+	Sum(b []byte) store.Hash
 }
 
 // Limits on what an image may add up to, counting a directory as often as

@@ -32,7 +32,7 @@ func readRaw(ctx context.Context, r *bufio.Reader, dst sink, file store.Entry, p
 			b := buf[:n]
 			h := store.HoleHash
 			if !store.IsZero(b) {
-				h = store.Sum(b)
+				h = dst.Sum(b)
 				if err := dst.PutBlock(ctx, h, b); err != nil {
 					return nil, err
 				}

@@ -468,7 +468,7 @@ func (ti *tarImport) data(ctx context.Context, e *store.Entry, hdr *tar.Header, 
 		if sparse && store.IsZero(b) {
 			blocks = append(blocks, store.HoleHash)
 		} else {
-			h := store.Sum(b)
+			h := ti.dst.Sum(b)
 			if err := ti.dst.PutBlock(ctx, h, b); err != nil {
 				return err
 			}

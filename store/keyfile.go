@@ -1,0 +1,369 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// An encrypted repository's master key is kept only wrapped, once per
+// key: a key file holds the master key sealed with a key derived from a
+// password by argon2id, a memory-hard function, so that guessing
+// passwords costs memory as well as time. Any key opens the repository;
+// adding, removing or changing one touches no other and nothing else.
+
+// keysDir is where a repository keeps its key files: a directory of a
+// repository on disk, a prefix of one in a bucket.
+const keysDir = "keys"
+
+// KDFParams are argon2id's parameters for one key, kept in its file, so
+// that new keys can take larger ones (KDF) while old ones still open.
+type KDFParams struct {
+	Name string `json:"name"` // "argon2id"
+	// Time is the number of passes over the memory.
+	Time uint32 `json:"time"`
+	// MemoryKiB is the memory it takes, in KiB.
+	MemoryKiB uint32 `json:"memory_kib"`
+	Threads   uint8  `json:"threads"`
+	Salt      []byte `json:"salt"`
+}
+
+// KDF are the parameters new keys get: about a quarter of a second on
+// a core of 2026, and 64 MiB, per guess.
+var KDF = KDFParams{Name: "argon2id", Time: 3, MemoryKiB: 64 << 10, Threads: 2}
+
+// keyFile is one key's file, JSON.
+type keyFile struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	Host    string    `json:"host,omitempty"`
+	User    string    `json:"user,omitempty"`
+	KDF     KDFParams `json:"kdf"`
+	// Master is the master key, sealed with the key the password
+	// derives, bound to the repository and the key's id.
+	Master []byte `json:"master"`
+}
+
+// KeyInfo describes one key of an encrypted repository.
+type KeyInfo struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	Host    string    `json:"host,omitempty"`
+	User    string    `json:"user,omitempty"`
+	KDF     string    `json:"kdf"`
+	// Current is the key this process opened the repository with.
+	Current bool `json:"current"`
+}
+
+// maxKeyFile bounds a key file read: a few hundred bytes.
+const maxKeyFile = 64 << 10
+
+// keyPlace is where a repository's key files are: files of a directory,
+// or objects in a bucket.
+type keyPlace struct {
+	dir    string
+	remote *Remote
+}
+
+func keyPlaceOf(opts Options) keyPlace {
+	if opts.Remote != nil {
+		return keyPlace{remote: opts.Remote}
+	}
+	return keyPlace{dir: filepath.Join(opts.Dir, keysDir)}
+}
+
+func (p keyPlace) objectKey(id string) string { return p.remote.Prefix + keysDir + "/" + id }
+
+// list returns the ids of the key files there, sorted.
+func (p keyPlace) list(ctx context.Context) ([]string, error) {
+	var ids []string
+	if p.remote != nil {
+		for obj, err := range p.remote.Objects.List(ctx, p.remote.Prefix+keysDir+"/") {
+			if err != nil {
+				return nil, err
+			}
+			if id := path.Base(obj.Key); validKeyID(id) {
+				ids = append(ids, id)
+			}
+		}
+	} else {
+		names, err := readDirNames(p.dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+		for _, n := range names {
+			if validKeyID(n) {
+				ids = append(ids, n)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (p keyPlace) read(ctx context.Context, id string) (*keyFile, error) {
+	var b []byte
+	if p.remote != nil {
+		obj, err := p.remote.Objects.Stat(ctx, p.objectKey(id))
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", id, err)
+		}
+		if obj.Size > maxKeyFile {
+			return nil, fmt.Errorf("key %s: %d bytes: %w", id, obj.Size, ErrCorrupt)
+		}
+		b = make([]byte, obj.Size)
+		if err := p.remote.Objects.ReadAt(ctx, p.objectKey(id), b, 0); err != nil {
+			return nil, fmt.Errorf("key %s: %w", id, err)
+		}
+	} else {
+		f, err := os.Open(filepath.Join(p.dir, id))
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", id, err)
+		}
+		defer f.Close()
+		b = make([]byte, maxKeyFile+1)
+		n, _ := f.Read(b)
+		b = b[:n]
+	}
+	var kf keyFile
+	if err := json.Unmarshal(b, &kf); err != nil || kf.ID != id || kf.KDF.Name != "argon2id" ||
+		kf.KDF.Time == 0 || kf.KDF.Time > 64 || kf.KDF.MemoryKiB < 8 || kf.KDF.MemoryKiB > 4<<20 || kf.KDF.Threads == 0 {
+		return nil, fmt.Errorf("key %s: unreadable or out of bounds: %w", id, ErrCorrupt)
+	}
+	return &kf, nil
+}
+
+// write creates key file kf; one of its id is never replaced.
+func (p keyPlace) write(ctx context.Context, kf *keyFile) error {
+	b, _ := json.MarshalIndent(kf, "", "  ")
+	b = append(b, '\n')
+	if p.remote != nil {
+		_, err := p.remote.Objects.PutIf(ctx, p.objectKey(kf.ID), b, "")
+		return err
+	}
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return err
+	}
+	tmp := filepath.Join(p.dir, "."+kf.ID+".tmp")
+	if err := writeFileSync(tmp, b); err != nil {
+		return err
+	}
+	// A link, not a rename: it fails rather than replace a key.
+	err := os.Link(tmp, filepath.Join(p.dir, kf.ID))
+	os.Remove(tmp)
+	if err != nil {
+		return err
+	}
+	return syncDir(p.dir)
+}
+
+func (p keyPlace) remove(ctx context.Context, id string) error {
+	if p.remote != nil {
+		return p.remote.Objects.Remove(ctx, p.objectKey(id))
+	}
+	if err := os.Remove(filepath.Join(p.dir, id)); err != nil {
+		return err
+	}
+	return syncDir(p.dir)
+}
+
+func writeFileSync(name string, b []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func validKeyID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil && strings.ToLower(id) == id
+}
+
+// keyAD binds a wrapped master key to its repository and its key id.
+func keyAD(repoID, keyID string) []byte { return []byte("chainfs key " + repoID + " " + keyID) }
+
+// wrapKey makes a new key file holding master, sealed with password.
+func wrapKey(repoID string, master, password []byte) (*keyFile, error) {
+	if len(password) == 0 {
+		return nil, fmt.Errorf("an empty password: %w", ErrInvalid)
+	}
+	var id [8]byte
+	rand.Read(id[:])
+	kf := &keyFile{ID: hex.EncodeToString(id[:]), Created: time.Now().UTC(), KDF: KDF}
+	kf.Host, _ = os.Hostname()
+	if u, err := user.Current(); err == nil {
+		kf.User = u.Username
+	}
+	kf.KDF.Salt = make([]byte, 16)
+	rand.Read(kf.KDF.Salt)
+	aead, err := chacha20poly1305.NewX(kf.KDF.derive(password))
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, chacha20poly1305.NonceSizeX)
+	rand.Read(nonce)
+	kf.Master = aead.Seal(nonce, nonce, master, keyAD(repoID, kf.ID))
+	return kf, nil
+}
+
+func (k KDFParams) derive(password []byte) []byte {
+	return argon2.IDKey(password, k.Salt, k.Time, k.MemoryKiB, k.Threads, chacha20poly1305.KeySize)
+}
+
+// unwrap returns the master key kf holds, if password opens it.
+func (kf *keyFile) unwrap(repoID string, password []byte) ([]byte, bool) {
+	if len(kf.Master) < sealOverhead {
+		return nil, false
+	}
+	aead, err := chacha20poly1305.NewX(kf.KDF.derive(password))
+	if err != nil {
+		return nil, false
+	}
+	master, err := aead.Open(nil, kf.Master[:sealNonce], kf.Master[sealNonce:], keyAD(repoID, kf.ID))
+	return master, err == nil && len(master) == masterKeySize
+}
+
+// unlock opens the keys of the encrypted repository info with the
+// password opts gives: the keyring and the id of the key that opened.
+func unlock(ctx context.Context, opts Options, info Info) (*keyring, string, error) {
+	place := keyPlaceOf(opts)
+	ids, err := place.list(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(ids) == 0 {
+		return nil, "", fmt.Errorf("the repository is encrypted and holds no key: %w", ErrCorrupt)
+	}
+	if opts.Password == nil {
+		return nil, "", fmt.Errorf("the repository is encrypted: give its password (docs/cli.md, \"Passwords\"): %w", ErrWrongPassword)
+	}
+	password, err := opts.Password()
+	if err != nil {
+		return nil, "", err
+	}
+	var damaged error
+	for _, id := range ids {
+		kf, err := place.read(ctx, id)
+		if err != nil {
+			damaged = err
+			continue
+		}
+		if master, ok := kf.unwrap(info.ID, password); ok {
+			k, err := newKeyring(master)
+			return k, id, err
+		}
+	}
+	if damaged != nil {
+		return nil, "", fmt.Errorf("no key opens with this password (and %v): %w", damaged, ErrWrongPassword)
+	}
+	return nil, "", fmt.Errorf("no key opens with this password: %w", ErrWrongPassword)
+}
+
+// Encrypted reports whether the repository is encrypted.
+func (r *Repo) Encrypted() bool { return r.keys != nil }
+
+// Keys lists the keys of an encrypted repository.
+func (r *Repo) Keys(ctx context.Context) ([]KeyInfo, error) {
+	if r.keys == nil {
+		return nil, fmt.Errorf("the repository is not encrypted: it has no keys: %w", ErrInvalid)
+	}
+	ids, err := r.keyPlace.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []KeyInfo
+	for _, id := range ids {
+		kf, err := r.keyPlace.read(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, KeyInfo{ID: id, Created: kf.Created, Host: kf.Host, User: kf.User,
+			KDF: fmt.Sprintf("argon2id t=%d m=%dMiB p=%d", kf.KDF.Time, kf.KDF.MemoryKiB>>10, kf.KDF.Threads), Current: id == r.keyID})
+	}
+	return out, nil
+}
+
+// AddKey adds a key that opens the repository with password.
+func (r *Repo) AddKey(ctx context.Context, password []byte) (KeyInfo, error) {
+	if r.keys == nil {
+		return KeyInfo{}, fmt.Errorf("the repository is not encrypted: %w", ErrInvalid)
+	}
+	kf, err := wrapKey(r.info.ID, r.keys.master[:], password)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if err := r.keyPlace.write(ctx, kf); err != nil {
+		return KeyInfo{}, fmt.Errorf("add key: %w", err)
+	}
+	return KeyInfo{ID: kf.ID, Created: kf.Created, Host: kf.Host, User: kf.User}, nil
+}
+
+// RemoveKey removes key id. The key this process opened with and the
+// last key are refused: the one would leave a password that no longer
+// opens in use, the other a repository nobody can open.
+func (r *Repo) RemoveKey(ctx context.Context, id string) error {
+	if r.keys == nil {
+		return fmt.Errorf("the repository is not encrypted: %w", ErrInvalid)
+	}
+	ids, err := r.keyPlace.list(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !slices.Contains(ids, id):
+		return fmt.Errorf("key %q: no such key (chainfs key list): %w", id, ErrNotFound)
+	case id == r.keyID:
+		return fmt.Errorf("key %s is the one this password opens: change it with 'chainfs key passwd', or remove it with another: %w", id, ErrInvalid)
+	}
+	return r.keyPlace.remove(ctx, id)
+}
+
+// ChangePassword replaces the key this process opened with by one of
+// password: a new key is added, then the old one removed.
+func (r *Repo) ChangePassword(ctx context.Context, password []byte) (KeyInfo, error) {
+	k, err := r.AddKey(ctx, password)
+	if err != nil {
+		return k, err
+	}
+	if err := r.keyPlace.remove(ctx, r.keyID); err != nil {
+		return k, fmt.Errorf("the new key %s is added; removing the old one %s failed: %w", k.ID, r.keyID, err)
+	}
+	r.keyID = k.ID
+	k.Current = true
+	return k, nil
+}
+
+// sameKeys reports whether two keyrings are the same repository's.
+func sameKeys(a, b *keyring) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return bytes.Equal(a.master[:], b.master[:])
+}
