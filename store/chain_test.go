@@ -139,7 +139,7 @@ func putFile(t testing.TB, w *SnapshotWriter, name string, blocks [][]byte) Entr
 	t.Helper()
 	e := Entry{Name: name, Type: TypeRegular, Mode: 0o644, Size: uint64(len(blocks) * testBS), BlockSize: testBS, Nlink: 1}
 	for _, b := range blocks {
-		h := Sum(b)
+		h := w.Sum(b)
 		if err := w.PutBlock(context.Background(), h, b); err != nil {
 			t.Fatal(err)
 		}

@@ -248,12 +248,13 @@ func (k *keyring) sealStream(w io.Writer, kind byte) *sealingWriter {
 func (s *sealingWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 && s.err == nil {
-		if len(s.buf) == streamSegment {
-			s.flush(false)
-		}
 		k := copy(s.buf[len(s.buf):streamSegment], p)
 		s.buf = s.buf[:len(s.buf)+k]
 		p = p[k:]
+		if len(s.buf) == streamSegment {
+			// The last segment is always shorter, if empty.
+			s.flush(false)
+		}
 	}
 	if s.err != nil {
 		return 0, s.err

@@ -59,6 +59,8 @@ func Block(c byte) []byte { return bytes.Repeat([]byte{c}, BlockSize) }
 type Writer interface {
 	PutBlock(ctx context.Context, h store.Hash, data []byte) error
 	PutTree(ctx context.Context, blob []byte) (store.Hash, error)
+	// Sum names bytes as the repository does.
+	Sum(b []byte) store.Hash
 }
 
 // PutFile stores blocks of BlockSize through w and returns the entry of a
@@ -72,7 +74,7 @@ func PutFile(t testing.TB, w Writer, name string, blocks ...[]byte) store.Entry 
 		if b == nil {
 			continue
 		}
-		hs[i] = store.Sum(b)
+		hs[i] = w.Sum(b)
 		if err := w.PutBlock(ctx, hs[i], b); err != nil {
 			t.Fatal(err)
 		}
