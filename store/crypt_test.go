@@ -166,14 +166,23 @@ func TestEncryptedRepository(t *testing.T) {
 		t.Fatalf("the file with an xattr: %+v %v", e, err)
 	}
 
-	second, err := r.AddKey(ctx, []byte("second"))
-	if err != nil {
+	// Keys change while the repository is open (a daemon holds it).
+	keysWith := func(pw string) *KeyFiles {
+		t.Helper()
+		k, err := OpenKeyFiles(ctx, Options{Dir: dir, Password: password(pw)})
+		if err != nil {
+			t.Fatalf("keys with %q: %v", pw, err)
+		}
+		return k
+	}
+	k1 := keysWith("first")
+	if _, err := k1.Add(ctx, []byte("second")); err != nil {
 		t.Fatal(err)
 	}
-	if keys, err := r.Keys(ctx); err != nil || len(keys) != 2 {
+	if keys, err := k1.List(ctx); err != nil || len(keys) != 2 {
 		t.Fatalf("keys: %+v %v", keys, err)
 	}
-	if err := r.RemoveKey(ctx, r.keyID); !errors.Is(err, ErrInvalid) {
+	if err := k1.Remove(ctx, k1.current); !errors.Is(err, ErrInvalid) {
 		t.Errorf("removing the key in use: %v", err)
 	}
 	r.Close()
@@ -182,18 +191,15 @@ func TestEncryptedRepository(t *testing.T) {
 		t.Fatalf("the second key: %v", err)
 	}
 	readEvery(t, r2, snaps[1:])
-	keys, _ := r2.Keys(ctx)
-	for _, k := range keys {
-		if !k.Current {
-			if err := r2.RemoveKey(ctx, k.ID); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if _, err := r2.ChangePassword(ctx, []byte("third")); err != nil {
+	r2.Close()
+	k2 := keysWith("second")
+	if err := k2.Remove(ctx, k1.current); err != nil {
 		t.Fatal(err)
 	}
-	r2.Close()
+	third, err := k2.ChangePassword(ctx, []byte("third"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, pw := range []string{"first", "second"} {
 		if _, err := Open(ctx, Options{Dir: dir, Password: password(pw)}); !errors.Is(err, ErrWrongPassword) {
 			t.Errorf("the removed key %q: %v", pw, err)
@@ -204,7 +210,7 @@ func TestEncryptedRepository(t *testing.T) {
 		t.Fatalf("the changed password: %v", err)
 	}
 	defer r3.Close()
-	if keys, err := r3.Keys(ctx); err != nil || len(keys) != 1 || keys[0].ID != second.ID && !keys[0].Current {
+	if keys, err := keysWith("third").List(ctx); err != nil || len(keys) != 1 || keys[0].ID != third.ID || !keys[0].Current {
 		t.Errorf("keys: %+v %v", keys, err)
 	}
 	readEvery(t, r3, snaps[1:])

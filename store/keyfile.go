@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -289,81 +288,101 @@ func unlock(ctx context.Context, opts Options, info Info) (*keyring, string, err
 // Encrypted reports whether the repository is encrypted.
 func (r *Repo) Encrypted() bool { return r.keys != nil }
 
-// Keys lists the keys of an encrypted repository.
-func (r *Repo) Keys(ctx context.Context) ([]KeyInfo, error) {
-	if r.keys == nil {
-		return nil, fmt.Errorf("the repository is not encrypted: it has no keys: %w", ErrInvalid)
+// KeyFiles are an encrypted repository's keys, opened with one of them:
+// what adding, listing, removing and changing keys works on. They need
+// no lock of the repository, which a daemon may hold meanwhile: a key
+// file is created whole, under a new name, and removed whole.
+type KeyFiles struct {
+	place  keyPlace
+	info   Info
+	master []byte
+	// current is the key the password opened.
+	current string
+}
+
+// OpenKeyFiles opens the keys of the encrypted repository opts names,
+// with the password opts gives.
+func OpenKeyFiles(ctx context.Context, opts Options) (*KeyFiles, error) {
+	var info *Info
+	var err error
+	if opts.Remote != nil {
+		info, err = readRemoteInfo(ctx, *opts.Remote)
+	} else {
+		info, err = ReadInfo(opts.Dir)
 	}
-	ids, err := r.keyPlace.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.Encryption == "" {
+		return nil, fmt.Errorf("the repository is not encrypted: it has no keys (chainfs init --encrypt makes one that is): %w", ErrInvalid)
+	}
+	keys, id, err := unlock(ctx, opts, *info)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyFiles{place: keyPlaceOf(opts), info: *info, master: keys.master[:], current: id}, nil
+}
+
+// List lists the keys.
+func (k *KeyFiles) List(ctx context.Context) ([]KeyInfo, error) {
+	ids, err := k.place.list(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []KeyInfo
 	for _, id := range ids {
-		kf, err := r.keyPlace.read(ctx, id)
+		kf, err := k.place.read(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, KeyInfo{ID: id, Created: kf.Created, Host: kf.Host, User: kf.User,
-			KDF: fmt.Sprintf("argon2id t=%d m=%dMiB p=%d", kf.KDF.Time, kf.KDF.MemoryKiB>>10, kf.KDF.Threads), Current: id == r.keyID})
+		out = append(out, kf.describe(id == k.current))
 	}
 	return out, nil
 }
 
-// AddKey adds a key that opens the repository with password.
-func (r *Repo) AddKey(ctx context.Context, password []byte) (KeyInfo, error) {
-	if r.keys == nil {
-		return KeyInfo{}, fmt.Errorf("the repository is not encrypted: %w", ErrInvalid)
-	}
-	kf, err := wrapKey(r.info.ID, r.keys.master[:], password)
+func (kf *keyFile) describe(current bool) KeyInfo {
+	return KeyInfo{ID: kf.ID, Created: kf.Created, Host: kf.Host, User: kf.User,
+		KDF: fmt.Sprintf("argon2id t=%d m=%dMiB p=%d", kf.KDF.Time, kf.KDF.MemoryKiB>>10, kf.KDF.Threads), Current: current}
+}
+
+// Add adds a key that opens the repository with password.
+func (k *KeyFiles) Add(ctx context.Context, password []byte) (KeyInfo, error) {
+	kf, err := wrapKey(k.info.ID, k.master, password)
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	if err := r.keyPlace.write(ctx, kf); err != nil {
+	if err := k.place.write(ctx, kf); err != nil {
 		return KeyInfo{}, fmt.Errorf("add key: %w", err)
 	}
-	return KeyInfo{ID: kf.ID, Created: kf.Created, Host: kf.Host, User: kf.User}, nil
+	return kf.describe(false), nil
 }
 
-// RemoveKey removes key id. The key this process opened with and the
-// last key are refused: the one would leave a password that no longer
-// opens in use, the other a repository nobody can open.
-func (r *Repo) RemoveKey(ctx context.Context, id string) error {
-	if r.keys == nil {
-		return fmt.Errorf("the repository is not encrypted: %w", ErrInvalid)
-	}
-	ids, err := r.keyPlace.list(ctx)
+// Remove removes key id. The key the password opened is refused (change
+// it with ChangePassword), and so, by that, is the last.
+func (k *KeyFiles) Remove(ctx context.Context, id string) error {
+	ids, err := k.place.list(ctx)
 	if err != nil {
 		return err
 	}
 	switch {
 	case !slices.Contains(ids, id):
 		return fmt.Errorf("key %q: no such key (chainfs key list): %w", id, ErrNotFound)
-	case id == r.keyID:
-		return fmt.Errorf("key %s is the one this password opens: change it with 'chainfs key passwd', or remove it with another: %w", id, ErrInvalid)
+	case id == k.current:
+		return fmt.Errorf("key %s is the one this password opens: change its password with 'chainfs key passwd', or remove it with another key's: %w", id, ErrInvalid)
 	}
-	return r.keyPlace.remove(ctx, id)
+	return k.place.remove(ctx, id)
 }
 
-// ChangePassword replaces the key this process opened with by one of
-// password: a new key is added, then the old one removed.
-func (r *Repo) ChangePassword(ctx context.Context, password []byte) (KeyInfo, error) {
-	k, err := r.AddKey(ctx, password)
+// ChangePassword replaces the key the password opened by one of
+// password: the new key is added, then the old one removed.
+func (k *KeyFiles) ChangePassword(ctx context.Context, password []byte) (KeyInfo, error) {
+	n, err := k.Add(ctx, password)
 	if err != nil {
-		return k, err
+		return n, err
 	}
-	if err := r.keyPlace.remove(ctx, r.keyID); err != nil {
-		return k, fmt.Errorf("the new key %s is added; removing the old one %s failed: %w", k.ID, r.keyID, err)
+	if err := k.place.remove(ctx, k.current); err != nil {
+		return n, fmt.Errorf("the new key %s is added; removing the old one, %s, failed: %w", n.ID, k.current, err)
 	}
-	r.keyID = k.ID
-	k.Current = true
-	return k, nil
-}
-
-// sameKeys reports whether two keyrings are the same repository's.
-func sameKeys(a, b *keyring) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return bytes.Equal(a.master[:], b.master[:])
+	k.current, n.Current = n.ID, true
+	return n, nil
 }

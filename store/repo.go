@@ -117,11 +117,8 @@ type Repo struct {
 	db     *badger.DB
 	blocks BlockStore
 	// keys are an encrypted repository's (crypt.go); nil for one that
-	// is not. keyID is the key they were opened with, keyPlace where
-	// the key files are.
-	keys     *keyring
-	keyID    string
-	keyPlace keyPlace
+	// is not.
+	keys *keyring
 	// ids names blocks and blobs: keyed when encrypted.
 	ids Hasher
 	// journal, in a repository in an object store, sends every commit
@@ -379,12 +376,11 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		return nil, err
 	}
 	var keys *keyring
-	var keyID string
 	if info.Encryption != "" {
 		if info.Encryption != EncryptionScheme {
 			return nil, fmt.Errorf("%s: encrypted as %q, which this chainfs does not know: %w", dir, info.Encryption, ErrFormat)
 		}
-		if keys, keyID, err = unlock(ctx, opts, *info); err != nil {
+		if keys, _, err = unlock(ctx, opts, *info); err != nil {
 			return nil, fmt.Errorf("open repository %s: %w", dir, err)
 		}
 	}
@@ -404,7 +400,6 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.keyID = keyID
 	if r.journal != nil {
 		if err := r.openJournal(ctx, *info); err != nil {
 			r.Close()
@@ -527,7 +522,7 @@ func openDB(dir string, opts Options, info Info, keys *keyring) (*Repo, error) {
 		packSize = defaultPackSize
 	}
 	r := &Repo{dir: dir, info: info, db: db, blocks: blocks, places: newPlaceCache(), lock: lock, log: log, packSize: packSize, memtable: uint64(memtable),
-		running: map[string]string{}, host: opts.Host, keys: keys, keyPlace: keyPlaceOf(opts)}
+		running: map[string]string{}, host: opts.Host, keys: keys}
 	if keys != nil {
 		r.ids = keys.ids
 	}
