@@ -46,6 +46,17 @@ func TestKillAnywhereInABucket(t *testing.T) {
 	killAnywhere(t, e, rounds)
 }
 
+// TestKillAnywhereEncrypted is TestKillAnywhere on an encrypted
+// repository, a quarter as many kills: sealed packs, badger's sealed
+// tables and logs cut anywhere.
+func TestKillAnywhereEncrypted(t *testing.T) {
+	rounds := 5
+	if n, err := strconv.Atoi(os.Getenv("CHAINFS_CRASH_ROUNDS")); err == nil && n > 0 {
+		rounds = max(1, n/4)
+	}
+	killAnywhere(t, newEncryptedEnv(t, "kill-test password"), rounds)
+}
+
 func killAnywhere(t *testing.T, e *env, rounds int) {
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)
@@ -62,7 +73,7 @@ func killAnywhere(t *testing.T, e *env, rounds int) {
 	// same operation took uninterrupted.
 	killAt := func(full time.Duration, args ...string) {
 		cmd := exec.Command(chainfsBin, args...)
-		cmd.Env = append(os.Environ(), "CHAINFS_REPO="+e.repo)
+		cmd.Env = append(append(os.Environ(), "CHAINFS_REPO="+e.repo), e.vars...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +147,13 @@ func killAnywhere(t *testing.T, e *env, rounds int) {
 	other.snapshot("o", "--name", "s")
 	other.ok("image", "create", "x", "--from", "o/s")
 	file := filepath.Join(other.dir, "x.img")
-	other.ok("image", "export", "x", file)
+	// A native image names blocks by their plain hash, which an
+	// encrypted repository does not: it takes and gives tar.
+	var format []string
+	if e.encrypted {
+		format = []string{"--format", "tar"}
+	}
+	other.ok(append([]string{"image", "export", "x", file}, format...)...)
 	full = timed("image", "import", "measure-import", file)
 	e.ok("image", "rm", "measure-import")
 	e.ok("gc")
@@ -153,10 +170,10 @@ func killAnywhere(t *testing.T, e *env, rounds int) {
 
 	// Export: the file is whole or absent, never partial.
 	out := filepath.Join(e.dir, "exported.img")
-	full = timed("image", "export", "measure", out)
+	full = timed(append([]string{"image", "export", "measure", out}, format...)...)
 	for i := 0; i < rounds; i++ {
 		os.Remove(out)
-		killAt(full, "image", "export", "measure", out)
+		killAt(full, append([]string{"image", "export", "measure", out}, format...)...)
 		verify("image export", i)
 		if _, err := os.Stat(out); err == nil {
 			other.ok("image", "import", fmt.Sprint("exp", i), out)

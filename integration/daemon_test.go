@@ -34,6 +34,7 @@ func (e *env) serve(mount string, extra ...string) *daemon {
 	// runs for a CLI must not lean on its own environment.
 	args := append([]string{"--repo", e.repo, "serve", "--mount", mount, "--log-level", "info"}, extra...)
 	cmd := exec.Command(chainfsBin, args...)
+	cmd.Env = append(os.Environ(), e.vars...)
 	// If the test binary dies (a timeout panics it, skipping Cleanup), the
 	// daemon gets SIGTERM and unmounts.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

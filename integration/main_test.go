@@ -44,6 +44,11 @@ type env struct {
 	t    *testing.T
 	dir  string
 	repo string
+	// vars are set for every chainfs the env runs (the password of an
+	// encrypted repository).
+	vars []string
+	// encrypted: the repository is (newEncryptedEnv).
+	encrypted bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -72,7 +77,7 @@ func (e *env) runAs(prefix []string, args ...string) result {
 	argv := append(append([]string{}, prefix...), chainfsBin)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "CHAINFS_REPO="+e.repo)
+	cmd.Env = append(append(os.Environ(), "CHAINFS_REPO="+e.repo), e.vars...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

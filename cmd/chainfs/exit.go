@@ -99,7 +99,7 @@ func errorText(err error) string {
 		return errorText(ae.err) + "\n" + ae.advice
 	}
 	msg := err.Error()
-	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid, store.ErrUntrusted, store.ErrDamagedMetadata} {
+	for _, s := range []error{store.ErrNotRepository, store.ErrInUse, store.ErrInvalid, store.ErrUntrusted, store.ErrDamagedMetadata, store.ErrWrongPassword} {
 		msg = strings.TrimSuffix(msg, ": "+s.Error())
 	}
 	return msg

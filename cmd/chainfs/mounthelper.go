@@ -221,6 +221,7 @@ func attachReplica(ctx context.Context, args []string, repo string) (string, err
 		return "", err
 	}
 	opts.Purpose = "mount.fuse.chainfs " + repo
+	opts.Password = passwordsFromEnv().read
 	r, err := store.Open(ctx, opts)
 	if err != nil {
 		return "", err

@@ -196,20 +196,31 @@ func configPathFromArgs(globals map[string]string) string {
 	return os.Getenv("CHAINFS_CONFIG")
 }
 
-// openRepo opens the repository for a command.
-func openRepo(c *cli.Context) (*store.Repo, error) {
+// commandRepoOptions are the options that open the repository a
+// command names, its password included.
+func commandRepoOptions(c *cli.Context) (store.Options, error) {
 	target := c.String("repo")
 	if err := misspeltURL(target); err != nil {
-		return nil, usageError{fmt.Errorf("--repo %w", err)}
+		return store.Options{}, usageError{fmt.Errorf("--repo %w", err)}
 	}
 	if !s3.IsURL(target) {
 		target = repoDir(c)
 	}
 	opts, err := repoOptions(target, cacheDir(c))
 	if err != nil {
-		return nil, err
+		return opts, err
 	}
 	opts.Logger, opts.Purpose = logger(c), "chainfs "+strings.Join(os.Args[1:], " ")
+	opts.Password = passwordsOf(c).read
+	return opts, nil
+}
+
+// openRepo opens the repository for a command.
+func openRepo(c *cli.Context) (*store.Repo, error) {
+	opts, err := commandRepoOptions(c)
+	if err != nil {
+		return nil, err
+	}
 	if opts.Remote != nil {
 		n, err := parseSize(c.String("cache-size"))
 		if err == nil && n != 0 && n < 4<<20 {
@@ -293,6 +304,7 @@ func initCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "region", Value: store.DefaultRegion, Usage: "region label of the repository"},
 			&cli.StringFlag{Name: "compression", Value: string(store.DefaultCompression), Usage: "what snapshots do with the blocks they store: off, fast (zstd's fastest level) or max"},
+			&cli.BoolFlag{Name: "encrypt", Usage: "seal everything the repository keeps with a key that opens with a password (asked twice at a terminal, or --password-file, --password-command)"},
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -304,7 +316,7 @@ func initCommand() *cli.Command {
 				return usageError{err}
 			}
 			dir := repoDir(c)
-			opts := store.Options{Dir: dir, Region: c.String("region"), Compression: comp}
+			opts := store.Options{Dir: dir, Region: c.String("region"), Compression: comp, Encrypt: c.Bool("encrypt"), Password: passwordsOf(c).readNew}
 			loc, err := remoteRepo(c)
 			if err != nil {
 				return err
@@ -336,6 +348,9 @@ func initCommand() *cli.Command {
 				store.Info
 			}{dir, *info}, func() {
 				fmt.Fprintf(c.App.Writer, "initialised repository %s (region %s)\n", dir, info.Region)
+				if info.Encryption != "" {
+					fmt.Fprintln(c.App.Writer, "it is encrypted: without a password of its keys (chainfs key list) nothing in it can be read, nor recovered")
+				}
 			})
 		},
 	}

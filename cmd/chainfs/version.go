@@ -24,13 +24,14 @@ type buildInfo struct {
 	Format      int    `json:"repository_format"`
 	Schema      int    `json:"metadata_schema"`
 	ImageFormat int    `json:"image_format"`
+	Encryption  string `json:"encryption"`
 }
 
 // currentBuild fills in what the linker was not told from what the Go
 // toolchain recorded in the binary (the module version, the VCS revision).
 func currentBuild() buildInfo {
 	b := buildInfo{Version: version, Commit: commit, Go: runtime.Version(),
-		Format: store.FormatVersion, Schema: store.SchemaVersion, ImageFormat: imagefile.Version}
+		Format: store.FormatVersion, Schema: store.SchemaVersion, ImageFormat: imagefile.Version, Encryption: store.EncryptionScheme}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		if b.Version == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
 			b.Version = info.Main.Version
@@ -89,6 +90,7 @@ func versionCommand() *cli.Command {
 				fmt.Fprintf(c.App.Writer, "  go                %s\n", b.Go)
 				fmt.Fprintf(c.App.Writer, "  repository format %d (metadata schema %d)\n", b.Format, b.Schema)
 				fmt.Fprintf(c.App.Writer, "  image format      %d\n", b.ImageFormat)
+				fmt.Fprintf(c.App.Writer, "  encryption        %s (init --encrypt)\n", b.Encryption)
 			})
 		},
 	}
