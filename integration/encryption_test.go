@@ -223,7 +223,9 @@ func TestEncryptionInABucket(t *testing.T) {
 	a.snapshot(vol, "--name", "s1", "--description", "about "+marker)
 	a.ok("gc") // and a checkpoint, sealed
 	dst := filepath.Join(dir, "restored")
-	b.ok("restore", vol+"/s1", dst)
+	if r := b.run("--log-level", "info", "restore", vol+"/s1", dst); r.code != 0 || !strings.Contains(r.stderr, "replica made from a checkpoint") {
+		t.Fatalf("restore on a second host: exit %d\n%s", r.code, r.stderr)
+	}
 	rsyncSame(t, src, dst)
 	nopw := &env{t: t, dir: dir, repo: b.repo, vars: append(srv.Env(), "CHAINFS_CACHE="+filepath.Join(dir, "c"))}
 	nopw.fails(1, "needs a password", "snapshot", "list")
