@@ -13,8 +13,9 @@ root=$(cd "$here/.." && pwd)
 source "$here/lib.sh"
 : "${CHAINFS:?set CHAINFS to the chainfs binary}"
 # COMPRESSION is the chainfs repository's: off, fast (chainfs's default) or
-# max; MARKER names the section of docs/benchmarks.md the table goes to.
-: "${COMPRESSION:=fast}" "${MARKER:=bench-compare}"
+# max; ENCRYPT=1 makes it encrypted (init --encrypt); MARKER names the
+# section of docs/benchmarks.md the table goes to.
+: "${COMPRESSION:=fast}" "${ENCRYPT:=}" "${MARKER:=bench-compare}"
 CHAINFS=$(realpath "$CHAINFS")
 SNAPSHOTS=${SNAPSHOTS:-1000}
 DEPTH=${DEPTH:-10000}
@@ -62,7 +63,13 @@ timed disk dd if="$big" of=/dev/null bs=1M   # the disk's own cold read
 
 # --- snapshots and backups --------------------------------------------------
 log "first snapshots and backups"
-"$CHAINFS" init --compression "$COMPRESSION" >/dev/null
+encrypt=() encrypted="does not encrypt"
+if [ -n "$ENCRYPT" ]; then
+	echo bench >"$work/password"
+	export CHAINFS_PASSWORD_FILE=$work/password
+	encrypt=(--encrypt) encrypted="encrypts (init --encrypt)"
+fi
+"$CHAINFS" init --compression "$COMPRESSION" "${encrypt[@]}" >/dev/null
 "$CHAINFS" volume add mixed "$mixed" >/dev/null
 "$CHAINFS" volume add small "$small" >/dev/null
 restic init >/dev/null 2>&1
@@ -259,7 +266,7 @@ table=$work/table.md
 	echo "Data: $(mb "$mixed_bytes") MB in $mixed_files files (a 1 GiB file, 8 × 64 MiB, 9,000 files of 4-128 KiB, Go's"
 	echo "source tree), and a tree of 100,000 files of 100-3,100 bytes; the change: $changed_files files, $(mb "$changed_bytes") MB."
 	echo "Page cache dropped before every first, incremental and cold figure. chainfs with compression $COMPRESSION; restic compresses"
-	echo "(auto: zstd's fastest) and always encrypts; borg 1.2 with --encryption=none and its default lz4. chainfs does not encrypt."
+	echo "(auto: zstd's fastest) and always encrypts; borg 1.2 with --encryption=none and its default lz4. chainfs $encrypted."
 	echo
 	row "scenario" "chainfs" "restic" "borg" "loopback" "restic / chainfs" "borg / chainfs" "loopback / chainfs"
 	row "---" "---" "---" "---" "---" "---" "---" "---"
