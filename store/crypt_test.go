@@ -320,3 +320,46 @@ func TestSealedStream(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSealBlock: sealing and opening a 256 KiB block, and naming it
+// keyed and plain, on one core: what encryption adds to a snapshot's and
+// a read's CPU per block.
+func BenchmarkSealBlock(b *testing.B) {
+	k, err := newKeyring(bytes.Repeat([]byte{7}, masterKeySize))
+	if err != nil {
+		b.Fatal(err)
+	}
+	block := noise(1)
+	for len(block) < 256<<10 {
+		block = append(block, noise(uint64(len(block)))...)
+	}
+	h := k.ids.Sum(block)
+	sealed := k.seal(nil, sealBlock, blockAD(h, CodecRaw), block)
+	out := make([]byte, 0, len(sealed))
+	b.Run("seal", func(b *testing.B) {
+		b.SetBytes(int64(len(block)))
+		for b.Loop() {
+			out = k.seal(out[:0], sealBlock, blockAD(h, CodecRaw), block)
+		}
+	})
+	b.Run("open", func(b *testing.B) {
+		b.SetBytes(int64(len(block)))
+		for b.Loop() {
+			if _, err := k.open(out[:0], sealBlock, blockAD(h, CodecRaw), sealed); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("name-keyed", func(b *testing.B) {
+		b.SetBytes(int64(len(block)))
+		for b.Loop() {
+			k.ids.Sum(block)
+		}
+	})
+	b.Run("name-plain", func(b *testing.B) {
+		b.SetBytes(int64(len(block)))
+		for b.Loop() {
+			Sum(block)
+		}
+	})
+}

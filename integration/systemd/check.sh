@@ -109,5 +109,23 @@ check "an fstab line mounts and unmounts" '
 	systemctl daemon-reload && systemctl start mnt-chainfs.mount && ls /mnt/chainfs/volumes/src >/dev/null &&
 	systemctl stop mnt-chainfs.mount && sleep 1 && ! findmnt /mnt/chainfs && ! pgrep -x chainfs'
 check "security rating" 'systemd-analyze security chainfs | tail -1 | grep -E "exposure level for chainfs.service: [0-4]\.[0-9]|5\.0"'
+check "an encrypted repository, unlocked by the unit from a systemd credential" '
+	set -e; rm -rf /var/lib/chainfs
+	install -m 0600 /dev/null /etc/chainfs/password; echo "sealed at rest" > /etc/chainfs/password
+	CHAINFS_PASSWORD_FILE=/etc/chainfs/password chainfs init --encrypt >/dev/null
+	mkdir -p /etc/systemd/system/chainfs.service.d
+	printf "[Service]\nLoadCredential=chainfs-password:/etc/chainfs/password\n" >/etc/systemd/system/chainfs.service.d/password.conf
+	systemctl daemon-reload; systemctl start chainfs
+	# Through the daemon, which unlocked it: no password here.
+	chainfs volume add src /srv/src </dev/null; chainfs snapshot create src >/dev/null </dev/null
+	cmp /srv/src/f /mnt/chainfs/volumes/src/latest/f
+	systemctl stop chainfs
+	# No daemon and no password: refused; with it: opened.
+	! chainfs snapshot list src </dev/null 2>/dev/null
+	CHAINFS_PASSWORD_FILE=/etc/chainfs/password chainfs snapshot list src | grep -q manual
+	# Without the credential the unit fails to start, saying why.
+	rm /etc/systemd/system/chainfs.service.d/password.conf; systemctl daemon-reload
+	! systemctl start chainfs
+	journalctl -u chainfs -o cat | grep -q "needs a password"'
 echo "$fails failed"
 [ "$fails" = 0 ]
