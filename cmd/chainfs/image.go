@@ -1029,6 +1029,9 @@ func (o *imageCopy) run(ctx context.Context, e *env) error {
 	}
 	res := copyResult{Image: o.Name, To: o.ToRepo, As: as}
 	opts.Logger, opts.Purpose = e.log, "chainfs image copy "+o.Name
+	// An encrypted target opens with the password of the process that
+	// copies (the daemon's, when one runs the command).
+	opts.Password = passwordsFromEnv().read
 	dst, err := store.Open(ctx, opts)
 	// The repository's daemon may hold it: the copy then goes through it.
 	viaDaemon := errors.Is(err, store.ErrInUse)

@@ -17,12 +17,18 @@ import (
 func Copy(ctx context.Context, src store.Reader, img *images.Image, dst *store.Repo, as, from string) (*images.Image, *ImportStats, error) {
 	pr, pw := io.Pipe()
 	written := make(chan struct{})
+	// Blocks dst holds are left out of the stream, unless dst is
+	// encrypted: it has them under other names.
+	var skip func(store.Hash) bool
+	if plainNames(dst) {
+		skip = dst.Index().HasBlock
+	}
 	go func() {
 		defer close(written)
-		_, err := WriteNative(ctx, src, img.Snapshot.RootDir, pw, ExportOptions{Header: HeaderOf(img), Skip: dst.Index().HasBlock})
+		_, err := WriteNative(ctx, src, img.Snapshot.RootDir, pw, ExportOptions{Header: HeaderOf(img), Skip: skip})
 		pw.CloseWithError(err)
 	}()
-	copied, st, err := Import(ctx, dst, as, pr, ImportOptions{Thin: true,
+	copied, st, err := Import(ctx, dst, as, pr, ImportOptions{Thin: skip != nil,
 		Meta:   images.Meta{Owner: img.Owner, Description: img.Description},
 		Origin: images.Origin{Kind: "copy", Source: from}})
 	// A writer still going (Import failed early) ends at its next write;

@@ -75,7 +75,13 @@ type blockRef struct {
 // end frame with counts and the digest.
 func WriteNative(ctx context.Context, rd store.Reader, root store.Entry, w io.Writer, opts ExportOptions) (*ExportStats, error) {
 	if !plainNames(rd) {
-		return nil, fmt.Errorf("a native image names blocks by their plain hash, and an encrypted repository by a keyed one, which this chainfs does not yet translate: export as tar (a disk as raw): %w", errors.ErrUnsupported)
+		// An encrypted repository's tree, under the names the stream
+		// carries: every block is read once more to name it.
+		v, top, err := newPlainView(ctx, rd, root.Subtree)
+		if err != nil {
+			return nil, err
+		}
+		rd, root.Subtree = v, top
 	}
 	cw := &countingWriter{w: w}
 	fw := newFrameWriter(cw)

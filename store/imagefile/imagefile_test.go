@@ -62,7 +62,7 @@ func (b *treeBuilder) file(name string, data []byte, extents []store.Extent) sto
 			blocks = append(blocks, store.HoleHash)
 			continue
 		}
-		h := store.Sum(blk)
+		h := b.w.Sum(blk)
 		if err := b.w.PutBlock(ctx, h, blk); err != nil {
 			b.t.Fatal(err)
 		}

@@ -93,9 +93,6 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 	if opts.NativeOnly && (format != FormatNative || st.Compression != "") {
 		return nil, nil, fmt.Errorf("import %s: a %s stream, not an uncompressed native image: %w", name, cmp.Or(st.Compression, string(format)), ErrMalformed)
 	}
-	if format == FormatNative && !plainNames(repo) {
-		return nil, nil, fmt.Errorf("import %s: a native image names blocks by their plain hash, and an encrypted repository by a keyed one, which this chainfs does not yet translate: import a tar (a disk as raw): %w", name, errors.ErrUnsupported)
-	}
 	meta := opts.Meta
 	meta.Origin = opts.Origin
 	if meta.Origin.Kind == "" {
@@ -115,7 +112,20 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 		if opts.Thin {
 			has = repo.Index().HasBlock
 		}
-		res, err = readNative(ctx, br, w, has, opts.Progress)
+		if plainNames(repo) {
+			res, err = readNative(ctx, br, w, has, opts.Progress)
+			break
+		}
+		// An encrypted repository: blocks and trees renamed (a thin
+		// stream names blocks by plain names the repository has not).
+		var rs *renamingSink
+		if rs, err = newRenamingSink(w, repo.Info().Dir); err != nil {
+			break
+		}
+		defer rs.close()
+		if res, err = readNative(ctx, br, rs, nil, opts.Progress); err == nil {
+			res.root.Subtree, err = rs.finish(ctx, res.root.Subtree)
+		}
 	case FormatTar:
 		res, err = readTar(ctx, br, w, opts.Progress, maxTarFileSize)
 	default:
