@@ -221,11 +221,15 @@ func readCheckpoint(ctx context.Context, objs Objects, key string, size int64, s
 	bad := func(why string) error { return fmt.Errorf("checkpoint %d: %s: %w", seq, why, ErrCorrupt) }
 	var src io.Reader = io.NewSectionReader(objectReaderAt{ctx, objs, key}, 0, size)
 	if keys != nil {
-		opened, err := keys.openStream(bufio.NewReaderSize(src, 1<<20), size, sealCheckpoint)
+		if size = plainSize(size); size < 0 {
+			return bad("no sealed stream has its size")
+		}
+		// Read in 8 MiB requests, as a checkpoint in the clear is.
+		opened, err := keys.openStream(bufio.NewReaderSize(src, 8<<20), sealCheckpoint)
 		if err != nil {
 			return bad(err.Error())
 		}
-		src, size = opened, plainSize(size)
+		src = opened
 	}
 	body := size - HashSize
 	if body < int64(len(checkpointMagic))+9 {

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bufio"
 	"crypto/cipher"
+	"encoding/json"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -279,32 +281,33 @@ func (s *sealingWriter) Close() error {
 	return s.err
 }
 
-// openingReader reads a sealed stream of size bytes from r as what it
-// holds, each segment checked before any of it is given out.
+// openingReader reads a sealed stream as what it holds, each segment
+// checked before any of it is given out. The last segment is the one the
+// input ends after, and must have been sealed as the last: a stream cut
+// anywhere, even between segments, fails.
 type openingReader struct {
 	k      *keyring
-	r      io.Reader
+	r      *bufio.Reader
 	kind   byte
 	prefix []byte
-	left   int64 // sealed bytes not yet read
 	seg    uint64
 	plain  []byte
 	buf    []byte
+	done   bool
 	err    error
 }
 
-func (k *keyring) openStream(r io.Reader, size int64, kind byte) (*openingReader, error) {
-	if plainSize(size) < 0 {
-		return nil, fmt.Errorf("sealed stream of %d bytes: %w", size, errUndecodable)
-	}
+// openStream reads a sealed stream of kind from r.
+func (k *keyring) openStream(r io.Reader, kind byte) (*openingReader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
 	head := make([]byte, len(sealedStreamMagic)+streamPrefix)
-	if _, err := io.ReadFull(r, head); err != nil {
-		return nil, err
+	if _, err := io.ReadFull(br, head); err != nil {
+		return nil, fmt.Errorf("a sealed stream cut short: %w", errUndecodable)
 	}
 	if string(head[:len(sealedStreamMagic)]) != string(sealedStreamMagic) {
 		return nil, fmt.Errorf("not a sealed stream: %w", errUndecodable)
 	}
-	return &openingReader{k: k, r: r, kind: kind, prefix: head[len(sealedStreamMagic):], left: size - int64(len(head)),
+	return &openingReader{k: k, r: br, kind: kind, prefix: head[len(sealedStreamMagic):],
 		buf: make([]byte, streamSegment+chacha20poly1305.Overhead)}, nil
 }
 
@@ -313,19 +316,24 @@ func (o *openingReader) Read(p []byte) (int, error) {
 		if o.err != nil {
 			return 0, o.err
 		}
-		if o.left == 0 {
+		if o.done {
 			return 0, io.EOF
 		}
-		n := min(o.left, int64(len(o.buf)))
-		last := n == o.left
-		if _, err := io.ReadFull(o.r, o.buf[:n]); err != nil {
+		n, err := io.ReadFull(o.r, o.buf)
+		switch {
+		case err == io.ErrUnexpectedEOF || err == io.EOF:
+			o.done = true
+		case err != nil:
 			o.err = err
 			return 0, err
+		default:
+			if _, err := o.r.Peek(1); err == io.EOF {
+				o.done = true
+			}
 		}
-		o.left -= n
-		plain, err := o.k.aead.Open(o.buf[:0], streamNonce(o.prefix, o.seg, last), o.buf[:n], []byte{o.kind})
+		plain, err := o.k.aead.Open(o.buf[:0], streamNonce(o.prefix, o.seg, o.done), o.buf[:n], []byte{o.kind})
 		if err != nil {
-			o.err = fmt.Errorf("segment %d: its seal does not open: %w", o.seg, errUndecodable)
+			o.err = fmt.Errorf("segment %d of a sealed stream does not open (damaged, cut or reordered): %w", o.seg, errUndecodable)
 			return 0, o.err
 		}
 		o.plain = plain
@@ -334,6 +342,97 @@ func (o *openingReader) Read(p []byte) (int, error) {
 	n := copy(p, o.plain)
 	o.plain = o.plain[n:]
 	return n, nil
+}
+
+// SealedFileMagic begins a file sealed with a password of its own
+// (image export --encrypt): the magic, a version byte, the KDF's
+// parameters (uvarint length, JSON), a check that the password opens, then
+// a sealed stream.
+var SealedFileMagic = []byte("CFSI")
+
+const (
+	sealedFileVersion = 1
+	sealFile          = 'f'
+	sealFileCheck     = 'k'
+)
+
+// SealFile returns a writer that seals what is written to it onto w with
+// a key derived from password by argon2id (KDF); Close writes the last
+// segment, without closing w.
+func SealFile(w io.Writer, password []byte) (io.WriteCloser, error) {
+	if len(password) == 0 {
+		return nil, fmt.Errorf("an empty password: %w", ErrInvalid)
+	}
+	params := KDF
+	params.Salt = make([]byte, 16)
+	rand.Read(params.Salt)
+	k, err := newKeyring(params.derive(password))
+	if err != nil {
+		return nil, err
+	}
+	kdf, _ := json.Marshal(params)
+	head := append(append([]byte{}, SealedFileMagic...), sealedFileVersion)
+	head = binary.AppendUvarint(head, uint64(len(kdf)))
+	head = append(head, kdf...)
+	head = k.seal(head, sealFileCheck, nil, nil)
+	if _, err := w.Write(head); err != nil {
+		return nil, err
+	}
+	return k.sealStream(w, sealFile), nil
+}
+
+// OpenSealedFile reads a sealed file's header from r and returns a
+// reader of what it holds. A password that does not open it is
+// ErrWrongPassword; damage found after the header is ErrCorrupt.
+func OpenSealedFile(r io.Reader, password []byte) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	head := make([]byte, len(SealedFileMagic)+1)
+	if _, err := io.ReadFull(br, head); err != nil || string(head[:len(SealedFileMagic)]) != string(SealedFileMagic) {
+		return nil, fmt.Errorf("not a sealed file: %w", ErrCorrupt)
+	}
+	if head[len(SealedFileMagic)] != sealedFileVersion {
+		return nil, fmt.Errorf("a sealed file of version %d, this chainfs reads %d: %w", head[len(SealedFileMagic)], sealedFileVersion, ErrFormat)
+	}
+	n, err := binary.ReadUvarint(br)
+	if err != nil || n > 4096 {
+		return nil, fmt.Errorf("a sealed file's header is damaged: %w", ErrCorrupt)
+	}
+	kdf := make([]byte, n)
+	check := make([]byte, sealOverhead)
+	if _, err := io.ReadFull(br, kdf); err != nil {
+		return nil, fmt.Errorf("a sealed file's header is cut short: %w", ErrCorrupt)
+	}
+	if _, err := io.ReadFull(br, check); err != nil {
+		return nil, fmt.Errorf("a sealed file's header is cut short: %w", ErrCorrupt)
+	}
+	var params KDFParams
+	if err := json.Unmarshal(kdf, &params); err != nil || !params.valid() {
+		return nil, fmt.Errorf("a sealed file's KDF parameters are damaged or out of bounds: %w", ErrCorrupt)
+	}
+	k, err := newKeyring(params.derive(password))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := k.open(nil, sealFileCheck, nil, check); err != nil {
+		return nil, fmt.Errorf("the password does not open this file: %w", ErrWrongPassword)
+	}
+	opened, err := k.openStream(br, sealFile)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrCorrupt)
+	}
+	return undecodableIsCorrupt{opened}, nil
+}
+
+// undecodableIsCorrupt reports a sealed stream's failure to open as
+// ErrCorrupt, which callers outside the store know.
+type undecodableIsCorrupt struct{ r io.Reader }
+
+func (u undecodableIsCorrupt) Read(p []byte) (int, error) {
+	n, err := u.r.Read(p)
+	if errors.Is(err, errUndecodable) {
+		err = fmt.Errorf("%v: %w", err, ErrCorrupt)
+	}
+	return n, err
 }
 
 // ErrWrongPassword: no key of an encrypted repository opens with the

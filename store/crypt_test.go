@@ -289,7 +289,7 @@ func TestSealedStream(t *testing.T) {
 			t.Fatalf("%d bytes seal to %d (sealedSize %d, plainSize %d)", n, sealed.Len(), sealedSize(int64(n)), plainSize(int64(sealed.Len())))
 		}
 		open := func(b []byte) ([]byte, error) {
-			r, err := k.openStream(bytes.NewReader(b), int64(len(b)), sealCheckpoint)
+			r, err := k.openStream(bytes.NewReader(b), sealCheckpoint)
 			if err != nil {
 				return nil, err
 			}
@@ -312,8 +312,8 @@ func TestSealedStream(t *testing.T) {
 				t.Errorf("%d bytes, the last segment dropped: %v", n, err)
 			}
 		}
-		if _, err := k.openStream(bytes.NewReader(b), int64(len(b)), sealJournal); err == nil {
-			r, _ := k.openStream(bytes.NewReader(b), int64(len(b)), sealJournal)
+		if _, err := k.openStream(bytes.NewReader(b), sealJournal); err == nil {
+			r, _ := k.openStream(bytes.NewReader(b), sealJournal)
 			if _, err := io.ReadAll(r); !errors.Is(err, errUndecodable) {
 				t.Errorf("opened as another kind: %v", err)
 			}
@@ -362,4 +362,49 @@ func BenchmarkSealBlock(b *testing.B) {
 			Sum(block)
 		}
 	})
+}
+
+// TestSealedFile: a file sealed with a password opens with it to the same
+// bytes; another password is ErrWrongPassword; a flipped byte or a cut
+// after the header is ErrCorrupt.
+func TestSealedFile(t *testing.T) {
+	plain := bytes.Repeat([]byte(marker), (streamSegment+100)/len(marker))
+	var sealed bytes.Buffer
+	w, err := SealFile(&sealed, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(plain)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed.Bytes(), []byte(marker)) {
+		t.Fatal("the marker shows in the sealed file")
+	}
+	read := func(b []byte, pw string) ([]byte, error) {
+		r, err := OpenSealedFile(bytes.NewReader(b), []byte(pw))
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(r)
+	}
+	if got, err := read(sealed.Bytes(), "pw"); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("opened: %d bytes, %v", len(got), err)
+	}
+	if _, err := read(sealed.Bytes(), "other"); !errors.Is(err, ErrWrongPassword) {
+		t.Errorf("another password: %v", err)
+	}
+	b := bytes.Clone(sealed.Bytes())
+	b[len(b)-streamSegment/2] ^= 1
+	if _, err := read(b, "pw"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a flipped byte: %v", err)
+	}
+	if _, err := read(sealed.Bytes()[:len(b)-200], "pw"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("cut short: %v", err)
+	}
+	// Cut after the first segment, where a segment ends.
+	first := len(b) - (len(plain) - streamSegment + 16)
+	if _, err := read(sealed.Bytes()[:first], "pw"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("cut between segments: %v", err)
+	}
 }

@@ -140,8 +140,7 @@ func (p keyPlace) read(ctx context.Context, id string) (*keyFile, error) {
 		b = b[:n]
 	}
 	var kf keyFile
-	if err := json.Unmarshal(b, &kf); err != nil || kf.ID != id || kf.KDF.Name != "argon2id" ||
-		kf.KDF.Time == 0 || kf.KDF.Time > 64 || kf.KDF.MemoryKiB < 8 || kf.KDF.MemoryKiB > 4<<20 || kf.KDF.Threads == 0 {
+	if err := json.Unmarshal(b, &kf); err != nil || kf.ID != id || !kf.KDF.valid() {
 		return nil, fmt.Errorf("key %s: unreadable or out of bounds: %w", id, ErrCorrupt)
 	}
 	return &kf, nil
@@ -230,6 +229,14 @@ func wrapKey(repoID string, master, password []byte) (*keyFile, error) {
 	rand.Read(nonce)
 	kf.Master = aead.Seal(nonce, nonce, master, keyAD(repoID, kf.ID))
 	return kf, nil
+}
+
+// valid reports whether the parameters are argon2id's, within bounds a
+// damaged or hostile file could not turn into an hour's or a machine's
+// memory's work: up to 64 passes and 4 GiB.
+func (k KDFParams) valid() bool {
+	return k.Name == "argon2id" && k.Time > 0 && k.Time <= 64 && k.MemoryKiB >= 8 && k.MemoryKiB <= 4<<20 &&
+		k.Threads > 0 && len(k.Salt) >= 8
 }
 
 func (k KDFParams) derive(password []byte) []byte {

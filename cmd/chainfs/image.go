@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -82,6 +83,8 @@ func imageCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "format", Value: "native", Usage: "native, tar or raw"},
 					&cli.BoolFlag{Name: "overwrite", Usage: "replace FILE if it exists"},
+					&cli.BoolFlag{Name: "encrypt", Usage: "seal the file with a password of its own (asked twice at the terminal, or --image-password-file)"},
+					imagePasswordFlag,
 					jsonFlag,
 				},
 				Action: request(parseImageExport),
@@ -97,7 +100,7 @@ func imageCommand() *cli.Command {
 					"bucket (s3://BUCKET/KEY) is read with the endpoint and credentials of the environment:\n" +
 					"AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), AWS_REGION;\n" +
 					"the daemon's, when a daemon serves the repository.",
-				Flags: []cli.Flag{description, owner, jsonFlag,
+				Flags: []cli.Flag{description, owner, jsonFlag, imagePasswordFlag,
 					&cli.StringFlag{Name: "format", Value: "auto", Usage: "auto (native or tar, detected) or raw"}},
 				Action: request(parseImageImport),
 			},
@@ -582,13 +585,27 @@ type imageExport struct {
 	File      string `json:"file"`
 	Format    string `json:"format"`
 	Overwrite bool   `json:"overwrite,omitempty"`
+	// Password, when set, seals the file with it (--encrypt).
+	Password []byte `json:"password,omitempty"`
 }
+
+// imagePasswordFlag gives the password of a sealed image file.
+var imagePasswordFlag = &cli.StringFlag{Name: "image-password-file", Usage: "file that holds the password of an image file sealed with export --encrypt"}
 
 func parseImageExport(c *cli.Context) (operation, error) {
 	if err := wantArgs(c, 2, 2); err != nil {
 		return nil, err
 	}
 	o := &imageExport{Name: c.Args().Get(0), File: c.Args().Get(1), Format: c.String("format"), Overwrite: c.Bool("overwrite")}
+	if c.Bool("encrypt") {
+		pw, err := imagePasswords(c).get("password of the image file: ", true)
+		if err != nil {
+			return nil, err
+		}
+		o.Password = pw
+	} else if c.IsSet("image-password-file") {
+		return nil, usagef("--image-password-file seals the file only with --encrypt")
+	}
 	if o.File != "-" {
 		var err error
 		if o.File, err = filepath.Abs(o.File); err != nil {
@@ -624,11 +641,11 @@ func (o *imageExport) run(ctx context.Context, e *env) error {
 		}
 		// The data goes to standard output, so the report goes to stderr.
 		report = e.stderr
-		st, err = imagefile.Export(ctx, rd, img, out, format, prog)
+		st, err = imagefile.ExportSealed(ctx, rd, img, out, format, o.Password, prog)
 	} else {
 		var dir *os.File
 		if dir, err = restore.OpenDir(filepath.Dir(o.File)); err == nil {
-			st, err = imagefile.ExportFile(ctx, rd, img, dir, filepath.Base(o.File), format, o.Overwrite, prog)
+			st, err = imagefile.ExportFile(ctx, rd, img, dir, filepath.Base(o.File), format, o.Overwrite, o.Password, prog)
 			dir.Close()
 		}
 	}
@@ -866,6 +883,8 @@ type imageImport struct {
 	// from, recorded as its origin instead of the import: image copy into
 	// a repository its daemon holds imports a stream it writes.
 	CopiedFrom string `json:"copied_from,omitempty"`
+	// Password opens a stream sealed with one (export --encrypt).
+	Password []byte `json:"password,omitempty"`
 }
 
 func parseImageImport(c *cli.Context) (operation, error) {
@@ -883,7 +902,33 @@ func parseImageImport(c *cli.Context) (operation, error) {
 			return nil, err
 		}
 	}
+	// A sealed file's password: from the flag, else asked at the
+	// terminal when the file is one this command can look at.
+	if p := c.String("image-password-file"); p != "" || sealedFile(o.Source) {
+		if o.Password, err = imagePasswords(c).get("password of the image file: ", false); err != nil {
+			return nil, err
+		}
+	}
 	return o, nil
+}
+
+// imagePasswords is where a sealed image file's password comes from.
+func imagePasswords(c *cli.Context) passwordSource {
+	return passwordSource{file: c.String("image-password-file"), imageFile: true,
+		none: errors.New("the image file is sealed with a password: give it with --image-password-file FILE, or at a terminal")}
+}
+
+// sealedFile reports whether path is a file sealed with a password, as
+// far as the caller may read it.
+func sealedFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, len(store.SealedFileMagic))
+	_, err = io.ReadFull(f, head)
+	return err == nil && bytes.Equal(head, store.SealedFileMagic)
 }
 
 func (o *imageImport) run(ctx context.Context, e *env) error {
@@ -916,6 +961,9 @@ func (o *imageImport) run(ctx context.Context, e *env) error {
 			}
 		}
 		opts.Raw = rawFile(o.Name, o.Source, mtime)
+	}
+	if o.Password != nil {
+		opts.Password = func() ([]byte, error) { return o.Password, nil }
 	}
 	counted := &readCounter{r: in}
 	bar := e.progress("import "+o.Name, func() (uint64, uint64) { return counted.n.Load(), total })

@@ -19,6 +19,11 @@ import (
 // terminal, in that order.
 type passwordSource struct {
 	file, command string
+	// imageFile: the password of a sealed image file, which neither a
+	// repository's credential nor its variables give.
+	imageFile bool
+	// none is the error when nothing gives a password (errNoPassword).
+	none error
 }
 
 // credentialName is the systemd credential (LoadCredential=,
@@ -69,7 +74,7 @@ func (p passwordSource) get(prompt string, confirm bool) ([]byte, error) {
 		}
 		return oneLine(b, p.file)
 	}
-	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && !p.imageFile {
 		path := filepath.Join(dir, credentialName)
 		if b, err := readPasswordFile(path); err == nil {
 			return oneLine(b, "credential "+credentialName)
@@ -78,6 +83,9 @@ func (p passwordSource) get(prompt string, confirm bool) ([]byte, error) {
 		}
 	}
 	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		if p.none != nil {
+			return nil, p.none
+		}
 		return nil, errNoPassword
 	}
 	ask := func(prompt string) ([]byte, error) {

@@ -286,6 +286,24 @@ func HeaderOf(img *images.Image) Header {
 		Origin: img.Origin, Kind: img.Kind}
 }
 
+// ExportSealed is Export, sealed with password when one is given (the
+// stream is then a file sealed as store.SealFile seals it, which Import
+// opens with the password).
+func ExportSealed(ctx context.Context, rd store.Reader, img *images.Image, w io.Writer, format Format, password []byte, prog *Progress) (*ExportStats, error) {
+	if password == nil {
+		return Export(ctx, rd, img, w, format, prog)
+	}
+	sw, err := store.SealFile(w, password)
+	if err != nil {
+		return nil, err
+	}
+	st, err := Export(ctx, rd, img, sw, format, prog)
+	if err == nil {
+		err = sw.Close()
+	}
+	return st, err
+}
+
 // Export writes an image to w in a format: native, tar, or raw (the disk
 // of an image of a disk volume).
 func Export(ctx context.Context, rd store.Reader, img *images.Image, w io.Writer, format Format, prog *Progress) (*ExportStats, error) {
@@ -409,10 +427,10 @@ func eachBlockData(ctx context.Context, rd store.Reader, e *store.Entry, fn func
 // ExportFile writes an image to the file name in directory dir, as
 // WriteFile writes a file. The file is 0600: an image holds the
 // repository's data, which is 0600 too.
-func ExportFile(ctx context.Context, rd store.Reader, img *images.Image, dir *os.File, name string, format Format, overwrite bool, prog *Progress) (*ExportStats, error) {
+func ExportFile(ctx context.Context, rd store.Reader, img *images.Image, dir *os.File, name string, format Format, overwrite bool, password []byte, prog *Progress) (*ExportStats, error) {
 	var st *ExportStats
 	err := WriteFile(dir, name, 0o600, overwrite, func(f *os.File) (err error) {
-		st, err = Export(ctx, rd, img, f, format, prog)
+		st, err = ExportSealed(ctx, rd, img, f, format, password, prog)
 		return err
 	})
 	return st, err

@@ -865,7 +865,7 @@ func TestExportFileMode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = ExportFile(ctx, r, img, d, name, format, false, nil)
+		_, err = ExportFile(ctx, r, img, d, name, format, false, nil, nil)
 		d.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -905,7 +905,7 @@ func TestExportFileStaysInItsDirectory(t *testing.T) {
 	if err := os.Symlink(victim, dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ExportFile(ctx, r, img, d, "out.img", FormatNative, false, nil); err != nil {
+	if _, err := ExportFile(ctx, r, img, d, "out.img", FormatNative, false, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if names, _ := os.ReadDir(victim); len(names) != 0 {

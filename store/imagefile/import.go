@@ -59,6 +59,9 @@ type ImportOptions struct {
 	// image is committed: an error leaves no image (a download whose hash
 	// is not the one promised).
 	Verify func() error
+	// Password gives the password of a stream sealed with one (image
+	// export --encrypt), asked only for such a stream.
+	Password func() ([]byte, error)
 }
 
 // ImportStats say what an import read and stored.
@@ -66,6 +69,9 @@ type ImportStats struct {
 	Format Format `json:"format"`
 	// Compression is "gzip" or "zstd" when the stream was compressed.
 	Compression string `json:"compression,omitempty"`
+	// Sealed: the stream was sealed with a password (image export
+	// --encrypt).
+	Sealed bool `json:"sealed,omitempty"`
 	// StreamBytes is what was read from the source.
 	StreamBytes uint64 `json:"stream_bytes"`
 	Blocks      uint64 `json:"blocks"`
@@ -85,7 +91,23 @@ type ImportStats struct {
 func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opts ImportOptions) (*images.Image, *ImportStats, error) {
 	cr := &countingReader{r: r}
 	st := &ImportStats{}
-	br, format, err := detect(bufio.NewReaderSize(cr, 1<<20), st, opts.Raw != nil)
+	br := bufio.NewReaderSize(cr, 1<<20)
+	if head, _ := br.Peek(len(store.SealedFileMagic)); !opts.NativeOnly && bytes.Equal(head, store.SealedFileMagic) {
+		if opts.Password == nil {
+			return nil, nil, fmt.Errorf("import %s: the stream is sealed with a password (image export --encrypt): give it with --image-password-file: %w", name, store.ErrWrongPassword)
+		}
+		pw, err := opts.Password()
+		if err != nil {
+			return nil, nil, err
+		}
+		opened, err := store.OpenSealedFile(br, pw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("import %s: %w", name, err)
+		}
+		st.Sealed = true
+		br = bufio.NewReaderSize(&truncationIsMalformed{r: opened, codec: "sealed"}, 1<<20)
+	}
+	br, format, err := detect(br, st, opts.Raw != nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -232,7 +232,7 @@ func (r *runner) Export(ctx context.Context, volume, snapshot, image, file strin
 		dir, err := restore.OpenDir(filepath.Dir(file))
 		var st *imagefile.ExportStats
 		if err == nil {
-			st, err = imagefile.ExportFile(ctx, r.repo, img, dir, filepath.Base(file), format, false, nil)
+			st, err = imagefile.ExportFile(ctx, r.repo, img, dir, filepath.Base(file), format, false, nil, nil)
 			dir.Close()
 		}
 		if err != nil {
