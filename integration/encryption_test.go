@@ -61,6 +61,15 @@ func markedTree(t *testing.T, src string) {
 	os.Symlink("target-"+marker, filepath.Join(src, "link"))
 }
 
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // holding lists the files under dir that hold needle.
 func holding(t *testing.T, dir string, needle []byte) []string {
 	t.Helper()
@@ -109,6 +118,11 @@ func TestEncryption(t *testing.T) {
 	vol := "vol-" + marker
 	e.ok("volume", "add", vol, src)
 	e.snapshot(vol, "--name", "s1", "--description", "about "+marker)
+	// A disk volume: an image file holding the marker.
+	disk := filepath.Join(e.dir, "disk.img")
+	os.WriteFile(disk, append(append(randomData(9, 3<<20), bytes.Repeat([]byte(marker), 1000)...), randomData(10, 1<<20)...), 0o644)
+	e.ok("volume", "add", "d", disk)
+	e.snapshot("d", "--name", "s")
 	os.WriteFile(filepath.Join(src, "later"), []byte(marker), 0o644)
 	e.snapshot(vol, "--name", "s2-"+marker)
 	dst := filepath.Join(e.dir, "restored")
@@ -121,6 +135,9 @@ func TestEncryption(t *testing.T) {
 
 	d := e.serve(filepath.Join(e.dir, "mnt"))
 	rsyncSame(t, src, d.snapDir(vol, "s2-"+marker))
+	if got, err := os.ReadFile(filepath.Join(d.snapDir("d", "s"), "disk.img")); err != nil || !bytes.Equal(got, mustRead(t, disk)) {
+		t.Errorf("the disk through the mount: %d bytes, %v", len(got), err)
+	}
 	// Keys change while the daemon holds the repository.
 	second := writePassword(t, e.dir, "second", "battery staple")
 	var added struct {
@@ -168,17 +185,39 @@ func TestEncryption(t *testing.T) {
 	e.vars = []string{"CHAINFS_PASSWORD_COMMAND=cat " + third}
 	e.ok("snapshot", "list")
 
-	// Images: tar in and out; native, which names blocks by their plain
-	// hash, refused with advice.
+	// Images: native and tar out in the clear, the native stream the one
+	// a plain repository gives for the same tree; in again; and a file
+	// sealed with a password of its own.
 	e.ok("image", "create", "img", "--from", vol+"/s1")
-	e.fails(1, "export as tar", "image", "export", "img", filepath.Join(e.dir, "img.native"))
+	native := filepath.Join(e.dir, "img.native")
+	e.ok("image", "export", "img", native)
+	plain := newEnv(t)
+	plain.ok("image", "import", "from-encrypted", native)
+	again := filepath.Join(e.dir, "again.native")
+	plain.ok("image", "export", "from-encrypted", again)
+	if !bytes.Equal(mustRead(t, native), mustRead(t, again)) {
+		t.Error("the native export of an encrypted repository differs from a plain one's of the same tree")
+	}
+	e.ok("image", "import", "native-in", again)
 	tarFile := filepath.Join(e.dir, "img.tar")
 	e.ok("image", "export", "img", tarFile, "--format", "tar")
-	e.ok("image", "import", "again", tarFile)
-	plain := newEnv(t)
-	plain.ok("image", "import", "from-encrypted", tarFile)
-	plain.ok("image", "export", "from-encrypted", filepath.Join(e.dir, "plain.img"))
-	e.fails(1, "import a tar", "image", "import", "native", filepath.Join(e.dir, "plain.img"))
+	e.ok("image", "import", "tar-in", tarFile)
+	e.ok("check", "--read-data")
+
+	sealed := filepath.Join(e.dir, "img.sealed")
+	imagePW := writePassword(t, e.dir, "image-password", "for the recipient")
+	e.ok("image", "export", "img", sealed, "--encrypt", "--image-password-file", imagePW)
+	if bytes.Contains(mustRead(t, sealed), []byte(marker)) {
+		t.Error("the marker shows in an image file sealed with a password")
+	}
+	plain.fails(1, "sealed with a password", "image", "import", "x", sealed)
+	plain.fails(1, "the password does not open this file", "image", "import", "x", sealed, "--image-password-file", second)
+	plain.ok("image", "import", "unsealed", sealed, "--image-password-file", imagePW)
+	unsealed := filepath.Join(e.dir, "unsealed.native")
+	plain.ok("image", "export", "unsealed", unsealed)
+	if !bytes.Equal(mustRead(t, native), mustRead(t, unsealed)) {
+		t.Error("an image sealed and opened again differs")
+	}
 
 	// A flipped byte in the middle of the packs.
 	packs, _ := filepath.Glob(filepath.Join(e.repo, "packs", "*.pack"))

@@ -226,8 +226,10 @@ func readCheckpoint(ctx context.Context, objs Objects, key string, size int64, s
 		}
 		// Read in 8 MiB requests, as a checkpoint in the clear is.
 		opened, err := keys.openStream(bufio.NewReaderSize(src, 8<<20), sealCheckpoint)
-		if err != nil {
+		if errors.Is(err, errUndecodable) {
 			return bad(err.Error())
+		} else if err != nil {
+			return err
 		}
 		src = opened
 	}

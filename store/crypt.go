@@ -301,8 +301,10 @@ type openingReader struct {
 func (k *keyring) openStream(r io.Reader, kind byte) (*openingReader, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head := make([]byte, len(sealedStreamMagic)+streamPrefix)
-	if _, err := io.ReadFull(br, head); err != nil {
+	if _, err := io.ReadFull(br, head); err == io.EOF || err == io.ErrUnexpectedEOF {
 		return nil, fmt.Errorf("a sealed stream cut short: %w", errUndecodable)
+	} else if err != nil {
+		return nil, err
 	}
 	if string(head[:len(sealedStreamMagic)]) != string(sealedStreamMagic) {
 		return nil, fmt.Errorf("not a sealed stream: %w", errUndecodable)

@@ -410,7 +410,7 @@ func attach(ctx context.Context, opts Options, info Info, keys *keyring) (*Info,
 		return nil, err
 	}
 	info.Dir, info.Replica = dir, newReplicaID()
-	r, err := openDB(dir, opts, info, keys)
+	r, err := openDB(dir, opts, info, keys, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -67,6 +69,8 @@ type KeyInfo struct {
 	KDF     string    `json:"kdf"`
 	// Current is the key this process opened the repository with.
 	Current bool `json:"current"`
+	// Damaged, when set, says why the key file cannot be read.
+	Damaged string `json:"damaged,omitempty"`
 }
 
 // maxKeyFile bounds a key file read: a few hundred bytes.
@@ -130,14 +134,17 @@ func (p keyPlace) read(ctx context.Context, id string) (*keyFile, error) {
 			return nil, fmt.Errorf("key %s: %w", id, err)
 		}
 	} else {
-		f, err := os.Open(filepath.Join(p.dir, id))
+		f, err := os.OpenFile(filepath.Join(p.dir, id), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return nil, fmt.Errorf("key %s: %w", id, err)
 		}
 		defer f.Close()
-		b = make([]byte, maxKeyFile+1)
-		n, _ := f.Read(b)
-		b = b[:n]
+		if b, err = io.ReadAll(io.LimitReader(f, maxKeyFile+1)); err != nil {
+			return nil, fmt.Errorf("key %s: %w", id, err)
+		}
+		if len(b) > maxKeyFile {
+			return nil, fmt.Errorf("key %s: more than %d bytes: %w", id, maxKeyFile, ErrCorrupt)
+		}
 	}
 	var kf keyFile
 	if err := json.Unmarshal(b, &kf); err != nil || kf.ID != id || !kf.KDF.valid() {
@@ -154,8 +161,13 @@ func (p keyPlace) write(ctx context.Context, kf *keyFile) error {
 		_, err := p.remote.Objects.PutIf(ctx, p.objectKey(kf.ID), b, "")
 		return err
 	}
-	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+	// The directory is the repository's own (CheckTrusted): made here,
+	// never followed through a symlink.
+	if err := os.Mkdir(p.dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
+	}
+	if st, err := os.Lstat(p.dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s is not a directory: %w", p.dir, ErrCorrupt)
 	}
 	tmp := filepath.Join(p.dir, "."+kf.ID+".tmp")
 	if err := writeFileSync(tmp, b); err != nil {
@@ -181,7 +193,7 @@ func (p keyPlace) remove(ctx context.Context, id string) error {
 }
 
 func writeFileSync(name string, b []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
@@ -232,11 +244,12 @@ func wrapKey(repoID string, master, password []byte) (*keyFile, error) {
 }
 
 // valid reports whether the parameters are argon2id's, within bounds a
-// damaged or hostile file could not turn into an hour's or a machine's
-// memory's work: up to 64 passes and 4 GiB.
+// damaged or hostile file (a key planted in a bucket, an image file)
+// cannot turn into much more than a few seconds' and a GiB's work per
+// guess: up to 16 passes over 1 GiB, 16 lanes.
 func (k KDFParams) valid() bool {
-	return k.Name == "argon2id" && k.Time > 0 && k.Time <= 64 && k.MemoryKiB >= 8 && k.MemoryKiB <= 4<<20 &&
-		k.Threads > 0 && len(k.Salt) >= 8
+	return k.Name == "argon2id" && k.Time > 0 && k.Time <= 16 && k.MemoryKiB >= 8 && k.MemoryKiB <= 1<<20 &&
+		k.Threads > 0 && k.Threads <= 16 && len(k.Salt) >= 8
 }
 
 func (k KDFParams) derive(password []byte) []byte {
@@ -257,22 +270,23 @@ func (kf *keyFile) unwrap(repoID string, password []byte) ([]byte, bool) {
 }
 
 // unlock opens the keys of the encrypted repository info with the
-// password opts gives: the keyring and the id of the key that opened.
-func unlock(ctx context.Context, opts Options, info Info) (*keyring, string, error) {
+// password opts gives: the keyring, the id of the key that opened, and
+// the password.
+func unlock(ctx context.Context, opts Options, info Info) (*keyring, string, []byte, error) {
 	place := keyPlaceOf(opts)
 	ids, err := place.list(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if len(ids) == 0 {
-		return nil, "", fmt.Errorf("the repository is encrypted and holds no key: %w", ErrCorrupt)
+		return nil, "", nil, fmt.Errorf("the repository is encrypted and holds no key: %w", ErrCorrupt)
 	}
 	if opts.Password == nil {
-		return nil, "", fmt.Errorf("the repository is encrypted: give its password (docs/cli.md, \"Passwords\"): %w", ErrWrongPassword)
+		return nil, "", nil, fmt.Errorf("the repository is encrypted: give its password (docs/cli.md, \"Passwords\"): %w", ErrWrongPassword)
 	}
 	password, err := opts.Password()
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	var damaged error
 	for _, id := range ids {
@@ -283,13 +297,13 @@ func unlock(ctx context.Context, opts Options, info Info) (*keyring, string, err
 		}
 		if master, ok := kf.unwrap(info.ID, password); ok {
 			k, err := newKeyring(master)
-			return k, id, err
+			return k, id, password, err
 		}
 	}
 	if damaged != nil {
-		return nil, "", fmt.Errorf("no key opens with this password (and %v): %w", damaged, ErrWrongPassword)
+		return nil, "", nil, fmt.Errorf("no key opens with this password (and %v): %w", damaged, ErrWrongPassword)
 	}
-	return nil, "", fmt.Errorf("no key opens with this password: %w", ErrWrongPassword)
+	return nil, "", nil, fmt.Errorf("no key opens with this password: %w", ErrWrongPassword)
 }
 
 // Encrypted reports whether the repository is encrypted.
@@ -303,8 +317,10 @@ type KeyFiles struct {
 	place  keyPlace
 	info   Info
 	master []byte
-	// current is the key the password opened.
-	current string
+	// current is the key the password opened, and password that
+	// password.
+	current  string
+	password []byte
 }
 
 // OpenKeyFiles opens the keys of the encrypted repository opts names,
@@ -323,11 +339,16 @@ func OpenKeyFiles(ctx context.Context, opts Options) (*KeyFiles, error) {
 	if info.Encryption == "" {
 		return nil, fmt.Errorf("the repository is not encrypted: it has no keys (chainfs init --encrypt makes one that is): %w", ErrInvalid)
 	}
-	keys, id, err := unlock(ctx, opts, *info)
+	if opts.Remote == nil {
+		if err := CheckTrusted(opts.Dir); err != nil {
+			return nil, err
+		}
+	}
+	keys, id, password, err := unlock(ctx, opts, *info)
 	if err != nil {
 		return nil, err
 	}
-	return &KeyFiles{place: keyPlaceOf(opts), info: *info, master: keys.master[:], current: id}, nil
+	return &KeyFiles{place: keyPlaceOf(opts), info: *info, master: keys.master[:], current: id, password: password}, nil
 }
 
 // List lists the keys.
@@ -340,7 +361,9 @@ func (k *KeyFiles) List(ctx context.Context) ([]KeyInfo, error) {
 	for _, id := range ids {
 		kf, err := k.place.read(ctx, id)
 		if err != nil {
-			return nil, err
+			// Listed, so that it can be found and removed.
+			out = append(out, KeyInfo{ID: id, Damaged: err.Error()})
+			continue
 		}
 		out = append(out, kf.describe(id == k.current))
 	}
@@ -377,7 +400,21 @@ func (k *KeyFiles) Remove(ctx context.Context, id string) error {
 	case id == k.current:
 		return fmt.Errorf("key %s is the one this password opens: change its password with 'chainfs key passwd', or remove it with another key's: %w", id, ErrInvalid)
 	}
-	return k.place.remove(ctx, id)
+	if err := k.place.remove(ctx, id); err != nil {
+		return err
+	}
+	// Two holders removing each other's keys at once would leave none:
+	// the one that finds its own gone says so while it still holds the
+	// master key, which a new key can keep.
+	if left, err := k.place.list(ctx); err == nil && !slices.Contains(left, k.current) {
+		again, err := k.Add(ctx, k.password)
+		if err != nil {
+			return fmt.Errorf("key %s is removed, and so, meanwhile, was this password's own, which could not be added again (%v): the repository may have no key left: %w", id, err, ErrChanged)
+		}
+		k.current = again.ID
+		return fmt.Errorf("key %s is removed, and so, meanwhile, was this password's own: added again as key %s: %w", id, again.ID, ErrChanged)
+	}
+	return nil
 }
 
 // ChangePassword replaces the key the password opened by one of

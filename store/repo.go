@@ -62,6 +62,10 @@ type Options struct {
 	// Purpose says what the opening process is doing; another process that
 	// finds the repository locked names it in its error.
 	Purpose string
+	// Command is what the lock of an encrypted repository says instead
+	// of Purpose, which may name volumes and snapshots: the command alone
+	// (default "chainfs").
+	Command string
 	// Region labels a repository at Init (default "local").
 	Region string
 	// Compression is a new repository's compression, at Init (default
@@ -256,14 +260,6 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 	var id [16]byte
 	rand.Read(id[:])
 	info := Info{Format: FormatVersion, ID: hex.EncodeToString(id[:]), Region: region, Created: time.Now().UTC(), Dir: dir}
-	var keys *keyring
-	var key *keyFile
-	if opts.Encrypt {
-		if keys, key, err = newKeys(info, opts); err != nil {
-			return nil, fmt.Errorf("init %s: %w", dir, err)
-		}
-		info.Encryption = EncryptionScheme
-	}
 	if opts.Remote != nil {
 		// The replica's directory was made here, empty: it goes again
 		// if init fails, so that running init again finds none.
@@ -280,23 +276,27 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 			return nil, fmt.Errorf("init: %s holds journal entries but no repository record (%s): what is left of a repository removed in part; remove them or choose another prefix: %w",
 				j.key(1), opts.Remote.infoKey(), ErrExists)
 		}
-		if key != nil {
-			// Before the record: a repository without a key could
-			// never be opened.
-			if err := keyPlaceOf(opts).write(ctx, key); err != nil {
-				return nil, fmt.Errorf("init: key: %w", err)
-			}
+	}
+	var keys *keyring
+	if opts.Encrypt {
+		// The first key goes before the record: a repository without a
+		// key could never be opened.
+		var key *keyFile
+		if keys, key, err = newKeys(info, opts); err != nil {
+			return nil, fmt.Errorf("init %s: %w", dir, err)
 		}
+		if err := keyPlaceOf(opts).write(ctx, key); err != nil {
+			return nil, fmt.Errorf("init %s: key: %w", dir, err)
+		}
+		info.Encryption = EncryptionScheme
+	}
+	if opts.Remote != nil {
 		if err := putRemoteInfo(ctx, *opts.Remote, info); err != nil {
 			return nil, fmt.Errorf("init: %w", err)
 		}
 		info.Replica = newReplicaID()
-	} else if key != nil {
-		if err := keyPlaceOf(opts).write(ctx, key); err != nil {
-			return nil, fmt.Errorf("init %s: key: %w", dir, err)
-		}
 	}
-	r, err := openDB(dir, opts, info, keys)
+	r, err := openDB(dir, opts, info, keys, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -375,12 +375,33 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if info.Encryption != "" && info.Encryption != EncryptionScheme {
+		return nil, fmt.Errorf("%s: encrypted as %q, which this chainfs does not know: %w", dir, info.Encryption, ErrFormat)
+	}
+	if info.Replica != "" && opts.Remote == nil {
+		// Commits made to it alone would never reach the bucket.
+		return nil, fmt.Errorf("%s is a host's replica of a repository in a bucket, not a repository: name the bucket (--repo s3://BUCKET/PREFIX): %w", dir, ErrInvalid)
+	}
+	// The directory is checked and locked before a password is asked or
+	// a key file read: a repository another process holds (its daemon)
+	// answers ErrInUse at once, and root reads no key file of a
+	// directory another user could change. The lock's text is written
+	// only once the repository opened.
+	var lock *os.File
+	if !attaching {
+		if err := CheckTrusted(dir); err != nil {
+			return nil, err
+		}
+		if lock, err = lockWaiting(dir, "", opts.LockWait); err != nil {
+			return nil, err
+		}
+	}
 	var keys *keyring
 	if info.Encryption != "" {
-		if info.Encryption != EncryptionScheme {
-			return nil, fmt.Errorf("%s: encrypted as %q, which this chainfs does not know: %w", dir, info.Encryption, ErrFormat)
-		}
-		if keys, _, err = unlock(ctx, opts, *info); err != nil {
+		if keys, _, _, err = unlock(ctx, opts, *info); err != nil {
+			if lock != nil {
+				lock.Close()
+			}
 			return nil, fmt.Errorf("open repository %s: %w", dir, err)
 		}
 	}
@@ -388,15 +409,11 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		if info, err = attach(ctx, opts, *info, keys); err != nil {
 			return nil, err
 		}
+		if lock, err = lockWaiting(dir, "", opts.LockWait); err != nil {
+			return nil, err
+		}
 	}
-	if info.Replica != "" && opts.Remote == nil {
-		// Commits made to it alone would never reach the bucket.
-		return nil, fmt.Errorf("%s is a host's replica of a repository in a bucket, not a repository: name the bucket (--repo s3://BUCKET/PREFIX): %w", dir, ErrInvalid)
-	}
-	if err := CheckTrusted(dir); err != nil {
-		return nil, err
-	}
-	r, err := openDB(dir, opts, *info, keys)
+	r, err := openDB(dir, opts, *info, keys, lock)
 	if err != nil {
 		return nil, err
 	}
@@ -417,24 +434,26 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	return r, nil
 }
 
-func openDB(dir string, opts Options, info Info, keys *keyring) (*Repo, error) {
+// openDB opens the metadata and the packs of the repository in dir with
+// lock held (nil: it takes it).
+func openDB(dir string, opts Options, info Info, keys *keyring, lock *os.File) (*Repo, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	purpose := opts.Purpose
 	if keys != nil {
-		// The lock's text is readable without the key: it names what
-		// runs, not what it runs on.
-		purpose = lockPurpose(purpose)
+		// The lock's text is readable without the key: it names the
+		// command, not what it runs on.
+		purpose = cmp.Or(opts.Command, "chainfs")
 	}
-	lock, err := acquireLock(dir, purpose)
-	for deadline := time.Now().Add(opts.LockWait); errors.Is(err, ErrInUse) && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-		lock, err = acquireLock(dir, purpose)
-	}
-	if err != nil {
-		return nil, err
+	var err error
+	if lock == nil {
+		if lock, err = lockWaiting(dir, purpose, opts.LockWait); err != nil {
+			return nil, err
+		}
+	} else {
+		writeLockText(lock, purpose)
 	}
 	if err := dropUninitialisedLogs(filepath.Join(dir, metaDir), log); err != nil {
 		lock.Close()
@@ -599,6 +618,19 @@ func dropUninitialisedLogs(dir string, log *slog.Logger) error {
 // acquireLock takes the repository's lock file. The lock is an flock, so it
 // dies with its process and kill -9 leaves no stale lock; the file's text
 // names the holder for the error another process prints.
+// lockWaiting is acquireLock, tried again for up to wait while another
+// process holds the lock.
+func lockWaiting(dir, purpose string, wait time.Duration) (*os.File, error) {
+	lock, err := acquireLock(dir, purpose)
+	for deadline := time.Now().Add(wait); errors.Is(err, ErrInUse) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		lock, err = acquireLock(dir, purpose)
+	}
+	return lock, err
+}
+
+// acquireLock takes the repository's lock and, unless purpose is "",
+// writes the lock's text.
 func acquireLock(dir, purpose string) (*os.File, error) {
 	path := filepath.Join(dir, lockFile)
 	// Truncated and written: never through a symlink, a fifo or a hard
@@ -620,7 +652,9 @@ func acquireLock(dir, purpose string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("lock repository %s: %w", dir, err)
 	}
-	writeLockText(f, purpose)
+	if purpose != "" {
+		writeLockText(f, purpose)
+	}
 	return f, nil
 }
 
@@ -653,29 +687,10 @@ func (r *Repo) Holder() string {
 // setActivity rewrites the lock file's description of what this process does.
 func (r *Repo) setActivity(purpose string) {
 	if r.keys != nil {
-		purpose = lockPurpose(purpose)
+		// Its first word: what, not on what ("snapshot").
+		purpose, _, _ = strings.Cut(purpose, " ")
 	}
 	writeLockText(r.lock, purpose)
-}
-
-// lockPurpose is what the lock of an encrypted repository says a process
-// is doing: the program and its command's first word, no names
-// (volumes, snapshots, paths) it was given.
-func lockPurpose(purpose string) string {
-	words := strings.Fields(purpose)
-	if len(words) == 0 {
-		return ""
-	}
-	kept := words[:1]
-	for _, w := range words[1:] {
-		if len(kept) == 2 {
-			break
-		}
-		if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyz") == "" {
-			kept = append(kept, w)
-		}
-	}
-	return strings.Join(kept, " ")
 }
 
 // newKeys makes a new encrypted repository's master key and its first

@@ -41,6 +41,10 @@ func keyCommand() *cli.Command {
 							if k.Current {
 								mark = "*"
 							}
+							if k.Damaged != "" {
+								t.row("!", k.ID, "-", "-", "-", "damaged: "+k.Damaged)
+								continue
+							}
 							t.row(mark, k.ID, k.Created.Local().Format(time.DateTime), k.User, k.Host, k.KDF)
 						}
 						t.flush()

@@ -221,7 +221,7 @@ func attachReplica(ctx context.Context, args []string, repo string) (string, err
 		return "", err
 	}
 	opts.Purpose = "mount.fuse.chainfs " + repo
-	opts.Password = passwordsFromEnv().read
+	opts.Password, opts.Command = passwordsFromEnv().read, "mount.fuse.chainfs"
 	r, err := store.Open(ctx, opts)
 	if err != nil {
 		return "", err

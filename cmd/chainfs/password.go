@@ -74,7 +74,8 @@ func (p passwordSource) get(prompt string, confirm bool) ([]byte, error) {
 		}
 		return oneLine(b, p.file)
 	}
-	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && !p.imageFile {
+	// A new password is never the credential, which is there to open.
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && !p.imageFile && !confirm {
 		path := filepath.Join(dir, credentialName)
 		if b, err := readPasswordFile(path); err == nil {
 			return oneLine(b, "credential "+credentialName)

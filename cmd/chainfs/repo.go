@@ -211,7 +211,7 @@ func commandRepoOptions(c *cli.Context) (store.Options, error) {
 		return opts, err
 	}
 	opts.Logger, opts.Purpose = logger(c), "chainfs "+strings.Join(os.Args[1:], " ")
-	opts.Password = passwordsOf(c).read
+	opts.Password, opts.Command = passwordsOf(c).read, "chainfs "+c.Command.FullName()
 	return opts, nil
 }
 

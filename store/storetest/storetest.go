@@ -39,7 +39,7 @@ func RepoWith(t testing.TB, opts store.Options, vols ...store.Volume) *store.Rep
 	if _, err := store.Init(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	r, err := store.Open(context.Background(), store.Options{Dir: opts.Dir})
+	r, err := store.Open(context.Background(), store.Options{Dir: opts.Dir, Password: opts.Password})
 	if err != nil {
 		t.Fatal(err)
 	}
