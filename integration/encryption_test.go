@@ -61,6 +61,19 @@ func markedTree(t *testing.T, src string) {
 	os.Symlink("target-"+marker, filepath.Join(src, "link"))
 }
 
+// imageRoot is the root hash of an image of e's repository.
+func imageRoot(e *env, name string) string {
+	var img struct {
+		Snapshot struct {
+			Root string `json:"root"`
+		} `json:"snapshot"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("image", "show", name, "--json")), &img); err != nil || img.Snapshot.Root == "" {
+		e.t.Fatalf("image show %s: %v", name, err)
+	}
+	return img.Snapshot.Root
+}
+
 func mustRead(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -185,9 +198,10 @@ func TestEncryption(t *testing.T) {
 	e.vars = []string{"CHAINFS_PASSWORD_COMMAND=cat " + third}
 	e.ok("snapshot", "list")
 
-	// Images: native and tar out in the clear, the native stream the one
-	// a plain repository gives for the same tree; in again; and a file
-	// sealed with a password of its own.
+	// Images: native and tar out in the clear and in again, the tree the
+	// same under plain names after a round through the encrypted
+	// repository's keyed ones; and a file sealed with a password of its
+	// own.
 	e.ok("image", "create", "img", "--from", vol+"/s1")
 	native := filepath.Join(e.dir, "img.native")
 	e.ok("image", "export", "img", native)
@@ -195,10 +209,13 @@ func TestEncryption(t *testing.T) {
 	plain.ok("image", "import", "from-encrypted", native)
 	again := filepath.Join(e.dir, "again.native")
 	plain.ok("image", "export", "from-encrypted", again)
-	if !bytes.Equal(mustRead(t, native), mustRead(t, again)) {
-		t.Error("the native export of an encrypted repository differs from a plain one's of the same tree")
-	}
 	e.ok("image", "import", "native-in", again)
+	back := filepath.Join(e.dir, "back.native")
+	e.ok("image", "export", "native-in", back)
+	plain.ok("image", "import", "round-trip", back)
+	if a, b := imageRoot(plain, "from-encrypted"), imageRoot(plain, "round-trip"); a != b {
+		t.Errorf("a tree through an encrypted repository and back: root %s, was %s", b, a)
+	}
 	tarFile := filepath.Join(e.dir, "img.tar")
 	e.ok("image", "export", "img", tarFile, "--format", "tar")
 	e.ok("image", "import", "tar-in", tarFile)
@@ -213,10 +230,8 @@ func TestEncryption(t *testing.T) {
 	plain.fails(1, "sealed with a password", "image", "import", "x", sealed)
 	plain.fails(1, "the password does not open this file", "image", "import", "x", sealed, "--image-password-file", second)
 	plain.ok("image", "import", "unsealed", sealed, "--image-password-file", imagePW)
-	unsealed := filepath.Join(e.dir, "unsealed.native")
-	plain.ok("image", "export", "unsealed", unsealed)
-	if !bytes.Equal(mustRead(t, native), mustRead(t, unsealed)) {
-		t.Error("an image sealed and opened again differs")
+	if a, b := imageRoot(plain, "from-encrypted"), imageRoot(plain, "unsealed"); a != b {
+		t.Errorf("an image sealed and opened again: root %s, was %s", b, a)
 	}
 
 	// A flipped byte in the middle of the packs.

@@ -3,9 +3,9 @@ package store
 import (
 	"bufio"
 	"crypto/cipher"
-	"encoding/json"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,9 +98,6 @@ func (h Hasher) Sum(b []byte) Hash {
 	h.keyed.Put(d)
 	return out
 }
-
-// Keyed reports whether h is keyed: the names of an encrypted repository.
-func (h Hasher) Keyed() bool { return h.keyed != nil }
 
 // seal appends to dst a sealing of plain as kind, bound to ad: a random
 // nonce, then the ciphertext and its tag. plain and dst must not overlap.
