@@ -58,19 +58,7 @@ func TestCompression(t *testing.T) {
 	e.fails(2, "want off, fast or max", "compression", "lz4")
 
 	// A byte flipped in the middle of the compressed file's first block.
-	packs, _ := filepath.Glob(filepath.Join(e.repo, "packs", "*.pack"))
-	if len(packs) == 0 {
-		t.Fatal("no pack")
-	}
-	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 1)
-	f.ReadAt(b, 200)
-	b[0] ^= 0xff
-	f.WriteAt(b, 200)
-	f.Close()
+	flipPackByte(t, e.repo, 200)
 	if r := e.run("check", "--read-data"); r.code != 1 || !strings.Contains(r.stderr, "problem: v/s/victim.go: block 0") {
 		t.Errorf("check --read-data over a flipped byte in a compressed block: exit %d\n%s", r.code, r.stderr)
 	}

@@ -235,22 +235,32 @@ func TestEncryption(t *testing.T) {
 	}
 
 	// A flipped byte in the middle of the packs.
-	packs, _ := filepath.Glob(filepath.Join(e.repo, "packs", "*.pack"))
-	if len(packs) == 0 {
-		t.Fatal("no pack")
-	}
-	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, _ := f.Stat()
-	b := make([]byte, 1)
-	f.ReadAt(b, st.Size()/2)
-	b[0] ^= 0x01
-	f.WriteAt(b, st.Size()/2)
-	f.Close()
+	flipPackByte(t, e.repo, 200)
 	if r := e.run("check", "--read-data"); r.code != 1 || !strings.Contains(r.stderr, "problem") {
 		t.Errorf("check --read-data over a flipped byte: exit %d\n%s", r.code, r.stderr)
+	}
+	// Through the mount every file reads as the source's or fails with
+	// EIO, and one does.
+	d = e.serve(filepath.Join(e.dir, "mnt"))
+	eio := 0
+	filepath.WalkDir(src, func(path string, de fs.DirEntry, err error) error {
+		if err != nil || !de.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		got, err := os.ReadFile(filepath.Join(d.snapDir(vol, "s2-"+marker), rel))
+		switch {
+		case err != nil && strings.Contains(err.Error(), "input/output error"):
+			eio++
+		case err != nil:
+			t.Errorf("%s through the mount: %v", rel, err)
+		case !bytes.Equal(got, mustRead(t, path)):
+			t.Errorf("%s through the mount: other bytes than the source's", rel)
+		}
+		return nil
+	})
+	if eio == 0 {
+		t.Error("no file of the damaged pack failed with EIO through the mount")
 	}
 }
 

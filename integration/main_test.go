@@ -123,6 +123,29 @@ func sh(t *testing.T, script string) string {
 	return string(out)
 }
 
+// flipPackByte flips the byte at off of the first pack of the repository
+// in dir.
+func flipPackByte(t *testing.T, dir string, off int64) {
+	t.Helper()
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+	if len(packs) == 0 {
+		t.Fatal("no pack")
+	}
+	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rsyncSame asserts rsync finds nothing to do from src to dst, checksums
 // and all metadata included.
 func rsyncSame(t *testing.T, src, dst string) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -56,24 +57,7 @@ func keyCommand() *cli.Command {
 				Usage:     "add a key with a new password",
 				ArgsUsage: " ",
 				Flags:     []cli.Flag{newPasswordFlag, jsonFlag},
-				Action: func(c *cli.Context) error {
-					if err := wantArgs(c, 0, 0); err != nil {
-						return err
-					}
-					keys, err := openKeyFiles(c)
-					if err != nil {
-						return err
-					}
-					pw, err := passwordSource{file: c.String("new-password-file")}.readNew()
-					if err != nil {
-						return err
-					}
-					k, err := keys.Add(c.Context, pw)
-					if err != nil {
-						return err
-					}
-					return cliEnv(c).output(k, func() { fmt.Fprintf(c.App.Writer, "added key %s\n", k.ID) })
-				},
+				Action:    newKeyAction((*store.KeyFiles).Add, "added key %s"),
 			},
 			{
 				Name:      "remove",
@@ -99,26 +83,32 @@ func keyCommand() *cli.Command {
 				Usage:     "change the password of the key the password opens (a new key replaces it)",
 				ArgsUsage: " ",
 				Flags:     []cli.Flag{newPasswordFlag, jsonFlag},
-				Action: func(c *cli.Context) error {
-					if err := wantArgs(c, 0, 0); err != nil {
-						return err
-					}
-					keys, err := openKeyFiles(c)
-					if err != nil {
-						return err
-					}
-					pw, err := passwordSource{file: c.String("new-password-file")}.readNew()
-					if err != nil {
-						return err
-					}
-					k, err := keys.ChangePassword(c.Context, pw)
-					if err != nil {
-						return err
-					}
-					return cliEnv(c).output(k, func() { fmt.Fprintf(c.App.Writer, "password changed: key %s replaces the old one\n", k.ID) })
-				},
+				Action:    newKeyAction((*store.KeyFiles).ChangePassword, "password changed: key %s replaces the old one"),
 			},
 		},
+	}
+}
+
+// newKeyAction is the action of a command that makes a key with a new
+// password (add, passwd): make makes it, said reports it, %s its id.
+func newKeyAction(make func(*store.KeyFiles, context.Context, []byte) (store.KeyInfo, error), said string) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if err := wantArgs(c, 0, 0); err != nil {
+			return err
+		}
+		keys, err := openKeyFiles(c)
+		if err != nil {
+			return err
+		}
+		pw, err := passwordSource{file: c.String("new-password-file")}.readNew()
+		if err != nil {
+			return err
+		}
+		k, err := make(keys, c.Context, pw)
+		if err != nil {
+			return err
+		}
+		return cliEnv(c).output(k, func() { fmt.Fprintf(c.App.Writer, said+"\n", k.ID) })
 	}
 }
 
