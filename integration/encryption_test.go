@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -232,6 +233,20 @@ func TestEncryption(t *testing.T) {
 	plain.ok("image", "import", "unsealed", sealed, "--image-password-file", imagePW)
 	if a, b := imageRoot(plain, "from-encrypted"), imageRoot(plain, "unsealed"); a != b {
 		t.Errorf("an image sealed and opened again: root %s, was %s", b, a)
+	}
+
+	// Through a daemon the password travels beside the request, never
+	// in what the daemon logs or lists.
+	d = e.serve(filepath.Join(e.dir, "mnt"), "--log-level", "debug")
+	viaDaemon := filepath.Join(e.dir, "img.daemon.sealed")
+	e.ok("image", "export", "img", viaDaemon, "--encrypt", "--image-password-file", imagePW)
+	e.fails(1, "the password does not open this file", "image", "import", "y", viaDaemon, "--image-password-file", second)
+	e.ok("image", "import", "via-daemon", viaDaemon, "--image-password-file", imagePW)
+	d.stop()
+	for _, secret := range []string{"for the recipient", base64.StdEncoding.EncodeToString([]byte("for the recipient"))} {
+		if strings.Contains(d.log.String(), secret) {
+			t.Errorf("the daemon's log shows the image's password (%q)", secret)
+		}
 	}
 
 	// A flipped byte in the middle of the packs.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
@@ -378,6 +379,19 @@ func SealFile(w io.Writer, password []byte) (io.WriteCloser, error) {
 		return nil, err
 	}
 	return k.sealStream(w, sealFile), nil
+}
+
+// IsSealedFile reports whether head, a stream's first bytes (16 are
+// enough), begins a sealed file: the magic, the version, and the start of
+// the KDF's JSON, so that a tar whose first member's name begins with the
+// magic is not taken for one.
+func IsSealedFile(head []byte) bool {
+	if !bytes.HasPrefix(head, SealedFileMagic) || len(head) < len(SealedFileMagic)+3 || head[len(SealedFileMagic)] != sealedFileVersion {
+		return false
+	}
+	rest := head[len(SealedFileMagic)+1:]
+	n, k := binary.Uvarint(rest)
+	return k > 0 && n > 0 && n <= 4096 && len(rest) > k && rest[k] == '{'
 }
 
 // OpenSealedFile reads a sealed file's header from r and returns a

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -585,9 +584,13 @@ type imageExport struct {
 	File      string `json:"file"`
 	Format    string `json:"format"`
 	Overwrite bool   `json:"overwrite,omitempty"`
-	// Password, when set, seals the file with it (--encrypt).
-	Password []byte `json:"password,omitempty"`
+	// Password, when set, seals the file with it (--encrypt); it travels
+	// as the request's secret.
+	Password []byte `json:"-"`
 }
+
+func (o *imageExport) secret() []byte     { return o.Password }
+func (o *imageExport) setSecret(b []byte) { o.Password = b }
 
 // imagePasswordFlag gives the password of a sealed image file.
 var imagePasswordFlag = &cli.StringFlag{Name: "image-password-file", Usage: "file that holds the password of an image file sealed with export --encrypt"}
@@ -883,9 +886,13 @@ type imageImport struct {
 	// from, recorded as its origin instead of the import: image copy into
 	// a repository its daemon holds imports a stream it writes.
 	CopiedFrom string `json:"copied_from,omitempty"`
-	// Password opens a stream sealed with one (export --encrypt).
-	Password []byte `json:"password,omitempty"`
+	// Password opens a stream sealed with one (export --encrypt); it
+	// travels as the request's secret.
+	Password []byte `json:"-"`
 }
+
+func (o *imageImport) secret() []byte     { return o.Password }
+func (o *imageImport) setSecret(b []byte) { o.Password = b }
 
 func parseImageImport(c *cli.Context) (operation, error) {
 	if err := wantArgs(c, 2, 2); err != nil {
@@ -918,17 +925,21 @@ func imagePasswords(c *cli.Context) passwordSource {
 		none: errors.New("the image file is sealed with a password: give it with --image-password-file FILE, or at a terminal")}
 }
 
-// sealedFile reports whether path is a file sealed with a password, as
-// far as the caller may read it.
+// sealedFile reports whether path is a regular file sealed with a
+// password, as far as the caller may read it. Nothing else is opened: a
+// fifo or a pipe would lose what is read.
 func sealedFile(path string) bool {
-	f, err := os.Open(path)
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return false
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	head := make([]byte, len(store.SealedFileMagic))
-	_, err = io.ReadFull(f, head)
-	return err == nil && bytes.Equal(head, store.SealedFileMagic)
+	head := make([]byte, 16)
+	n, _ := io.ReadFull(f, head)
+	return store.IsSealedFile(head[:n])
 }
 
 func (o *imageImport) run(ctx context.Context, e *env) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,12 +119,14 @@ func readPasswordFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b := make([]byte, 4097)
-	n, _ := f.Read(b)
-	if n > 4096 {
+	b, err := io.ReadAll(io.LimitReader(f, 4097))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > 4096 {
 		return nil, fmt.Errorf("%s: more than 4 KiB, not a password", path)
 	}
-	return b[:n], nil
+	return b, nil
 }
 
 // oneLine is a password as given, without the line break that ends it;

@@ -268,7 +268,18 @@ func newRequest(o operation) (daemon.Request, error) {
 	if err != nil {
 		return daemon.Request{}, fmt.Errorf("request %s: %w", name, err)
 	}
-	return daemon.Request{Op: name, Body: body}, nil
+	req := daemon.Request{Op: name, Body: body}
+	if s, ok := o.(secretHolder); ok {
+		req.Secret = s.secret()
+	}
+	return req, nil
+}
+
+// secretHolder is an operation that needs a password: it travels in the
+// request's Secret, never in its body (json:"-").
+type secretHolder interface {
+	secret() []byte
+	setSecret([]byte)
 }
 
 // served is what the daemon lends the operations it runs.
@@ -290,6 +301,11 @@ func (s *served) serve(ctx context.Context, req daemon.Request, stdout, stderr i
 	o, err := decodeOperation(req.Op, req.Body)
 	if err != nil {
 		return reportError(err, stderr)
+	}
+	if s, ok := o.(secretHolder); ok {
+		s.setSecret(req.Secret)
+	} else if req.Secret != nil {
+		return reportError(requestError{fmt.Errorf("%s takes no password", req.Op)}, stderr)
 	}
 	e := &env{repo: s.repo, caller: caller, stdout: stdout, stderr: stderr, json: req.JSON, log: log,
 		catalog: s.catalog, mount: s.mount, allowOther: s.allowOther, cache: s.cache, repoName: s.repoName}

@@ -225,11 +225,11 @@ func (ci *catalogImage) Tree(ctx context.Context, h store.Hash) ([]store.Entry, 
 	return store.DecodeTree(b)
 }
 
-// ReadBlock reads a block from the file and checks it against its hash
-// (store.Reader).
 // Sum names bytes as image files do: plain BLAKE3.
 func (ci *catalogImage) Sum(p []byte) store.Hash { return store.Sum(p) }
 
+// ReadBlock reads a block from the file and checks it against its hash
+// (store.Reader).
 func (ci *catalogImage) ReadBlock(ctx context.Context, h store.Hash, p []byte) (int, error) {
 	if h.IsHole() {
 		clear(p)

@@ -92,7 +92,7 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 	cr := &countingReader{r: r}
 	st := &ImportStats{}
 	br := bufio.NewReaderSize(cr, 1<<20)
-	if head, _ := br.Peek(len(store.SealedFileMagic)); !opts.NativeOnly && bytes.Equal(head, store.SealedFileMagic) {
+	if head, _ := br.Peek(16); !opts.NativeOnly && store.IsSealedFile(head) {
 		if opts.Password == nil {
 			return nil, nil, fmt.Errorf("import %s: the stream is sealed with a password (image export --encrypt): give it with --image-password-file: %w", name, store.ErrWrongPassword)
 		}
@@ -198,7 +198,12 @@ const tarMagicOffset = 257
 // and zstd; a raw stream is only unwrapped.
 func detect(br *bufio.Reader, st *ImportStats, raw bool) (*bufio.Reader, Format, error) {
 	for range 2 {
-		head, _ := br.Peek(512)
+		head, perr := br.Peek(512)
+		if len(head) == 0 && perr != nil && perr != io.EOF {
+			// A read that failed (a sealed stream that does not open, a
+			// lost connection) is that failure, not empty input.
+			return nil, "", perr
+		}
 		switch {
 		case raw && (st.Compression != "" || !bytes.HasPrefix(head, gzipMagic) && !bytes.HasPrefix(head, zstdMagic)):
 			return br, FormatRaw, nil

@@ -44,6 +44,10 @@ type Request struct {
 	// StderrTTY says the caller's standard error is a terminal, where
 	// progress bars are drawn.
 	StderrTTY bool `json:"stderr_tty,omitempty"`
+	// Secret is a password the operation needs (a sealed image file's),
+	// kept out of Body so that neither the job list nor the log, which
+	// show the body, ever show it.
+	Secret []byte `json:"secret,omitempty"`
 }
 
 // RefusalPrefix begins the message of a daemon that refuses a request
