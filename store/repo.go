@@ -615,9 +615,6 @@ func dropUninitialisedLogs(dir string, log *slog.Logger) error {
 	return nil
 }
 
-// acquireLock takes the repository's lock file. The lock is an flock, so it
-// dies with its process and kill -9 leaves no stale lock; the file's text
-// names the holder for the error another process prints.
 // lockWaiting is acquireLock, tried again for up to wait while another
 // process holds the lock.
 func lockWaiting(dir, purpose string, wait time.Duration) (*os.File, error) {
@@ -629,8 +626,10 @@ func lockWaiting(dir, purpose string, wait time.Duration) (*os.File, error) {
 	return lock, err
 }
 
-// acquireLock takes the repository's lock and, unless purpose is "",
-// writes the lock's text.
+// acquireLock takes the repository's lock file. The lock is an flock, so it
+// dies with its process and kill -9 leaves no stale lock; the file's text,
+// written unless purpose is "", names the holder for the error another
+// process prints.
 func acquireLock(dir, purpose string) (*os.File, error) {
 	path := filepath.Join(dir, lockFile)
 	// Truncated and written: never through a symlink, a fifo or a hard
