@@ -100,12 +100,13 @@ func holding(t *testing.T, dir string, needle []byte) []string {
 	return found
 }
 
-// treeDigest is a digest of every file's name and bytes under dir.
+// treeDigest is a digest of every file's name and bytes under dir but
+// the lock's, whose text names the last process that held it.
 func treeDigest(t *testing.T, dir string) string {
 	t.Helper()
 	h := sha256.New()
 	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
+		if err == nil && d.Type().IsRegular() && d.Name() != "lock" {
 			if f, err := os.Open(path); err == nil {
 				fmt.Fprintln(h, path)
 				io.Copy(h, f)
@@ -186,6 +187,11 @@ func TestEncryption(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "needs a password") {
 		t.Errorf("no password: exit %d %s", r.code, r.stderr)
 	}
+	twoLines := filepath.Join(e.dir, "two-lines")
+	os.WriteFile(twoLines, []byte("x\ny\n"), 0o600)
+	e.fails(1, "holds more than one line", "--password-file", twoLines, "snapshot", "list")
+	e.fails(2, "not both", "--password-file", second, "--password-command", "echo x", "snapshot", "list")
+	e.fails(2, "only with --encrypt", "--repo", filepath.Join(e.dir, "plain-repo"), "--password-file", second, "init")
 	if after := treeDigest(t, e.repo); after != before {
 		t.Error("a refused password changed the repository")
 	}

@@ -18,8 +18,8 @@ import (
 // and descriptions, and look for in every file of the repository.
 const marker = "chainfs-secret-marker-7f3a"
 
-func password(p string) func() ([]byte, error) {
-	return func() ([]byte, error) { return []byte(p), nil }
+func password(p string) func(context.Context) ([]byte, error) {
+	return func(context.Context) ([]byte, error) { return []byte(p), nil }
 }
 
 // encryptedRepo makes an encrypted repository with password pw and
@@ -68,12 +68,13 @@ func filesHolding(t *testing.T, dir string, needles ...[]byte) []string {
 	return found
 }
 
-// dirState is a digest of every file's name and bytes under dir.
+// dirState is a digest of every file's name and bytes under dir but the
+// lock's, whose text names the last process that held the repository.
 func dirState(t *testing.T, dir string) string {
 	t.Helper()
 	h := sha256.New()
 	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
+		if err == nil && !d.IsDir() && d.Name() != lockFile {
 			f, err := os.Open(path)
 			if err == nil {
 				fmt.Fprintf(h, "%s\n", path)

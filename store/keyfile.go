@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"cmp"
 	"io"
 	"io/fs"
 	"os"
@@ -14,7 +15,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -245,15 +248,31 @@ func wrapKey(repoID string, master, password []byte) (*keyFile, error) {
 
 // valid reports whether the parameters are argon2id's, within bounds a
 // damaged or hostile file (a key planted in a bucket, an image file)
-// cannot turn into much more than a few seconds' and a GiB's work per
-// guess: up to 16 passes over 1 GiB, 16 lanes.
+// cannot turn into more than a few seconds' and 256 MiB's work: up to 8
+// passes over 256 MiB (four times the default's memory), 8 lanes.
 func (k KDFParams) valid() bool {
-	return k.Name == "argon2id" && k.Time > 0 && k.Time <= 16 && k.MemoryKiB >= 8 && k.MemoryKiB <= 1<<20 &&
-		k.Threads > 0 && k.Threads <= 16 && len(k.Salt) >= 8
+	return k.Name == "argon2id" && k.Time > 0 && k.Time <= 8 && k.MemoryKiB >= 8 && k.MemoryKiB <= 256<<10 &&
+		k.Threads > 0 && k.Threads <= 8 && len(k.Salt) >= 8
 }
 
+// cost orders parameters by the work a guess takes.
+func (k KDFParams) cost() uint64 { return uint64(k.Time) * uint64(k.MemoryKiB) }
+
+// deriving lets one derivation run at a time in a process: a daemon
+// importing several sealed image files at once holds one KDF's memory,
+// not one per import.
+var deriving sync.Mutex
+
 func (k KDFParams) derive(password []byte) []byte {
-	return argon2.IDKey(password, k.Salt, k.Time, k.MemoryKiB, k.Threads, chacha20poly1305.KeySize)
+	deriving.Lock()
+	defer deriving.Unlock()
+	key := argon2.IDKey(password, k.Salt, k.Time, k.MemoryKiB, k.Threads, chacha20poly1305.KeySize)
+	if k.MemoryKiB > KDF.MemoryKiB {
+		// Tens or hundreds of MiB the process would otherwise keep
+		// until its heap grows again.
+		debug.FreeOSMemory()
+	}
+	return key
 }
 
 // unwrap returns the master key kf holds, if password opens it.
@@ -284,16 +303,27 @@ func unlock(ctx context.Context, opts Options, info Info) (*keyring, string, []b
 	if opts.Password == nil {
 		return nil, "", nil, fmt.Errorf("the repository is encrypted: give its password (docs/cli.md, \"Passwords\"): %w", ErrWrongPassword)
 	}
-	password, err := opts.Password()
+	password, err := opts.Password(ctx)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	var damaged error
+	var files []*keyFile
 	for _, id := range ids {
 		kf, err := place.read(ctx, id)
 		if err != nil {
 			damaged = err
 			continue
+		}
+		files = append(files, kf)
+	}
+	// The cheapest first: a key planted with costly parameters is tried
+	// only when no usual one opens.
+	slices.SortStableFunc(files, func(a, b *keyFile) int { return cmp.Compare(a.KDF.cost(), b.KDF.cost()) })
+	for _, kf := range files {
+		id := kf.ID
+		if err := ctx.Err(); err != nil {
+			return nil, "", nil, err
 		}
 		if master, ok := kf.unwrap(info.ID, password); ok {
 			k, err := newKeyring(master)

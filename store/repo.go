@@ -75,8 +75,8 @@ type Options struct {
 	// the password Password gives.
 	Encrypt bool
 	// Password gives the password of an encrypted repository, asked only
-	// when the repository is encrypted.
-	Password func() ([]byte, error)
+	// when the repository is encrypted; a cancelled ctx ends the asking.
+	Password func(ctx context.Context) ([]byte, error)
 	// PackSize is the size at which a pack file is finished and the next
 	// begun (default 256 MiB; tests use small packs).
 	PackSize int64
@@ -282,7 +282,7 @@ func Init(ctx context.Context, opts Options) (_ *Info, err error) {
 		// The first key goes before the record: a repository without a
 		// key could never be opened.
 		var key *keyFile
-		if keys, key, err = newKeys(info, opts); err != nil {
+		if keys, key, err = newKeys(ctx, info, opts); err != nil {
 			return nil, fmt.Errorf("init %s: %w", dir, err)
 		}
 		if err := keyPlaceOf(opts).write(ctx, key); err != nil {
@@ -385,14 +385,14 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	// The directory is checked and locked before a password is asked or
 	// a key file read: a repository another process holds (its daemon)
 	// answers ErrInUse at once, and root reads no key file of a
-	// directory another user could change. The lock's text is written
-	// only once the repository opened.
+	// directory another user could change.
+	purpose := lockPurpose(opts, info.Encryption != "")
 	var lock *os.File
 	if !attaching {
 		if err := CheckTrusted(dir); err != nil {
 			return nil, err
 		}
-		if lock, err = lockWaiting(dir, "", opts.LockWait); err != nil {
+		if lock, err = lockWaiting(dir, purpose, opts.LockWait); err != nil {
 			return nil, err
 		}
 	}
@@ -409,7 +409,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		if info, err = attach(ctx, opts, *info, keys); err != nil {
 			return nil, err
 		}
-		if lock, err = lockWaiting(dir, "", opts.LockWait); err != nil {
+		if lock, err = lockWaiting(dir, purpose, opts.LockWait); err != nil {
 			return nil, err
 		}
 	}
@@ -441,19 +441,11 @@ func openDB(dir string, opts Options, info Info, keys *keyring, lock *os.File) (
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	purpose := opts.Purpose
-	if keys != nil {
-		// The lock's text is readable without the key: it names the
-		// command, not what it runs on.
-		purpose = cmp.Or(opts.Command, "chainfs")
-	}
 	var err error
 	if lock == nil {
-		if lock, err = lockWaiting(dir, purpose, opts.LockWait); err != nil {
+		if lock, err = lockWaiting(dir, lockPurpose(opts, keys != nil), opts.LockWait); err != nil {
 			return nil, err
 		}
-	} else {
-		writeLockText(lock, purpose)
 	}
 	if err := dropUninitialisedLogs(filepath.Join(dir, metaDir), log); err != nil {
 		lock.Close()
@@ -615,6 +607,16 @@ func dropUninitialisedLogs(dir string, log *slog.Logger) error {
 	return nil
 }
 
+// lockPurpose is the lock's text: what the process is doing, or, in an
+// encrypted repository, whose lock is readable without the key, only its
+// command (opts.Command), not what it runs on.
+func lockPurpose(opts Options, encrypted bool) string {
+	if encrypted {
+		return cmp.Or(opts.Command, "chainfs")
+	}
+	return opts.Purpose
+}
+
 // lockWaiting is acquireLock, tried again for up to wait while another
 // process holds the lock.
 func lockWaiting(dir, purpose string, wait time.Duration) (*os.File, error) {
@@ -627,9 +629,8 @@ func lockWaiting(dir, purpose string, wait time.Duration) (*os.File, error) {
 }
 
 // acquireLock takes the repository's lock file. The lock is an flock, so it
-// dies with its process and kill -9 leaves no stale lock; the file's text,
-// written unless purpose is "", names the holder for the error another
-// process prints.
+// dies with its process and kill -9 leaves no stale lock; the file's text
+// names the holder for the error another process prints.
 func acquireLock(dir, purpose string) (*os.File, error) {
 	path := filepath.Join(dir, lockFile)
 	// Truncated and written: never through a symlink, a fifo or a hard
@@ -651,9 +652,7 @@ func acquireLock(dir, purpose string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("lock repository %s: %w", dir, err)
 	}
-	if purpose != "" {
-		writeLockText(f, purpose)
-	}
+	writeLockText(f, purpose)
 	return f, nil
 }
 
@@ -694,11 +693,11 @@ func (r *Repo) setActivity(purpose string) {
 
 // newKeys makes a new encrypted repository's master key and its first
 // key file, with the password opts gives.
-func newKeys(info Info, opts Options) (*keyring, *keyFile, error) {
+func newKeys(ctx context.Context, info Info, opts Options) (*keyring, *keyFile, error) {
 	if opts.Password == nil {
 		return nil, nil, fmt.Errorf("an encrypted repository needs a password: %w", ErrInvalid)
 	}
-	password, err := opts.Password()
+	password, err := opts.Password(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

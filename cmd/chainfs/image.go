@@ -601,7 +601,7 @@ func parseImageExport(c *cli.Context) (operation, error) {
 	}
 	o := &imageExport{Name: c.Args().Get(0), File: c.Args().Get(1), Format: c.String("format"), Overwrite: c.Bool("overwrite")}
 	if c.Bool("encrypt") {
-		pw, err := imagePasswords(c).get("password of the image file: ", true)
+		pw, err := imagePasswords(c).get(c.Context, "password of the image file: ", true)
 		if err != nil {
 			return nil, err
 		}
@@ -912,7 +912,7 @@ func parseImageImport(c *cli.Context) (operation, error) {
 	// A sealed file's password: from the flag, else asked at the
 	// terminal when the file is one this command can look at.
 	if p := c.String("image-password-file"); p != "" || sealedFile(o.Source) {
-		if o.Password, err = imagePasswords(c).get("password of the image file: ", false); err != nil {
+		if o.Password, err = imagePasswords(c).get(c.Context, "password of the image file: ", false); err != nil {
 			return nil, err
 		}
 	}
@@ -921,7 +921,7 @@ func parseImageImport(c *cli.Context) (operation, error) {
 
 // imagePasswords is where a sealed image file's password comes from.
 func imagePasswords(c *cli.Context) passwordSource {
-	return passwordSource{file: c.String("image-password-file"), imageFile: true,
+	return passwordSource{file: c.String("image-password-file"), fileFlag: "--image-password-file",
 		none: errors.New("the image file is sealed with a password: give it with --image-password-file FILE, or at a terminal")}
 }
 
@@ -974,7 +974,7 @@ func (o *imageImport) run(ctx context.Context, e *env) error {
 		opts.Raw = rawFile(o.Name, o.Source, mtime)
 	}
 	if o.Password != nil {
-		opts.Password = func() ([]byte, error) { return o.Password, nil }
+		opts.Password = func(context.Context) ([]byte, error) { return o.Password, nil }
 	}
 	counted := &readCounter{r: in}
 	bar := e.progress("import "+o.Name, func() (uint64, uint64) { return counted.n.Load(), total })

@@ -100,7 +100,7 @@ func newKeyAction(make func(*store.KeyFiles, context.Context, []byte) (store.Key
 		if err != nil {
 			return err
 		}
-		pw, err := passwordSource{file: c.String("new-password-file")}.readNew()
+		pw, err := newPasswords(c).readNew(c.Context)
 		if err != nil {
 			return err
 		}

@@ -211,7 +211,7 @@ func commandRepoOptions(c *cli.Context) (store.Options, error) {
 		return opts, err
 	}
 	opts.Logger, opts.Purpose = logger(c), "chainfs "+strings.Join(os.Args[1:], " ")
-	opts.Password, opts.Command = passwordsOf(c).read, "chainfs "+c.Command.FullName()
+	opts.Password, opts.Command = passwordsOf(c).read, "chainfs "+commandName(c)
 	return opts, nil
 }
 
@@ -314,6 +314,9 @@ func initCommand() *cli.Command {
 			comp, err := store.ParseCompression(c.String("compression"))
 			if err != nil {
 				return usageError{err}
+			}
+			if !c.Bool("encrypt") && (flagGiven(c, "password-file") || flagGiven(c, "password-command")) {
+				return usagef("a password makes an encrypted repository only with --encrypt")
 			}
 			dir := repoDir(c)
 			opts := store.Options{Dir: dir, Region: c.String("region"), Compression: comp, Encrypt: c.Bool("encrypt"), Password: passwordsOf(c).readNew}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/images"
@@ -61,7 +62,7 @@ type ImportOptions struct {
 	Verify func() error
 	// Password gives the password of a stream sealed with one (image
 	// export --encrypt), asked only for such a stream.
-	Password func() ([]byte, error)
+	Password func(ctx context.Context) ([]byte, error)
 }
 
 // ImportStats say what an import read and stored.
@@ -96,16 +97,19 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 		if opts.Password == nil {
 			return nil, nil, fmt.Errorf("import %s: the stream is sealed with a password (image export --encrypt): give it with --image-password-file: %w", name, store.ErrWrongPassword)
 		}
-		pw, err := opts.Password()
+		pw, err := opts.Password(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
 		opened, err := store.OpenSealedFile(br, pw)
-		if err != nil {
+		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrFormat) {
+			// The file's damage, not the repository's.
+			return nil, nil, fmt.Errorf("import %s: %s: %w", name, strings.TrimSuffix(err.Error(), ": "+store.ErrCorrupt.Error()), ErrMalformed)
+		} else if err != nil {
 			return nil, nil, fmt.Errorf("import %s: %w", name, err)
 		}
 		st.Sealed = true
-		br = bufio.NewReaderSize(&truncationIsMalformed{r: opened, codec: "sealed"}, 1<<20)
+		br = bufio.NewReaderSize(&truncationIsMalformed{r: sealedDamageIsMalformed{opened}, codec: "sealed"}, 1<<20)
 	}
 	br, format, err := detect(br, st, opts.Raw != nil)
 	if err != nil {
@@ -235,6 +239,19 @@ func detect(br *bufio.Reader, st *ImportStats, raw bool) (*bufio.Reader, Format,
 		}
 	}
 	return nil, "", fmt.Errorf("neither a chainfs image nor a tar archive: %w", ErrMalformed)
+}
+
+// sealedDamageIsMalformed reports a sealed file's damage, which the store
+// calls corrupt, as a malformed image: the file is damaged, not the
+// repository.
+type sealedDamageIsMalformed struct{ r io.Reader }
+
+func (s sealedDamageIsMalformed) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if errors.Is(err, store.ErrCorrupt) {
+		err = fmt.Errorf("the sealed file is damaged or cut: %s: %w", strings.TrimSuffix(err.Error(), ": "+store.ErrCorrupt.Error()), ErrMalformed)
+	}
+	return n, err
 }
 
 // truncationIsMalformed reports a decompressor's unexpected end as a

@@ -14,7 +14,7 @@ import (
 func encryptedRepo(t *testing.T, password string) *store.Repo {
 	t.Helper()
 	dir := t.TempDir() + "/repo"
-	pw := func() ([]byte, error) { return []byte(password), nil }
+	pw := func(context.Context) ([]byte, error) { return []byte(password), nil }
 	if _, err := store.Init(context.Background(), store.Options{Dir: dir, Encrypt: true, Password: pw}); err != nil {
 		t.Fatal(err)
 	}
