@@ -1,21 +1,21 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"cmp"
 	"io"
 	"io/fs"
 	"os"
 	"os/user"
 	"path"
 	"path/filepath"
-	"slices"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"

@@ -71,7 +71,9 @@ func newPasswords(c *cli.Context) passwordSource {
 }
 
 // read reads the password of an existing repository.
-func (p passwordSource) read(ctx context.Context) ([]byte, error) { return p.get(ctx, "password: ", false) }
+func (p passwordSource) read(ctx context.Context) ([]byte, error) {
+	return p.get(ctx, "password: ", false)
+}
 
 // readNew reads the password of a new key: asked twice at a terminal.
 func (p passwordSource) readNew(ctx context.Context) ([]byte, error) {
