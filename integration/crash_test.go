@@ -57,6 +57,24 @@ func TestKillAnywhereEncrypted(t *testing.T) {
 	killAnywhere(t, newEncryptedEnv(t, "kill-test password"), rounds)
 }
 
+// TestKillAnywhereEncryptedInABucket is TestKillAnywhereInABucket on an
+// encrypted repository, three kills per operation: sealed journal entries
+// sent, read back after a lost answer and applied around kills.
+func TestKillAnywhereEncryptedInABucket(t *testing.T) {
+	rounds := 3
+	if n, err := strconv.Atoi(os.Getenv("CHAINFS_CRASH_ROUNDS")); err == nil && n > 0 {
+		rounds = max(1, n/6)
+	}
+	srv := s3test.Start(t)
+	srv.Setenv(t)
+	dir := t.TempDir()
+	t.Setenv("CHAINFS_CACHE", filepath.Join(dir, "cache"))
+	e := &env{t: t, dir: dir, repo: "s3://kill-sealed/repo", encrypted: true}
+	e.vars = []string{"CHAINFS_PASSWORD_FILE=" + writePassword(t, dir, "password", "sealed kills")}
+	e.ok("init", "--encrypt")
+	killAnywhere(t, e, rounds)
+}
+
 func killAnywhere(t *testing.T, e *env, rounds int) {
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)
