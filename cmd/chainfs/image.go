@@ -1090,7 +1090,7 @@ func (o *imageCopy) run(ctx context.Context, e *env) error {
 	opts.Logger, opts.Purpose = e.log, "chainfs image copy "+o.Name
 	// An encrypted target opens with the password of the process that
 	// copies (the daemon's, when one runs the command).
-	opts.Password = passwordsFromEnv().read
+	opts.Password = passwordsFromEnv().forRepo(o.ToRepo).read
 	dst, err := store.Open(ctx, opts)
 	// The repository's daemon may hold it: the copy then goes through it.
 	viaDaemon := errors.Is(err, store.ErrInUse)

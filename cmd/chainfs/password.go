@@ -26,6 +26,14 @@ type passwordSource struct {
 	credential bool
 	// none is the error when nothing gives a password.
 	none error
+	// of names, at the terminal's prompt, what the password opens.
+	of string
+}
+
+// forRepo is p asking at the terminal for the password of repo.
+func (p passwordSource) forRepo(repo string) passwordSource {
+	p.of = repo
+	return p
 }
 
 // credentialName is the systemd credential (LoadCredential=,
@@ -72,7 +80,11 @@ func newPasswords(c *cli.Context) passwordSource {
 
 // read reads the password of an existing repository.
 func (p passwordSource) read(ctx context.Context) ([]byte, error) {
-	return p.get(ctx, "password: ", false)
+	prompt := "password: "
+	if p.of != "" {
+		prompt = "password of " + p.of + ": "
+	}
+	return p.get(ctx, prompt, false)
 }
 
 // readNew reads the password of a new key: asked twice at a terminal.

@@ -211,7 +211,7 @@ func commandRepoOptions(c *cli.Context) (store.Options, error) {
 		return opts, err
 	}
 	opts.Logger, opts.Purpose = logger(c), "chainfs "+strings.Join(os.Args[1:], " ")
-	opts.Password, opts.Command = passwordsOf(c).read, "chainfs "+commandName(c)
+	opts.Password, opts.Command = passwordsOf(c).forRepo(target).read, "chainfs "+commandName(c)
 	return opts, nil
 }
 
