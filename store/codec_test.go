@@ -30,6 +30,20 @@ func compressedRepo(t *testing.T, c Compression) *Repo {
 	return r
 }
 
+// compressedText is a repository that compresses, holding a snapshot of
+// text(1), and that block's record, checked compressed.
+func compressedText(t *testing.T) (*Repo, blockRecord) {
+	t.Helper()
+	r := compressedRepo(t, CompressionFast)
+	r.AddVolume(context.Background(), Volume{Name: "v", Source: "/nowhere"})
+	snapFile(t, r, "v", text(1))
+	rec := recordOf(t, r, text(1))
+	if rec.Codec != CodecZstd {
+		t.Fatalf("not compressed: %+v", rec)
+	}
+	return r, rec
+}
+
 // text is a block of words: compressible as a source file is.
 func text(seed uint64) []byte {
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -130,14 +144,8 @@ func TestCompressedBlocks(t *testing.T) {
 // ErrCorrupt on read, never other bytes; a frame that decodes to more
 // than the block holds is too.
 func TestCompressedBlockDamage(t *testing.T) {
-	r := compressedRepo(t, CompressionFast)
+	r, rec := compressedText(t)
 	ctx := context.Background()
-	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
-	snapFile(t, r, "v", text(1))
-	rec := recordOf(t, r, text(1))
-	if rec.Codec != CodecZstd {
-		t.Fatalf("not compressed: %+v", rec)
-	}
 	for _, at := range []uint32{0, rec.Length / 2, rec.Length - 1} {
 		path := filepath.Join(r.Info().Dir, packsDir, fmt.Sprintf("%016x.pack", rec.Pack))
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -277,13 +285,8 @@ func (g *garbledCache) dropCached(id uint64, off int64, n int) bool {
 // damaged, so that it does not even decode, is read from the store again,
 // as one whose hash fails is, and counted.
 func TestUndecodableFromTheCache(t *testing.T) {
-	r := compressedRepo(t, CompressionFast)
+	r, _ := compressedText(t)
 	ctx := context.Background()
-	r.AddVolume(ctx, Volume{Name: "v", Source: "/nowhere"})
-	snapFile(t, r, "v", text(1))
-	if rec := recordOf(t, r, text(1)); rec.Codec != CodecZstd {
-		t.Fatalf("not compressed: %+v", rec)
-	}
 	g := &garbledCache{BlockStore: r.blocks}
 	r.blocks = g
 	defer func() { r.blocks = g.BlockStore }()

@@ -195,12 +195,6 @@ const streamSegment = 1 << 20
 // dropped, repeated or reordered fail to open.
 const streamPrefix = 16
 
-// sealedSize is the size of a stream of plain bytes once sealed.
-func sealedSize(plain int64) int64 {
-	segs := plain/streamSegment + 1
-	return int64(len(sealedStreamMagic)) + streamPrefix + plain + segs*chacha20poly1305.Overhead
-}
-
 // plainSize is the size of what a sealed stream of size bytes holds, or
 // -1 when no stream seals to that size.
 func plainSize(size int64) int64 {

@@ -336,9 +336,6 @@ func unlock(ctx context.Context, opts Options, info Info) (*keyring, string, []b
 	return nil, "", nil, fmt.Errorf("no key opens with this password: %w", ErrWrongPassword)
 }
 
-// Encrypted reports whether the repository is encrypted.
-func (r *Repo) Encrypted() bool { return r.keys != nil }
-
 // KeyFiles are an encrypted repository's keys, opened with one of them:
 // what adding, listing, removing and changing keys works on. They need
 // no lock of the repository, which a daemon may hold meanwhile: a key

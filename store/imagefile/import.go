@@ -102,11 +102,8 @@ func Import(ctx context.Context, repo *store.Repo, name string, r io.Reader, opt
 			return nil, nil, err
 		}
 		opened, err := store.OpenSealedFile(br, pw)
-		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrFormat) {
-			// The file's damage, not the repository's.
-			return nil, nil, fmt.Errorf("import %s: %s: %w", name, strings.TrimSuffix(err.Error(), ": "+store.ErrCorrupt.Error()), ErrMalformed)
-		} else if err != nil {
-			return nil, nil, fmt.Errorf("import %s: %w", name, err)
+		if err != nil {
+			return nil, nil, fmt.Errorf("import %s: %w", name, sealedDamage(err))
 		}
 		st.Sealed = true
 		br = bufio.NewReaderSize(&truncationIsMalformed{r: sealedDamageIsMalformed{opened}, codec: "sealed"}, 1<<20)
@@ -248,10 +245,17 @@ type sealedDamageIsMalformed struct{ r io.Reader }
 
 func (s sealedDamageIsMalformed) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
-	if errors.Is(err, store.ErrCorrupt) {
-		err = fmt.Errorf("the sealed file is damaged or cut: %s: %w", strings.TrimSuffix(err.Error(), ": "+store.ErrCorrupt.Error()), ErrMalformed)
+	return n, sealedDamage(err)
+}
+
+// sealedDamage is err as a sealed file's reader gave it, with the damage
+// the store calls corrupt or of an unknown format said to be the file's:
+// a malformed image, not a damaged repository.
+func sealedDamage(err error) error {
+	if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrFormat) {
+		return fmt.Errorf("the sealed file is damaged, cut or of another version: %s: %w", strings.TrimSuffix(err.Error(), ": "+store.ErrCorrupt.Error()), ErrMalformed)
 	}
-	return n, err
+	return err
 }
 
 // truncationIsMalformed reports a decompressor's unexpected end as a
