@@ -144,7 +144,7 @@ func TestRetentionExplainsItself(t *testing.T) {
 	// The policy's last run on v (its newest automatic snapshot) and its
 	// next, at 03:00 local time; the volume's policy.
 	snaps := e.ok("snapshot", "list", "v")
-	newest := regexp.MustCompile(`auto-\d{8}-\d{6}`).FindAllString(snaps, -1)
+	newest := regexp.MustCompile(`auto-\d{8}-\d{6}(-\d+)?`).FindAllString(snaps, -1)
 	policies := e.ok("policy", "list")
 	if len(newest) == 0 || !regexp.MustCompile(`nightly\s+at 03:00 every day; keep the newest 2\s+v\s+`+newest[len(newest)-1]+`\s+\d{4}-\d\d-\d\d 03:00:00`).MatchString(policies) {
 		t.Errorf("policy list:\n%s", policies)
