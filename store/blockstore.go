@@ -66,6 +66,9 @@ type PackWriter interface {
 // packDir is a BlockStore of pack files in one directory.
 type packDir struct {
 	dir string
+	// staging: its packs are read back at once, to be sent, so their
+	// pages stay in the page cache.
+	staging bool
 
 	mu   sync.RWMutex
 	open map[uint64]*packHandle // read handles, kept because packs never change
@@ -129,7 +132,7 @@ func (d *packDir) Create(_ context.Context, id uint64) (PackWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create pack: %w", err)
 	}
-	return &packFile{f: f, dir: d.dir}, nil
+	return &packFile{f: f, dir: d.dir, keepPages: d.staging}, nil
 }
 
 // acquire returns pack id's read handle, counted as in use until its
@@ -259,7 +262,8 @@ func (d *packDir) Close() error {
 // buffer goes to a goroutine of the pack's that writes it out, so that an
 // Append, made under a snapshot writer's lock, copies bytes and does not
 // wait for the disk unless the disk falls two buffers behind. Nothing
-// reads a pack before Finish.
+// reads a pack before Finish, nor soon after: what is on disk leaves the
+// page cache as the pack is written (dropWritten).
 type packFile struct {
 	f    *os.File
 	dir  string
@@ -273,6 +277,9 @@ type packFile struct {
 
 	written int64 // bytes written to the file (the writer's)
 	flushed int64 // bytes whose writeback has been started (the writer's)
+	dropped int64 // bytes on disk and out of the page cache (the writer's)
+
+	keepPages bool // a staged pack's, read back when it is finished
 }
 
 // packBuffer is how much a pack gathers before writing it.
@@ -283,6 +290,8 @@ const packQueue = 2
 
 // writebackChunk is how much a pack may have dirty in the page cache before
 // its writeback is started; the fsync at Finish then has little left to do.
+// The chunk before is then waited for and dropped, so a pack being written
+// holds at most two chunks of the page cache.
 const writebackChunk = 8 << 20
 
 func (p *packFile) Append(b []byte) (int64, error) {
@@ -356,6 +365,12 @@ func (p *packFile) write(b []byte) error {
 	}
 	p.written += int64(len(b))
 	if p.written-p.flushed >= writebackChunk {
+		if !p.keepPages && p.flushed > p.dropped {
+			if err := dropWritten(p.f, p.dropped, p.flushed-p.dropped); err != nil {
+				return fmt.Errorf("write pack: %w", err)
+			}
+			p.dropped = p.flushed
+		}
 		startWriteback(p.f, p.flushed, p.written-p.flushed)
 		p.flushed = p.written
 	}
@@ -385,6 +400,12 @@ func (p *packFile) Finish(context.Context) error {
 	if err := p.f.Sync(); err != nil {
 		p.f.Close()
 		return fmt.Errorf("sync pack: %w", err)
+	}
+	if !p.keepPages {
+		if err := dropWritten(p.f, 0, 0); err != nil { // the whole pack
+			p.f.Close()
+			return fmt.Errorf("sync pack: %w", err)
+		}
 	}
 	if err := p.f.Close(); err != nil {
 		return fmt.Errorf("close pack: %w", err)

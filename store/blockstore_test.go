@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // openFDs counts this process's open descriptors.
@@ -137,4 +140,65 @@ func TestPackFileWrites(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "aborted")); !os.IsNotExist(err) {
 		t.Errorf("aborted pack: %v", err)
 	}
+}
+
+// TestPackFileLeavesPageCache: a pack being written keeps no more than
+// two writeback chunks in the page cache, and none once finished, so a
+// large snapshot does not fill the cache with packs.
+func TestPackFileLeavesPageCache(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil || fs.Type == unix.TMPFS_MAGIC {
+		t.Skip("a tmpfs keeps its pages")
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "pack"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &packFile{f: f, dir: dir}
+	buf := bytes.Repeat([]byte{7}, packBuffer)
+	for range 5 * writebackChunk / packBuffer {
+		if err := p.write(buf); err != nil { // as the pack's writer does
+			t.Fatal(err)
+		}
+	}
+	if n := resident(t, f.Name()); n > 2*writebackChunk+packBuffer {
+		t.Errorf("%d bytes of a %d-byte pack being written in the page cache; want at most two chunks", n, p.written)
+	}
+	p.size = p.written
+	if err := p.Finish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := resident(t, f.Name()); n != 0 {
+		t.Errorf("%d bytes of a finished pack in the page cache", n)
+	}
+}
+
+// resident is how many bytes of a file are in the page cache.
+func resident(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return 0
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	page := os.Getpagesize()
+	vec := make([]byte, (len(m)+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal(errno)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n * page
 }

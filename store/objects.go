@@ -85,6 +85,7 @@ func newObjectPacks(objs Objects, prefix, staging string, cache *chunkCache) (*o
 	if err != nil {
 		return nil, err
 	}
+	stage.staging = true
 	return &objectPacks{objs: objs, prefix: prefix + packsDir + "/", stage: stage, cache: cache}, nil
 }
 
