@@ -95,6 +95,11 @@ const maxAttempts = 3
 // large files are read by several readers at once.
 const segmentBlocks = 32
 
+// prefetch is how much of a file is asked for when its read is queued:
+// all of a small file, the start of a large one, whose reader then has the
+// kernel's sequential readahead.
+const prefetch = 1 << 20
+
 // Snapshot makes a snapshot of a volume from its source.
 func Snapshot(ctx context.Context, repo *store.Repo, volume string, so store.SnapshotOptions, opts Options) (*Result, error) {
 	w, err := repo.BeginSnapshot(ctx, volume, so)
@@ -559,6 +564,9 @@ type fileRead struct {
 	err   error
 
 	shared *fileRead // for a later name of a hard-link group: the read it waits for
+
+	fd     int  // the file, when queue opened it
+	opened bool // fd is set; the worker closes it
 }
 
 // result is the read's error, or that of the read it shares.
@@ -587,36 +595,56 @@ func (wk *walker) startRead(ctx context.Context, path, open string, e *store.Ent
 	return fr
 }
 
-// queue hands a read to the workers.
+// queue hands a read to the workers. The file is opened here and its
+// first bytes asked for (FADV_WILLNEED) while the read waits its turn:
+// otherwise a tree of small files has one disk read in flight per worker,
+// each waited for before its hashing starts, and the cores idle. A file
+// that does not open here is opened by the worker, which says why.
 func (wk *walker) queue(ctx context.Context, fr *fileRead) {
+	if fr.entry.Size > 0 {
+		if fd, err := openNoatime(fr.open, unix.O_NOFOLLOW); err == nil {
+			unix.Fadvise(fd, 0, min(int64(fr.entry.Size), prefetch), unix.FADV_WILLNEED) // advice
+			fr.fd, fr.opened = fd, true
+		}
+	}
 	select {
 	case wk.jobs <- fr:
 	case <-ctx.Done():
-		fr.err = ctx.Err()
-		close(fr.done)
+		fr.end(ctx.Err())
 	}
+}
+
+// end closes what queue opened and finishes the read with err.
+func (fr *fileRead) end(err error) {
+	if fr.opened {
+		unix.Close(fr.fd)
+	}
+	fr.err = err
+	close(fr.done)
 }
 
 func (wk *walker) worker(ctx context.Context) {
 	defer wk.workers.Done()
 	for fr := range wk.jobs {
-		if ctx.Err() == nil {
-			fr.err = wk.readFile(ctx, fr)
+		if err := ctx.Err(); err != nil {
+			fr.end(err)
 		} else {
-			fr.err = ctx.Err()
+			fr.end(wk.readFile(ctx, fr))
 		}
-		close(fr.done)
 	}
 }
 
 // readFile reads a file's data into the store, again if it changed while
 // it was read.
 func (wk *walker) readFile(ctx context.Context, fr *fileRead) error {
-	fd, err := openNoatime(fr.open, unix.O_NOFOLLOW)
-	if err != nil {
-		return err
+	fd := fr.fd
+	if !fr.opened {
+		var err error
+		if fd, err = openNoatime(fr.open, unix.O_NOFOLLOW); err != nil {
+			return err
+		}
+		fr.fd, fr.opened = fd, true // end closes it
 	}
-	defer unix.Close(fd)
 	for attempt := 1; ; attempt++ {
 		var before, after unix.Stat_t
 		if err := unix.Fstat(fd, &before); err != nil {

@@ -3,10 +3,12 @@ package source
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/chainfs/chainfs/store"
@@ -206,5 +208,53 @@ func TestDirectoriesWalkedAtOnce(t *testing.T) {
 	}
 	if roots[0] != roots[1] {
 		t.Errorf("the tree differs with the walk's width: %v and %v", roots[0], roots[1])
+	}
+}
+
+// TestQueuedReadsCloseTheirFiles: the files queue opens ahead of their
+// reads are closed however a read ends: done, or cancelled while it is
+// queued or before.
+func TestQueuedReadsCloseTheirFiles(t *testing.T) {
+	src := t.TempDir()
+	for i := range 300 {
+		dir := filepath.Join(src, fmt.Sprintf("d%d", i%7))
+		os.MkdirAll(dir, 0o755)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), bytes.Repeat([]byte{byte(i)}, 100+i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// openUnder counts this process's descriptors of files under src.
+	openUnder := func() int {
+		fds, _ := os.ReadDir("/proc/self/fd")
+		n := 0
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, src+"/") {
+				n++
+			}
+		}
+		return n
+	}
+	ctx := context.Background()
+	if _, err := Snapshot(ctx, testRepo(t, src), "v", store.SnapshotOptions{}, Options{Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if n := openUnder(); n != 0 {
+		t.Errorf("%d files of the source open after a snapshot", n)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var reads atomic.Int32
+	testHookAfterRead = func(string) {
+		if reads.Add(1) == 20 {
+			cancel()
+		}
+	}
+	defer func() { testHookAfterRead = nil }()
+	if _, err := Snapshot(cctx, testRepo(t, src), "v", store.SnapshotOptions{}, Options{Workers: 2}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a snapshot cancelled midway: %v", err)
+	}
+	if n := openUnder(); n != 0 {
+		t.Errorf("%d files of the source open after a cancelled snapshot", n)
 	}
 }
