@@ -223,6 +223,24 @@ func TestEncryption(t *testing.T) {
 	if a, b := imageRoot(plain, "from-encrypted"), imageRoot(plain, "round-trip"); a != b {
 		t.Errorf("a tree through an encrypted repository and back: root %s, was %s", b, a)
 	}
+	// image copy out of it renames the tree as export does; into it, the
+	// copier's password opens the target. A copy again under the same
+	// name is refused, since the two trees' names cannot be compared.
+	e.ok("image", "copy", "img", "--to-repo", plain.repo, "--as", "copied-out")
+	if a, b := imageRoot(plain, "from-encrypted"), imageRoot(plain, "copied-out"); a != b {
+		t.Errorf("image copy out of an encrypted repository: root %s, an export gives %s", b, a)
+	}
+	e.fails(1, "with an encrypted repository on either side it cannot be told from img without reading both",
+		"image", "copy", "img", "--to-repo", plain.repo, "--as", "copied-out")
+	plain.vars = e.vars
+	plain.ok("image", "copy", "round-trip", "--to-repo", e.repo, "--as", "copied-in")
+	plain.vars = nil
+	copiedIn := filepath.Join(e.dir, "copied-in.native")
+	e.ok("image", "export", "copied-in", copiedIn)
+	plain.ok("image", "import", "copied-in", copiedIn)
+	if a, b := imageRoot(plain, "from-encrypted"), imageRoot(plain, "copied-in"); a != b {
+		t.Errorf("image copy into an encrypted repository and out: root %s, was %s", b, a)
+	}
 	tarFile := filepath.Join(e.dir, "img.tar")
 	e.ok("image", "export", "img", tarFile, "--format", "tar")
 	e.ok("image", "import", "tar-in", tarFile)
@@ -230,7 +248,19 @@ func TestEncryption(t *testing.T) {
 
 	sealed := filepath.Join(e.dir, "img.sealed")
 	imagePW := writePassword(t, e.dir, "image-password", "for the recipient")
-	e.ok("image", "export", "img", sealed, "--encrypt", "--image-password-file", imagePW)
+	var exported struct {
+		Stats struct {
+			StreamBytes int64 `json:"stream_bytes"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("image", "export", "img", sealed, "--encrypt", "--image-password-file", imagePW, "--json")), &exported); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(sealed); err != nil {
+		t.Error(err)
+	} else if st.Size() != exported.Stats.StreamBytes {
+		t.Errorf("a sealed export reports %d bytes written; the file has %d", exported.Stats.StreamBytes, st.Size())
+	}
 	if bytes.Contains(mustRead(t, sealed), []byte(marker)) {
 		t.Error("the marker shows in an image file sealed with a password")
 	}

@@ -57,7 +57,8 @@ type ExportStats struct {
 	BlockBytes uint64 `json:"block_bytes"`
 	// Skipped counts blocks left out of a thin stream.
 	Skipped uint64 `json:"skipped,omitempty"`
-	// StreamBytes is the size of the stream.
+	// StreamBytes is the size of the stream as written: sealed, when it
+	// was.
 	StreamBytes uint64 `json:"stream_bytes"`
 	// Warnings are entries a format cannot carry (tar: sockets).
 	Warnings []string `json:"warnings,omitempty"`
@@ -293,15 +294,20 @@ func ExportSealed(ctx context.Context, rd store.Reader, img *images.Image, w io.
 	if password == nil {
 		return Export(ctx, rd, img, w, format, prog)
 	}
-	sw, err := store.SealFile(w, password)
+	sealed := &countingWriter{w: w}
+	sw, err := store.SealFile(sealed, password)
 	if err != nil {
 		return nil, err
 	}
 	st, err := Export(ctx, rd, img, sw, format, prog)
-	if err == nil {
-		err = sw.Close()
+	if err != nil {
+		return nil, err
 	}
-	return st, err
+	if err := sw.Close(); err != nil {
+		return nil, err
+	}
+	st.StreamBytes = sealed.n // what was written, seal and all
+	return st, nil
 }
 
 // Export writes an image to w in a format: native, tar, or raw (the disk
