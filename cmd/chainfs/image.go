@@ -1095,15 +1095,18 @@ func (o *imageCopy) run(ctx context.Context, e *env) error {
 	// The repository's daemon may hold it: the copy then goes through it.
 	viaDaemon := errors.Is(err, store.ErrInUse)
 	var there *images.Image
+	encrypted := r.Info().Encryption != "" // on either side: names differ
 	switch {
 	case viaDaemon:
 		if info, err := store.ReadInfo(dir); err == nil {
 			res.Region = info.Region
+			encrypted = encrypted || info.Encryption != ""
 		}
 		there, err = imageThere(ctx, dir, as)
 	case err == nil:
 		defer dst.Close()
 		res.Region = dst.Info().Region
+		encrypted = encrypted || dst.Info().Encryption != ""
 		if there, err = images.Get(ctx, dst, as); errors.Is(err, store.ErrNotFound) {
 			there, err = nil, nil
 		}
@@ -1114,6 +1117,11 @@ func (o *imageCopy) run(ctx context.Context, e *env) error {
 	if there != nil {
 		// A copy made before: the same tree is nothing to send.
 		if there.Snapshot.Root != img.Snapshot.Root || !reflect.DeepEqual(there.Snapshot.RootDir, img.Snapshot.RootDir) {
+			if encrypted {
+				// Its tree is named under another key: telling whether it
+				// is the same would take reading all of both.
+				return fmt.Errorf("an image %s is already in %s; with an encrypted repository on either side it cannot be told from %s without reading both: copy under another name with --as NEWNAME", as, o.ToRepo, o.Name)
+			}
 			return fmt.Errorf("an image %s is already in %s and differs from %s: copy under another name with --as NEWNAME", as, o.ToRepo, o.Name)
 		}
 		res.AlreadyThere = true
