@@ -12,10 +12,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 source "$here/lib.sh"
 : "${CHAINFS:?set CHAINFS to the chainfs binary}"
-# COMPRESSION is the chainfs repository's: off, fast (chainfs's default) or
-# max; ENCRYPT=1 makes it encrypted (init --encrypt); MARKER names the
-# section of docs/benchmarks.md the table goes to.
-: "${COMPRESSION:=fast}" "${ENCRYPT:=}" "${MARKER:=bench-compare}"
+# COMPRESSION is the chainfs repositories': off, fast (chainfs's default)
+# or max; chainfs runs twice, into a plain repository and into an
+# encrypted one (init --encrypt). MARKER names the section of
+# docs/benchmarks.md the table goes to.
+: "${COMPRESSION:=fast}" "${MARKER:=bench-compare}"
 CHAINFS=$(realpath "$CHAINFS")
 SNAPSHOTS=${SNAPSHOTS:-1000}
 DEPTH=${DEPTH:-10000}
@@ -29,6 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 export CHAINFS_CONFIG=/dev/null CHAINFS_REPO=$work/chainfs-repo
+# encrypted runs chainfs on the encrypted repository.
+encrypted=(env CHAINFS_REPO="$work/chainfs-encrypted" CHAINFS_PASSWORD_FILE="$work/password" "$CHAINFS")
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$work/restic-cache RESTIC_REPOSITORY=$work/restic-repo
 export BORG_REPO=$work/borg-repo BORG_CACHE_DIR=$work/borg-cache BORG_CONFIG_DIR=$work/borg-config \
 	BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
@@ -63,41 +66,45 @@ timed disk dd if="$big" of=/dev/null bs=1M   # the disk's own cold read
 
 # --- snapshots and backups --------------------------------------------------
 log "first snapshots and backups"
-encrypt=() encrypted="does not encrypt"
-if [ -n "$ENCRYPT" ]; then
-	echo bench >"$work/password"
-	export CHAINFS_PASSWORD_FILE=$work/password
-	encrypt=(--encrypt) encrypted="encrypts (init --encrypt)"
-fi
-"$CHAINFS" init --compression "$COMPRESSION" "${encrypt[@]}" >/dev/null
+echo bench >"$work/password"
+"$CHAINFS" init --compression "$COMPRESSION" >/dev/null
+"${encrypted[@]}" init --compression "$COMPRESSION" --encrypt >/dev/null
 "$CHAINFS" volume add mixed "$mixed" >/dev/null
 "$CHAINFS" volume add small "$small" >/dev/null
+"${encrypted[@]}" volume add mixed "$mixed" >/dev/null
+"${encrypted[@]}" volume add small "$small" >/dev/null
 restic init >/dev/null 2>&1
 borg init --encryption=none >/dev/null 2>&1
 cold; timed chainfs-first "$CHAINFS" snapshot create mixed --name first
+cold; timed enc-first "${encrypted[@]}" snapshot create mixed --name first
 cold; timed restic-first restic backup --quiet "$mixed"
 cold; timed borg-first borg create "::first" "$mixed"
 
 read -r changed_files changed_bytes < <(cd "$root" && go run ./bench/gen change "$mixed")
 log "incremental after $changed_files files, $changed_bytes bytes changed"
 cold; timed chainfs-incr "$CHAINFS" snapshot create mixed --name second
+cold; timed enc-incr "${encrypted[@]}" snapshot create mixed --name second
 cold; timed restic-incr restic backup --quiet "$mixed"
 cold; timed borg-incr borg create "::second" "$mixed"
 
 log "unchanged"
 timed chainfs-same "$CHAINFS" snapshot create mixed --name third
+timed enc-same "${encrypted[@]}" snapshot create mixed --name third
 timed restic-same restic backup --quiet "$mixed"
 timed borg-same borg create "::third" "$mixed"
 
 log "100k-file tree"
 cold; timed chainfs-smallfirst "$CHAINFS" snapshot create small --name first
+cold; timed enc-smallfirst "${encrypted[@]}" snapshot create small --name first
 cold; timed restic-smallfirst restic backup --quiet "$small"
 cold; timed borg-smallfirst borg create "::small-first" "$small"
 timed chainfs-smallsame "$CHAINFS" snapshot create small --name second
+timed enc-smallsame "${encrypted[@]}" snapshot create small --name second
 timed restic-smallsame restic backup --quiet "$small"
 timed borg-smallsame borg create "::small-second" "$small"
 declare -A SIZE
 SIZE[chainfs]=$(du -sB1 "$CHAINFS_REPO" | cut -f1)
+SIZE[enc]=$(du -sB1 "$work/chainfs-encrypted" | cut -f1)
 SIZE[restic]=$(du -sB1 "$RESTIC_REPOSITORY" | cut -f1)
 SIZE[borg]=$(du -sB1 "$BORG_REPO" | cut -f1)
 # A tree of 400,000 files, chainfs alone, before a daemon runs (a
@@ -111,10 +118,13 @@ cold; timed chainfs-400same "$CHAINFS" snapshot create big400 --name second
 
 # --- mounts -------------------------------------------------------------------
 log "mounting"
-mkdir -p "$work"/mnt-chainfs "$work"/mnt-restic "$work"/mnt-borg "$work"/mnt-loop
+mkdir -p "$work"/mnt-chainfs "$work"/mnt-enc "$work"/mnt-restic "$work"/mnt-borg "$work"/mnt-loop
 "$CHAINFS" serve --mount "$work/mnt-chainfs" >/dev/null 2>"$work/chainfs.log" & pids+=($!)
 chainfs_pid=$!
+"${encrypted[@]}" serve --mount "$work/mnt-enc" >/dev/null 2>"$work/enc.log" & pids+=($!)
+enc_pid=$!
 waitfor "$work/mnt-chainfs/volumes/small/second"
+waitfor "$work/mnt-enc/volumes/small/second"
 restic mount --allow-other=false "$work/mnt-restic" >/dev/null 2>&1 & pids+=($!)
 restic_pid=$!
 waitfor "$work/mnt-restic/ids"
@@ -129,14 +139,16 @@ restic_id() { restic snapshots --json --path "$1" | py "import json,sys; print(j
 declare -A MIXED SMALL PID
 MIXED[chainfs]=$work/mnt-chainfs/volumes/mixed/third
 SMALL[chainfs]=$work/mnt-chainfs/volumes/small/second
+MIXED[enc]=$work/mnt-enc/volumes/mixed/third
+SMALL[enc]=$work/mnt-enc/volumes/small/second
 MIXED[restic]=$work/mnt-restic/ids/$(restic_id "$mixed")$mixed
 SMALL[restic]=$work/mnt-restic/ids/$(restic_id "$small")$small
 MIXED[borg]=$work/mnt-borg/third$mixed
 SMALL[borg]=$work/mnt-borg/small-second$small
 MIXED[loop]=$work/mnt-loop/mixed
 SMALL[loop]=$work/mnt-loop/small
-PID[chainfs]=$chainfs_pid PID[restic]=$restic_pid PID[borg]=$borg_pid PID[loop]=$loop_pid
-tools="chainfs restic borg loop"
+PID[chainfs]=$chainfs_pid PID[enc]=$enc_pid PID[restic]=$restic_pid PID[borg]=$borg_pid PID[loop]=$loop_pid
+tools="chainfs enc restic borg loop"
 
 # cputimed KEY PID CMD...: timed, and the CPU seconds process PID (a
 # mount's daemon) spent meanwhile in C[KEY].
@@ -171,7 +183,10 @@ for t in $tools; do
 	rm -rf "$work/rsync-$t"
 	M[$t-mount]=$(ps -o rss= -p "${PID[$t]}" | tr -d ' ')
 done
-diff -rq "$mixed" "${MIXED[chainfs]}" >/dev/null || { echo "the chainfs mount differs from the source" >&2; exit 1; }
+for t in chainfs enc; do
+	diff -rq "$mixed" "${MIXED[$t]}" >/dev/null || { echo "the $t mount differs from the source" >&2; exit 1; }
+done
+umount "$work/mnt-enc"
 
 # --- the same reads from a RAM disk ----------------------------------------------
 # A slow disk hides the CPU a read costs: chainfs's repository and the
@@ -232,23 +247,27 @@ ns() { awk -v n="BenchmarkChainDepth/$1-" 'index($1, n) == 1 { print $3 / 1e6 }'
 # --- the table ------------------------------------------------------------------------
 tsec() { echo "${T[$1]} s"; }
 row() { printf '|'; printf ' %s |' "$@"; echo; }
+# The first table's columns: chainfs, chainfs encrypted, restic, borg,
+# loopback, then restic / chainfs, restic / encrypted, borg / chainfs,
+# loopback / chainfs, and loopback / encrypted.
 speedrow() { # label bytes key: MB/s for every tool, ratios chainfs/peer
 	local label=$1 bytes=$2 key=$3
-	row "$label" "$(mbps "$bytes" "${T[chainfs-$key]}") MB/s" "$(mbps "$bytes" "${T[restic-$key]}") MB/s" \
+	row "$label" "$(mbps "$bytes" "${T[chainfs-$key]}") MB/s" "$(mbps "$bytes" "${T[enc-$key]}") MB/s" "$(mbps "$bytes" "${T[restic-$key]}") MB/s" \
 		"$(mbps "$bytes" "${T[borg-$key]}") MB/s" "$(mbps "$bytes" "${T[loop-$key]}") MB/s" \
-		"$(x "${T[restic-$key]}" "${T[chainfs-$key]}")" "$(x "${T[borg-$key]}" "${T[chainfs-$key]}")" "$(x "${T[loop-$key]}" "${T[chainfs-$key]}")"
+		"$(x "${T[restic-$key]}" "${T[chainfs-$key]}")" "$(x "${T[restic-$key]}" "${T[enc-$key]}")" "$(x "${T[borg-$key]}" "${T[chainfs-$key]}")" \
+		"$(x "${T[loop-$key]}" "${T[chainfs-$key]}")" "$(x "${T[loop-$key]}" "${T[enc-$key]}")"
 }
 timerow() { # label key [loop]: seconds for every tool, ratios peer/chainfs
 	local label=$1 key=$2 loop=${3:-}
-	local l="" lr=""
-	[ -n "$loop" ] && l=$(tsec "loop-$key") lr=$(x "${T[loop-$key]}" "${T[chainfs-$key]}")
-	row "$label" "$(tsec "chainfs-$key")" "$(tsec "restic-$key")" "$(tsec "borg-$key")" "$l" \
-		"$(x "${T[restic-$key]}" "${T[chainfs-$key]}")" "$(x "${T[borg-$key]}" "${T[chainfs-$key]}")" "$lr"
+	local l="" lr="" le=""
+	[ -n "$loop" ] && l=$(tsec "loop-$key") lr=$(x "${T[loop-$key]}" "${T[chainfs-$key]}") le=$(x "${T[loop-$key]}" "${T[enc-$key]}")
+	row "$label" "$(tsec "chainfs-$key")" "$(tsec "enc-$key")" "$(tsec "restic-$key")" "$(tsec "borg-$key")" "$l" \
+		"$(x "${T[restic-$key]}" "${T[chainfs-$key]}")" "$(x "${T[restic-$key]}" "${T[enc-$key]}")" "$(x "${T[borg-$key]}" "${T[chainfs-$key]}")" "$lr" "$le"
 }
 cpurow() { # label key bytes: daemon CPU seconds per GiB for every tool
 	local label=$1 key=$2 bytes=$3 t out=()
 	for t in $tools; do out+=("$(py "print(f'{${C[$t-$key]} / ($bytes / 2**30):.2f} s')")"); done
-	row "$label" "${out[@]}" "" "" ""
+	row "$label" "${out[@]}" "" "" "" "" ""
 }
 us() { py "print(f'{${C[$1]} / $small_entries * 1e6:.0f} µs')"; } # daemon CPU per entry listed
 small_entries=$(find "$small" | wc -l)
@@ -266,20 +285,22 @@ table=$work/table.md
 	echo "Data: $(mb "$mixed_bytes") MB in $mixed_files files (a 1 GiB file, 8 × 64 MiB, 9,000 files of 4-128 KiB, Go's"
 	echo "source tree), and a tree of 100,000 files of 100-3,100 bytes; the change: $changed_files files, $(mb "$changed_bytes") MB."
 	echo "Page cache dropped before every first, incremental and cold figure. chainfs with compression $COMPRESSION; restic compresses"
-	echo "(auto: zstd's fastest) and always encrypts; borg 1.2 with --encryption=none and its default lz4. chainfs $encrypted."
+	echo "(auto: zstd's fastest) and always encrypts; borg 1.2 with --encryption=none and its default lz4. chainfs encrypted:"
+	echo "a second repository, made with init --encrypt and the same compression, served by a second daemon."
 	echo
-	row "scenario" "chainfs" "restic" "borg" "loopback" "restic / chainfs" "borg / chainfs" "loopback / chainfs"
-	row "---" "---" "---" "---" "---" "---" "---" "---"
-	row "first snapshot (MB/s over the data)" "$(tsec chainfs-first) ($(mbps "$mixed_bytes" "${T[chainfs-first]}") MB/s)" "$(tsec restic-first) ($(mbps "$mixed_bytes" "${T[restic-first]}") MB/s)" \
-		"$(tsec borg-first) ($(mbps "$mixed_bytes" "${T[borg-first]}") MB/s)" "" "$(x "${T[restic-first]}" "${T[chainfs-first]}")" "$(x "${T[borg-first]}" "${T[chainfs-first]}")" ""
+	row "scenario" "chainfs" "chainfs encrypted" "restic" "borg" "loopback" "restic / chainfs" "restic / encrypted" "borg / chainfs" "loopback / chainfs" "loopback / encrypted"
+	row "---" "---" "---" "---" "---" "---" "---" "---" "---" "---" "---"
+	first() { echo "$(tsec "$1-first") ($(mbps "$mixed_bytes" "${T[$1-first]}") MB/s)"; }
+	row "first snapshot (MB/s over the data)" "$(first chainfs)" "$(first enc)" "$(first restic)" "$(first borg)" "" \
+		"$(x "${T[restic-first]}" "${T[chainfs-first]}")" "$(x "${T[restic-first]}" "${T[enc-first]}")" "$(x "${T[borg-first]}" "${T[chainfs-first]}")" "" ""
 	timerow "incremental after the 1 % change" incr
-	row "incremental / first" "$(x "${T[chainfs-incr]}" "${T[chainfs-first]}")" "$(x "${T[restic-incr]}" "${T[restic-first]}")" "$(x "${T[borg-incr]}" "${T[borg-first]}")" "" "" "" ""
+	row "incremental / first" "$(x "${T[chainfs-incr]}" "${T[chainfs-first]}")" "$(x "${T[enc-incr]}" "${T[enc-first]}")" "$(x "${T[restic-incr]}" "${T[restic-first]}")" "$(x "${T[borg-incr]}" "${T[borg-first]}")" "" "" "" "" "" ""
 	timerow "unchanged re-snapshot" same
 	timerow "first snapshot of the 100k-file tree" smallfirst
 	timerow "unchanged 100k-file tree" smallsame
-	row "peak RSS, first snapshot" "$((M[chainfs-first] >> 10)) MiB" "$((M[restic-first] >> 10)) MiB" "$((M[borg-first] >> 10)) MiB" "" "" "" ""
-	row "repository after all of the above" "$((SIZE[chainfs] >> 20)) MiB" "$((SIZE[restic] >> 20)) MiB" "$((SIZE[borg] >> 20)) MiB" "" \
-		"$(x "${SIZE[restic]}" "${SIZE[chainfs]}")" "$(x "${SIZE[borg]}" "${SIZE[chainfs]}")" ""
+	row "peak RSS, first snapshot" "$((M[chainfs-first] >> 10)) MiB" "$((M[enc-first] >> 10)) MiB" "$((M[restic-first] >> 10)) MiB" "$((M[borg-first] >> 10)) MiB" "" "" "" "" "" ""
+	row "repository after all of the above" "$((SIZE[chainfs] >> 20)) MiB" "$((SIZE[enc] >> 20)) MiB" "$((SIZE[restic] >> 20)) MiB" "$((SIZE[borg] >> 20)) MiB" "" \
+		"$(x "${SIZE[restic]}" "${SIZE[chainfs]}")" "$(x "${SIZE[restic]}" "${SIZE[enc]}")" "$(x "${SIZE[borg]}" "${SIZE[chainfs]}")" "" ""
 	timerow "ls -lR of 100k files through the mount, cold" ls loop
 	speedrow "sequential read of 1 GiB through the mount, cold" "$big_bytes" cold
 	speedrow "the same, warm (5 re-reads)" "$((5 * big_bytes))" warm
@@ -290,9 +311,9 @@ table=$work/table.md
 	cpurow "daemon CPU per GiB read, warm" warm "$((5 * big_bytes))"
 	cpurow "daemon CPU per GiB read, every file (tar), cold" tar "$mixed_bytes"
 	timerow "ls -lR of 100k files through the mount, warm" lswarm loop
-	row "daemon CPU per entry listed (ls -lR), cold / warm" "$(us chainfs-ls) / $(us chainfs-lswarm)" "$(us restic-ls) / $(us restic-lswarm)" \
-		"$(us borg-ls) / $(us borg-lswarm)" "$(us loop-ls) / $(us loop-lswarm)" "" "" ""
-	row "mount's RSS after the reads" "$((M[chainfs-mount] >> 10)) MiB" "$((M[restic-mount] >> 10)) MiB" "$((M[borg-mount] >> 10)) MiB" "$((M[loop-mount] >> 10)) MiB" "" "" ""
+	row "daemon CPU per entry listed (ls -lR), cold / warm" "$(us chainfs-ls) / $(us chainfs-lswarm)" "$(us enc-ls) / $(us enc-lswarm)" "$(us restic-ls) / $(us restic-lswarm)" \
+		"$(us borg-ls) / $(us borg-lswarm)" "$(us loop-ls) / $(us loop-lswarm)" "" "" "" "" ""
+	row "mount's RSS after the reads" "$((M[chainfs-mount] >> 10)) MiB" "$((M[enc-mount] >> 10)) MiB" "$((M[restic-mount] >> 10)) MiB" "$((M[borg-mount] >> 10)) MiB" "$((M[loop-mount] >> 10)) MiB" "" "" "" "" ""
 	echo
 	echo "The same reads with chainfs's repository and the loopback's source on a RAM disk (ext4 on a loop device"
 	echo "backed by memory, page cache dropped before each cold read; it reads big.bin cold at $(mbps "$big_bytes" "${T[ram-disk]}") MB/s):"
@@ -332,6 +353,8 @@ table=$work/table.md
 	mw=$(x "$(ns "depth=$DEPTH/last/merged/warm")" "$(ns depth=1/warm)") mc=$(x "$(ns "depth=$DEPTH/last/merged/cold")" "$(ns depth=1/cold)")
 	echo "- depth $DEPTH vs 1 with the daemon's merges ≤ 1.1 warm, ≤ 1.2 cold: $(ok "$mw <= 1.1 and $mc <= 1.2") (warm $mw, cold $mc); no daemon: warm $(x "$(ns "depth=$DEPTH/last/warm")" "$(ns depth=1/warm)"), cold $(x "$(ns "depth=$DEPTH/last/cold")" "$(ns depth=1/cold)"); after gc warm $(x "$(ns "depth=$DEPTH/last/after-gc/warm")" "$(ns depth=1/warm)"), cold $(x "$(ns "depth=$DEPTH/last/after-gc/cold")" "$(ns depth=1/cold)")"
 	echo "- 400k entries: snapshot peak RSS ≤ 256 MiB: $(ok "${M[chainfs-400first]} <= 262144 and ${M[chainfs-400same]} <= 262144") ($((M[chainfs-400first] >> 10)), $((M[chainfs-400same] >> 10)) MiB); ls -lR ≤ 3× native cold, ≤ 2× warm: $(ok "${T[chainfs-400ls]} <= 3 * ${T[native-400ls]} and ${T[chainfs-400lswarm]} <= 2 * ${T[native-400lswarm]}"); daemon ≤ 256 MiB: $(ok "$rss_400 <= 262144")"
+	enc_cpu=$(py "print(f'{${C[enc-cold]} / ($big_bytes / 2**30):.2f}')")
+	echo "- encrypted: first snapshot ≥ 2.5× restic: $(ok "${T[restic-first]}/${T[enc-first]} >= 2.5") ($(x "${T[restic-first]}" "${T[enc-first]}")); cold read ≥ 0.7× loopback: $(ok "${T[loop-cold]}/${T[enc-cold]} >= 0.7") ($(x "${T[loop-cold]}" "${T[enc-cold]}"), at $enc_cpu daemon CPU-s per GiB)"
 	echo "- daemon RSS with $n_snaps snapshots of the 100k-file tree ≤ 256 MiB: $(ok "$rss_many <= 262144") ($((rss_many >> 10)) MiB)"
 } >"$table"
 cat "$table"
