@@ -2,11 +2,13 @@
 # Snapshot times on bench-compare's mixed data, one binary against another:
 # for each run and each binary (OLD first, when set), a new repository's
 # first snapshot (page cache dropped), go run ./bench/gen change, the
-# incremental (page cache dropped) and an unchanged one; then the first
-# snapshot of each top-level part of the data alone (page cache dropped),
-# with user and system CPU. Prints one line per measurement.
-#   CHAINFS=bin/chainfs [OLD=/path/to/an/older/chainfs] [RUNS=2] bash bench/snapab.sh
-# Needs root (drop_caches). The data stays in /var/tmp/chainfs-snapab.
+# incremental (page cache dropped) and an unchanged one; then, RUNS times,
+# the first snapshot of each top-level part of the data alone (page cache dropped),
+# with user and system CPU, and of the 100k-file tree. Prints one line per
+# measurement. ENCRYPT=1 makes every repository encrypted (init --encrypt).
+#   CHAINFS=bin/chainfs [OLD=/path/to/an/older/chainfs] [RUNS=2] [ENCRYPT=1] bash bench/snapab.sh
+# Needs root (drop_caches). The data stays in /var/tmp/chainfs-snapab and
+# /var/tmp/chainfs-snapab-small.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -15,18 +17,25 @@ source "$here/lib.sh"
 RUNS=${RUNS:-2}
 bins=$(realpath "$CHAINFS")
 [ -n "${OLD:-}" ] && bins="$(realpath "$OLD") $bins"
-data=/var/tmp/chainfs-snapab
+data=/var/tmp/chainfs-snapab small=/var/tmp/chainfs-snapab-small
 if [ ! -d "$data/go-src" ]; then
 	(cd "$root" && go run ./bench/gen mixed "$data" >/dev/null)
 	cp -a "$(go env GOROOT)/src" "$data/go-src"
 fi
+[ -d "$small" ] || (cd "$root" && go run ./bench/gen small "$small" >/dev/null)
 work=$(mktemp -d /var/tmp/chainfs-snapab-work.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export CHAINFS_CONFIG=/dev/null CHAINFS_REPO=$work/repo
+encrypt=()
+if [ -n "${ENCRYPT:-}" ]; then
+	echo bench >"$work/password"
+	export CHAINFS_PASSWORD_FILE=$work/password
+	encrypt=(--encrypt)
+fi
 secs() { /usr/bin/time -f '%e s, %U s user, %S s system' "$@" 2>&1 >/dev/null | tail -1; }
 fresh() { # fresh SRC: a new repository with one volume of SRC
 	rm -rf "$CHAINFS_REPO"
-	"$bin" init >/dev/null
+	"$bin" init "${encrypt[@]}" >/dev/null
 	"$bin" volume add m "$1" >/dev/null
 }
 for run in $(seq 1 "$RUNS"); do
@@ -40,10 +49,12 @@ for run in $(seq 1 "$RUNS"); do
 		echo "run $run $bin: first $first; incremental $incr; unchanged $same"
 	done
 done
-for part in "$data"/*; do
+for part in "$data"/* "$small"; do
 	rm -rf "$work/part" && mkdir "$work/part" && cp -a "$part" "$work/part/"
-	for bin in $bins; do
-		fresh "$work/part"
-		cold; echo "$(basename "$part") alone, $bin: $(secs "$bin" snapshot create m)"
+	for run in $(seq 1 "$RUNS"); do
+		for bin in $bins; do
+			fresh "$work/part"
+			cold; echo "run $run, $(basename "$part") alone, $bin: $(secs "$bin" snapshot create m)"
+		done
 	done
 done
