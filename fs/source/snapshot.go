@@ -313,6 +313,14 @@ func openNoatime(path string, flags int) (int, error) {
 	return fd, err
 }
 
+// openFile opens a file to read its data. It was a regular file when its
+// directory was read; one swapped since for a symlink is not followed, and
+// one swapped for a FIFO opens without waiting for a writer (the read's
+// fstat then refuses it) and never becomes a controlling terminal.
+func openFile(path string) (int, error) {
+	return openNoatime(path, unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY)
+}
+
 // dir snapshots one directory and returns its tree: open is what the
 // directory is opened by, path what messages call it. An error means the
 // directory itself could not be read; errors below it are warnings. The
@@ -602,7 +610,7 @@ func (wk *walker) startRead(ctx context.Context, path, open string, e *store.Ent
 // that does not open here is opened by the worker, which says why.
 func (wk *walker) queue(ctx context.Context, fr *fileRead) {
 	if fr.entry.Size > 0 {
-		if fd, err := openNoatime(fr.open, unix.O_NOFOLLOW); err == nil {
+		if fd, err := openFile(fr.open); err == nil {
 			unix.Fadvise(fd, 0, min(int64(fr.entry.Size), prefetch), unix.FADV_WILLNEED) // advice
 			fr.fd, fr.opened = fd, true
 		}
@@ -640,7 +648,7 @@ func (wk *walker) readFile(ctx context.Context, fr *fileRead) error {
 	fd := fr.fd
 	if !fr.opened {
 		var err error
-		if fd, err = openNoatime(fr.open, unix.O_NOFOLLOW); err != nil {
+		if fd, err = openFile(fr.open); err != nil {
 			return err
 		}
 		fr.fd, fr.opened = fd, true // end closes it

@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/chainfs/chainfs/store"
 	"github.com/chainfs/chainfs/store/storetest"
+	"golang.org/x/sys/unix"
 )
 
 func testRepo(t *testing.T, src string) *store.Repo {
@@ -256,5 +258,33 @@ func TestQueuedReadsCloseTheirFiles(t *testing.T) {
 	}
 	if n := openUnder(); n != 0 {
 		t.Errorf("%d files of the source open after a cancelled snapshot", n)
+	}
+}
+
+// TestFileSwappedForAFifo: a file that is a FIFO by the time its read is
+// queued is refused as no longer a regular file, without waiting for a
+// writer that never comes.
+func TestFileSwappedForAFifo(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "swapped")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wk := &walker{jobs: make(chan *fileRead, 1)}
+	fr := &fileRead{path: fifo, open: fifo, entry: store.Entry{Type: store.TypeRegular, Size: 100}, done: make(chan struct{})}
+	ended := make(chan error, 1)
+	go func() {
+		ctx := context.Background()
+		wk.queue(ctx, fr)
+		fr = <-wk.jobs
+		fr.end(wk.readFile(ctx, fr))
+		ended <- fr.err
+	}()
+	select {
+	case err := <-ended:
+		if err == nil || !strings.Contains(err.Error(), "no longer a regular file") {
+			t.Errorf("a file swapped for a FIFO: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the read of a file swapped for a FIFO waits for a writer")
 	}
 }
