@@ -402,10 +402,7 @@ func (p *packFile) Finish(context.Context) error {
 		return fmt.Errorf("sync pack: %w", err)
 	}
 	if !p.keepPages {
-		if err := dropWritten(p.f, 0, 0); err != nil { // the whole pack
-			p.f.Close()
-			return fmt.Errorf("sync pack: %w", err)
-		}
+		dropPages(p.f, 0, 0) // all of it is on disk now
 	}
 	if err := p.f.Close(); err != nil {
 		return fmt.Errorf("close pack: %w", err)

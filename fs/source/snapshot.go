@@ -316,9 +316,21 @@ func openNoatime(path string, flags int) (int, error) {
 // openFile opens a file to read its data. It was a regular file when its
 // directory was read; one swapped since for a symlink is not followed, and
 // one swapped for a FIFO opens without waiting for a writer (the read's
-// fstat then refuses it) and never becomes a controlling terminal.
+// fstat then refuses it) and never becomes a controlling terminal. The
+// read clears O_NONBLOCK once it knows the file is regular (blocking).
 func openFile(path string) (int, error) {
 	return openNoatime(path, unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY)
+}
+
+// blocking clears O_NONBLOCK, which openFile set only for the open: a
+// FUSE server or a kernel file may honour it on reads of a regular file,
+// and answer EAGAIN.
+func blocking(fd int) error {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil && fl&unix.O_NONBLOCK != 0 {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	}
+	return err
 }
 
 // dir snapshots one directory and returns its tree: open is what the
@@ -574,7 +586,7 @@ type fileRead struct {
 	shared *fileRead // for a later name of a hard-link group: the read it waits for
 
 	fd     int  // the file, when queue opened it
-	opened bool // fd is set; the worker closes it
+	opened bool // fd is set; end closes it
 }
 
 // result is the read's error, or that of the read it shares.
@@ -609,6 +621,10 @@ func (wk *walker) startRead(ctx context.Context, path, open string, e *store.Ent
 // each waited for before its hashing starts, and the cores idle. A file
 // that does not open here is opened by the worker, which says why.
 func (wk *walker) queue(ctx context.Context, fr *fileRead) {
+	if err := ctx.Err(); err != nil {
+		fr.end(err) // opening and reading ahead the rest would be for nothing
+		return
+	}
 	if fr.entry.Size > 0 {
 		if fd, err := openFile(fr.open); err == nil {
 			unix.Fadvise(fd, 0, min(int64(fr.entry.Size), prefetch), unix.FADV_WILLNEED) // advice
@@ -660,6 +676,9 @@ func (wk *walker) readFile(ctx context.Context, fr *fileRead) error {
 		}
 		if fileType(before.Mode) != store.TypeRegular {
 			return fmt.Errorf("no longer a regular file")
+		}
+		if err := blocking(fd); err != nil {
+			return err
 		}
 		extents, sparse, err := dataExtents(fd, before.Size)
 		if err != nil {

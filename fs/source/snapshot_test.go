@@ -213,11 +213,14 @@ func TestDirectoriesWalkedAtOnce(t *testing.T) {
 	}
 }
 
-// TestQueuedReadsCloseTheirFiles: the files queue opens ahead of their
-// reads are closed however a read ends: done, or cancelled while it is
-// queued or before.
+// TestQueuedReadsCloseTheirFiles: queue opens files ahead of their reads
+// (more are open at once than there are workers), and they are closed
+// however a read ends: done, or cancelled while it is queued or before.
 func TestQueuedReadsCloseTheirFiles(t *testing.T) {
-	src := t.TempDir()
+	src, err := filepath.EvalSymlinks(t.TempDir()) // as /proc/self/fd names it
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 300 {
 		dir := filepath.Join(src, fmt.Sprintf("d%d", i%7))
 		os.MkdirAll(dir, 0o755)
@@ -225,20 +228,29 @@ func TestQueuedReadsCloseTheirFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// openUnder counts this process's descriptors of files under src.
+	// openUnder counts this process's descriptors of regular files under
+	// src (its directories are open while they are walked).
 	openUnder := func() int {
 		fds, _ := os.ReadDir("/proc/self/fd")
 		n := 0
 		for _, fd := range fds {
-			if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, src+"/") {
+			link := filepath.Join("/proc/self/fd", fd.Name())
+			target, err := os.Readlink(link)
+			if st, serr := os.Stat(link); err == nil && serr == nil && st.Mode().IsRegular() && strings.HasPrefix(target, src+"/") {
 				n++
 			}
 		}
 		return n
 	}
 	ctx := context.Background()
-	if _, err := Snapshot(ctx, testRepo(t, src), "v", store.SnapshotOptions{}, Options{Workers: 2}); err != nil {
+	var most int
+	testHookAfterRead = func(string) { most = max(most, openUnder()) } // one worker at a time reads most
+	defer func() { testHookAfterRead = nil }()
+	if _, err := Snapshot(ctx, testRepo(t, src), "v", store.SnapshotOptions{}, Options{Workers: 1}); err != nil {
 		t.Fatal(err)
+	}
+	if most < 2 {
+		t.Errorf("at most %d file open during reads by one worker: none opened ahead", most)
 	}
 	if n := openUnder(); n != 0 {
 		t.Errorf("%d files of the source open after a snapshot", n)
@@ -252,7 +264,6 @@ func TestQueuedReadsCloseTheirFiles(t *testing.T) {
 			cancel()
 		}
 	}
-	defer func() { testHookAfterRead = nil }()
 	if _, err := Snapshot(cctx, testRepo(t, src), "v", store.SnapshotOptions{}, Options{Workers: 2}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a snapshot cancelled midway: %v", err)
 	}
