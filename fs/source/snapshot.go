@@ -139,8 +139,11 @@ type walker struct {
 	// them: a cold walk waits on the disk for every inode, and several
 	// at once keep its queue full. One worker walks one at a time.
 	dirSlots chan struct{}
-	bufs     sync.Pool
-	workers  sync.WaitGroup
+	// ahead bounds the files queue holds open before their reads
+	// (aheadSlots).
+	ahead   chan struct{}
+	bufs    sync.Pool
+	workers sync.WaitGroup
 
 	mu       sync.Mutex
 	warnings []Warning
@@ -187,8 +190,8 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 	wk := &walker{cancel: cancel, repo: repo, w: w, vol: vol, opts: opts, prog: prog, log: log,
 		excl: excl, skip: map[devIno]bool{}, bs: int64(vol.BlockSize),
 		jobs: make(chan *fileRead, opts.Workers*4), slots: make(chan struct{}, opts.Workers),
-		dirSlots: make(chan struct{}, opts.Workers-1),
-		links:    map[devIno]*fileRead{}}
+		dirSlots: make(chan struct{}, opts.Workers-1), ahead: make(chan struct{}, aheadSlots(opts.Workers*4)),
+		links: map[devIno]*fileRead{}}
 	wk.bufs.New = func() any { b := make([]byte, vol.BlockSize); return &b }
 	for _, p := range append(opts.Skip, repo.Info().Dir) {
 		var st unix.Stat_t
@@ -585,8 +588,9 @@ type fileRead struct {
 
 	shared *fileRead // for a later name of a hard-link group: the read it waits for
 
-	fd     int  // the file, when queue opened it
-	opened bool // fd is set; end closes it
+	fd     int           // the file, once opened
+	opened bool          // fd is set; end closes it
+	ahead  chan struct{} // the slot queue took to open fd, which end gives back
 }
 
 // result is the read's error, or that of the read it shares.
@@ -615,6 +619,18 @@ func (wk *walker) startRead(ctx context.Context, path, open string, e *store.Ent
 	return fr
 }
 
+// aheadSlots is how many files queue may hold open ahead of their reads:
+// the queue's length, or a sixteenth of the open-file limit when that is
+// less, so that a low limit is left to what must be open (the directories
+// being walked, the files being read, packs, the metadata store).
+func aheadSlots(queue int) int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return int(min(uint64(queue), lim.Cur/16))
+}
+
 // queue hands a read to the workers. The file is opened here and its
 // first bytes asked for (FADV_WILLNEED) while the read waits its turn:
 // otherwise a tree of small files has one disk read in flight per worker,
@@ -626,9 +642,15 @@ func (wk *walker) queue(ctx context.Context, fr *fileRead) {
 		return
 	}
 	if fr.entry.Size > 0 {
-		if fd, err := openFile(fr.open); err == nil {
-			unix.Fadvise(fd, 0, min(int64(fr.entry.Size), prefetch), unix.FADV_WILLNEED) // advice
-			fr.fd, fr.opened = fd, true
+		select {
+		case wk.ahead <- struct{}{}:
+			if fd, err := openFile(fr.open); err == nil {
+				unix.Fadvise(fd, 0, min(int64(fr.entry.Size), prefetch), unix.FADV_WILLNEED) // advice
+				fr.fd, fr.opened, fr.ahead = fd, true, wk.ahead
+			} else {
+				<-wk.ahead
+			}
+		default: // as many are open ahead as may be: the worker opens this one
 		}
 	}
 	select {
@@ -638,10 +660,14 @@ func (wk *walker) queue(ctx context.Context, fr *fileRead) {
 	}
 }
 
-// end closes what queue opened and finishes the read with err.
+// end closes the file, gives back its slot if queue opened it, and
+// finishes the read with err.
 func (fr *fileRead) end(err error) {
 	if fr.opened {
 		unix.Close(fr.fd)
+	}
+	if fr.ahead != nil {
+		<-fr.ahead
 	}
 	fr.err = err
 	close(fr.done)

@@ -280,7 +280,7 @@ func TestFileSwappedForAFifo(t *testing.T) {
 	if err := unix.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	wk := &walker{jobs: make(chan *fileRead, 1)}
+	wk := &walker{jobs: make(chan *fileRead, 1), ahead: make(chan struct{}, 1)}
 	fr := &fileRead{path: fifo, open: fifo, entry: store.Entry{Type: store.TypeRegular, Size: 100}, done: make(chan struct{})}
 	ended := make(chan error, 1)
 	go func() {
