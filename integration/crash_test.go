@@ -21,11 +21,7 @@ import (
 // done visible. CHAINFS_CRASH_ROUNDS sets the kills per operation (default
 // 20; make stress uses more).
 func TestKillAnywhere(t *testing.T) {
-	rounds := 20
-	if n, err := strconv.Atoi(os.Getenv("CHAINFS_CRASH_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	killAnywhere(t, newEnv(t), rounds)
+	killAnywhere(t, newEnv(t), crashRounds(20, 1))
 }
 
 // TestKillAnywhereInABucket is TestKillAnywhere on a repository in a
@@ -33,46 +29,46 @@ func TestKillAnywhere(t *testing.T) {
 // (an entry sent but not applied, a lease, marked work, packs no commit
 // names) the next command on that host finishes or undoes.
 func TestKillAnywhereInABucket(t *testing.T) {
-	rounds := 10
-	if n, err := strconv.Atoi(os.Getenv("CHAINFS_CRASH_ROUNDS")); err == nil && n > 0 {
-		rounds = max(1, n/2)
-	}
-	srv := s3test.Start(t)
-	srv.Setenv(t)
-	dir := t.TempDir()
-	t.Setenv("CHAINFS_CACHE", filepath.Join(dir, "cache"))
-	e := &env{t: t, dir: dir, repo: "s3://kill-test/repo"}
+	e := bucketEnv(t, "s3://kill-test/repo")
 	e.ok("init")
-	killAnywhere(t, e, rounds)
+	killAnywhere(t, e, crashRounds(10, 2))
 }
 
 // TestKillAnywhereEncrypted is TestKillAnywhere on an encrypted
 // repository, a quarter as many kills: sealed packs, badger's sealed
 // tables and logs cut anywhere.
 func TestKillAnywhereEncrypted(t *testing.T) {
-	rounds := 5
-	if n, err := strconv.Atoi(os.Getenv("CHAINFS_CRASH_ROUNDS")); err == nil && n > 0 {
-		rounds = max(1, n/4)
-	}
-	killAnywhere(t, newEncryptedEnv(t, "kill-test password"), rounds)
+	killAnywhere(t, newEncryptedEnv(t, "kill-test password"), crashRounds(5, 4))
 }
 
 // TestKillAnywhereEncryptedInABucket is TestKillAnywhereInABucket on an
 // encrypted repository, three kills per operation: sealed journal entries
 // sent, read back after a lost answer and applied around kills.
 func TestKillAnywhereEncryptedInABucket(t *testing.T) {
-	rounds := 3
+	e := bucketEnv(t, "s3://kill-sealed/repo")
+	e.encrypted = true
+	e.vars = []string{"CHAINFS_PASSWORD_FILE=" + writePassword(t, e.dir, "password", "sealed kills")}
+	e.ok("init", "--encrypt")
+	killAnywhere(t, e, crashRounds(3, 6))
+}
+
+// crashRounds is the kills per operation of a kill test: def, or a share
+// of CHAINFS_CRASH_ROUNDS (which sets TestKillAnywhere's) when it is set.
+func crashRounds(def, share int) int {
 	if n, err := strconv.Atoi(os.Getenv("CHAINFS_CRASH_ROUNDS")); err == nil && n > 0 {
-		rounds = max(1, n/6)
+		return max(1, n/share)
 	}
-	srv := s3test.Start(t)
-	srv.Setenv(t)
+	return def
+}
+
+// bucketEnv is an env whose repository is url, in a MinIO of its own, with
+// a cache directory of its own; the repository is not made yet.
+func bucketEnv(t *testing.T, url string) *env {
+	t.Helper()
+	s3test.Start(t).Setenv(t)
 	dir := t.TempDir()
 	t.Setenv("CHAINFS_CACHE", filepath.Join(dir, "cache"))
-	e := &env{t: t, dir: dir, repo: "s3://kill-sealed/repo", encrypted: true}
-	e.vars = []string{"CHAINFS_PASSWORD_FILE=" + writePassword(t, dir, "password", "sealed kills")}
-	e.ok("init", "--encrypt")
-	killAnywhere(t, e, rounds)
+	return &env{t: t, dir: dir, repo: url}
 }
 
 func killAnywhere(t *testing.T, e *env, rounds int) {
