@@ -321,13 +321,12 @@ func unlock(ctx context.Context, opts Options, info Info) (*keyring, string, []b
 	// only when no usual one opens.
 	slices.SortStableFunc(files, func(a, b *keyFile) int { return cmp.Compare(a.KDF.cost(), b.KDF.cost()) })
 	for _, kf := range files {
-		id := kf.ID
 		if err := ctx.Err(); err != nil {
 			return nil, "", nil, err
 		}
 		if master, ok := kf.unwrap(info.ID, password); ok {
 			k, err := newKeyring(master)
-			return k, id, password, err
+			return k, kf.ID, password, err
 		}
 	}
 	if damaged != nil {

@@ -319,21 +319,23 @@ func openNoatime(path string, flags int) (int, error) {
 // openFile opens a file to read its data. It was a regular file when its
 // directory was read; one swapped since for a symlink is not followed, and
 // one swapped for a FIFO opens without waiting for a writer (the read's
-// fstat then refuses it) and never becomes a controlling terminal. The
-// read clears O_NONBLOCK once it knows the file is regular (blocking).
+// fstat then refuses it) and never becomes a controlling terminal. Local
+// file systems ignore O_NONBLOCK on a regular file's reads; a read that
+// meets it (EAGAIN) clears it (preadFull).
 func openFile(path string) (int, error) {
 	return openNoatime(path, unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY)
 }
 
-// blocking clears O_NONBLOCK, which openFile set only for the open: a
-// FUSE server or a kernel file may honour it on reads of a regular file,
-// and answer EAGAIN.
-func blocking(fd int) error {
+// blocking clears O_NONBLOCK, which openFile set only for the open, and
+// reports whether it was set: a FUSE server or a kernel file may honour
+// it on reads of a regular file, and answer EAGAIN.
+func blocking(fd int) bool {
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err == nil && fl&unix.O_NONBLOCK != 0 {
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	if err != nil || fl&unix.O_NONBLOCK == 0 {
+		return false
 	}
-	return err
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	return err == nil
 }
 
 // dir snapshots one directory and returns its tree: open is what the
@@ -588,9 +590,8 @@ type fileRead struct {
 
 	shared *fileRead // for a later name of a hard-link group: the read it waits for
 
-	fd     int           // the file, once opened
-	opened bool          // fd is set; end closes it
-	ahead  chan struct{} // the slot queue took to open fd, which end gives back
+	fd    int           // the file, when queue opened it
+	ahead chan struct{} // set with fd: the slot queue took, which end gives back
 }
 
 // result is the read's error, or that of the read it shares.
@@ -646,7 +647,7 @@ func (wk *walker) queue(ctx context.Context, fr *fileRead) {
 		case wk.ahead <- struct{}{}:
 			if fd, err := openFile(fr.open); err == nil {
 				unix.Fadvise(fd, 0, min(int64(fr.entry.Size), prefetch), unix.FADV_WILLNEED) // advice
-				fr.fd, fr.opened, fr.ahead = fd, true, wk.ahead
+				fr.fd, fr.ahead = fd, wk.ahead
 			} else {
 				<-wk.ahead
 			}
@@ -660,13 +661,11 @@ func (wk *walker) queue(ctx context.Context, fr *fileRead) {
 	}
 }
 
-// end closes the file, gives back its slot if queue opened it, and
-// finishes the read with err.
+// end closes the file queue opened and gives back its slot, and finishes
+// the read with err.
 func (fr *fileRead) end(err error) {
-	if fr.opened {
-		unix.Close(fr.fd)
-	}
 	if fr.ahead != nil {
+		unix.Close(fr.fd)
 		<-fr.ahead
 	}
 	fr.err = err
@@ -688,12 +687,12 @@ func (wk *walker) worker(ctx context.Context) {
 // it was read.
 func (wk *walker) readFile(ctx context.Context, fr *fileRead) error {
 	fd := fr.fd
-	if !fr.opened {
+	if fr.ahead == nil {
 		var err error
 		if fd, err = openFile(fr.open); err != nil {
 			return err
 		}
-		fr.fd, fr.opened = fd, true // end closes it
+		defer unix.Close(fd)
 	}
 	for attempt := 1; ; attempt++ {
 		var before, after unix.Stat_t
@@ -702,9 +701,6 @@ func (wk *walker) readFile(ctx context.Context, fr *fileRead) error {
 		}
 		if fileType(before.Mode) != store.TypeRegular {
 			return fmt.Errorf("no longer a regular file")
-		}
-		if err := blocking(fd); err != nil {
-			return err
 		}
 		extents, sparse, err := dataExtents(fd, before.Size)
 		if err != nil {
@@ -864,11 +860,12 @@ func hasData(extents []store.Extent, off, length int64) bool {
 	return i < len(extents) && int64(extents[i].Off) < off+length
 }
 
+// preadFull reads buf from off, short only at the end of the file.
 func preadFull(fd int, buf []byte, off int64) (int, error) {
 	got := 0
 	for got < len(buf) {
 		n, err := unix.Pread(fd, buf[got:], off+int64(got))
-		if errors.Is(err, unix.EINTR) {
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) && blocking(fd) {
 			continue
 		}
 		if err != nil {

@@ -299,3 +299,24 @@ func TestFileSwappedForAFifo(t *testing.T) {
 		t.Fatal("the read of a file swapped for a FIFO waits for a writer")
 	}
 }
+
+// TestBlocking: the O_NONBLOCK openFile sets is cleared, and said to have
+// been, once: a read that meets EAGAIN retries only when there was one.
+func TestBlocking(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(path, []byte("x"), 0o644)
+	fd, err := openFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if !blocking(fd) {
+		t.Error("O_NONBLOCK of openFile not cleared")
+	}
+	if fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); fl&unix.O_NONBLOCK != 0 || fl&unix.O_NOATIME == 0 {
+		t.Errorf("flags after blocking: %#x; want O_NOATIME kept, O_NONBLOCK gone", fl)
+	}
+	if blocking(fd) {
+		t.Error("blocking cleared O_NONBLOCK twice: an EAGAIN would be retried for ever")
+	}
+}
