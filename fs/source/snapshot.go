@@ -190,7 +190,7 @@ func run(ctx context.Context, repo *store.Repo, w *store.SnapshotWriter, opts Op
 	wk := &walker{cancel: cancel, repo: repo, w: w, vol: vol, opts: opts, prog: prog, log: log,
 		excl: excl, skip: map[devIno]bool{}, bs: int64(vol.BlockSize),
 		jobs: make(chan *fileRead, opts.Workers*4), slots: make(chan struct{}, opts.Workers),
-		dirSlots: make(chan struct{}, opts.Workers-1), ahead: make(chan struct{}, aheadSlots(opts.Workers*4)),
+		dirSlots: make(chan struct{}, opts.Workers-1), ahead: make(chan struct{}, aheadSlots(opts.Workers*6)),
 		links: map[devIno]*fileRead{}}
 	wk.bufs.New = func() any { b := make([]byte, vol.BlockSize); return &b }
 	for _, p := range append(opts.Skip, repo.Info().Dir) {
@@ -620,16 +620,18 @@ func (wk *walker) startRead(ctx context.Context, path, open string, e *store.Ent
 	return fr
 }
 
-// aheadSlots is how many files queue may hold open ahead of their reads:
-// the queue's length, or a sixteenth of the open-file limit when that is
-// less, so that a low limit is left to what must be open (the directories
-// being walked, the files being read, packs, the metadata store).
-func aheadSlots(queue int) int {
+// aheadSlots is how many files queue may hold open: want, or a sixteenth
+// of the open-file limit when that is less, so that a low limit is left to
+// what must be open (the directories being walked, packs, the metadata
+// store). A slot is held until the read ends, so want counts the reads
+// queued (four a worker), being read (one) and waiting to be queued (one
+// a walker): six a worker; with fewer, the reads queued last go without.
+func aheadSlots(want int) int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return 0
 	}
-	return int(min(uint64(queue), lim.Cur/16))
+	return int(min(uint64(want), lim.Cur/16))
 }
 
 // queue hands a read to the workers. The file is opened here and its
